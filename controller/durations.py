@@ -1,0 +1,57 @@
+"""Kubernetes-style durations (``90s``, ``5m``, ``1h30m``, ``14d``) for the custom resource.
+
+The CRD stores durations as strings so that ``kubectl`` users write what they would write in any
+other Kubernetes object; inside Tidal they are :class:`datetime.timedelta`.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
+
+__all__ = ["DURATION_PATTERN", "Duration", "format_duration", "parse_duration"]
+
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
+DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h|d|w))+$"
+
+
+def parse_duration(value: Any) -> timedelta:
+    """Parse ``1h30m``-style text (or pass a timedelta / a number of seconds through)."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, bool):
+        raise ValueError("a duration is text such as '5m' or '14d', not a boolean")
+    if isinstance(value, int | float):
+        return timedelta(seconds=float(value))
+    if not isinstance(value, str):
+        raise ValueError(f"a duration is text such as '5m' or '14d', got {type(value).__name__}")
+    text = value.strip()
+    if not re.fullmatch(DURATION_PATTERN, text):
+        raise ValueError(f"{value!r} is not a duration such as '90s', '5m', '1h30m' or '14d'")
+    seconds = sum(float(n) * _UNITS[unit] for n, unit in _PART.findall(text))
+    return timedelta(seconds=seconds)
+
+
+def format_duration(value: timedelta) -> str:
+    """The shortest ``1h30m``-style text for a duration (whole seconds)."""
+    seconds = round(value.total_seconds())
+    if seconds == 0:
+        return "0s"
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        count, seconds = divmod(seconds, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts)
+
+
+Duration = Annotated[
+    timedelta,
+    BeforeValidator(parse_duration),
+    PlainSerializer(format_duration, return_type=str),
+    WithJsonSchema({"type": "string", "pattern": DURATION_PATTERN}),
+]

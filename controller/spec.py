@@ -1,0 +1,178 @@
+"""The ``GatewayAutoscaler`` custom resource (``tidal.dev/v1alpha1``) as pydantic models.
+
+These models are the single source of the CRD schema (``tidal crd``) and the boundary where
+user input is validated: inside the planner the types are trusted. Field names follow
+DESIGN.md; Python attributes are snake_case and the wire names camelCase.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import timedelta
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.alias_generators import to_camel
+
+from controller.durations import Duration
+from forecasts.registry import model_names
+
+__all__ = [
+    "AUTO_MODEL",
+    "Behavior",
+    "CloudSpec",
+    "ForecastSpec",
+    "GatewayAutoscaler",
+    "GatewayAutoscalerSpec",
+    "LoadSpec",
+    "Mode",
+    "PhysicalSpec",
+    "ReplicaBounds",
+    "ScaleDownBehavior",
+    "ScaleUpBehavior",
+    "forecast_model_names",
+]
+
+GROUP = "tidal.dev"
+VERSION = "v1alpha1"
+KIND = "GatewayAutoscaler"
+PLURAL = "gatewayautoscalers"
+AUTO_MODEL = "auto"
+
+
+def forecast_model_names() -> list[str]:
+    """The names ``spec.forecast.model`` accepts: the registry's keys (``auto`` is one of them)."""
+    return model_names()
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+    )
+
+
+class Mode(enum.StrEnum):
+    """``Scale`` acts; ``ForecastOnly`` plans and reports but touches nothing; ``Paused`` does nothing."""
+
+    SCALE = "Scale"
+    FORECAST_ONLY = "ForecastOnly"
+    PAUSED = "Paused"
+
+
+class LoadSpec(_Model):
+    """Where the region's load comes from and how much of it one replica serves."""
+
+    query: str = Field(min_length=1, description="PromQL returning one series: the region's load")
+    per_replica: float = Field(gt=0, description="Load one ready replica serves at target")
+    step: Duration = Field(default=timedelta(minutes=1), description="Resolution of the history")
+    history: Duration = Field(default=timedelta(days=14), description="How much history to read")
+
+    @model_validator(mode="after")
+    def _positive_durations(self) -> LoadSpec:
+        if self.step <= timedelta(0):
+            raise ValueError("load.step must be positive")
+        if self.history < self.step * 2:
+            raise ValueError("load.history must cover at least two load.step")
+        return self
+
+
+class ReplicaBounds(_Model):
+    """Bounds on the region's total replicas (physical plus cloud)."""
+
+    min: int = Field(default=1, ge=0)
+    max: int = Field(default=400, ge=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> ReplicaBounds:
+        if self.min > self.max:
+            raise ValueError(f"replicas.min ({self.min}) must not exceed replicas.max ({self.max})")
+        return self
+
+
+class PhysicalSpec(_Model):
+    """The gateway on the owned, fixed-size pool, filled first."""
+
+    deployment: str = Field(min_length=1)
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    max_replicas: int | None = Field(
+        default=None, ge=0, description="Cap; by default computed from the nodes' allocatable"
+    )
+    keep_warm: bool = Field(
+        default=True,
+        description=(
+            "Keep the physical pool's replicas running when load falls: the machines are paid "
+            "for, an idle gateway on them costs nothing, and removing it disconnects users"
+        ),
+    )
+
+
+class CloudSpec(_Model):
+    """The gateway on rented cloud nodes, which takes the overflow."""
+
+    deployment: str = Field(min_length=1)
+    max_replicas: int = Field(default=200, ge=0)
+    node_lead_time: Duration = Field(
+        default=timedelta(minutes=5), description="A new cloud node's time to become schedulable"
+    )
+    reserve: bool = Field(
+        default=True, description="Request nodes ahead of time with low-priority placeholder pods"
+    )
+    replicas_per_node: int = Field(
+        default=10, ge=1, description="Gateway replicas one cloud node holds (placeholder rounding)"
+    )
+
+
+class ForecastSpec(_Model):
+    model: str = Field(default=AUTO_MODEL, json_schema_extra={"enum": forecast_model_names()})
+    horizon: Duration = Field(default=timedelta(minutes=30))
+    quantile: float = Field(default=0.95, gt=0.5, lt=1.0)
+    refit: Duration = Field(default=timedelta(minutes=15))
+
+    @model_validator(mode="after")
+    def _known_model(self) -> ForecastSpec:
+        if self.model not in forecast_model_names():
+            raise ValueError(
+                f"forecast.model {self.model!r} is not one of {', '.join(forecast_model_names())}"
+            )
+        return self
+
+
+class ScaleDownBehavior(_Model):
+    stabilization: Duration = Field(default=timedelta(minutes=10))
+    max_replicas_per_minute: int = Field(default=10, ge=1)
+
+
+class ScaleUpBehavior(_Model):
+    max_replicas_per_minute: int = Field(default=100, ge=1)
+
+
+class Behavior(_Model):
+    scale_down: ScaleDownBehavior = Field(default_factory=ScaleDownBehavior)
+    scale_up: ScaleUpBehavior = Field(default_factory=ScaleUpBehavior)
+
+
+class GatewayAutoscalerSpec(_Model):
+    """``spec`` of one region's GatewayAutoscaler."""
+
+    region: str = Field(min_length=1)
+    mode: Mode = Mode.SCALE
+    load: LoadSpec
+    replicas: ReplicaBounds = Field(default_factory=ReplicaBounds)
+    headroom: float = Field(default=0.10, ge=0.0, le=4.0)
+    physical: PhysicalSpec
+    cloud: CloudSpec
+    forecast: ForecastSpec = Field(default_factory=ForecastSpec)
+    behavior: Behavior = Field(default_factory=Behavior)
+
+
+class GatewayAutoscaler(_Model):
+    """The whole object as read from the API; status is handled as plain data by the operator."""
+
+    api_version: Literal["tidal.dev/v1alpha1"] = "tidal.dev/v1alpha1"
+    kind: Literal["GatewayAutoscaler"] = "GatewayAutoscaler"
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    spec: GatewayAutoscalerSpec
+    status: dict[str, Any] | None = None

@@ -1,0 +1,267 @@
+"""The forecaster interface, the forecast it returns, and the calibration of its bands.
+
+A :class:`Forecaster` is fitted on a history and returns a :class:`FittedModel`. A fitted model
+forecasts again from any later history without refitting: it advances its state over the
+observations that arrived after the fit (cheap) and projects the horizon. Fitting (parameter
+estimation, model choice, calibration) is the expensive part and happens at most every
+``refit``.
+
+Prediction bands are empirical: every model measures its own multi-step errors on the history
+it was fitted on (forecasts from many origins, each compared with what happened next), scaled
+by the forecast level, and the upper quantile at level ``q`` is the point plus the ``q``-th
+quantile of those errors at the same lead time. Nothing assumes Gaussian errors.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import numpy as np
+import numpy.typing as npt
+
+from forecasts.errors import InsufficientHistory, InvalidHistory
+from forecasts.series import LoadSeries
+
+__all__ = [
+    "DAY",
+    "WEEK",
+    "Calibration",
+    "FittedModel",
+    "Forecast",
+    "Forecaster",
+    "PreparedHistory",
+    "prepare_history",
+]
+
+FloatArray = npt.NDArray[np.float64]
+DAY = 86400.0
+WEEK = 7 * DAY
+
+
+@dataclass(frozen=True, eq=False)
+class Calibration:
+    """Sorted, level-scaled errors per lead time: row ``h`` holds errors of ``h+1``-step forecasts.
+
+    An error is ``(actual - point) / (point + scale_floor)``: relative at high load, absolute
+    near zero, so a band widens with the level as real load noise does.
+    """
+
+    errors: tuple[FloatArray, ...]
+    scale_floor: float
+    _cache: dict[float, FloatArray] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_forecasts(
+        cls, actual: FloatArray, predicted: FloatArray, *, scale_floor: float
+    ) -> Calibration:
+        """Build from ``predicted[i, h]`` (forecast of ``actual[i, h]`` made ``h+1`` steps ahead)."""
+        scale = np.maximum(predicted, 0.0) + scale_floor
+        normalised = (actual - predicted) / scale
+        rows = []
+        for column in normalised.T:
+            known = np.sort(column[np.isfinite(column)])
+            rows.append(known if known.size else np.zeros(1))
+        return cls(tuple(rows), float(scale_floor))
+
+    @property
+    def lead_steps(self) -> int:
+        return len(self.errors)
+
+    @property
+    def samples(self) -> int:
+        return min(len(row) for row in self.errors)
+
+    def quantile(self, q: float, steps: int) -> FloatArray:
+        """The ``q``-th error quantile for lead times ``1..steps`` (the last row beyond its reach)."""
+        cached = self._cache.get(q)
+        if cached is None:
+            cached = np.array([float(np.quantile(row, q)) for row in self.errors])
+            self._cache[q] = cached
+        if steps <= cached.size:
+            return cached[:steps]
+        return np.concatenate([cached, np.full(steps - cached.size, cached[-1])])
+
+
+@dataclass(frozen=True, eq=False)
+class Forecast:
+    """A point path and calibrated upper quantiles; ``point[i]`` is at ``origin + (i+1)*step``."""
+
+    model: str
+    origin: float
+    step: float
+    point: FloatArray
+    calibration: Calibration
+
+    def times(self) -> FloatArray:
+        return self.origin + self.step * np.arange(1, self.point.size + 1, dtype=np.float64)
+
+    @property
+    def end(self) -> float:
+        return self.origin + self.step * self.point.size
+
+    def upper(self, q: float) -> FloatArray:
+        """The path of the ``q`` quantile (``0.5 <= q < 1``), never negative, never below the point."""
+        if not 0.0 < q < 1.0:
+            raise ValueError(f"quantile must be in (0, 1), got {q}")
+        spread = self.calibration.quantile(q, self.point.size)
+        scale = self.point + self.calibration.scale_floor
+        return np.maximum(np.maximum(self.point + spread * scale, 0.0), self.point if q >= 0.5 else 0.0)
+
+    def path(self, q: float | None = None) -> FloatArray:
+        return self.point if q is None else self.upper(q)
+
+    def value_at(self, when: float, q: float | None = None) -> float:
+        """Linear interpolation of the point (or the ``q`` quantile) at ``when``."""
+        return float(np.interp(when, self.times(), self.path(q)))
+
+    def max_between(self, start: float, end: float, q: float | None = None) -> float:
+        """The highest value of the point (or the ``q`` quantile) path over ``[start, end]``.
+
+        Each step's value covers the bucket that ends at its time, so a bucket that overlaps
+        the window counts.
+        """
+        times = self.times()
+        values = self.path(q)
+        inside = (times > start) & (times - self.step < end)
+        if inside.any():
+            return float(values[inside].max())
+        return float(np.interp(start, times, values))
+
+
+@dataclass(frozen=True, eq=False)
+class PreparedHistory:
+    """A history on the model's grid: validated, gaps filled, trailing gap trimmed."""
+
+    start: float
+    step: float
+    values: FloatArray
+    missing_fraction: float
+
+    @property
+    def end(self) -> float:
+        return self.start + self.step * (self.values.size - 1)
+
+    def season_steps(self, period: float) -> int:
+        return max(1, round(period / self.step))
+
+
+def prepare_history(
+    history: LoadSeries, *, fit_step: float, min_points: int, what: str = "history"
+) -> PreparedHistory:
+    """Aggregate to ``fit_step``, validate and fill gaps; raise when too little is left.
+
+    - negative values raise :class:`InvalidHistory` (load cannot be negative: the query is wrong);
+    - infinities count as missing samples;
+    - interior gaps are filled by linear interpolation, a trailing gap is trimmed (the model's
+      origin is then the last known sample and the caller sees its age);
+    - fewer than ``min_points`` known samples, or less than half the span known, raise
+      :class:`InsufficientHistory`.
+    """
+    values = np.array(history.values, dtype=np.float64)
+    values[~np.isfinite(values)] = np.nan
+    negative = np.flatnonzero(values < 0)
+    if negative.size:
+        when = history.start + history.step * float(negative[0])
+        raise InvalidHistory(
+            f"{what} holds negative load ({values[negative[0]]:g} at t={when:.0f}); "
+            "load must be a count or a rate, never below zero"
+        )
+    series = LoadSeries(history.start, history.step, values)
+    if fit_step > history.step:
+        series = series.aggregate(fit_step)
+    known = np.flatnonzero(~np.isnan(series.values))
+    if known.size < min_points:
+        raise InsufficientHistory(
+            f"{what} has {known.size} usable samples at a {series.step:.0f}s step, "
+            f"{min_points} are needed"
+        )
+    first, last = int(known[0]), int(known[-1])
+    span = series.values[first : last + 1]
+    missing = float(np.isnan(span).mean())
+    if missing > 0.5:
+        raise InsufficientHistory(f"{what} is {missing:.0%} missing samples")
+    if missing:
+        idx = np.arange(span.size)
+        ok = ~np.isnan(span)
+        span = np.interp(idx, idx[ok], span[ok])
+    return PreparedHistory(series.start + first * series.step, series.step, span, missing)
+
+
+def new_observations(fitted_until: float, history: LoadSeries, fit_step: float) -> FloatArray:
+    """Aggregated observations of ``history`` strictly after ``fitted_until`` (NaN where missing)."""
+    recent = history.since(fitted_until - fit_step)
+    if fit_step > history.step:
+        recent = recent.aggregate(fit_step)
+    later = recent.times() > fitted_until + 1e-6
+    return np.asarray(recent.values[later], dtype=np.float64)
+
+
+class FittedModel(ABC):
+    """A model fitted up to ``fitted_until``; forecasts from any later history."""
+
+    name: str
+    step: float
+    fitted_until: float
+    calibration: Calibration
+    fit_seconds: float
+
+    def forecast(self, history: LoadSeries, *, horizon: float) -> Forecast:
+        """Advance over observations after the fit and forecast ``horizon`` seconds past the history."""
+        observed = new_observations(self.fitted_until, history, self.step)
+        origin = self.fitted_until + self.step * observed.size
+        steps = max(1, math.ceil((history.end + horizon - origin) / self.step - 1e-9))
+        point = self._project(observed, steps)
+        point = np.maximum(np.nan_to_num(point, nan=0.0, posinf=0.0), 0.0)
+        return Forecast(self.name, origin, self.step, point, self.calibration)
+
+    @abstractmethod
+    def _project(self, observed: FloatArray, steps: int) -> FloatArray:
+        """Advance the state over ``observed`` (NaN = missing) and return ``steps`` point values."""
+
+
+class Forecaster(ABC):
+    """A forecasting model: one module plus one line in :mod:`forecasts.registry`."""
+
+    name: ClassVar[str]
+
+    def __init__(
+        self, *, fit_step: float = 300.0, max_horizon: float = 2 * 3600.0, **_: object
+    ) -> None:
+        if fit_step <= 0 or max_horizon <= 0:
+            raise ValueError("fit_step and max_horizon must be positive")
+        self.fit_step = fit_step
+        self.max_horizon = max_horizon
+
+    def lead_steps(self, step: float) -> int:
+        return max(1, math.ceil(self.max_horizon / step))
+
+    def fit(self, history: LoadSeries, *, previous: FittedModel | None = None) -> FittedModel:
+        """Fit on ``history``. ``previous`` (a fit of the same model) may be reused to refit cheaply."""
+        started = time.perf_counter()
+        fitted = self._fit(history, previous=previous)
+        fitted.fit_seconds = time.perf_counter() - started
+        return fitted
+
+    @abstractmethod
+    def _fit(self, history: LoadSeries, *, previous: FittedModel | None) -> FittedModel: ...
+
+
+def scale_floor(values: FloatArray) -> float:
+    """Absolute error scale near zero load: a tenth of the typical level (never 0)."""
+    typical = float(np.median(values)) if values.size else 0.0
+    return max(0.1 * typical, 1e-9 + 0.01 * float(np.max(values, initial=0.0)), 1e-9)
+
+
+def origins_matrix(
+    values: FloatArray, first_origin: int, lead: int
+) -> tuple[npt.NDArray[np.int64], FloatArray]:
+    """Origins ``first_origin..n-1-1`` and the actuals ``values[o+1 .. o+lead]`` (NaN past the end)."""
+    n = values.size
+    origins = np.arange(first_origin, n - 1, dtype=np.int64)
+    idx = origins[:, None] + np.arange(1, lead + 1)[None, :]
+    actual = np.where(idx < n, values[np.minimum(idx, n - 1)], np.nan)
+    return origins, actual

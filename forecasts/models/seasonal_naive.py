@@ -1,0 +1,82 @@
+"""Seasonal naive: tomorrow at 18:00 looks like today at 18:00. The floor every model must beat."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from forecasts.base import (
+    DAY,
+    Calibration,
+    FittedModel,
+    FloatArray,
+    Forecaster,
+    origins_matrix,
+    prepare_history,
+    scale_floor,
+)
+from forecasts.series import LoadSeries
+
+__all__ = ["SeasonalNaive"]
+
+#: Calibrate on at most this much recent history: errors from a month ago say little about now.
+CALIBRATION_WINDOW = 7 * DAY
+
+
+@dataclass(eq=False)
+class _FittedSeasonalNaive(FittedModel):
+    name: str
+    step: float
+    fitted_until: float
+    calibration: Calibration
+    fit_seconds: float
+    season: int
+    recent: FloatArray  # the last ``season`` values of the fit
+
+    def _project(self, observed: FloatArray, steps: int) -> FloatArray:
+        known = np.concatenate([self.recent, observed])
+        # A missing new observation repeats the value one season before it.
+        for i in range(self.recent.size, known.size):
+            if np.isnan(known[i]):
+                known[i] = known[i - self.season]
+        tail = known[-self.season :]
+        reps = -(-steps // self.season)
+        return np.tile(tail, reps)[:steps].copy()
+
+
+class SeasonalNaive(Forecaster):
+    """``y(t + h) = y(t + h - season)``, with a one-day season."""
+
+    name = "seasonal-naive"
+
+    def __init__(self, *, season: float = DAY, **kwargs: object) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.season = season
+
+    def _fit(self, history: LoadSeries, *, previous: FittedModel | None) -> FittedModel:
+        lead = self.lead_steps(max(self.fit_step, history.step))
+        season_steps = max(1, round(self.season / max(self.fit_step, history.step)))
+        prepared = prepare_history(
+            history, fit_step=self.fit_step, min_points=season_steps + lead + 1, what="history"
+        )
+        values = prepared.values
+        season = prepared.season_steps(self.season)
+        first = max(season - 1, values.size - 1 - round(CALIBRATION_WINDOW / prepared.step))
+        origins, actual = origins_matrix(values, first, lead)
+        h = np.arange(1, lead + 1)[None, :]
+        # Forecast of o+h is the value one season before it, taken from what was known at o.
+        src = origins[:, None] + h - season * np.ceil(h / season).astype(np.int64)
+        predicted = values[src]
+        calibration = Calibration.from_forecasts(
+            actual, predicted, scale_floor=scale_floor(values)
+        )
+        return _FittedSeasonalNaive(
+            name=self.name,
+            step=prepared.step,
+            fitted_until=prepared.end,
+            calibration=calibration,
+            fit_seconds=0.0,
+            season=season,
+            recent=values[-season:].copy(),
+        )

@@ -1,0 +1,189 @@
+"""Load histories on a regular time grid, and the trace CSV format.
+
+A :class:`LoadSeries` is a start time, a step and a float array in which NaN marks a missing
+sample. Times are epoch seconds (UTC) so that the pure code never deals with time zones or
+clocks; the edges convert.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from forecasts.errors import InvalidHistory, TraceFormatError
+
+__all__ = ["LoadSeries", "load_trace", "parse_timestamp"]
+
+FloatArray = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True, eq=False)
+class LoadSeries:
+    """Samples of one load series at ``start + i * step`` seconds; NaN is a missing sample."""
+
+    start: float
+    step: float
+    values: FloatArray
+
+    def __post_init__(self) -> None:
+        if not self.step > 0:
+            raise ValueError(f"step must be positive, got {self.step}")
+        values = np.asarray(self.values, dtype=np.float64)
+        if values.ndim != 1:
+            raise ValueError("values must be one-dimensional")
+        object.__setattr__(self, "values", values)
+
+    def __len__(self) -> int:
+        return int(self.values.size)
+
+    @property
+    def end(self) -> float:
+        """Time of the last sample (``start`` for an empty series)."""
+        return self.start + self.step * max(len(self) - 1, 0)
+
+    def times(self) -> FloatArray:
+        return self.start + self.step * np.arange(len(self), dtype=np.float64)
+
+    def index_of(self, when: float) -> int:
+        """Index of the last sample at or before ``when`` (may be -1 or past the end)."""
+        return math.floor((when - self.start) / self.step + 1e-9)
+
+    def until(self, when: float) -> LoadSeries:
+        """The samples at or before ``when``."""
+        stop = max(0, min(len(self), self.index_of(when) + 1))
+        return LoadSeries(self.start, self.step, self.values[:stop])
+
+    def since(self, when: float) -> LoadSeries:
+        """The samples at or after ``when``."""
+        first = max(0, min(len(self), math.ceil((when - self.start) / self.step - 1e-9)))
+        return LoadSeries(self.start + first * self.step, self.step, self.values[first:])
+
+    def last(self, duration: float) -> LoadSeries:
+        """The samples in the final ``duration`` seconds (inclusive of the last one)."""
+        return self.since(self.end - duration + self.step)
+
+    def aggregate(self, step: float) -> LoadSeries:
+        """Means over buckets of ``step`` seconds aligned to the epoch.
+
+        A bucket's value is the mean of its non-missing samples and stands at the bucket's
+        *end* (a 5-minute mean of 12:00..12:04 is the value at 12:04), so that aggregation never
+        moves information backwards in time. A bucket without samples is NaN; an incomplete
+        final bucket is dropped, so the result only holds what is fully known.
+        """
+        if step <= self.step or len(self) == 0:
+            return self
+        ratio = step / self.step
+        if abs(ratio - round(ratio)) > 1e-9:
+            raise ValueError(f"aggregation step {step}s is not a multiple of {self.step}s")
+        ratio_i = round(ratio)
+        # Index of the first sample that opens a bucket aligned on multiples of ``step``.
+        offset = (-round(self.start / self.step)) % ratio_i
+        usable = (len(self) - offset) // ratio_i * ratio_i
+        if usable <= 0:
+            return LoadSeries(self.start, step, np.empty(0))
+        block = self.values[offset : offset + usable].reshape(-1, ratio_i)
+        with np.errstate(invalid="ignore"), _quiet_nan_warnings():
+            means = np.nanmean(block, axis=1)
+        first_end = self.start + (offset + ratio_i - 1) * self.step
+        return LoadSeries(first_end, step, means)
+
+    def resample(self, step: float) -> LoadSeries:
+        """Linear interpolation onto a finer grid of ``step`` seconds (coarse traces)."""
+        if step >= self.step or len(self) < 2:
+            return self
+        times = np.arange(self.start, self.end + 1e-9, step)
+        known = ~np.isnan(self.values)
+        if not known.any():
+            return LoadSeries(self.start, step, np.full(times.size, np.nan))
+        values = np.interp(times, self.times()[known], self.values[known])
+        return LoadSeries(self.start, step, values)
+
+
+class _quiet_nan_warnings:
+    """Silence numpy's 'mean of empty slice' for all-NaN buckets, which become NaN on purpose."""
+
+    def __enter__(self) -> None:
+        import warnings
+
+        self._ctx = warnings.catch_warnings()
+        self._ctx.__enter__()
+        warnings.simplefilter("ignore", category=RuntimeWarning)
+
+    def __exit__(self, *exc: object) -> None:
+        self._ctx.__exit__(*exc)
+
+
+def parse_timestamp(text: str) -> float:
+    """ISO-8601 to epoch seconds. A timestamp without an offset is read as UTC.
+
+    Traces without an offset are in the source's local time (DESIGN: nyc taxi); reading that
+    clock as UTC keeps its daily shape, which is all a forecaster or a planner needs.
+    """
+    stamp = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=UTC)
+    return stamp.timestamp()
+
+
+def load_trace(path: str | Path) -> LoadSeries:
+    """Read a ``timestamp,load`` CSV into a regular series at its own (median) step.
+
+    Irregular timestamps are placed on the grid by linear interpolation; a sample that cannot
+    be read raises :class:`TraceFormatError` naming the file and line.
+    """
+    path = Path(path)
+    times: list[float] = []
+    loads: list[float] = []
+    try:
+        handle = path.open(newline="", encoding="utf-8")
+    except OSError as exc:
+        raise TraceFormatError(f"{path}: cannot read the trace: {exc.strerror}") from exc
+    with handle:
+        reader = csv.reader(handle)
+        header = next(reader, None)
+        if header is None or [h.strip() for h in header[:2]] != ["timestamp", "load"]:
+            raise TraceFormatError(f"{path}:1: the header must be 'timestamp,load', got {header}")
+        for line_no, row in enumerate(reader, start=2):
+            if not row or all(not cell.strip() for cell in row):
+                continue
+            if len(row) < 2:
+                raise TraceFormatError(f"{path}:{line_no}: expected 'timestamp,load', got {row}")
+            try:
+                when = parse_timestamp(row[0])
+            except ValueError as exc:
+                raise TraceFormatError(
+                    f"{path}:{line_no}: timestamp {row[0]!r} is not ISO-8601"
+                ) from exc
+            try:
+                load = float(row[1]) if row[1].strip() else math.nan
+            except ValueError as exc:
+                raise TraceFormatError(f"{path}:{line_no}: load {row[1]!r} is not a number") from exc
+            if load < 0:
+                raise TraceFormatError(f"{path}:{line_no}: load {load} is negative")
+            if times and when <= times[-1]:
+                raise TraceFormatError(f"{path}:{line_no}: timestamp {row[0]} is not after the previous one")
+            times.append(when)
+            loads.append(load if math.isfinite(load) else math.nan)
+    if len(times) < 2:
+        raise TraceFormatError(f"{path}: a trace needs at least two samples, found {len(times)}")
+    t = np.asarray(times)
+    y = np.asarray(loads)
+    step = float(np.median(np.diff(t)))
+    start = t[0]
+    grid = np.arange(start, t[-1] + step / 2, step)
+    known = ~np.isnan(y)
+    values = np.interp(grid, t[known], y[known])
+    # A gap longer than two steps in the source stays a gap: interpolating across it would invent load.
+    gap_after = np.searchsorted(t, grid, side="right") - 1
+    gap_after = np.clip(gap_after, 0, len(t) - 2)
+    too_far = (t[gap_after + 1] - t[gap_after]) > 2.5 * step
+    values[too_far & ~np.isin(grid, t)] = np.nan
+    if not np.isfinite(values).any():
+        raise InvalidHistory(f"{path}: the trace has no finite load")
+    return LoadSeries(float(start), step, values)
