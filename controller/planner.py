@@ -1,0 +1,331 @@
+"""The capacity-tier planner: one region's spec, load, forecast and state in; a plan out.
+
+Pure: no I/O, no clock (``now`` is an argument), no Kubernetes. The live operator and the
+simulator call this very function; there is no second copy of the decision.
+
+The rules, in order:
+
+1. **Need now** (the reactive floor): the replicas the latest load needs at target, headroom
+   included. The plan never provisions less, whatever the forecast says.
+2. **Forecast**: the highest upper quantile of the forecast over the time a new pod needs to
+   become ready plus one loop, headroom on top.
+3. **Bounds**: ``replicas.min``/``replicas.max``.
+4. **Stabilisation** on the way down: the highest recommendation of the last
+   ``behavior.scaleDown.stabilization`` (the HPA's rule: kubernetes/kubernetes
+   pkg/controller/podautoscaler/horizontal.go, ``stabilizeRecommendation``).
+5. **Physical first**: the physical pool takes replicas up to its capacity; the overflow goes
+   to cloud, up to ``cloud.maxReplicas``. With ``physical.keepWarm`` the physical pool stays
+   full: its machines are paid for, and a warm gateway there absorbs what no model foresaw.
+6. **Rate limits**: at most ``scaleUp.maxReplicasPerMinute`` added and
+   ``scaleDown.maxReplicasPerMinute`` removed per minute, cloud removed before physical.
+7. **Reservation**: cloud capacity is held ahead by placeholders for the forecast over the
+   cloud node's lead time plus pod start, so nodes are booted before the ramp needs them.
+
+Without fresh load the plan holds what runs (it never scales down for missing data); without a
+usable forecast it sizes reactively and says so.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass, field
+
+from controller.spec import GatewayAutoscalerSpec, Mode
+from forecasts.base import Forecast
+from forecasts.series import LoadSeries
+
+__all__ = [
+    "Decision",
+    "Plan",
+    "PlannerSettings",
+    "Reason",
+    "Recommendation",
+    "RegionState",
+    "plan_region",
+    "replicas_for",
+]
+
+
+class Reason(enum.StrEnum):
+    """Why a number in a plan is what it is; becomes a condition reason and an event."""
+
+    FORECAST = "Forecast"
+    REACTIVE_FLOOR = "ReactiveFloor"
+    MIN = "MinReplicas"
+    MAX = "MaxReplicas"
+    PHYSICAL_CAPACITY_EXHAUSTED = "PhysicalCapacityExhausted"
+    CLOUD_CAPACITY_EXHAUSTED = "CloudCapacityExhausted"
+    STABILIZATION = "Stabilization"
+    RATE_LIMIT = "RateLimit"
+    FALLBACK = "Fallback"
+    KEEP_WARM = "KeepWarm"
+    NOT_RESERVING = "NotReserving"
+    FORECAST_ONLY = "ForecastOnly"
+    PAUSED = "Paused"
+
+
+@dataclass(frozen=True)
+class Decision:
+    replicas: int
+    reason: Reason
+    message: str
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    """A past raw recommendation (total replicas), kept in status for stabilisation."""
+
+    at: float
+    replicas: int
+
+
+@dataclass(frozen=True)
+class RegionState:
+    """What runs now, and what the recent past recommended (from the CR's status)."""
+
+    physical_replicas: int
+    cloud_replicas: int
+    physical_capacity: int
+    cloud_reserved: int = 0
+    recommendations: tuple[Recommendation, ...] = ()
+
+    @property
+    def total_replicas(self) -> int:
+        return self.physical_replicas + self.cloud_replicas
+
+
+@dataclass(frozen=True)
+class PlannerSettings:
+    """Facts about the driver and the cluster, not about a region."""
+
+    loop_interval: float = 60.0
+    pod_ready: float = 60.0
+    #: A load sample older than this is stale: the plan holds instead of trusting it.
+    stale_after: float = 300.0
+
+
+@dataclass(frozen=True)
+class Plan:
+    mode: Mode
+    now: float
+    load: float | None
+    total: Decision
+    physical: Decision
+    cloud: Decision
+    reserve: Decision
+    physical_capacity: int
+    forecast_model: str | None = None
+    forecast_peak: float | None = None
+    forecast_peak_at: float | None = None
+    forecast_problem: str | None = None
+    capacity_limited: str | None = None
+    recommendations: tuple[Recommendation, ...] = field(default=())
+
+    @property
+    def acts(self) -> bool:
+        """Whether a driver should write this plan (only in ``Scale`` mode)."""
+        return self.mode is Mode.SCALE
+
+    @property
+    def placeholders(self) -> int:
+        return max(0, self.reserve.replicas - self.cloud.replicas)
+
+    @property
+    def bursting(self) -> bool:
+        return self.cloud.replicas > 0
+
+
+def replicas_for(load: float, spec: GatewayAutoscalerSpec) -> int:
+    """Replicas that serve ``load`` at ``perReplica`` with ``headroom`` to spare."""
+    exact = load * (1.0 + spec.headroom) / spec.load.per_replica
+    return max(0, math.ceil(exact - 1e-9))
+
+
+def _latest(history: LoadSeries) -> tuple[float, float] | None:
+    values = history.values
+    for i in range(values.size - 1, max(-1, values.size - 32), -1):
+        if math.isfinite(values[i]):
+            return history.start + i * history.step, float(values[i])
+    return None
+
+
+def plan_region(
+    spec: GatewayAutoscalerSpec,
+    *,
+    history: LoadSeries,
+    forecast: Forecast | None,
+    state: RegionState,
+    now: float,
+    settings: PlannerSettings = PlannerSettings(),
+    forecast_problem: str | None = None,
+) -> Plan:
+    """Plan one region. ``forecast_problem`` says why ``forecast`` is None, when it is."""
+    capacity = state.physical_capacity
+    if spec.physical.max_replicas is not None:
+        capacity = min(capacity, spec.physical.max_replicas)
+    capacity = max(0, capacity)
+
+    if spec.mode is Mode.PAUSED:
+        hold = "paused: nothing is changed"
+        return Plan(
+            mode=spec.mode,
+            now=now,
+            load=None,
+            total=Decision(state.total_replicas, Reason.PAUSED, hold),
+            physical=Decision(state.physical_replicas, Reason.PAUSED, hold),
+            cloud=Decision(state.cloud_replicas, Reason.PAUSED, hold),
+            reserve=Decision(state.cloud_reserved, Reason.PAUSED, hold),
+            physical_capacity=capacity,
+            recommendations=state.recommendations,
+        )
+
+    window = spec.behavior.scale_down.stabilization.total_seconds()
+    q = spec.forecast.quantile
+    latest = _latest(history)
+    load: float | None = None
+    if latest is not None and now - latest[0] <= settings.stale_after:
+        load = latest[1]
+
+    usable = forecast
+    problem = forecast_problem
+    if usable is not None and usable.end < now + settings.pod_ready + settings.loop_interval:
+        usable, problem = None, "the forecast does not reach past the next pod start"
+    if usable is None and problem is None:
+        problem = "no forecast"
+
+    peak = peak_at = None
+    forecast_need = 0
+    node_need = 0
+    if usable is not None:
+        pod_window = now + settings.pod_ready + settings.loop_interval
+        forecast_need = replicas_for(usable.max_between(now, pod_window, q), spec)
+        node_window = pod_window + spec.cloud.node_lead_time.total_seconds()
+        node_need = replicas_for(usable.max_between(now, node_window, q), spec)
+        horizon_end = now + spec.forecast.horizon.total_seconds()
+        upper = usable.upper(q)
+        times = usable.times()
+        ahead = (times > now) & (times - usable.step < horizon_end)
+        if ahead.any():
+            best = int(times[ahead].size and upper[ahead].argmax())
+            peak, peak_at = float(upper[ahead][best]), float(times[ahead][best])
+
+    # 1-3: the raw recommendation.
+    if load is None:
+        age = "no load sample" if latest is None else f"the last load sample is {now - latest[0]:.0f}s old"
+        raw = max(state.total_replicas, forecast_need)
+        total = Decision(raw, Reason.FALLBACK, f"{age}: holding {raw} replicas, never scaling down on missing data")
+    else:
+        reactive = replicas_for(load, spec)
+        if usable is None:
+            total = Decision(reactive, Reason.FALLBACK, f"reactive sizing for load {load:g}: {problem}")
+        elif forecast_need > reactive:
+            total = Decision(
+                forecast_need, Reason.FORECAST,
+                f"forecast q{q:g} {usable.max_between(now, now + settings.pod_ready + settings.loop_interval, q):.0f} needs {forecast_need}",
+            )
+        else:
+            total = Decision(reactive, Reason.REACTIVE_FLOOR, f"load {load:g} needs {reactive} now")
+    if total.replicas < spec.replicas.min:
+        total = Decision(spec.replicas.min, Reason.MIN, f"raised to replicas.min {spec.replicas.min}")
+    elif total.replicas > spec.replicas.max:
+        total = Decision(spec.replicas.max, Reason.MAX, f"capped at replicas.max {spec.replicas.max}")
+    raw_total = total.replicas
+
+    # 4: stabilisation on the way down (not when holding for missing data: that already holds).
+    recent = tuple(r for r in state.recommendations if now - r.at < window)
+    recommendations = (*recent, Recommendation(now, raw_total))
+    if load is not None and raw_total < state.total_replicas:
+        stable = min(state.total_replicas, max(r.replicas for r in recommendations))
+        if stable > raw_total:
+            total = Decision(
+                stable, Reason.STABILIZATION,
+                f"highest recommendation of the last {window:.0f}s is {stable}",
+            )
+
+    # 5: physical first, cloud takes the overflow.
+    want = total.replicas
+    physical_target = min(want, capacity)
+    physical_reason, physical_message = total.reason, total.message
+    if spec.physical.keep_warm:
+        warm = min(capacity, spec.replicas.max)
+        if warm > physical_target:
+            physical_target = warm
+            physical_reason, physical_message = Reason.KEEP_WARM, f"physical pool kept full at {warm}"
+    overflow = max(0, want - capacity)
+    cloud_target = min(overflow, spec.cloud.max_replicas)
+    cloud_reason, cloud_message = (
+        (Reason.PHYSICAL_CAPACITY_EXHAUSTED, f"{overflow} above physical capacity {capacity}")
+        if overflow
+        else (total.reason, total.message)
+    )
+    capacity_limited = None
+    if overflow > spec.cloud.max_replicas:
+        cloud_reason = Reason.CLOUD_CAPACITY_EXHAUSTED
+        cloud_message = capacity_limited = (
+            f"{want} replicas wanted, physical capacity {capacity} plus cloud.maxReplicas "
+            f"{spec.cloud.max_replicas} hold {capacity + spec.cloud.max_replicas}"
+        )
+
+    # 6: rate limits, cloud removed first. Physical above capacity cannot run: dropped at once.
+    minutes = settings.loop_interval / 60.0
+    up_budget = max(1, math.floor(spec.behavior.scale_up.max_replicas_per_minute * minutes))
+    down_budget = max(1, math.floor(spec.behavior.scale_down.max_replicas_per_minute * minutes))
+    cur_physical = min(state.physical_replicas, capacity)
+    cur_cloud = state.cloud_replicas
+    physical_new, cloud_new = physical_target, cloud_target
+    if cloud_target < cur_cloud:
+        cloud_new = max(cloud_target, cur_cloud - down_budget)
+        down_budget -= cur_cloud - cloud_new
+    if physical_target < cur_physical:
+        if cloud_new > cloud_target:
+            physical_new = cur_physical
+        else:
+            physical_new = max(physical_target, cur_physical - max(0, down_budget))
+    if physical_target > cur_physical:
+        physical_new = min(physical_target, cur_physical + up_budget)
+        up_budget -= physical_new - cur_physical
+    if cloud_target > cur_cloud:
+        # Replicas that left a failed physical node are replaced at once, not rate limited.
+        lost = max(0, state.physical_replicas - capacity)
+        cloud_new = min(cloud_target, cur_cloud + max(0, up_budget) + lost)
+    if physical_new != physical_target:
+        physical_reason = Reason.RATE_LIMIT
+        physical_message = f"moving from {cur_physical} towards {physical_target} at the rate limit"
+    if cloud_new != cloud_target:
+        cloud_reason = Reason.RATE_LIMIT
+        cloud_message = f"moving from {cur_cloud} towards {cloud_target} at the rate limit"
+
+    # 7: reserve cloud capacity ahead of the forecast.
+    if not spec.cloud.reserve:
+        reserve = Decision(cloud_new, Reason.NOT_RESERVING, "cloud.reserve is false")
+    elif usable is None:
+        held = max(cloud_new, state.cloud_reserved) if load is None else cloud_new
+        reserve = Decision(held, Reason.FALLBACK, f"no forecast to reserve for: {problem}")
+    else:
+        ahead_cloud = min(spec.cloud.max_replicas, max(0, node_need - capacity))
+        if ahead_cloud > cloud_new:
+            reserve = Decision(
+                ahead_cloud, Reason.FORECAST,
+                f"forecast needs {node_need} within the node lead time; {ahead_cloud - cloud_new} held by placeholders",
+            )
+        else:
+            reserve = Decision(cloud_new, cloud_reason, "no capacity beyond the cloud replicas is needed")
+
+    plan = Plan(
+        mode=spec.mode,
+        now=now,
+        load=load,
+        total=total,
+        physical=Decision(physical_new, physical_reason, physical_message),
+        cloud=Decision(cloud_new, cloud_reason, cloud_message),
+        reserve=reserve,
+        physical_capacity=capacity,
+        forecast_model=usable.model if usable is not None else None,
+        forecast_peak=peak,
+        forecast_peak_at=peak_at,
+        forecast_problem=problem if usable is None else None,
+        capacity_limited=capacity_limited,
+        recommendations=recommendations,
+    )
+    return plan
