@@ -31,9 +31,15 @@ import enum
 import math
 from dataclasses import dataclass, field
 
+import numpy as np
+import numpy.typing as npt
+
 from controller.spec import GatewayAutoscalerSpec, Mode
-from forecasts.base import Forecast
+from forecasts.base import Forecast, Forecaster
+from forecasts.registry import create
 from forecasts.series import LoadSeries
+
+FloatArray = npt.NDArray[np.float64]
 
 __all__ = [
     "Decision",
@@ -42,6 +48,7 @@ __all__ = [
     "Reason",
     "Recommendation",
     "RegionState",
+    "forecaster_for",
     "plan_region",
     "replicas_for",
 ]
@@ -136,10 +143,34 @@ class Plan:
         return self.cloud.replicas > 0
 
 
+#: Models are fitted on means over at least this step: per-minute noise carries no signal for a
+#: 30-minute horizon, and fitting 14 days at one minute costs ten times more (issue 2's figures).
+MIN_FIT_STEP = 300.0
+
+
+def forecaster_for(spec: GatewayAutoscalerSpec) -> Forecaster:
+    """The region's forecaster: ``forecast.model`` fitted at ``max(5m, load.step)``."""
+    reach = (spec.forecast.horizon + spec.forecast.refit + spec.cloud.node_lead_time).total_seconds()
+    return create(
+        spec.forecast.model,
+        fit_step=max(MIN_FIT_STEP, spec.load.step.total_seconds()),
+        max_horizon=max(reach, 3600.0),
+    )
+
+
 def replicas_for(load: float, spec: GatewayAutoscalerSpec) -> int:
     """Replicas that serve ``load`` at ``perReplica`` with ``headroom`` to spare."""
     exact = load * (1.0 + spec.headroom) / spec.load.per_replica
     return max(0, math.ceil(exact - 1e-9))
+
+
+def _window_max(times: FloatArray, values: FloatArray, step: float, start: float, end: float) -> float:
+    """Highest value of a step path over ``[start, end]``; a step covers the bucket ending at its time."""
+    lo = int(np.searchsorted(times, start, side="right"))
+    hi = int(np.searchsorted(times - step, end, side="left"))
+    if hi > lo:
+        return float(values[lo:hi].max())
+    return float(np.interp(start, times, values))
 
 
 def _latest(history: LoadSeries) -> tuple[float, float] | None:
@@ -195,19 +226,19 @@ def plan_region(
         problem = "no forecast"
 
     peak = peak_at = None
-    forecast_need = 0
-    node_need = 0
+    forecast_need = node_need = 0
+    pod_window = now + settings.pod_ready + settings.loop_interval
     if usable is not None:
-        pod_window = now + settings.pod_ready + settings.loop_interval
-        forecast_need = replicas_for(usable.max_between(now, pod_window, q), spec)
-        node_window = pod_window + spec.cloud.node_lead_time.total_seconds()
-        node_need = replicas_for(usable.max_between(now, node_window, q), spec)
-        horizon_end = now + spec.forecast.horizon.total_seconds()
+        # One quantile path per plan; every window below is a slice of it.
         upper = usable.upper(q)
         times = usable.times()
-        ahead = (times > now) & (times - usable.step < horizon_end)
+        forecast_load = _window_max(times, upper, usable.step, now, pod_window)
+        forecast_need = replicas_for(forecast_load, spec)
+        node_window = pod_window + spec.cloud.node_lead_time.total_seconds()
+        node_need = replicas_for(_window_max(times, upper, usable.step, now, node_window), spec)
+        ahead = (times > now) & (times - usable.step < now + spec.forecast.horizon.total_seconds())
         if ahead.any():
-            best = int(times[ahead].size and upper[ahead].argmax())
+            best = int(upper[ahead].argmax())
             peak, peak_at = float(upper[ahead][best]), float(times[ahead][best])
 
     # 1-3: the raw recommendation.
@@ -222,7 +253,8 @@ def plan_region(
         elif forecast_need > reactive:
             total = Decision(
                 forecast_need, Reason.FORECAST,
-                f"forecast q{q:g} {usable.max_between(now, now + settings.pod_ready + settings.loop_interval, q):.0f} needs {forecast_need}",
+                f"forecast q{q:g} of {forecast_load:.0f} by {pod_window - now:.0f}s from now "
+                f"needs {forecast_need}",
             )
         else:
             total = Decision(reactive, Reason.REACTIVE_FLOOR, f"load {load:g} needs {reactive} now")

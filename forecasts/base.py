@@ -18,12 +18,12 @@ import math
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import numpy.typing as npt
 
-from forecasts.errors import InsufficientHistory, InvalidHistory
+from forecasts.errors import FitFailed, InsufficientHistory, InvalidHistory
 from forecasts.series import LoadSeries
 
 __all__ = [
@@ -34,7 +34,11 @@ __all__ = [
     "Forecast",
     "Forecaster",
     "PreparedHistory",
+    "new_observations",
+    "origins_matrix",
     "prepare_history",
+    "scale_floor",
+    "values_after",
 ]
 
 FloatArray = npt.NDArray[np.float64]
@@ -201,32 +205,62 @@ def new_observations(fitted_until: float, history: LoadSeries, fit_step: float) 
 
 
 class FittedModel(ABC):
-    """A model fitted up to ``fitted_until``; forecasts from any later history."""
+    """A model fitted up to ``fitted_until``; forecasts from any later history.
+
+    ``estimated_until`` is the end of the history its parameters were estimated on: equal to
+    ``fitted_until`` after a full fit, older after a cheap refit that only advanced the state.
+    """
 
     name: str
     step: float
     fitted_until: float
+    estimated_until: float
     calibration: Calibration
     fit_seconds: float
+    #: Honest forecasts kept for calibration across refits (see ``models.smoothing``); models
+    #: whose in-sample errors are already honest (seasonal naive) keep none.
+    record: Any = None
+
+    @property
+    def cheaply_refitted(self) -> bool:
+        """True when this fit reused older parameters instead of estimating them."""
+        return self.estimated_until < self.fitted_until
 
     def forecast(self, history: LoadSeries, *, horizon: float) -> Forecast:
         """Advance over observations after the fit and forecast ``horizon`` seconds past the history."""
         observed = new_observations(self.fitted_until, history, self.step)
         origin = self.fitted_until + self.step * observed.size
         steps = max(1, math.ceil((history.end + horizon - origin) / self.step - 1e-9))
-        point = self._project(observed, steps)
-        point = np.maximum(np.nan_to_num(point, nan=0.0, posinf=0.0), 0.0)
-        return Forecast(self.name, origin, self.step, point, self.calibration)
+        point = np.asarray(self._project(observed, steps), dtype=np.float64)
+        if not np.isfinite(point).all():
+            # A non-finite forecast is a numerical failure; turning it into 0 would be a silent zero.
+            raise FitFailed(f"model {self.name} produced a non-finite forecast")
+        return Forecast(self.name, origin, self.step, np.maximum(point, 0.0), self.calibration)
+
+    def backtest_paths(self, observed: FloatArray, lead: int) -> FloatArray:
+        """Forecasts made honestly through ``observed``: row ``i`` holds the ``lead`` steps after
+        ``observed[:i]`` (each row only uses what came before its origin).
+
+        Models override this with a vectorised version; the default re-advances from the fit for
+        every origin.
+        """
+        rows = [self._project(observed[:i], lead) for i in range(observed.size)]
+        return np.array(rows, dtype=np.float64).reshape(observed.size, lead)
 
     @abstractmethod
     def _project(self, observed: FloatArray, steps: int) -> FloatArray:
-        """Advance the state over ``observed`` (NaN = missing) and return ``steps`` point values."""
+        """Advance the state over ``observed`` (NaN = missing) and return ``steps`` point values.
+
+        Must not change the fitted model: it forecasts again from later histories.
+        """
 
 
 class Forecaster(ABC):
     """A forecasting model: one module plus one line in :mod:`forecasts.registry`."""
 
     name: ClassVar[str]
+    #: Whether its fitted models keep an honest forecast record for calibration.
+    keeps_record: ClassVar[bool] = False
 
     def __init__(
         self, *, fit_step: float = 300.0, max_horizon: float = 2 * 3600.0, **_: object
@@ -248,6 +282,16 @@ class Forecaster(ABC):
 
     @abstractmethod
     def _fit(self, history: LoadSeries, *, previous: FittedModel | None) -> FittedModel: ...
+
+
+def values_after(prepared: PreparedHistory, fitted_until: float) -> FloatArray | None:
+    """The prepared values strictly after ``fitted_until``, or None when ``prepared`` does not
+    reach back to ``fitted_until`` (then a cheap refit cannot continue the earlier state)."""
+    position = (fitted_until - prepared.start) / prepared.step
+    index = round(position)
+    if abs(position - index) > 1e-6 or index < 0 or index >= prepared.values.size:
+        return None
+    return prepared.values[index + 1 :]
 
 
 def scale_floor(values: FloatArray) -> float:

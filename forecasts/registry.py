@@ -6,11 +6,17 @@ from typing import Any
 
 from forecasts.base import Forecaster
 from forecasts.errors import UnknownModel
+from forecasts.models.auto import Auto
+from forecasts.models.holt_winters import HoltWinters
+from forecasts.models.mstl import MSTL
 from forecasts.models.seasonal_naive import SeasonalNaive
 
 __all__ = ["MODELS", "create", "model_names"]
 
 MODELS: dict[str, type[Forecaster]] = {
+    Auto.name: Auto,
+    HoltWinters.name: HoltWinters,
+    MSTL.name: MSTL,
     SeasonalNaive.name: SeasonalNaive,
 }
 

@@ -29,24 +29,38 @@ class _FittedSeasonalNaive(FittedModel):
     name: str
     step: float
     fitted_until: float
+    estimated_until: float
     calibration: Calibration
     fit_seconds: float
     season: int
     recent: FloatArray  # the last ``season`` values of the fit
 
-    def _project(self, observed: FloatArray, steps: int) -> FloatArray:
+    def _known(self, observed: FloatArray) -> FloatArray:
         known = np.concatenate([self.recent, observed])
         # A missing new observation repeats the value one season before it.
-        for i in range(self.recent.size, known.size):
-            if np.isnan(known[i]):
+        for i in np.flatnonzero(np.isnan(known)):
+            if i >= self.season:
                 known[i] = known[i - self.season]
-        tail = known[-self.season :]
+        return known
+
+    def _project(self, observed: FloatArray, steps: int) -> FloatArray:
+        tail = self._known(observed)[-self.season :]
         reps = -(-steps // self.season)
         return np.tile(tail, reps)[:steps].copy()
 
+    def backtest_paths(self, observed: FloatArray, lead: int) -> FloatArray:
+        known = self._known(observed)
+        h = np.arange(1, lead + 1)[None, :]
+        last = self.recent.size - 1 + np.arange(observed.size)[:, None]
+        return known[last + h - self.season * np.ceil(h / self.season).astype(np.int64)]
+
 
 class SeasonalNaive(Forecaster):
-    """``y(t + h) = y(t + h - season)``, with a one-day season."""
+    """``y(t + h) = y(t + h - season)``, with a one-day season.
+
+    It has no parameters to estimate, so every fit is a full fit and costs a few milliseconds;
+    ``previous`` is ignored.
+    """
 
     name = "seasonal-naive"
 
@@ -75,6 +89,7 @@ class SeasonalNaive(Forecaster):
             name=self.name,
             step=prepared.step,
             fitted_until=prepared.end,
+            estimated_until=prepared.end,
             calibration=calibration,
             fit_seconds=0.0,
             season=season,

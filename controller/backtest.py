@@ -1,0 +1,195 @@
+"""Backtests: replay real traces through the simulator and score each policy (DESIGN.md report)."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from controller.simulator import (
+    MINUTE,
+    HpaPolicy,
+    OraclePolicy,
+    Policy,
+    PolicyResult,
+    Scenario,
+    TidalPolicy,
+    oracle_need,
+    simulate,
+)
+from controller.spec import GatewayAutoscalerSpec
+from forecasts.base import DAY
+from forecasts.series import LoadSeries, load_trace
+
+__all__ = [
+    "build_policies",
+    "summary",
+    "POLICIES",
+    "TraceRun",
+    "backtest_spec",
+    "default_score_from",
+    "prepare_trace",
+    "report",
+    "run_trace",
+    "score",
+]
+
+POLICIES = ("tidal", "hpa", "oracle")
+PER_REPLICA = 5000.0
+
+
+def backtest_spec(
+    region: str, *, scenario: Scenario, model: str = "auto", overrides: dict[str, Any] | None = None
+) -> GatewayAutoscalerSpec:
+    """The region spec a backtest plans with: DESIGN.md's sample, with no replica cap that hides spikes."""
+    body: dict[str, Any] = {
+        "region": region,
+        "load": {"query": f"trace:{region}", "perReplica": PER_REPLICA},
+        "replicas": {"min": 1, "max": 100_000},
+        "physical": {"deployment": f"gateway-{region}", "maxReplicas": scenario.physical_capacity},
+        "cloud": {
+            "deployment": f"gateway-{region}-cloud",
+            "maxReplicas": 100_000,
+            "nodeLeadTime": f"{scenario.node_lead_time:.0f}s",
+            "replicasPerNode": scenario.replicas_per_node,
+        },
+        "forecast": {"model": model},
+    }
+    for dotted, value in (overrides or {}).items():
+        node = body
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    return GatewayAutoscalerSpec.model_validate(body)
+
+
+def prepare_trace(series: LoadSeries, scenario: Scenario) -> LoadSeries:
+    """Per-minute load (coarser traces linearly interpolated), scaled so its p99 needs ``peak_replicas``."""
+    minute = series.resample(MINUTE) if series.step > MINUTE else series
+    if minute.step != MINUTE:
+        minute = minute.aggregate(MINUTE)
+    values = minute.values
+    p99 = float(np.nanpercentile(values, 99))
+    if not p99 > 0:
+        raise ValueError("the trace's 99th percentile is zero: nothing to scale")
+    return LoadSeries(minute.start, MINUTE, values * (scenario.peak_replicas * PER_REPLICA / p99))
+
+
+def default_score_from(series: LoadSeries) -> float:
+    """Two weeks into the trace or its first quarter, whichever is shorter."""
+    span = series.end - series.start
+    return series.start + min(14 * DAY, span / 4)
+
+
+@dataclass
+class TraceRun:
+    name: str
+    load: LoadSeries
+    score_from: float
+    results: dict[str, PolicyResult]
+    seconds: float
+    scenario_replicas_per_node: int = 10
+
+
+def build_policies(
+    spec: GatewayAutoscalerSpec, scenario: Scenario, need: np.ndarray, names: tuple[str, ...]
+) -> dict[str, Policy]:
+    table: dict[str, Policy] = {}
+    for policy in names:
+        if policy == "tidal":
+            table[policy] = TidalPolicy(spec, scenario)
+        elif policy == "hpa":
+            table[policy] = HpaPolicy(spec)
+        elif policy == "oracle":
+            table[policy] = OraclePolicy(need, scenario)
+        else:
+            raise ValueError(f"unknown policy {policy!r}; known: {', '.join(POLICIES)}")
+    return table
+
+
+def run_trace(
+    path: str | Path,
+    *,
+    scenario: Scenario,
+    model: str = "auto",
+    score_from: float | None = None,
+    policies: tuple[str, ...] = POLICIES,
+    spec_overrides: dict[str, Any] | None = None,
+    on_minute: Callable[[int, int], None] | None = None,
+    series: LoadSeries | None = None,
+    name: str | None = None,
+) -> TraceRun:
+    started = time.perf_counter()
+    name = name or Path(path).stem
+    raw = series if series is not None else load_trace(path)
+    load = prepare_trace(raw, scenario)
+    begin = default_score_from(load) if score_from is None else score_from
+    if not load.start < begin < load.end:
+        raise ValueError(f"{name}: --score-from falls outside the trace")
+    overrides = {"load.step": f"{max(MINUTE, raw.step):.0f}s", **(spec_overrides or {})}
+    spec = backtest_spec(name, scenario=scenario, model=model, overrides=overrides)
+    need = oracle_need(load, spec)
+    table = build_policies(spec, scenario, need, policies)
+    results = simulate(
+        load, spec=spec, scenario=scenario, score_from=begin, policies=table, need=need,
+        on_minute=on_minute,
+    )
+    return TraceRun(name, load, begin, results, time.perf_counter() - started,
+                    scenario.replicas_per_node)
+
+
+def score(run: TraceRun, result: PolicyResult, scenario: Scenario) -> dict[str, float | int]:
+    """The DESIGN.md metrics of one policy on one trace."""
+    first = run.load.index_of(run.score_from)
+    load = np.nan_to_num(run.load.values[first : first + result.ready_physical.size], nan=0.0)
+    capacity = (result.ready_physical + result.ready_cloud) * PER_REPLICA
+    short = np.maximum(load - capacity, 0.0)
+    total = float(load.sum())
+    return {
+        "unserved_fraction": float(short.sum() / total) if total > 0 else 0.0,
+        "underprovisioned_minutes": int((short > 1e-9).sum()),
+        "cloud_replica_hours": float(result.cloud_nodes.sum() * scenario.replicas_per_node / 60.0),
+        "physical_replica_hours": float(result.ready_physical.sum() / 60.0),
+        "replicas_removed": int(result.replicas_removed),
+    }
+
+
+def report(runs: list[TraceRun], scenario: Scenario, *, model: str) -> dict[str, Any]:
+    """The JSON object of ``tidal backtest --json``."""
+    return {
+        "scenario": {**asdict(scenario), "model": model},
+        "traces": {
+            run.name: {name: score(run, result, scenario) for name, result in run.results.items()}
+            for run in runs
+        },
+    }
+
+
+def summary(report_: dict[str, Any], eps: float = 1e-6) -> dict[str, float]:
+    """Acceptance-style ratios of tidal against hpa across the traces (geometric means)."""
+    unserved, cloud = [], []
+    removed = {"tidal": 0, "hpa": 0}
+    for trace in report_["traces"].values():
+        if "tidal" not in trace or "hpa" not in trace:
+            continue
+        unserved.append((trace["tidal"]["unserved_fraction"] + eps) / (trace["hpa"]["unserved_fraction"] + eps))
+        hpa_cloud = trace["hpa"]["cloud_replica_hours"]
+        if hpa_cloud > 0:
+            cloud.append(trace["tidal"]["cloud_replica_hours"] / hpa_cloud)
+        for name in removed:
+            removed[name] += trace[name]["replicas_removed"]
+    def geo(values: list[float]) -> float:
+        return float(math.exp(np.mean(np.log(values)))) if values else math.nan
+    return {
+        "unserved_ratio_geomean": geo(unserved),
+        "unserved_ratio_max": max(unserved) if unserved else math.nan,
+        "cloud_hours_ratio_geomean": geo(cloud),
+        "tidal_replicas_removed": removed["tidal"],
+        "hpa_replicas_removed": removed["hpa"],
+    }

@@ -1,0 +1,79 @@
+"""``tidal``: the one entry point (run, demo, backtest, forecast, crd)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+__all__ = ["main"]
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    from controller import backtest_command, demo
+
+    parser = argparse.ArgumentParser(
+        prog="tidal",
+        description="Predictive, capacity-tier aware autoscaling of chat gateways.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="run the operator (in a pod or against the kubeconfig)")
+    try:
+        from controller.operator import command as operator_command
+    except ImportError as exc:  # pragma: no cover - only while the operator is being built
+        run.set_defaults(handler=lambda _args: _unavailable("run", exc))
+    else:
+        operator_command.add_arguments(run)
+        run.set_defaults(handler=operator_command.run)
+
+    demo_parser = commands.add_parser(
+        "demo", help="replay a bundled real trace for three regions and compare with HPA"
+    )
+    demo.add_arguments(demo_parser)
+    demo_parser.set_defaults(handler=demo.run)
+
+    bt = commands.add_parser("backtest", help="replay traces through the planner, HPA and an oracle")
+    backtest_command.add_arguments(bt)
+    bt.set_defaults(handler=backtest_command.run)
+
+    fc = commands.add_parser("forecast", help="rolling-origin forecast accuracy on traces")
+    try:
+        from controller import forecast_command
+    except ImportError as exc:  # pragma: no cover - only while it is being built
+        fc.set_defaults(handler=lambda _args: _unavailable("forecast", exc))
+    else:
+        forecast_command.add_arguments(fc)
+        fc.set_defaults(handler=forecast_command.run)
+
+    crd = commands.add_parser("crd", help="print the CRD generated from the pydantic models")
+    crd.set_defaults(handler=_print_crd)
+    return parser
+
+
+def _print_crd(_args: argparse.Namespace) -> int:
+    from controller.crd import render_crd
+
+    sys.stdout.write(render_crd())
+    return 0
+
+
+def _unavailable(command: str, exc: Exception) -> int:
+    print(f"tidal {command}: unavailable: {exc}", file=sys.stderr)
+    return 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,179 @@
+"""Physical capacity from the cluster's nodes and pods, as plain API dicts in, a count out.
+
+Pure functions over the JSON the API server returns, so that they are table-tested without a
+cluster. The rule (issue 4): over the nodes that match the physical ``nodeSelector`` and are
+Ready and schedulable, the sum of ``floor((allocatable - requests of other pods) / gateway pod
+requests)``, the minimum over cpu, memory and the pod count. The gateway's own pods are not
+"other": the room they use is room the gateway has.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from decimal import Decimal
+from typing import Any
+
+from kubernetes.utils import parse_quantity
+
+__all__ = [
+    "RESOURCES",
+    "gateway_pod_requests",
+    "matches_labels",
+    "node_is_schedulable",
+    "physical_capacity",
+    "pod_requests",
+    "quantity",
+    "tolerates",
+]
+
+Obj = Mapping[str, Any]
+#: The resources capacity is computed over; the pod count is handled beside them.
+RESOURCES = ("cpu", "memory")
+_TERMINATED = frozenset({"Succeeded", "Failed"})
+
+
+def quantity(value: object) -> Decimal:
+    """A Kubernetes quantity (``250m``, ``1Gi``, ``2``) as a Decimal (ValueError if bad)."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return Decimal(str(value))
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r} is not a Kubernetes quantity")
+    return Decimal(parse_quantity(value))  # type: ignore[no-untyped-call]
+
+
+def matches_labels(labels: Mapping[str, str] | None, selector: Mapping[str, str]) -> bool:
+    """Equality selector: every key of ``selector`` has that value in ``labels``."""
+    labels = labels or {}
+    return all(labels.get(key) == value for key, value in selector.items())
+
+
+def tolerates(tolerations: Iterable[Obj], taint: Obj) -> bool:
+    """Whether any toleration matches the taint (``v1.Toleration.ToleratesTaint``)."""
+    for toleration in tolerations:
+        effect = toleration.get("effect")
+        if effect and effect != taint.get("effect"):
+            continue
+        operator = toleration.get("operator", "Equal")
+        key = toleration.get("key")
+        if not key:
+            if operator == "Exists":
+                return True
+            continue
+        if key != taint.get("key"):
+            continue
+        if operator == "Exists" or toleration.get("value", "") == taint.get("value", ""):
+            return True
+    return False
+
+
+def node_is_schedulable(node: Obj, tolerations: Iterable[Obj] = ()) -> bool:
+    """Ready, not cordoned, and no NoSchedule/NoExecute taint the gateway does not tolerate."""
+    spec = node.get("spec") or {}
+    if spec.get("unschedulable"):
+        return False
+    conditions = (node.get("status") or {}).get("conditions") or []
+    ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
+    if not ready:
+        return False
+    tolerations = list(tolerations)
+    for taint in spec.get("taints") or []:
+        if taint.get("effect") in ("NoSchedule", "NoExecute") and not tolerates(tolerations, taint):
+            return False
+    return True
+
+
+def pod_requests(pod_spec: Obj) -> dict[str, Decimal]:
+    """Requests of a pod spec: the sum over containers, at least the largest init container's."""
+    total = dict.fromkeys(RESOURCES, Decimal(0))
+    for container in pod_spec.get("containers") or []:
+        requests = (container.get("resources") or {}).get("requests") or {}
+        for name in RESOURCES:
+            if name in requests:
+                total[name] += quantity(requests[name])
+    for container in pod_spec.get("initContainers") or []:
+        requests = (container.get("resources") or {}).get("requests") or {}
+        for name in RESOURCES:
+            if name in requests:
+                total[name] = max(total[name], quantity(requests[name]))
+    return total
+
+
+def gateway_pod_requests(deployment: Obj) -> dict[str, Decimal]:
+    """Requests of one pod of a Deployment's template."""
+    template = ((deployment.get("spec") or {}).get("template") or {}).get("spec") or {}
+    return pod_requests(template)
+
+
+def _is_gateway_pod(pod: Obj, *, namespace: str, selector: Mapping[str, str]) -> bool:
+    meta = pod.get("metadata") or {}
+    return (
+        bool(selector)
+        and meta.get("namespace") == namespace
+        and matches_labels(meta.get("labels"), selector)
+    )
+
+
+def physical_capacity(
+    nodes: Iterable[Obj],
+    pods: Iterable[Obj],
+    *,
+    node_selector: Mapping[str, str],
+    gateway: Obj,
+    max_replicas: int | None = None,
+) -> int:
+    """Gateway replicas the physical pool holds; raises ValueError when it cannot be known.
+
+    ``gateway`` is the physical Deployment: its pod template gives the requests and
+    tolerations, its ``spec.selector.matchLabels`` and namespace tell its own pods apart.
+    """
+    spec = gateway.get("spec") or {}
+    namespace = (gateway.get("metadata") or {}).get("namespace", "")
+    selector = (spec.get("selector") or {}).get("matchLabels") or {}
+    template = (spec.get("template") or {}).get("spec") or {}
+    tolerations = template.get("tolerations") or []
+    per_pod = pod_requests(template)
+    if not any(per_pod.values()):
+        if max_replicas is not None:
+            return max_replicas
+        raise ValueError(
+            "the gateway's pod template requests neither cpu nor memory, so the physical "
+            "pool's capacity cannot be computed; set requests or spec.physical.maxReplicas"
+        )
+    eligible: dict[str, Obj] = {
+        str((node.get("metadata") or {}).get("name")): node
+        for node in nodes
+        if matches_labels((node.get("metadata") or {}).get("labels"), node_selector)
+        and node_is_schedulable(node, tolerations)
+    }
+    used: dict[str, dict[str, Decimal]] = {
+        name: dict.fromkeys(RESOURCES, Decimal(0)) for name in eligible
+    }
+    pod_counts = dict.fromkeys(eligible, 0)
+    for pod in pods:
+        node_name = str((pod.get("spec") or {}).get("nodeName"))
+        if node_name not in eligible:
+            continue
+        if (pod.get("status") or {}).get("phase") in _TERMINATED:
+            continue
+        if _is_gateway_pod(pod, namespace=namespace, selector=selector):
+            continue
+        pod_counts[node_name] += 1
+        for name, value in pod_requests(pod.get("spec") or {}).items():
+            used[node_name][name] += value
+    total = 0
+    for name, node in eligible.items():
+        allocatable = (node.get("status") or {}).get("allocatable") or {}
+        fits = math.inf
+        for resource in RESOURCES:
+            need = per_pod[resource]
+            if not need:
+                continue
+            free = quantity(allocatable.get(resource, 0)) - used[name][resource]
+            fits = min(fits, max(0, math.floor(free / need)))
+        if "pods" in allocatable:
+            fits = min(fits, max(0, int(quantity(allocatable["pods"])) - pod_counts[name]))
+        total += int(fits)
+    if max_replicas is not None:
+        total = min(total, max_replicas)
+    return total

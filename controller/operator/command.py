@@ -1,0 +1,307 @@
+"""``tidal run``: the operator's loop, and the :class:`Operator` that tests run in a thread.
+
+Every ``loop_interval`` the leader reads the cluster once (nodes and pods, shared by every
+object) and reconciles each GatewayAutoscaler in turn; a failing object costs only its own
+turn. A spec change is acted on promptly: a watch on the CRs wakes the loop when an object
+appears or its ``spec`` changes (compared by content, so status writes never wake it, whatever
+the API server does with ``metadata.generation``). The watch is re-opened every ``watch_poll``
+seconds, which also bounds how long a stop waits for it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import signal
+import threading
+import time
+from collections.abc import Mapping
+from types import FrameType
+from typing import Any
+
+import structlog
+from kubernetes import client, watch
+
+from controller.operator.errors import OperatorError
+from controller.operator.fitting import ModelStore
+from controller.operator.kube import KubeClient, api_client_from_settings
+from controller.operator.leader import LeaderElector
+from controller.operator.logs import configure_logging
+from controller.operator.metrics import HealthServer, OperatorMetrics
+from controller.operator.reconcile import Outcome, Reconciler
+from controller.operator.settings import OperatorSettings
+from controller.operator.sources import LoadSource, make_load_source
+from controller.spec import GROUP, PLURAL, VERSION
+
+__all__ = ["Operator", "add_arguments", "run", "settings_from_args"]
+
+log = structlog.get_logger("tidal.operator")
+
+
+def _spec_hash(obj: Mapping[str, Any]) -> str:
+    text = json.dumps(obj.get("spec"), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class Operator:
+    """The operator: ``run_forever()`` in production, ``run_once()``/``stop()`` in tests too."""
+
+    def __init__(
+        self,
+        settings: OperatorSettings,
+        *,
+        api_client: client.ApiClient | None = None,
+        source: LoadSource | None = None,
+    ) -> None:
+        self.settings = settings
+        self.kube = KubeClient(api_client or api_client_from_settings(settings))
+        # Audit logs (and the HA tests) tell the replicas apart by user agent.
+        self.kube.api_client.user_agent = f"tidal-operator ({settings.identity})"
+        self.source = source if source is not None else make_load_source(settings)
+        self.metrics = OperatorMetrics()
+        self.models = ModelStore(workers=settings.fit_workers, retry=settings.fit_retry)
+        self.elector: LeaderElector | None = None
+        if settings.leader_election:
+            self.elector = LeaderElector(
+                self.kube,
+                name=settings.lease_name,
+                namespace=settings.resolved_lease_namespace(),
+                identity=settings.identity,
+                lease_duration=settings.lease_duration,
+                renew_period=settings.lease_renew,
+                on_change=self._leadership_changed,
+            )
+        self.reconciler = Reconciler(
+            self.kube, self.source, self.models, self.metrics, settings, is_leader=self.is_leader
+        )
+        self.health: HealthServer | None = None
+        self.loops = 0
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._specs: dict[str, str] = {}
+        self._last_loop = time.monotonic()
+        self._loop_failure: str | None = None
+        self._threads: list[threading.Thread] = []
+
+    # --- leadership and health -------------------------------------------------------------
+
+    def is_leader(self) -> bool:
+        return self.elector is None or self.elector.is_leader
+
+    def _leadership_changed(self, leader: bool) -> None:
+        self.metrics.leader.set(1 if leader else 0)
+        if leader:
+            self._wake.set()  # a new leader acts at once instead of after a whole interval
+
+    def _healthy(self) -> tuple[bool, str]:
+        age = time.monotonic() - self._last_loop
+        limit = max(3 * self.settings.loop_interval, 60.0)
+        if age > limit:
+            return False, f"the loop has not completed for {age:.0f}s"
+        return True, "ok"
+
+    def _ready(self) -> tuple[bool, str]:
+        # A follower is ready too: it serves /metrics and stands by to take over.
+        if self.loops == 0:
+            return False, "starting"
+        return True, "leader" if self.is_leader() else "standby"
+
+    # --- the loop --------------------------------------------------------------------------
+
+    def run_once(self) -> dict[str, Outcome]:
+        """One pass over every object (only as leader). Returns outcomes by ``namespace/name``."""
+        outcomes: dict[str, Outcome] = {}
+        if not self.is_leader():
+            return outcomes
+        try:
+            snapshot = self.kube.snapshot()
+            objects = self.kube.list_autoscalers(self.settings.namespaces)
+        except OperatorError as exc:
+            message = str(exc)
+            if self._loop_failure != message:
+                log.warning("cluster_read_failed", error=message, transient=exc.transient)
+                self._loop_failure = message
+            return outcomes
+        self._loop_failure = None
+        live: set[str] = set()
+        for obj in objects:
+            meta = obj.get("metadata") or {}
+            key = f"{meta.get('namespace')}/{meta.get('name')}"
+            live.add(str(meta.get("uid") or key))
+            if not self.is_leader():
+                break
+            outcomes[key] = self.reconciler.reconcile(obj, snapshot)
+        self.reconciler.forget(live)
+        return outcomes
+
+    def start(self) -> None:
+        """Start the health server, the election and the watch (``run_forever`` calls this)."""
+        self._stop.clear()
+        if self.health is None:
+            self.health = HealthServer(
+                self.metrics,
+                address=self.settings.metrics_address,
+                port=self.settings.metrics_port,
+                healthy=self._healthy,
+                ready=self._ready,
+            )
+            self.health.start()
+        if self.elector is not None:
+            self.elector.start()
+        namespaces: list[str | None] = list(self.settings.namespaces) or [None]
+        for namespace in namespaces:
+            thread = threading.Thread(
+                target=self._watch, args=(namespace,), name="tidal-watch", daemon=True
+            )
+            thread.start()
+            self._threads.append(thread)
+        log.info(
+            "operator_started",
+            identity=self.settings.identity,
+            metrics_port=self.health.port,
+            namespaces=self.settings.namespaces or "all",
+            leader_election=self.elector is not None,
+        )
+
+    def run_forever(self) -> None:
+        self.start()
+        try:
+            while not self._stop.is_set():
+                try:
+                    self.run_once()
+                except Exception:  # the loop's own edge: a bug must not end the operator
+                    log.exception("loop_failed")
+                self.loops += 1
+                self._last_loop = time.monotonic()
+                self._wake.wait(self.settings.loop_interval)
+                self._wake.clear()
+        finally:
+            self._shutdown()
+
+    def stop(self, *, release: bool = True) -> None:
+        """Ask ``run_forever`` to return; ``release=False`` leaves the lease as a crash would."""
+        self._release = release
+        self._stop.set()
+        self._wake.set()
+
+    def _shutdown(self) -> None:
+        if self.elector is not None:
+            self.elector.stop(release=getattr(self, "_release", True))
+        for thread in self._threads:
+            # A watch blocked in a read ends at its next time-out; it is a daemon: do not wait.
+            thread.join(timeout=0.5)
+        self._threads.clear()
+        if self.health is not None:
+            self.health.stop()
+            self.health = None
+        self.models.shutdown()
+        log.info("operator_stopped", identity=self.settings.identity)
+
+    def _watch(self, namespace: str | None) -> None:
+        """Wake the loop when an object appears, changes its spec, or goes away."""
+        custom = self.kube.custom
+        while not self._stop.is_set():
+            stream = watch.Watch()  # type: ignore[no-untyped-call]
+            try:
+                if namespace is None:
+                    events = stream.stream(  # type: ignore[no-untyped-call]
+                        custom.list_cluster_custom_object,
+                        GROUP,
+                        VERSION,
+                        PLURAL,
+                        _request_timeout=self.settings.watch_poll,
+                    )
+                else:
+                    events = stream.stream(  # type: ignore[no-untyped-call]
+                        custom.list_namespaced_custom_object,
+                        GROUP,
+                        VERSION,
+                        namespace,
+                        PLURAL,
+                        _request_timeout=self.settings.watch_poll,
+                    )
+                for event in events:
+                    if self._stop.is_set():
+                        break
+                    obj = event.get("object") or {}
+                    if not isinstance(obj, dict):
+                        continue
+                    meta = obj.get("metadata") or {}
+                    key = str(meta.get("uid") or f"{meta.get('namespace')}/{meta.get('name')}")
+                    if event.get("type") == "DELETED":
+                        self._specs.pop(key, None)
+                        self._wake.set()
+                        continue
+                    digest = _spec_hash(obj)
+                    if self._specs.get(key) != digest:
+                        self._specs[key] = digest
+                        self._wake.set()
+            except Exception as exc:  # read time-outs end every idle stream: re-open it
+                log.debug("watch_reopened", error=type(exc).__name__)
+            finally:
+                stream.stop()  # type: ignore[no-untyped-call]
+            self._stop.wait(0.2)
+
+
+# --- the command line ------------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """One flag per setting (``--loop-interval`` for ``TIDAL_LOOP_INTERVAL``); flags win."""
+    for name, info in OperatorSettings.model_fields.items():
+        flag = "--" + name.replace("_", "-")
+        text = info.description or ""
+        env = f"TIDAL_{name.upper()}"
+        if info.annotation is bool:
+            parser.add_argument(
+                flag,
+                dest=name,
+                action=argparse.BooleanOptionalAction,
+                default=None,
+                help=f"{text} (env {env})".strip(),
+            )
+        else:
+            parser.add_argument(flag, dest=name, default=None, help=f"{text} (env {env})".strip())
+    parser.add_argument(
+        "--once", action="store_true", help="reconcile every object once, then exit (no election)"
+    )
+
+
+def settings_from_args(args: argparse.Namespace) -> OperatorSettings:
+    overrides = {
+        name: getattr(args, name)
+        for name in OperatorSettings.model_fields
+        if getattr(args, name, None) is not None
+    }
+    if getattr(args, "once", False):
+        overrides["leader_election"] = False
+    return OperatorSettings(**overrides)
+
+
+def run(args: argparse.Namespace) -> int:
+    """``tidal run``: 0 on a clean stop (SIGTERM, SIGINT), 2 on bad settings."""
+    from pydantic import ValidationError
+
+    try:
+        settings = settings_from_args(args)
+    except ValidationError as exc:
+        print(f"tidal run: invalid settings: {exc}")
+        return 2
+    configure_logging(settings.log_format, settings.log_level)
+    operator = Operator(settings)
+    if getattr(args, "once", False):
+        outcomes = operator.run_once()
+        for key, outcome in outcomes.items():
+            log.info("reconciled", object=key, ok=outcome.ok, reason=outcome.reason)
+        operator.models.shutdown()
+        return 0 if all(o.ok for o in outcomes.values()) else 1
+
+    def _stop(signum: int, _frame: FrameType | None) -> None:
+        log.info("signal_received", signal=signal.Signals(signum).name)
+        operator.stop()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    operator.run_forever()
+    return 0

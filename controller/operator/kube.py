@@ -1,0 +1,338 @@
+"""The Kubernetes adapter: the only module of the operator that talks to the API server.
+
+Everything is read and written as plain JSON (``_preload_content=False``): the operator needs a
+handful of fields, and skipping the typed models keeps a list of every pod in a large cluster
+cheap and tolerant of fields the client's models do not know.
+
+API errors are translated here, once: 404 on a read is ``None``; timeouts, 429 and 5xx become
+:class:`ClusterUnavailable` (transient); any other refusal (403 from RBAC, 422) is a permanent
+:class:`OperatorError` naming the call.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import urllib3
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+from controller.operator.errors import ClusterUnavailable, OperatorError
+from controller.operator.settings import OperatorSettings
+from controller.spec import GROUP, KIND, PLURAL, VERSION
+
+__all__ = [
+    "MERGE_PATCH",
+    "PLACEHOLDER_IMAGE",
+    "PLACEHOLDER_PRIORITY_CLASS",
+    "ClusterSnapshot",
+    "KubeClient",
+    "api_client_from_settings",
+    "placeholder_deployment",
+    "placeholder_name",
+]
+
+Obj = dict[str, Any]
+MERGE_PATCH = "application/merge-patch+json"
+PLACEHOLDER_IMAGE = "registry.k8s.io/pause:3.9"
+PLACEHOLDER_PRIORITY_CLASS = "tidal-placeholder"
+MANAGED_BY = {"app.kubernetes.io/managed-by": "tidal"}
+
+
+def api_client_from_settings(settings: OperatorSettings) -> client.ApiClient:
+    """In-cluster config in a pod (unless a kubeconfig is given), else the kubeconfig.
+
+    The configuration is built for this client only, never the library's global default, so
+    that two operators in one process (the HA tests) do not share one.
+    """
+    configuration = client.Configuration()
+    in_pod = "KUBERNETES_SERVICE_HOST" in os.environ and not settings.kubeconfig
+    if in_pod:
+        config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+    else:
+        config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=settings.kubeconfig,
+            context=settings.kube_context,
+            client_configuration=configuration,
+        )
+    return client.ApiClient(configuration)
+
+
+@dataclass(frozen=True)
+class ClusterSnapshot:
+    """Nodes and non-terminated pods, read once per loop and shared by every object."""
+
+    nodes: list[Obj]
+    pods: list[Obj]
+
+
+def placeholder_name(gwa_name: str) -> str:
+    return f"{gwa_name}-placeholder"
+
+
+def placeholder_deployment(gwa: Mapping[str, Any], cloud: Mapping[str, Any], replicas: int) -> Obj:
+    """The placeholder Deployment: pause pods shaped like a cloud gateway pod, owned by the GWA.
+
+    Low priority (``tidal-placeholder``, below every real workload) so that the scheduler
+    evicts them as soon as a gateway needs the room, while the nodes they made the cluster
+    autoscaler boot stay.
+    """
+    meta = gwa.get("metadata") or {}
+    name = placeholder_name(str(meta.get("name")))
+    template = ((cloud.get("spec") or {}).get("template") or {}).get("spec") or {}
+    requests: dict[str, Any] = {}
+    for container in template.get("containers") or []:
+        for key, value in ((container.get("resources") or {}).get("requests") or {}).items():
+            # One pause container stands in for all of the gateway pod's containers.
+            requests[key] = value if key not in requests else _add_quantities(requests[key], value)
+    labels = {**MANAGED_BY, "tidal.dev/placeholder-for": str(meta.get("name"))}
+    pod_spec: Obj = {
+        "priorityClassName": PLACEHOLDER_PRIORITY_CLASS,
+        "terminationGracePeriodSeconds": 0,
+        "containers": [
+            {"name": "pause", "image": PLACEHOLDER_IMAGE, "resources": {"requests": requests}}
+        ],
+    }
+    for field in ("nodeSelector", "tolerations", "affinity"):
+        if template.get(field):
+            pod_spec[field] = template[field]
+    body: Obj = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": meta.get("namespace"), "labels": labels},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"tidal.dev/placeholder-for": str(meta.get("name"))}},
+            "template": {"metadata": {"labels": labels}, "spec": pod_spec},
+        },
+    }
+    if meta.get("uid"):
+        body["metadata"]["ownerReferences"] = [
+            {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": KIND,
+                "name": meta.get("name"),
+                "uid": meta["uid"],
+                "controller": True,
+                "blockOwnerDeletion": True,
+            }
+        ]
+    return body
+
+
+def _add_quantities(a: object, b: object) -> str:
+    from controller.operator.capacity import quantity
+
+    return str(quantity(a) + quantity(b))
+
+
+@contextmanager
+def _api(what: str, *, missing_ok: bool = False) -> Iterator[list[bool]]:
+    """Translate the client's errors for ``what``; yields a flag list set when 404 was swallowed."""
+    missing = [False]
+    try:
+        yield missing
+    except ApiException as exc:
+        if exc.status == 404 and missing_ok:
+            missing[0] = True
+            return
+        detail = _api_message(exc)
+        if exc.status in (408, 429) or (exc.status or 0) >= 500 or not exc.status:
+            raise ClusterUnavailable(f"{what}: {exc.status} {detail}") from exc
+        raise OperatorError(f"{what}: {exc.status} {detail}") from exc
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        raise ClusterUnavailable(f"{what}: {exc}") from exc
+
+
+def _api_message(exc: ApiException) -> str:
+    try:
+        return str(json.loads(exc.body or "{}").get("message") or exc.reason)
+    except (ValueError, AttributeError):
+        return str(exc.reason)
+
+
+class KubeClient:
+    """The calls the operator makes, each returning plain JSON."""
+
+    def __init__(self, api_client: client.ApiClient, *, timeout: float = 10.0) -> None:
+        self.api_client = api_client
+        self.timeout = timeout
+        self.core = client.CoreV1Api(api_client)
+        self.apps = client.AppsV1Api(api_client)
+        self.custom = client.CustomObjectsApi(api_client)
+        self.coordination = client.CoordinationV1Api(api_client)
+
+    def _json(self, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Obj:
+        response = call(*args, _preload_content=False, _request_timeout=self.timeout, **kwargs)
+        data = response.data
+        return json.loads(data) if data else {}
+
+    # --- GatewayAutoscalers --------------------------------------------------------------
+
+    def list_autoscalers(self, namespaces: list[str] | tuple[str, ...] = ()) -> list[Obj]:
+        items: list[Obj] = []
+        if not namespaces:
+            with _api("list gatewayautoscalers"):
+                found = self._json(self.custom.list_cluster_custom_object, GROUP, VERSION, PLURAL)
+            return list(found.get("items") or [])
+        for namespace in namespaces:
+            with _api(f"list gatewayautoscalers in {namespace}"):
+                found = self._json(
+                    self.custom.list_namespaced_custom_object, GROUP, VERSION, namespace, PLURAL
+                )
+                items.extend(found.get("items") or [])
+        return items
+
+    def patch_status(self, namespace: str, name: str, status: Mapping[str, Any]) -> None:
+        with _api(f"patch status of gatewayautoscaler {namespace}/{name}", missing_ok=True):
+            self._json(
+                self.custom.patch_namespaced_custom_object_status,
+                GROUP,
+                VERSION,
+                namespace,
+                PLURAL,
+                name,
+                {"status": dict(status)},
+                _content_type=MERGE_PATCH,
+            )
+
+    # --- The cluster ---------------------------------------------------------------------
+
+    def snapshot(self) -> ClusterSnapshot:
+        with _api("list nodes"):
+            nodes = self._json(self.core.list_node).get("items") or []
+        with _api("list pods"):
+            pods = (
+                self._json(
+                    self.core.list_pod_for_all_namespaces,
+                    field_selector="status.phase!=Succeeded,status.phase!=Failed",
+                ).get("items")
+                or []
+            )
+        return ClusterSnapshot(list(nodes), list(pods))
+
+    def read_deployment(self, namespace: str, name: str) -> Obj | None:
+        with _api(f"read deployment {namespace}/{name}", missing_ok=True) as missing:
+            found = self._json(self.apps.read_namespaced_deployment, name, namespace)
+        return None if missing[0] else found
+
+    def scale_deployment(self, namespace: str, name: str, replicas: int) -> None:
+        with _api(f"scale deployment {namespace}/{name} to {replicas}"):
+            self._json(
+                self.apps.patch_namespaced_deployment_scale,
+                name,
+                namespace,
+                {"spec": {"replicas": replicas}},
+                _content_type=MERGE_PATCH,
+            )
+
+    def apply_placeholder(self, desired: Obj, existing: Obj | None) -> bool:
+        """Create the placeholder Deployment, or patch it where it differs. True if it wrote."""
+        meta = desired["metadata"]
+        where = f"{meta['namespace']}/{meta['name']}"
+        if existing is None:
+            with _api(f"create placeholder deployment {where}"):
+                self._json(self.apps.create_namespaced_deployment, meta["namespace"], desired)
+            return True
+        if _contains(existing, desired):
+            return False
+        patch = {"metadata": {"labels": meta["labels"]}, "spec": desired["spec"]}
+        if "ownerReferences" in meta:
+            patch["metadata"]["ownerReferences"] = meta["ownerReferences"]
+        with _api(f"patch placeholder deployment {where}"):
+            self._json(
+                self.apps.patch_namespaced_deployment,
+                meta["name"],
+                meta["namespace"],
+                patch,
+                _content_type=MERGE_PATCH,
+            )
+        return True
+
+    def create_event(
+        self,
+        gwa: Mapping[str, Any],
+        *,
+        reason: str,
+        message: str,
+        warning: bool = False,
+        component: str = "tidal-operator",
+        instance: str = "",
+    ) -> None:
+        meta = gwa.get("metadata") or {}
+        now = time.time()
+        from controller.operator.status import rfc3339
+
+        stamp = rfc3339(now)
+        body = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {
+                "name": f"{meta.get('name')}.{time.time_ns():x}",
+                "namespace": meta.get("namespace"),
+            },
+            "involvedObject": {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": KIND,
+                "name": meta.get("name"),
+                "namespace": meta.get("namespace"),
+                "uid": meta.get("uid"),
+                "resourceVersion": meta.get("resourceVersion"),
+            },
+            "reason": reason,
+            "message": message[:1024],
+            "type": "Warning" if warning else "Normal",
+            "source": {"component": component},
+            "reportingComponent": f"{GROUP}/operator",
+            "reportingInstance": instance,
+            "firstTimestamp": stamp,
+            "lastTimestamp": stamp,
+            "count": 1,
+        }
+        with _api(f"create event for {meta.get('namespace')}/{meta.get('name')}"):
+            self._json(self.core.create_namespaced_event, meta.get("namespace"), body)
+
+    # --- Leases (leader election) --------------------------------------------------------
+
+    def read_lease(self, namespace: str, name: str) -> Obj | None:
+        with _api(f"read lease {namespace}/{name}", missing_ok=True) as missing:
+            found = self._json(self.coordination.read_namespaced_lease, name, namespace)
+        return None if missing[0] else found
+
+    def create_lease(self, namespace: str, body: Obj) -> Obj:
+        with _api(f"create lease {namespace}/{body['metadata']['name']}"):
+            return self._json(self.coordination.create_namespaced_lease, namespace, body)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def patch_lease(self, namespace: str, name: str, patch: Obj) -> Obj:
+        """A merge patch; a ``metadata.resourceVersion`` in it is a precondition (409 if stale)."""
+        with _api(f"patch lease {namespace}/{name}"):
+            return self._json(
+                self.coordination.patch_namespaced_lease,
+                name,
+                namespace,
+                patch,
+                _content_type=MERGE_PATCH,
+            )
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _contains(existing: Any, desired: Any) -> bool:
+    """Whether ``existing`` already holds every value of ``desired`` (extra fields are fine)."""
+    if isinstance(desired, Mapping):
+        return isinstance(existing, Mapping) and all(
+            _contains(existing.get(k), v) for k, v in desired.items()
+        )
+    if isinstance(desired, list):
+        return (
+            isinstance(existing, list)
+            and len(existing) == len(desired)
+            and all(_contains(e, d) for e, d in zip(existing, desired, strict=True))
+        )
+    return bool(existing == desired)

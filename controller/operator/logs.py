@@ -1,0 +1,55 @@
+"""structlog set-up: JSON lines in a pod (what log collectors parse), colours on a terminal.
+
+Named ``logs`` rather than ``logging`` so that it never shadows the standard library module.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Literal
+
+import structlog
+
+__all__ = ["configure_logging", "use_json"]
+
+
+def use_json(log_format: Literal["json", "console", "auto"], *, stream: object = None) -> bool:
+    """``auto`` means JSON unless standard error is a terminal."""
+    if log_format != "auto":
+        return log_format == "json"
+    target = stream if stream is not None else sys.stderr
+    isatty = getattr(target, "isatty", None)
+    return not (callable(isatty) and isatty())
+
+
+def configure_logging(
+    log_format: Literal["json", "console", "auto"] = "auto", level: str = "info"
+) -> None:
+    """Configure structlog (and route the standard library's records through it)."""
+    json_lines = use_json(log_format)
+    shared: list[structlog.types.Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    renderer: structlog.types.Processor = (
+        structlog.processors.JSONRenderer()
+        if json_lines
+        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+    )
+    structlog.configure(
+        processors=[
+            *shared,
+            structlog.processors.StackInfoRenderer(),
+            structlog.processors.dict_tracebacks if json_lines else structlog.dev.set_exc_info,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(
+            logging.getLevelNamesMapping()[level.upper()]
+        ),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=False,
+    )
+    # Libraries (urllib3, kubernetes) log through the standard library: keep their warnings.
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(name)s: %(message)s")

@@ -1,0 +1,161 @@
+"""``/metrics``, ``/healthz`` and ``/readyz`` on one port.
+
+Served by the standard library's ``ThreadingHTTPServer`` in a daemon thread: the operator is
+synchronous (the official client is), so an aiohttp server would need an event loop of its own
+for three tiny handlers, and ``prometheus_client.start_http_server`` serves metrics only. Each
+:class:`OperatorMetrics` has its own registry, so two operators in one process (the HA tests)
+do not collide.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+__all__ = ["HealthServer", "OperatorMetrics"]
+
+OBJECT = ("gwa", "namespace", "region")
+
+
+class OperatorMetrics:
+    """The operator's metrics, one series per object (labels ``gwa``, ``namespace``, ``region``)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.load = Gauge("tidal_load", "Latest load sample", OBJECT, registry=r)
+        self.forecast_peak = Gauge(
+            "tidal_forecast_peak", "Peak of the point forecast over the horizon", OBJECT, registry=r
+        )
+        self.forecast_upper = Gauge(
+            "tidal_forecast_upper",
+            "Peak of the forecast's upper quantile (spec.forecast.quantile) over the horizon",
+            OBJECT,
+            registry=r,
+        )
+        self.planned = Gauge(
+            "tidal_planned_replicas", "Replicas the plan wants", (*OBJECT, "pool"), registry=r
+        )
+        self.actual = Gauge(
+            "tidal_actual_replicas", "Replicas the Deployment has", (*OBJECT, "pool"), registry=r
+        )
+        self.reserved = Gauge(
+            "tidal_reserved_replicas",
+            "Cloud replicas held by gateways and placeholders",
+            OBJECT,
+            registry=r,
+        )
+        self.physical_capacity = Gauge(
+            "tidal_physical_capacity",
+            "Gateway replicas the physical pool holds",
+            OBJECT,
+            registry=r,
+        )
+        self.fit_seconds = Histogram(
+            "tidal_fit_seconds",
+            "Time to fit a forecasting model",
+            ("gwa", "namespace", "model"),
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+            registry=r,
+        )
+        self.reconcile_seconds = Histogram(
+            "tidal_reconcile_seconds",
+            "Time to reconcile one object",
+            ("gwa", "namespace"),
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=r,
+        )
+        self.reconcile_errors = Counter(
+            "tidal_reconcile_errors_total",
+            "Failed reconciles by reason",
+            ("gwa", "namespace", "reason"),
+            registry=r,
+        )
+        self.leader = Gauge("tidal_leader", "1 while this instance holds the lease", registry=r)
+
+    def forget(self, gwa: str, namespace: str, region: str) -> None:
+        """Drop an object's per-object gauges (it was deleted or its region changed)."""
+        labels = (gwa, namespace, region)
+        for gauge in (
+            self.load,
+            self.forecast_peak,
+            self.forecast_upper,
+            self.reserved,
+            self.physical_capacity,
+        ):
+            with contextlib.suppress(KeyError):
+                gauge.remove(*labels)
+        for gauge in (self.planned, self.actual):
+            for pool in ("physical", "cloud"):
+                with contextlib.suppress(KeyError):
+                    gauge.remove(*labels, pool)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class HealthServer:
+    """One port: ``/metrics``, ``/healthz`` (the loop is alive), ``/readyz`` (ready to serve)."""
+
+    def __init__(
+        self,
+        metrics: OperatorMetrics,
+        *,
+        address: str,
+        port: int,
+        healthy: Callable[[], tuple[bool, str]],
+        ready: Callable[[], tuple[bool, str]],
+    ) -> None:
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                path = self.path.split("?", 1)[0]
+                if path == "/metrics":
+                    self._reply(200, owner.metrics.exposition(), CONTENT_TYPE_LATEST)
+                elif path in ("/healthz", "/livez"):
+                    ok, why = owner.healthy()
+                    self._reply(200 if ok else 503, why.encode() + b"\n")
+                elif path == "/readyz":
+                    ok, why = owner.ready()
+                    self._reply(200 if ok else 503, why.encode() + b"\n")
+                else:
+                    self._reply(404, b"not found\n")
+
+            def _reply(
+                self, code: int, body: bytes, ctype: str = "text/plain; charset=utf-8"
+            ) -> None:
+                self.send_response(code)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                return  # probes every few seconds are not worth a log line
+
+        self.metrics = metrics
+        self.healthy = healthy
+        self.ready = ready
+        self._server = ThreadingHTTPServer((address, port), Handler)
+        self._server.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    def start(self) -> None:
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, name="tidal-health", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()

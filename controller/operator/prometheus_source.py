@@ -1,0 +1,267 @@
+"""Load histories from Prometheus: the operator's metrics adapter.
+
+:class:`PrometheusLoadSource` reads one region's load with ``prometheus-api-client`` and returns
+a :class:`~forecasts.series.LoadSeries` on a regular grid, which is all the pure core sees.
+
+What the caller can rely on:
+
+- **The grid.** Samples stand at multiples of ``step`` seconds since the epoch, from the first
+  grid point at or after ``start`` to the last at or before ``end``. Aligning to the epoch,
+  rather than to ``start``, keeps consecutive reads on the same grid and matches
+  :meth:`LoadSeries.aggregate`.
+- **Long ranges are split.** Prometheus refuses a ``query_range`` of more than 11,000 points
+  per series (``exceeded maximum resolution``); 14 days at one minute is 20,160, so the range is
+  read in chunks of at most :data:`MAX_POINTS` points and joined.
+- **Gaps are NaN; so is anything non-finite.** A grid point Prometheus returns nothing for is
+  NaN, as is a ``NaN`` or ``±Inf`` sample. Note that Prometheus itself carries a sample forward
+  for up to its lookback delta (5 minutes by default), so shorter gaps never reach us.
+- **Staleness shows as a short series.** The series is trimmed to the first and last grid
+  points that have a value: if the newest sample is older than the lookback delta (the target is
+  gone, the exporter is stuck), ``series.end`` is earlier than ``end`` and the caller decides how
+  stale is too stale (compare ``end - series.end`` with a few steps). Nothing is extrapolated.
+- **Errors, never placeholder numbers.** No series at all, or Prometheus unreachable, timing out
+  or answering 5xx, raises :class:`MetricsUnavailable` (transient: retry next loop). A query
+  Prometheus rejects (400: bad PromQL) or one that returns more than one series raises
+  :class:`QueryError` (permanent: the spec must change). Both messages name the query. The
+  ``reason`` and ``transient`` attributes follow ``controller.operator.errors``; ``QueryError``
+  subclasses ``MetricsUnavailable`` so that a caller catching the latter never misses one.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import requests
+from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
+from urllib3.util.retry import Retry
+
+from forecasts.series import LoadSeries
+
+__all__ = [
+    "MAX_POINTS",
+    "MetricsUnavailable",
+    "PrometheusLoadSource",
+    "QueryError",
+    "plan_chunks",
+]
+
+# Prometheus's hard limit per series in one query_range
+# (https://github.com/prometheus/prometheus/blob/v2.42.0/web/api/v1/api.go: "exceeded maximum
+# resolution of 11,000 points per timeseries").
+MAX_POINTS = 11_000
+
+_STATUS_RE = re.compile(r"HTTP Status Code (\d{3})")
+
+
+class MetricsUnavailable(Exception):
+    """Prometheus has no answer for a query right now: unreachable, failing, or no series."""
+
+    reason = "MetricsUnavailable"
+    transient = True
+
+    def __init__(self, message: str, *, query: str) -> None:
+        super().__init__(message)
+        self.query = query
+
+
+class QueryError(MetricsUnavailable):
+    """The query itself is wrong: Prometheus rejects it, or it yields more than one series."""
+
+    reason = "QueryError"
+    transient = False
+
+
+def plan_chunks(
+    start: float, end: float, step: float, max_points: int = MAX_POINTS
+) -> Iterator[tuple[float, float]]:
+    """``(first, last)`` evaluation times of each query_range, both on the epoch-aligned grid.
+
+    Every chunk holds at most ``max_points`` grid points; chunks are contiguous and disjoint.
+    Nothing is yielded when no grid point lies in ``[start, end]``.
+    """
+    if not step > 0 or not math.isfinite(step):
+        raise ValueError(f"step must be a positive number of seconds, got {step}")
+    if max_points < 1:
+        raise ValueError(f"max_points must be at least 1, got {max_points}")
+    first_index = math.ceil(start / step - 1e-9)
+    last_index = math.floor(end / step + 1e-9)
+    index = first_index
+    while index <= last_index:
+        chunk_last = min(last_index, index + max_points - 1)
+        yield index * step, chunk_last * step
+        index = chunk_last + 1
+
+
+class PrometheusLoadSource:
+    """Reads a region's load from Prometheus over its HTTP API.
+
+    ``retries`` connection attempts are made per request, with a short backoff, so that a
+    Prometheus that is down costs a loop about ``timeout`` seconds, not minutes.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        disable_ssl: bool = False,
+        timeout: float = 10.0,
+        retries: int = 1,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+        retry = Retry(
+            total=retries,
+            connect=retries,
+            read=0,
+            backoff_factor=0.2,
+            status_forcelist=(502, 503, 504),
+            allowed_methods=("GET", "POST"),
+            raise_on_status=False,
+        )
+        self._prometheus = PrometheusConnect(
+            url=self.url, headers=dict(headers or {}) or None, disable_ssl=disable_ssl, retry=retry
+        )
+
+    def close(self) -> None:
+        self._prometheus.close()
+
+    def __enter__(self) -> PrometheusLoadSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def read_history(self, query: str, *, start: float, end: float, step: float) -> LoadSeries:
+        """The load of ``query`` from ``start`` to ``end`` (epoch seconds) every ``step`` seconds.
+
+        The series starts at the first grid point with a value and ends at the last one; gaps
+        inside are NaN. Raises :class:`MetricsUnavailable` or :class:`QueryError`.
+        """
+        if end < start:
+            raise ValueError(f"end ({end}) is before start ({start})")
+        grid_start = math.ceil(start / step - 1e-9) * step
+        count = math.floor(end / step + 1e-9) - math.ceil(start / step - 1e-9) + 1
+        values = np.full(max(count, 0), np.nan)
+        labelsets: set[tuple[tuple[str, str], ...]] = set()
+        for first, last in plan_chunks(start, end, step):
+            chunk = self._query_range(query, first, last, step)
+            labelsets.update(tuple(sorted((s.get("metric") or {}).items())) for s in chunk)
+            if len(labelsets) > 1:
+                raise QueryError(
+                    f"query {query!r} returned {len(labelsets)} series; it must return one "
+                    "(aggregate it, for example with sum())",
+                    query=query,
+                )
+            for series in chunk:
+                for stamp, text in series.get("values") or ():
+                    index = round((float(stamp) - grid_start) / step)
+                    if 0 <= index < values.size:
+                        values[index] = _finite_or_nan(text)
+        known = np.flatnonzero(~np.isnan(values))
+        if known.size == 0:
+            raise MetricsUnavailable(
+                f"query {query!r} returned no data between {_iso(start)} and {_iso(end)}",
+                query=query,
+            )
+        head, tail = int(known[0]), int(known[-1])
+        return LoadSeries(grid_start + head * step, step, values[head : tail + 1])
+
+    def current(self, query: str) -> float:
+        """The value of ``query`` now (an instant query); raises rather than guess."""
+        result = self._call(
+            query,
+            lambda: self._prometheus.custom_query(
+                query, params={"timeout": f"{self.timeout:g}s"}, timeout=self.timeout
+            ),
+        )
+        if isinstance(result, Sequence) and len(result) == 2 and not isinstance(result[0], Mapping):
+            samples = [result]  # a scalar result: [time, "value"]
+        else:
+            if len(result) > 1:
+                raise QueryError(
+                    f"query {query!r} returned {len(result)} series; it must return "
+                    "one (aggregate it, for example with sum())",
+                    query=query,
+                )
+            samples = [series["value"] for series in result]
+        if not samples:
+            raise MetricsUnavailable(f"query {query!r} returned no series", query=query)
+        value = _finite_or_nan(samples[0][1])
+        if math.isnan(value):
+            raise MetricsUnavailable(f"query {query!r} returned {samples[0][1]!r}", query=query)
+        return value
+
+    def _query_range(self, query: str, first: float, last: float, step: float) -> list[Any]:
+        # The client rounds its datetimes to whole seconds; the exact grid goes in ``params``,
+        # which it sends in their place.
+        params = {
+            "start": f"{first:.3f}",
+            "end": f"{last:.3f}",
+            "step": f"{step:g}",
+            "timeout": f"{self.timeout:g}s",
+        }
+        return self._call(
+            query,
+            lambda: self._prometheus.custom_query_range(  # type: ignore[no-any-return]
+                query,
+                start_time=_datetime(first),
+                end_time=_datetime(last),
+                step=f"{step:g}",
+                params=params,
+                timeout=self.timeout,
+            ),
+        )
+
+    def _call(self, query: str, request: Any) -> Any:
+        try:
+            return request()
+        except requests.RequestException as exc:
+            raise MetricsUnavailable(
+                f"Prometheus at {self.url} is unreachable for query {query!r}: "
+                f"{type(exc).__name__}",
+                query=query,
+            ) from exc
+        except PrometheusApiClientException as exc:
+            match = _STATUS_RE.search(str(exc))
+            status = int(match.group(1)) if match else None
+            if status == 400:
+                raise QueryError(
+                    f"Prometheus rejected query {query!r}: {_error_text(exc)}", query=query
+                ) from exc
+            raise MetricsUnavailable(
+                f"Prometheus failed query {query!r} (HTTP {status}): {_error_text(exc)}",
+                query=query,
+            ) from exc
+        except ValueError as exc:  # a body that is not the JSON Prometheus sends
+            raise MetricsUnavailable(
+                f"Prometheus at {self.url} sent an unreadable answer to query {query!r}",
+                query=query,
+            ) from exc
+
+
+def _finite_or_nan(text: Any) -> float:
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        return math.nan
+    return value if math.isfinite(value) else math.nan
+
+
+def _error_text(exc: Exception) -> str:
+    """Prometheus's own ``error`` field out of the client's exception text, if there is one."""
+    match = re.search(r'"error":"((?:[^"\\]|\\.)*)"', str(exc))
+    return match.group(1) if match else str(exc)
+
+
+def _datetime(when: float) -> datetime:
+    return datetime.fromtimestamp(when, tz=UTC)
+
+
+def _iso(when: float) -> str:
+    return _datetime(when).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -1,0 +1,585 @@
+"""One GatewayAutoscaler, one pass: validate, read, forecast, plan, apply, report.
+
+:meth:`Reconciler.reconcile` is the edge: every failure of one object ends there, becomes a
+``Ready=False`` condition naming its cause, counts in ``tidal_reconcile_errors_total``, and is
+logged once (when it first appears or changes), never re-raised, so that it cannot touch
+another object. Whether a failure is transient is decided there, once, from the error type.
+
+The decision itself is :func:`controller.planner.plan_region`, called exactly as the simulator
+calls it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import structlog
+from pydantic import ValidationError
+
+from controller.operator.capacity import physical_capacity
+from controller.operator.errors import (
+    InvalidSpec,
+    OperatorError,
+    PhysicalCapacityUnknown,
+    TargetMissing,
+)
+from controller.operator.fitting import FitState, ModelStore, fit_error, spec_fingerprint
+from controller.operator.kube import (
+    ClusterSnapshot,
+    KubeClient,
+    placeholder_deployment,
+    placeholder_name,
+)
+from controller.operator.metrics import OperatorMetrics
+from controller.operator.settings import OperatorSettings
+from controller.operator.sources import LoadSource, MetricsUnavailable, metrics_reason
+from controller.operator.status import (
+    Condition,
+    merge_conditions,
+    recommendations_from_status,
+    recommendations_to_status,
+    rfc3339,
+)
+from controller.planner import Plan, PlannerSettings, RegionState, plan_region
+from controller.spec import GatewayAutoscalerSpec, Mode
+from forecasts import registry
+from forecasts.base import FittedModel, Forecast
+from forecasts.errors import (
+    FitFailed,
+    ForecastError,
+    InsufficientHistory,
+    InvalidHistory,
+    UnknownModel,
+)
+from forecasts.series import LoadSeries
+
+__all__ = ["Outcome", "Reconciler", "format_validation_error"]
+
+log = structlog.get_logger("tidal.reconcile")
+
+
+def format_validation_error(exc: ValidationError, *, prefix: str = "spec") -> str:
+    """``spec.load.perReplica: Input should be greater than 0``: camelCase paths, as written."""
+    parts = []
+    for error in exc.errors():
+        path = prefix
+        for item in error["loc"]:
+            path += f"[{item}]" if isinstance(item, int) else f".{item}"
+        message = str(error["msg"]).removeprefix("Value error, ")
+        parts.append(f"{path}: {message}")
+    return "; ".join(parts)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one reconcile came to (for tests, the bench and the loop's own bookkeeping)."""
+
+    ok: bool
+    reason: str
+    message: str = ""
+    plan: Plan | None = None
+
+
+@dataclass
+class _Memory:
+    """Per-object facts that only dedupe logs and events: losing them on restart is harmless."""
+
+    name: str = ""
+    namespace: str = ""
+    region: str | None = None
+    failure: str | None = None
+    last_event: str | None = None
+    generation: int | None = None
+
+
+@dataclass
+class _Read:
+    """What one loop read about an object's targets."""
+
+    physical: dict[str, Any]
+    cloud: dict[str, Any]
+    placeholder: dict[str, Any] | None
+    capacity: int
+
+
+def _replicas(deployment: Mapping[str, Any] | None) -> int:
+    if not deployment:
+        return 0
+    value = (deployment.get("spec") or {}).get("replicas")
+    return 1 if value is None else int(value)  # the API's default for spec.replicas
+
+
+@dataclass
+class Reconciler:
+    kube: KubeClient
+    source: LoadSource
+    models: ModelStore
+    metrics: OperatorMetrics
+    settings: OperatorSettings
+    is_leader: Callable[[], bool] = lambda: True
+    clock: Callable[[], float] = time.time
+    _memory: dict[str, _Memory] = field(default_factory=dict)
+
+    # --- the edge ------------------------------------------------------------------------
+
+    def reconcile(self, obj: Mapping[str, Any], snapshot: ClusterSnapshot) -> Outcome:
+        meta = obj.get("metadata") or {}
+        name, namespace = str(meta.get("name")), str(meta.get("namespace"))
+        key = str(meta.get("uid") or f"{namespace}/{name}")
+        memory = self._memory.setdefault(key, _Memory(name=name, namespace=namespace))
+        bound = log.bind(gwa=name, namespace=namespace)
+        started = time.perf_counter()
+        try:
+            try:
+                spec = GatewayAutoscalerSpec.model_validate(obj.get("spec") or {})
+            except ValidationError as exc:
+                raise InvalidSpec(format_validation_error(exc)) from exc
+            bound = bound.bind(region=spec.region, model=spec.forecast.model)
+            if memory.region not in (None, spec.region):
+                self.metrics.forget(name, namespace, memory.region)
+            memory.region = spec.region
+            outcome = self._reconcile(obj, spec, snapshot, memory, bound)
+            if memory.failure is not None:
+                bound.info("reconcile_recovered", previous=memory.failure)
+                memory.failure = None
+            return outcome
+        except Exception as exc:  # the edge: nothing escapes to the other objects
+            error = exc if isinstance(exc, OperatorError) else None
+            reason = error.reason if error else "InternalError"
+            transient = error.transient if error else True
+            message = str(exc) if error else f"{type(exc).__name__}: {exc}"
+            self.metrics.reconcile_errors.labels(name, namespace, reason).inc()
+            if memory.failure != message:
+                memory.failure = message
+                if error is None:
+                    bound.exception("reconcile_failed", reason=reason, transient=transient)
+                else:
+                    bound.warning(
+                        "reconcile_failed", reason=reason, error=message, transient=transient
+                    )
+            self._report_failure(obj, reason=reason, message=message, memory=memory, log=bound)
+            return Outcome(False, reason, message)
+        finally:
+            self.metrics.reconcile_seconds.labels(name, namespace).observe(
+                time.perf_counter() - started
+            )
+
+    def forget(self, live: set[str]) -> None:
+        """Drop memory of objects that are gone (by uid), and their metrics."""
+        for key in set(self._memory) - live:
+            memory = self._memory.pop(key)
+            if memory.region is not None:
+                self.metrics.forget(memory.name, memory.namespace, memory.region)
+        self.models.prune(live)
+
+    def _report_failure(
+        self, obj: Mapping[str, Any], *, reason: str, message: str, memory: _Memory, log: Any
+    ) -> None:
+        if not self.is_leader():
+            return
+        meta = obj.get("metadata") or {}
+        previous = obj.get("status") or {}
+        now = self.clock()
+        try:
+            conditions = merge_conditions(
+                previous.get("conditions"),
+                [Condition("Ready", False, reason, message)],
+                now=now,
+                generation=meta.get("generation"),
+            )
+            status: dict[str, Any] = {"conditions": conditions}
+            if meta.get("generation") is not None:
+                status["observedGeneration"] = meta["generation"]
+            self.kube.patch_status(str(meta.get("namespace")), str(meta.get("name")), status)
+            self._event(obj, memory, reason=reason, message=message, warning=True)
+        except Exception as exc:  # the API itself is failing: the loop retries; say it once
+            log.debug("status_write_failed", error=str(exc))
+
+    def _event(
+        self,
+        obj: Mapping[str, Any],
+        memory: _Memory,
+        *,
+        reason: str,
+        message: str,
+        warning: bool = False,
+    ) -> None:
+        key = f"{reason}:{message}"
+        if memory.last_event == key:
+            return
+        self.kube.create_event(
+            obj, reason=reason, message=message, warning=warning, instance=self.settings.identity
+        )
+        memory.last_event = key
+
+    # --- one valid object ----------------------------------------------------------------
+
+    def _read_targets(
+        self, obj: Mapping[str, Any], spec: GatewayAutoscalerSpec, snapshot: ClusterSnapshot
+    ) -> _Read:
+        namespace = str((obj.get("metadata") or {}).get("namespace"))
+        physical = self.kube.read_deployment(namespace, spec.physical.deployment)
+        if physical is None:
+            raise TargetMissing(
+                f"spec.physical.deployment: deployment {spec.physical.deployment!r} "
+                f"not found in namespace {namespace!r}"
+            )
+        cloud = self.kube.read_deployment(namespace, spec.cloud.deployment)
+        if cloud is None:
+            raise TargetMissing(
+                f"spec.cloud.deployment: deployment {spec.cloud.deployment!r} "
+                f"not found in namespace {namespace!r}"
+            )
+        name = str((obj.get("metadata") or {}).get("name"))
+        placeholder = self.kube.read_deployment(namespace, placeholder_name(name))
+        try:
+            capacity = physical_capacity(
+                snapshot.nodes,
+                snapshot.pods,
+                node_selector=spec.physical.node_selector,
+                gateway=physical,
+                max_replicas=spec.physical.max_replicas,
+            )
+        except ValueError as exc:
+            raise PhysicalCapacityUnknown(f"spec.physical.deployment: {exc}") from exc
+        return _Read(physical, cloud, placeholder, capacity)
+
+    def _horizon(self, spec: GatewayAutoscalerSpec) -> float:
+        """Far enough for the planner's reservation: pod start, one loop, a node's lead time."""
+        need = (
+            self.settings.pod_ready
+            + self.settings.loop_interval
+            + spec.cloud.node_lead_time.total_seconds()
+            + spec.load.step.total_seconds()
+        )
+        return max(spec.forecast.horizon.total_seconds(), need)
+
+    def _fit_job(
+        self, spec: GatewayAutoscalerSpec, labels: tuple[str, str]
+    ) -> Callable[[FittedModel | None], FittedModel]:
+        step = spec.load.step.total_seconds()
+        horizon = self._horizon(spec)
+
+        def job(previous: FittedModel | None) -> FittedModel:
+            end = self.clock()
+            history = self.source.read_history(
+                spec.load.query, start=end - spec.load.history.total_seconds(), end=end, step=step
+            )
+            forecaster = registry.create(
+                spec.forecast.model, fit_step=max(300.0, step), max_horizon=horizon
+            )
+            fitted = forecaster.fit(history, previous=previous)
+            self.metrics.fit_seconds.labels(*labels, spec.forecast.model).observe(
+                fitted.fit_seconds
+            )
+            return fitted
+
+        return job
+
+    @staticmethod
+    def _classify_fit(bound: Any) -> Callable[[BaseException], tuple[str, str]]:
+        def classify(exc: BaseException) -> tuple[str, str]:
+            if isinstance(exc, MetricsUnavailable):
+                bound.warning("fit_failed", reason=metrics_reason(exc), error=str(exc))
+                return metrics_reason(exc), str(exc)
+            for kind, reason in (
+                (InsufficientHistory, "InsufficientHistory"),
+                (InvalidHistory, "InvalidHistory"),
+                (UnknownModel, "UnknownModel"),
+                (FitFailed, "FitFailed"),
+                (ForecastError, "ForecastError"),
+            ):
+                if isinstance(exc, kind):
+                    bound.warning("fit_failed", reason=reason, error=str(exc))
+                    return reason, str(exc)
+            bound.error("fit_failed", reason="FitFailed", error=repr(exc), exc_info=exc)
+            return "FitFailed", f"{type(exc).__name__}: {exc}"
+
+        return classify
+
+    def _recent_history(self, spec: GatewayAutoscalerSpec, fit: FitState, now: float) -> LoadSeries:
+        """The samples this loop needs: since the fit ended (to advance it), and the latest load."""
+        step = spec.load.step.total_seconds()
+        start = now - max(30 * step, 600.0)
+        if fit.fitted is not None:
+            start = min(start, fit.fitted.fitted_until - fit.fitted.step)
+        start = max(start, now - spec.load.history.total_seconds())
+        return self.source.read_history(spec.load.query, start=start, end=now, step=step)
+
+    def _reconcile(
+        self,
+        obj: Mapping[str, Any],
+        spec: GatewayAutoscalerSpec,
+        snapshot: ClusterSnapshot,
+        memory: _Memory,
+        bound: Any,
+    ) -> Outcome:
+        if not self.is_leader():
+            return Outcome(True, "NotLeader")
+        meta = obj.get("metadata") or {}
+        name, namespace = str(meta.get("name")), str(meta.get("namespace"))
+        uid = str(meta.get("uid") or f"{namespace}/{name}")
+        previous_status: Mapping[str, Any] = obj.get("status") or {}
+        now = self.clock()
+        read = self._read_targets(obj, spec, snapshot)
+        physical_now, cloud_now = _replicas(read.physical), _replicas(read.cloud)
+        placeholders_now = _replicas(read.placeholder) if read.placeholder else 0
+        state = RegionState(
+            physical_replicas=physical_now,
+            cloud_replicas=cloud_now,
+            physical_capacity=read.capacity,
+            cloud_reserved=cloud_now + placeholders_now,
+            recommendations=recommendations_from_status(previous_status),
+        )
+
+        # The forecast: from the last fit, advanced over what arrived since.
+        fit = self.models.current(
+            uid,
+            fingerprint=spec_fingerprint(spec),
+            now=now,
+            refit=spec.forecast.refit.total_seconds(),
+            fit=self._fit_job(spec, (name, namespace)),
+            classify=self._classify_fit(bound),
+        )
+        metrics_problem: str | None = None
+        metrics_failure = "MetricsUnavailable"
+        forecast: Forecast | None = None
+        forecast_problem: str | None = None
+        forecast_reason = "Fitting"
+        step = spec.load.step.total_seconds()
+        try:
+            history = self._recent_history(spec, fit, now)
+        except MetricsUnavailable as exc:
+            metrics_problem = f"spec.load.query: {exc}"
+            metrics_failure = metrics_reason(exc)
+            history = LoadSeries(now, step, np.empty(0))
+        if metrics_problem is not None:
+            forecast_reason, forecast_problem = metrics_failure, metrics_problem
+        elif fit.fitted is not None:
+            try:
+                forecast = fit.fitted.forecast(history, horizon=self._horizon(spec))
+            except (ForecastError, ValueError) as exc:
+                forecast_reason, forecast_problem = "ForecastError", f"forecast failed: {exc}"
+        elif fit.problem is not None:
+            forecast_reason, forecast_problem = fit.problem
+        else:
+            forecast_problem = f"the first fit of {spec.forecast.model} is running"
+
+        planner_settings = PlannerSettings(
+            loop_interval=self.settings.loop_interval,
+            pod_ready=self.settings.pod_ready,
+            stale_after=max(300.0, 2 * step),
+        )
+        plan = plan_region(
+            spec,
+            history=history,
+            forecast=forecast,
+            state=state,
+            now=now,
+            settings=planner_settings,
+            forecast_problem=forecast_problem,
+        )
+
+        # Apply: Scale mode only, and only what changed.
+        scaled = False
+        if plan.acts and self.is_leader():
+            for pool, deployment, current, decision in (
+                ("physical", spec.physical.deployment, physical_now, plan.physical),
+                ("cloud", spec.cloud.deployment, cloud_now, plan.cloud),
+            ):
+                if decision.replicas != current:
+                    self.kube.scale_deployment(namespace, deployment, decision.replicas)
+                    scaled = True
+                    self._event(
+                        obj,
+                        memory,
+                        reason=decision.reason.value,
+                        message=(
+                            f"scaled {pool} deployment {deployment} from {current} to "
+                            f"{decision.replicas}: {decision.message}"
+                        ),
+                    )
+            if spec.cloud.reserve or read.placeholder is not None:
+                wanted = plan.placeholders if spec.cloud.reserve else 0
+                desired = placeholder_deployment(obj, read.cloud, wanted)
+                if (
+                    self.kube.apply_placeholder(desired, read.placeholder)
+                    and wanted != placeholders_now
+                ):
+                    self._event(
+                        obj,
+                        memory,
+                        reason=plan.reserve.reason.value,
+                        message=(
+                            f"placeholder pods {placeholders_now} -> {wanted} "
+                            f"(cloud reserved {plan.reserve.replicas}): {plan.reserve.message}"
+                        ),
+                    )
+        elif plan.mode is Mode.FORECAST_ONLY:
+            self._event(
+                obj,
+                memory,
+                reason=plan.mode.value,
+                message=(
+                    f"would run physical {plan.physical.replicas} ({plan.physical.reason.value}), "
+                    f"cloud {plan.cloud.replicas} ({plan.cloud.reason.value}), "
+                    f"reserve {plan.reserve.replicas}; nothing is changed in ForecastOnly mode"
+                ),
+            )
+
+        status = self._status(
+            spec,
+            plan,
+            meta=meta,
+            previous=previous_status,
+            fit=fit,
+            forecast=forecast,
+            forecast_reason=forecast_reason,
+            metrics_problem=metrics_problem,
+            metrics_failure=metrics_failure,
+            scaled=scaled,
+        )
+        self.kube.patch_status(namespace, name, status)
+        self._observe(
+            name,
+            namespace,
+            spec,
+            plan,
+            forecast,
+            actual=(plan.physical.replicas, plan.cloud.replicas)
+            if plan.acts
+            else (physical_now, cloud_now),
+        )
+        if metrics_problem is not None:
+            self.metrics.reconcile_errors.labels(name, namespace, metrics_failure).inc()
+            # Served (held, never scaled down) but not healthy: say so in the outcome too.
+            return Outcome(False, metrics_failure, metrics_problem, plan)
+        return Outcome(True, "Reconciled", plan=plan)
+
+    # --- status and metrics --------------------------------------------------------------
+
+    def _status(
+        self,
+        spec: GatewayAutoscalerSpec,
+        plan: Plan,
+        *,
+        meta: Mapping[str, Any],
+        previous: Mapping[str, Any],
+        fit: FitState,
+        forecast: Forecast | None,
+        forecast_reason: str,
+        metrics_problem: str | None,
+        metrics_failure: str,
+        scaled: bool,
+    ) -> dict[str, Any]:
+        now = plan.now
+        generation = meta.get("generation")
+        held = (
+            f"physical {plan.physical.replicas}/{plan.physical_capacity}, "
+            f"cloud {plan.cloud.replicas}, reserved {plan.reserve.replicas}"
+        )
+        if metrics_problem is not None:
+            ready = Condition(
+                "Ready",
+                False,
+                metrics_failure,
+                f"{metrics_problem}; holding {plan.total.replicas} replicas, no scale-down",
+            )
+        elif plan.mode is Mode.SCALE:
+            ready = Condition("Ready", True, "Reconciled", held)
+        else:
+            ready = Condition("Ready", True, plan.mode.value, f"{plan.mode.value}: planned {held}")
+        if forecast is not None:
+            fitted = fit.fitted
+            error = fit_error(fitted) if fitted is not None else None
+            text = f"{forecast.model} forecasting to {rfc3339(forecast.end)}"
+            if error is not None:
+                text += f", backtest error {error:.3f}"
+            forecast_ready = Condition("ForecastReady", True, "Forecasting", text)
+        else:
+            forecast_ready = Condition(
+                "ForecastReady",
+                False,
+                forecast_reason,
+                plan.forecast_problem or "no forecast",
+            )
+        bursting = (
+            Condition("Bursting", True, plan.cloud.reason.value, plan.cloud.message)
+            if plan.bursting
+            else Condition(
+                "Bursting",
+                False,
+                "PhysicalSufficient",
+                f"physical capacity {plan.physical_capacity} holds the plan",
+            )
+        )
+        limited = (
+            Condition("CapacityLimited", True, "CloudCapacityExhausted", plan.capacity_limited)
+            if plan.capacity_limited
+            else Condition("CapacityLimited", False, "WithinCapacity", "the plan fits the pools")
+        )
+        conditions = [ready, forecast_ready, bursting, limited]
+        forecast_status: dict[str, Any] | None = None
+        if forecast is not None:
+            fitted = fit.fitted
+            error = fit_error(fitted) if fitted is not None else None
+            forecast_status = {
+                "peak": None if plan.forecast_peak is None else round(plan.forecast_peak, 3),
+                "peakAt": None if plan.forecast_peak_at is None else rfc3339(plan.forecast_peak_at),
+                "model": forecast.model,
+                "quantile": spec.forecast.quantile,
+                "fittedAt": None if fit.fitted_at is None else rfc3339(fit.fitted_at),
+                "error": None if error is None else round(error, 4),
+            }
+        status: dict[str, Any] = {
+            "observedGeneration": generation,
+            "load": None if plan.load is None else plan.load,
+            "forecast": forecast_status,
+            "desiredReplicas": plan.physical.replicas + plan.cloud.replicas,
+            "physical": {"replicas": plan.physical.replicas, "capacity": plan.physical_capacity},
+            "cloud": {"replicas": plan.cloud.replicas, "reserved": plan.reserve.replicas},
+            "conditions": merge_conditions(
+                previous.get("conditions"), conditions, now=now, generation=generation
+            ),
+            "recommendations": recommendations_to_status(
+                plan.recommendations,
+                window=spec.behavior.scale_down.stabilization.total_seconds(),
+                now=now,
+            ),
+        }
+        if scaled:
+            status["lastScaleTime"] = rfc3339(now)
+        if status["load"] is None:
+            # Keep the last known load visible rather than erasing it during an outage.
+            status.pop("load")
+        return status
+
+    def _observe(
+        self,
+        name: str,
+        namespace: str,
+        spec: GatewayAutoscalerSpec,
+        plan: Plan,
+        forecast: Forecast | None,
+        *,
+        actual: tuple[int, int],
+    ) -> None:
+        labels = (name, namespace, spec.region)
+        m = self.metrics
+        if plan.load is not None:
+            m.load.labels(*labels).set(plan.load)
+        if forecast is not None:
+            end = plan.now + spec.forecast.horizon.total_seconds()
+            m.forecast_peak.labels(*labels).set(forecast.max_between(plan.now, end))
+        if plan.forecast_peak is not None:
+            m.forecast_upper.labels(*labels).set(plan.forecast_peak)
+        m.planned.labels(*labels, "physical").set(plan.physical.replicas)
+        m.planned.labels(*labels, "cloud").set(plan.cloud.replicas)
+        m.actual.labels(*labels, "physical").set(actual[0])
+        m.actual.labels(*labels, "cloud").set(actual[1])
+        m.reserved.labels(*labels).set(plan.reserve.replicas)
+        m.physical_capacity.labels(*labels).set(plan.physical_capacity)

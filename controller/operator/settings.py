@@ -1,0 +1,136 @@
+"""Operator settings: ``TIDAL_*`` environment variables, overridden by ``tidal run`` flags.
+
+Durations are seconds (floats) or Kubernetes-style text (``90s``, ``1m``), as in the CR.
+Flags win over the environment, which wins over the defaults: a Deployment sets the
+environment, a person at a terminal types flags.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Annotated, Literal
+
+from pydantic import BeforeValidator, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from controller.durations import parse_duration
+
+__all__ = ["OperatorSettings", "default_identity"]
+
+
+def _seconds(value: object) -> float:
+    if isinstance(value, str) and not value.strip().replace(".", "", 1).isdigit():
+        return parse_duration(value).total_seconds()
+    return float(value)  # type: ignore[arg-type]
+
+
+def _csv(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+def _headers(value: object) -> object:
+    """``Name: value`` pairs separated by commas or newlines (a JSON object also works)."""
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("{"):
+            import json
+
+            return json.loads(text)
+        pairs = [p for chunk in text.splitlines() for p in chunk.split(",") if p.strip()]
+        headers: dict[str, str] = {}
+        for pair in pairs:
+            name, sep, val = pair.partition(":")
+            if not sep:
+                raise ValueError(f"header {pair!r} is not 'Name: value'")
+            headers[name.strip()] = val.strip()
+        return headers
+    return value
+
+
+Seconds = Annotated[float, BeforeValidator(_seconds)]
+
+
+def default_identity() -> str:
+    """Host name and process id: unique per pod (the host name) and per process in a test."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class OperatorSettings(BaseSettings):
+    """Everything ``tidal run`` can be told; each field is ``TIDAL_<NAME>`` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="TIDAL_", extra="ignore", frozen=True)
+
+    # Prometheus
+    prometheus_url: str = Field(default="http://127.0.0.1:9090", description="Prometheus base URL")
+    prometheus_token: SecretStr | None = Field(default=None, description="Bearer token")
+    prometheus_username: str | None = Field(default=None, description="Basic auth user")
+    prometheus_password: SecretStr | None = Field(default=None, description="Basic auth password")
+    prometheus_headers: Annotated[dict[str, str], NoDecode, BeforeValidator(_headers)] = Field(
+        default_factory=dict, description="Extra HTTP headers, 'Name: value, Name: value'"
+    )
+    prometheus_disable_ssl: bool = Field(default=False, description="Skip TLS verification")
+    prometheus_timeout: Seconds = Field(default=10.0, gt=0, description="Per-request timeout")
+
+    # The loop
+    loop_interval: Seconds = Field(
+        default=60.0, gt=0, description="Reconcile every object this often"
+    )
+    watch_poll: Seconds = Field(
+        default=5.0, gt=0, description="Re-open the CR watch after this long without events"
+    )
+    pod_ready: Seconds = Field(default=60.0, ge=0, description="A new gateway pod's time to ready")
+    fit_workers: int = Field(default=2, ge=1, description="Threads that fit models off the loop")
+    fit_retry: Seconds = Field(
+        default=30.0,
+        gt=0,
+        description="Wait before retrying a failed fit (capped by forecast.refit)",
+    )
+    namespaces: Annotated[list[str], NoDecode, BeforeValidator(_csv)] = Field(
+        default_factory=list, description="Namespaces to watch (comma separated); empty: all"
+    )
+
+    # Metrics and health
+    metrics_port: int = Field(
+        default=8080, ge=0, le=65535, description="Port of /metrics, /healthz"
+    )
+    metrics_address: str = Field(default="0.0.0.0", description="Bind address of that port")
+
+    # Leader election
+    leader_election: bool = Field(default=True, description="Elect a leader on a Lease")
+    lease_name: str = Field(default="tidal-operator")
+    lease_namespace: str | None = Field(
+        default=None, description="Default: the pod's namespace, else 'default'"
+    )
+    lease_duration: Seconds = Field(default=15.0, gt=0)
+    lease_renew: Seconds = Field(default=5.0, gt=0, description="Renew the lease this often")
+    identity: str = Field(default_factory=default_identity)
+
+    # Logs and the cluster
+    log_format: Literal["json", "console", "auto"] = "auto"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    kubeconfig: str | None = Field(
+        default=None, description="Path; default: in-cluster config in a pod, else ~/.kube/config"
+    )
+    kube_context: str | None = None
+
+    @model_validator(mode="after")
+    def _lease_timing(self) -> OperatorSettings:
+        if self.leader_election and self.lease_renew >= self.lease_duration:
+            raise ValueError(
+                f"lease_renew ({self.lease_renew:g}s) must be shorter than "
+                f"lease_duration ({self.lease_duration:g}s)"
+            )
+        return self
+
+    def resolved_lease_namespace(self) -> str:
+        if self.lease_namespace:
+            return self.lease_namespace
+        path = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+        try:
+            with open(path, encoding="utf-8") as handle:
+                return handle.read().strip() or "default"
+        except OSError:
+            return "default"

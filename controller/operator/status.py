@@ -1,0 +1,128 @@
+"""The CR's status: conditions with honest transition times, and the state kept across restarts.
+
+Pure: dicts in, dicts out, ``now`` an argument. Conditions follow the Kubernetes API conventions
+(``metav1.Condition``): ``lastTransitionTime`` moves only when ``status`` flips, so that
+``kubectl describe`` says since when an object has been unready, not when it was last looked at.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from controller.planner import Recommendation
+
+__all__ = [
+    "CONDITION_TYPES",
+    "MAX_RECOMMENDATIONS",
+    "Condition",
+    "merge_conditions",
+    "parse_time",
+    "recommendations_from_status",
+    "recommendations_to_status",
+    "rfc3339",
+]
+
+CONDITION_TYPES = ("Ready", "ForecastReady", "Bursting", "CapacityLimited")
+#: Upper bound on stored recommendations, whatever the window: status must stay small.
+MAX_RECOMMENDATIONS = 60
+
+
+@dataclass(frozen=True)
+class Condition:
+    type: str
+    status: bool
+    reason: str
+    message: str
+
+    def as_status(
+        self, *, now: float, generation: int | None, previous: Mapping[str, Any] | None
+    ) -> dict[str, Any]:
+        text = "True" if self.status else "False"
+        since = rfc3339(now)
+        if (
+            previous is not None
+            and previous.get("status") == text
+            and previous.get("lastTransitionTime")
+        ):
+            since = str(previous["lastTransitionTime"])
+        result: dict[str, Any] = {
+            "type": self.type,
+            "status": text,
+            "reason": self.reason,
+            # The API's limit on a condition message (metav1.Condition: maxLength 32768).
+            "message": self.message[:32768],
+            "lastTransitionTime": since,
+        }
+        if generation is not None:
+            result["observedGeneration"] = generation
+        return result
+
+
+def rfc3339(when: float) -> str:
+    """Epoch seconds as RFC 3339 UTC text with second precision (``metav1.Time``)."""
+    return datetime.fromtimestamp(math.floor(when), tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_time(text: str) -> float:
+    """RFC 3339 text to epoch seconds (``Z`` or an offset; naive text is UTC)."""
+    stamp = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=UTC)
+    return stamp.timestamp()
+
+
+def merge_conditions(
+    previous: Iterable[Mapping[str, Any]] | None,
+    updates: Iterable[Condition],
+    *,
+    now: float,
+    generation: int | None,
+) -> list[dict[str, Any]]:
+    """New conditions over the previous ones: updated types replaced, others kept as they were.
+
+    The result is ordered as :data:`CONDITION_TYPES`, then any other type by name.
+    """
+    by_type: dict[str, dict[str, Any]] = {
+        str(c.get("type")): dict(c) for c in previous or () if c.get("type")
+    }
+    for condition in updates:
+        by_type[condition.type] = condition.as_status(
+            now=now, generation=generation, previous=by_type.get(condition.type)
+        )
+    order = {name: i for i, name in enumerate(CONDITION_TYPES)}
+    return [by_type[k] for k in sorted(by_type, key=lambda k: (order.get(k, len(order)), k))]
+
+
+def recommendations_to_status(
+    recommendations: Sequence[Recommendation], *, window: float, now: float
+) -> list[dict[str, Any]]:
+    """The recommendations stabilisation still needs, as ``[{at, replicas}]``, oldest first.
+
+    Stabilisation takes the highest recommendation inside the window, so an entry that a later
+    entry with at least as many replicas outlives can never be that highest: it is dropped.
+    What remains falls in replicas as it goes forward in time, which keeps status small even
+    with a loop every second.
+    """
+    recent = [r for r in recommendations if now - r.at < window]
+    kept: list[Recommendation] = []
+    for rec in recent:
+        while kept and kept[-1].replicas <= rec.replicas:
+            kept.pop()
+        kept.append(rec)
+    # Same-second entries would look identical in RFC 3339: keep the later (higher or equal) one.
+    return [{"at": rfc3339(r.at), "replicas": r.replicas} for r in kept[-MAX_RECOMMENDATIONS:]]
+
+
+def recommendations_from_status(status: Mapping[str, Any] | None) -> tuple[Recommendation, ...]:
+    """Read back what :func:`recommendations_to_status` wrote; malformed entries are skipped."""
+    result = []
+    for entry in (status or {}).get("recommendations") or []:
+        try:
+            result.append(Recommendation(parse_time(str(entry["at"])), int(entry["replicas"])))
+        except (KeyError, TypeError, ValueError):
+            continue
+    return tuple(sorted(result, key=lambda r: r.at))

@@ -1,0 +1,69 @@
+"""Pictures of backtests: load against ready capacity, physical and cloud stacked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from controller.backtest import TraceRun
+
+__all__ = ["plot_backtest"]
+
+PHYSICAL = "#4c72b0"
+CLOUD = "#dd8452"
+RESERVED = "#f2c9a9"
+LOAD = "#222222"
+
+
+def plot_backtest(runs: list[TraceRun], path: str | Path, *, days: float | None = None,
+                  per_replica: float | None = None) -> Path:
+    """One row per trace, one column per policy; ``days`` keeps only the last days of each."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.dates as mdates
+    import matplotlib.pyplot as plt
+
+    from controller.backtest import PER_REPLICA
+
+    per = per_replica or PER_REPLICA
+    policies = list(runs[0].results)
+    fig, axes = plt.subplots(len(runs), len(policies), figsize=(5.5 * len(policies), 2.8 * len(runs)),
+                             squeeze=False, sharey="row")
+    for row, run in enumerate(runs):
+        first = run.load.index_of(run.score_from)
+        for col, name in enumerate(policies):
+            result = run.results[name]
+            n = result.ready_physical.size
+            keep = slice(0, n) if days is None else slice(max(0, n - int(days * 1440)), n)
+            times = (run.load.start + (first + np.arange(n)) * run.load.step)[keep]
+            when = np.array(times * 1000, dtype="datetime64[ms]")
+            load = run.load.values[first : first + n][keep] / per
+            phys = result.ready_physical[keep]
+            cloud = result.ready_cloud[keep]
+            paid = phys + result.cloud_nodes[keep] * run.scenario_replicas_per_node
+            ax = axes[row][col]
+            ax.stackplot(when, phys, cloud, colors=[PHYSICAL, CLOUD], labels=["physical ready", "cloud ready"],
+                         alpha=0.85, step="post")
+            ax.plot(when, paid, color=CLOUD, linewidth=0.5, linestyle=":",
+                    label="physical + cloud nodes paid for")
+            ax.plot(when, load, color=LOAD, linewidth=0.6, label="load (replicas needed)")
+            short = load > phys + cloud + 1e-9
+            if short.any():
+                ax.fill_between(when, phys + cloud, load, where=short, color="red", alpha=0.6,
+                                step="post", label="unserved")
+            ax.set_title(f"{run.name}: {name}", fontsize=9)
+            ax.xaxis.set_major_formatter(mdates.DateFormatter("%m-%d"))
+            ax.tick_params(labelsize=7)
+            if col == 0:
+                ax.set_ylabel("replicas")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper center", ncol=4, fontsize=8)
+    fig.tight_layout(rect=(0, 0, 1, 0.96))
+    out = Path(path)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out

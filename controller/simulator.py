@@ -1,0 +1,419 @@
+"""Replays a load trace minute by minute through a simulated two-tier cluster.
+
+Each policy (``tidal``, ``hpa``, ``oracle``) runs on its own copy of the same cluster model:
+
+- a physical pool of fixed capacity; a physical pod is ready ``pod_ready`` after it is created;
+- a cloud pool of nodes holding ``replicas_per_node`` replicas each. A node is paid for from the
+  minute it is requested and is ready ``node_lead_time`` later. A cloud pod (or placeholder)
+  that finds no free slot is pending; pending pods make the cluster autoscaler request nodes, as
+  Cluster Autoscaler does. A real pod preempts a placeholder at once (placeholders have the
+  lowest priority). A node is given back once it has been unneeded for ``node_unneeded_time``
+  (Cluster Autoscaler's ``scale-down-unneeded-time``, 10 minutes by default);
+- the controller sees the load ``metric_delay`` late and acts every minute.
+
+The ``tidal`` policy calls :func:`controller.planner.plan_region`, the same function the live
+operator calls: the simulator holds no decision logic of its own.
+"""
+
+from __future__ import annotations
+
+import math
+from bisect import bisect_right
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from controller.planner import (
+    Plan,
+    PlannerSettings,
+    Recommendation,
+    RegionState,
+    forecaster_for,
+    plan_region,
+    replicas_for,
+)
+from controller.spec import GatewayAutoscalerSpec
+from forecasts.base import FittedModel, Forecast
+from forecasts.errors import ForecastError
+from forecasts.series import LoadSeries
+
+__all__ = [
+    "MINUTE",
+    "ClusterModel",
+    "HpaPolicy",
+    "OraclePolicy",
+    "PolicyResult",
+    "Scenario",
+    "Targets",
+    "TidalPolicy",
+    "simulate",
+]
+
+MINUTE = 60.0
+FloatArray = npt.NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """The simulated cluster and its lags (DESIGN.md's default scenario)."""
+
+    physical_capacity: int = 60
+    metric_delay: float = 60.0
+    pod_ready: float = 60.0
+    node_lead_time: float = 300.0
+    replicas_per_node: int = 10
+    loop_interval: float = 60.0
+    node_unneeded_time: float = 600.0
+    peak_replicas: int = 100
+
+
+@dataclass(frozen=True)
+class Targets:
+    """What a policy asks of the cluster this minute."""
+
+    physical: int
+    cloud: int
+    placeholders: int = 0
+
+
+@dataclass
+class PolicyResult:
+    """Per-minute series of one policy's run, and its totals."""
+
+    name: str
+    ready_physical: FloatArray
+    ready_cloud: FloatArray
+    cloud_nodes: FloatArray
+    placeholders: FloatArray
+    replicas_removed: int = 0
+    refits: int = 0
+    fit_seconds: float = 0.0
+    reasons: dict[str, int] = field(default_factory=dict)
+    #: tidal only: the forecast's point and upper quantile one pod start ahead, each minute.
+    forecast_point: FloatArray | None = None
+    forecast_upper: FloatArray | None = None
+
+
+class ClusterModel:
+    """One policy's simulated cluster. Times are whole minutes from the start of the run."""
+
+    def __init__(self, scenario: Scenario) -> None:
+        self.s = scenario
+        self.pod_lag = max(0, math.ceil(scenario.pod_ready / MINUTE - 1e-9))
+        self.node_lag = max(0, math.ceil(scenario.node_lead_time / MINUTE - 1e-9))
+        self.unneeded = max(1, math.ceil(scenario.node_unneeded_time / MINUTE - 1e-9))
+        # The minute each physical pod becomes ready. Pods are added with non-decreasing ready
+        # times and removed newest first, so the list stays sorted.
+        self.physical: list[int] = []
+        # Scheduled cloud pods' ready minutes (sorted, as above), and pods pending for a slot.
+        self.cloud: list[int] = []
+        self.cloud_pending = 0
+        self.placeholders = 0
+        # The minute each cloud node becomes ready (sorted).
+        self.nodes: list[int] = []
+        self.needed_nodes: deque[int] = deque(maxlen=self.unneeded)
+        self.removed = 0
+
+    # -- state seen by policies ----------------------------------------------------------
+    def physical_replicas(self) -> int:
+        return len(self.physical)
+
+    def cloud_replicas(self) -> int:
+        return len(self.cloud) + self.cloud_pending
+
+    def ready(self, minute: int) -> tuple[int, int]:
+        phys = bisect_right(self.physical, minute)
+        return min(phys, self.s.physical_capacity), bisect_right(self.cloud, minute)
+
+    def warm_start(self, physical: int, cloud: int, placeholders: int) -> None:
+        """Start with everything ready: every policy starts from the same settled state."""
+        self.physical = [-(10**6)] * min(physical, self.s.physical_capacity)
+        self.cloud = [-(10**6)] * cloud
+        self.cloud_pending = 0
+        self.placeholders = placeholders
+        self.nodes = [-(10**6)] * math.ceil((cloud + placeholders) / self.s.replicas_per_node)
+        self.needed_nodes.clear()
+
+    # -- acting ------------------------------------------------------------------------
+    def apply(self, minute: int, targets: Targets) -> None:
+        phys_target = min(max(0, targets.physical), self.s.physical_capacity)
+        if phys_target < len(self.physical):
+            # Newest (and not-yet-ready) pods go first, as a ReplicaSet scales down.
+            self.removed += len(self.physical) - phys_target
+            del self.physical[phys_target:]
+        else:
+            self.physical.extend([minute + self.pod_lag] * (phys_target - len(self.physical)))
+        cloud_target = max(0, targets.cloud)
+        current = self.cloud_replicas()
+        if cloud_target < current:
+            # Pending pods go first (nobody is connected to them), then the newest.
+            drop = current - cloud_target
+            drop_pending = min(drop, self.cloud_pending)
+            self.cloud_pending -= drop_pending
+            drop -= drop_pending
+            if drop:
+                self.removed += drop
+                del self.cloud[len(self.cloud) - drop :]
+        else:
+            self.cloud_pending += cloud_target - current
+        self.placeholders = max(0, targets.placeholders)
+        self._schedule_and_autoscale(minute)
+
+    def _schedule_and_autoscale(self, minute: int) -> None:
+        per_node = self.s.replicas_per_node
+        slots = bisect_right(self.nodes, minute) * per_node
+        # A real pod takes a free slot, or preempts a placeholder's (placeholders rank lowest).
+        start = min(self.cloud_pending, max(0, slots - len(self.cloud)))
+        if start:
+            self.cloud.extend([minute + self.pod_lag] * start)
+            self.cloud_pending -= start
+        # Pods and placeholders that find no slot are pending: the autoscaler adds nodes for them.
+        needed = math.ceil((self.cloud_replicas() + self.placeholders) / per_node)
+        if needed > len(self.nodes):
+            self.nodes.extend([minute + self.node_lag] * (needed - len(self.nodes)))
+        # Give back nodes unneeded for ``node_unneeded_time`` (the latest-booting first).
+        self.needed_nodes.append(needed)
+        keep = max(self.needed_nodes)
+        if len(self.needed_nodes) == self.needed_nodes.maxlen and keep < len(self.nodes):
+            del self.nodes[keep:]
+            slots = bisect_right(self.nodes, minute) * per_node
+            if len(self.cloud) > slots:
+                evicted = len(self.cloud) - slots
+                del self.cloud[slots:]
+                self.cloud_pending += evicted
+
+
+Policy = Callable[[int, "PolicyView"], Targets]
+
+
+@dataclass(frozen=True)
+class PolicyView:
+    """What a policy may look at: delayed history, the cluster's current counts."""
+
+    now: float
+    history: LoadSeries
+    physical_replicas: int
+    cloud_replicas: int
+    physical_capacity: int
+    reserved: int
+
+
+class HpaPolicy:
+    """The Kubernetes HPA algorithm with its documented defaults, on the same metric.
+
+    Source: kubernetes/kubernetes pkg/controller/podautoscaler (replica_calculator.go and
+    horizontal.go) and the HPA docs: tolerance 0.1; scale-down stabilisation 300 s; default
+    scale-up policies 100% or 4 pods per 15 s, whichever is more (four 15-second periods per
+    simulated minute); scale-down 100% per 15 s. Its pods fill the physical pool first and
+    overflow to cloud, where nodes are requested only once pods are pending. It targets the
+    per-replica load the planner provisions for, headroom included.
+    """
+
+    name = "hpa"
+
+    def __init__(self, spec: GatewayAutoscalerSpec, *, tolerance: float = 0.1,
+                 stabilization: float = 300.0) -> None:
+        self.spec = spec
+        self.tolerance = tolerance
+        self.window = max(1, round(stabilization / MINUTE))
+        self.recent: deque[int] = deque(maxlen=self.window)
+        self.target = spec.load.per_replica / (1.0 + spec.headroom)
+
+    def __call__(self, minute: int, view: PolicyView) -> Targets:
+        current = view.physical_replicas + view.cloud_replicas
+        load = float(view.history.values[-1]) if len(view.history) else math.nan
+        if not math.isfinite(load) or current == 0:
+            desired = max(current, self.spec.replicas.min)
+        else:
+            ratio = load / (self.target * current)
+            desired = current if abs(ratio - 1.0) <= self.tolerance else math.ceil(load / self.target - 1e-9)
+        desired = min(max(desired, self.spec.replicas.min), self.spec.replicas.max)
+        self.recent.append(desired)
+        if desired < current:
+            desired = min(current, max(self.recent))
+        limit = current
+        for _ in range(4):
+            limit = max(2 * limit, limit + 4)
+        desired = min(desired, limit)
+        physical = min(desired, view.physical_capacity)
+        return Targets(physical=physical, cloud=desired - physical)
+
+
+class OraclePolicy:
+    """Perfect foresight: exactly the replicas the load needs, requested exactly in time."""
+
+    name = "oracle"
+
+    def __init__(self, need: npt.NDArray[np.int64], scenario: Scenario) -> None:
+        self.need = need
+        self.s = scenario
+        self.pod_lag = max(0, math.ceil(scenario.pod_ready / MINUTE - 1e-9))
+        self.node_lag = max(0, math.ceil(scenario.node_lead_time / MINUTE - 1e-9))
+
+    def __call__(self, minute: int, view: PolicyView) -> Targets:
+        n = self.need.size
+        # Pods asked for now are ready after pod_lag: serve the need from then on, and never
+        # drop below the need that remains before they are replaced.
+        ahead = self.need[min(n - 1, minute + 1) : min(n, minute + 1 + max(1, self.pod_lag))]
+        total = int(ahead.max()) if ahead.size else 0
+        cap = view.physical_capacity
+        physical = min(total, cap)
+        cloud = total - physical
+        # Nodes asked for now are ready after node_lag, their pods pod_lag later.
+        window = self.need[min(n - 1, minute + 1) : min(n, minute + 1 + self.node_lag + self.pod_lag)]
+        cloud_ahead = max(0, int(window.max()) - cap) if window.size else 0
+        return Targets(physical=physical, cloud=cloud, placeholders=max(0, cloud_ahead - cloud))
+
+
+class TidalPolicy:
+    """The planner, with a forecaster refitted every ``spec.forecast.refit``."""
+
+    name = "tidal"
+
+    def __init__(self, spec: GatewayAutoscalerSpec, scenario: Scenario) -> None:
+        self.spec = spec
+        self.settings = PlannerSettings(loop_interval=scenario.loop_interval, pod_ready=scenario.pod_ready)
+        self.forecaster = forecaster_for(spec)
+        self.fitted: FittedModel | None = None
+        self.fitted_at = -math.inf
+        self.problem: str | None = None
+        self.recommendations: tuple[Recommendation, ...] = ()
+        self.refits = 0
+        self.fit_seconds = 0.0
+        self.reasons: dict[str, int] = {}
+        self.last_plan: Plan | None = None
+        self.forecast_point: list[float] = []
+        self.forecast_upper: list[float] = []
+        self._forecast_key: tuple[int, int] | None = None
+        self._forecast: Forecast | None = None
+        # Forecast far enough that a forecast reused for one fit step still covers the horizon.
+        self.reach = spec.forecast.horizon.total_seconds() + max(300.0, spec.load.step.total_seconds())
+
+    def __call__(self, minute: int, view: PolicyView) -> Targets:
+        spec = self.spec
+        history = view.history.last(spec.load.history.total_seconds())
+        if view.now - self.fitted_at >= spec.forecast.refit.total_seconds():
+            try:
+                self.fitted = self.forecaster.fit(history, previous=self.fitted)
+                self.problem = None
+            except ForecastError as exc:
+                self.fitted, self.problem = None, str(exc)
+            self.fitted_at = view.now
+            self.refits += 1
+            if self.fitted is not None:
+                self.fit_seconds += self.fitted.fit_seconds
+        forecast: Forecast | None = None
+        if self.fitted is not None:
+            # A forecast only changes when a new bucket of the fit step completes: reuse it until then.
+            key = (id(self.fitted), math.floor(history.end / self.fitted.step + 1e-9))
+            if key == self._forecast_key:
+                forecast = self._forecast
+            else:
+                try:
+                    forecast = self.fitted.forecast(history, horizon=self.reach)
+                except ForecastError as exc:
+                    self.problem = str(exc)
+                self._forecast_key, self._forecast = key, forecast
+        ahead = view.now + self.settings.pod_ready
+        if forecast is not None:
+            self.forecast_point.append(forecast.value_at(ahead))
+            self.forecast_upper.append(forecast.value_at(ahead, spec.forecast.quantile))
+        else:
+            self.forecast_point.append(math.nan)
+            self.forecast_upper.append(math.nan)
+        plan = plan_region(
+            spec,
+            history=history,
+            forecast=forecast,
+            state=RegionState(
+                physical_replicas=view.physical_replicas,
+                cloud_replicas=view.cloud_replicas,
+                physical_capacity=view.physical_capacity,
+                cloud_reserved=view.reserved,
+                recommendations=self.recommendations,
+            ),
+            now=view.now,
+            settings=self.settings,
+            forecast_problem=self.problem,
+        )
+        self.recommendations = plan.recommendations
+        self.last_plan = plan
+        key = plan.total.reason.value
+        self.reasons[key] = self.reasons.get(key, 0) + 1
+        return Targets(plan.physical.replicas, plan.cloud.replicas, plan.placeholders)
+
+
+def simulate(
+    load: LoadSeries,
+    *,
+    spec: GatewayAutoscalerSpec,
+    scenario: Scenario,
+    score_from: float,
+    policies: dict[str, Policy],
+    need: npt.NDArray[np.int64],
+    on_minute: Callable[[int, int], None] | None = None,
+) -> dict[str, PolicyResult]:
+    """Run every policy from ``score_from`` to the end of ``load`` (a 1-minute series)."""
+    first = max(1, load.index_of(score_from))
+    minutes = len(load) - first
+    delay = max(0, math.ceil(scenario.metric_delay / MINUTE - 1e-9))
+    results: dict[str, PolicyResult] = {}
+    clusters: dict[str, ClusterModel] = {}
+    for name in policies:
+        cluster = ClusterModel(scenario)
+        start_need = int(need[first])
+        phys = min(start_need, scenario.physical_capacity)
+        cluster.warm_start(phys, start_need - phys, 0)
+        clusters[name] = cluster
+        results[name] = PolicyResult(
+            name=name,
+            ready_physical=np.zeros(minutes),
+            ready_cloud=np.zeros(minutes),
+            cloud_nodes=np.zeros(minutes),
+            placeholders=np.zeros(minutes),
+        )
+    for step in range(minutes):
+        index = first + step
+        now = load.start + index * load.step
+        visible = LoadSeries(load.start, load.step, load.values[: index + 1 - delay])
+        for name, policy in policies.items():
+            cluster = clusters[name]
+            phys, cloud = cluster.ready(index)
+            result = results[name]
+            result.ready_physical[step] = phys
+            result.ready_cloud[step] = cloud
+            result.cloud_nodes[step] = len(cluster.nodes)
+            result.placeholders[step] = cluster.placeholders
+            view = PolicyView(
+                now=now,
+                history=visible,
+                physical_replicas=cluster.physical_replicas(),
+                cloud_replicas=cluster.cloud_replicas(),
+                physical_capacity=scenario.physical_capacity,
+                reserved=cluster.cloud_replicas() + cluster.placeholders,
+            )
+            cluster.apply(index, policy(index, view))
+        if on_minute is not None:
+            on_minute(step + 1, minutes)
+    for name, cluster in clusters.items():
+        results[name].replicas_removed = cluster.removed
+        policy = policies[name]
+        if isinstance(policy, TidalPolicy):
+            results[name].refits = policy.refits
+            results[name].fit_seconds = policy.fit_seconds
+            results[name].reasons = dict(policy.reasons)
+            results[name].forecast_point = np.asarray(policy.forecast_point)
+            results[name].forecast_upper = np.asarray(policy.forecast_upper)
+    return results
+
+
+def oracle_need(load: LoadSeries, spec: GatewayAutoscalerSpec) -> npt.NDArray[np.int64]:
+    """Replicas each minute's load needs at ``perReplica`` (no headroom: the cost floor)."""
+    values = np.nan_to_num(load.values, nan=0.0)
+    return np.ceil(values / spec.load.per_replica - 1e-9).astype(np.int64)
+
+
+__all__ += ["PolicyView", "oracle_need", "replicas_for"]

@@ -1,0 +1,214 @@
+"""The kind cluster of the end-to-end tests (`make e2e`, see e2e/e2e.mk): prerequisites,
+kubectl, polling with deadlines, and the per-namespace scenario (samples, backfilled history,
+replayers)."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+CLUSTER = "tidal-e2e"
+CONTEXT = os.environ.get("TIDAL_E2E_CONTEXT", f"kind-{CLUSTER}")
+TRACES = Path(os.environ.get("TIDAL_E2E_TRACES", REPO.parent / "shared" / "traces"))
+
+T = TypeVar("T")
+
+
+@functools.cache
+def missing_prerequisite() -> str | None:
+    """What stops the e2e tests from running here, or None."""
+    if shutil.which("docker") is None:
+        return "docker is not on the PATH"
+    try:
+        info = subprocess.run(
+            ["docker", "info"], capture_output=True, text=True, timeout=20, check=False
+        )
+    except subprocess.TimeoutExpired:
+        return "`docker info` timed out: no Docker engine answers"
+    if info.returncode != 0:
+        return f"`docker info` failed, no Docker engine: {info.stderr.strip()[:200]}"
+    if shutil.which("kind") is None:
+        return "kind is not on the PATH"
+    if shutil.which("kubectl") is None:
+        return "kubectl is not on the PATH"
+    clusters = subprocess.run(
+        ["kind", "get", "clusters"], capture_output=True, text=True, timeout=30, check=False
+    )
+    if CLUSTER not in clusters.stdout.split():
+        return f"kind cluster {CLUSTER!r} does not exist: run `make e2e`"
+    if not TRACES.is_dir():
+        return f"the traces directory {TRACES} is missing"
+    return None
+
+
+def kubectl(*args: str, stdin: str | None = None, check: bool = True, timeout: float = 120) -> str:
+    """kubectl against the e2e cluster's context; its standard output."""
+    result = subprocess.run(
+        ["kubectl", "--context", CONTEXT, *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"kubectl {' '.join(args)}: {result.stderr.strip()}")
+    return result.stdout
+
+
+def kubectl_json(*args: str) -> Any:
+    return json.loads(kubectl(*args, "-o", "json"))
+
+
+def poll(what: str, probe: Callable[[], T | None], *, deadline: float, every: float = 5) -> T:
+    """Call ``probe`` until it returns something other than None; fail at the deadline."""
+    until = time.monotonic() + deadline
+    while True:
+        result = probe()
+        if result is not None:
+            return result
+        if time.monotonic() > until:
+            pytest.fail(f"timed out after {deadline:.0f}s waiting for {what}")
+        time.sleep(every)
+
+
+@dataclass(frozen=True)
+class Region:
+    name: str
+    trace: str
+    start: str  # trace time played now: shortly before a daily ramp
+    peak: int
+
+
+@dataclass(frozen=True)
+class Scenario:
+    namespace: str
+    regions: tuple[Region, ...]
+
+    def gwa(self, region: str) -> dict[str, Any]:
+        result: dict[str, Any] = kubectl_json(
+            "-n", self.namespace, "get", "gatewayautoscaler", f"gateway-{region}"
+        )
+        return result
+
+    def status(self, region: str) -> dict[str, Any]:
+        return dict(self.gwa(region).get("status") or {})
+
+    def deployment_replicas(self, name: str) -> int | None:
+        found = kubectl("-n", self.namespace, "get", "deployment", name, "-o", "json", check=False)
+        return int(json.loads(found)["spec"].get("replicas") or 0) if found else None
+
+
+def _sample_docs(namespace: str) -> list[dict[str, Any]]:
+    built = subprocess.run(
+        ["kubectl", "kustomize", str(REPO / "e2e" / "manifests" / "samples")],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    docs = [d for d in yaml.safe_load_all(built) if d]
+    for doc in docs:
+        doc["metadata"]["namespace"] = namespace
+        if doc["kind"] == "GatewayAutoscaler":
+            region = doc["spec"]["region"]
+            # Prometheus serves every scenario's gateways: read this namespace's only.
+            doc["spec"]["load"]["query"] = (
+                f'sum(gateway_active_connections{{namespace="{namespace}", region="{region}"}})'
+            )
+    return docs
+
+
+def _backfill(namespace: str, region: Region, *, now: float) -> None:
+    """Two weeks of the trace before ``region.start`` into Prometheus, ending at ``now``."""
+    from controller.demo_gateway.history import openmetrics_history
+    from controller.demo_gateway.replayer import TraceReplay
+    from forecasts.series import load_trace, parse_timestamp
+
+    trace = TraceReplay(load_trace(TRACES / region.trace), region.peak)
+    text = "".join(
+        openmetrics_history(
+            trace,
+            start=parse_timestamp(region.start),
+            now=now,
+            span=14 * 86400.0,
+            step=60.0,
+            labels={"namespace": namespace, "region": region.name},
+        )
+    )
+    pod = kubectl(
+        "-n", "monitoring", "get", "pod", "-l", "app.kubernetes.io/name=prometheus",
+        "-o", "jsonpath={.items[0].metadata.name}",
+    )  # fmt: skip
+    target = f"/prometheus/backfill-{namespace}-{region.name}.om"
+    kubectl("-n", "monitoring", "exec", "-i", pod, "--", "sh", "-c", f"cat > {target}", stdin=text)
+    kubectl(
+        "-n", "monitoring", "exec", pod, "--", "sh", "-c",
+        f"promtool tsdb create-blocks-from openmetrics {target} /prometheus && rm {target}",
+        timeout=300,
+    )  # fmt: skip
+
+
+def _replayer(namespace: str, region: Region) -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": f"replayer-{region.name}", "namespace": namespace},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app.kubernetes.io/name": f"replayer-{region.name}"}},
+            "template": {
+                "metadata": {"labels": {"app.kubernetes.io/name": f"replayer-{region.name}"}},
+                "spec": {
+                    # The replayer stands for users: it runs on the control plane, off both pools.
+                    "tolerations": [{"operator": "Exists"}],
+                    "nodeSelector": {"node-role.kubernetes.io/control-plane": ""},
+                    "containers": [
+                        {
+                            "name": "replayer",
+                            "image": "tidal-gateway:e2e",
+                            "imagePullPolicy": "Never",
+                            "command": ["python", "-m", "controller.demo_gateway.replayer"],
+                            "args": [
+                                f"--url=ws://gateway-{region.name}.{namespace}.svc/ws",
+                                f"--trace={region.trace}",
+                                f"--peak={region.peak}",
+                                f"--start={region.start}",
+                                "--hold",
+                            ],
+                        }
+                    ],
+                },
+            },
+        },
+    }
+
+
+def install_scenario(regions: tuple[Region, ...]) -> Iterator[Scenario]:
+    """A fresh namespace with the samples, history backfilled to now, and replayers running."""
+    namespace = f"e2e-{uuid.uuid4().hex[:8]}"
+    kubectl("create", "namespace", namespace)
+    try:
+        now = time.time()
+        for region in regions:
+            _backfill(namespace, region, now=now)
+        docs = _sample_docs(namespace)
+        kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(docs))
+        replayers = [_replayer(namespace, region) for region in regions]
+        kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(replayers))
+        yield Scenario(namespace, regions)
+    finally:
+        kubectl("delete", "namespace", namespace, "--wait=false", check=False)

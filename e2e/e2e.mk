@@ -1,0 +1,41 @@
+# kind end-to-end tests. Included from the top-level Makefile:  include e2e/e2e.mk
+#   make e2e        create the cluster, build and load the images, install Prometheus, Tidal
+#                   (manifests/overlays/e2e), the samples and run pytest e2e (which starts the
+#                   replayers and backfills history, one namespace per scenario)
+#   make e2e-down   delete the cluster
+# Needs docker (a running engine), kind and kubectl on the PATH.
+
+E2E_CLUSTER ?= tidal-e2e
+E2E_CONTEXT := kind-$(E2E_CLUSTER)
+E2E_TRACES ?= $(abspath ../shared/traces)
+E2E_KUBECTL := kubectl --context $(E2E_CONTEXT)
+E2E_PYTEST_ARGS ?=
+
+.PHONY: e2e e2e-cluster e2e-images e2e-install e2e-test e2e-down
+
+e2e: e2e-cluster e2e-images e2e-install e2e-test
+
+e2e-cluster:
+	@docker info >/dev/null 2>&1 || { echo "e2e: the docker engine is not running"; exit 1; }
+	@command -v kind >/dev/null || { echo "e2e: kind is not on the PATH"; exit 1; }
+	kind get clusters | grep -qx '$(E2E_CLUSTER)' || \
+		kind create cluster --name $(E2E_CLUSTER) --config e2e/kind-config.yaml --wait 120s
+
+e2e-images:
+	docker build --target operator -t tidal:e2e .
+	docker build --target gateway --build-context traces=$(E2E_TRACES) -t tidal-gateway:e2e .
+	kind load docker-image --name $(E2E_CLUSTER) tidal:e2e tidal-gateway:e2e
+
+e2e-install:
+	$(E2E_KUBECTL) apply -k e2e/manifests/prometheus
+	$(E2E_KUBECTL) -n monitoring rollout status deployment/prometheus --timeout=180s
+	$(E2E_KUBECTL) apply -k manifests/overlays/e2e
+	$(E2E_KUBECTL) wait --for condition=Established crd/gatewayautoscalers.tidal.dev --timeout=60s
+	$(E2E_KUBECTL) -n tidal-system rollout status deployment/tidal-operator --timeout=180s
+
+e2e-test:
+	TIDAL_E2E_CONTEXT=$(E2E_CONTEXT) TIDAL_E2E_TRACES=$(E2E_TRACES) \
+		python -m pytest e2e -m e2e -v $(E2E_PYTEST_ARGS)
+
+e2e-down:
+	kind delete cluster --name $(E2E_CLUSTER)

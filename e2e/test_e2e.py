@@ -1,0 +1,187 @@
+"""Tidal on a kind cluster: real connections to real gateway pods, Prometheus scraping them, and
+the operator scaling them across the physical and cloud pools (issue 5).
+
+Each test gets its own namespace (samples, two weeks of backfilled history, replayers) and
+proceeds in phases, polling the cluster with deadlines. History is shifted so that the live
+replay continues it in real time from shortly before a daily ramp.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from cluster import Region, Scenario, install_scenario, kubectl, kubectl_json, poll
+
+pytestmark = pytest.mark.e2e
+
+# Peaks are p99 connections; samples serve 20 per replica, so a peak of 400 needs 20 replicas,
+# more than a kind physical worker holds at 250m CPU per gateway pod: the ramp overflows to cloud.
+RAMP = (
+    Region("eu-west", "wc98-requests-per-minute.csv", "1998-05-20T13:30:00Z", 400),
+    Region("us-east", "twitter-amzn-5min.csv", "2015-03-12T15:02:53Z", 400),
+)
+# After the evening peak: load falls.
+DESCENT = (Region("eu-west", "wc98-requests-per-minute.csv", "1998-05-20T18:00:00Z", 400),)
+LOOP = 10  # seconds: TIDAL_LOOP_INTERVAL of the e2e overlay
+
+
+@pytest.fixture
+def ramp() -> Iterator[Scenario]:
+    yield from install_scenario(RAMP)
+
+
+@pytest.fixture
+def descent() -> Iterator[Scenario]:
+    yield from install_scenario(DESCENT)
+
+
+def _pools(status: dict[str, Any]) -> tuple[int, int, int, int]:
+    physical = status.get("physical") or {}
+    cloud = status.get("cloud") or {}
+    return (
+        int(physical.get("replicas", 0)),
+        int(physical.get("capacity", 0)),
+        int(cloud.get("replicas", 0)),
+        int(cloud.get("reserved", 0)),
+    )
+
+
+def _ready(scenario: Scenario, region: str) -> dict[str, Any] | None:
+    status = scenario.status(region)
+    conditions = {c["type"]: c for c in status.get("conditions") or []}
+    ready = conditions.get("Ready", {}).get("status") == "True"
+    return status if ready and status.get("forecast") else None
+
+
+def test_physical_fills_first(ramp: Scenario) -> None:
+    """While the physical pool has room, nothing runs on cloud."""
+    # Phase 1: the operator forecasts from the backfilled history.
+    for region in RAMP:
+        poll(
+            f"{region.name} Ready with a forecast",
+            lambda r=region: _ready(ramp, r.name),
+            deadline=300,
+        )
+    # Phase 2: observe the ramp; cloud replicas only once physical is full.
+    observations = []
+
+    def overflowed() -> bool | None:
+        for region in RAMP:
+            physical, capacity, cloud, _ = _pools(ramp.status(region.name))
+            observations.append((region.name, physical, capacity, cloud))
+            assert cloud == 0 or physical >= capacity, observations[-1]
+        return True if any(o[3] > 0 for o in observations) else None
+
+    poll("cloud replicas during the ramp", overflowed, deadline=900, every=LOOP)
+
+
+def test_cloud_and_placeholders_grow_before_the_load_needs_them(ramp: Scenario) -> None:
+    """Cloud capacity is reserved (placeholders) before load exceeds the physical pool."""
+    gwa = ramp.gwa("eu-west")
+    per_replica = float(gwa["spec"]["load"]["perReplica"])
+
+    def reserved() -> dict[str, Any] | None:
+        status = ramp.status("eu-west")
+        return status if _pools(status)[3] > 0 else None
+
+    status = poll("placeholders reserving cloud capacity", reserved, deadline=900, every=LOOP)
+    _, capacity, _, _ = _pools(status)
+    assert float(status.get("load", 0)) <= capacity * per_replica, status
+    placeholders = ramp.deployment_replicas("gateway-eu-west-placeholder")
+    assert placeholders is not None and placeholders > 0
+
+
+def test_pods_land_on_their_pools(ramp: Scenario) -> None:
+    """Gateway pods run on the nodes of their pool and region; placeholders on cloud nodes."""
+    poll(
+        "cloud gateway pods",
+        lambda: ramp.deployment_replicas("gateway-eu-west-cloud") or None,
+        deadline=900,
+        every=LOOP,
+    )
+    nodes = {
+        n["metadata"]["name"]: n["metadata"]["labels"]
+        for n in kubectl_json("get", "nodes")["items"]
+    }
+    pods = kubectl_json(
+        "-n", ramp.namespace, "get", "pods", "--field-selector", "status.phase=Running"
+    )["items"]
+    checked = 0
+    for pod in pods:
+        labels = pod["metadata"].get("labels") or {}
+        node = nodes[pod["spec"]["nodeName"]]
+        if "tidal.dev/placeholder-for" in labels:
+            assert node.get("tidal.dev/pool") == "cloud", pod["metadata"]["name"]
+            checked += 1
+        elif "tidal.dev/pool" in labels:
+            assert node["tidal.dev/pool"] == labels["tidal.dev/pool"], pod["metadata"]["name"]
+            region = labels["tidal.dev/region"]
+            assert node["topology.kubernetes.io/region"] == region, pod["metadata"]["name"]
+            checked += 1
+    assert checked > 0
+
+
+def test_kubectl_get_gwa_tells_the_story(ramp: Scenario) -> None:
+    """`kubectl get gwa` shows region, mode, load, forecast, physical, cloud and age."""
+    for region in RAMP:
+        poll(f"{region.name} Ready", lambda r=region: _ready(ramp, r.name), deadline=300)
+    table = kubectl("-n", ramp.namespace, "get", "gwa")
+    header, *rows = table.strip().splitlines()
+    assert header.split() == [
+        "NAME", "REGION", "MODE", "LOAD", "FORECAST", "PHYSICAL", "CLOUD", "AGE",
+    ]  # fmt: skip
+    assert len(rows) == len(RAMP)
+    for row in rows:
+        cells = row.split()
+        assert cells[2] == "Scale" and all(cell != "<none>" for cell in cells), row
+
+
+def test_cloud_shrinks_first_on_the_way_down(descent: Scenario) -> None:
+    """As load falls, cloud replicas go before any physical replica does."""
+    poll("eu-west Ready", lambda: _ready(descent, "eu-west"), deadline=300)
+    history: list[tuple[int, int]] = []
+
+    def shrunk() -> bool | None:
+        physical, _, cloud, _ = _pools(descent.status("eu-west"))
+        if history:
+            last_physical, last_cloud = history[-1]
+            if physical < last_physical:
+                assert last_cloud == 0, f"physical shrank while cloud had {last_cloud}: {history}"
+        history.append((physical, cloud))
+        started_with_cloud = history[0][1] > 0
+        return True if started_with_cloud and cloud < history[0][1] else None
+
+    poll("cloud replicas to shrink", shrunk, deadline=900, every=LOOP)
+
+
+def test_prometheus_outage_causes_no_scale_down(ramp: Scenario) -> None:
+    """With Prometheus gone, replicas hold and a condition says why; then it recovers."""
+    for region in RAMP:
+        poll(f"{region.name} Ready", lambda r=region: _ready(ramp, r.name), deadline=300)
+    before = {r.name: _pools(ramp.status(r.name)) for r in RAMP}
+    # Prometheus becomes unreachable (its Service selects nothing) but keeps its data.
+    outage = '{"spec": {"selector": {"app.kubernetes.io/name": "prometheus-outage"}}}'
+    restore = '{"spec": {"selector": {"app.kubernetes.io/name": "prometheus"}}}'
+    kubectl("-n", "monitoring", "patch", "service", "prometheus", "-p", outage)
+    try:
+
+        def says_why() -> dict[str, Any] | None:
+            status = ramp.status("eu-west")
+            for condition in status.get("conditions") or []:
+                if condition["status"] == "False" and "rometheus" in condition.get("message", ""):
+                    return condition
+            return None
+
+        poll("a condition naming Prometheus", says_why, deadline=180, every=LOOP)
+        for _ in range(3):  # three loops without metrics: no replica goes
+            for region in RAMP:
+                physical, _, cloud, _ = _pools(ramp.status(region.name))
+                old_physical, _, old_cloud, _ = before[region.name]
+                assert physical + cloud >= old_physical + old_cloud, region.name
+            time.sleep(LOOP)
+    finally:
+        kubectl("-n", "monitoring", "patch", "service", "prometheus", "-p", restore)
+    poll("eu-west Ready again", lambda: _ready(ramp, "eu-west"), deadline=300, every=LOOP)

@@ -1,0 +1,329 @@
+"""Rolling-origin evaluation of the forecasting models on real traces (issue 2, ``tidal forecast``).
+
+For each trace:
+
+- the series is taken at its native step aggregated to the fit step (5-minute means; a coarser
+  trace keeps its own step), and both the models and the scoring see that series;
+- forecast origins are every whole hour over the trace's last quarter (every step when the
+  step is longer than an hour), as long as the whole horizon lies inside the trace;
+- at every origin each model forecasts the horizon (at least one step) from the history up to
+  the origin, and the forecasts are compared with what happened next.
+
+Refit policy (honest, and the one the operator uses): at every origin the model is refitted
+with the previous fit as ``previous``. Each model then decides: a full estimation when its
+parameters are a day old (``reestimate_every``), otherwise a cheap refit that advances the
+state over the new hour and recalibrates. Nothing a forecast uses comes after its origin.
+
+Metrics per model:
+
+- ``mase``: MAE of the point forecast over all origins and lead times, divided by the in-sample
+  MAE of the one-day seasonal-naive forecast over the history before the first origin;
+- ``coverage``: fraction of actual values at or below the upper quantile;
+- ``pinball``: mean quantile loss of the upper quantile, in the trace's units;
+- ``fit_seconds``: median wall time of one full fit (parameter estimation), the cost the
+  operator pays once a day; cheap refits cost milliseconds.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import queue as queue_module
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
+from multiprocessing import Manager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from forecasts.base import DAY, FittedModel, FloatArray
+from forecasts.errors import InsufficientHistory
+from forecasts.registry import create, model_names
+from forecasts.series import LoadSeries, load_trace
+
+__all__ = [
+    "FIT_STEP",
+    "ModelBacktest",
+    "Progress",
+    "backtest_model",
+    "evaluate_trace",
+    "evaluate_traces",
+    "evaluation_series",
+    "forecast_report",
+]
+
+FIT_STEP = 300.0
+ORIGIN_EVERY = 3600.0
+
+#: ``progress(trace, model, done, total)``: origins done out of total for one model on one trace.
+Progress = Callable[[str, str, int, int], None]
+
+
+def default_models() -> list[str]:
+    """Every registered model, the floor first and ``auto`` last, as the report lists them."""
+    names = model_names()
+    first = [n for n in ("seasonal-naive",) if n in names]
+    last = [n for n in ("auto",) if n in names]
+    return first + [n for n in names if n not in first + last] + last
+
+
+@dataclass(frozen=True, eq=False)
+class ModelBacktest:
+    """Every forecast one model made: ``point[i, j]`` from ``origins[i]`` for ``j+1`` steps ahead."""
+
+    model: str
+    step: float
+    origins: FloatArray  # origin times
+    point: FloatArray
+    upper: FloatArray
+    actual: FloatArray
+    fit_seconds: FloatArray  # wall time of the full fits
+    chosen: tuple[str, ...]  # the fitted model's name at each origin (``auto`` picks one)
+
+    def metrics(self, *, quantile: float, scale: float) -> dict[str, float]:
+        known = np.isfinite(self.actual)
+        actual, point, upper = self.actual[known], self.point[known], self.upper[known]
+        if actual.size == 0:
+            raise InsufficientHistory(f"{self.model}: no forecast could be scored")
+        gap = actual - upper
+        pinball = np.maximum(quantile * gap, (quantile - 1.0) * gap)
+        return {
+            "mase": round(float(np.abs(actual - point).mean()) / scale, 4),
+            "coverage": round(float((actual <= upper).mean()), 4),
+            "pinball": round(float(pinball.mean()), 4),
+            "fit_seconds": round(float(np.median(self.fit_seconds)), 4)
+            if self.fit_seconds.size
+            else math.nan,
+        }
+
+
+def evaluation_series(series: LoadSeries, *, fit_step: float = FIT_STEP) -> LoadSeries:
+    """The trace as evaluated: aggregated to ``fit_step``, or at its own step when coarser."""
+    return series.aggregate(fit_step) if series.step < fit_step else series
+
+
+def origin_indices(series: LoadSeries, *, horizon: float) -> tuple[np.ndarray, int]:
+    """Indices of the hourly origins over the last quarter, and the number of lead steps."""
+    steps = max(1, round(horizon / series.step))
+    first = math.ceil(0.75 * (len(series) - 1))
+    every = max(1, round(ORIGIN_EVERY / series.step))
+    times = series.start + series.step * np.arange(len(series))
+    # Start on a whole hour (or the first step when the step is an hour or longer).
+    on_hour = np.flatnonzero((np.mod(times[first:], ORIGIN_EVERY) < 1e-6) | (every == 1))
+    start = first + int(on_hour[0]) if on_hour.size else first
+    return np.arange(start, len(series) - steps, every, dtype=np.int64), steps
+
+
+def seasonal_naive_scale(values: FloatArray, season: int) -> float:
+    """In-sample MAE of the one-day seasonal-naive forecast: the MASE denominator."""
+    diffs = np.abs(values[season:] - values[:-season])
+    known = diffs[np.isfinite(diffs)]
+    if known.size == 0:
+        raise InsufficientHistory("too little history before the evaluation to scale the errors")
+    return max(float(known.mean()), 1e-9)
+
+
+def backtest_model(
+    series: LoadSeries,
+    model: str,
+    *,
+    horizon: float = 1800.0,
+    quantile: float = 0.95,
+    progress: Callable[[int, int], None] | None = None,
+) -> ModelBacktest:
+    """Rolling-origin forecasts of one model on a series already at its evaluation step."""
+    origins, steps = origin_indices(series, horizon=horizon)
+    forecaster = create(model, fit_step=FIT_STEP, max_horizon=max(horizon, series.step))
+    values = series.values
+    n_origins = origins.size
+    point = np.full((n_origins, steps), np.nan)
+    upper = np.full((n_origins, steps), np.nan)
+    actual = np.full((n_origins, steps), np.nan)
+    fit_seconds: list[float] = []
+    chosen: list[str] = []
+    fitted: FittedModel | None = None
+    for i, origin in enumerate(origins.tolist()):
+        history = LoadSeries(series.start, series.step, values[: origin + 1])
+        try:
+            fitted = forecaster.fit(history, previous=fitted)
+        except InsufficientHistory:
+            # A stretch too gappy to fit on: no forecast from here, and none is scored.
+            fitted = None
+        if fitted is not None:
+            if not fitted.cheaply_refitted:
+                fit_seconds.append(fitted.fit_seconds)
+            forecast = fitted.forecast(history, horizon=horizon)
+            point[i] = forecast.point[:steps]
+            upper[i] = forecast.upper(quantile)[:steps]
+            actual[i] = values[origin + 1 : origin + 1 + steps]
+            chosen.append(fitted.name)
+        if progress is not None:
+            progress(i + 1, n_origins)
+    return ModelBacktest(
+        model=model,
+        step=series.step,
+        origins=series.start + series.step * origins.astype(np.float64),
+        point=point,
+        upper=upper,
+        actual=actual,
+        fit_seconds=np.asarray(fit_seconds),
+        chosen=tuple(chosen),
+    )
+
+
+def _as_series(trace: str | Path | LoadSeries) -> LoadSeries:
+    return trace if isinstance(trace, LoadSeries) else load_trace(trace)
+
+
+def _scale(series: LoadSeries, *, horizon: float) -> float:
+    origins, _ = origin_indices(series, horizon=horizon)
+    season = max(1, round(DAY / series.step))
+    first = int(origins[0]) if origins.size else len(series)
+    return seasonal_naive_scale(series.values[: first + 1], season)
+
+
+def evaluate_trace(
+    trace: str | Path | LoadSeries,
+    *,
+    models: Sequence[str] | None = None,
+    horizon: float = 1800.0,
+    quantile: float = 0.95,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> dict[str, Any]:
+    """``{"models": {name: {mase, coverage, pinball, fit_seconds}}}`` for one trace.
+
+    ``progress(model, done, total)`` is called after every origin.
+    """
+    series = evaluation_series(_as_series(trace))
+    scale = _scale(series, horizon=horizon)
+    report: dict[str, dict[str, float]] = {}
+    for model in models or default_models():
+        callback = None
+        if progress is not None:
+            callback = _bind(progress, model)
+        backtest = backtest_model(
+            series, model, horizon=horizon, quantile=quantile, progress=callback
+        )
+        report[model] = backtest.metrics(quantile=quantile, scale=scale)
+    return {"models": report}
+
+
+def _bind(progress: Callable[[str, int, int], None], model: str) -> Callable[[int, int], None]:
+    return lambda done, total: progress(model, done, total)
+
+
+def _job(
+    name: str,
+    trace: str | Path | LoadSeries,
+    model: str,
+    horizon: float,
+    quantile: float,
+    ticks: Any,
+) -> dict[str, float]:
+    """One (trace, model) evaluation in a worker process; progress goes through ``ticks``."""
+    series = evaluation_series(_as_series(trace))
+    scale = _scale(series, horizon=horizon)
+
+    def tick(done: int, total: int) -> None:
+        if ticks is not None:
+            ticks.put((name, model, done, total))
+
+    backtest = backtest_model(series, model, horizon=horizon, quantile=quantile, progress=tick)
+    return backtest.metrics(quantile=quantile, scale=scale)
+
+
+def _trace_items(
+    traces: Iterable[str | Path] | Mapping[str, LoadSeries],
+) -> list[tuple[str, str | Path | LoadSeries]]:
+    if isinstance(traces, Mapping):
+        return list(traces.items())
+    return [(Path(path).stem, path) for path in traces]
+
+
+def evaluate_traces(
+    traces: Iterable[str | Path] | Mapping[str, LoadSeries],
+    *,
+    models: Sequence[str] | None = None,
+    horizon: float = 1800.0,
+    quantile: float = 0.95,
+    jobs: int | None = None,
+    progress: Progress | None = None,
+) -> dict[str, dict[str, dict[str, float]]]:
+    """``{trace: {model: metrics}}`` for several traces, one (trace, model) per worker process.
+
+    ``traces`` are paths (named by their stem) or a mapping of names to series. ``jobs``
+    defaults to the CPU count; 1 runs everything in this process.
+    """
+    items = _trace_items(traces)
+    names = list(models or default_models())
+    workers = jobs if jobs is not None else (os.cpu_count() or 1)
+    results: dict[str, dict[str, dict[str, float]]] = {name: {} for name, _ in items}
+    if workers <= 1:
+        for name, trace in items:
+            series = evaluation_series(_as_series(trace))
+            scale = _scale(series, horizon=horizon)
+            for model in names:
+                callback = None
+                if progress is not None:
+                    callback = _bind(_bind_trace(progress, name), model)
+                backtest = backtest_model(
+                    series, model, horizon=horizon, quantile=quantile, progress=callback
+                )
+                results[name][model] = backtest.metrics(quantile=quantile, scale=scale)
+        return results
+    # The costliest jobs first (auto fits every candidate), so the pool ends together.
+    order = sorted(
+        ((name, trace, model) for name, trace in items for model in names),
+        key=lambda job: job[2] != "auto",
+    )
+    with Manager() as manager, ProcessPoolExecutor(max_workers=workers) as pool:
+        ticks = manager.Queue() if progress is not None else None
+        futures: dict[Future[dict[str, float]], tuple[str, str]] = {
+            pool.submit(_job, name, trace, model, horizon, quantile, ticks): (name, model)
+            for name, trace, model in order
+        }
+        pending = set(futures)
+        while pending:
+            pending = {f for f in pending if not f.done()}
+            _drain(ticks, progress, wait=0.2 if pending else 0.0)
+        _drain(ticks, progress, wait=0.0)
+        for future, (name, model) in futures.items():
+            results[name][model] = future.result()
+    # Keep the requested model order inside each trace.
+    return {name: {m: results[name][m] for m in names} for name, _ in items}
+
+
+def _bind_trace(progress: Progress, trace: str) -> Callable[[str, int, int], None]:
+    return lambda model, done, total: progress(trace, model, done, total)
+
+
+def _drain(ticks: Any, progress: Progress | None, *, wait: float) -> None:
+    if ticks is None or progress is None:
+        if wait:
+            import time
+
+            time.sleep(wait)
+        return
+    try:
+        item = ticks.get(timeout=wait) if wait else ticks.get_nowait()
+        while True:
+            progress(*item)
+            item = ticks.get_nowait()
+    except queue_module.Empty:
+        return
+
+
+def forecast_report(
+    results: Mapping[str, Mapping[str, Mapping[str, float]]], *, horizon: float, quantile: float
+) -> dict[str, Any]:
+    """The JSON object of ``tidal forecast --json`` (issue 2)."""
+    return {
+        "horizon_minutes": round(horizon / 60.0, 3) if horizon % 60 else int(horizon // 60),
+        "quantile": quantile,
+        "traces": {
+            name: {"models": {model: dict(metrics) for model, metrics in models.items()}}
+            for name, models in results.items()
+        },
+    }

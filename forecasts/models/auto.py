@@ -1,0 +1,183 @@
+"""``auto``: pick the model per series by a rolling-origin backtest on its own recent past.
+
+A full fit:
+
+1. holds out the last ``holdout`` of the history (default 2 days; at most a quarter of the
+   history, so that short histories still leave most of it for fitting);
+2. fits every candidate (seasonal-naive, holt-winters, mstl) on the history before the
+   hold-out; a candidate that cannot fit that much history is left out;
+3. advances each fitted candidate through the hold-out, forecasting ``1..lead`` steps (up to
+   ``max_horizon``) from every step: forecasts only use data before their origin;
+4. chooses the lowest mean absolute error of those point forecasts (MAE: the planner sizes
+   capacity from the point plus a calibrated band, so the point error is what the choice can
+   improve; the band is calibrated afterwards on the winner's own errors either way);
+5. fits the winner on the whole history, and calibrates its band with the honest hold-out
+   forecasts in place of its in-sample ones for the hold-out days (in-sample errors of a model
+   fitted on the very data are optimistic; MSTL's much more than the others').
+
+When no candidate can be scored (a history too short for a hold-out), ``auto`` uses the first
+candidate, in the order above, that fits the whole history.
+
+The fitted model is the winner's, under the winner's name: ``fitted.name == "mstl"``, with
+``fitted.chosen_by == "auto"`` and ``fitted.holdout_mae`` holding every candidate's score, so a
+status can say both what forecast and why. A refit with ``previous`` within
+``reestimate_every`` of the choice reuses the choice and refits the winner cheaply.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from forecasts.base import (
+    DAY,
+    Calibration,
+    FittedModel,
+    FloatArray,
+    Forecaster,
+    new_observations,
+    prepare_history,
+)
+from forecasts.errors import InsufficientHistory
+from forecasts.models.holt_winters import HoltWinters
+from forecasts.models.mstl import MSTL
+from forecasts.models.seasonal_naive import SeasonalNaive
+from forecasts.models.smoothing import (
+    REESTIMATE_EVERY,
+    ForecastRecord,
+    carried_record,
+    merge_records,
+)
+from forecasts.series import LoadSeries
+
+__all__ = ["Auto"]
+
+CANDIDATES: tuple[type[Forecaster], ...] = (SeasonalNaive, HoltWinters, MSTL)
+
+
+@dataclass(eq=False)
+class _FittedAuto(FittedModel):
+    """The winner's fitted model, named after it, remembering that ``auto`` chose it."""
+
+    name: str
+    step: float
+    fitted_until: float
+    estimated_until: float
+    calibration: Calibration
+    fit_seconds: float
+    chosen: FittedModel
+    chosen_at: float  # end of the history the choice was made on
+    holdout_mae: dict[str, float] = field(default_factory=dict)
+    chosen_by: str = "auto"
+
+    def _project(self, observed: FloatArray, steps: int) -> FloatArray:
+        return self.chosen._project(observed, steps)
+
+    def backtest_paths(self, observed: FloatArray, lead: int) -> FloatArray:
+        return self.chosen.backtest_paths(observed, lead)
+
+
+def _wrap(chosen: FittedModel, *, chosen_at: float, scores: dict[str, float]) -> _FittedAuto:
+    return _FittedAuto(
+        name=chosen.name,
+        step=chosen.step,
+        fitted_until=chosen.fitted_until,
+        estimated_until=chosen.estimated_until,
+        calibration=chosen.calibration,
+        fit_seconds=0.0,
+        chosen=chosen,
+        chosen_at=chosen_at,
+        holdout_mae=scores,
+    )
+
+
+class Auto(Forecaster):
+    """The candidate with the lowest hold-out MAE, refitted on the whole history.
+
+    Options: ``holdout`` (default 2 days), ``reestimate_every`` (default 1 day); other options
+    (``fit_step``, ``max_horizon``, ...) are passed to every candidate.
+    """
+
+    name = "auto"
+
+    def __init__(
+        self,
+        *,
+        holdout: float = 2 * DAY,
+        reestimate_every: float = REESTIMATE_EVERY,
+        **kwargs: object,
+    ) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.holdout = holdout
+        self.reestimate_every = reestimate_every
+        options = dict(kwargs, reestimate_every=reestimate_every)
+        self.candidates: dict[str, Forecaster] = {
+            model.name: model(**options) for model in CANDIDATES
+        }
+
+    def _fit(self, history: LoadSeries, *, previous: FittedModel | None) -> FittedModel:
+        step = max(self.fit_step, history.step)
+        lead = self.lead_steps(step)
+        # Validates the whole history (negative, missing, too short) before anything is fitted.
+        prepared = prepare_history(
+            history, fit_step=self.fit_step, min_points=lead + 2, what="history"
+        )
+        if (
+            isinstance(previous, _FittedAuto)
+            and previous.step == prepared.step
+            and prepared.end - previous.chosen_at < self.reestimate_every
+            and prepared.end >= previous.fitted_until
+        ):
+            forecaster = self.candidates[previous.chosen.name]
+            refitted = forecaster.fit(history, previous=previous.chosen)
+            return _wrap(refitted, chosen_at=previous.chosen_at, scores=previous.holdout_mae)
+        scores, records = self._scores(history, prepared.end, prepared.end - prepared.start, lead)
+        order = sorted(scores, key=scores.__getitem__) if scores else list(self.candidates)
+        for name in order:
+            forecaster = self.candidates[name]
+            try:
+                chosen = forecaster.fit(history)
+            except InsufficientHistory:
+                if name == order[-1]:
+                    raise
+                continue
+            if forecaster.keeps_record and name in records:
+                older = None
+                if isinstance(previous, _FittedAuto) and previous.chosen.name == name:
+                    older = carried_record(previous.chosen, prepared, lead)
+                chosen.record = merge_records(older, records[name])
+                # A refit with nothing new only recalibrates, now on the honest hold-out errors.
+                chosen = forecaster.fit(history, previous=chosen)
+            return _wrap(chosen, chosen_at=prepared.end, scores=scores)
+        raise InsufficientHistory("no forecasting model can fit this history")  # pragma: no cover
+
+    def _scores(
+        self, history: LoadSeries, end: float, span: float, lead: int
+    ) -> tuple[dict[str, float], dict[str, ForecastRecord]]:
+        """Hold-out MAE of every candidate that fits the history before the hold-out, and the
+        honest forecasts it made there."""
+        holdout = min(self.holdout, 0.25 * span)
+        training = history.until(end - holdout)
+        scores: dict[str, float] = {}
+        records: dict[str, ForecastRecord] = {}
+        for name, forecaster in self.candidates.items():
+            try:
+                fitted = forecaster.fit(training)
+            except InsufficientHistory:
+                continue
+            observed = new_observations(fitted.fitted_until, history.until(end), fitted.step)
+            if observed.size == 0:
+                continue
+            paths = fitted.backtest_paths(observed, lead)
+            idx = np.arange(observed.size)[:, None] + np.arange(lead)[None, :]
+            inside = idx < observed.size
+            actual = np.where(inside, observed[np.minimum(idx, observed.size - 1)], np.nan)
+            errors = np.abs(actual - np.maximum(paths, 0.0))
+            known = np.isfinite(errors)
+            if known.any() and math.isfinite(score := float(errors[known].mean())):
+                scores[name] = score
+                times = fitted.fitted_until + fitted.step * np.arange(observed.size, dtype=float)
+                records[name] = ForecastRecord(times, paths)
+        return scores, records

@@ -1,0 +1,150 @@
+"""Pieces shared by the exponential-smoothing models: damped-trend arithmetic and calibration.
+
+Both Holt-Winters and MSTL keep, for the tail of the history they were fitted on, the state
+after every observation. From those states the multi-step forecast of every origin is a few
+vectorised numpy operations, which is what makes a cheap refit cheap: advance the state over
+the new observations and recompute the calibration, without re-estimating anything.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from forecasts.base import DAY, Calibration, FittedModel, FloatArray, PreparedHistory, values_after
+
+__all__ = [
+    "CALIBRATION_WINDOW",
+    "ForecastRecord",
+    "calibrate",
+    "carried_record",
+    "merge_records",
+    "REESTIMATE_EVERY",
+    "calibration_from_paths",
+    "calibration_origins",
+    "damped_sums",
+    "shifted",
+]
+
+#: Calibrate on the last week of history: long enough for a few hundred origins at every hour of
+#: the day and every lead, recent enough to track how noisy the series is now.
+CALIBRATION_WINDOW = 7 * DAY
+
+#: Parameters older than this are re-estimated; younger ones are reused by a cheap refit. A day
+#: is one full daily cycle, so a re-estimation always sees a cycle it has not seen before.
+REESTIMATE_EVERY = DAY
+
+
+def damped_sums(phi: float, lead: int) -> FloatArray:
+    """``phi + phi**2 + ... + phi**h`` for ``h = 1..lead``: the trend multiplier of an h-step forecast."""
+    return np.cumsum(phi ** np.arange(1, lead + 1, dtype=np.float64))
+
+
+def shifted(values: FloatArray, origins: FloatArray | np.ndarray, lead: int) -> FloatArray:
+    """``values[o + h]`` for every origin ``o`` (rows) and ``h = 1..lead`` (columns), NaN past the end."""
+    idx = np.asarray(origins, dtype=np.int64)[:, None] + np.arange(1, lead + 1)[None, :]
+    inside = idx < values.size
+    return np.where(inside, values[np.minimum(idx, values.size - 1)], np.nan)
+
+
+def calibration_origins(size: int, *, step: float, first: int, window: float) -> np.ndarray:
+    """Origins for calibration: the last ``window`` seconds of a fit of ``size`` samples."""
+    start = max(first, size - 1 - math.ceil(window / step))
+    return np.arange(start, size - 1, dtype=np.int64)
+
+
+def calibration_from_paths(
+    actual: FloatArray, predicted: FloatArray, *, floor: float
+) -> Calibration:
+    """A calibration from forecasts that were made without seeing their own actuals.
+
+    The level used for scaling is the forecast, clipped at zero as every forecast is.
+    """
+    return Calibration.from_forecasts(actual, np.maximum(predicted, 0.0), scale_floor=floor)
+
+
+@dataclass(frozen=True, eq=False)
+class ForecastRecord:
+    """Point paths forecast honestly (with parameters estimated before their origin).
+
+    ``predicted[i, h]`` is the forecast made at ``origins[i]`` (a time) for ``h + 1`` steps
+    later. The actuals are looked up again at every calibration, so a row recorded before its
+    later leads were observed still counts in full once they are.
+    """
+
+    origins: FloatArray
+    predicted: FloatArray
+
+    @property
+    def lead(self) -> int:
+        return int(self.predicted.shape[1])
+
+
+def merge_records(older: ForecastRecord | None, newer: ForecastRecord) -> ForecastRecord:
+    """``newer``'s rows, plus ``older``'s rows from before ``newer`` starts."""
+    if older is None or older.lead != newer.lead or older.origins.size == 0:
+        return newer
+    if newer.origins.size == 0:
+        return older
+    keep = older.origins < newer.origins[0] - 1e-6
+    return ForecastRecord(
+        np.concatenate([older.origins[keep], newer.origins]),
+        np.concatenate([older.predicted[keep], newer.predicted]),
+    )
+
+
+def carried_record(
+    previous: FittedModel, prepared: PreparedHistory, lead: int
+) -> ForecastRecord | None:
+    """``previous``'s honest record, extended by its forecasts over the samples since its fit."""
+    record = previous.record
+    if previous.step != prepared.step:
+        return None
+    new = values_after(prepared, previous.fitted_until)
+    if new is None or new.size == 0:
+        return record
+    paths = previous.backtest_paths(new, lead)
+    times = previous.fitted_until + previous.step * np.arange(new.size, dtype=np.float64)
+    return merge_records(record, ForecastRecord(times, paths))
+
+
+def calibrate(
+    *,
+    end: float,
+    step: float,
+    values: FloatArray,
+    origins: np.ndarray,
+    predicted: FloatArray,
+    floor: float,
+    estimated_until: float,
+    record: ForecastRecord | None,
+) -> tuple[Calibration, ForecastRecord]:
+    """Calibrate on the errors of forecasts from ``origins`` (indices into ``values``, which ends
+    at time ``end``), honest wherever possible, and return the updated honest record.
+
+    A forecast from an origin at or after ``estimated_until`` is honest as computed. For an
+    earlier origin, the in-sample forecast (parameters and seasonal profile fitted on data that
+    includes what it forecasts, optimistic, markedly so for MSTL's profile) is replaced by the
+    honest one from ``record`` when there is one.
+    """
+    lead = predicted.shape[1]
+    times = end - step * (values.size - 1 - origins.astype(np.float64))
+    honest_now = times >= estimated_until - 1e-6
+    current = ForecastRecord(times[honest_now], predicted[honest_now])
+    merged = current
+    if record is not None and record.lead == lead and record.origins.size:
+        older = record.origins < estimated_until - 1e-6
+        merged = merge_records(
+            ForecastRecord(record.origins[older], record.predicted[older]), current
+        )
+        pos = np.minimum(np.searchsorted(merged.origins, times), merged.origins.size - 1)
+        match = np.abs(merged.origins[pos] - times) < 1e-6
+        predicted = predicted.copy()
+        predicted[match] = merged.predicted[pos[match]]
+    if times.size:
+        inside = merged.origins >= times[0] - 1e-6
+        merged = ForecastRecord(merged.origins[inside], merged.predicted[inside])
+    calibration = calibration_from_paths(shifted(values, origins, lead), predicted, floor=floor)
+    return calibration, merged

@@ -1,0 +1,1 @@
+"""Tidal's unit and integration tests."""

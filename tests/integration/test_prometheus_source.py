@@ -1,0 +1,255 @@
+"""PrometheusLoadSource against a real Prometheus with backfilled real traces and live scrapes."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+
+from controller.operator.prometheus_source import (
+    MAX_POINTS,
+    MetricsUnavailable,
+    PrometheusLoadSource,
+    QueryError,
+    plan_chunks,
+)
+from forecasts.series import LoadSeries, load_trace
+from tests.support.fixtures import TRACES_DIR
+from tests.support.prometheus_server import (
+    PrometheusServer,
+    ramp_anchor,
+    require_prometheus,
+    series_key,
+    shift_series,
+    start_prometheus,
+)
+
+pytestmark = pytest.mark.integration
+
+EU = series_key(region="eu-west")
+US = series_key(region="us-east")
+GAPPY = series_key(region="gappy")
+NOW = math.floor(time.time() / 60) * 60 - 120  # history ends two minutes ago, on the grid
+
+
+def history(trace: str, days: float) -> LoadSeries:
+    path = TRACES_DIR / f"{trace}.csv"
+    if not path.exists():
+        pytest.skip(f"trace {path} is missing")
+    series = load_trace(path)
+    return shift_series(series, anchor=ramp_anchor(series), now=NOW).last(days * 86400)
+
+
+def gappy_series() -> LoadSeries:
+    """One day at one minute: a 30-minute hole, and a +Inf sample, in the middle."""
+    values = np.linspace(100.0, 200.0, 1440)
+    values[600:630] = np.nan
+    values[900] = np.inf
+    return LoadSeries(NOW - 1439 * 60, 60.0, values)
+
+
+@pytest.fixture(scope="module")
+def histories() -> dict[str, LoadSeries]:
+    """10 days of wc98 (14,400 minutes, more than one query_range holds), twitter, gappy."""
+    return {
+        EU: history("wc98-requests-per-minute", days=10),
+        US: history("twitter-amzn-5min", days=3),
+        GAPPY: gappy_series(),
+    }
+
+
+@pytest.fixture(scope="module")
+def prometheus(
+    tmp_path_factory: pytest.TempPathFactory, histories: dict[str, LoadSeries]
+) -> Iterator[PrometheusServer]:
+    """One server for the read-only tests, backfilled with ``histories``."""
+    require_prometheus()
+    server = start_prometheus(histories, tmp_path_factory.mktemp("prometheus"))
+    yield server
+    server.close()
+    server.exporter.close()
+
+
+@pytest.fixture
+def source(prometheus: PrometheusServer) -> Iterator[PrometheusLoadSource]:
+    with PrometheusLoadSource(prometheus.url, timeout=5) as source:
+        yield source
+
+
+def query(key: str) -> str:
+    return f"sum({key})"
+
+
+def test_backfilled_trace_reads_back_on_its_grid(
+    histories: dict[str, LoadSeries], source: PrometheusLoadSource
+) -> None:
+    """Two days of a real per-minute trace come back sample for sample, on the same grid."""
+    trace = histories[EU]
+    expected = trace.last(2 * 86400)
+    got = source.read_history(query(EU), start=expected.start, end=expected.end, step=60)
+    assert (got.start, got.step, len(got)) == (expected.start, 60, len(expected))
+    known = ~np.isnan(expected.values)
+    np.testing.assert_array_equal(got.values[known], expected.values[known])
+
+
+def test_a_coarser_trace_reads_back_at_its_own_step(
+    histories: dict[str, LoadSeries], source: PrometheusLoadSource
+) -> None:
+    """A 5-minute trace read at 5 minutes matches it exactly."""
+    trace = histories[US]
+    got = source.read_history(query(US), start=trace.start, end=trace.end, step=trace.step)
+    assert got.start == trace.start
+    known = ~np.isnan(trace.values)
+    np.testing.assert_array_equal(got.values[known], trace.values[known])
+
+
+def test_a_long_range_is_read_in_chunks(
+    histories: dict[str, LoadSeries], source: PrometheusLoadSource, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """14,400 points (more than Prometheus's 11,000) are read in chunks and joined exactly."""
+    trace = histories[EU]
+    assert len(trace) > MAX_POINTS
+    sizes: list[int] = []
+    original = source._prometheus.custom_query_range
+
+    def spy(q: str, **kwargs: Any) -> Any:
+        params = kwargs["params"]
+        step = float(params["step"])
+        sizes.append(round((float(params["end"]) - float(params["start"])) / step) + 1)
+        return original(q, **kwargs)
+
+    monkeypatch.setattr(source._prometheus, "custom_query_range", spy)
+    got = source.read_history(query(EU), start=trace.start, end=trace.end, step=60)
+    assert sizes == [MAX_POINTS, len(trace) - MAX_POINTS]
+    assert (got.start, len(got)) == (trace.start, len(trace))
+    known = ~np.isnan(trace.values)
+    np.testing.assert_array_equal(got.values[known], trace.values[known])
+
+
+def test_gaps_and_non_finite_samples_are_nan(
+    histories: dict[str, LoadSeries], source: PrometheusLoadSource
+) -> None:
+    """A hole longer than the lookback delta is NaN past it; a +Inf sample is NaN."""
+    trace = histories[GAPPY]
+    got = source.read_history(query(GAPPY), start=trace.start, end=trace.end, step=60)
+    assert len(got) == len(trace)
+    # Prometheus carries the last sample forward for its 5-minute lookback, then nothing.
+    assert not np.isnan(got.values[600:604]).any()
+    assert np.isnan(got.values[606:630]).all()
+    assert np.isnan(got.values[900])
+    assert got.values[901] == trace.values[901]
+
+
+def test_a_missing_series_is_metrics_unavailable(source: PrometheusLoadSource) -> None:
+    """No series: MetricsUnavailable naming the query, never an empty or zero series."""
+    missing = 'sum(gateway_active_connections{region="nowhere"})'
+    with pytest.raises(MetricsUnavailable, match="nowhere") as error:
+        source.read_history(missing, start=NOW - 3600, end=NOW, step=60)
+    assert not isinstance(error.value, QueryError)
+    assert error.value.query == missing
+    with pytest.raises(MetricsUnavailable, match="nowhere"):
+        source.current(missing)
+
+
+def test_more_than_one_series_is_a_query_error(source: PrometheusLoadSource) -> None:
+    """A query that does not aggregate to one series is refused, naming it and the count."""
+    with pytest.raises(QueryError, match=r"'gateway_active_connections' returned [3-9] series"):
+        source.read_history("gateway_active_connections", start=NOW - 3600, end=NOW, step=60)
+    with pytest.raises(QueryError, match=r"returned [3-9] series"):
+        source.current("last_over_time(gateway_active_connections[1d])")
+
+
+def test_invalid_promql_is_a_query_error(source: PrometheusLoadSource) -> None:
+    """Prometheus's 400 is a permanent QueryError with its own explanation."""
+    with pytest.raises(QueryError, match=r"rejected query 'sum\('") as error:
+        source.read_history("sum(", start=NOW - 3600, end=NOW, step=60)
+    assert error.value.transient is False
+
+
+def test_live_scraped_values_appear_and_go_stale(
+    prometheus: PrometheusServer, source: PrometheusLoadSource
+) -> None:
+    """A value set on the exporter arrives through a scrape; once gone, the series ends early."""
+    live, steady = series_key(region="live"), series_key(region="steady")
+    prometheus.exporter.set(live, 4321)
+    prometheus.exporter.set(steady, 1)
+    assert poll(lambda: source.current(query(live)), lambda v: v == 4321) == 4321
+    recent = poll(
+        lambda: source.read_history(query(live), start=time.time() - 60, end=time.time(), step=1),
+        lambda series: series.values[-1] == 4321,
+    )
+    assert recent.end > time.time() - 10
+
+    prometheus.exporter.clear(live)
+    poll(lambda: stale(source, query(live)), bool)
+    stale_at = time.time()
+    # Asked until 5 s from now, a series that went stale ends before the staleness, and the
+    # caller sees how old its last sample is; a live one would run to the end of the range.
+    ended = source.read_history(query(live), start=stale_at - 120, end=stale_at + 5, step=1)
+    assert ended.end <= stale_at
+    running = source.read_history(query(steady), start=stale_at - 120, end=stale_at + 5, step=1)
+    assert running.end == math.floor(stale_at + 5)
+
+
+def test_a_stopped_server_is_metrics_unavailable_until_it_returns(
+    prometheus_factory: Callable[..., PrometheusServer],
+) -> None:
+    """While Prometheus is down reads raise MetricsUnavailable (chained); after, history is back."""
+    day = history("twitter-amzn-5min", days=1)
+    server = prometheus_factory({US: day})
+    with PrometheusLoadSource(server.url, timeout=2) as source:
+        before = source.read_history(query(US), start=day.start, end=day.end, step=day.step)
+        server.stop()
+        with pytest.raises(MetricsUnavailable, match="unreachable") as error:
+            source.read_history(query(US), start=day.start, end=day.end, step=day.step)
+        assert error.value.__cause__ is not None
+        assert error.value.transient is True
+        server.start()
+        after = source.read_history(query(US), start=day.start, end=day.end, step=day.step)
+    np.testing.assert_array_equal(after.values, before.values)
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "step", "limit", "expected"),
+    [
+        (0, 600, 60, 11_000, [(0, 600)]),
+        (30, 600, 60, 11_000, [(60, 600)]),
+        (0, 599, 60, 5, [(0, 240), (300, 540)]),
+        (0, 600, 60, 5, [(0, 240), (300, 540), (600, 600)]),
+        (10, 50, 60, 5, []),
+    ],
+    ids=["one-chunk", "aligned-up", "split", "split-remainder", "no-grid-point"],
+)
+def test_plan_chunks(
+    start: float, end: float, step: float, limit: int, expected: list[tuple[float, float]]
+) -> None:
+    """Chunks are epoch-aligned, contiguous, disjoint and at most ``limit`` points long."""
+    assert list(plan_chunks(start, end, step, limit)) == expected
+
+
+def stale(source: PrometheusLoadSource, promql: str) -> bool:
+    try:
+        source.current(promql)
+    except MetricsUnavailable:
+        return True
+    return False
+
+
+def poll(read: Callable[[], Any], done: Callable[[Any], bool], timeout: float = 20.0) -> Any:
+    """Call ``read`` until ``done(result)``; MetricsUnavailable counts as not yet."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        try:
+            last = read()
+        except MetricsUnavailable as exc:
+            last = exc
+        else:
+            if done(last):
+                return last
+        time.sleep(0.1)
+    raise AssertionError(f"condition not met within {timeout}s; last result {last!r}")

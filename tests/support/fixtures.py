@@ -1,0 +1,106 @@
+"""pytest fixtures around the real components, for the operator's integration tests.
+
+- ``kube_api``: a :class:`~tests.support.kube_emulator.KubeEmulatorHandle` of a fresh API
+  emulator served on loopback from its own thread (function scope).
+- ``prometheus_factory``: starts real Prometheus servers, each with its own data dir, live
+  exporter and backfilled series, and stops them all at teardown.
+- ``ramp_history``: a real trace shifted so that "now" falls shortly before its daily ramp.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from forecasts.series import LoadSeries, load_trace
+from tests.support.kube_emulator import KubeEmulatorHandle, running_emulator
+from tests.support.prometheus_server import (
+    PrometheusServer,
+    ramp_anchor,
+    require_prometheus,
+    shift_series,
+    start_prometheus,
+)
+
+__all__ = ["TRACES_DIR", "kube_api", "prometheus_factory", "ramp_history"]
+
+TRACES_DIR = Path(
+    os.environ.get("TIDAL_TRACES_DIR", Path(__file__).resolve().parents[3] / "shared" / "traces")
+)
+
+
+@pytest.fixture
+def kube_api() -> Iterator[KubeEmulatorHandle]:
+    """A running Kubernetes API emulator; ``.api_client()`` gives an official client for it."""
+    with running_emulator() as handle:
+        yield handle
+
+
+@pytest.fixture
+def prometheus_factory(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Callable[..., PrometheusServer]]:
+    """``prometheus_factory(series, live={key: value}, scrape_interval=1.0)`` → a started server.
+
+    ``series`` maps series keys (``series_key(region="eu-west")``) to the history to backfill;
+    ``live`` sets exporter values before the first scrape. Skips when Prometheus is missing.
+    """
+    require_prometheus()
+    started: list[PrometheusServer] = []
+
+    def factory(
+        series: Mapping[str, LoadSeries] | None = None,
+        *,
+        live: Mapping[str, float] | None = None,
+        **options: Any,
+    ) -> PrometheusServer:
+        data_dir = tmp_path_factory.mktemp("prometheus")
+        server = start_prometheus(series or {}, data_dir, live=(live or {}).items(), **options)
+        started.append(server)
+        return server
+
+    yield factory
+    for server in reversed(started):
+        server.close()
+        server.exporter.close()
+
+
+@pytest.fixture
+def ramp_history() -> Callable[..., LoadSeries]:
+    """``ramp_history("wc98-requests-per-minute", days=14, now=None, peak=None)``.
+
+    The trace's last ``days`` before a moment 45 minutes ahead of its daily ramp, shifted so
+    that this moment is ``now`` (default: the current time); scaled so that its maximum is
+    ``peak`` when given.
+    """
+
+    def history(
+        trace: str | Path,
+        *,
+        days: float = 14,
+        now: float | None = None,
+        peak: float | None = None,
+        lead: float = 45 * 60,
+    ) -> LoadSeries:
+        path = Path(trace)
+        if not path.is_absolute() and not path.exists():
+            path = TRACES_DIR / (path.name if path.suffix == ".csv" else f"{path.name}.csv")
+        if not path.exists():
+            pytest.skip(f"trace {path} is missing (set TIDAL_TRACES_DIR)")
+        series = load_trace(path)
+        shifted = shift_series(
+            series, anchor=ramp_anchor(series, lead=lead), now=time.time() if now is None else now
+        )
+        result = shifted.last(days * 86400)
+        if peak is not None:
+            scale = peak / float(np.nanmax(result.values))
+            result = LoadSeries(result.start, result.step, result.values * scale)
+        return result
+
+    return history
