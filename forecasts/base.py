@@ -62,7 +62,7 @@ class Calibration:
     def from_forecasts(
         cls, actual: FloatArray, predicted: FloatArray, *, scale_floor: float
     ) -> Calibration:
-        """Build from ``predicted[i, h]`` (forecast of ``actual[i, h]`` made ``h+1`` steps ahead)."""
+        """Build from ``predicted[i, h]``, the forecast of ``actual[i, h]`` ``h+1`` steps ahead."""
         scale = np.maximum(predicted, 0.0) + scale_floor
         normalised = (actual - predicted) / scale
         rows = []
@@ -80,7 +80,7 @@ class Calibration:
         return min(len(row) for row in self.errors)
 
     def quantile(self, q: float, steps: int) -> FloatArray:
-        """The ``q``-th error quantile for lead times ``1..steps`` (the last row beyond its reach)."""
+        """The ``q``-th error quantile for lead times ``1..steps`` (the last row beyond)."""
         cached = self._cache.get(q)
         if cached is None:
             cached = np.array([float(np.quantile(row, q)) for row in self.errors])
@@ -108,12 +108,14 @@ class Forecast:
         return self.origin + self.step * self.point.size
 
     def upper(self, q: float) -> FloatArray:
-        """The path of the ``q`` quantile (``0.5 <= q < 1``), never negative, never below the point."""
+        """The ``q`` quantile path (``0.5 <= q < 1``): never negative, never below the point."""
         if not 0.0 < q < 1.0:
             raise ValueError(f"quantile must be in (0, 1), got {q}")
         spread = self.calibration.quantile(q, self.point.size)
         scale = self.point + self.calibration.scale_floor
-        return np.maximum(np.maximum(self.point + spread * scale, 0.0), self.point if q >= 0.5 else 0.0)
+        return np.maximum(
+            np.maximum(self.point + spread * scale, 0.0), self.point if q >= 0.5 else 0.0
+        )
 
     def path(self, q: float | None = None) -> FloatArray:
         return self.point if q is None else self.upper(q)
@@ -196,7 +198,7 @@ def prepare_history(
 
 
 def new_observations(fitted_until: float, history: LoadSeries, fit_step: float) -> FloatArray:
-    """Aggregated observations of ``history`` strictly after ``fitted_until`` (NaN where missing)."""
+    """Aggregated samples of ``history`` strictly after ``fitted_until`` (NaN: missing)."""
     recent = history.since(fitted_until - fit_step)
     if fit_step > history.step:
         recent = recent.aggregate(fit_step)
@@ -227,13 +229,13 @@ class FittedModel(ABC):
         return self.estimated_until < self.fitted_until
 
     def forecast(self, history: LoadSeries, *, horizon: float) -> Forecast:
-        """Advance over observations after the fit and forecast ``horizon`` seconds past the history."""
+        """Advance over samples after the fit; forecast ``horizon`` seconds past the history."""
         observed = new_observations(self.fitted_until, history, self.step)
         origin = self.fitted_until + self.step * observed.size
         steps = max(1, math.ceil((history.end + horizon - origin) / self.step - 1e-9))
         point = np.asarray(self._project(observed, steps), dtype=np.float64)
         if not np.isfinite(point).all():
-            # A non-finite forecast is a numerical failure; turning it into 0 would be a silent zero.
+            # Non-finite is a numerical failure; turning it into 0 would be a silent zero.
             raise FitFailed(f"model {self.name} produced a non-finite forecast")
         return Forecast(self.name, origin, self.step, np.maximum(point, 0.0), self.calibration)
 
@@ -274,7 +276,7 @@ class Forecaster(ABC):
         return max(1, math.ceil(self.max_horizon / step))
 
     def fit(self, history: LoadSeries, *, previous: FittedModel | None = None) -> FittedModel:
-        """Fit on ``history``. ``previous`` (a fit of the same model) may be reused to refit cheaply."""
+        """Fit on ``history``; ``previous`` (a fit of the same model) may make it cheap."""
         started = time.perf_counter()
         fitted = self._fit(history, previous=previous)
         fitted.fit_seconds = time.perf_counter() - started
@@ -303,7 +305,7 @@ def scale_floor(values: FloatArray) -> float:
 def origins_matrix(
     values: FloatArray, first_origin: int, lead: int
 ) -> tuple[npt.NDArray[np.int64], FloatArray]:
-    """Origins ``first_origin..n-1-1`` and the actuals ``values[o+1 .. o+lead]`` (NaN past the end)."""
+    """Origins ``first_origin..n-2`` and actuals ``values[o+1 .. o+lead]`` (NaN past the end)."""
     n = values.size
     origins = np.arange(first_origin, n - 1, dtype=np.int64)
     idx = origins[:, None] + np.arange(1, lead + 1)[None, :]

@@ -71,7 +71,7 @@ def default_models() -> list[str]:
 
 @dataclass(frozen=True, eq=False)
 class ModelBacktest:
-    """Every forecast one model made: ``point[i, j]`` from ``origins[i]`` for ``j+1`` steps ahead."""
+    """Every forecast of one model: ``point[i, j]`` from ``origins[i]``, ``j+1`` steps ahead."""
 
     model: str
     step: float

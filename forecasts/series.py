@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -115,7 +116,7 @@ class _quiet_nan_warnings:
         self._ctx.__enter__()
         warnings.simplefilter("ignore", category=RuntimeWarning)
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, *exc: Any) -> None:
         self._ctx.__exit__(*exc)
 
 
@@ -163,11 +164,15 @@ def load_trace(path: str | Path) -> LoadSeries:
             try:
                 load = float(row[1]) if row[1].strip() else math.nan
             except ValueError as exc:
-                raise TraceFormatError(f"{path}:{line_no}: load {row[1]!r} is not a number") from exc
+                raise TraceFormatError(
+                    f"{path}:{line_no}: load {row[1]!r} is not a number"
+                ) from exc
             if load < 0:
                 raise TraceFormatError(f"{path}:{line_no}: load {load} is negative")
             if times and when <= times[-1]:
-                raise TraceFormatError(f"{path}:{line_no}: timestamp {row[0]} is not after the previous one")
+                raise TraceFormatError(
+                    f"{path}:{line_no}: timestamp {row[0]} is not after the previous one"
+                )
             times.append(when)
             loads.append(load if math.isfinite(load) else math.nan)
     if len(times) < 2:
@@ -179,7 +184,7 @@ def load_trace(path: str | Path) -> LoadSeries:
     grid = np.arange(start, t[-1] + step / 2, step)
     known = ~np.isnan(y)
     values = np.interp(grid, t[known], y[known])
-    # A gap longer than two steps in the source stays a gap: interpolating across it would invent load.
+    # A gap longer than two steps in the source stays a gap: interpolating would invent load.
     gap_after = np.searchsorted(t, grid, side="right") - 1
     gap_after = np.clip(gap_after, 0, len(t) - 2)
     too_far = (t[gap_after + 1] - t[gap_after]) > 2.5 * step

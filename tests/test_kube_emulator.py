@@ -162,6 +162,28 @@ def test_field_selectors_filter_pods_by_node(
     assert [p.metadata.name for p in named.items] == ["b", "c"]
 
 
+def test_namespaces_list_and_read(kube_api: KubeEmulatorHandle, api: k8s.ApiClient) -> None:
+    """The namespaces collection (which kmock's parser cannot read) lists with selectors."""
+    core = k8s.CoreV1Api(api)
+    core.create_namespace({"metadata": {"name": NS, "labels": {"team": "chat"}}})
+    kube_api.create({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "other"}})
+    assert [n.metadata.name for n in core.list_namespace().items] == [NS, "other"]
+    assert [n.metadata.name for n in core.list_namespace(label_selector="team=chat").items] == [NS]
+    assert core.read_namespace("other").metadata.uid
+
+
+def test_kmock_reactions_still_inject_faults(
+    kube_api: KubeEmulatorHandle, api: k8s.ApiClient
+) -> None:
+    """kmock's DSL keeps priority over the emulation, for outage scenarios."""
+    kube_api.create(node("phys-a"))
+    kube_api.on_loop(lambda emulator: emulator["get /api/v1/nodes"] << 503)
+    with pytest.raises(k8s.ApiException) as error:
+        k8s.CoreV1Api(api).list_node()
+    assert error.value.status == 503
+    assert k8s.CoreV1Api(api).read_node("phys-a").metadata.name == "phys-a"
+
+
 def test_bad_selector_is_400(api: k8s.ApiClient) -> None:
     """An unparsable selector is refused, not ignored."""
     with pytest.raises(k8s.ApiException) as error:

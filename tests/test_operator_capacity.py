@@ -18,8 +18,16 @@ from controller.operator.capacity import (
 POOL = {"tidal.dev/pool": "physical"}
 
 
-def node(name: str, *, cpu: str = "8", memory: str = "32Gi", pods: str = "110", ready: bool = True,
-         labels: dict[str, str] | None = None, **spec: Any) -> dict[str, Any]:
+def node(
+    name: str,
+    *,
+    cpu: str = "8",
+    memory: str = "32Gi",
+    pods: str = "110",
+    ready: bool = True,
+    labels: dict[str, str] | None = None,
+    **spec: Any,
+) -> dict[str, Any]:
     return {
         "metadata": {"name": name, "labels": POOL if labels is None else labels},
         "spec": spec,
@@ -30,32 +38,52 @@ def node(name: str, *, cpu: str = "8", memory: str = "32Gi", pods: str = "110", 
     }
 
 
-def pod(node_name: str, *, cpu: str = "0", memory: str = "0", phase: str = "Running",
-        namespace: str = "other", labels: dict[str, str] | None = None) -> dict[str, Any]:
+def pod(
+    node_name: str,
+    *,
+    cpu: str = "0",
+    memory: str = "0",
+    phase: str = "Running",
+    namespace: str = "other",
+    labels: dict[str, str] | None = None,
+) -> dict[str, Any]:
     return {
         "metadata": {"name": "p", "namespace": namespace, "labels": labels or {}},
-        "spec": {"nodeName": node_name, "containers": [
-            {"name": "c", "resources": {"requests": {"cpu": cpu, "memory": memory}}}]},
+        "spec": {
+            "nodeName": node_name,
+            "containers": [
+                {"name": "c", "resources": {"requests": {"cpu": cpu, "memory": memory}}}
+            ],
+        },
         "status": {"phase": phase},
     }
 
 
-def gateway(*, cpu: str | None = "1", memory: str | None = "2Gi", tolerations: Any = None) -> dict[str, Any]:
+def gateway(
+    *, cpu: str | None = "1", memory: str | None = "2Gi", tolerations: Any = None
+) -> dict[str, Any]:
     requests = {k: v for k, v in (("cpu", cpu), ("memory", memory)) if v is not None}
     template: dict[str, Any] = {"containers": [{"name": "gw", "resources": {"requests": requests}}]}
     if tolerations:
         template["tolerations"] = tolerations
     return {
         "metadata": {"name": "gw", "namespace": "chat"},
-        "spec": {"selector": {"matchLabels": {"app": "gw"}},
-                 "template": {"metadata": {"labels": {"app": "gw"}}, "spec": template}},
+        "spec": {
+            "selector": {"matchLabels": {"app": "gw"}},
+            "template": {"metadata": {"labels": {"app": "gw"}}, "spec": template},
+        },
     }
 
 
 @pytest.mark.parametrize(
     ("text", "expected"),
-    [("250m", Decimal("0.25")), ("2", Decimal(2)), ("1Gi", Decimal(2**30)), ("1k", Decimal(1000)),
-     (3, Decimal(3))],
+    [
+        ("250m", Decimal("0.25")),
+        ("2", Decimal(2)),
+        ("1Gi", Decimal(2**30)),
+        ("1k", Decimal(1000)),
+        (3, Decimal(3)),
+    ],
     ids=["millicores", "cores", "binary-suffix", "decimal-suffix", "number"],
 )
 def test_quantity(text: Any, expected: Decimal) -> None:
@@ -72,8 +100,10 @@ def test_quantity_rejects_garbage() -> None:
 def test_pod_requests_sum_containers_and_floor_by_init() -> None:
     """Containers add up; an init container raises the floor, it does not add."""
     spec = {
-        "containers": [{"resources": {"requests": {"cpu": "500m"}}},
-                       {"resources": {"requests": {"cpu": "250m", "memory": "1Gi"}}}],
+        "containers": [
+            {"resources": {"requests": {"cpu": "500m"}}},
+            {"resources": {"requests": {"cpu": "250m", "memory": "1Gi"}}},
+        ],
         "initContainers": [{"resources": {"requests": {"cpu": "2"}}}],
     }
     assert pod_requests(spec) == {"cpu": Decimal(2), "memory": Decimal(2**30)}
@@ -86,8 +116,11 @@ def test_pod_requests_sum_containers_and_floor_by_init() -> None:
         ({"key": "k", "value": "v"}, {"key": "k", "value": "v", "effect": "NoSchedule"}, True),
         ({"key": "k", "value": "x"}, {"key": "k", "value": "v", "effect": "NoSchedule"}, False),
         ({"operator": "Exists"}, {"key": "any", "effect": "NoExecute"}, True),
-        ({"key": "k", "operator": "Exists", "effect": "NoExecute"},
-         {"key": "k", "effect": "NoSchedule"}, False),
+        (
+            {"key": "k", "operator": "Exists", "effect": "NoExecute"},
+            {"key": "k", "effect": "NoSchedule"},
+            False,
+        ),
     ],
     ids=["exists", "equal", "other-value", "wildcard", "other-effect"],
 )
@@ -116,10 +149,22 @@ CASES = [
     ("two-nodes-cpu-bound", [node("a"), node("b")], [], None, 16),
     ("memory-bound", [node("a", memory="8Gi")], [], None, 4),
     ("other-pods-take-room", [node("a")], [pod("a", cpu="3")], None, 5),
-    ("gateway-pods-are-room", [node("a")], [pod("a", cpu="1", namespace="chat", labels={"app": "gw"})] * 3, None, 8),
+    (
+        "gateway-pods-are-room",
+        [node("a")],
+        [pod("a", cpu="1", namespace="chat", labels={"app": "gw"})] * 3,
+        None,
+        8,
+    ),
     ("terminated-pods-free", [node("a")], [pod("a", cpu="7", phase="Succeeded")], None, 8),
     ("not-ready-node-excluded", [node("a"), node("b", ready=False)], [], None, 8),
-    ("other-pool-excluded", [node("a"), node("c", labels={"tidal.dev/pool": "cloud"})], [], None, 8),
+    (
+        "other-pool-excluded",
+        [node("a"), node("c", labels={"tidal.dev/pool": "cloud"})],
+        [],
+        None,
+        8,
+    ),
     ("pod-count-limit", [node("a", pods="3")], [pod("a"), pod("a")], None, 1),
     ("overcommitted-node-is-zero", [node("a", cpu="2")], [pod("a", cpu="4")], None, 0),
     ("max-replicas-caps", [node("a"), node("b")], [], 10, 10),
@@ -132,9 +177,13 @@ CASES = [
     ids=[case[0] for case in CASES],
 )
 def test_physical_capacity(nodes: Any, pods: Any, max_replicas: int | None, expected: int) -> None:
-    """floor((allocatable - other pods' requests) / gateway requests), summed over eligible nodes."""
-    assert physical_capacity(nodes, pods, node_selector=POOL, gateway=gateway(),
-                             max_replicas=max_replicas) == expected
+    """floor((allocatable - other pods' requests) / gateway requests), summed over nodes."""
+    assert (
+        physical_capacity(
+            nodes, pods, node_selector=POOL, gateway=gateway(), max_replicas=max_replicas
+        )
+        == expected
+    )
 
 
 def test_capacity_respects_tolerations() -> None:

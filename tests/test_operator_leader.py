@@ -29,8 +29,13 @@ def kube() -> Iterator[KubeEmulatorHandle]:
 
 def elector(kube: KubeEmulatorHandle, identity: str, clock: Clock, name: str) -> LeaderElector:
     return LeaderElector(
-        KubeClient(kube.api_client()), name=name, namespace="default", identity=identity,
-        lease_duration=10, renew_period=2, clock=clock,
+        KubeClient(kube.api_client()),
+        name=name,
+        namespace="default",
+        identity=identity,
+        lease_duration=10,
+        renew_period=2,
+        clock=clock,
     )
 
 
@@ -70,8 +75,15 @@ def test_leader_steps_down_before_anyone_can_take_over() -> None:
 
             raise ClusterUnavailable("down")
 
-    e = LeaderElector(Failing(), name="x", namespace="d", identity="a",  # type: ignore[arg-type]
-                      lease_duration=10, renew_period=2, clock=clock)
+    e = LeaderElector(
+        Failing(),
+        name="x",
+        namespace="d",
+        identity="a",  # type: ignore[arg-type]
+        lease_duration=10,
+        renew_period=2,
+        clock=clock,
+    )
     e._leader, e._renewed_at = True, clock.now
     clock.now += 7
     assert e.try_acquire_or_renew()
@@ -87,8 +99,10 @@ def test_stale_resource_version_loses_the_race(kube: KubeEmulatorHandle) -> None
     lease = kube.get(LEASE, "l3", namespace="default")
     kube.patch(LEASE, "l3", {"spec": {"holderIdentity": "intruder"}}, namespace="default")
     b = elector(kube, "b", clock, "l3")
-    patch = {"metadata": {"resourceVersion": lease["metadata"]["resourceVersion"]},
-             "spec": {"holderIdentity": "b"}}
+    patch = {
+        "metadata": {"resourceVersion": lease["metadata"]["resourceVersion"]},
+        "spec": {"holderIdentity": "b"},
+    }
     from controller.operator.errors import OperatorError
 
     with pytest.raises(OperatorError, match="409"):

@@ -36,7 +36,9 @@ def test_rfc3339_round_trip() -> None:
 def test_transition_time_moves_only_on_flip(before: bool, after: bool, moves: bool) -> None:
     """lastTransitionTime changes only when the status flips, whatever the reason says."""
     first = merge_conditions([], [Condition("Ready", before, "A", "a")], now=T0, generation=1)
-    second = merge_conditions(first, [Condition("Ready", after, "B", "b")], now=T0 + 60, generation=2)
+    second = merge_conditions(
+        first, [Condition("Ready", after, "B", "b")], now=T0 + 60, generation=2
+    )
     expected = rfc3339(T0 + 60) if moves else rfc3339(T0)
     assert second[0]["lastTransitionTime"] == expected
     assert second[0]["reason"] == "B" and second[0]["observedGeneration"] == 2
@@ -45,10 +47,14 @@ def test_transition_time_moves_only_on_flip(before: bool, after: bool, moves: bo
 def test_merge_keeps_untouched_conditions_in_order() -> None:
     """Types not updated are kept; the order is Ready, ForecastReady, Bursting, CapacityLimited."""
     first = merge_conditions(
-        [], [Condition("CapacityLimited", False, "W", ""), Condition("Bursting", True, "B", "")],
-        now=T0, generation=1,
+        [],
+        [Condition("CapacityLimited", False, "W", ""), Condition("Bursting", True, "B", "")],
+        now=T0,
+        generation=1,
     )
-    merged = merge_conditions(first, [Condition("Ready", False, "InvalidSpec", "x")], now=T0, generation=1)
+    merged = merge_conditions(
+        first, [Condition("Ready", False, "InvalidSpec", "x")], now=T0, generation=1
+    )
     assert [c["type"] for c in merged] == ["Ready", "Bursting", "CapacityLimited"]
     assert merged[0]["status"] == "False"
 
@@ -84,15 +90,22 @@ def test_recommendations_survive_a_round_trip() -> None:
 
 def test_malformed_recommendations_are_skipped() -> None:
     """A hand-edited status with garbage does not break the loop."""
-    status: dict[str, Any] = {"recommendations": [{"at": "yesterday", "replicas": 1}, {"replicas": 2},
-                                                  {"at": rfc3339(T0), "replicas": "3"}]}
+    status: dict[str, Any] = {
+        "recommendations": [
+            {"at": "yesterday", "replicas": 1},
+            {"replicas": 2},
+            {"at": rfc3339(T0), "replicas": "3"},
+        ]
+    }
     assert recommendations_from_status(status) == (Recommendation(T0, 3),)
 
 
 def base_spec(**changes: Any) -> dict[str, Any]:
     spec: dict[str, Any] = {
-        "region": "eu", "load": {"query": "q", "perReplica": 100},
-        "physical": {"deployment": "p"}, "cloud": {"deployment": "c"},
+        "region": "eu",
+        "load": {"query": "q", "perReplica": 100},
+        "physical": {"deployment": "p"},
+        "cloud": {"deployment": "c"},
         "forecast": {"model": "seasonal-naive"},
     }
     for path, value in changes.items():
@@ -109,7 +122,10 @@ def base_spec(**changes: Any) -> dict[str, Any]:
     [
         ({"load__perReplica": 0}, "spec.load.perReplica: Input should be greater than 0"),
         ({"forecast__model": "crystal-ball"}, "spec.forecast: forecast.model 'crystal-ball'"),
-        ({"replicas__min": 9, "replicas__max": 3}, "spec.replicas: replicas.min (9) must not exceed"),
+        (
+            {"replicas__min": 9, "replicas__max": 3},
+            "spec.replicas: replicas.min (9) must not exceed",
+        ),
         ({"cloud__nodeLeadTime": "soon"}, "spec.cloud.nodeLeadTime: 'soon' is not a duration"),
         ({"physical__extra": 1}, "spec.physical.extra: Extra inputs are not permitted"),
     ],

@@ -115,7 +115,7 @@ class Operator:
         if not self.is_leader():
             return outcomes
         try:
-            snapshot = self.kube.snapshot()
+            snapshot = self.kube.snapshot(self.settings.namespaces)
             objects = self.kube.list_autoscalers(self.settings.namespaces)
         except OperatorError as exc:
             message = str(exc)

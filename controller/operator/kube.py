@@ -16,7 +16,7 @@ import os
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import urllib3
@@ -66,10 +66,19 @@ def api_client_from_settings(settings: OperatorSettings) -> client.ApiClient:
 
 @dataclass(frozen=True)
 class ClusterSnapshot:
-    """Nodes and non-terminated pods, read once per loop and shared by every object."""
+    """Nodes, non-terminated pods and Deployments, read once per loop and shared by every object.
+
+    One list per kind per loop instead of three reads per object: the same trade an informer
+    cache makes (what an object sees may be a loop old; each object only writes its own
+    Deployments, so nothing in one pass depends on another object's writes).
+    """
 
     nodes: list[Obj]
     pods: list[Obj]
+    deployments: dict[tuple[str, str], Obj] = field(default_factory=dict)
+
+    def deployment(self, namespace: str, name: str) -> Obj | None:
+        return self.deployments.get((namespace, name))
 
 
 def placeholder_name(gwa_name: str) -> str:
@@ -99,9 +108,9 @@ def placeholder_deployment(gwa: Mapping[str, Any], cloud: Mapping[str, Any], rep
             {"name": "pause", "image": PLACEHOLDER_IMAGE, "resources": {"requests": requests}}
         ],
     }
-    for field in ("nodeSelector", "tolerations", "affinity"):
-        if template.get(field):
-            pod_spec[field] = template[field]
+    for key in ("nodeSelector", "tolerations", "affinity"):
+        if template.get(key):
+            pod_spec[key] = template[key]
     body: Obj = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -204,7 +213,8 @@ class KubeClient:
 
     # --- The cluster ---------------------------------------------------------------------
 
-    def snapshot(self) -> ClusterSnapshot:
+    def snapshot(self, namespaces: list[str] | tuple[str, ...] = ()) -> ClusterSnapshot:
+        """Nodes and pods cluster-wide (capacity counts every pod); Deployments where watched."""
         with _api("list nodes"):
             nodes = self._json(self.core.list_node).get("items") or []
         with _api("list pods"):
@@ -215,7 +225,21 @@ class KubeClient:
                 ).get("items")
                 or []
             )
-        return ClusterSnapshot(list(nodes), list(pods))
+        deployments: list[Obj] = []
+        if not namespaces:
+            with _api("list deployments"):
+                found = self._json(self.apps.list_deployment_for_all_namespaces)
+                deployments.extend(found.get("items") or [])
+        for namespace in namespaces:
+            with _api(f"list deployments in {namespace}"):
+                found = self._json(self.apps.list_namespaced_deployment, namespace)
+                deployments.extend(found.get("items") or [])
+        by_name = {
+            (str(d["metadata"].get("namespace")), str(d["metadata"].get("name"))): d
+            for d in deployments
+            if d.get("metadata")
+        }
+        return ClusterSnapshot(list(nodes), list(pods), by_name)
 
     def read_deployment(self, namespace: str, name: str) -> Obj | None:
         with _api(f"read deployment {namespace}/{name}", missing_ok=True) as missing:

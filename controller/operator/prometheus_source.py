@@ -37,7 +37,8 @@ from typing import Any
 
 import numpy as np
 import requests
-from prometheus_api_client import PrometheusApiClientException, PrometheusConnect
+from prometheus_api_client import PrometheusConnect
+from prometheus_api_client.exceptions import PrometheusApiClientException
 from urllib3.util.retry import Retry
 
 from forecasts.series import LoadSeries
@@ -206,9 +207,9 @@ class PrometheusLoadSource:
             "step": f"{step:g}",
             "timeout": f"{self.timeout:g}s",
         }
-        return self._call(
+        result: list[Any] = self._call(
             query,
-            lambda: self._prometheus.custom_query_range(  # type: ignore[no-any-return]
+            lambda: self._prometheus.custom_query_range(
                 query,
                 start_time=_datetime(first),
                 end_time=_datetime(last),
@@ -217,6 +218,7 @@ class PrometheusLoadSource:
                 timeout=self.timeout,
             ),
         )
+        return result
 
     def _call(self, query: str, request: Any) -> Any:
         try:

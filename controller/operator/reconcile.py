@@ -222,20 +222,20 @@ class Reconciler:
         self, obj: Mapping[str, Any], spec: GatewayAutoscalerSpec, snapshot: ClusterSnapshot
     ) -> _Read:
         namespace = str((obj.get("metadata") or {}).get("namespace"))
-        physical = self.kube.read_deployment(namespace, spec.physical.deployment)
+        physical = snapshot.deployment(namespace, spec.physical.deployment)
         if physical is None:
             raise TargetMissing(
                 f"spec.physical.deployment: deployment {spec.physical.deployment!r} "
                 f"not found in namespace {namespace!r}"
             )
-        cloud = self.kube.read_deployment(namespace, spec.cloud.deployment)
+        cloud = snapshot.deployment(namespace, spec.cloud.deployment)
         if cloud is None:
             raise TargetMissing(
                 f"spec.cloud.deployment: deployment {spec.cloud.deployment!r} "
                 f"not found in namespace {namespace!r}"
             )
         name = str((obj.get("metadata") or {}).get("name"))
-        placeholder = self.kube.read_deployment(namespace, placeholder_name(name))
+        placeholder = snapshot.deployment(namespace, placeholder_name(name))
         try:
             capacity = physical_capacity(
                 snapshot.nodes,

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -71,6 +72,8 @@ class _FittedAuto(FittedModel):
     chosen_at: float  # end of the history the choice was made on
     holdout_mae: dict[str, float] = field(default_factory=dict)
     chosen_by: str = "auto"
+    #: The winner's hold-out MAE relative to the mean load there (None without a hold-out).
+    error: float | None = None
 
     def _project(self, observed: FloatArray, steps: int) -> FloatArray:
         return self.chosen._project(observed, steps)
@@ -79,7 +82,9 @@ class _FittedAuto(FittedModel):
         return self.chosen.backtest_paths(observed, lead)
 
 
-def _wrap(chosen: FittedModel, *, chosen_at: float, scores: dict[str, float]) -> _FittedAuto:
+def _wrap(
+    chosen: FittedModel, *, chosen_at: float, scores: dict[str, float], error: float | None
+) -> _FittedAuto:
     return _FittedAuto(
         name=chosen.name,
         step=chosen.step,
@@ -90,6 +95,7 @@ def _wrap(chosen: FittedModel, *, chosen_at: float, scores: dict[str, float]) ->
         chosen=chosen,
         chosen_at=chosen_at,
         holdout_mae=scores,
+        error=error,
     )
 
 
@@ -112,7 +118,7 @@ class Auto(Forecaster):
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.holdout = holdout
         self.reestimate_every = reestimate_every
-        options = dict(kwargs, reestimate_every=reestimate_every)
+        options: dict[str, Any] = dict(kwargs, reestimate_every=reestimate_every)
         self.candidates: dict[str, Forecaster] = {
             model.name: model(**options) for model in CANDIDATES
         }
@@ -132,8 +138,15 @@ class Auto(Forecaster):
         ):
             forecaster = self.candidates[previous.chosen.name]
             refitted = forecaster.fit(history, previous=previous.chosen)
-            return _wrap(refitted, chosen_at=previous.chosen_at, scores=previous.holdout_mae)
-        scores, records = self._scores(history, prepared.end, prepared.end - prepared.start, lead)
+            return _wrap(
+                refitted,
+                chosen_at=previous.chosen_at,
+                scores=previous.holdout_mae,
+                error=previous.error,
+            )
+        scores, records, levels = self._scores(
+            history, prepared.end, prepared.end - prepared.start, lead
+        )
         order = sorted(scores, key=scores.__getitem__) if scores else list(self.candidates)
         for name in order:
             forecaster = self.candidates[name]
@@ -150,18 +163,20 @@ class Auto(Forecaster):
                 chosen.record = merge_records(older, records[name])
                 # A refit with nothing new only recalibrates, now on the honest hold-out errors.
                 chosen = forecaster.fit(history, previous=chosen)
-            return _wrap(chosen, chosen_at=prepared.end, scores=scores)
+            error = scores[name] / levels[name] if name in scores and levels[name] > 0 else None
+            return _wrap(chosen, chosen_at=prepared.end, scores=scores, error=error)
         raise InsufficientHistory("no forecasting model can fit this history")  # pragma: no cover
 
     def _scores(
         self, history: LoadSeries, end: float, span: float, lead: int
-    ) -> tuple[dict[str, float], dict[str, ForecastRecord]]:
-        """Hold-out MAE of every candidate that fits the history before the hold-out, and the
-        honest forecasts it made there."""
+    ) -> tuple[dict[str, float], dict[str, ForecastRecord], dict[str, float]]:
+        """Hold-out MAE of every candidate that fits the history before the hold-out, the
+        honest forecasts it made there, and the mean load they were scored against."""
         holdout = min(self.holdout, 0.25 * span)
         training = history.until(end - holdout)
         scores: dict[str, float] = {}
         records: dict[str, ForecastRecord] = {}
+        levels: dict[str, float] = {}
         for name, forecaster in self.candidates.items():
             try:
                 fitted = forecaster.fit(training)
@@ -180,4 +195,5 @@ class Auto(Forecaster):
                 scores[name] = score
                 times = fitted.fitted_until + fitted.step * np.arange(observed.size, dtype=float)
                 records[name] = ForecastRecord(times, paths)
-        return scores, records
+                levels[name] = float(np.abs(actual[known]).mean())
+        return scores, records, levels

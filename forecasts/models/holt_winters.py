@@ -46,7 +46,6 @@ from forecasts.models.smoothing import (
     calibration_origins,
     carried_record,
     damped_sums,
-    shifted,
 )
 from forecasts.series import LoadSeries
 
@@ -116,11 +115,12 @@ def forecast_paths(
     m = params.period
     h = np.arange(1, lead + 1)
     back = m * np.ceil(h / m).astype(np.int64)
-    return (
+    paths: FloatArray = (
         level[origins][:, None]
         + damped_sums(params.phi, lead)[None, :] * trend[origins][:, None]
         + season[origins[:, None] + h[None, :] - back[None, :]]
     )
+    return paths
 
 
 @dataclass(eq=False)
@@ -159,7 +159,8 @@ class _FittedHoltWinters(FittedModel):
     def _project(self, observed: FloatArray, steps: int) -> FloatArray:
         level, trend, season = self._advanced(observed)
         origin = np.array([level.size - 1])
-        return forecast_paths(self.params, level, trend, season, origin, steps)[0]
+        path: FloatArray = forecast_paths(self.params, level, trend, season, origin, steps)[0]
+        return path
 
     def backtest_paths(self, observed: FloatArray, lead: int) -> FloatArray:
         level, trend, season = self._advanced(observed)
@@ -225,7 +226,7 @@ class HoltWinters(Forecaster):
     def _continue(
         self, previous: _FittedHoltWinters, prepared: PreparedHistory
     ) -> FittedModel | None:
-        """The cheap refit: advance ``previous`` over the new samples, or None if it must re-estimate."""
+        """The cheap refit: advance ``previous`` over new samples; None if re-estimation is due."""
         if (
             previous.step != prepared.step
             or prepared.end - previous.estimated_until >= self.reestimate_every

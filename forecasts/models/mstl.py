@@ -114,7 +114,10 @@ def level_paths(
     params: LevelParameters, level: FloatArray, trend: FloatArray, origins: np.ndarray, lead: int
 ) -> FloatArray:
     """Deseasonalised forecasts of ``1..lead`` steps from each origin."""
-    return level[origins][:, None] + damped_sums(params.phi, lead)[None, :] * trend[origins][:, None]
+    paths: FloatArray = (
+        level[origins][:, None] + damped_sums(params.phi, lead)[None, :] * trend[origins][:, None]
+    )
+    return paths
 
 
 def estimate_level(deseasonalised: FloatArray, *, lead: int, burn_in: int) -> LevelParameters:
@@ -161,7 +164,8 @@ class _FittedMSTL(FittedModel):
 
     def season(self, start: int, count: int) -> FloatArray:
         """The seasonal profile for ``count`` steps from ``start`` steps after the estimation."""
-        return self.profile[(start + np.arange(count)) % self.profile.size]
+        season: FloatArray = self.profile[(start + np.arange(count)) % self.profile.size]
+        return season
 
     def _advanced(self, observed: FloatArray) -> tuple[FloatArray, FloatArray]:
         deseasonalised = observed - self.season(self.advanced, observed.size)
@@ -172,7 +176,9 @@ class _FittedMSTL(FittedModel):
 
     def _project(self, observed: FloatArray, steps: int) -> FloatArray:
         level, trend = self._advanced(observed)
-        path = level_paths(self.params, level, trend, np.array([level.size - 1]), steps)[0]
+        path: FloatArray = level_paths(
+            self.params, level, trend, np.array([level.size - 1]), steps
+        )[0]
         return path + self.season(self.advanced + observed.size, steps)
 
     def backtest_paths(self, observed: FloatArray, lead: int) -> FloatArray:
@@ -180,7 +186,8 @@ class _FittedMSTL(FittedModel):
         origins = np.arange(observed.size, dtype=np.int64)
         paths = level_paths(self.params, level, trend, origins, lead)
         phases = self.advanced + origins[:, None] + np.arange(lead)[None, :]
-        return paths + self.profile[phases % self.profile.size]
+        result: FloatArray = paths + self.profile[phases % self.profile.size]
+        return result
 
 
 class MSTL(Forecaster):
@@ -250,7 +257,7 @@ class MSTL(Forecaster):
         )
 
     def _continue(self, previous: _FittedMSTL, prepared: PreparedHistory) -> FittedModel | None:
-        """The cheap refit: advance ``previous`` over the new samples, or None if it must re-estimate."""
+        """The cheap refit: advance ``previous`` over new samples; None if re-estimation is due."""
         if (
             previous.step != prepared.step
             or prepared.end - previous.estimated_until >= self.reestimate_every

@@ -52,7 +52,10 @@ class _FittedSeasonalNaive(FittedModel):
         known = self._known(observed)
         h = np.arange(1, lead + 1)[None, :]
         last = self.recent.size - 1 + np.arange(observed.size)[:, None]
-        return known[last + h - self.season * np.ceil(h / self.season).astype(np.int64)]
+        paths: FloatArray = known[
+            last + h - self.season * np.ceil(h / self.season).astype(np.int64)
+        ]
+        return paths
 
 
 class SeasonalNaive(Forecaster):
@@ -82,9 +85,7 @@ class SeasonalNaive(Forecaster):
         # Forecast of o+h is the value one season before it, taken from what was known at o.
         src = origins[:, None] + h - season * np.ceil(h / season).astype(np.int64)
         predicted = values[src]
-        calibration = Calibration.from_forecasts(
-            actual, predicted, scale_floor=scale_floor(values)
-        )
+        calibration = Calibration.from_forecasts(actual, predicted, scale_floor=scale_floor(values))
         return _FittedSeasonalNaive(
             name=self.name,
             step=prepared.step,

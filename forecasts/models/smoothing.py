@@ -17,14 +17,14 @@ from forecasts.base import DAY, Calibration, FittedModel, FloatArray, PreparedHi
 
 __all__ = [
     "CALIBRATION_WINDOW",
+    "REESTIMATE_EVERY",
     "ForecastRecord",
     "calibrate",
-    "carried_record",
-    "merge_records",
-    "REESTIMATE_EVERY",
     "calibration_from_paths",
     "calibration_origins",
+    "carried_record",
     "damped_sums",
+    "merge_records",
     "shifted",
 ]
 
@@ -38,12 +38,12 @@ REESTIMATE_EVERY = DAY
 
 
 def damped_sums(phi: float, lead: int) -> FloatArray:
-    """``phi + phi**2 + ... + phi**h`` for ``h = 1..lead``: the trend multiplier of an h-step forecast."""
+    """``phi + ... + phi**h`` for ``h = 1..lead``: the trend multiplier h steps ahead."""
     return np.cumsum(phi ** np.arange(1, lead + 1, dtype=np.float64))
 
 
 def shifted(values: FloatArray, origins: FloatArray | np.ndarray, lead: int) -> FloatArray:
-    """``values[o + h]`` for every origin ``o`` (rows) and ``h = 1..lead`` (columns), NaN past the end."""
+    """``values[o + h]`` for origins ``o`` (rows), ``h = 1..lead`` (columns); NaN past the end."""
     idx = np.asarray(origins, dtype=np.int64)[:, None] + np.arange(1, lead + 1)[None, :]
     inside = idx < values.size
     return np.where(inside, values[np.minimum(idx, values.size - 1)], np.nan)
@@ -99,7 +99,7 @@ def carried_record(
     previous: FittedModel, prepared: PreparedHistory, lead: int
 ) -> ForecastRecord | None:
     """``previous``'s honest record, extended by its forecasts over the samples since its fit."""
-    record = previous.record
+    record: ForecastRecord | None = previous.record
     if previous.step != prepared.step:
         return None
     new = values_after(prepared, previous.fitted_until)

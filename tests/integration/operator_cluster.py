@@ -36,7 +36,9 @@ DEPLOYMENTS = "apps/v1/deployments"
 T = TypeVar("T")
 
 
-def wait_until(check: Callable[[], T | None], *, timeout: float, what: str, every: float = 0.2) -> T:
+def wait_until(
+    check: Callable[[], T | None], *, timeout: float, what: str, every: float = 0.2
+) -> T:
     """Poll ``check`` until it returns something truthy; fail with ``what`` and the last value."""
     deadline = time.monotonic() + timeout
     last: Any = None
@@ -56,8 +58,10 @@ def _node(name: str, region: str, pool: str, *, cpu: str) -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "Node",
-        "metadata": {"name": name, "labels": {
-            "tidal.dev/pool": pool, "topology.kubernetes.io/region": region}},
+        "metadata": {
+            "name": name,
+            "labels": {"tidal.dev/pool": pool, "topology.kubernetes.io/region": region},
+        },
         "spec": {},
         "status": {
             "allocatable": {"cpu": cpu, "memory": "64Gi", "pods": "110"},
@@ -78,18 +82,34 @@ def _deployment(name: str, region: str, pool: str, replicas: int) -> dict[str, A
             "template": {
                 "metadata": {"labels": labels},
                 "spec": {
-                    "nodeSelector": {"tidal.dev/pool": pool, "topology.kubernetes.io/region": region},
-                    "tolerations": [{"key": "tidal.dev/pool", "value": pool, "effect": "NoSchedule"}],
-                    "containers": [{"name": "gateway", "image": "gateway:test", "resources": {
-                        "requests": {"cpu": "1", "memory": "2Gi"}}}],
+                    "nodeSelector": {
+                        "tidal.dev/pool": pool,
+                        "topology.kubernetes.io/region": region,
+                    },
+                    "tolerations": [
+                        {"key": "tidal.dev/pool", "value": pool, "effect": "NoSchedule"}
+                    ],
+                    "containers": [
+                        {
+                            "name": "gateway",
+                            "image": "gateway:test",
+                            "resources": {"requests": {"cpu": "1", "memory": "2Gi"}},
+                        }
+                    ],
                 },
             },
         },
     }
 
 
-def add_region(kube: KubeEmulatorHandle, region: str, *, physical_nodes: int = 2, cpu: str = "8",
-               replicas: int = 2) -> None:
+def add_region(
+    kube: KubeEmulatorHandle,
+    region: str,
+    *,
+    physical_nodes: int = 2,
+    cpu: str = "8",
+    replicas: int = 2,
+) -> None:
     """Physical nodes (``cpu`` gateway pods each) and the two gateway Deployments of a region."""
     for i in range(physical_nodes):
         kube.create(_node(f"{region}-physical-{i}", region, "physical", cpu=cpu))
@@ -98,30 +118,45 @@ def add_region(kube: KubeEmulatorHandle, region: str, *, physical_nodes: int = 2
     kube.create(_deployment(f"gateway-{region}-cloud", region, "cloud", 0))
 
 
-def gwa_body(region: str, *, name: str | None = None, query: str | None = None,
-             **spec: Any) -> dict[str, Any]:
+def gwa_body(
+    region: str, *, name: str | None = None, query: str | None = None, **spec: Any
+) -> dict[str, Any]:
     """A GatewayAutoscaler for ``add_region``'s Deployments; ``spec`` keys override the defaults."""
     body: dict[str, Any] = {
         "region": region,
         "mode": "Scale",
-        "load": {"query": query or f'sum(gateway_active_connections{{region="{region}"}})',
-                 "perReplica": 1000, "step": "1m", "history": "3d"},
+        "load": {
+            "query": query or f'sum(gateway_active_connections{{region="{region}"}})',
+            "perReplica": 1000,
+            "step": "1m",
+            "history": "3d",
+        },
         "replicas": {"min": 2, "max": 400},
         "headroom": 0.1,
-        "physical": {"deployment": f"gateway-{region}",
-                     "nodeSelector": {"tidal.dev/pool": "physical",
-                                      "topology.kubernetes.io/region": region}},
-        "cloud": {"deployment": f"gateway-{region}-cloud", "maxReplicas": 300,
-                  "nodeLeadTime": "5m", "reserve": True},
+        "physical": {
+            "deployment": f"gateway-{region}",
+            "nodeSelector": {"tidal.dev/pool": "physical", "topology.kubernetes.io/region": region},
+        },
+        "cloud": {
+            "deployment": f"gateway-{region}-cloud",
+            "maxReplicas": 300,
+            "nodeLeadTime": "5m",
+            "reserve": True,
+        },
         "forecast": {"model": "seasonal-naive", "horizon": "30m", "quantile": 0.95, "refit": "15m"},
         # Loops of a second: per-minute rates must allow a whole step per loop.
-        "behavior": {"scaleUp": {"maxReplicasPerMinute": 6000},
-                     "scaleDown": {"stabilization": "10m", "maxReplicasPerMinute": 600}},
+        "behavior": {
+            "scaleUp": {"maxReplicasPerMinute": 6000},
+            "scaleDown": {"stabilization": "10m", "maxReplicasPerMinute": 600},
+        },
     }
     body.update(spec)
-    return {"apiVersion": "tidal.dev/v1alpha1", "kind": "GatewayAutoscaler",
-            "metadata": {"name": name or f"gateway-{region}", "namespace": NAMESPACE},
-            "spec": body}
+    return {
+        "apiVersion": "tidal.dev/v1alpha1",
+        "kind": "GatewayAutoscaler",
+        "metadata": {"name": name or f"gateway-{region}", "namespace": NAMESPACE},
+        "spec": body,
+    }
 
 
 def status_of(kube: KubeEmulatorHandle, name: str) -> dict[str, Any]:
@@ -146,14 +181,19 @@ def writes_by(kube: KubeEmulatorHandle, identity: str, *, since: int = 0) -> lis
         agent = request.headers.get("User-Agent", "")
         method = request.method.value.upper()
         path = request.url.path
-        if f"({identity})" in agent and method in ("POST", "PUT", "PATCH", "DELETE") \
-                and "/leases" not in path:
+        if (
+            f"({identity})" in agent
+            and method in ("POST", "PUT", "PATCH", "DELETE")
+            and "/leases" not in path
+        ):
             found.append(f"{method} {path}")
     return found
 
 
 @contextlib.contextmanager
-def running_operator(kube: KubeEmulatorHandle, prometheus_url: str, **options: Any) -> Iterator[Operator]:
+def running_operator(
+    kube: KubeEmulatorHandle, prometheus_url: str, **options: Any
+) -> Iterator[Operator]:
     """The operator's production entry point (``run_forever``) in a thread, stopped on exit.
 
     ``options`` are :class:`OperatorSettings` fields; ``kubeconfig=True`` makes the operator
@@ -175,17 +215,16 @@ def running_operator(kube: KubeEmulatorHandle, prometheus_url: str, **options: A
     if settings.get("kubeconfig") is True:
         import tempfile
 
-        path = tempfile.NamedTemporaryFile(suffix=".kubeconfig", delete=False).name
-        settings["kubeconfig"] = str(kube.write_kubeconfig(path))
+        folder = tempfile.mkdtemp(prefix="tidal-kubeconfig-")
+        settings["kubeconfig"] = str(kube.write_kubeconfig(f"{folder}/config"))
     else:
         api_client = kube.api_client()
     operator = Operator(OperatorSettings(**settings), api_client=api_client)
     thread = threading.Thread(target=operator.run_forever, name="operator", daemon=True)
     thread.start()
-    crashed = False
     try:
         yield operator
     finally:
-        operator.stop(release=not crashed)
+        operator.stop()
         thread.join(timeout=15)
         assert not thread.is_alive(), "the operator did not stop"

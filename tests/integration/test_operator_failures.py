@@ -46,8 +46,12 @@ def start_region(
 
 
 def load_spec(per_replica: float) -> dict[str, object]:
-    return {"query": 'sum(gateway_active_connections{region="eu"})', "perReplica": per_replica,
-            "step": "1m", "history": "3d"}
+    return {
+        "query": 'sum(gateway_active_connections{region="eu"})',
+        "perReplica": per_replica,
+        "step": "1m",
+        "history": "3d",
+    }
 
 
 def ready_false(kube: KubeEmulatorHandle, name: str) -> dict[str, str] | None:
@@ -64,34 +68,68 @@ def test_invalid_objects_are_reported_while_a_valid_one_is_served(
     prometheus, per_replica = start_region(kube_api, prometheus_factory, ramp_history)
     bad_load = load_spec(per_replica) | {"perReplica": 0}
     kube_api.create(gwa_body("eu", name="zero-per-replica", load=bad_load))
-    kube_api.create(gwa_body("eu", name="missing-deployment", load=load_spec(per_replica),
-                             physical={"deployment": "gateway-nowhere"}))
-    kube_api.create(gwa_body("eu", name="unknown-model", load=load_spec(per_replica),
-                             forecast={"model": "crystal-ball"}))
+    kube_api.create(
+        gwa_body(
+            "eu",
+            name="missing-deployment",
+            load=load_spec(per_replica),
+            physical={"deployment": "gateway-nowhere"},
+        )
+    )
+    kube_api.create(
+        gwa_body(
+            "eu",
+            name="unknown-model",
+            load=load_spec(per_replica),
+            forecast={"model": "crystal-ball"},
+        )
+    )
     kube_api.create(gwa_body("eu", load=load_spec(per_replica)))
 
     with running_operator(kube_api, prometheus.url):
         expected = {
-            "zero-per-replica": ("InvalidSpec", "spec.load.perReplica: Input should be greater than 0"),
-            "missing-deployment": ("TargetMissing", "spec.physical.deployment: deployment 'gateway-nowhere'"),
+            "zero-per-replica": (
+                "InvalidSpec",
+                "spec.load.perReplica: Input should be greater than 0",
+            ),
+            "missing-deployment": (
+                "TargetMissing",
+                "spec.physical.deployment: deployment 'gateway-nowhere'",
+            ),
             "unknown-model": ("InvalidSpec", "spec.forecast: forecast.model 'crystal-ball'"),
         }
         for name, (reason, message) in expected.items():
-            ready = wait_until(lambda name=name: ready_false(kube_api, name), timeout=15,
-                               what=f"{name} Ready=False")
+            ready = wait_until(
+                lambda name=name: ready_false(kube_api, name),
+                timeout=15,
+                what=f"{name} Ready=False",
+            )
             assert ready["reason"] == reason
             assert ready["message"].startswith(message), ready["message"]
 
-        wait_until(lambda: replicas(kube_api, "gateway-eu") == 16, timeout=20,
-                   what="the valid object's physical pool filled")
-        wait_until(lambda: replicas(kube_api, "gateway-eu-cloud") > 0, timeout=20,
-                   what="the valid object's cloud overflow")
+        wait_until(
+            lambda: replicas(kube_api, "gateway-eu") == 16,
+            timeout=20,
+            what="the valid object's physical pool filled",
+        )
+        wait_until(
+            lambda: replicas(kube_api, "gateway-eu-cloud") > 0,
+            timeout=20,
+            what="the valid object's cloud overflow",
+        )
         # Served, not merely once: a spec change is acted on promptly beside the broken objects.
         # replicas.min above anything the load or its forecast asks for.
-        kube_api.patch(GWAS, "gateway-eu", {"spec": {"replicas": {"min": 150, "max": 400}}},
-                       namespace=NAMESPACE)
-        wait_until(lambda: replicas(kube_api, "gateway-eu-cloud") == 150 - 16, timeout=10,
-                   what="the valid object follows replicas.min 150")
+        kube_api.patch(
+            GWAS,
+            "gateway-eu",
+            {"spec": {"replicas": {"min": 150, "max": 400}}},
+            namespace=NAMESPACE,
+        )
+        wait_until(
+            lambda: replicas(kube_api, "gateway-eu-cloud") == 150 - 16,
+            timeout=10,
+            what="the valid object follows replicas.min 150",
+        )
         assert status_of(kube_api, "gateway-eu")["observedGeneration"] == 2
         ready = condition(kube_api, "gateway-eu", "Ready")
         assert ready is not None and ready["status"] == "True"
@@ -107,15 +145,26 @@ def test_prometheus_outage_holds_replicas_and_recovers(
     kube_api.create(gwa_body("eu", load=load_spec(per_replica)))
 
     with running_operator(kube_api, prometheus.url):
-        wait_until(lambda: replicas(kube_api, "gateway-eu-cloud") > 0, timeout=30,
-                   what="cloud overflow before the outage")
-        wait_until(lambda: (condition(kube_api, "gateway-eu", "ForecastReady") or {}).get("status")
-                   == "True", timeout=30, what="ForecastReady before the outage")
+        wait_until(
+            lambda: replicas(kube_api, "gateway-eu-cloud") > 0,
+            timeout=30,
+            what="cloud overflow before the outage",
+        )
+        wait_until(
+            lambda: (
+                (condition(kube_api, "gateway-eu", "ForecastReady") or {}).get("status") == "True"
+            ),
+            timeout=30,
+            what="ForecastReady before the outage",
+        )
         before = (replicas(kube_api, "gateway-eu"), replicas(kube_api, "gateway-eu-cloud"))
 
         prometheus.stop()
-        ready = wait_until(lambda: ready_false(kube_api, "gateway-eu"), timeout=15,
-                           what="Ready=False during the outage")
+        ready = wait_until(
+            lambda: ready_false(kube_api, "gateway-eu"),
+            timeout=15,
+            what="Ready=False during the outage",
+        )
         assert ready["reason"] == "MetricsUnavailable"
         assert 'gateway_active_connections{region="eu"}' in ready["message"]
         forecast = condition(kube_api, "gateway-eu", "ForecastReady")
@@ -128,8 +177,11 @@ def test_prometheus_outage_holds_replicas_and_recovers(
             time.sleep(0.2)
 
         prometheus.start()
-        wait_until(lambda: (condition(kube_api, "gateway-eu", "Ready") or {}).get("status") == "True",
-                   timeout=30, what="Ready=True after Prometheus returned")
+        wait_until(
+            lambda: (condition(kube_api, "gateway-eu", "Ready") or {}).get("status") == "True",
+            timeout=30,
+            what="Ready=True after Prometheus returned",
+        )
         assert (condition(kube_api, "gateway-eu", "ForecastReady") or {}).get("status") == "True"
 
 
@@ -143,16 +195,34 @@ def test_physical_node_not_ready_moves_replicas_to_cloud(
     kube_api.create(gwa_body("eu", load=load_spec(per_replica)))
 
     with running_operator(kube_api, prometheus.url):
-        wait_until(lambda: replicas(kube_api, "gateway-eu") == 16, timeout=30,
-                   what="physical at capacity 16")
-        cloud_before = wait_until(lambda: replicas(kube_api, "gateway-eu-cloud"), timeout=20,
-                                  what="cloud overflow")
-        kube_api.patch("v1/nodes", "eu-physical-1",
-                       {"status": {"conditions": [{"type": "Ready", "status": "False",
-                                                   "reason": "KubeletNotReady"}]}},
-                       subresource="status")
-        wait_until(lambda: replicas(kube_api, "gateway-eu") == 8, timeout=10,
-                   what="physical down to the 8 pods the remaining node holds")
-        wait_until(lambda: replicas(kube_api, "gateway-eu-cloud") >= cloud_before + 8, timeout=10,
-                   what=f"cloud up by the 8 lost pods from {cloud_before}")
+        wait_until(
+            lambda: replicas(kube_api, "gateway-eu") == 16,
+            timeout=30,
+            what="physical at capacity 16",
+        )
+        cloud_before = wait_until(
+            lambda: replicas(kube_api, "gateway-eu-cloud"), timeout=20, what="cloud overflow"
+        )
+        kube_api.patch(
+            "v1/nodes",
+            "eu-physical-1",
+            {
+                "status": {
+                    "conditions": [
+                        {"type": "Ready", "status": "False", "reason": "KubeletNotReady"}
+                    ]
+                }
+            },
+            subresource="status",
+        )
+        wait_until(
+            lambda: replicas(kube_api, "gateway-eu") == 8,
+            timeout=10,
+            what="physical down to the 8 pods the remaining node holds",
+        )
+        wait_until(
+            lambda: replicas(kube_api, "gateway-eu-cloud") >= cloud_before + 8,
+            timeout=10,
+            what=f"cloud up by the 8 lost pods from {cloud_before}",
+        )
         assert status_of(kube_api, "gateway-eu")["physical"]["capacity"] == 8

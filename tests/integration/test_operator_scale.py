@@ -49,8 +49,7 @@ def test_two_regions_fill_physical_then_cloud_and_reserve_ahead(
     """Physical filled to capacity, the overflow in cloud, placeholders ahead of the ramp."""
     traces = {"eu": "wc98-requests-per-minute", "us": "twitter-amzn-5min"}
     histories = {
-        region: ramp_history(trace, days=14, lead=15 * 60)
-        for region, trace in traces.items()
+        region: ramp_history(trace, days=14, lead=15 * 60) for region, trace in traces.items()
     }
     prometheus = prometheus_factory(
         {series_key(region=r): h for r, h in histories.items()},
@@ -61,15 +60,25 @@ def test_two_regions_fill_physical_then_cloud_and_reserve_ahead(
         add_region(kube_api, region, physical_nodes=2, cpu="8")
         # Sized so that the load at "now" needs about 24 pods: 16 physical and an overflow.
         per_replica = round(last_value(histories[region]) * 1.1 / 24, 3)
-        kube_api.create(gwa_body(
-            region,
-            load={"query": f'sum(gateway_active_connections{{region="{region}"}})',
-                  "perReplica": per_replica, "step": "1m", "history": "14d"},
-            # The ramp is 15 minutes away: a node lead time past it makes the reservation see it.
-            cloud={"deployment": f"gateway-{region}-cloud", "maxReplicas": 300,
-                   "nodeLeadTime": "20m", "reserve": True},
-            forecast={"model": "auto", "horizon": "30m", "quantile": 0.95, "refit": "15m"},
-        ))
+        kube_api.create(
+            gwa_body(
+                region,
+                load={
+                    "query": f'sum(gateway_active_connections{{region="{region}"}})',
+                    "perReplica": per_replica,
+                    "step": "1m",
+                    "history": "14d",
+                },
+                # The ramp is 15 minutes away; a node lead time past it lets the reservation see it.
+                cloud={
+                    "deployment": f"gateway-{region}-cloud",
+                    "maxReplicas": 300,
+                    "nodeLeadTime": "20m",
+                    "reserve": True,
+                },
+                forecast={"model": "auto", "horizon": "30m", "quantile": 0.95, "refit": "15m"},
+            )
+        )
 
     with running_operator(kube_api, prometheus.url, loop_interval=1.0):
         for region in traces:
@@ -80,14 +89,23 @@ def test_two_regions_fill_physical_then_cloud_and_reserve_ahead(
                 return ready if ready and ready["status"] == "True" else None
 
             wait_until(forecasting, timeout=60, what=f"{name} ForecastReady=True")
-            wait_until(lambda name=name: replicas(kube_api, name) == 16, timeout=20,
-                       what=f"{name} physical at capacity 16")
-            wait_until(lambda name=name: replicas(kube_api, f"{name}-cloud") > 0, timeout=20,
-                       what=f"{name} cloud overflow")
             wait_until(
-                lambda name=name: kube_api.exists(DEPLOYMENTS, placeholder_name(name), namespace=NAMESPACE)
-                and replicas(kube_api, placeholder_name(name)) > 0,
-                timeout=20, what=f"{name} placeholders reserved ahead of the ramp",
+                lambda name=name: replicas(kube_api, name) == 16,
+                timeout=20,
+                what=f"{name} physical at capacity 16",
+            )
+            wait_until(
+                lambda name=name: replicas(kube_api, f"{name}-cloud") > 0,
+                timeout=20,
+                what=f"{name} cloud overflow",
+            )
+            wait_until(
+                lambda name=name: (
+                    kube_api.exists(DEPLOYMENTS, placeholder_name(name), namespace=NAMESPACE)
+                    and replicas(kube_api, placeholder_name(name)) > 0
+                ),
+                timeout=20,
+                what=f"{name} placeholders reserved ahead of the ramp",
             )
 
             status = status_of(kube_api, name)
@@ -114,8 +132,11 @@ def test_two_regions_fill_physical_then_cloud_and_reserve_ahead(
             owner = placeholder["metadata"]["ownerReferences"][0]
             assert owner["kind"] == "GatewayAutoscaler" and owner["name"] == name
 
-            events = [e for e in kube_api.list("v1/events", namespace=NAMESPACE)
-                      if e["involvedObject"]["name"] == name]
+            events = [
+                e
+                for e in kube_api.list("v1/events", namespace=NAMESPACE)
+                if e["involvedObject"]["name"] == name
+            ]
             reasons = {e["reason"] for e in events}
             assert "PhysicalCapacityExhausted" in reasons or "Forecast" in reasons, reasons
 
@@ -133,8 +154,11 @@ def test_forecast_only_writes_status_and_touches_nothing(
     kube_api.create(gwa_body("eu", mode="ForecastOnly"))
 
     with running_operator(kube_api, prometheus.url) as operator:
-        wait_until(lambda: (status_of(kube_api, "gateway-eu").get("forecast") or {}).get("model"),
-                   timeout=30, what="a forecast in status")
+        wait_until(
+            lambda: (status_of(kube_api, "gateway-eu").get("forecast") or {}).get("model"),
+            timeout=30,
+            what="a forecast in status",
+        )
         loops = operator.loops
         wait_until(lambda: operator.loops >= loops + 4, timeout=10, what="four more loops")
         status = status_of(kube_api, "gateway-eu")

@@ -40,6 +40,7 @@ servers do not stop in LIFO order.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import collections
 import contextlib
 import copy
@@ -49,21 +50,24 @@ import socket
 import string
 import threading
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Coroutine, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp.web
 import attrs
 import kmock
 import kubernetes.client
 import yaml
-from kmock._internal.rendering import Request
+from kmock._internal.filtering import FnCriteria
+from kmock._internal.rendering import Request, Response
 
 from tests.support.kube_patches import PatchError, json_patch, merge_patch, strategic_merge_patch
 from tests.support.kube_selectors import SelectorError, parse_field_selector, parse_label_selector
+
+T = TypeVar("T")
 
 __all__ = [
     "KubeEmulatorHandle",
@@ -135,6 +139,10 @@ _SERVER_OWNED_META = (
 )
 
 
+# A path segment no object can have (names are DNS labels), standing for the namespaces list.
+_NAMESPACES_MARKER = "~namespaces~"
+
+
 @dataclass(frozen=True)
 class _Route:
     group: str
@@ -154,6 +162,8 @@ def _parse_route(path: str) -> _Route | None:
         group, version, rest = parts[1], parts[2], parts[3:]
     else:
         return None
+    if rest == ["namespaces", _NAMESPACES_MARKER]:
+        return _Route(group, version, "namespaces", None, None, None)
     namespace = None
     if len(rest) >= 3 and rest[0] == "namespaces":
         namespace, rest = rest[1], rest[2:]
@@ -242,7 +252,7 @@ class TidalKubeEmulator(kmock.KubernetesEmulator):
         # answers every resource request the emulator has already decided; user reactions still
         # come first.
         (
-            self.fallback[kmock.FnCriteria(lambda request: request in self._outcomes)]
+            self.fallback[FnCriteria(lambda request: request in self._outcomes)]
             << self._serve_outcome
         )
         super().__attrs_post_init__()
@@ -283,6 +293,15 @@ class TidalKubeEmulator(kmock.KubernetesEmulator):
 
     # -- request handling --------------------------------------------------------------------
 
+    async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
+        # kmock's request parser raises on the namespaces collection (/api/v1/namespaces), before
+        # any handler runs: give it a path it can parse, which _parse_route maps back.
+        if raw_request.path.rstrip("/") == "/api/v1/namespaces":
+            url = raw_request.rel_url.with_path(f"/api/v1/namespaces/{_NAMESPACES_MARKER}")
+            url = url.with_query(raw_request.rel_url.query)
+            raw_request = raw_request.clone(rel_url=url)
+        return await super().__call__(raw_request)
+
     async def _handle(self, request: Request) -> aiohttp.web.StreamResponse:
         route = _parse_route(request.url.path)
         if route is None or route.plural is None:  # discovery, /version, non-Kubernetes paths
@@ -303,7 +322,7 @@ class TidalKubeEmulator(kmock.KubernetesEmulator):
         outcome = self._outcomes[request]
         if outcome.watch is not None:
             return self._watch_stream(outcome.watch)
-        return kmock.Response(status=outcome.status, payload=outcome.payload)
+        return Response(status=outcome.status, payload=outcome.payload)
 
     def _execute(self, route: _Route, request: Request) -> _Outcome:
         rtype = self._types.get((route.group, route.version, route.plural or ""))
@@ -675,7 +694,9 @@ class TidalKubeEmulator(kmock.KubernetesEmulator):
             refs = (stored.raw.get("metadata") or {}).get("ownerReferences") or []
             if any(ref.get("uid") == owner_uid for ref in refs):
                 resource = key[0]
-                rtype = self._types.get((resource.group, resource.version, resource.plural))
+                rtype = self._types.get(
+                    (str(resource.group), str(resource.version), str(resource.plural))
+                )
                 if rtype is not None:
                     self._delete(rtype, key)
 
@@ -895,7 +916,7 @@ class KubeEmulatorHandle:
         self._loop = loop
         self._clients: list[kubernetes.client.ApiClient] = []
 
-    def _call(self, coro: Any, timeout: float = 10.0) -> Any:
+    def _call(self, coro: Coroutine[Any, Any, T], timeout: float = 10.0) -> T:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
 
     def configuration(self) -> kubernetes.client.Configuration:
@@ -931,14 +952,14 @@ class KubeEmulatorHandle:
 
     def create(self, obj: Mapping[str, Any]) -> dict[str, Any]:
         """Seed an object (status kept as given); the resource comes from apiVersion and kind."""
-        return self._call(self.emulator.seed(obj))  # type: ignore[no-any-return]
+        return self._call(self.emulator.seed(obj))
 
     def get(self, resource: str, name: str, *, namespace: str | None = None) -> dict[str, Any]:
         """The stored object; KeyError if absent."""
         obj = self._call(self.emulator.fetch(resource, name, namespace=namespace))
         if obj is None:
             raise KeyError(f"{resource} {namespace}/{name} does not exist")
-        return obj  # type: ignore[no-any-return]
+        return obj
 
     def exists(self, resource: str, name: str, *, namespace: str | None = None) -> bool:
         return self._call(self.emulator.fetch(resource, name, namespace=namespace)) is not None
@@ -952,7 +973,7 @@ class KubeEmulatorHandle:
         field_selector: str | None = None,
     ) -> list[dict[str, Any]]:
         return self._call(
-            self.emulator.select(  # type: ignore[no-any-return]
+            self.emulator.select(
                 resource,
                 namespace=namespace,
                 label_selector=label_selector,
@@ -971,25 +992,31 @@ class KubeEmulatorHandle:
     ) -> dict[str, Any]:
         """JSON-merge-patch an object; ``subresource="status"`` to change its status."""
         return self._call(
-            self.emulator.merge(  # type: ignore[no-any-return]
-                resource, name, patch, namespace=namespace, subresource=subresource
-            )
+            self.emulator.merge(resource, name, patch, namespace=namespace, subresource=subresource)
         )
 
     def delete(self, resource: str, name: str, *, namespace: str | None = None) -> None:
         self._call(self.emulator.remove(resource, name, namespace=namespace))
 
-    def requests(self) -> list[Request]:
-        """Every request served so far (kmock's request log: method, url, params, headers, data)."""
-        return self._call(self._snapshot_requests())  # type: ignore[no-any-return]
+    def on_loop(self, fn: Callable[[TidalKubeEmulator], T]) -> T:
+        """Run ``fn(emulator)`` on the emulator's loop: kmock's DSL is not thread-safe, so
+        inject faults this way, e.g. ``handle.on_loop(lambda e: e["get /api/v1/nodes"] << 500)``."""
+        return self._call(self._apply(fn))
 
-    async def _snapshot_requests(self) -> list[Request]:
+    async def _apply(self, fn: Callable[[TidalKubeEmulator], T]) -> T:
+        return fn(self.emulator)
+
+    def requests(self) -> builtins.list[Request]:
+        """Every request served so far (kmock's request log: method, url, params, headers, data)."""
+        return self._call(self._snapshot_requests())
+
+    async def _snapshot_requests(self) -> builtins.list[Request]:
         return list(self.emulator)
 
     def close_clients(self) -> None:
         for client in self._clients:
             with contextlib.suppress(Exception):
-                client.close()
+                client.close()  # type: ignore[no-untyped-call]
         self._clients.clear()
 
 

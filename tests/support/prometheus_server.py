@@ -60,6 +60,7 @@ __all__ = [
     "require_prometheus",
     "series_key",
     "shift_series",
+    "start_prometheus",
     "write_openmetrics",
 ]
 
@@ -163,7 +164,8 @@ def _fill_circular(profile: np.ndarray) -> np.ndarray:
     if known.all():
         return profile
     index = np.arange(profile.size)
-    return np.interp(index, index[known], profile[known], period=profile.size)
+    filled: np.ndarray = np.interp(index, index[known], profile[known], period=profile.size)
+    return filled
 
 
 def shift_series(series: LoadSeries, *, anchor: float, now: float) -> LoadSeries:
@@ -230,7 +232,7 @@ class LoadExporter:
     def __init__(self, *, port: int | None = None) -> None:
         self._collector = _SampleCollector()
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(self._collector)  # type: ignore[arg-type]
+        self.registry.register(self._collector)
         self.port = port or free_port()
         self._server, self._thread = start_http_server(
             self.port, addr="127.0.0.1", registry=self.registry

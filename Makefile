@@ -1,0 +1,41 @@
+# Tidal: one target installs what the tests need and runs the whole suite (`make test`);
+# .ci/run calls exactly that.
+PYTHON ?= python3
+PIP ?= $(PYTHON) -m pip
+
+.PHONY: test deps system-deps python-deps lint crd-check bench demo
+
+test: deps lint crd-check
+	$(PYTHON) -m pytest -q tests e2e
+
+deps: system-deps python-deps
+
+# Debian's Prometheus server (and promtool) for the integration tests.
+system-deps:
+	@if ! command -v prometheus >/dev/null 2>&1 || ! command -v promtool >/dev/null 2>&1; then \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+		$$SUDO apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends prometheus; \
+	fi
+
+python-deps:
+	$(PIP) install -q --disable-pip-version-check -e '.[dev]'
+
+lint:
+	$(PYTHON) -m ruff check forecasts controller
+	$(PYTHON) -m mypy forecasts
+	lint-imports
+
+# The committed CRD must be exactly what the pydantic models generate.
+crd-check:
+	$(PYTHON) -m controller crd | diff -u manifests/base/crd.yaml - \
+		|| (echo "manifests/base/crd.yaml drifted: run 'tidal crd > manifests/base/crd.yaml'"; exit 1)
+
+bench:
+	$(PYTHON) bench/bench_forecasts.py
+	$(PYTHON) bench/bench_backtest.py
+
+demo:
+	tidal demo
+
+include e2e/e2e.mk

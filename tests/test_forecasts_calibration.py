@@ -1,0 +1,68 @@
+"""Calibration: bands from the model's own errors, honest where the record allows."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from forecasts.base import Calibration, Forecast
+from forecasts.models.smoothing import ForecastRecord, calibrate, merge_records
+
+
+def _calibration(errors: list[float]) -> Calibration:
+    actual = 100 * (1 + np.asarray(errors))[:, None]
+    predicted = np.full_like(actual, 100.0)
+    return Calibration.from_forecasts(actual, predicted, scale_floor=0.0)
+
+
+@pytest.mark.parametrize(
+    ("q", "expected"), [pytest.param(0.5, 0.0, id="median"), pytest.param(1 - 1e-9, 0.2, id="top")]
+)
+def test_calibration_quantile_of_level_scaled_errors(q: float, expected: float) -> None:
+    """The quantile is taken over errors relative to the forecast level."""
+    calibration = _calibration([-0.2, -0.1, 0.0, 0.1, 0.2])
+    assert calibration.quantile(q, 1)[0] == pytest.approx(expected, abs=1e-6)
+
+
+def test_upper_band_scales_with_the_forecast_level() -> None:
+    """The same relative error widens the band in proportion to the point."""
+    calibration = _calibration([0.1] * 10)
+    forecast = Forecast("m", 0.0, 300.0, np.array([100.0, 200.0]), calibration)
+    np.testing.assert_allclose(forecast.upper(0.95), [110.0, 220.0])
+
+
+def test_upper_never_below_point_even_with_negative_errors() -> None:
+    """A model that always over-forecasts still gets an upper band at or above its point."""
+    calibration = _calibration([-0.3] * 10)
+    forecast = Forecast("m", 0.0, 300.0, np.array([100.0]), calibration)
+    assert forecast.upper(0.95)[0] >= 100.0
+
+
+def test_calibrate_replaces_in_sample_rows_by_the_honest_record() -> None:
+    """Origins before the estimation use the recorded honest forecast, not the in-sample one."""
+    values = np.array([10.0, 10.0, 10.0, 10.0, 10.0])
+    origins = np.array([0, 1, 2, 3])
+    in_sample = np.full((4, 1), 10.0)  # perfect in hindsight
+    record = ForecastRecord(np.array([100.0, 200.0]), np.array([[5.0], [5.0]]))
+    calibration, kept = calibrate(
+        end=400.0,
+        step=100.0,
+        values=values,
+        origins=origins,
+        predicted=in_sample,
+        floor=1.0,
+        estimated_until=250.0,
+        record=record,
+    )
+    errors = calibration.errors[0]
+    assert np.count_nonzero(errors > 0) == 2  # the two honest rows under-forecast
+    np.testing.assert_allclose(kept.origins, [100.0, 200.0, 300.0])
+
+
+def test_merge_records_prefers_the_newer_rows() -> None:
+    """Where two records overlap, the newer one's rows win."""
+    older = ForecastRecord(np.array([0.0, 1.0, 2.0]), np.array([[1.0], [1.0], [1.0]]))
+    newer = ForecastRecord(np.array([1.0, 2.0, 3.0]), np.array([[2.0], [2.0], [2.0]]))
+    merged = merge_records(older, newer)
+    np.testing.assert_allclose(merged.origins, [0.0, 1.0, 2.0, 3.0])
+    np.testing.assert_allclose(merged.predicted[:, 0], [1.0, 2.0, 2.0, 2.0])

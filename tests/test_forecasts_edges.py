@@ -1,0 +1,116 @@
+"""Histories no model can trust: each gives a clear error or a documented, sensible result."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from forecasts import FitFailed, InsufficientHistory, InvalidHistory, create, model_names
+from forecasts.base import Calibration, FittedModel, FloatArray
+from tests.forecast_series import flat, seasonal, series
+
+MODELS = [pytest.param(m, id=m) for m in model_names()]
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_all_missing_history_raises_insufficient_history(model: str) -> None:
+    """A history of NaN only is InsufficientHistory, never a zero forecast."""
+    with pytest.raises(InsufficientHistory):
+        create(model).fit(series(np.full(4 * 288, np.nan)))
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_mostly_missing_history_raises_insufficient_history(model: str) -> None:
+    """A history more than half missing inside its span is refused."""
+    values = seasonal().values.copy()
+    values[1::3] = np.nan
+    values[2::3] = np.nan
+    with pytest.raises(InsufficientHistory):
+        create(model).fit(series(values))
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_negative_load_raises_invalid_history(model: str) -> None:
+    """A negative sample means a wrong query: InvalidHistory, naming the value."""
+    values = seasonal().values.copy()
+    values[-10] = -5.0
+    with pytest.raises(InvalidHistory, match="-5"):
+        create(model).fit(series(values))
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_constant_history_forecasts_the_constant(model: str) -> None:
+    """A constant history gives a flat forecast at that constant with a band no lower."""
+    history = flat(level=250.0)
+    forecast = create(model).fit(history).forecast(history, horizon=3600)
+    np.testing.assert_allclose(forecast.point, 250.0, rtol=1e-6)
+    assert (forecast.upper(0.95) >= 250.0 - 1e-6).all()
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_constant_zero_history_forecasts_zero_not_an_error(model: str) -> None:
+    """An idle region (all zero load) forecasts zero load, finite and non-negative."""
+    history = flat(level=0.0)
+    forecast = create(model).fit(history).forecast(history, horizon=3600)
+    np.testing.assert_allclose(forecast.point, 0.0, atol=1e-9)
+    assert np.isfinite(forecast.upper(0.95)).all()
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        pytest.param(np.inf, id="inf"),
+        pytest.param(-np.inf, id="-inf"),
+        pytest.param(np.nan, id="nan"),
+    ],
+)
+@pytest.mark.parametrize("model", MODELS)
+def test_non_finite_samples_count_as_missing(model: str, bad: float) -> None:
+    """Non-finite samples are treated as missing: the fit succeeds and the forecast is finite."""
+    values = seasonal().values.copy()
+    values[100:110] = bad
+    history = series(values)
+    forecast = create(model).fit(history).forecast(history, horizon=1800)
+    assert np.isfinite(forecast.point).all()
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_forecast_is_never_negative_on_a_falling_series(model: str) -> None:
+    """A series falling steeply towards zero never yields a negative forecast."""
+    values = seasonal().values.copy()
+    values[-36:] = np.linspace(values[-37], 0.0, 36)
+    history = series(values)
+    forecast = create(model).fit(history).forecast(history, horizon=7200)
+    assert (forecast.point >= 0).all()
+    assert (forecast.upper(0.95) >= 0).all()
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_missing_recent_samples_are_advanced_over(model: str) -> None:
+    """Missing samples after the fit advance the state on its projection; stays finite."""
+    history = seasonal()
+    fitted = create(model).fit(history)
+    values = np.concatenate([history.values, np.full(6, np.nan)])
+    forecast = fitted.forecast(series(values), horizon=1800)
+    assert forecast.origin == pytest.approx(history.end + 6 * 300)
+    assert np.isfinite(forecast.point).all()
+
+
+class _BrokenModel(FittedModel):
+    name = "broken"
+    step = 300.0
+    fitted_until = 0.0
+    estimated_until = 0.0
+    fit_seconds = 0.0
+    calibration = Calibration((np.zeros(1),), 1.0)
+
+    def _project(self, observed: FloatArray, steps: int) -> FloatArray:
+        return np.full(steps, np.nan)
+
+
+def test_non_finite_projection_raises_fit_failed_not_zero() -> None:
+    """A model that projects NaN raises FitFailed instead of forecasting a silent zero."""
+    model = _BrokenModel()
+    model.fitted_until = seasonal().end
+    with pytest.raises(FitFailed):
+        model.forecast(seasonal(), horizon=1800)

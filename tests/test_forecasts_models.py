@@ -1,0 +1,132 @@
+"""Model internals: recursions match the libraries, cheap refits, auto records its choice."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+from forecasts import create
+from forecasts.base import DAY
+from forecasts.models.holt_winters import HoltWinters, run_recursion
+from forecasts.models.mstl import LevelParameters, advance_level, level_filter
+from tests.forecast_series import seasonal, series
+
+REFITTABLE = [pytest.param(m, id=m) for m in ("holt-winters", "mstl", "auto")]
+
+
+def test_holt_winters_recursion_matches_statsmodels_fitted_values() -> None:
+    """Our recursion with statsmodels' parameters and initial state gives its one-step fits."""
+    from statsmodels.tsa.holtwinters import ExponentialSmoothing
+
+    y = seasonal(days=3).values
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = ExponentialSmoothing(
+            y,
+            trend="add",
+            damped_trend=True,
+            seasonal="add",
+            seasonal_periods=288,
+            initialization_method="heuristic",
+        ).fit()
+    params, level0, trend0, seasons0 = HoltWinters._estimate(y, 288)
+    level, trend, season = run_recursion(params, y, level=level0, trend=trend0, seasons=seasons0)
+    prev_level = np.concatenate([[level0], level[:-1]])
+    prev_trend = np.concatenate([[trend0], trend[:-1]])
+    seasons = np.concatenate([seasons0, season])
+    mine = prev_level + params.phi * prev_trend + seasons[: y.size]
+    np.testing.assert_allclose(mine, result.fittedvalues, rtol=1e-3)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        pytest.param(LevelParameters(0.3, 0.0, 1.0), id="no-trend"),
+        pytest.param(LevelParameters(0.5, 0.15, 0.9), id="damped-trend"),
+        pytest.param(LevelParameters(1.0, 0.05, 0.8), id="alpha-one"),
+    ],
+)
+def test_mstl_level_filter_matches_the_python_recursion(params: LevelParameters) -> None:
+    """The lfilter form of the damped-trend level equals the step-by-step recursion."""
+    d = np.random.default_rng(3).normal(size=400).cumsum() + 50
+    level, trend = level_filter(params, d)
+    level2, trend2 = advance_level(params, d[1:], level=float(d[0]), trend=0.0)
+    np.testing.assert_allclose(level[1:], level2, atol=1e-9)
+    np.testing.assert_allclose(trend[1:], trend2, atol=1e-9)
+
+
+@pytest.mark.parametrize("model", REFITTABLE)
+def test_refit_within_a_day_keeps_the_parameters(model: str) -> None:
+    """A refit with ``previous`` an hour later only advances the state: no re-estimation."""
+    history = seasonal(days=5)
+    forecaster = create(model)
+    first = forecaster.fit(series(history.values[:-12]))
+    again = forecaster.fit(history, previous=first)
+    assert again.cheaply_refitted
+    assert again.estimated_until == first.estimated_until
+    assert again.fitted_until == pytest.approx(history.end)
+
+
+@pytest.mark.parametrize("model", REFITTABLE)
+def test_refit_after_a_day_re_estimates(model: str) -> None:
+    """A refit with parameters a day old estimates them again."""
+    history = seasonal(days=5)
+    forecaster = create(model)
+    first = forecaster.fit(series(history.values[:-288]))
+    again = forecaster.fit(history, previous=first)
+    assert not again.cheaply_refitted
+
+
+@pytest.mark.parametrize("model", REFITTABLE)
+def test_cheap_refit_forecasts_like_advancing_the_fit(model: str) -> None:
+    """Refitting cheaply and forecasting from the old fit over the same data agree."""
+    history = seasonal(days=5)
+    forecaster = create(model)
+    first = forecaster.fit(series(history.values[:-12]))
+    again = forecaster.fit(history, previous=first)
+    np.testing.assert_allclose(
+        again.forecast(history, horizon=1800).point,
+        first.forecast(history, horizon=1800).point,
+        rtol=1e-9,
+    )
+
+
+def test_auto_names_the_chosen_model_and_records_that_auto_chose_it() -> None:
+    """The fitted auto model carries the winner's name, ``chosen_by == 'auto'`` and all scores."""
+    fitted = create("auto").fit(seasonal(days=5))
+    assert fitted.name in {"seasonal-naive", "holt-winters", "mstl"}
+    assert fitted.chosen_by == "auto"
+    scores = fitted.holdout_mae
+    assert set(scores) == {"seasonal-naive", "holt-winters", "mstl"}
+    assert fitted.name == min(scores, key=scores.__getitem__)
+
+
+def test_auto_prefers_a_smoothing_model_on_a_noisy_daily_cycle() -> None:
+    """On a noisy but regular daily cycle auto does not settle for seasonal naive."""
+    fitted = create("auto").fit(seasonal(days=6))
+    assert fitted.name != "seasonal-naive"
+
+
+@pytest.mark.parametrize(
+    ("days", "periods"),
+    [
+        pytest.param(10, (288,), id="ten-days-daily-only"),
+        pytest.param(16, (288, 2016), id="sixteen-days-weekly"),
+    ],
+)
+def test_mstl_adds_the_weekly_cycle_only_beyond_two_weeks(
+    days: int, periods: tuple[int, ...]
+) -> None:
+    """MSTL uses the weekly season only when the history holds more than two weeks."""
+    fitted = create("mstl").fit(seasonal(days=days, weekly=30.0))
+    assert fitted.periods == periods
+
+
+def test_models_fit_a_coarser_trace_at_its_own_step() -> None:
+    """An hourly history is fitted and forecast at one hour, with a 24-step daily season."""
+    hourly = seasonal(days=10, step=3600.0)
+    fitted = create("holt-winters").fit(hourly)
+    assert fitted.step == 3600.0
+    assert fitted.params.period == round(DAY / 3600)

@@ -1,0 +1,234 @@
+"""Table tests of the capacity-tier planner: one rule, one reason per case."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from controller.planner import (
+    Plan,
+    PlannerSettings,
+    Reason,
+    Recommendation,
+    RegionState,
+    plan_region,
+    replicas_for,
+)
+from controller.spec import GatewayAutoscalerSpec, Mode
+from forecasts.base import Calibration, Forecast
+from forecasts.series import LoadSeries
+
+NOW = 1_700_000_000.0
+PER = 100.0
+
+
+def make_spec(**overrides: Any) -> GatewayAutoscalerSpec:
+    body: dict[str, Any] = {
+        "region": "eu-west",
+        "load": {"query": "sum(x)", "perReplica": PER},
+        "replicas": {"min": 1, "max": 400},
+        "headroom": 0.0,
+        "physical": {"deployment": "gw", "keepWarm": False},
+        "cloud": {"deployment": "gw-cloud", "maxReplicas": 200, "nodeLeadTime": "5m"},
+        "forecast": {"model": "seasonal-naive", "quantile": 0.95},
+        "behavior": {"scaleDown": {"stabilization": "10m", "maxReplicasPerMinute": 10},
+                     "scaleUp": {"maxReplicasPerMinute": 100}},
+    }
+    for dotted, value in overrides.items():
+        node = body
+        *parents, leaf = dotted.split(".")
+        for key in parents:
+            node = node[key]
+        node[leaf] = value
+    return GatewayAutoscalerSpec.model_validate(body)
+
+
+def history(load: float, *, age: float = 60.0) -> LoadSeries:
+    """Ten minutes of constant per-minute load whose last sample is ``age`` seconds old."""
+    return LoadSeries(NOW - age - 540.0, 60.0, np.full(10, load))
+
+
+def forecast(path: list[float], *, step: float = 60.0, spread: float = 0.0) -> Forecast:
+    """A forecast from ``NOW`` whose upper quantile is ``spread`` (relative) above the point."""
+    point = np.asarray(path, dtype=float)
+    actual = np.full((50, point.size), 1.0 + spread)
+    predicted = np.ones((50, point.size))
+    calibration = Calibration.from_forecasts(actual, predicted, scale_floor=0.0)
+    return Forecast("test", NOW, step, point, calibration)
+
+
+def state(physical: int, cloud: int = 0, *, capacity: int = 60, reserved: int = 0,
+          recs: tuple[Recommendation, ...] = ()) -> RegionState:
+    return RegionState(physical_replicas=physical, cloud_replicas=cloud, physical_capacity=capacity,
+                       cloud_reserved=reserved, recommendations=recs)
+
+
+def plan(spec: GatewayAutoscalerSpec, load: float, fc: Forecast | None, st: RegionState,
+         **kwargs: Any) -> Plan:
+    return plan_region(spec, history=history(load, age=kwargs.pop("age", 60.0)), forecast=fc,
+                       state=st, now=NOW, settings=PlannerSettings(), **kwargs)
+
+
+FLAT = [1000.0] * 40  # 10 replicas at PER=100
+
+
+@pytest.mark.parametrize(
+    ("load", "path", "total", "reason"),
+    [
+        (1000.0, [2000.0] * 40, 20, Reason.FORECAST),
+        (3000.0, FLAT, 30, Reason.REACTIVE_FLOOR),
+        (0.0, [0.0] * 40, 1, Reason.MIN),
+        (90_000.0, FLAT, 400, Reason.MAX),
+    ],
+    ids=["forecast-above-load", "reactive-floor-above-forecast", "min", "max"],
+)
+def test_total_and_reason(load: float, path: list[float], total: int, reason: Reason) -> None:
+    """The total is the larger of the forecast and the reactive need, within min and max."""
+    p = plan(make_spec(), load, forecast(path), state(total, capacity=1000))
+    assert (p.total.replicas, p.total.reason) == (total, reason)
+
+
+def test_headroom_is_provisioned() -> None:
+    """Headroom adds its fraction to the load before dividing by perReplica."""
+    assert replicas_for(1000.0, make_spec(headroom=0.1)) == 11
+
+
+def test_forecast_quantile_not_point_is_provisioned() -> None:
+    """The plan provisions the upper quantile of the forecast, not its point."""
+    p = plan(make_spec(), 1000.0, forecast(FLAT, spread=0.5), state(15, capacity=100))
+    assert p.total.replicas == 15
+
+
+def test_physical_first_then_cloud() -> None:
+    """Physical takes up to its capacity, the overflow goes to cloud and says why."""
+    p = plan(make_spec(), 8000.0, forecast([8000.0] * 40), state(60, 20))
+    assert (p.physical.replicas, p.cloud.replicas) == (60, 20)
+    assert p.cloud.reason is Reason.PHYSICAL_CAPACITY_EXHAUSTED
+    assert p.bursting
+
+
+def test_cloud_capacity_exhausted_is_reported() -> None:
+    """Beyond physical capacity plus cloud.maxReplicas the plan is capped and says so."""
+    p = plan(make_spec(**{"cloud.maxReplicas": 5}), 8000.0, forecast([8000.0] * 40), state(60, 5))
+    assert p.cloud.replicas == 5
+    assert p.cloud.reason is Reason.CLOUD_CAPACITY_EXHAUSTED
+    assert p.capacity_limited and "cloud.maxReplicas" in p.capacity_limited
+
+
+def test_physical_max_replicas_caps_capacity() -> None:
+    """physical.maxReplicas caps the capacity computed from the nodes."""
+    p = plan(make_spec(**{"physical.maxReplicas": 30}), 5000.0, forecast([5000.0] * 40), state(30, 20))
+    assert (p.physical_capacity, p.physical.replicas, p.cloud.replicas) == (30, 30, 20)
+
+
+def test_keep_warm_fills_physical() -> None:
+    """With keepWarm the physical pool stays full when load is low."""
+    p = plan(make_spec(**{"physical.keepWarm": True}), 1000.0, forecast(FLAT), state(60))
+    assert p.physical.replicas == 60
+    assert p.physical.reason is Reason.KEEP_WARM
+    assert p.cloud.replicas == 0
+
+
+@pytest.mark.parametrize(
+    ("recs", "expected", "reason"),
+    [
+        ((Recommendation(NOW - 120, 30),), 30, Reason.STABILIZATION),
+        ((Recommendation(NOW - 900, 30),), 20, Reason.RATE_LIMIT),
+    ],
+    ids=["recent-high-recommendation-holds", "old-recommendation-expired"],
+)
+def test_scale_down_stabilisation(recs: tuple[Recommendation, ...], expected: int, reason: Reason) -> None:
+    """On the way down the highest recommendation of the window holds; older ones are forgotten."""
+    p = plan(make_spec(), 1000.0, forecast(FLAT), state(30, capacity=100, recs=recs))
+    assert p.physical.replicas == expected
+    assert p.physical.reason is reason
+
+
+def test_stabilisation_window_is_trimmed_into_state() -> None:
+    """The plan returns only recommendations inside the window, plus its own."""
+    recs = (Recommendation(NOW - 900, 30), Recommendation(NOW - 60, 12))
+    p = plan(make_spec(), 1000.0, forecast(FLAT), state(12, capacity=100, recs=recs))
+    assert [r.at for r in p.recommendations] == [NOW - 60, NOW]
+
+
+def test_cloud_removed_first_at_the_rate_limit() -> None:
+    """Scale-down takes cloud replicas first, at most maxReplicasPerMinute."""
+    p = plan(make_spec(), 1000.0, forecast(FLAT), state(60, 30))
+    assert (p.physical.replicas, p.cloud.replicas) == (60, 20)
+    assert p.cloud.reason is Reason.RATE_LIMIT
+
+
+def test_scale_up_rate_limit() -> None:
+    """Scale-up adds at most maxReplicasPerMinute."""
+    spec = make_spec(**{"behavior.scaleUp.maxReplicasPerMinute": 5})
+    p = plan(spec, 3000.0, forecast([3000.0] * 40), state(10, capacity=100))
+    assert p.physical.replicas == 15
+    assert p.physical.reason is Reason.RATE_LIMIT
+
+
+def test_lost_physical_capacity_moves_to_cloud_at_once() -> None:
+    """When physical nodes fail, physical shrinks to capacity and cloud replaces the loss now."""
+    spec = make_spec(**{"behavior.scaleUp.maxReplicasPerMinute": 5})
+    p = plan(spec, 6000.0, forecast([6000.0] * 40), state(60, 0, capacity=40))
+    assert (p.physical.replicas, p.cloud.replicas) == (40, 20)
+
+
+def test_reserves_cloud_ahead_of_a_ramp() -> None:
+    """A ramp inside the node lead time is reserved with placeholders before pods are needed."""
+    ramp = [5000.0] * 4 + [9000.0] * 36
+    p = plan(make_spec(), 5000.0, forecast(ramp), state(50, capacity=60))
+    assert p.cloud.replicas == 0
+    assert p.reserve.replicas == 30
+    assert p.placeholders == 30
+    assert p.reserve.reason is Reason.FORECAST
+
+
+def test_no_reservation_when_disabled() -> None:
+    """cloud.reserve false holds no placeholders."""
+    ramp = [5000.0] * 4 + [9000.0] * 36
+    p = plan(make_spec(**{"cloud.reserve": False}), 5000.0, forecast(ramp), state(50, capacity=60))
+    assert p.placeholders == 0
+    assert p.reserve.reason is Reason.NOT_RESERVING
+
+
+def test_fallback_to_reactive_without_forecast() -> None:
+    """Without a forecast the plan sizes reactively and names the problem."""
+    p = plan(make_spec(), 2000.0, None, state(10, capacity=100), forecast_problem="history too short")
+    assert p.total.replicas == 20
+    assert p.total.reason is Reason.FALLBACK
+    assert "history too short" in p.total.message
+
+
+def test_stale_forecast_is_not_used() -> None:
+    """A forecast that ends before the next pod could start is ignored."""
+    p = plan(make_spec(), 2000.0, forecast([9000.0]), state(10, capacity=100))
+    assert p.total.reason is Reason.FALLBACK
+
+
+@pytest.mark.parametrize("age", [600.0, None], ids=["stale-load", "no-load"])
+def test_never_scales_down_on_missing_data(age: float | None) -> None:
+    """Without a fresh load sample the plan holds every replica and says why."""
+    spec = make_spec()
+    hist = history(1.0, age=age) if age is not None else LoadSeries(NOW - 600, 60.0, np.full(10, np.nan))
+    p = plan_region(spec, history=hist, forecast=None, state=state(60, 40, reserved=50), now=NOW)
+    assert (p.physical.replicas, p.cloud.replicas) == (60, 40)
+    assert p.reserve.replicas == 50
+    assert p.total.reason is Reason.FALLBACK
+    assert p.load is None
+
+
+def test_forecast_only_plans_but_does_not_act() -> None:
+    """ForecastOnly returns the plan with acts False."""
+    p = plan(make_spec(mode="ForecastOnly"), 3000.0, forecast(FLAT), state(10, capacity=100))
+    assert p.total.replicas == 30
+    assert not p.acts
+
+
+def test_paused_changes_nothing() -> None:
+    """Paused keeps every number as it is."""
+    p = plan(make_spec(mode="Paused"), 9000.0, forecast(FLAT), state(7, 3, reserved=4))
+    assert (p.physical.replicas, p.cloud.replicas, p.reserve.replicas) == (7, 3, 4)
+    assert p.total.reason is Reason.PAUSED
+    assert p.mode is Mode.PAUSED and not p.acts
