@@ -12,6 +12,8 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from controller.backtest import POLICIES, TraceRun, report, run_trace, summary
 from controller.durations import parse_duration
 from controller.simulator import Scenario
@@ -36,6 +38,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--score-from", metavar="TIMESTAMP",
                         help="score only after this time (default: two weeks in or the first quarter)")
     parser.add_argument("--model", default="auto", help="forecast model for tidal (default: auto)")
+    parser.add_argument("--quantile", type=float, default=None,
+                        help="spec.forecast.quantile for tidal (default: the CRD default, 0.95)")
+    parser.add_argument("--headroom", type=float, default=None,
+                        help="spec.headroom for tidal and the HPA target (default: the CRD default, 0.10)")
     parser.add_argument("--policies", default=",".join(POLICIES), help="comma-separated policies")
     parser.add_argument("--jobs", type=int, default=0, help="traces replayed in parallel (default: cores)")
     defaults = Scenario()
@@ -72,7 +78,7 @@ def scenario_from_args(args: argparse.Namespace) -> Scenario:
 
 
 def _run_one(path: str, scenario: Scenario, model: str, score_from: float | None,
-             policies: tuple[str, ...], queue: Any) -> TraceRun:
+             policies: tuple[str, ...], overrides: dict[str, Any], queue: Any) -> TraceRun:
     name = Path(path).stem
 
     def tick(done: int, total: int) -> None:
@@ -80,7 +86,7 @@ def _run_one(path: str, scenario: Scenario, model: str, score_from: float | None
             queue.put((name, done, total))
 
     return run_trace(path, scenario=scenario, model=model, score_from=score_from,
-                     policies=policies, on_minute=tick)
+                     policies=policies, spec_overrides=overrides, on_minute=tick)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -105,6 +111,11 @@ def run(args: argparse.Namespace) -> int:
         if not Path(path).is_file():
             err.print(f"tidal backtest: {path}: no such file")
             return 2
+    overrides: dict[str, Any] = {}
+    if args.quantile is not None:
+        overrides["forecast.quantile"] = args.quantile
+    if args.headroom is not None:
+        overrides["headroom"] = args.headroom
     jobs = args.jobs or min(len(args.traces), os.cpu_count() or 1)
     runs: dict[str, TraceRun] = {}
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
@@ -121,15 +132,19 @@ def run(args: argparse.Namespace) -> int:
                             progress.update(tasks[name], completed=done, total=total)
 
                     runs[name] = run_trace(path, scenario=scenario, model=args.model,
-                                           score_from=score_from, policies=policies, on_minute=tick)
+                                           score_from=score_from, policies=policies,
+                                           spec_overrides=overrides, on_minute=tick)
                     if not err.is_terminal:
                         err.print(f"{name}: replayed in {runs[name].seconds:.0f}s")
             else:
                 ctx = multiprocessing.get_context("spawn")
                 with ctx.Manager() as manager, ProcessPoolExecutor(jobs, mp_context=ctx) as pool:
                     queue = manager.Queue()
-                    futures = {pool.submit(_run_one, p, scenario, args.model, score_from, policies, queue): p
-                               for p in args.traces}
+                    futures = {
+                        pool.submit(_run_one, p, scenario, args.model, score_from, policies,
+                                    overrides, queue): p
+                        for p in args.traces
+                    }
                     pending = set(futures)
                     while pending:
                         while not queue.empty():
@@ -145,11 +160,11 @@ def run(args: argparse.Namespace) -> int:
                                 err.print(f"{result.name}: replayed in {result.seconds:.0f}s")
                         if pending:
                             wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
-        except (ForecastError, ValueError) as exc:
+        except (ForecastError, ValueError, ValidationError) as exc:
             err.print(f"tidal backtest: {exc}")
             return 2
     ordered = [runs[Path(p).stem] for p in args.traces]
-    result = report(ordered, scenario, model=args.model)
+    result = report(ordered, scenario, model=args.model, overrides=overrides)
     if args.json:
         json.dump(result, sys.stdout)
         sys.stdout.write("\n")

@@ -146,6 +146,8 @@ class Plan:
 #: Models are fitted on means over at least this step: per-minute noise carries no signal for a
 #: 30-minute horizon, and fitting 14 days at one minute costs ten times more (issue 2's figures).
 MIN_FIT_STEP = 300.0
+#: The reactive floor follows a rise measured over this span (see ``_rising_load``).
+TREND_SPAN = 300.0
 
 
 def forecaster_for(spec: GatewayAutoscalerSpec) -> Forecaster:
@@ -165,12 +167,18 @@ def replicas_for(load: float, spec: GatewayAutoscalerSpec) -> int:
 
 
 def _window_max(times: FloatArray, values: FloatArray, step: float, start: float, end: float) -> float:
-    """Highest value of a step path over ``[start, end]``; a step covers the bucket ending at its time."""
-    lo = int(np.searchsorted(times, start, side="right"))
-    hi = int(np.searchsorted(times - step, end, side="left"))
-    if hi > lo:
-        return float(values[lo:hi].max())
-    return float(np.interp(start, times, values))
+    """Highest value over ``[start, end]`` of the path through the forecast's bucket centres.
+
+    A forecast step is the mean of the bucket that ends at its time, so it stands for the
+    bucket's middle; between middles the path is linear. A coarse model (30-minute buckets)
+    then moves the plan a minute at a time instead of a bucket at a time.
+    """
+    centres = times - step / 2.0
+    inside = (centres > start) & (centres < end)
+    edges = np.interp([start, end], centres, values)
+    if inside.any():
+        return float(max(edges.max(), values[inside].max()))
+    return float(edges.max())
 
 
 def _latest(history: LoadSeries) -> tuple[float, float] | None:
@@ -179,6 +187,25 @@ def _latest(history: LoadSeries) -> tuple[float, float] | None:
         if math.isfinite(values[i]):
             return history.start + i * history.step, float(values[i])
     return None
+
+
+def _rising_load(history: LoadSeries, latest: tuple[float, float], until: float) -> float:
+    """The latest load carried forward to ``until`` at its recent rate of rise (never down).
+
+    The load a driver sees is already a little old, and a pod asked for now serves a minute
+    later: on a ramp, sizing for the last sample alone is late by construction. The rate is
+    the mean rise over the last :data:`TREND_SPAN`, so one noisy sample does not make a ramp.
+    """
+    when, value = latest
+    span = max(TREND_SPAN, 2 * history.step)
+    earlier_index = history.index_of(when - span)
+    if earlier_index < 0 or earlier_index >= len(history):
+        return value
+    earlier = float(history.values[earlier_index])
+    if not math.isfinite(earlier) or earlier >= value:
+        return value
+    rate = (value - earlier) / span
+    return value + rate * max(0.0, until - when)
 
 
 def plan_region(
@@ -247,7 +274,9 @@ def plan_region(
         raw = max(state.total_replicas, forecast_need)
         total = Decision(raw, Reason.FALLBACK, f"{age}: holding {raw} replicas, never scaling down on missing data")
     else:
-        reactive = replicas_for(load, spec)
+        assert latest is not None
+        rising = _rising_load(history, latest, now + settings.pod_ready)
+        reactive = replicas_for(rising, spec)
         if usable is None:
             total = Decision(reactive, Reason.FALLBACK, f"reactive sizing for load {load:g}: {problem}")
         elif forecast_need > reactive:
@@ -257,7 +286,8 @@ def plan_region(
                 f"needs {forecast_need}",
             )
         else:
-            total = Decision(reactive, Reason.REACTIVE_FLOOR, f"load {load:g} needs {reactive} now")
+            seen = f"load {load:g}" if rising == load else f"load {load:g} rising to {rising:.0f}"
+            total = Decision(reactive, Reason.REACTIVE_FLOOR, f"{seen} needs {reactive} now")
     if total.replicas < spec.replicas.min:
         total = Decision(spec.replicas.min, Reason.MIN, f"raised to replicas.min {spec.replicas.min}")
     elif total.replicas > spec.replicas.max:
@@ -327,6 +357,15 @@ def plan_region(
     if cloud_new != cloud_target:
         cloud_reason = Reason.RATE_LIMIT
         cloud_message = f"moving from {cur_cloud} towards {cloud_target} at the rate limit"
+
+    # A cloud node is paid for whole: fill the nodes the cloud replicas need anyway. The extra
+    # replicas cost nothing and serve what no forecast saw coming.
+    per_node = spec.cloud.replicas_per_node
+    if cloud_new > 0 and cloud_reason is not Reason.CLOUD_CAPACITY_EXHAUSTED:
+        filled = min(spec.cloud.max_replicas, -(-cloud_new // per_node) * per_node)
+        if filled > cloud_new:
+            cloud_message += f"; {filled - cloud_new} more fill the cloud nodes already paid for"
+            cloud_new = filled
 
     # 7: reserve cloud capacity ahead of the forecast.
     if not spec.cloud.reserve:

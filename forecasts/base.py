@@ -46,17 +46,31 @@ DAY = 86400.0
 WEEK = 7 * DAY
 
 
+#: Samples per level bin below which the bins are merged: a 0.95 quantile needs a tail of a
+#: few dozen errors to be stable.
+MIN_BIN_SAMPLES = 400
+MAX_BINS = 4
+
+
 @dataclass(frozen=True, eq=False)
 class Calibration:
-    """Sorted, level-scaled errors per lead time: row ``h`` holds errors of ``h+1``-step forecasts.
+    """Sorted, level-scaled errors per lead time and per forecast level.
 
-    An error is ``(actual - point) / (point + scale_floor)``: relative at high load, absolute
-    near zero, so a band widens with the level as real load noise does.
+    An error is ``(actual - point) / (point + scale_floor)``. Errors are also split into up to
+    :data:`MAX_BINS` bins by the level of the forecast that made them (Mondrian, or
+    conditional, calibration): the band of a forecast at night comes from the errors of past
+    forecasts at night-time levels, and the band at the peak from errors at the peak. A single
+    relative scale would widen every peak band by the noise of the quietest hours, where
+    relative errors are largest; a single absolute one would do the reverse. ``errors`` holds
+    the pooled rows (row ``h``: errors of ``h+1``-step forecasts).
     """
 
     errors: tuple[FloatArray, ...]
     scale_floor: float
+    bin_edges: FloatArray = field(default_factory=lambda: np.empty(0))
+    bin_errors: tuple[tuple[FloatArray, ...], ...] = ()
     _cache: dict[float, FloatArray] = field(default_factory=dict, repr=False, compare=False)
+    _bin_cache: dict[float, FloatArray] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_forecasts(
@@ -69,7 +83,24 @@ class Calibration:
         for column in normalised.T:
             known = np.sort(column[np.isfinite(column)])
             rows.append(known if known.size else np.zeros(1))
-        return cls(tuple(rows), float(scale_floor))
+        pooled = tuple(rows)
+        samples = min(len(row) for row in pooled)
+        bins = max(1, min(MAX_BINS, samples // MIN_BIN_SAMPLES))
+        if bins == 1:
+            return cls(pooled, float(scale_floor))
+        finite = predicted[np.isfinite(predicted)]
+        edges = np.quantile(finite, np.arange(1, bins) / bins)
+        which = np.searchsorted(edges, predicted, side="right")
+        binned = []
+        for b in range(bins):
+            lead_rows = []
+            for h in range(normalised.shape[1]):
+                column = normalised[:, h][which[:, h] == b]
+                known = np.sort(column[np.isfinite(column)])
+                # A bin too thin at this lead borrows the pooled row.
+                lead_rows.append(known if known.size >= MIN_BIN_SAMPLES // 4 else pooled[h])
+            binned.append(tuple(lead_rows))
+        return cls(pooled, float(scale_floor), np.asarray(edges, dtype=np.float64), tuple(binned))
 
     @property
     def lead_steps(self) -> int:
@@ -80,14 +111,32 @@ class Calibration:
         return min(len(row) for row in self.errors)
 
     def quantile(self, q: float, steps: int) -> FloatArray:
-        """The ``q``-th error quantile for lead times ``1..steps`` (the last row beyond)."""
+        """The pooled ``q``-th error quantile for lead times ``1..steps`` (the last row beyond)."""
         cached = self._cache.get(q)
         if cached is None:
             cached = np.array([float(np.quantile(row, q)) for row in self.errors])
             self._cache[q] = cached
-        if steps <= cached.size:
-            return cached[:steps]
-        return np.concatenate([cached, np.full(steps - cached.size, cached[-1])])
+        return _extend(cached, steps)
+
+    def spread(self, q: float, point: FloatArray) -> FloatArray:
+        """The ``q``-th error quantile for each step of ``point``, from the bin of its level."""
+        if not self.bin_errors:
+            return self.quantile(q, point.size)
+        table = self._bin_cache.get(q)
+        if table is None:
+            table = np.array(
+                [[float(np.quantile(row, q)) for row in lead_rows] for lead_rows in self.bin_errors]
+            )
+            self._bin_cache[q] = table
+        which = np.searchsorted(self.bin_edges, point, side="right")
+        lead = np.minimum(np.arange(point.size), table.shape[1] - 1)
+        return np.asarray(table[which, lead], dtype=np.float64)
+
+
+def _extend(values: FloatArray, steps: int) -> FloatArray:
+    if steps <= values.size:
+        return values[:steps]
+    return np.concatenate([values, np.full(steps - values.size, values[-1])])
 
 
 @dataclass(frozen=True, eq=False)
@@ -111,7 +160,7 @@ class Forecast:
         """The ``q`` quantile path (``0.5 <= q < 1``): never negative, never below the point."""
         if not 0.0 < q < 1.0:
             raise ValueError(f"quantile must be in (0, 1), got {q}")
-        spread = self.calibration.quantile(q, self.point.size)
+        spread = self.calibration.spread(q, self.point)
         scale = self.point + self.calibration.scale_floor
         return np.maximum(
             np.maximum(self.point + spread * scale, 0.0), self.point if q >= 0.5 else 0.0
