@@ -23,7 +23,7 @@ python-deps:
 
 lint:
 	$(PYTHON) -m ruff check forecasts controller
-	$(PYTHON) -m mypy forecasts
+	$(PYTHON) -m mypy forecasts controller
 	lint-imports
 
 # The committed CRD must be exactly what the pydantic models generate.

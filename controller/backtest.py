@@ -27,16 +27,16 @@ from forecasts.base import DAY
 from forecasts.series import LoadSeries, load_trace
 
 __all__ = [
-    "build_policies",
-    "summary",
     "POLICIES",
     "TraceRun",
     "backtest_spec",
+    "build_policies",
     "default_score_from",
     "prepare_trace",
     "report",
     "run_trace",
     "score",
+    "summary",
 ]
 
 POLICIES = ("tidal", "hpa", "oracle")
@@ -46,7 +46,7 @@ PER_REPLICA = 5000.0
 def backtest_spec(
     region: str, *, scenario: Scenario, model: str = "auto", overrides: dict[str, Any] | None = None
 ) -> GatewayAutoscalerSpec:
-    """The region spec a backtest plans with: DESIGN.md's sample, with no replica cap that hides spikes."""
+    """The spec a backtest plans with: DESIGN.md's sample, no replica cap hiding spikes."""
     body: dict[str, Any] = {
         "region": region,
         "load": {"query": f"trace:{region}", "perReplica": PER_REPLICA},
@@ -70,7 +70,7 @@ def backtest_spec(
 
 
 def prepare_trace(series: LoadSeries, scenario: Scenario) -> LoadSeries:
-    """Per-minute load (coarser traces linearly interpolated), scaled so its p99 needs ``peak_replicas``."""
+    """Per-minute load (coarser traces interpolated); its p99 needs ``peak_replicas``."""
     minute = series.resample(MINUTE) if series.step > MINUTE else series
     if minute.step != MINUTE:
         minute = minute.aggregate(MINUTE)
@@ -136,11 +136,17 @@ def run_trace(
     need = oracle_need(load, spec)
     table = build_policies(spec, scenario, need, policies)
     results = simulate(
-        load, spec=spec, scenario=scenario, score_from=begin, policies=table, need=need,
+        load,
+        spec=spec,
+        scenario=scenario,
+        score_from=begin,
+        policies=table,
+        need=need,
         on_minute=on_minute,
     )
-    return TraceRun(name, load, begin, results, time.perf_counter() - started,
-                    scenario.replicas_per_node)
+    return TraceRun(
+        name, load, begin, results, time.perf_counter() - started, scenario.replicas_per_node
+    )
 
 
 def score(run: TraceRun, result: PolicyResult, scenario: Scenario) -> dict[str, float | int]:
@@ -181,14 +187,18 @@ def summary(report_: dict[str, Any], eps: float = 1e-6) -> dict[str, float]:
     for trace in report_["traces"].values():
         if "tidal" not in trace or "hpa" not in trace:
             continue
-        unserved.append((trace["tidal"]["unserved_fraction"] + eps) / (trace["hpa"]["unserved_fraction"] + eps))
+        unserved.append(
+            (trace["tidal"]["unserved_fraction"] + eps) / (trace["hpa"]["unserved_fraction"] + eps)
+        )
         hpa_cloud = trace["hpa"]["cloud_replica_hours"]
         if hpa_cloud > 0:
             cloud.append(trace["tidal"]["cloud_replica_hours"] / hpa_cloud)
         for name in removed:
             removed[name] += trace[name]["replicas_removed"]
+
     def geo(values: list[float]) -> float:
         return float(math.exp(np.mean(np.log(values)))) if values else math.nan
+
     return {
         "unserved_ratio_geomean": geo(unserved),
         "unserved_ratio_max": max(unserved) if unserved else math.nan,

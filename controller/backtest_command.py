@@ -35,26 +35,55 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("traces", nargs="+", metavar="TRACE.csv", help="timestamp,load CSV files")
     parser.add_argument("--json", action="store_true", help="print the report as JSON on stdout")
     parser.add_argument("--plot", metavar="FILE.png", help="draw load against ready capacity")
-    parser.add_argument("--score-from", metavar="TIMESTAMP",
-                        help="score only after this time (default: two weeks in or the first quarter)")
+    parser.add_argument(
+        "--score-from",
+        metavar="TIMESTAMP",
+        help="score only after this time (default: two weeks in or the first quarter)",
+    )
     parser.add_argument("--model", default="auto", help="forecast model for tidal (default: auto)")
-    parser.add_argument("--quantile", type=float, default=None,
-                        help="spec.forecast.quantile for tidal (default: the CRD default, 0.95)")
-    parser.add_argument("--headroom", type=float, default=None,
-                        help="spec.headroom for tidal and the HPA target (default: the CRD default, 0.10)")
+    parser.add_argument(
+        "--quantile",
+        type=float,
+        default=None,
+        help="spec.forecast.quantile for tidal (default: the CRD default, 0.95)",
+    )
+    parser.add_argument(
+        "--headroom",
+        type=float,
+        default=None,
+        help="spec.headroom for tidal and the HPA target (default: the CRD default, 0.10)",
+    )
     parser.add_argument("--policies", default=",".join(POLICIES), help="comma-separated policies")
-    parser.add_argument("--jobs", type=int, default=0, help="traces replayed in parallel (default: cores)")
+    parser.add_argument(
+        "--jobs", type=int, default=0, help="traces replayed in parallel (default: cores)"
+    )
     defaults = Scenario()
-    parser.add_argument("--peak-replicas", type=int, default=defaults.peak_replicas,
-                        help="scale each trace so that its 99th percentile needs this many replicas")
-    parser.add_argument("--physical-capacity", type=int, default=defaults.physical_capacity,
-                        help="replicas the physical pool holds")
-    parser.add_argument("--replicas-per-node", type=int, default=defaults.replicas_per_node,
-                        help="replicas one cloud node holds")
+    parser.add_argument(
+        "--peak-replicas",
+        type=int,
+        default=defaults.peak_replicas,
+        help="scale each trace so that its 99th percentile needs this many replicas",
+    )
+    parser.add_argument(
+        "--physical-capacity",
+        type=int,
+        default=defaults.physical_capacity,
+        help="replicas the physical pool holds",
+    )
+    parser.add_argument(
+        "--replicas-per-node",
+        type=int,
+        default=defaults.replicas_per_node,
+        help="replicas one cloud node holds",
+    )
     for name, help_text in _DURATION_KNOBS.items():
         seconds = getattr(defaults, name)
-        parser.add_argument(f"--{name.replace('_', '-')}", default=f"{seconds:.0f}s",
-                            metavar="DURATION", help=f"{help_text} (default {seconds:.0f}s)")
+        parser.add_argument(
+            f"--{name.replace('_', '-')}",
+            default=f"{seconds:.0f}s",
+            metavar="DURATION",
+            help=f"{help_text} (default {seconds:.0f}s)",
+        )
 
 
 def scenario_from_args(args: argparse.Namespace) -> Scenario:
@@ -71,22 +100,42 @@ def scenario_from_args(args: argparse.Namespace) -> Scenario:
         else:
             values[f.name] = raw
     scenario = Scenario(**values)
-    if scenario.physical_capacity < 0 or scenario.replicas_per_node < 1 or scenario.peak_replicas < 1:
-        raise SystemExit("tidal backtest: --physical-capacity must be >= 0, --replicas-per-node "
-                         "and --peak-replicas >= 1")
+    if (
+        scenario.physical_capacity < 0
+        or scenario.replicas_per_node < 1
+        or scenario.peak_replicas < 1
+    ):
+        raise SystemExit(
+            "tidal backtest: --physical-capacity must be >= 0, --replicas-per-node "
+            "and --peak-replicas >= 1"
+        )
     return scenario
 
 
-def _run_one(path: str, scenario: Scenario, model: str, score_from: float | None,
-             policies: tuple[str, ...], overrides: dict[str, Any], queue: Any) -> TraceRun:
+def _run_one(
+    path: str,
+    scenario: Scenario,
+    model: str,
+    score_from: float | None,
+    policies: tuple[str, ...],
+    overrides: dict[str, Any],
+    queue: Any,
+) -> TraceRun:
     name = Path(path).stem
 
     def tick(done: int, total: int) -> None:
         if queue is not None and (done % 240 == 0 or done == total):
             queue.put((name, done, total))
 
-    return run_trace(path, scenario=scenario, model=model, score_from=score_from,
-                     policies=policies, spec_overrides=overrides, on_minute=tick)
+    return run_trace(
+        path,
+        scenario=scenario,
+        model=model,
+        score_from=score_from,
+        policies=policies,
+        spec_overrides=overrides,
+        on_minute=tick,
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -105,7 +154,9 @@ def run(args: argparse.Namespace) -> int:
         try:
             score_from = parse_timestamp(args.score_from)
         except ValueError:
-            err.print(f"tidal backtest: --score-from {args.score_from!r} is not an ISO-8601 timestamp")
+            err.print(
+                f"tidal backtest: --score-from {args.score_from!r} is not an ISO-8601 timestamp"
+            )
             return 2
     for path in args.traces:
         if not Path(path).is_file():
@@ -118,9 +169,15 @@ def run(args: argparse.Namespace) -> int:
         overrides["headroom"] = args.headroom
     jobs = args.jobs or min(len(args.traces), os.cpu_count() or 1)
     runs: dict[str, TraceRun] = {}
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-                  TimeElapsedColumn(), console=err, transient=False,
-                  disable=not err.is_terminal) as progress:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=False,
+        disable=not err.is_terminal,
+    ) as progress:
         tasks = {Path(p).stem: progress.add_task(Path(p).stem, total=None) for p in args.traces}
         try:
             if jobs <= 1:
@@ -131,9 +188,15 @@ def run(args: argparse.Namespace) -> int:
                         if done % 240 == 0 or done == total:
                             progress.update(tasks[name], completed=done, total=total)
 
-                    runs[name] = run_trace(path, scenario=scenario, model=args.model,
-                                           score_from=score_from, policies=policies,
-                                           spec_overrides=overrides, on_minute=tick)
+                    runs[name] = run_trace(
+                        path,
+                        scenario=scenario,
+                        model=args.model,
+                        score_from=score_from,
+                        policies=policies,
+                        spec_overrides=overrides,
+                        on_minute=tick,
+                    )
                     if not err.is_terminal:
                         err.print(f"{name}: replayed in {runs[name].seconds:.0f}s")
             else:
@@ -141,8 +204,16 @@ def run(args: argparse.Namespace) -> int:
                 with ctx.Manager() as manager, ProcessPoolExecutor(jobs, mp_context=ctx) as pool:
                     queue = manager.Queue()
                     futures = {
-                        pool.submit(_run_one, p, scenario, args.model, score_from, policies,
-                                    overrides, queue): p
+                        pool.submit(
+                            _run_one,
+                            p,
+                            scenario,
+                            args.model,
+                            score_from,
+                            policies,
+                            overrides,
+                            queue,
+                        ): p
                         for p in args.traces
                     }
                     pending = set(futures)
@@ -153,11 +224,11 @@ def run(args: argparse.Namespace) -> int:
                         finished = [f for f in pending if f.done()]
                         for future in finished:
                             pending.discard(future)
-                            result = future.result()
-                            runs[result.name] = result
-                            progress.update(tasks[result.name], completed=1, total=1)
+                            done = future.result()
+                            runs[done.name] = done
+                            progress.update(tasks[done.name], completed=1, total=1)
                             if not err.is_terminal:
-                                err.print(f"{result.name}: replayed in {result.seconds:.0f}s")
+                                err.print(f"{done.name}: replayed in {done.seconds:.0f}s")
                         if pending:
                             wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
         except (ForecastError, ValueError, ValidationError) as exc:
@@ -182,19 +253,33 @@ def print_table(result: dict[str, Any], console: Any) -> None:
     from rich.table import Table
 
     table = Table(title="Backtest: tidal against the HPA and a perfect-foresight oracle")
-    for column in ("trace", "policy", "unserved", "under-prov. min", "cloud replica-h",
-                   "physical replica-h", "replicas removed"):
+    for column in (
+        "trace",
+        "policy",
+        "unserved",
+        "under-prov. min",
+        "cloud replica-h",
+        "physical replica-h",
+        "replicas removed",
+    ):
         table.add_column(column, justify="right" if column not in ("trace", "policy") else "left")
     for trace, policies in result["traces"].items():
         for name, m in policies.items():
-            table.add_row(trace, name, f"{m['unserved_fraction']:.5%}", str(m["underprovisioned_minutes"]),
-                          f"{m['cloud_replica_hours']:.0f}", f"{m['physical_replica_hours']:.0f}",
-                          str(m["replicas_removed"]))
+            table.add_row(
+                trace,
+                name,
+                f"{m['unserved_fraction']:.5%}",
+                str(m["underprovisioned_minutes"]),
+                f"{m['cloud_replica_hours']:.0f}",
+                f"{m['physical_replica_hours']:.0f}",
+                str(m["replicas_removed"]),
+            )
         table.add_section()
     console.print(table)
     s = summary(result)
     console.print(
         f"tidal/hpa, geometric means over traces: unserved {s['unserved_ratio_geomean']:.3f} "
-        f"(worst trace {s['unserved_ratio_max']:.3f}), cloud hours {s['cloud_hours_ratio_geomean']:.2f}; "
+        f"(worst trace {s['unserved_ratio_max']:.3f}), "
+        f"cloud hours {s['cloud_hours_ratio_geomean']:.2f}; "
         f"replicas removed: tidal {s['tidal_replicas_removed']}, hpa {s['hpa_replicas_removed']}"
     )

@@ -10,7 +10,8 @@ __all__ = ["main"]
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    from controller import backtest_command, demo
+    from controller import backtest_command, demo, forecast_command
+    from controller.operator import command as operator_command
 
     parser = argparse.ArgumentParser(
         prog="tidal",
@@ -19,13 +20,8 @@ def _build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = commands.add_parser("run", help="run the operator (in a pod or against the kubeconfig)")
-    try:
-        from controller.operator import command as operator_command
-    except ImportError as exc:  # pragma: no cover - only while the operator is being built
-        run.set_defaults(handler=lambda _args: _unavailable("run", exc))
-    else:
-        operator_command.add_arguments(run)
-        run.set_defaults(handler=operator_command.run)
+    operator_command.add_arguments(run)
+    run.set_defaults(handler=operator_command.run)
 
     demo_parser = commands.add_parser(
         "demo", help="replay a bundled real trace for three regions and compare with HPA"
@@ -33,18 +29,15 @@ def _build_parser() -> argparse.ArgumentParser:
     demo.add_arguments(demo_parser)
     demo_parser.set_defaults(handler=demo.run)
 
-    bt = commands.add_parser("backtest", help="replay traces through the planner, HPA and an oracle")
+    bt = commands.add_parser(
+        "backtest", help="replay traces through the planner, HPA and an oracle"
+    )
     backtest_command.add_arguments(bt)
     bt.set_defaults(handler=backtest_command.run)
 
     fc = commands.add_parser("forecast", help="rolling-origin forecast accuracy on traces")
-    try:
-        from controller import forecast_command
-    except ImportError as exc:  # pragma: no cover - only while it is being built
-        fc.set_defaults(handler=lambda _args: _unavailable("forecast", exc))
-    else:
-        forecast_command.add_arguments(fc)
-        fc.set_defaults(handler=forecast_command.run)
+    forecast_command.add_arguments(fc)
+    fc.set_defaults(handler=forecast_command.run)
 
     crd = commands.add_parser("crd", help="print the CRD generated from the pydantic models")
     crd.set_defaults(handler=_print_crd)
@@ -56,11 +49,6 @@ def _print_crd(_args: argparse.Namespace) -> int:
 
     sys.stdout.write(render_crd())
     return 0
-
-
-def _unavailable(command: str, exc: Exception) -> int:
-    print(f"tidal {command}: unavailable: {exc}", file=sys.stderr)
-    return 2
 
 
 def main(argv: Sequence[str] | None = None) -> int:

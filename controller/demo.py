@@ -36,14 +36,28 @@ TRACE = "nyc-taxi-30min-local.csv"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--days", type=float, default=3.0, help="days replayed and scored (default 3)")
-    parser.add_argument("--start", default="2014-11-01T00:00:00",
-                        help="first day of the two weeks of history (default 2014-11-01)")
+    parser.add_argument(
+        "--days", type=float, default=3.0, help="days replayed and scored (default 3)"
+    )
+    parser.add_argument(
+        "--start",
+        default="2014-11-01T00:00:00",
+        help="first day of the two weeks of history (default 2014-11-01)",
+    )
     parser.add_argument("--model", default="auto", help="forecast model (default auto)")
-    parser.add_argument("--plot", default="tidal-demo.png", metavar="FILE.png",
-                        help="where to write the picture (default ./tidal-demo.png)")
-    parser.add_argument("--every", type=float, default=3.0, metavar="HOURS",
-                        help="print what the planner does every this many simulated hours")
+    parser.add_argument(
+        "--plot",
+        default="tidal-demo.png",
+        metavar="FILE.png",
+        help="where to write the picture (default ./tidal-demo.png)",
+    )
+    parser.add_argument(
+        "--every",
+        type=float,
+        default=3.0,
+        metavar="HOURS",
+        help="print what the planner does every this many simulated hours",
+    )
 
 
 def _bundled_trace() -> LoadSeries:
@@ -52,7 +66,7 @@ def _bundled_trace() -> LoadSeries:
 
 
 def _region_series(trace: LoadSeries, ahead_hours: float, start: float, days: float) -> LoadSeries:
-    """The trace as seen by a region whose clock runs ``ahead_hours`` ahead: same instants, earlier shape."""
+    """The trace seen by a region whose clock runs ``ahead_hours`` ahead of New York's."""
     shift = ahead_hours * 3600.0
     shifted = LoadSeries(trace.start - shift, trace.step, trace.values)
     window = shifted.since(start).until(start + (HISTORY_DAYS + days) * DAY)
@@ -65,6 +79,7 @@ def _clock(ts: float) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
+
     console = Console()
     started = time.perf_counter()
     scenario = Scenario()
@@ -78,7 +93,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     trace = _bundled_trace()
     console.print(
-        f"[bold]Tidal demo[/bold]: {len(REGIONS)} regions of New York taxi demand read as gateway load, "
+        f"[bold]Tidal demo[/bold]: {len(REGIONS)} regions of New York taxi demand read as "
+        "gateway load, "
         f"{HISTORY_DAYS} days of history, {args.days:g} days replayed minute by minute.\n"
         f"Each region: physical pool {scenario.physical_capacity} replicas, cloud nodes of "
         f"{scenario.replicas_per_node} replicas ready {scenario.node_lead_time / 60:.0f} min after "
@@ -100,8 +116,13 @@ def run(args: argparse.Namespace) -> int:
         console.rule(f"{region} (its day runs {ahead:g} h ahead of New York)")
         first = load.index_of(score_from)
 
-        def show(done: int, total: int, tidal: TidalPolicy = tidal, load: LoadSeries = load,
-                 first: int = first) -> None:
+        def show(
+            done: int,
+            total: int,
+            tidal: TidalPolicy = tidal,
+            load: LoadSeries = load,
+            first: int = first,
+        ) -> None:
             if done % every and done != total:
                 return
             plan = tidal.last_plan
@@ -112,14 +133,30 @@ def run(args: argparse.Namespace) -> int:
             console.print(
                 f"  {_clock(plan.now)}  load {seen:5.1f}  forecast peak {peak}  → physical "
                 f"{plan.physical.replicas:3d}  cloud {plan.cloud.replicas:3d}  reserved "
-                f"{plan.reserve.replicas:3d}  [dim]{plan.total.reason.value}: {plan.total.message}[/dim]"
+                f"{plan.reserve.replicas:3d}  "
+                f"[dim]{plan.total.reason.value}: {plan.total.message}[/dim]"
             )
 
         t0 = time.perf_counter()
-        results = simulate(load, spec=spec, scenario=scenario, score_from=score_from,
-                           policies=policies, need=need, on_minute=show)
-        runs.append(TraceRun(region, load, score_from, results, time.perf_counter() - t0,
-                             scenario.replicas_per_node))
+        results = simulate(
+            load,
+            spec=spec,
+            scenario=scenario,
+            score_from=score_from,
+            policies=policies,
+            need=need,
+            on_minute=show,
+        )
+        runs.append(
+            TraceRun(
+                region,
+                load,
+                score_from,
+                results,
+                time.perf_counter() - t0,
+                scenario.replicas_per_node,
+            )
+        )
     result = report(runs, scenario, model=args.model)
     _print_comparison(console, result)
     from controller.plotting import plot_backtest
@@ -134,13 +171,25 @@ def _print_comparison(console: Any, result: dict[str, Any]) -> None:
     from rich.table import Table
 
     table = Table(title="\nTidal against the HPA and a perfect-foresight oracle")
-    for column in ("region", "policy", "unserved load", "minutes short", "cloud replica-hours",
-                   "replicas removed"):
+    for column in (
+        "region",
+        "policy",
+        "unserved load",
+        "minutes short",
+        "cloud replica-hours",
+        "replicas removed",
+    ):
         table.add_column(column, justify="left" if column in ("region", "policy") else "right")
     for region, policies in result["traces"].items():
         for name, m in policies.items():
-            table.add_row(region, name, f"{m['unserved_fraction']:.4%}", str(m["underprovisioned_minutes"]),
-                          f"{m['cloud_replica_hours']:.0f}", str(m["replicas_removed"]))
+            table.add_row(
+                region,
+                name,
+                f"{m['unserved_fraction']:.4%}",
+                str(m["underprovisioned_minutes"]),
+                f"{m['cloud_replica_hours']:.0f}",
+                str(m["replicas_removed"]),
+            )
         table.add_section()
     console.print(table)
     s = summary(result)

@@ -152,7 +152,9 @@ TREND_SPAN = 300.0
 
 def forecaster_for(spec: GatewayAutoscalerSpec) -> Forecaster:
     """The region's forecaster: ``forecast.model`` fitted at ``max(5m, load.step)``."""
-    reach = (spec.forecast.horizon + spec.forecast.refit + spec.cloud.node_lead_time).total_seconds()
+    reach = (
+        spec.forecast.horizon + spec.forecast.refit + spec.cloud.node_lead_time
+    ).total_seconds()
     return create(
         spec.forecast.model,
         fit_step=max(MIN_FIT_STEP, spec.load.step.total_seconds()),
@@ -166,7 +168,9 @@ def replicas_for(load: float, spec: GatewayAutoscalerSpec) -> int:
     return max(0, math.ceil(exact - 1e-9))
 
 
-def _window_max(times: FloatArray, values: FloatArray, step: float, start: float, end: float) -> float:
+def _window_max(
+    times: FloatArray, values: FloatArray, step: float, start: float, end: float
+) -> float:
     """Highest value over ``[start, end]`` of the path through the forecast's bucket centres.
 
     A forecast step is the mean of the bucket that ends at its time, so it stands for the
@@ -187,6 +191,27 @@ def _latest(history: LoadSeries) -> tuple[float, float] | None:
         if math.isfinite(values[i]):
             return history.start + i * history.step, float(values[i])
     return None
+
+
+def _insured(upper_need: int, point_need: int, capacity: int, per_node: int) -> int:
+    """The quantile's need, buying cloud nodes for the band above the point only when used.
+
+    The point forecast's replicas always count, and so does the band on the physical pool and
+    on the cloud nodes the point already needs (paid for whole). Beyond those, the band opens
+    another node only for at least half a node of replicas: opening a whole node to insure a
+    couple of replicas is where a predictive policy spends most and serves least.
+    """
+    if upper_need <= point_need:
+        return point_need
+    base_cloud = max(0, point_need - capacity)
+    covered = capacity + -(-base_cloud // per_node) * per_node
+    if upper_need <= covered:
+        return upper_need
+    extra = upper_need - covered
+    whole = extra // per_node
+    if extra - whole * per_node >= per_node / 2:
+        whole += 1
+    return max(point_need, covered + whole * per_node) if whole else max(point_need, covered)
 
 
 def _rising_load(history: LoadSeries, latest: tuple[float, float], until: float) -> float:
@@ -260,9 +285,22 @@ def plan_region(
         upper = usable.upper(q)
         times = usable.times()
         forecast_load = _window_max(times, upper, usable.step, now, pod_window)
-        forecast_need = replicas_for(forecast_load, spec)
         node_window = pod_window + spec.cloud.node_lead_time.total_seconds()
-        node_need = replicas_for(_window_max(times, upper, usable.step, now, node_window), spec)
+        point_need = replicas_for(
+            _window_max(times, usable.point, usable.step, now, pod_window), spec
+        )
+        point_node_need = replicas_for(
+            _window_max(times, usable.point, usable.step, now, node_window), spec
+        )
+        forecast_need = _insured(
+            replicas_for(forecast_load, spec), point_need, capacity, spec.cloud.replicas_per_node
+        )
+        node_need = _insured(
+            replicas_for(_window_max(times, upper, usable.step, now, node_window), spec),
+            point_node_need,
+            capacity,
+            spec.cloud.replicas_per_node,
+        )
         ahead = (times > now) & (times - usable.step < now + spec.forecast.horizon.total_seconds())
         if ahead.any():
             best = int(upper[ahead].argmax())
@@ -270,28 +308,41 @@ def plan_region(
 
     # 1-3: the raw recommendation.
     if load is None:
-        age = "no load sample" if latest is None else f"the last load sample is {now - latest[0]:.0f}s old"
+        age = (
+            "no load sample"
+            if latest is None
+            else f"the last load sample is {now - latest[0]:.0f}s old"
+        )
         raw = max(state.total_replicas, forecast_need)
-        total = Decision(raw, Reason.FALLBACK, f"{age}: holding {raw} replicas, never scaling down on missing data")
+        total = Decision(
+            raw,
+            Reason.FALLBACK,
+            f"{age}: holding {raw} replicas, never scaling down on missing data",
+        )
     else:
         assert latest is not None
         rising = _rising_load(history, latest, now + settings.pod_ready)
         reactive = replicas_for(rising, spec)
+        seen = f"load {load:g}" if rising == load else f"load {load:g} rising to {rising:.0f}"
         if usable is None:
-            total = Decision(reactive, Reason.FALLBACK, f"reactive sizing for load {load:g}: {problem}")
+            total = Decision(reactive, Reason.FALLBACK, f"reactive sizing for {seen}: {problem}")
         elif forecast_need > reactive:
             total = Decision(
-                forecast_need, Reason.FORECAST,
+                forecast_need,
+                Reason.FORECAST,
                 f"forecast q{q:g} of {forecast_load:.0f} by {pod_window - now:.0f}s from now "
                 f"needs {forecast_need}",
             )
         else:
-            seen = f"load {load:g}" if rising == load else f"load {load:g} rising to {rising:.0f}"
             total = Decision(reactive, Reason.REACTIVE_FLOOR, f"{seen} needs {reactive} now")
     if total.replicas < spec.replicas.min:
-        total = Decision(spec.replicas.min, Reason.MIN, f"raised to replicas.min {spec.replicas.min}")
+        total = Decision(
+            spec.replicas.min, Reason.MIN, f"raised to replicas.min {spec.replicas.min}"
+        )
     elif total.replicas > spec.replicas.max:
-        total = Decision(spec.replicas.max, Reason.MAX, f"capped at replicas.max {spec.replicas.max}")
+        total = Decision(
+            spec.replicas.max, Reason.MAX, f"capped at replicas.max {spec.replicas.max}"
+        )
     raw_total = total.replicas
 
     # 4: stabilisation on the way down (not when holding for missing data: that already holds).
@@ -301,7 +352,8 @@ def plan_region(
         stable = min(state.total_replicas, max(r.replicas for r in recommendations))
         if stable > raw_total:
             total = Decision(
-                stable, Reason.STABILIZATION,
+                stable,
+                Reason.STABILIZATION,
                 f"highest recommendation of the last {window:.0f}s is {stable}",
             )
 
@@ -313,7 +365,10 @@ def plan_region(
         warm = min(capacity, spec.replicas.max)
         if warm > physical_target:
             physical_target = warm
-            physical_reason, physical_message = Reason.KEEP_WARM, f"physical pool kept full at {warm}"
+            physical_reason, physical_message = (
+                Reason.KEEP_WARM,
+                f"physical pool kept full at {warm}",
+            )
     overflow = max(0, want - capacity)
     cloud_target = min(overflow, spec.cloud.max_replicas)
     cloud_reason, cloud_message = (
@@ -377,11 +432,15 @@ def plan_region(
         ahead_cloud = min(spec.cloud.max_replicas, max(0, node_need - capacity))
         if ahead_cloud > cloud_new:
             reserve = Decision(
-                ahead_cloud, Reason.FORECAST,
-                f"forecast needs {node_need} within the node lead time; {ahead_cloud - cloud_new} held by placeholders",
+                ahead_cloud,
+                Reason.FORECAST,
+                f"forecast needs {node_need} within the node lead time; "
+                f"{ahead_cloud - cloud_new} held by placeholders",
             )
         else:
-            reserve = Decision(cloud_new, cloud_reason, "no capacity beyond the cloud replicas is needed")
+            reserve = Decision(
+                cloud_new, cloud_reason, "no capacity beyond the cloud replicas is needed"
+            )
 
     plan = Plan(
         mode=spec.mode,

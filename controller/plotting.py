@@ -18,8 +18,13 @@ RESERVED = "#f2c9a9"
 LOAD = "#222222"
 
 
-def plot_backtest(runs: list[TraceRun], path: str | Path, *, days: float | None = None,
-                  per_replica: float | None = None) -> Path:
+def plot_backtest(
+    runs: list[TraceRun],
+    path: str | Path,
+    *,
+    days: float | None = None,
+    per_replica: float | None = None,
+) -> Path:
     """One row per trace, one column per policy; ``days`` keeps only the last days of each."""
     import matplotlib
 
@@ -31,8 +36,13 @@ def plot_backtest(runs: list[TraceRun], path: str | Path, *, days: float | None 
 
     per = per_replica or PER_REPLICA
     policies = list(runs[0].results)
-    fig, axes = plt.subplots(len(runs), len(policies), figsize=(5.5 * len(policies), 2.8 * len(runs)),
-                             squeeze=False, sharey="row")
+    fig, axes = plt.subplots(
+        len(runs),
+        len(policies),
+        figsize=(5.5 * len(policies), 2.8 * len(runs)),
+        squeeze=False,
+        sharey="row",
+    )
     for row, run in enumerate(runs):
         first = run.load.index_of(run.score_from)
         for col, name in enumerate(policies):
@@ -46,17 +56,38 @@ def plot_backtest(runs: list[TraceRun], path: str | Path, *, days: float | None 
             cloud = result.ready_cloud[keep]
             paid = phys + result.cloud_nodes[keep] * run.scenario_replicas_per_node
             ax = axes[row][col]
-            ax.stackplot(when, phys, cloud, colors=[PHYSICAL, CLOUD], labels=["physical ready", "cloud ready"],
-                         alpha=0.85, step="post")
-            ax.plot(when, paid, color=CLOUD, linewidth=0.5, linestyle=":",
-                    label="physical + cloud nodes paid for")
+            ax.stackplot(
+                when,
+                phys,
+                cloud,
+                colors=[PHYSICAL, CLOUD],
+                labels=["physical ready", "cloud ready"],
+                alpha=0.85,
+                step="post",
+            )
+            ax.plot(
+                when,
+                paid,
+                color=CLOUD,
+                linewidth=0.5,
+                linestyle=":",
+                label="physical + cloud nodes paid for",
+            )
             ax.plot(when, load, color=LOAD, linewidth=0.6, label="load (replicas needed)")
             short = load > phys + cloud + 1e-9
             if short.any():
-                ax.fill_between(when, phys + cloud, load, where=short, color="red", alpha=0.6,
-                                step="post", label="unserved")
+                ax.fill_between(
+                    when,
+                    phys + cloud,
+                    load,
+                    where=short,
+                    color="red",
+                    alpha=0.6,
+                    step="post",
+                    label="unserved",
+                )
             ax.set_title(f"{run.name}: {name}", fontsize=9)
-            ax.xaxis.set_major_formatter(mdates.DateFormatter("%m-%d"))
+            ax.xaxis.set_major_formatter(mdates.DateFormatter("%m-%d"))  # type: ignore[no-untyped-call]
             ax.tick_params(labelsize=7)
             if col == 0:
                 ax.set_ylabel("replicas")

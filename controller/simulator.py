@@ -214,8 +214,9 @@ class HpaPolicy:
 
     name = "hpa"
 
-    def __init__(self, spec: GatewayAutoscalerSpec, *, tolerance: float = 0.1,
-                 stabilization: float = 300.0) -> None:
+    def __init__(
+        self, spec: GatewayAutoscalerSpec, *, tolerance: float = 0.1, stabilization: float = 300.0
+    ) -> None:
         self.spec = spec
         self.tolerance = tolerance
         self.window = max(1, round(stabilization / MINUTE))
@@ -229,7 +230,11 @@ class HpaPolicy:
             desired = max(current, self.spec.replicas.min)
         else:
             ratio = load / (self.target * current)
-            desired = current if abs(ratio - 1.0) <= self.tolerance else math.ceil(load / self.target - 1e-9)
+            desired = (
+                current
+                if abs(ratio - 1.0) <= self.tolerance
+                else math.ceil(load / self.target - 1e-9)
+            )
         desired = min(max(desired, self.spec.replicas.min), self.spec.replicas.max)
         self.recent.append(desired)
         if desired < current:
@@ -263,7 +268,9 @@ class OraclePolicy:
         physical = min(total, cap)
         cloud = total - physical
         # Nodes asked for now are ready after node_lag, their pods pod_lag later.
-        window = self.need[min(n - 1, minute + 1) : min(n, minute + 1 + self.node_lag + self.pod_lag)]
+        window = self.need[
+            min(n - 1, minute + 1) : min(n, minute + 1 + self.node_lag + self.pod_lag)
+        ]
         cloud_ahead = max(0, int(window.max()) - cap) if window.size else 0
         return Targets(physical=physical, cloud=cloud, placeholders=max(0, cloud_ahead - cloud))
 
@@ -275,7 +282,9 @@ class TidalPolicy:
 
     def __init__(self, spec: GatewayAutoscalerSpec, scenario: Scenario) -> None:
         self.spec = spec
-        self.settings = PlannerSettings(loop_interval=scenario.loop_interval, pod_ready=scenario.pod_ready)
+        self.settings = PlannerSettings(
+            loop_interval=scenario.loop_interval, pod_ready=scenario.pod_ready
+        )
         self.forecaster = forecaster_for(spec)
         self.fitted: FittedModel | None = None
         self.fitted_at = -math.inf
@@ -290,7 +299,9 @@ class TidalPolicy:
         self._forecast_key: tuple[int, int] | None = None
         self._forecast: Forecast | None = None
         # Forecast far enough that a forecast reused for one fit step still covers the horizon.
-        self.reach = spec.forecast.horizon.total_seconds() + max(300.0, spec.load.step.total_seconds())
+        self.reach = spec.forecast.horizon.total_seconds() + max(
+            300.0, spec.load.step.total_seconds()
+        )
 
     def __call__(self, minute: int, view: PolicyView) -> Targets:
         spec = self.spec
@@ -307,7 +318,7 @@ class TidalPolicy:
                 self.fit_seconds += self.fitted.fit_seconds
         forecast: Forecast | None = None
         if self.fitted is not None:
-            # A forecast only changes when a new bucket of the fit step completes: reuse it until then.
+            # A forecast changes only when a bucket of the fit step completes: reuse it till then.
             key = (id(self.fitted), math.floor(history.end / self.fitted.step + 1e-9))
             if key == self._forecast_key:
                 forecast = self._forecast
@@ -341,8 +352,8 @@ class TidalPolicy:
         )
         self.recommendations = plan.recommendations
         self.last_plan = plan
-        key = plan.total.reason.value
-        self.reasons[key] = self.reasons.get(key, 0) + 1
+        reason = plan.total.reason.value
+        self.reasons[reason] = self.reasons.get(reason, 0) + 1
         return Targets(plan.physical.replicas, plan.cloud.replicas, plan.placeholders)
 
 

@@ -55,7 +55,7 @@ class _Model(BaseModel):
 
 
 class Mode(enum.StrEnum):
-    """``Scale`` acts; ``ForecastOnly`` plans and reports but touches nothing; ``Paused`` does nothing."""
+    """``Scale`` acts; ``ForecastOnly`` plans and reports only; ``Paused`` does nothing."""
 
     SCALE = "Scale"
     FORECAST_ONLY = "ForecastOnly"
@@ -126,7 +126,10 @@ class CloudSpec(_Model):
 
 
 class ForecastSpec(_Model):
-    model: str = Field(default=AUTO_MODEL, json_schema_extra={"enum": forecast_model_names()})
+    model: str = Field(
+        default=AUTO_MODEL,
+        description="Forecasting model: a name from the registry (the CRD lists them)",
+    )
     horizon: Duration = Field(default=timedelta(minutes=30))
     quantile: float = Field(default=0.95, gt=0.5, lt=1.0)
     refit: Duration = Field(default=timedelta(minutes=15))

@@ -33,8 +33,10 @@ def make_spec(**overrides: Any) -> GatewayAutoscalerSpec:
         "physical": {"deployment": "gw", "keepWarm": False},
         "cloud": {"deployment": "gw-cloud", "maxReplicas": 200, "nodeLeadTime": "5m"},
         "forecast": {"model": "seasonal-naive", "quantile": 0.95},
-        "behavior": {"scaleDown": {"stabilization": "10m", "maxReplicasPerMinute": 10},
-                     "scaleUp": {"maxReplicasPerMinute": 100}},
+        "behavior": {
+            "scaleDown": {"stabilization": "10m", "maxReplicasPerMinute": 10},
+            "scaleUp": {"maxReplicasPerMinute": 100},
+        },
     }
     for dotted, value in overrides.items():
         node = body
@@ -59,16 +61,35 @@ def forecast(path: list[float], *, step: float = 60.0, spread: float = 0.0) -> F
     return Forecast("test", NOW, step, point, calibration)
 
 
-def state(physical: int, cloud: int = 0, *, capacity: int = 60, reserved: int = 0,
-          recs: tuple[Recommendation, ...] = ()) -> RegionState:
-    return RegionState(physical_replicas=physical, cloud_replicas=cloud, physical_capacity=capacity,
-                       cloud_reserved=reserved, recommendations=recs)
+def state(
+    physical: int,
+    cloud: int = 0,
+    *,
+    capacity: int = 60,
+    reserved: int = 0,
+    recs: tuple[Recommendation, ...] = (),
+) -> RegionState:
+    return RegionState(
+        physical_replicas=physical,
+        cloud_replicas=cloud,
+        physical_capacity=capacity,
+        cloud_reserved=reserved,
+        recommendations=recs,
+    )
 
 
-def plan(spec: GatewayAutoscalerSpec, load: float, fc: Forecast | None, st: RegionState,
-         **kwargs: Any) -> Plan:
-    return plan_region(spec, history=history(load, age=kwargs.pop("age", 60.0)), forecast=fc,
-                       state=st, now=NOW, settings=PlannerSettings(), **kwargs)
+def plan(
+    spec: GatewayAutoscalerSpec, load: float, fc: Forecast | None, st: RegionState, **kwargs: Any
+) -> Plan:
+    return plan_region(
+        spec,
+        history=history(load, age=kwargs.pop("age", 60.0)),
+        forecast=fc,
+        state=st,
+        now=NOW,
+        settings=PlannerSettings(),
+        **kwargs,
+    )
 
 
 FLAT = [1000.0] * 40  # 10 replicas at PER=100
@@ -119,7 +140,9 @@ def test_cloud_capacity_exhausted_is_reported() -> None:
 
 def test_physical_max_replicas_caps_capacity() -> None:
     """physical.maxReplicas caps the capacity computed from the nodes."""
-    p = plan(make_spec(**{"physical.maxReplicas": 30}), 5000.0, forecast([5000.0] * 40), state(30, 20))
+    p = plan(
+        make_spec(**{"physical.maxReplicas": 30}), 5000.0, forecast([5000.0] * 40), state(30, 20)
+    )
     assert (p.physical_capacity, p.physical.replicas, p.cloud.replicas) == (30, 30, 20)
 
 
@@ -139,7 +162,9 @@ def test_keep_warm_fills_physical() -> None:
     ],
     ids=["recent-high-recommendation-holds", "old-recommendation-expired"],
 )
-def test_scale_down_stabilisation(recs: tuple[Recommendation, ...], expected: int, reason: Reason) -> None:
+def test_scale_down_stabilisation(
+    recs: tuple[Recommendation, ...], expected: int, reason: Reason
+) -> None:
     """On the way down the highest recommendation of the window holds; older ones are forgotten."""
     p = plan(make_spec(), 1000.0, forecast(FLAT), state(30, capacity=100, recs=recs))
     assert p.physical.replicas == expected
@@ -195,7 +220,9 @@ def test_no_reservation_when_disabled() -> None:
 
 def test_fallback_to_reactive_without_forecast() -> None:
     """Without a forecast the plan sizes reactively and names the problem."""
-    p = plan(make_spec(), 2000.0, None, state(10, capacity=100), forecast_problem="history too short")
+    p = plan(
+        make_spec(), 2000.0, None, state(10, capacity=100), forecast_problem="history too short"
+    )
     assert p.total.replicas == 20
     assert p.total.reason is Reason.FALLBACK
     assert "history too short" in p.total.message
@@ -211,7 +238,11 @@ def test_stale_forecast_is_not_used() -> None:
 def test_never_scales_down_on_missing_data(age: float | None) -> None:
     """Without a fresh load sample the plan holds every replica and says why."""
     spec = make_spec()
-    hist = history(1.0, age=age) if age is not None else LoadSeries(NOW - 600, 60.0, np.full(10, np.nan))
+    hist = (
+        history(1.0, age=age)
+        if age is not None
+        else LoadSeries(NOW - 600, 60.0, np.full(10, np.nan))
+    )
     p = plan_region(spec, history=hist, forecast=None, state=state(60, 40, reserved=50), now=NOW)
     assert (p.physical.replicas, p.cloud.replicas) == (60, 40)
     assert p.reserve.replicas == 50
@@ -232,3 +263,40 @@ def test_paused_changes_nothing() -> None:
     assert (p.physical.replicas, p.cloud.replicas, p.reserve.replicas) == (7, 3, 4)
     assert p.total.reason is Reason.PAUSED
     assert p.mode is Mode.PAUSED and not p.acts
+
+
+def test_rising_load_is_followed_ahead_of_the_last_sample() -> None:
+    """On a ramp the reactive floor sizes for where the load will be when a pod is ready."""
+    ramp = LoadSeries(NOW - 600.0, 60.0, np.linspace(1000.0, 2000.0, 10))
+    p = plan_region(
+        make_spec(), history=ramp, forecast=None, state=state(10, capacity=100), now=NOW
+    )
+    assert p.total.replicas > replicas_for(2000.0, make_spec())
+    assert "rising" in p.total.message
+
+
+def test_falling_load_is_not_extrapolated_down() -> None:
+    """A falling load is sized at its last sample, never below it."""
+    fall = LoadSeries(NOW - 600.0, 60.0, np.linspace(2000.0, 1000.0, 10))
+    p = plan_region(
+        make_spec(), history=fall, forecast=None, state=state(10, capacity=100), now=NOW
+    )
+    assert p.total.replicas == 10
+
+
+def test_cloud_nodes_paid_for_are_filled() -> None:
+    """Cloud replicas are rounded up to whole nodes: the rest of a paid node costs nothing."""
+    p = plan(make_spec(), 6300.0, forecast([6300.0] * 40), state(60, 3))
+    assert p.cloud.replicas == 10
+    assert "fill the cloud nodes" in p.cloud.message
+
+
+@pytest.mark.parametrize(
+    ("spread", "cloud"),
+    [(0.08, 0), (0.2, 10)],
+    ids=["band-of-a-few-replicas-opens-no-node", "band-of-half-a-node-opens-one"],
+)
+def test_band_opens_a_cloud_node_only_when_it_would_use_half(spread: float, cloud: int) -> None:
+    """Above the point forecast, the band buys a new cloud node only for half a node or more."""
+    p = plan(make_spec(), 5000.0, forecast([5500.0] * 40, spread=spread), state(60, capacity=60))
+    assert p.cloud.replicas == cloud
