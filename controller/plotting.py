@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -74,6 +74,15 @@ def plot_backtest(
                 label="physical + cloud nodes paid for",
             )
             ax.plot(when, load, color=LOAD, linewidth=0.6, label="load (replicas needed)")
+            if result.forecast_upper is not None and result.forecast_upper.size == n:
+                ax.plot(
+                    when,
+                    result.forecast_upper[keep] / per,
+                    color="#2a9d8f",
+                    linewidth=0.7,
+                    linestyle="--",
+                    label="forecast, upper quantile",
+                )
             short = load > phys + cloud + 1e-9
             if short.any():
                 ax.fill_between(
@@ -87,12 +96,20 @@ def plot_backtest(
                     label="unserved",
                 )
             ax.set_title(f"{run.name}: {name}", fontsize=9)
-            ax.xaxis.set_major_formatter(mdates.DateFormatter("%m-%d"))  # type: ignore[no-untyped-call]
+            locator = mdates.AutoDateLocator(maxticks=6)  # type: ignore[no-untyped-call]
+            ax.xaxis.set_major_locator(locator)
+            ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))  # type: ignore[no-untyped-call]
             ax.tick_params(labelsize=7)
             if col == 0:
                 ax.set_ylabel("replicas")
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="upper center", ncol=4, fontsize=8)
+    handles: list[Any] = []
+    labels: list[str] = []
+    for ax in axes[0]:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            if label not in labels:
+                handles.append(handle)
+                labels.append(label)
+    fig.legend(handles, labels, loc="upper center", ncol=6, fontsize=8)
     fig.tight_layout(rect=(0, 0, 1, 0.96))
     out = Path(path)
     fig.savefig(out, dpi=110)
