@@ -218,18 +218,24 @@ def _rising_load(history: LoadSeries, latest: tuple[float, float], until: float)
     """The latest load carried forward to ``until`` at its recent rate of rise (never down).
 
     The load a driver sees is already a little old, and a pod asked for now serves a minute
-    later: on a ramp, sizing for the last sample alone is late by construction. The rate is
-    the mean rise over the last :data:`TREND_SPAN`, so one noisy sample does not make a ramp.
+    later: on a ramp, sizing for the last sample alone is late by construction. A ramp is a
+    rise both over the last step and over the last :data:`TREND_SPAN`; the slower of the two
+    rates is followed, so a single noisy sample (or a noisy minute in a flat hour) is no ramp.
     """
     when, value = latest
-    span = max(TREND_SPAN, 2 * history.step)
-    earlier_index = history.index_of(when - span)
-    if earlier_index < 0 or earlier_index >= len(history):
+
+    def rate_since(span: float) -> float:
+        index = history.index_of(when - span)
+        if index < 0 or index >= len(history):
+            return 0.0
+        earlier = float(history.values[index])
+        if not math.isfinite(earlier):
+            return 0.0
+        return (value - earlier) / span
+
+    rate = min(rate_since(history.step), rate_since(max(TREND_SPAN, 2 * history.step)))
+    if rate <= 0:
         return value
-    earlier = float(history.values[earlier_index])
-    if not math.isfinite(earlier) or earlier >= value:
-        return value
-    rate = (value - earlier) / span
     return value + rate * max(0.0, until - when)
 
 

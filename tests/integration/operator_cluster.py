@@ -142,6 +142,8 @@ def gwa_body(
             "maxReplicas": 300,
             "nodeLeadTime": "5m",
             "reserve": True,
+            # Replica counts in these tests are exact: no rounding up to whole cloud nodes.
+            "replicasPerNode": 1,
         },
         "forecast": {"model": "seasonal-naive", "horizon": "30m", "quantile": 0.95, "refit": "15m"},
         # Loops of a second: per-minute rates must allow a whole step per loop.

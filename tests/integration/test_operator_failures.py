@@ -217,12 +217,12 @@ def test_physical_node_not_ready_moves_replicas_to_cloud(
         )
         wait_until(
             lambda: replicas(kube_api, "gateway-eu") == 8,
-            timeout=10,
+            timeout=20,
             what="physical down to the 8 pods the remaining node holds",
         )
         wait_until(
             lambda: replicas(kube_api, "gateway-eu-cloud") >= cloud_before + 8,
-            timeout=10,
+            timeout=20,
             what=f"cloud up by the 8 lost pods from {cloud_before}",
         )
         assert status_of(kube_api, "gateway-eu")["physical"]["capacity"] == 8

@@ -69,12 +69,14 @@ def test_two_regions_fill_physical_then_cloud_and_reserve_ahead(
                     "step": "1m",
                     "history": "14d",
                 },
-                # The ramp is 15 minutes away; a node lead time past it lets the reservation see it.
+                # The ramp starts 15 minutes from now; a node lead time well past it lets the
+                # reservation see the ramp's growth, not only its first minutes.
                 cloud={
                     "deployment": f"gateway-{region}-cloud",
                     "maxReplicas": 300,
-                    "nodeLeadTime": "20m",
+                    "nodeLeadTime": "45m",
                     "reserve": True,
+                    "replicasPerNode": 1,
                 },
                 forecast={"model": "auto", "horizon": "30m", "quantile": 0.95, "refit": "15m"},
             )
