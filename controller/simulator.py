@@ -33,7 +33,6 @@ from controller.planner import (
     RegionState,
     forecaster_for,
     plan_region,
-    replicas_for,
 )
 from controller.spec import GatewayAutoscalerSpec
 from forecasts.base import FittedModel, Forecast
@@ -46,9 +45,11 @@ __all__ = [
     "HpaPolicy",
     "OraclePolicy",
     "PolicyResult",
+    "PolicyView",
     "Scenario",
     "Targets",
     "TidalPolicy",
+    "oracle_need",
     "simulate",
 ]
 
@@ -426,5 +427,3 @@ def oracle_need(load: LoadSeries, spec: GatewayAutoscalerSpec) -> npt.NDArray[np
     values = np.nan_to_num(load.values, nan=0.0)
     return np.ceil(values / spec.load.per_replica - 1e-9).astype(np.int64)
 
-
-__all__ += ["PolicyView", "oracle_need", "replicas_for"]
