@@ -115,7 +115,8 @@ class ClusterModel:
         self.placeholders = 0
         # The minute each cloud node becomes ready (sorted).
         self.nodes: list[int] = []
-        self.needed_nodes: deque[int] = deque(maxlen=self.unneeded)
+        # Unneeded at every look over the last ``unneeded`` minutes, both ends included.
+        self.needed_nodes: deque[int] = deque(maxlen=self.unneeded + 1)
         self.removed = 0
 
     # -- state seen by policies ----------------------------------------------------------

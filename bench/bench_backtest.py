@@ -1,0 +1,66 @@
+"""Benchmark: the whole backtest over the shared traces, timed, with the acceptance ratios.
+
+Not a test: it prints what it measured. Usage (from the repository root):
+
+    python bench/bench_backtest.py [TRACE.csv ...] [-- extra tidal backtest flags]
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from controller.backtest import summary
+
+EPS = 1e-6
+
+
+def main(argv: list[str]) -> int:
+    extra: list[str] = []
+    if "--" in argv:
+        cut = argv.index("--")
+        argv, extra = argv[:cut], argv[cut + 1 :]
+    traces = argv or sorted(str(p) for p in Path("../shared/traces").glob("*.csv"))
+    if not traces:
+        print("no traces: pass TRACE.csv files or run from the repository root beside ../shared")
+        return 2
+    started = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-m", "controller", "backtest", *traces, "--json", *extra],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    seconds = time.perf_counter() - started
+    report = json.loads(done.stdout)
+    print(f"tidal backtest over {len(traces)} traces: {seconds:.0f} s wall time")
+    print(
+        "| trace | tidal unserved | hpa unserved | ratio | tidal cloud h | hpa cloud h "
+        "| oracle cloud h | ratio | tidal removed | hpa removed |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for name, p in report["traces"].items():
+        t, h, o = p["tidal"], p["hpa"], p["oracle"]
+        unserved = (t["unserved_fraction"] + EPS) / (h["unserved_fraction"] + EPS)
+        cloud = t["cloud_replica_hours"] / h["cloud_replica_hours"]
+        print(
+            f"| {name} | {t['unserved_fraction']:.2e} | {h['unserved_fraction']:.2e} "
+            f"| {unserved:.3f} | {t['cloud_replica_hours']:.0f} | {h['cloud_replica_hours']:.0f} "
+            f"| {o['cloud_replica_hours']:.0f} | {cloud:.2f} | {t['replicas_removed']} "
+            f"| {h['replicas_removed']} |"
+        )
+    s = summary(report, EPS)
+    print(
+        f"geometric mean of tidal/hpa unserved (eps {EPS:g}): {s['unserved_ratio_geomean']:.3f}; "
+        f"worst trace {s['unserved_ratio_max']:.3f}"
+    )
+    print(f"geometric mean of tidal/hpa cloud replica-hours: {s['cloud_hours_ratio_geomean']:.2f}")
+    print(f"replicas removed: tidal {s['tidal_replicas_removed']}, hpa {s['hpa_replicas_removed']}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
