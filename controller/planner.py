@@ -146,8 +146,6 @@ class Plan:
 #: Models are fitted on means over at least this step: per-minute noise carries no signal for a
 #: 30-minute horizon, and fitting 14 days at one minute costs ten times more (issue 2's figures).
 MIN_FIT_STEP = 300.0
-#: The reactive floor follows a rise measured over this span (see ``_rising_load``).
-TREND_SPAN = 300.0
 
 
 def forecaster_for(spec: GatewayAutoscalerSpec) -> Forecaster:
@@ -212,31 +210,6 @@ def _insured(upper_need: int, point_need: int, capacity: int, per_node: int) -> 
     if extra - whole * per_node >= per_node / 2:
         whole += 1
     return max(point_need, covered + whole * per_node) if whole else max(point_need, covered)
-
-
-def _rising_load(history: LoadSeries, latest: tuple[float, float], until: float) -> float:
-    """The latest load carried forward to ``until`` at its recent rate of rise (never down).
-
-    The load a driver sees is already a little old, and a pod asked for now serves a minute
-    later: on a ramp, sizing for the last sample alone is late by construction. A ramp is a
-    rise both over the last step and over the last :data:`TREND_SPAN`; the slower of the two
-    rates is followed, so a single noisy sample (or a noisy minute in a flat hour) is no ramp.
-    """
-    when, value = latest
-
-    def rate_since(span: float) -> float:
-        index = history.index_of(when - span)
-        if index < 0 or index >= len(history):
-            return 0.0
-        earlier = float(history.values[index])
-        if not math.isfinite(earlier):
-            return 0.0
-        return (value - earlier) / span
-
-    rate = min(rate_since(history.step), rate_since(max(TREND_SPAN, 2 * history.step)))
-    if rate <= 0:
-        return value
-    return value + rate * max(0.0, until - when)
 
 
 def plan_region(
@@ -326,10 +299,8 @@ def plan_region(
             f"{age}: holding {raw} replicas, never scaling down on missing data",
         )
     else:
-        assert latest is not None
-        rising = _rising_load(history, latest, now + settings.pod_ready)
-        reactive = replicas_for(rising, spec)
-        seen = f"load {load:g}" if rising == load else f"load {load:g} rising to {rising:.0f}"
+        reactive = replicas_for(load, spec)
+        seen = f"load {load:g}"
         if usable is None:
             total = Decision(reactive, Reason.FALLBACK, f"reactive sizing for {seen}: {problem}")
         elif forecast_need > reactive:
@@ -418,15 +389,6 @@ def plan_region(
     if cloud_new != cloud_target:
         cloud_reason = Reason.RATE_LIMIT
         cloud_message = f"moving from {cur_cloud} towards {cloud_target} at the rate limit"
-
-    # A cloud node is paid for whole: fill the nodes the cloud replicas need anyway. The extra
-    # replicas cost nothing and serve what no forecast saw coming.
-    per_node = spec.cloud.replicas_per_node
-    if cloud_new > 0 and cloud_reason is not Reason.CLOUD_CAPACITY_EXHAUSTED:
-        filled = min(spec.cloud.max_replicas, -(-cloud_new // per_node) * per_node)
-        if filled > cloud_new:
-            cloud_message += f"; {filled - cloud_new} more fill the cloud nodes already paid for"
-            cloud_new = filled
 
     # 7: reserve cloud capacity ahead of the forecast.
     if not spec.cloud.reserve:

@@ -265,32 +265,6 @@ def test_paused_changes_nothing() -> None:
     assert p.mode is Mode.PAUSED and not p.acts
 
 
-def test_rising_load_is_followed_ahead_of_the_last_sample() -> None:
-    """On a ramp the reactive floor sizes for where the load will be when a pod is ready."""
-    ramp = LoadSeries(NOW - 600.0, 60.0, np.linspace(1000.0, 2000.0, 10))
-    p = plan_region(
-        make_spec(), history=ramp, forecast=None, state=state(10, capacity=100), now=NOW
-    )
-    assert p.total.replicas > replicas_for(2000.0, make_spec())
-    assert "rising" in p.total.message
-
-
-def test_falling_load_is_not_extrapolated_down() -> None:
-    """A falling load is sized at its last sample, never below it."""
-    fall = LoadSeries(NOW - 600.0, 60.0, np.linspace(2000.0, 1000.0, 10))
-    p = plan_region(
-        make_spec(), history=fall, forecast=None, state=state(10, capacity=100), now=NOW
-    )
-    assert p.total.replicas == 10
-
-
-def test_cloud_nodes_paid_for_are_filled() -> None:
-    """Cloud replicas are rounded up to whole nodes: the rest of a paid node costs nothing."""
-    p = plan(make_spec(), 6300.0, forecast([6300.0] * 40), state(60, 3))
-    assert p.cloud.replicas == 10
-    assert "fill the cloud nodes" in p.cloud.message
-
-
 @pytest.mark.parametrize(
     ("spread", "cloud"),
     [(0.08, 0), (0.2, 10)],
