@@ -96,7 +96,12 @@ def plot_backtest(
                     label="unserved",
                 )
             ax.set_title(f"{run.name}: {name}", fontsize=9)
-            locator = mdates.AutoDateLocator(maxticks=6)  # type: ignore[no-untyped-call]
+            span_days = float(times[-1] - times[0]) / 86400.0 if times.size > 1 else 1.0
+            locator = (
+                mdates.HourLocator(byhour=range(0, 24, 12))  # type: ignore[no-untyped-call]
+                if span_days <= 4
+                else mdates.DayLocator(interval=max(1, round(span_days / 6)))  # type: ignore[no-untyped-call]
+            )
             ax.xaxis.set_major_locator(locator)
             ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))  # type: ignore[no-untyped-call]
             ax.tick_params(labelsize=7)
