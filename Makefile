@@ -34,6 +34,7 @@ crd-check:
 bench:
 	$(PYTHON) bench/bench_forecasts.py
 	$(PYTHON) bench/bench_backtest.py
+	$(PYTHON) bench/bench_reconcile.py
 
 demo:
 	tidal demo

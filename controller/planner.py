@@ -21,6 +21,9 @@ The rules, in order:
 7. **Reservation**: cloud capacity is held ahead by placeholders for the forecast over the
    cloud node's lead time plus pod start, so nodes are booted before the ramp needs them.
 
+Cloud nodes are paid for whole: above the point forecast, the band opens another cloud node
+only when it would use at least half of it (``_insured``).
+
 Without fresh load the plan holds what runs (it never scales down for missing data); without a
 usable forecast it sizes reactively and says so.
 """
@@ -209,7 +212,7 @@ def _insured(upper_need: int, point_need: int, capacity: int, per_node: int) -> 
     whole = extra // per_node
     if extra - whole * per_node >= per_node / 2:
         whole += 1
-    return max(point_need, covered + whole * per_node) if whole else max(point_need, covered)
+    return max(point_need, covered + whole * per_node)
 
 
 def plan_region(

@@ -427,4 +427,3 @@ def oracle_need(load: LoadSeries, spec: GatewayAutoscalerSpec) -> npt.NDArray[np
     """Replicas each minute's load needs at ``perReplica`` (no headroom: the cost floor)."""
     values = np.nan_to_num(load.values, nan=0.0)
     return np.ceil(values / spec.load.per_replica - 1e-9).astype(np.int64)
-

@@ -44,9 +44,8 @@ from controller.operator.status import (
     recommendations_to_status,
     rfc3339,
 )
-from controller.planner import Plan, PlannerSettings, RegionState, plan_region
+from controller.planner import Plan, PlannerSettings, RegionState, forecaster_for, plan_region
 from controller.spec import GatewayAutoscalerSpec, Mode
-from forecasts import registry
 from forecasts.base import FittedModel, Forecast
 from forecasts.errors import (
     FitFailed,
@@ -262,17 +261,13 @@ class Reconciler:
         self, spec: GatewayAutoscalerSpec, labels: tuple[str, str]
     ) -> Callable[[FittedModel | None], FittedModel]:
         step = spec.load.step.total_seconds()
-        horizon = self._horizon(spec)
 
         def job(previous: FittedModel | None) -> FittedModel:
             end = self.clock()
             history = self.source.read_history(
                 spec.load.query, start=end - spec.load.history.total_seconds(), end=end, step=step
             )
-            forecaster = registry.create(
-                spec.forecast.model, fit_step=max(300.0, step), max_horizon=horizon
-            )
-            fitted = forecaster.fit(history, previous=previous)
+            fitted = forecaster_for(spec).fit(history, previous=previous)
             self.metrics.fit_seconds.labels(*labels, spec.forecast.model).observe(
                 fitted.fit_seconds
             )
