@@ -31,17 +31,14 @@ from forecasts.base import (
     Calibration,
     FittedModel,
     FloatArray,
-    Forecaster,
     PreparedHistory,
-    prepare_history,
     scale_floor,
     values_after,
 )
 from forecasts.errors import FitFailed
 from forecasts.models.smoothing import (
-    CALIBRATION_WINDOW,
-    REESTIMATE_EVERY,
     ForecastRecord,
+    SmoothingForecaster,
     calibrate,
     calibration_origins,
     carried_record,
@@ -169,7 +166,7 @@ class _FittedHoltWinters(FittedModel):
         return forecast_paths(self.params, level, trend, season, origins, lead)
 
 
-class HoltWinters(Forecaster):
+class HoltWinters(SmoothingForecaster):
     """Additive damped-trend Holt-Winters with a daily season, on ``fit_step`` means.
 
     Options: ``window`` (history used for estimation, default 14 days), ``reestimate_every``
@@ -178,31 +175,10 @@ class HoltWinters(Forecaster):
     """
 
     name = "holt-winters"
-    keeps_record = True
-
-    def __init__(
-        self,
-        *,
-        window: float = 14 * DAY,
-        reestimate_every: float = REESTIMATE_EVERY,
-        calibration_window: float = CALIBRATION_WINDOW,
-        **kwargs: object,
-    ) -> None:
-        super().__init__(**kwargs)  # type: ignore[arg-type]
-        self.window = window
-        self.reestimate_every = reestimate_every
-        self.calibration_window = calibration_window
+    default_window = 14 * DAY
 
     def _fit(self, history: LoadSeries, *, previous: FittedModel | None) -> FittedModel:
-        step = max(self.fit_step, history.step)
-        period = max(2, round(DAY / step))
-        lead = self.lead_steps(step)
-        prepared = prepare_history(
-            history.last(self.window),
-            fit_step=self.fit_step,
-            min_points=2 * period + lead + 1,
-            what="history",
-        )
+        prepared, period, _ = self._prepare(history)
         if isinstance(previous, _FittedHoltWinters):
             continued = self._continue(previous, prepared)
             if continued is not None:

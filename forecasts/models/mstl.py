@@ -32,22 +32,18 @@ import numpy as np
 from scipy.signal import lfilter
 
 from forecasts.base import (
-    DAY,
     WEEK,
     Calibration,
     FittedModel,
     FloatArray,
-    Forecaster,
     PreparedHistory,
-    prepare_history,
     scale_floor,
     values_after,
 )
 from forecasts.errors import FitFailed
 from forecasts.models.smoothing import (
-    CALIBRATION_WINDOW,
-    REESTIMATE_EVERY,
     ForecastRecord,
+    SmoothingForecaster,
     calibrate,
     calibration_origins,
     carried_record,
@@ -190,7 +186,7 @@ class _FittedMSTL(FittedModel):
         return result
 
 
-class MSTL(Forecaster):
+class MSTL(SmoothingForecaster):
     """Daily (+ weekly beyond two weeks of history) MSTL profiles plus a damped-trend level.
 
     Options: ``window`` (history decomposed, default 28 days: four weekly cycles),
@@ -198,31 +194,10 @@ class MSTL(Forecaster):
     """
 
     name = "mstl"
-    keeps_record = True
-
-    def __init__(
-        self,
-        *,
-        window: float = 4 * WEEK,
-        reestimate_every: float = REESTIMATE_EVERY,
-        calibration_window: float = CALIBRATION_WINDOW,
-        **kwargs: object,
-    ) -> None:
-        super().__init__(**kwargs)  # type: ignore[arg-type]
-        self.window = window
-        self.reestimate_every = reestimate_every
-        self.calibration_window = calibration_window
+    default_window = 4 * WEEK
 
     def _fit(self, history: LoadSeries, *, previous: FittedModel | None) -> FittedModel:
-        step = max(self.fit_step, history.step)
-        daily = max(2, round(DAY / step))
-        lead = self.lead_steps(step)
-        prepared = prepare_history(
-            history.last(self.window),
-            fit_step=self.fit_step,
-            min_points=2 * daily + lead + 1,
-            what="history",
-        )
+        prepared, daily, lead = self._prepare(history)
         if isinstance(previous, _FittedMSTL):
             continued = self._continue(previous, prepared)
             if continued is not None:

@@ -13,12 +13,23 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from forecasts.base import DAY, Calibration, FittedModel, FloatArray, PreparedHistory, values_after
+from forecasts.base import (
+    DAY,
+    Calibration,
+    FittedModel,
+    FloatArray,
+    Forecaster,
+    PreparedHistory,
+    prepare_history,
+    values_after,
+)
+from forecasts.series import LoadSeries
 
 __all__ = [
     "CALIBRATION_WINDOW",
     "REESTIMATE_EVERY",
     "ForecastRecord",
+    "SmoothingForecaster",
     "calibrate",
     "calibration_from_paths",
     "calibration_origins",
@@ -148,3 +159,44 @@ def calibrate(
         merged = ForecastRecord(merged.origins[inside], merged.predicted[inside])
     calibration = calibration_from_paths(shifted(values, origins, lead), predicted, floor=floor)
     return calibration, merged
+
+
+class SmoothingForecaster(Forecaster):
+    """What Holt-Winters and MSTL share: their options and how they prepare a history.
+
+    ``window`` is the history used for estimation; a refit given ``previous`` within
+    ``reestimate_every`` of its estimation only advances the state and refreshes the
+    calibration, which uses the last ``calibration_window``.
+    """
+
+    keeps_record = True
+    default_window = 14 * DAY
+
+    def __init__(
+        self,
+        *,
+        window: float | None = None,
+        reestimate_every: float = REESTIMATE_EVERY,
+        calibration_window: float = CALIBRATION_WINDOW,
+        **kwargs: object,
+    ) -> None:
+        super().__init__(**kwargs)  # type: ignore[arg-type]
+        self.window = self.default_window if window is None else window
+        self.reestimate_every = reestimate_every
+        self.calibration_window = calibration_window
+
+    def _prepare(self, history: LoadSeries) -> tuple[PreparedHistory, int, int]:
+        """The estimation window on the model's grid, its daily period and lead, in steps.
+
+        Two whole days plus a lead are the least that estimates a daily season and checks it.
+        """
+        step = max(self.fit_step, history.step)
+        daily = max(2, round(DAY / step))
+        lead = self.lead_steps(step)
+        prepared = prepare_history(
+            history.last(self.window),
+            fit_step=self.fit_step,
+            min_points=2 * daily + lead + 1,
+            what="history",
+        )
+        return prepared, daily, lead
