@@ -41,7 +41,6 @@ from forecasts.models.smoothing import (
     SmoothingForecaster,
     calibrate,
     calibration_origins,
-    carried_record,
     damped_sums,
 )
 from forecasts.series import LoadSeries
@@ -176,6 +175,7 @@ class HoltWinters(SmoothingForecaster):
 
     name = "holt-winters"
     default_window = 14 * DAY
+    fitted_type = _FittedHoltWinters
 
     def _fit(self, history: LoadSeries, *, previous: FittedModel | None) -> FittedModel:
         prepared, period, _ = self._prepare(history)
@@ -277,14 +277,6 @@ class HoltWinters(SmoothingForecaster):
             season=season,
             record=record,
         )
-
-    def _record(
-        self, previous: FittedModel | None, prepared: PreparedHistory
-    ) -> ForecastRecord | None:
-        """The honest forecasts a previous fit of this model can hand on."""
-        if not isinstance(previous, _FittedHoltWinters):
-            return None
-        return carried_record(previous, prepared, self.lead_steps(prepared.step))
 
     @staticmethod
     def _estimate(

@@ -46,7 +46,6 @@ from forecasts.models.smoothing import (
     SmoothingForecaster,
     calibrate,
     calibration_origins,
-    carried_record,
     damped_sums,
     shifted,
 )
@@ -195,6 +194,7 @@ class MSTL(SmoothingForecaster):
 
     name = "mstl"
     default_window = 4 * WEEK
+    fitted_type = _FittedMSTL
 
     def _fit(self, history: LoadSeries, *, previous: FittedModel | None) -> FittedModel:
         prepared, daily, lead = self._prepare(history)
@@ -318,14 +318,6 @@ class MSTL(SmoothingForecaster):
             trend=trend,
             record=record,
         )
-
-    def _record(
-        self, previous: FittedModel | None, prepared: PreparedHistory
-    ) -> ForecastRecord | None:
-        """The honest forecasts a previous fit of this model can hand on."""
-        if not isinstance(previous, _FittedMSTL):
-            return None
-        return carried_record(previous, prepared, self.lead_steps(prepared.step))
 
     @staticmethod
     def _decompose(values: FloatArray, periods: tuple[int, ...]) -> list[FloatArray]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
@@ -171,6 +172,8 @@ class SmoothingForecaster(Forecaster):
 
     keeps_record = True
     default_window = 14 * DAY
+    #: The fitted class whose records a refit may carry on.
+    fitted_type: ClassVar[type[FittedModel]]
 
     def __init__(
         self,
@@ -200,3 +203,11 @@ class SmoothingForecaster(Forecaster):
             what="history",
         )
         return prepared, daily, lead
+
+    def _record(
+        self, previous: FittedModel | None, prepared: PreparedHistory
+    ) -> ForecastRecord | None:
+        """The honest forecasts a previous fit of this model can hand on."""
+        if not isinstance(previous, self.fitted_type):
+            return None
+        return carried_record(previous, prepared, self.lead_steps(prepared.step))
