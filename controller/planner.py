@@ -8,7 +8,7 @@ The rules, in order:
 1. **Need now** (the reactive floor): the replicas the latest load needs at target, headroom
    included. The plan never provisions less, whatever the forecast says.
 2. **Forecast**: the highest upper quantile of the forecast over the time a new pod needs to
-   become ready plus one loop, headroom on top.
+   become ready plus one loop, headroom on top, on the capacity worth holding (below).
 3. **Bounds**: ``replicas.min``/``replicas.max``.
 4. **Stabilisation** on the way down: the highest recommendation of the last
    ``behavior.scaleDown.stabilization`` (the HPA's rule: kubernetes/kubernetes
@@ -21,8 +21,10 @@ The rules, in order:
 7. **Reservation**: cloud capacity is held ahead by placeholders for the forecast over the
    cloud node's lead time plus pod start, so nodes are booted before the ramp needs them.
 
-Cloud nodes are paid for whole: above the point forecast, the band opens another cloud node
-only when it would use at least half of it (``_insured``).
+Cloud nodes are bought whole and held: above the point forecast's nodes, the band buys another
+node only when the load it is expected to serve, from the forecast's calibrated distribution,
+is worth what it costs at the price the quantile implies (``_cloud_worth_holding``). Within the
+physical pool and the nodes held, replicas run the band itself (those are paid for anyway).
 
 Without fresh load the plan holds what runs (it never scales down for missing data); without a
 usable forecast it sizes reactively and says so.
@@ -113,6 +115,9 @@ class PlannerSettings:
     pod_ready: float = 60.0
     #: A load sample older than this is stale: the plan holds instead of trusting it.
     stale_after: float = 300.0
+    #: How long a cloud node stays once unneeded: Cluster Autoscaler's
+    #: ``--scale-down-unneeded-time`` (10 minutes by default). A node bought is paid this long.
+    node_hold: float = 600.0
 
 
 @dataclass(frozen=True)
@@ -151,11 +156,26 @@ class Plan:
 MIN_FIT_STEP = 300.0
 
 
-def forecaster_for(spec: GatewayAutoscalerSpec) -> Forecaster:
-    """The region's forecaster: ``forecast.model`` fitted at ``max(5m, load.step)``."""
-    reach = (
-        spec.forecast.horizon + spec.forecast.refit + spec.cloud.node_lead_time
-    ).total_seconds()
+def forecast_reach(
+    spec: GatewayAutoscalerSpec, settings: PlannerSettings = PlannerSettings()
+) -> float:
+    """How far past ``now`` the planner reads the forecast: the horizon, and a cloud node's
+    boot and the least time it is then held."""
+    return max(
+        spec.forecast.horizon.total_seconds(),
+        settings.loop_interval
+        + settings.pod_ready
+        + spec.cloud.node_lead_time.total_seconds()
+        + settings.node_hold,
+    )
+
+
+def forecaster_for(
+    spec: GatewayAutoscalerSpec, settings: PlannerSettings = PlannerSettings()
+) -> Forecaster:
+    """The region's forecaster: ``forecast.model`` fitted at ``max(5m, load.step)``, its
+    calibration reaching as far as the planner reads (a refit's age included)."""
+    reach = forecast_reach(spec, settings) + spec.forecast.refit.total_seconds()
     return create(
         spec.forecast.model,
         fit_step=max(MIN_FIT_STEP, spec.load.step.total_seconds()),
@@ -194,25 +214,61 @@ def _latest(history: LoadSeries) -> tuple[float, float] | None:
     return None
 
 
-def _insured(upper_need: int, point_need: int, capacity: int, per_node: int) -> int:
-    """The quantile's need, buying cloud nodes for the band above the point only when used.
+def _expected_use(forecast: Forecast, loads: FloatArray, start: float, end: float) -> FloatArray:
+    """Seconds within ``[start, end]`` that the load is expected to exceed each of ``loads``.
 
-    The point forecast's replicas always count, and so does the band on the physical pool and
-    on the cloud nodes the point already needs (paid for whole). Beyond those, the band opens
-    another node only for at least half a node of replicas: opening a whole node to insure a
-    couple of replicas is where a predictive policy spends most and serves least.
+    Each forecast step stands for the bucket that ends at its time; a bucket counts for the
+    part of it inside the window, with the probability its calibration gives.
     """
-    if upper_need <= point_need:
-        return point_need
-    base_cloud = max(0, point_need - capacity)
-    covered = capacity + -(-base_cloud // per_node) * per_node
-    if upper_need <= covered:
-        return upper_need
-    extra = upper_need - covered
-    whole = extra // per_node
-    if extra - whole * per_node >= per_node / 2:
-        whole += 1
-    return max(point_need, covered + whole * per_node)
+    times = forecast.times()
+    lo = np.maximum(times - forecast.step, start)
+    hi = np.minimum(times, end)
+    steps = np.flatnonzero(hi > lo)
+    if not steps.size:
+        return np.zeros(np.size(loads))
+    weights = (hi - lo)[steps]
+    used: FloatArray = forecast.exceedance(loads, steps) @ weights
+    return used
+
+
+def _cloud_worth_holding(
+    forecast: Forecast,
+    spec: GatewayAutoscalerSpec,
+    *,
+    capacity: int,
+    floor: int,
+    now: float,
+    ready: float,
+    hold: float,
+) -> int:
+    """Cloud replicas worth holding, node by node: the quantile read as a price.
+
+    Provisioning the ``q`` quantile a minute at a time buys each replica that the load needs
+    with probability at least ``1 - q``: a paid replica-minute is worth ``1 - q`` served ones.
+    A cloud node is bought whole and for a while: paid from its request, through its boot
+    (``ready - now``), and then for at least ``hold`` (the cluster autoscaler keeps a node that
+    long after it was last needed). Each node above ``floor`` (the point forecast's, always
+    held) is held only when the replica-seconds it is expected to serve over that first
+    ``hold``, from the forecast's calibrated distribution, reach ``1 - q`` of the
+    replica-seconds it is paid for. A band made of rare spikes then buys nothing while the load
+    sits far below capacity, and buys nodes where the forecast nears the edge of what is held:
+    the insurance goes where the risk is. Ramps are the point forecast's, bought regardless.
+    """
+    q = spec.forecast.quantile
+    per_node = spec.cloud.replicas_per_node
+    limit = spec.cloud.max_replicas
+    price = 1.0 - q
+    paid = (ready - now) + hold
+    cloud = min(limit, -(-max(0, floor) // per_node) * per_node)
+    to_load = spec.load.per_replica / (1.0 + spec.headroom)
+    while cloud < limit:
+        # Replica ``s`` (1-based) is needed once the load exceeds ``(s - 1)`` replicas' worth.
+        slots = capacity + cloud + np.arange(per_node, dtype=np.float64)
+        used = float(_expected_use(forecast, slots * to_load, ready, ready + hold).sum())
+        if used < price * per_node * paid:
+            break
+        cloud = min(limit, cloud + per_node)
+    return cloud
 
 
 def plan_region(
@@ -274,15 +330,31 @@ def plan_region(
         point_node_need = replicas_for(
             _window_max(times, usable.point, usable.step, now, node_window), spec
         )
-        forecast_need = _insured(
-            replicas_for(forecast_load, spec), point_need, capacity, spec.cloud.replicas_per_node
+        # Cloud nodes worth holding: for a node requested now, over the time it would serve
+        # once booted (placeholders hold them); and for the coming minutes, on nodes already
+        # running. Replicas run the band above the point only on nodes worth both: the
+        # physical pool and those. Capacity held for a later ramp waits in placeholders.
+        cloud_held = _cloud_worth_holding(
+            usable,
+            spec,
+            capacity=capacity,
+            floor=max(point_node_need, point_need) - capacity,
+            now=now,
+            ready=now + spec.cloud.node_lead_time.total_seconds() + settings.pod_ready,
+            hold=settings.node_hold,
         )
-        node_need = _insured(
-            replicas_for(_window_max(times, upper, usable.step, now, node_window), spec),
-            point_node_need,
-            capacity,
-            spec.cloud.replicas_per_node,
+        cloud_now = _cloud_worth_holding(
+            usable,
+            spec,
+            capacity=capacity,
+            floor=point_need - capacity,
+            now=now,
+            ready=now + settings.pod_ready,
+            hold=settings.node_hold,
         )
+        upper_need = replicas_for(forecast_load, spec)
+        forecast_need = max(point_need, min(upper_need, capacity + min(cloud_held, cloud_now)))
+        node_need = max(point_node_need, capacity + cloud_held)
         ahead = (times > now) & (times - usable.step < now + spec.forecast.horizon.total_seconds())
         if ahead.any():
             best = int(upper[ahead].argmax())

@@ -31,6 +31,7 @@ from controller.planner import (
     PlannerSettings,
     Recommendation,
     RegionState,
+    forecast_reach,
     forecaster_for,
     plan_region,
 )
@@ -285,9 +286,11 @@ class TidalPolicy:
     def __init__(self, spec: GatewayAutoscalerSpec, scenario: Scenario) -> None:
         self.spec = spec
         self.settings = PlannerSettings(
-            loop_interval=scenario.loop_interval, pod_ready=scenario.pod_ready
+            loop_interval=scenario.loop_interval,
+            pod_ready=scenario.pod_ready,
+            node_hold=scenario.node_unneeded_time,
         )
-        self.forecaster = forecaster_for(spec)
+        self.forecaster = forecaster_for(spec, self.settings)
         self.fitted: FittedModel | None = None
         self.fitted_at = -math.inf
         self.problem: str | None = None
@@ -300,8 +303,9 @@ class TidalPolicy:
         self.forecast_upper: list[float] = []
         self._forecast_key: tuple[int, int] | None = None
         self._forecast: Forecast | None = None
-        # Forecast far enough that a forecast reused for one fit step still covers the horizon.
-        self.reach = spec.forecast.horizon.total_seconds() + max(
+        # Forecast as far as the planner reads, plus one fit step: a forecast is reused until
+        # the next bucket completes.
+        self.reach = forecast_reach(spec, self.settings) + max(
             300.0, spec.load.step.total_seconds()
         )
 

@@ -132,6 +132,26 @@ class Calibration:
         lead = np.minimum(np.arange(point.size), table.shape[1] - 1)
         return np.asarray(table[which, lead], dtype=np.float64)
 
+    def exceedance(
+        self, point: FloatArray, thresholds: FloatArray, steps: npt.NDArray[np.int64]
+    ) -> FloatArray:
+        """``P(actual > threshold)`` for each threshold (rows) and each of ``steps`` (columns,
+        indices into ``point``), from the errors of the step's lead time and level bin."""
+        limits = np.asarray(thresholds, dtype=np.float64).reshape(-1)
+        out = np.empty((limits.size, steps.size), dtype=np.float64)
+        for column, i in enumerate(steps.tolist()):
+            level = float(point[i])
+            lead = min(i, self.lead_steps - 1)
+            if self.bin_errors:
+                which = int(np.searchsorted(self.bin_edges, level, side="right"))
+                row = self.bin_errors[which][lead]
+            else:
+                row = self.errors[lead]
+            scale = max(max(level, 0.0) + self.scale_floor, 1e-12)
+            z = (limits - level) / scale
+            out[:, column] = 1.0 - np.searchsorted(row, z, side="right") / row.size
+        return out
+
 
 def _extend(values: FloatArray, steps: int) -> FloatArray:
     if steps <= values.size:
@@ -165,6 +185,10 @@ class Forecast:
         return np.maximum(
             np.maximum(self.point + spread * scale, 0.0), self.point if q >= 0.5 else 0.0
         )
+
+    def exceedance(self, thresholds: FloatArray, steps: npt.NDArray[np.int64]) -> FloatArray:
+        """``P(load > threshold)`` for each threshold (rows) at each of ``steps`` (columns)."""
+        return self.calibration.exceedance(self.point, thresholds, steps)
 
     def path(self, q: float | None = None) -> FloatArray:
         return self.point if q is None else self.upper(q)

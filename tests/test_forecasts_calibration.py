@@ -38,6 +38,24 @@ def test_upper_never_below_point_even_with_negative_errors() -> None:
     assert forecast.upper(0.95)[0] >= 100.0
 
 
+def test_exceedance_is_the_share_of_past_errors_above_the_threshold() -> None:
+    """P(load > x) counts the level-scaled errors that would have carried the point past x."""
+    calibration = _calibration([-0.2, -0.1, 0.0, 0.1, 0.2])
+    forecast = Forecast("m", 0.0, 300.0, np.array([100.0, 200.0]), calibration)
+    probabilities = forecast.exceedance(np.array([95.0, 115.0, 250.0]), np.array([0, 1]))
+    np.testing.assert_allclose(probabilities, [[0.6, 1.0], [0.2, 1.0], [0.0, 0.0]])
+
+
+def test_exceedance_agrees_with_the_upper_quantile() -> None:
+    """Just below the q band the load is exceeded with probability at least 1 - q; above, less."""
+    rng = np.random.default_rng(7)
+    calibration = _calibration(list(rng.normal(0.0, 0.1, 2000)))
+    forecast = Forecast("m", 0.0, 300.0, np.array([100.0]), calibration)
+    band = forecast.upper(0.9)[0]
+    below, above = forecast.exceedance(np.array([band - 0.5, band + 0.5]), np.array([0]))[:, 0]
+    assert below >= 0.1 > above
+
+
 def test_calibrate_replaces_in_sample_rows_by_the_honest_record() -> None:
     """Origins before the estimation use the recorded honest forecast, not the in-sample one."""
     values = np.array([10.0, 10.0, 10.0, 10.0, 10.0])

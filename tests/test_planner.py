@@ -265,12 +265,62 @@ def test_paused_changes_nothing() -> None:
     assert p.mode is Mode.PAUSED and not p.acts
 
 
+def mixed_forecast(level: float, errors: dict[float, int], *, steps: int = 40) -> Forecast:
+    """A flat forecast at ``level`` whose past relative errors are ``{error: count}``."""
+    column = np.concatenate([np.full(count, 1.0 + error) for error, count in errors.items()])
+    actual = np.repeat(column[:, None], steps, axis=1)
+    calibration = Calibration.from_forecasts(actual, np.ones_like(actual), scale_floor=0.0)
+    return Forecast("test", NOW, 60.0, np.full(steps, level), calibration)
+
+
 @pytest.mark.parametrize(
     ("spread", "cloud"),
-    [(0.08, 0), (0.2, 10)],
-    ids=["band-of-a-few-replicas-opens-no-node", "band-of-half-a-node-opens-one"],
+    [(0.08, 0), (0.2, 6)],
+    ids=["band-inside-physical-opens-no-node", "band-past-physical-opens-one"],
 )
-def test_band_opens_a_cloud_node_only_when_it_would_use_half(spread: float, cloud: int) -> None:
-    """Above the point forecast, the band buys a new cloud node only for half a node or more."""
+def test_band_certain_to_be_used_opens_a_node(spread: float, cloud: int) -> None:
+    """A band every past error reached opens the cloud node it reaches into, and pods fill it."""
     p = plan(make_spec(), 5000.0, forecast([5500.0] * 40, spread=spread), state(60, capacity=60))
-    assert p.cloud.replicas == cloud
+    assert (p.cloud.replicas, p.reserve.replicas) == (cloud, 10 if cloud else 0)
+
+
+def test_rare_spikes_far_above_the_point_buy_no_node() -> None:
+    """A q0.95 band made of spikes 7 in 100 forecasts saw is not worth a node held all along."""
+    fc = mixed_forecast(3000.0, {0.0: 93, 1.5: 7})
+    assert fc.upper(0.95)[0] > 7000.0  # the band itself reaches two nodes past physical
+    p = plan(make_spec(), 3000.0, fc, state(60, capacity=60))
+    assert (p.cloud.replicas, p.reserve.replicas) == (0, 0)
+
+
+def test_frequent_excursions_near_capacity_buy_a_node() -> None:
+    """Where one forecast in five crossed physical capacity by a node, a node is held for it."""
+    fc = mixed_forecast(5500.0, {0.0: 80, 0.3: 20})
+    p = plan(make_spec(), 5500.0, fc, state(60, capacity=60))
+    assert (p.cloud.replicas, p.reserve.replicas) == (10, 10)
+
+
+@pytest.mark.parametrize(
+    ("quantile", "reserved"), [(0.9, 0), (0.99, 10)], ids=["cheap-insurance", "dear-insurance"]
+)
+def test_the_quantile_sets_the_price_of_insurance(quantile: float, reserved: int) -> None:
+    """Four slots used one time in twenty: worth a node at q0.99, not at q0.9."""
+    fc = mixed_forecast(5500.0, {0.0: 95, 0.15: 5})
+    p = plan(make_spec(**{"forecast.quantile": quantile}), 5500.0, fc, state(60, capacity=60))
+    assert p.reserve.replicas == reserved
+
+
+def test_a_longer_node_boot_raises_the_bar() -> None:
+    """The boot is paid too: a node worth it with a 5-minute lead is not with a 60-minute one."""
+    fc = mixed_forecast(5500.0, {0.0: 90, 0.3: 10}, steps=120)
+    quick = plan(make_spec(), 5500.0, fc, state(60, capacity=60))
+    slow = plan(make_spec(**{"cloud.nodeLeadTime": "60m"}), 5500.0, fc, state(60, capacity=60))
+    assert (quick.reserve.replicas, slow.reserve.replicas) == (10, 0)
+
+
+def test_band_pods_fill_only_nodes_worth_holding() -> None:
+    """Pods run the band on nodes held anyway; a band past them asks for no extra pods."""
+    fc = mixed_forecast(6500.0, {0.0: 93, 1.0: 7})
+    p = plan(make_spec(), 6500.0, fc, state(60, 5, capacity=60, reserved=10))
+    assert fc.upper(0.95)[0] > 10_000.0
+    assert p.cloud.replicas == 10  # the point's node, filled; no node for the rare spike
+    assert p.reserve.replicas == 10

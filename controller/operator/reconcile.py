@@ -44,7 +44,14 @@ from controller.operator.status import (
     recommendations_to_status,
     rfc3339,
 )
-from controller.planner import Plan, PlannerSettings, RegionState, forecaster_for, plan_region
+from controller.planner import (
+    Plan,
+    PlannerSettings,
+    RegionState,
+    forecast_reach,
+    forecaster_for,
+    plan_region,
+)
 from controller.spec import GatewayAutoscalerSpec, Mode
 from forecasts.base import FittedModel, Forecast
 from forecasts.errors import (
@@ -248,14 +255,19 @@ class Reconciler:
         return _Read(physical, cloud, placeholder, capacity)
 
     def _horizon(self, spec: GatewayAutoscalerSpec) -> float:
-        """Far enough for the planner's reservation: pod start, one loop, a node's lead time."""
-        need = (
-            self.settings.pod_ready
-            + self.settings.loop_interval
-            + spec.cloud.node_lead_time.total_seconds()
-            + spec.load.step.total_seconds()
+        """As far as the planner reads (a node's boot and first hold), one load step on top."""
+        return max(
+            spec.forecast.horizon.total_seconds(),
+            forecast_reach(spec, self._planner_settings(spec)) + spec.load.step.total_seconds(),
         )
-        return max(spec.forecast.horizon.total_seconds(), need)
+
+    def _planner_settings(self, spec: GatewayAutoscalerSpec) -> PlannerSettings:
+        return PlannerSettings(
+            loop_interval=self.settings.loop_interval,
+            pod_ready=self.settings.pod_ready,
+            stale_after=max(300.0, 2 * spec.load.step.total_seconds()),
+            node_hold=self.settings.node_hold,
+        )
 
     def _fit_job(
         self, spec: GatewayAutoscalerSpec, labels: tuple[str, str]
@@ -267,7 +279,9 @@ class Reconciler:
             history = self.source.read_history(
                 spec.load.query, start=end - spec.load.history.total_seconds(), end=end, step=step
             )
-            fitted = forecaster_for(spec).fit(history, previous=previous)
+            fitted = forecaster_for(spec, self._planner_settings(spec)).fit(
+                history, previous=previous
+            )
             self.metrics.fit_seconds.labels(*labels, spec.forecast.model).observe(
                 fitted.fit_seconds
             )
@@ -364,11 +378,7 @@ class Reconciler:
         else:
             forecast_problem = f"the first fit of {spec.forecast.model} is running"
 
-        planner_settings = PlannerSettings(
-            loop_interval=self.settings.loop_interval,
-            pod_ready=self.settings.pod_ready,
-            stale_after=max(300.0, 2 * step),
-        )
+        planner_settings = self._planner_settings(spec)
         plan = plan_region(
             spec,
             history=history,

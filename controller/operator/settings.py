@@ -82,6 +82,12 @@ class OperatorSettings(BaseSettings):
         default=5.0, gt=0, description="Re-open the CR watch after this long without events"
     )
     pod_ready: Seconds = Field(default=60.0, ge=0, description="A new gateway pod's time to ready")
+    node_hold: Seconds = Field(
+        default=600.0,
+        ge=0,
+        description="How long the cluster autoscaler keeps an unneeded cloud node "
+        "(its --scale-down-unneeded-time): the least a node bought is paid for once ready",
+    )
     fit_workers: int = Field(default=2, ge=1, description="Threads that fit models off the loop")
     fit_retry: Seconds = Field(
         default=30.0,

@@ -69,12 +69,12 @@ def test_two_regions_fill_physical_then_cloud_and_reserve_ahead(
                     "step": "1m",
                     "history": "14d",
                 },
-                # The ramp starts 15 minutes from now; a node lead time well past it lets the
-                # reservation see the ramp's growth, not only its first minutes.
+                # The ramp starts 15 minutes from now and climbs for hours: a node lead time
+                # of hours puts the forecast's climb, not only the band, in the reservation.
                 cloud={
                     "deployment": f"gateway-{region}-cloud",
                     "maxReplicas": 300,
-                    "nodeLeadTime": "45m",
+                    "nodeLeadTime": "4h",
                     "reserve": True,
                     "replicasPerNode": 1,
                 },
