@@ -316,7 +316,7 @@ def plan_region(
         problem = "no forecast"
 
     peak = peak_at = None
-    forecast_need = node_need = 0
+    forecast_need = node_need = point_node_need = 0
     pod_window = now + settings.pod_ready + settings.loop_interval
     if usable is not None:
         # One quantile path per plan; every window below is a slice of it.
@@ -474,10 +474,15 @@ def plan_region(
     else:
         ahead_cloud = min(spec.cloud.max_replicas, max(0, node_need - capacity))
         if ahead_cloud > cloud_new:
+            why = (
+                f"cloud nodes worth holding bring it to {node_need}"
+                if node_need > point_node_need
+                else "the node lead time"
+            )
             reserve = Decision(
                 ahead_cloud,
                 Reason.FORECAST,
-                f"forecast needs {node_need} within the node lead time; "
+                f"the point forecast needs {point_node_need} within {why}; "
                 f"{ahead_cloud - cloud_new} held by placeholders",
             )
         else:

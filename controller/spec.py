@@ -131,7 +131,15 @@ class ForecastSpec(_Model):
         description="Forecasting model: a name from the registry (the CRD lists them)",
     )
     horizon: Duration = Field(default=timedelta(minutes=30))
-    quantile: float = Field(default=0.95, gt=0.5, lt=1.0)
+    quantile: float = Field(
+        default=0.95,
+        gt=0.5,
+        lt=1.0,
+        description="Upper quantile provisioned on capacity paid for anyway (the physical pool, "
+        "cloud nodes held). It is also the price of insurance: a cloud node beyond the point "
+        "forecast's is bought only when it is expected to serve at least 1 - quantile of the "
+        "replica-minutes it is paid for.",
+    )
     refit: Duration = Field(default=timedelta(minutes=15))
 
     @model_validator(mode="after")

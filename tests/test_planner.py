@@ -208,6 +208,7 @@ def test_reserves_cloud_ahead_of_a_ramp() -> None:
     assert p.reserve.replicas == 30
     assert p.placeholders == 30
     assert p.reserve.reason is Reason.FORECAST
+    assert "the point forecast needs 90" in p.reserve.message
 
 
 def test_no_reservation_when_disabled() -> None:
