@@ -214,21 +214,22 @@ def _latest(history: LoadSeries) -> tuple[float, float] | None:
     return None
 
 
-def _expected_use(forecast: Forecast, loads: FloatArray, start: float, end: float) -> FloatArray:
-    """Seconds within ``[start, end]`` that the load is expected to exceed each of ``loads``.
+def _window_weights(
+    forecast: Forecast, start: float, end: float
+) -> tuple[npt.NDArray[np.int64], FloatArray]:
+    """The forecast steps whose buckets overlap ``[start, end]``, and the seconds of overlap.
 
-    Each forecast step stands for the bucket that ends at its time; a bucket counts for the
-    part of it inside the window, with the probability its calibration gives.
+    Each forecast step stands for the bucket that ends at its time.
     """
     times = forecast.times()
     lo = np.maximum(times - forecast.step, start)
     hi = np.minimum(times, end)
     steps = np.flatnonzero(hi > lo)
-    if not steps.size:
-        return np.zeros(np.size(loads))
-    weights = (hi - lo)[steps]
-    used: FloatArray = forecast.exceedance(loads, steps) @ weights
-    return used
+    return steps, np.asarray((hi - lo)[steps], dtype=np.float64)
+
+
+#: Nodes weighed per call: most plans stop within a few, and one call per node costs more.
+_NODES_PER_BLOCK = 4
 
 
 def _cloud_worth_holding(
@@ -261,13 +262,19 @@ def _cloud_worth_holding(
     paid = (ready - now) + hold
     cloud = min(limit, -(-max(0, floor) // per_node) * per_node)
     to_load = spec.load.per_replica / (1.0 + spec.headroom)
+    steps, seconds = _window_weights(forecast, ready, ready + hold)
+    if not steps.size:
+        return cloud
     while cloud < limit:
-        # Replica ``s`` (1-based) is needed once the load exceeds ``(s - 1)`` replicas' worth.
-        slots = capacity + cloud + np.arange(per_node, dtype=np.float64)
-        used = float(_expected_use(forecast, slots * to_load, ready, ready + hold).sum())
-        if used < price * per_node * paid:
-            break
-        cloud = min(limit, cloud + per_node)
+        # Replica ``s`` (1-based) is needed once the load exceeds ``(s - 1)`` replicas' worth;
+        # a replica's expected use is the seconds of the window it is needed, summed per node.
+        nodes = min(_NODES_PER_BLOCK, -(-(limit - cloud) // per_node))
+        slots = capacity + cloud + np.arange(nodes * per_node, dtype=np.float64)
+        used = (forecast.exceedance(slots * to_load, steps) @ seconds).reshape(nodes, per_node)
+        for node_use in used.sum(axis=1).tolist():
+            if node_use < price * per_node * paid:
+                return cloud
+            cloud = min(limit, cloud + per_node)
     return cloud
 
 
