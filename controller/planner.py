@@ -18,8 +18,9 @@ The rules, in order:
    full: its machines are paid for, and a warm gateway there absorbs what no model foresaw.
 6. **Rate limits**: at most ``scaleUp.maxReplicasPerMinute`` added and
    ``scaleDown.maxReplicasPerMinute`` removed per minute, cloud removed before physical.
-7. **Reservation**: cloud capacity is held ahead by placeholders for the forecast over the
-   cloud node's lead time plus pod start, so nodes are booted before the ramp needs them.
+7. **Reservation**: cloud capacity is held ahead by placeholders for the point forecast over
+   the cloud node's lead time plus pod start, and for the cloud nodes worth holding once a node
+   requested now would be ready, so nodes are booted before the ramp needs them.
 
 Cloud nodes are bought whole and held: above the point forecast's nodes, the band buys another
 node only when the load it is expected to serve, from the forecast's calibrated distribution,
@@ -481,16 +482,16 @@ def plan_region(
     else:
         ahead_cloud = min(spec.cloud.max_replicas, max(0, node_need - capacity))
         if ahead_cloud > cloud_new:
-            why = (
-                f"cloud nodes worth holding bring it to {node_need}"
+            insured = (
+                f", cloud nodes worth holding bring it to {node_need}"
                 if node_need > point_node_need
-                else "the node lead time"
+                else ""
             )
             reserve = Decision(
                 ahead_cloud,
                 Reason.FORECAST,
-                f"the point forecast needs {point_node_need} within {why}; "
-                f"{ahead_cloud - cloud_new} held by placeholders",
+                f"the point forecast needs {point_node_need} within the node lead time"
+                f"{insured}; {ahead_cloud - cloud_new} held by placeholders",
             )
         else:
             reserve = Decision(

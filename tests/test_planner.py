@@ -300,6 +300,21 @@ def test_frequent_excursions_near_capacity_buy_a_node() -> None:
     assert (p.cloud.replicas, p.reserve.replicas) == (10, 10)
 
 
+def test_insurance_beyond_the_point_waits_in_placeholders_when_pods_run_below_it() -> None:
+    """Nodes held for the band after a node's boot, but not before, are placeholders."""
+    path = [5500.0] * 6 + [5800.0] * 34  # the point stays below capacity; the risk rises later
+    actual = np.repeat(np.array([1.0] * 80 + [1.3] * 20)[:, None], len(path), axis=1)
+    actual[:, :6] = 1.0  # the first minutes never missed
+    calibration = Calibration.from_forecasts(actual, np.ones_like(actual), scale_floor=0.0)
+    fc = Forecast("test", NOW, 60.0, np.asarray(path), calibration)
+    p = plan(make_spec(), 5500.0, fc, state(60, capacity=60))
+    assert p.cloud.replicas == 0
+    assert p.placeholders == 20  # replicas 61-75 reached one time in five: two nodes
+    assert "needs 58 within the node lead time, cloud nodes worth holding bring it to 80" in (
+        p.reserve.message
+    )
+
+
 @pytest.mark.parametrize(
     ("quantile", "reserved"), [(0.9, 0), (0.99, 10)], ids=["cheap-insurance", "dear-insurance"]
 )
