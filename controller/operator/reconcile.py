@@ -255,11 +255,9 @@ class Reconciler:
         return _Read(physical, cloud, placeholder, capacity)
 
     def _horizon(self, spec: GatewayAutoscalerSpec) -> float:
-        """As far as the planner reads (a node's boot and first hold), one load step on top."""
-        return max(
-            spec.forecast.horizon.total_seconds(),
-            forecast_reach(spec, self._planner_settings(spec)) + spec.load.step.total_seconds(),
-        )
+        """As far as the planner reads (the horizon, or a node's boot and first hold), one load
+        step on top."""
+        return forecast_reach(spec, self._planner_settings(spec)) + spec.load.step.total_seconds()
 
     def _planner_settings(self, spec: GatewayAutoscalerSpec) -> PlannerSettings:
         return PlannerSettings(
