@@ -10,7 +10,14 @@ import pytest
 from forecasts import create
 from forecasts.base import DAY
 from forecasts.models.holt_winters import HoltWinters, run_recursion
-from forecasts.models.mstl import LevelParameters, advance_level, level_filter
+from forecasts.models.mstl import (
+    MSTL,
+    LevelParameters,
+    advance_level,
+    level_filter,
+    profile_widths,
+    smooth_cycle,
+)
 from tests.forecast_series import seasonal, series
 
 REFITTABLE = [pytest.param(m, id=m) for m in ("holt-winters", "mstl", "auto")]
@@ -130,3 +137,47 @@ def test_models_fit_a_coarser_trace_at_its_own_step() -> None:
     fitted = create("holt-winters").fit(hourly)
     assert fitted.step == 3600.0
     assert fitted.params.period == round(DAY / 3600)
+
+
+def _sharp_or_noisy(noise: float, *, days: int = 8, seed: int = 5) -> np.ndarray:
+    """A daily cycle with a one-hour evening burst, plus white noise of ``noise``."""
+    t = np.arange(days * 288) * 300.0
+    hour = (t % DAY) / 3600.0
+    burst = np.where((hour >= 19) & (hour < 20), 150.0, 0.0)
+    base = 200 + 60 * np.sin(2 * np.pi * t / DAY - 1.0) + burst
+    return np.maximum(base + np.random.default_rng(seed).normal(0, noise, t.size), 0.0)
+
+
+def test_mstl_smooths_a_noisy_profile_and_keeps_a_clean_one() -> None:
+    """The profile's width is chosen on held-out data: noise is smoothed away, a sharp
+    one-hour burst that repeats every day is kept."""
+    noisy = create("mstl").fit(series(_sharp_or_noisy(noise=80.0)))
+    clean = create("mstl").fit(series(_sharp_or_noisy(noise=1.0)))
+    assert noisy.profile_width > 1
+    assert clean.profile_width < noisy.profile_width
+    # The clean burst survives in the profile (which starts at midnight here): the hour from
+    # 19:00 stands well above the hour from 17:00, as in the data (150 minus the sine's fall).
+    burst, before = clean.profile[228:240].mean(), clean.profile[204:216].mean()
+    assert burst - before > 100.0
+
+
+def test_mstl_profile_smoothing_lowers_the_error_on_a_noisy_cycle() -> None:
+    """Smoothing chosen out of sample forecasts new noisy days better than the raw last cycle."""
+    values = _sharp_or_noisy(noise=80.0, days=10)
+    history, future = values[: 8 * 288], values[8 * 288 :]
+    fitted = create("mstl").fit(series(history))
+    assert fitted.profile_width > 1
+    smoothed = np.tile(fitted.profile, 2)[: future.size] + fitted.level[-1]
+    raw_fit = MSTL()._decompose(history, (288,))[0][-288:]
+    raw = np.tile(raw_fit, 2)[: future.size] + fitted.level[-1]
+    assert np.abs(future - smoothed).mean() < np.abs(future - raw).mean()
+
+
+def test_profile_widths_are_odd_and_cover_a_sixth_of_the_cycle() -> None:
+    """Widths are centred (odd), start at none, and reach a sixth of the cycle."""
+    widths = profile_widths(288)
+    assert widths[0] == 1
+    assert all(w % 2 == 1 for w in widths)
+    assert widths[-1] == 49
+    assert profile_widths(24) == (1, 3, 5)
+    np.testing.assert_allclose(smooth_cycle(np.arange(6.0), 3), [2.0, 1.0, 2.0, 3.0, 4.0, 3.0])

@@ -8,9 +8,12 @@
    tenth of the daily period (R's ``stl`` default is a tenth of each window), which keeps a
    4-week decomposition at 5 minutes under a second.
 2. The season used for forecasting is the *last* cycle of each component, repeated: what the
-   most recent day (and week) looked like. The history is deseasonalised with that same
-   repeated profile, so the fitted state, its calibration and every later advance all see the
-   season exactly as a forecast will.
+   most recent day (and week) looked like, smoothed within the cycle by a moving average whose
+   width (none up to a sixth of the day) is chosen out of sample: the last day is held out and
+   forecast with each width, and the lowest multi-step error wins. On a noisy series a profile
+   taken from a few cycles is mostly their noise; on a clean one it keeps its detail. The
+   history is deseasonalised with that same repeated profile, so the fitted state, its
+   calibration and every later advance all see the season exactly as a forecast will.
 3. The deseasonalised level follows damped-trend exponential smoothing (error-correction form,
    ``e = d - (l + phi*b)``, ``l += phi*b + alpha*e``, ``b = phi*b + alpha*beta*e``) whose
    ``alpha``, ``beta`` and ``phi`` are estimated by a grid search minimising the in-sample
@@ -117,6 +120,13 @@ def level_paths(
 
 def estimate_level(deseasonalised: FloatArray, *, lead: int, burn_in: int) -> LevelParameters:
     """The grid point with the lowest multi-step MAE after ``burn_in`` samples."""
+    return _level_fit(deseasonalised, lead=lead, burn_in=burn_in)[0]
+
+
+def _level_fit(
+    deseasonalised: FloatArray, *, lead: int, burn_in: int
+) -> tuple[LevelParameters, float]:
+    """The best grid point and its loss (the mean over leads of the multi-step MAE)."""
     candidates = [LevelParameters(a, 0.0, 1.0) for a in _ALPHAS]
     candidates += [LevelParameters(a, b, p) for a in _ALPHAS for b in _BETAS for p in _PHIS]
     n = deseasonalised.size
@@ -134,7 +144,32 @@ def estimate_level(deseasonalised: FloatArray, *, lead: int, burn_in: int) -> Le
             loss += float(np.abs(errors).mean()) if errors.size else 0.0
         if loss < best_loss:
             best, best_loss = params, loss
-    return best
+    return best, best_loss
+
+
+#: Widths tried for smoothing the profile within its cycle, as fractions of the cycle (for a
+#: daily cycle: none, 15 minutes, 30 minutes, an hour, two, four).
+PROFILE_WIDTHS = (0.0, 1 / 96, 1 / 48, 1 / 24, 1 / 12, 1 / 6)
+
+
+def smooth_cycle(cycle: FloatArray, width: int) -> FloatArray:
+    """A circular centred moving average of ``width`` samples (odd; 1 leaves it as it is)."""
+    if width <= 1:
+        return cycle
+    half = width // 2
+    padded = np.concatenate([cycle[-half:], cycle, cycle[:half]])
+    smoothed: FloatArray = np.convolve(padded, np.ones(width) / width, mode="valid")
+    return smoothed
+
+
+def profile_widths(period: int) -> tuple[int, ...]:
+    """Odd sample counts for :data:`PROFILE_WIDTHS` of a ``period``-sample cycle, no repeats."""
+    widths: list[int] = []
+    for fraction in PROFILE_WIDTHS:
+        width = 2 * math.floor(fraction * period / 2) + 1
+        if width not in widths:
+            widths.append(width)
+    return tuple(widths)
 
 
 @dataclass(eq=False)
@@ -150,6 +185,7 @@ class _FittedMSTL(FittedModel):
     profile: FloatArray  # the season, starting at the step after the estimation's last sample
     advanced: int  # samples since the estimation's last sample (phase into ``profile``)
     periods: tuple[int, ...]
+    profile_width: int  # samples the profile was smoothed over within its cycle (1: not)
     # The last samples of the fit, their deseasonalised values, and the level and trend after each.
     values: FloatArray
     deseasonalised: FloatArray
@@ -203,14 +239,12 @@ class MSTL(SmoothingForecaster):
             if continued is not None:
                 return continued
         values = prepared.values
-        weekly = round(WEEK / prepared.step)
-        periods = (daily, weekly) if values.size > 2 * weekly else (daily,)
+        periods = self._periods(values.size, prepared.step, daily)
+        width = self._profile_width(values, daily, lead, prepared.step)
         components = self._decompose(values, periods)
         # The profile starts at the step after the last sample: the last cycle, repeated.
-        total = math.lcm(*periods)
-        profile = np.zeros(total)
-        for period, component in zip(periods, components, strict=True):
-            profile += np.tile(component[-period:], total // period)
+        profile = self._profile(components, periods, width)
+        total = profile.size
         # Deseasonalise the history with that same profile, extended backwards.
         phases = (np.arange(values.size) - values.size) % total
         deseasonalised = values - profile[phases]
@@ -225,6 +259,7 @@ class MSTL(SmoothingForecaster):
             profile=profile,
             advanced=0,
             periods=periods,
+            profile_width=width,
             values=values,
             deseasonalised=deseasonalised,
             level=level,
@@ -257,6 +292,7 @@ class MSTL(SmoothingForecaster):
             profile=previous.profile,
             advanced=previous.advanced + new.size,
             periods=previous.periods,
+            profile_width=previous.profile_width,
             values=np.concatenate([previous.values, new]),
             deseasonalised=np.concatenate([previous.deseasonalised, deseasonalised]),
             level=np.concatenate([previous.level, level]),
@@ -274,6 +310,7 @@ class MSTL(SmoothingForecaster):
         profile: FloatArray,
         advanced: int,
         periods: tuple[int, ...],
+        profile_width: int,
         values: FloatArray,
         deseasonalised: FloatArray,
         level: FloatArray,
@@ -312,12 +349,53 @@ class MSTL(SmoothingForecaster):
             profile=profile,
             advanced=advanced,
             periods=periods,
+            profile_width=profile_width,
             values=values,
             deseasonalised=deseasonalised,
             level=level,
             trend=trend,
             record=record,
         )
+
+    @staticmethod
+    def _profile(components: list[FloatArray], periods: tuple[int, ...], width: int) -> FloatArray:
+        """The last cycle of each component, smoothed over ``width`` samples, summed."""
+        total = math.lcm(*periods)
+        profile = np.zeros(total)
+        for period, component in zip(periods, components, strict=True):
+            profile += np.tile(smooth_cycle(component[-period:], width), total // period)
+        return profile
+
+    def _periods(self, size: int, step: float, daily: int) -> tuple[int, ...]:
+        weekly = round(WEEK / step)
+        return (daily, weekly) if size > 2 * weekly else (daily,)
+
+    def _profile_width(self, values: FloatArray, daily: int, lead: int, step: float) -> int:
+        """How far to smooth the profile within its cycle, judged out of sample.
+
+        A profile estimated from a few noisy cycles carries their noise at every step. The last
+        day is held out (less when the history cannot spare it beyond the two cycles STL needs)
+        and the rest decomposed; each width of :func:`profile_widths` smooths that profile,
+        which then forecasts the held-out samples with the level's best parameters; the width
+        with the lowest multi-step error wins. When too little can be held out to judge, the
+        profile is left as it is.
+        """
+        widths = profile_widths(daily)
+        # A day held out, or what the history can spare beyond the two cycles STL needs.
+        held = min(daily, values.size - (2 * daily + lead + 1))
+        if len(widths) == 1 or held < max(lead, daily // 4):
+            return 1
+        head = values[:-held]
+        periods = self._periods(head.size, step, daily)
+        components = self._decompose(head, periods)
+        best, best_loss = 1, math.inf
+        for width in widths:
+            profile = self._profile(components, periods, width)
+            phases = (np.arange(values.size) - head.size) % profile.size
+            _, loss = _level_fit(values - profile[phases], lead=lead, burn_in=head.size - 1)
+            if loss < best_loss:
+                best, best_loss = width, loss
+        return best
 
     @staticmethod
     def _decompose(values: FloatArray, periods: tuple[int, ...]) -> list[FloatArray]:
