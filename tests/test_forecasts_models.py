@@ -181,3 +181,11 @@ def test_profile_widths_are_odd_and_cover_a_sixth_of_the_cycle() -> None:
     assert widths[-1] == 49
     assert profile_widths(24) == (1, 3, 5)
     np.testing.assert_allclose(smooth_cycle(np.arange(6.0), 3), [2.0, 1.0, 2.0, 3.0, 4.0, 3.0])
+
+
+def test_mstl_judges_the_profile_on_what_a_short_history_can_spare() -> None:
+    """Two and a half days hold out half a day and still smooth a noisy profile; with barely
+    more than the two cycles STL needs there is nothing to judge on and the profile stays raw."""
+    noisy = _sharp_or_noisy(noise=80.0)
+    assert create("mstl").fit(series(noisy[: 288 * 5 // 2])).profile_width > 1
+    assert create("mstl").fit(series(noisy[: 2 * 288 + 40])).profile_width == 1

@@ -387,7 +387,10 @@ class MSTL(SmoothingForecaster):
             return 1
         head = values[:-held]
         periods = self._periods(head.size, step, daily)
-        components = self._decompose(head, periods)
+        try:
+            components = self._decompose(head, periods)
+        except FitFailed:
+            return 1  # the trial could not run; the fit on the whole history decides
         best, best_loss = 1, math.inf
         for width in widths:
             profile = self._profile(components, periods, width)
