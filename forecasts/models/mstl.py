@@ -118,15 +118,11 @@ def level_paths(
     return paths
 
 
-def estimate_level(deseasonalised: FloatArray, *, lead: int, burn_in: int) -> LevelParameters:
-    """The grid point with the lowest multi-step MAE after ``burn_in`` samples."""
-    return _level_fit(deseasonalised, lead=lead, burn_in=burn_in)[0]
-
-
-def _level_fit(
+def estimate_level(
     deseasonalised: FloatArray, *, lead: int, burn_in: int
 ) -> tuple[LevelParameters, float]:
-    """The best grid point and its loss (the mean over leads of the multi-step MAE)."""
+    """The grid point with the lowest multi-step MAE after ``burn_in`` samples, and that loss
+    (the MAE summed over leads ``1..lead``)."""
     candidates = [LevelParameters(a, 0.0, 1.0) for a in _ALPHAS]
     candidates += [LevelParameters(a, b, p) for a in _ALPHAS for b in _BETAS for p in _PHIS]
     n = deseasonalised.size
@@ -248,7 +244,7 @@ class MSTL(SmoothingForecaster):
         # Deseasonalise the history with that same profile, extended backwards.
         phases = (np.arange(values.size) - values.size) % total
         deseasonalised = values - profile[phases]
-        params = estimate_level(deseasonalised, lead=lead, burn_in=min(daily, values.size // 4))
+        params, _ = estimate_level(deseasonalised, lead=lead, burn_in=min(daily, values.size // 4))
         level, trend = level_filter(params, deseasonalised)
         return self._fitted(
             params,
@@ -366,7 +362,9 @@ class MSTL(SmoothingForecaster):
             profile += np.tile(smooth_cycle(component[-period:], width), total // period)
         return profile
 
-    def _periods(self, size: int, step: float, daily: int) -> tuple[int, ...]:
+    @staticmethod
+    def _periods(size: int, step: float, daily: int) -> tuple[int, ...]:
+        """The daily period, and the weekly one when the history holds more than two weeks."""
         weekly = round(WEEK / step)
         return (daily, weekly) if size > 2 * weekly else (daily,)
 
@@ -395,7 +393,7 @@ class MSTL(SmoothingForecaster):
         for width in widths:
             profile = self._profile(components, periods, width)
             phases = (np.arange(values.size) - head.size) % profile.size
-            _, loss = _level_fit(values - profile[phases], lead=lead, burn_in=head.size - 1)
+            _, loss = estimate_level(values - profile[phases], lead=lead, burn_in=head.size - 1)
             if loss < best_loss:
                 best, best_loss = width, loss
         return best
