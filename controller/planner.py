@@ -17,7 +17,10 @@ The rules, in order:
    to cloud, up to ``cloud.maxReplicas``. With ``physical.keepWarm`` the physical pool stays
    full: its machines are paid for, and a warm gateway there absorbs what no model foresaw.
 6. **Rate limits**: at most ``scaleUp.maxReplicasPerMinute`` added and
-   ``scaleDown.maxReplicasPerMinute`` removed per minute, cloud removed before physical.
+   ``scaleDown.maxReplicasPerMinute`` removed per minute, cloud removed before physical. The
+   scale-down limit bounds the users disconnected per minute: with ``limitBy: Load`` (the
+   default) a replica counts for the load it carries against a full one, so the idle replicas a
+   passed spike leaves go sooner (``_scale_down_budget``).
 7. **Reservation**: cloud capacity is held ahead by placeholders for the point forecast over
    the cloud node's lead time plus pod start, and for the cloud nodes worth holding once a node
    requested now would be ready, so nodes are booted before the ramp needs them.
@@ -40,7 +43,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from controller.spec import GatewayAutoscalerSpec, Mode
+from controller.spec import GatewayAutoscalerSpec, LimitBy, Mode
 from forecasts.base import Forecast, Forecaster
 from forecasts.registry import create
 from forecasts.series import LoadSeries
@@ -279,6 +282,29 @@ def _cloud_worth_holding(
     return cloud
 
 
+def _scale_down_budget(
+    spec: GatewayAutoscalerSpec, load: float | None, replicas: int, minutes: float
+) -> int:
+    """Replicas that may be removed this loop.
+
+    ``maxReplicasPerMinute`` full replicas' worth of users. With ``limitBy: Load``, the load is
+    taken as spread evenly over the replicas that run, and a replica counts for its share
+    against a full one (``perReplica`` less headroom, what the planner sizes for): replicas at
+    target count as one each, the idle ones a passed spike leaves behind as a fraction. The
+    budget is never below the plain count, and without a fresh load sample it is the plain
+    count.
+    """
+    behavior = spec.behavior.scale_down
+    budget = max(1, math.floor(behavior.max_replicas_per_minute * minutes))
+    if behavior.limit_by is not LimitBy.LOAD or load is None or replicas <= 0:
+        return budget
+    full = spec.load.per_replica / (1.0 + spec.headroom)
+    share = max(0.0, load) / (replicas * full)
+    if share * replicas <= budget:
+        return max(budget, replicas)  # everything that runs carries less than the budget
+    return max(budget, math.floor(budget / share + 1e-9))
+
+
 def plan_region(
     spec: GatewayAutoscalerSpec,
     *,
@@ -447,7 +473,7 @@ def plan_region(
     # 6: rate limits, cloud removed first. Physical above capacity cannot run: dropped at once.
     minutes = settings.loop_interval / 60.0
     up_budget = max(1, math.floor(spec.behavior.scale_up.max_replicas_per_minute * minutes))
-    down_budget = max(1, math.floor(spec.behavior.scale_down.max_replicas_per_minute * minutes))
+    down_budget = _scale_down_budget(spec, load, state.total_replicas, minutes)
     cur_physical = min(state.physical_replicas, capacity)
     cur_cloud = state.cloud_replicas
     physical_new, cloud_new = physical_target, cloud_target

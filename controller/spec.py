@@ -24,6 +24,7 @@ __all__ = [
     "ForecastSpec",
     "GatewayAutoscaler",
     "GatewayAutoscalerSpec",
+    "LimitBy",
     "LoadSpec",
     "Mode",
     "PhysicalSpec",
@@ -151,9 +152,32 @@ class ForecastSpec(_Model):
         return self
 
 
+class LimitBy(enum.StrEnum):
+    """What ``scaleDown.maxReplicasPerMinute`` counts."""
+
+    #: A removed replica counts for the share of a full replica's load it carries: the limit
+    #: bounds the users disconnected per minute.
+    LOAD = "Load"
+    #: Every removed replica counts as one, busy or idle (the HPA's ``Pods`` policy).
+    REPLICAS = "Replicas"
+
+
 class ScaleDownBehavior(_Model):
     stabilization: Duration = Field(default=timedelta(minutes=10))
-    max_replicas_per_minute: int = Field(default=10, ge=1)
+    max_replicas_per_minute: int = Field(
+        default=10,
+        ge=1,
+        description="Replicas removed per minute at most, counted as limitBy says",
+    )
+    limit_by: LimitBy = Field(
+        default=LimitBy.LOAD,
+        description=(
+            "Load: a removed replica counts for the load it carries against a full replica "
+            "(perReplica less headroom), so replicas left idle by a spike that has passed go "
+            "sooner, and busy ones no faster than maxReplicasPerMinute. Replicas: every "
+            "replica counts as one"
+        ),
+    )
 
 
 class ScaleUpBehavior(_Model):

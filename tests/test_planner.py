@@ -166,7 +166,8 @@ def test_scale_down_stabilisation(
     recs: tuple[Recommendation, ...], expected: int, reason: Reason
 ) -> None:
     """On the way down the highest recommendation of the window holds; older ones are forgotten."""
-    p = plan(make_spec(), 1000.0, forecast(FLAT), state(30, capacity=100, recs=recs))
+    spec = make_spec(**{"behavior.scaleDown.limitBy": "Replicas"})
+    p = plan(spec, 1000.0, forecast(FLAT), state(30, capacity=100, recs=recs))
     assert p.physical.replicas == expected
     assert p.physical.reason is reason
 
@@ -178,10 +179,37 @@ def test_stabilisation_window_is_trimmed_into_state() -> None:
     assert [r.at for r in p.recommendations] == [NOW - 60, NOW]
 
 
-def test_cloud_removed_first_at_the_rate_limit() -> None:
-    """Scale-down takes cloud replicas first, at most maxReplicasPerMinute."""
-    p = plan(make_spec(), 1000.0, forecast(FLAT), state(60, 30))
-    assert (p.physical.replicas, p.cloud.replicas) == (60, 20)
+@pytest.mark.parametrize(
+    ("limit_by", "load", "after"),
+    [
+        # 90 replicas, 60 replicas' worth of load: each carries 2/3 of a full one, so 15 of
+        # them carry the 10 full replicas' worth of users the limit allows.
+        pytest.param("Load", 6000.0, (60, 15), id="load-busy"),
+        # 10 replicas' worth of load on 90: removing 80 of them disconnects under 9 replicas'
+        # worth, so the plan reaches its target (10, keepWarm off) at once.
+        pytest.param("Load", 1000.0, (10, 0), id="load-idle"),
+        pytest.param("Replicas", 1000.0, (60, 20), id="replicas"),
+        pytest.param("Replicas", 6000.0, (60, 20), id="replicas-busy"),
+    ],
+)
+def test_cloud_removed_first_at_the_rate_limit(
+    limit_by: str, load: float, after: tuple[int, int]
+) -> None:
+    """Scale-down takes cloud replicas first, at most maxReplicasPerMinute, counted as
+    limitBy says: by the users the removed replicas carry, or one each."""
+    spec = make_spec(**{"behavior.scaleDown.limitBy": limit_by})
+    p = plan(spec, load, forecast(FLAT), state(60, 30))
+    assert (p.physical.replicas, p.cloud.replicas) == after
+    assert p.total.replicas <= 60  # the target has no cloud replica: any left are rate limited
+    assert (p.cloud.reason is Reason.RATE_LIMIT) == (after[1] > 0)
+
+
+def test_load_counted_rate_limit_never_below_the_plain_count() -> None:
+    """Replicas fuller than target still go at maxReplicasPerMinute, not slower."""
+    spec = make_spec(**{"replicas.max": 70})
+    p = plan(spec, 9900.0, forecast(FLAT), state(60, 30))  # 1.1 full replicas' worth each
+    assert p.total.replicas == 70
+    assert p.cloud.replicas == 20
     assert p.cloud.reason is Reason.RATE_LIMIT
 
 
