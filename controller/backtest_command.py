@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from controller.backtest import POLICIES, TraceRun, report, run_trace, summary
 from controller.durations import parse_duration
 from controller.simulator import Scenario
+from controller.spec import LimitBy
 from forecasts.errors import ForecastError
 from forecasts.series import parse_timestamp
 
@@ -52,6 +53,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=None,
         help="spec.headroom for tidal and the HPA target (default: the CRD default, 0.10)",
+    )
+    parser.add_argument(
+        "--limit-by",
+        choices=[choice.value for choice in LimitBy],
+        default=None,
+        help="spec.behavior.scaleDown.limitBy for tidal (default: the CRD default, Load)",
     )
     parser.add_argument("--policies", default=",".join(POLICIES), help="comma-separated policies")
     parser.add_argument(
@@ -167,6 +174,8 @@ def run(args: argparse.Namespace) -> int:
         overrides["forecast.quantile"] = args.quantile
     if args.headroom is not None:
         overrides["headroom"] = args.headroom
+    if args.limit_by is not None:
+        overrides["behavior.scaleDown.limitBy"] = args.limit_by
     jobs = args.jobs or min(len(args.traces), os.cpu_count() or 1)
     runs: dict[str, TraceRun] = {}
     with Progress(

@@ -137,3 +137,25 @@ def test_bad_trace_is_named_with_its_line(
     bad.write_text("timestamp,load\n2020-01-01T00:00:00Z,1\n2020-01-01T00:01:00Z,many\n")
     assert main(["backtest", str(bad), "--jobs", "1"]) == 2
     assert "bad.csv:3" in capsys.readouterr().err
+
+
+def test_limit_by_flag_reaches_tidal_spec(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--limit-by sets spec.behavior.scaleDown.limitBy for tidal, and the report says so."""
+    with resources.as_file(resources.files("controller.data") / "nyc-taxi-30min-local.csv") as p:
+        trace = tmp_path / "nyc-day.csv"
+        trace.write_text(Path(p).read_text())
+    argv = ["backtest", str(trace), "--json", "--jobs", "1", "--policies", "tidal"]
+    argv += ["--score-from", "2015-01-16T00:00:00", "--limit-by", "Replicas"]
+    assert main(argv) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["scenario"]["spec_overrides"] == {"behavior.scaleDown.limitBy": "Replicas"}
+    assert set(report["traces"]["nyc-day"]) == {"tidal"}
+
+
+def test_limit_by_flag_refuses_an_unknown_count() -> None:
+    """Only the CRD's values are accepted."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["backtest", "x.csv", "--limit-by", "Pods"])
+    assert exit_info.value.code == 2
