@@ -60,6 +60,7 @@ __all__ = [
     "forecaster_for",
     "plan_region",
     "replicas_for",
+    "target_per_replica",
 ]
 
 
@@ -187,6 +188,11 @@ def forecaster_for(
     )
 
 
+def target_per_replica(spec: GatewayAutoscalerSpec) -> float:
+    """The load one replica carries at target: ``perReplica`` less ``headroom``."""
+    return spec.load.per_replica / (1.0 + spec.headroom)
+
+
 def replicas_for(load: float, spec: GatewayAutoscalerSpec) -> int:
     """Replicas that serve ``load`` at ``perReplica`` with ``headroom`` to spare."""
     exact = load * (1.0 + spec.headroom) / spec.load.per_replica
@@ -265,7 +271,7 @@ def _cloud_worth_holding(
     price = 1.0 - q
     paid = (ready - now) + hold
     cloud = min(limit, -(-max(0, floor) // per_node) * per_node)
-    to_load = spec.load.per_replica / (1.0 + spec.headroom)
+    to_load = target_per_replica(spec)
     steps, seconds = _window_weights(forecast, ready, ready + hold)
     if not steps.size:
         return cloud
@@ -298,11 +304,10 @@ def _scale_down_budget(
     budget = max(1, math.floor(behavior.max_replicas_per_minute * minutes))
     if behavior.limit_by is not LimitBy.LOAD or load is None or replicas <= 0:
         return budget
-    full = spec.load.per_replica / (1.0 + spec.headroom)
-    share = max(0.0, load) / (replicas * full)
-    if share * replicas <= budget:
+    carried = max(0.0, load) / target_per_replica(spec)  # full replicas' worth of users
+    if carried <= budget:
         return max(budget, replicas)  # everything that runs carries less than the budget
-    return max(budget, math.floor(budget / share + 1e-9))
+    return max(budget, math.floor(budget * replicas / carried + 1e-9))
 
 
 def plan_region(

@@ -34,6 +34,7 @@ from controller.planner import (
     forecast_reach,
     forecaster_for,
     plan_region,
+    target_per_replica,
 )
 from controller.spec import GatewayAutoscalerSpec
 from forecasts.base import FittedModel, Forecast
@@ -224,7 +225,7 @@ class HpaPolicy:
         self.tolerance = tolerance
         self.window = max(1, round(stabilization / MINUTE))
         self.recent: deque[int] = deque(maxlen=self.window)
-        self.target = spec.load.per_replica / (1.0 + spec.headroom)
+        self.target = target_per_replica(spec)
 
     def __call__(self, minute: int, view: PolicyView) -> Targets:
         current = view.physical_replicas + view.cloud_replicas
