@@ -60,6 +60,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="spec.behavior.scaleDown.limitBy for tidal (default: the CRD default, Load)",
     )
+    parser.add_argument(
+        "--hold-starting",
+        choices=["true", "false"],
+        default=None,
+        help="spec.behavior.scaleDown.holdStarting for tidal (default: the CRD default, true)",
+    )
     parser.add_argument("--policies", default=",".join(POLICIES), help="comma-separated policies")
     parser.add_argument(
         "--jobs", type=int, default=0, help="traces replayed in parallel (default: cores)"
@@ -176,6 +182,8 @@ def run(args: argparse.Namespace) -> int:
         overrides["headroom"] = args.headroom
     if args.limit_by is not None:
         overrides["behavior.scaleDown.limitBy"] = args.limit_by
+    if args.hold_starting is not None:
+        overrides["behavior.scaleDown.holdStarting"] = args.hold_starting == "true"
     jobs = args.jobs or min(len(args.traces), os.cpu_count() or 1)
     runs: dict[str, TraceRun] = {}
     with Progress(

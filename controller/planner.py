@@ -12,7 +12,9 @@ The rules, in order:
 3. **Bounds**: ``replicas.min``/``replicas.max``.
 4. **Stabilisation** on the way down: the highest recommendation of the last
    ``behavior.scaleDown.stabilization`` (the HPA's rule: kubernetes/kubernetes
-   pkg/controller/podautoscaler/horizontal.go, ``stabilizeRecommendation``).
+   pkg/controller/podautoscaler/horizontal.go, ``stabilizeRecommendation``). With
+   ``holdStarting: false`` only replicas that are ready are held: the ones a spike asked for
+   that have not started are cancelled once the recommendation falls, and their nodes go back.
 5. **Physical first**: the physical pool takes replicas up to its capacity; the overflow goes
    to cloud, up to ``cloud.maxReplicas``. With ``physical.keepWarm`` the physical pool stays
    full: its machines are paid for, and a warm gateway there absorbs what no model foresaw.
@@ -106,6 +108,15 @@ class RegionState:
     physical_capacity: int
     cloud_reserved: int = 0
     recommendations: tuple[Recommendation, ...] = ()
+    #: Replicas ready now, both pools (None: unknown). Only ``holdStarting: false`` reads it.
+    ready_replicas: int | None = None
+
+    @property
+    def starting_replicas(self) -> int | None:
+        """Replicas asked for that are not ready yet (pending or starting), when known."""
+        if self.ready_replicas is None:
+            return None
+        return max(0, self.total_replicas - self.ready_replicas)
 
     @property
     def total_replicas(self) -> int:
@@ -437,15 +448,21 @@ def plan_region(
     raw_total = total.replicas
 
     # 4: stabilisation on the way down (not when holding for missing data: that already holds).
+    # With ``holdStarting: false`` it holds only replicas that are ready: the ones still
+    # starting are cancelled (a ReplicaSet removes those first) and not rate limited.
     recent = tuple(r for r in state.recommendations if now - r.at < window)
     recommendations = (*recent, Recommendation(now, raw_total))
+    starting = None if spec.behavior.scale_down.hold_starting else state.starting_replicas
     if load is not None and raw_total < state.total_replicas:
         stable = min(state.total_replicas, max(r.replicas for r in recommendations))
+        if starting is not None:
+            stable = max(raw_total, min(stable, state.total_replicas - starting))
         if stable > raw_total:
             total = Decision(
                 stable,
                 Reason.STABILIZATION,
-                f"highest recommendation of the last {window:.0f}s is {stable}",
+                f"highest recommendation of the last {window:.0f}s is {stable}"
+                + ("" if starting is None else " (replicas that are ready)"),
             )
 
     # 5: physical first, cloud takes the overflow.
@@ -478,7 +495,11 @@ def plan_region(
     # 6: rate limits, cloud removed first. Physical above capacity cannot run: dropped at once.
     minutes = settings.loop_interval / 60.0
     up_budget = max(1, math.floor(spec.behavior.scale_up.max_replicas_per_minute * minutes))
-    down_budget = _scale_down_budget(spec, load, state.total_replicas, minutes)
+    running = state.total_replicas - (starting or 0)
+    down_budget = _scale_down_budget(spec, load, running, minutes)
+    if starting:
+        # Replicas that have not started carry no users: cancelling them is not limited.
+        down_budget += starting
     cur_physical = min(state.physical_replicas, capacity)
     cur_cloud = state.cloud_replicas
     physical_new, cloud_new = physical_target, cloud_target

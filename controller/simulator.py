@@ -203,6 +203,8 @@ class PolicyView:
     cloud_replicas: int
     physical_capacity: int
     reserved: int
+    #: Replicas ready now, both pools.
+    ready: int | None = None
 
 
 class HpaPolicy:
@@ -352,6 +354,7 @@ class TidalPolicy:
                 physical_capacity=view.physical_capacity,
                 cloud_reserved=view.reserved,
                 recommendations=self.recommendations,
+                ready_replicas=view.ready,
             ),
             now=view.now,
             settings=self.settings,
@@ -412,6 +415,7 @@ def simulate(
                 cloud_replicas=cluster.cloud_replicas(),
                 physical_capacity=scenario.physical_capacity,
                 reserved=cluster.cloud_replicas() + cluster.placeholders,
+                ready=phys + cloud,
             )
             cluster.apply(index, policy(index, view))
         if on_minute is not None:

@@ -178,6 +178,15 @@ class ScaleDownBehavior(_Model):
             "replica counts as one"
         ),
     )
+    hold_starting: bool = Field(
+        default=True,
+        description=(
+            "true (the HPA's behaviour): stabilisation also holds replicas that have not "
+            "started. false: when the recommendation falls, replicas still starting are "
+            "cancelled at once (they serve nobody and disconnect nobody), so the cloud nodes "
+            "booted for a spike that has already passed go back sooner"
+        ),
+    )
 
 
 class ScaleUpBehavior(_Model):

@@ -139,23 +139,34 @@ def test_bad_trace_is_named_with_its_line(
     assert "bad.csv:3" in capsys.readouterr().err
 
 
-def test_limit_by_flag_reaches_tidal_spec(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    ("flags", "overrides"),
+    [
+        (["--limit-by", "Replicas"], {"behavior.scaleDown.limitBy": "Replicas"}),
+        (["--hold-starting", "false"], {"behavior.scaleDown.holdStarting": False}),
+    ],
+)
+def test_spec_flags_reach_tidal_spec(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    flags: list[str],
+    overrides: dict[str, object],
 ) -> None:
-    """--limit-by sets spec.behavior.scaleDown.limitBy for tidal, and the report says so."""
+    """--limit-by and --hold-starting set tidal's spec, and the report says so."""
     with resources.as_file(resources.files("controller.data") / "nyc-taxi-30min-local.csv") as p:
         trace = tmp_path / "nyc-day.csv"
         trace.write_text(Path(p).read_text())
     argv = ["backtest", str(trace), "--json", "--jobs", "1", "--policies", "tidal"]
-    argv += ["--score-from", "2015-01-16T00:00:00", "--limit-by", "Replicas"]
+    argv += ["--score-from", "2015-01-16T00:00:00", *flags]
     assert main(argv) == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["scenario"]["spec_overrides"] == {"behavior.scaleDown.limitBy": "Replicas"}
+    assert report["scenario"]["spec_overrides"] == overrides
     assert set(report["traces"]["nyc-day"]) == {"tidal"}
 
 
-def test_limit_by_flag_refuses_an_unknown_count() -> None:
+@pytest.mark.parametrize("flags", [["--limit-by", "Pods"], ["--hold-starting", "maybe"]])
+def test_spec_flags_refuse_unknown_values(flags: list[str]) -> None:
     """Only the CRD's values are accepted."""
     with pytest.raises(SystemExit) as exit_info:
-        main(["backtest", "x.csv", "--limit-by", "Pods"])
+        main(["backtest", "x.csv", *flags])
     assert exit_info.value.code == 2

@@ -68,6 +68,7 @@ def state(
     capacity: int = 60,
     reserved: int = 0,
     recs: tuple[Recommendation, ...] = (),
+    ready: int | None = None,
 ) -> RegionState:
     return RegionState(
         physical_replicas=physical,
@@ -75,6 +76,7 @@ def state(
         physical_capacity=capacity,
         cloud_reserved=reserved,
         recommendations=recs,
+        ready_replicas=ready,
     )
 
 
@@ -170,6 +172,29 @@ def test_scale_down_stabilisation(
     p = plan(spec, 1000.0, forecast(FLAT), state(30, capacity=100, recs=recs))
     assert p.physical.replicas == expected
     assert p.physical.reason is reason
+
+
+@pytest.mark.parametrize(
+    ("hold", "ready", "load", "after"),
+    [
+        # 100 replicas asked for, 75 ready; the load needs 30 now, 100 was recommended lately.
+        pytest.param(True, 75, 3000.0, (60, 40), id="starting-held"),
+        pytest.param(False, 75, 3000.0, (60, 15), id="starting-cancelled"),
+        pytest.param(False, None, 3000.0, (60, 40), id="readiness-unknown-held"),
+        # 38 starting, 62 ready carrying 60 replicas' worth: the rate limit would allow 10;
+        # the 38 that carry nobody go at once.
+        pytest.param(False, 62, 6000.0, (60, 2), id="cancelled-beyond-the-rate-limit"),
+    ],
+)
+def test_hold_starting(hold: bool, ready: int | None, load: float, after: tuple[int, int]) -> None:
+    """holdStarting: false holds only ready replicas through stabilisation, and cancels the
+    ones still starting without counting them against the rate limit."""
+    spec = make_spec(**{"behavior.scaleDown.holdStarting": hold})
+    recs = (Recommendation(NOW - 120, 100),)
+    p = plan(spec, load, forecast(FLAT), state(60, 40, recs=recs, ready=ready))
+    assert (p.physical.replicas, p.cloud.replicas) == after
+    assert p.total.reason is Reason.STABILIZATION
+    assert p.total.replicas == sum(after)
 
 
 def test_stabilisation_window_is_trimmed_into_state() -> None:

@@ -119,6 +119,20 @@ def _replicas(deployment: Mapping[str, Any] | None) -> int:
     return 1 if value is None else int(value)  # the API's default for spec.replicas
 
 
+def _ready(*deployments: Mapping[str, Any] | None) -> int | None:
+    """Ready replicas over ``deployments`` (``status.readyReplicas``); None when a status does
+    not say yet: then nothing counts as starting, and stabilisation holds every replica."""
+    total = 0
+    for deployment in deployments:
+        if not deployment:
+            continue
+        status = deployment.get("status") or {}
+        if "replicas" not in status and "readyReplicas" not in status:
+            return None
+        total += int(status.get("readyReplicas") or 0)
+    return total
+
+
 @dataclass
 class Reconciler:
     kube: KubeClient
@@ -341,6 +355,7 @@ class Reconciler:
             physical_capacity=read.capacity,
             cloud_reserved=cloud_now + placeholders_now,
             recommendations=recommendations_from_status(previous_status),
+            ready_replicas=_ready(read.physical, read.cloud),
         )
 
         # The forecast: from the last fit, advanced over what arrived since.

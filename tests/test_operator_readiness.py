@@ -1,0 +1,49 @@
+"""What the operator reads as ready replicas, for ``behavior.scaleDown.holdStarting: false``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from controller.operator.reconcile import _ready
+
+
+def deployment(replicas: int, status: dict[str, Any] | None) -> dict[str, Any]:
+    body: dict[str, Any] = {"spec": {"replicas": replicas}}
+    if status is not None:
+        body["status"] = status
+    return body
+
+
+@pytest.mark.parametrize(
+    ("deployments", "expected"),
+    [
+        pytest.param(
+            (deployment(10, {"replicas": 10, "readyReplicas": 8}), deployment(5, {"replicas": 5})),
+            8,
+            id="the-api-omits-zero-ready",
+        ),
+        pytest.param(
+            (deployment(10, {"replicas": 10, "readyReplicas": 10}), None),
+            10,
+            id="absent-cloud-deployment-runs-nothing",
+        ),
+        pytest.param(
+            (deployment(10, {"replicas": 10, "readyReplicas": 10}), deployment(5, None)),
+            None,
+            id="status-not-written-yet-is-unknown",
+        ),
+        pytest.param(
+            (deployment(10, {"replicas": 10, "readyReplicas": 10}), deployment(5, {})),
+            None,
+            id="empty-status-is-unknown",
+        ),
+    ],
+)
+def test_ready_replicas_from_deployment_status(
+    deployments: tuple[dict[str, Any] | None, ...], expected: int | None
+) -> None:
+    """Ready replicas are summed from status.readyReplicas; a status that says nothing yet
+    makes readiness unknown, so that nothing is cancelled as starting."""
+    assert _ready(*deployments) == expected
