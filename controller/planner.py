@@ -108,15 +108,20 @@ class RegionState:
     physical_capacity: int
     cloud_reserved: int = 0
     recommendations: tuple[Recommendation, ...] = ()
-    #: Replicas ready now, both pools (None: unknown). Only ``holdStarting: false`` reads it.
-    ready_replicas: int | None = None
+    #: Replicas ready now in each pool (None: unknown). Only ``holdStarting: false`` reads them.
+    physical_ready: int | None = None
+    cloud_ready: int | None = None
 
     @property
-    def starting_replicas(self) -> int | None:
-        """Replicas asked for that are not ready yet (pending or starting), when known."""
-        if self.ready_replicas is None:
+    def starting(self) -> tuple[int, int] | None:
+        """Physical and cloud replicas asked for that are not ready yet (pending or starting),
+        when both pools' readiness is known."""
+        if self.physical_ready is None or self.cloud_ready is None:
             return None
-        return max(0, self.total_replicas - self.ready_replicas)
+        return (
+            max(0, self.physical_replicas - self.physical_ready),
+            max(0, self.cloud_replicas - self.cloud_ready),
+        )
 
     @property
     def total_replicas(self) -> int:
@@ -452,11 +457,13 @@ def plan_region(
     # starting are cancelled (a ReplicaSet removes those first) and not rate limited.
     recent = tuple(r for r in state.recommendations if now - r.at < window)
     recommendations = (*recent, Recommendation(now, raw_total))
-    starting = None if spec.behavior.scale_down.hold_starting else state.starting_replicas
+    starting = None if spec.behavior.scale_down.hold_starting else state.starting
+    starting_physical, starting_cloud = starting or (0, 0)
+    running = state.total_replicas - starting_physical - starting_cloud
     if load is not None and raw_total < state.total_replicas:
         stable = min(state.total_replicas, max(r.replicas for r in recommendations))
         if starting is not None:
-            stable = max(raw_total, min(stable, state.total_replicas - starting))
+            stable = max(raw_total, min(stable, running))
         if stable > raw_total:
             total = Decision(
                 stable,
@@ -495,22 +502,22 @@ def plan_region(
     # 6: rate limits, cloud removed first. Physical above capacity cannot run: dropped at once.
     minutes = settings.loop_interval / 60.0
     up_budget = max(1, math.floor(spec.behavior.scale_up.max_replicas_per_minute * minutes))
-    running = state.total_replicas - (starting or 0)
+    # Replicas still starting carry no users: cancelling them is not limited (a ReplicaSet
+    # removes them first). With ``holdStarting: true`` none counts as starting.
     down_budget = _scale_down_budget(spec, load, running, minutes)
-    if starting:
-        # Replicas that have not started carry no users: cancelling them is not limited.
-        down_budget += starting
     cur_physical = min(state.physical_replicas, capacity)
     cur_cloud = state.cloud_replicas
     physical_new, cloud_new = physical_target, cloud_target
     if cloud_target < cur_cloud:
-        cloud_new = max(cloud_target, cur_cloud - down_budget)
-        down_budget -= cur_cloud - cloud_new
+        cloud_new = max(cloud_target, cur_cloud - starting_cloud - down_budget)
+        down_budget -= max(0, cur_cloud - cloud_new - starting_cloud)
     if physical_target < cur_physical:
         if cloud_new > cloud_target:
             physical_new = cur_physical
         else:
-            physical_new = max(physical_target, cur_physical - max(0, down_budget))
+            physical_new = max(
+                physical_target, cur_physical - starting_physical - max(0, down_budget)
+            )
     if physical_target > cur_physical:
         physical_new = min(physical_target, cur_physical + up_budget)
         up_budget -= physical_new - cur_physical

@@ -203,8 +203,9 @@ class PolicyView:
     cloud_replicas: int
     physical_capacity: int
     reserved: int
-    #: Replicas ready now, both pools.
-    ready: int | None = None
+    #: Replicas ready now in each pool.
+    physical_ready: int | None = None
+    cloud_ready: int | None = None
 
 
 class HpaPolicy:
@@ -354,7 +355,8 @@ class TidalPolicy:
                 physical_capacity=view.physical_capacity,
                 cloud_reserved=view.reserved,
                 recommendations=self.recommendations,
-                ready_replicas=view.ready,
+                physical_ready=view.physical_ready,
+                cloud_ready=view.cloud_ready,
             ),
             now=view.now,
             settings=self.settings,
@@ -415,7 +417,8 @@ def simulate(
                 cloud_replicas=cluster.cloud_replicas(),
                 physical_capacity=scenario.physical_capacity,
                 reserved=cluster.cloud_replicas() + cluster.placeholders,
-                ready=phys + cloud,
+                physical_ready=phys,
+                cloud_ready=cloud,
             )
             cluster.apply(index, policy(index, view))
         if on_minute is not None:

@@ -17,33 +17,18 @@ def deployment(replicas: int, status: dict[str, Any] | None) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize(
-    ("deployments", "expected"),
+    ("body", "expected"),
     [
-        pytest.param(
-            (deployment(10, {"replicas": 10, "readyReplicas": 8}), deployment(5, {"replicas": 5})),
-            8,
-            id="the-api-omits-zero-ready",
-        ),
-        pytest.param(
-            (deployment(10, {"replicas": 10, "readyReplicas": 10}), None),
-            10,
-            id="absent-cloud-deployment-runs-nothing",
-        ),
-        pytest.param(
-            (deployment(10, {"replicas": 10, "readyReplicas": 10}), deployment(5, None)),
-            None,
-            id="status-not-written-yet-is-unknown",
-        ),
-        pytest.param(
-            (deployment(10, {"replicas": 10, "readyReplicas": 10}), deployment(5, {})),
-            None,
-            id="empty-status-is-unknown",
-        ),
+        pytest.param(deployment(10, {"replicas": 10, "readyReplicas": 8}), 8, id="ready"),
+        pytest.param(deployment(5, {"replicas": 5}), 0, id="the-api-omits-zero-ready"),
+        pytest.param(None, 0, id="absent-deployment-runs-nothing"),
+        pytest.param(deployment(5, None), None, id="status-not-written-yet-is-unknown"),
+        pytest.param(deployment(5, {}), None, id="empty-status-is-unknown"),
     ],
 )
 def test_ready_replicas_from_deployment_status(
-    deployments: tuple[dict[str, Any] | None, ...], expected: int | None
+    body: dict[str, Any] | None, expected: int | None
 ) -> None:
-    """Ready replicas are summed from status.readyReplicas; a status that says nothing yet
-    makes readiness unknown, so that nothing is cancelled as starting."""
-    assert _ready(*deployments) == expected
+    """Ready replicas come from status.readyReplicas; a status that says nothing yet makes
+    readiness unknown, so that nothing is cancelled as starting."""
+    assert _ready(body) == expected

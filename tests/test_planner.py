@@ -68,7 +68,7 @@ def state(
     capacity: int = 60,
     reserved: int = 0,
     recs: tuple[Recommendation, ...] = (),
-    ready: int | None = None,
+    ready: tuple[int | None, int | None] = (None, None),
 ) -> RegionState:
     return RegionState(
         physical_replicas=physical,
@@ -76,7 +76,8 @@ def state(
         physical_capacity=capacity,
         cloud_reserved=reserved,
         recommendations=recs,
-        ready_replicas=ready,
+        physical_ready=ready[0],
+        cloud_ready=ready[1],
     )
 
 
@@ -177,16 +178,19 @@ def test_scale_down_stabilisation(
 @pytest.mark.parametrize(
     ("hold", "ready", "load", "after"),
     [
-        # 100 replicas asked for, 75 ready; the load needs 30 now, 100 was recommended lately.
-        pytest.param(True, 75, 3000.0, (60, 40), id="starting-held"),
-        pytest.param(False, 75, 3000.0, (60, 15), id="starting-cancelled"),
-        pytest.param(False, None, 3000.0, (60, 40), id="readiness-unknown-held"),
-        # 38 starting, 62 ready carrying 60 replicas' worth: the rate limit would allow 10;
-        # the 38 that carry nobody go at once.
-        pytest.param(False, 62, 6000.0, (60, 2), id="cancelled-beyond-the-rate-limit"),
+        # 100 replicas asked for, 75 ready (25 cloud starting); the load needs 30 now, 100 was
+        # recommended lately.
+        pytest.param(True, (60, 15), 3000.0, (60, 40), id="starting-held"),
+        pytest.param(False, (60, 15), 3000.0, (60, 15), id="starting-cancelled"),
+        pytest.param(False, (60, None), 3000.0, (60, 40), id="readiness-unknown-held"),
+        # 38 cloud starting, 62 ready carrying 60 replicas' worth: the rate limit allows 10;
+        # the 38 that carry nobody go on top.
+        pytest.param(False, (60, 2), 6000.0, (60, 2), id="cancelled-beyond-the-rate-limit"),
     ],
 )
-def test_hold_starting(hold: bool, ready: int | None, load: float, after: tuple[int, int]) -> None:
+def test_hold_starting(
+    hold: bool, ready: tuple[int | None, int | None], load: float, after: tuple[int, int]
+) -> None:
     """holdStarting: false holds only ready replicas through stabilisation, and cancels the
     ones still starting without counting them against the rate limit."""
     spec = make_spec(**{"behavior.scaleDown.holdStarting": hold})
@@ -194,7 +198,15 @@ def test_hold_starting(hold: bool, ready: int | None, load: float, after: tuple[
     p = plan(spec, load, forecast(FLAT), state(60, 40, recs=recs, ready=ready))
     assert (p.physical.replicas, p.cloud.replicas) == after
     assert p.total.reason is Reason.STABILIZATION
-    assert p.total.replicas == sum(after)
+
+
+def test_starting_replicas_of_one_pool_do_not_speed_up_the_other() -> None:
+    """10 physical replicas still starting do not let busy cloud replicas go faster: the 90
+    ready carry 60 replicas' worth, so 15 cloud replicas may go this minute, not 25."""
+    spec = make_spec(**{"behavior.scaleDown.holdStarting": False})
+    p = plan(spec, 6000.0, forecast(FLAT), state(60, 40, ready=(50, 40)))
+    assert (p.physical.replicas, p.cloud.replicas) == (60, 25)
+    assert p.cloud.reason is Reason.RATE_LIMIT
 
 
 def test_stabilisation_window_is_trimmed_into_state() -> None:

@@ -119,18 +119,15 @@ def _replicas(deployment: Mapping[str, Any] | None) -> int:
     return 1 if value is None else int(value)  # the API's default for spec.replicas
 
 
-def _ready(*deployments: Mapping[str, Any] | None) -> int | None:
-    """Ready replicas over ``deployments`` (``status.readyReplicas``); None when a status does
-    not say yet: then nothing counts as starting, and stabilisation holds every replica."""
-    total = 0
-    for deployment in deployments:
-        if not deployment:
-            continue
-        status = deployment.get("status") or {}
-        if "replicas" not in status and "readyReplicas" not in status:
-            return None
-        total += int(status.get("readyReplicas") or 0)
-    return total
+def _ready(deployment: Mapping[str, Any] | None) -> int | None:
+    """``status.readyReplicas`` (the API omits it at zero); None when the status does not say
+    yet: then nothing counts as starting, and stabilisation holds every replica."""
+    if not deployment:
+        return 0
+    status = deployment.get("status") or {}
+    if "replicas" not in status and "readyReplicas" not in status:
+        return None
+    return int(status.get("readyReplicas") or 0)
 
 
 @dataclass
@@ -355,7 +352,8 @@ class Reconciler:
             physical_capacity=read.capacity,
             cloud_reserved=cloud_now + placeholders_now,
             recommendations=recommendations_from_status(previous_status),
-            ready_replicas=_ready(read.physical, read.cloud),
+            physical_ready=_ready(read.physical),
+            cloud_ready=_ready(read.cloud),
         )
 
         # The forecast: from the last fit, advanced over what arrived since.
