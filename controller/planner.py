@@ -461,16 +461,13 @@ def plan_region(
     starting_physical, starting_cloud = starting or (0, 0)
     running = state.total_replicas - starting_physical - starting_cloud
     if load is not None and raw_total < state.total_replicas:
-        stable = min(state.total_replicas, max(r.replicas for r in recommendations))
-        if starting is not None:
-            stable = max(raw_total, min(stable, running))
+        held = min(state.total_replicas, max(r.replicas for r in recommendations))
+        stable = held if starting is None else max(raw_total, min(held, running))
         if stable > raw_total:
-            total = Decision(
-                stable,
-                Reason.STABILIZATION,
-                f"highest recommendation of the last {window:.0f}s is {stable}"
-                + ("" if starting is None else " (replicas that are ready)"),
-            )
+            message = f"highest recommendation of the last {window:.0f}s is {held}"
+            if stable < held:
+                message += f"; {stable} are ready, the ones still starting are cancelled"
+            total = Decision(stable, Reason.STABILIZATION, message)
 
     # 5: physical first, cloud takes the overflow.
     want = total.replicas

@@ -198,6 +198,7 @@ def test_hold_starting(
     p = plan(spec, load, forecast(FLAT), state(60, 40, recs=recs, ready=ready))
     assert (p.physical.replicas, p.cloud.replicas) == after
     assert p.total.reason is Reason.STABILIZATION
+    assert ("still starting are cancelled" in p.total.message) == (sum(after) < 100)
 
 
 def test_starting_replicas_of_one_pool_do_not_speed_up_the_other() -> None:
