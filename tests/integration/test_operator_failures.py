@@ -130,7 +130,12 @@ def test_invalid_objects_are_reported_while_a_valid_one_is_served(
             timeout=10,
             what="the valid object follows replicas.min 150",
         )
-        assert status_of(kube_api, "gateway-eu")["observedGeneration"] == 2
+        # The status is written after the Deployments are scaled, in the same pass.
+        wait_until(
+            lambda: status_of(kube_api, "gateway-eu")["observedGeneration"] == 2,
+            timeout=10,
+            what="status.observedGeneration 2",
+        )
         ready = condition(kube_api, "gateway-eu", "Ready")
         assert ready is not None and ready["status"] == "True"
 
@@ -225,4 +230,9 @@ def test_physical_node_not_ready_moves_replicas_to_cloud(
             timeout=20,
             what=f"cloud up by the 8 lost pods from {cloud_before}",
         )
-        assert status_of(kube_api, "gateway-eu")["physical"]["capacity"] == 8
+        # The status is written after the Deployments are scaled, in the same pass.
+        wait_until(
+            lambda: status_of(kube_api, "gateway-eu")["physical"]["capacity"] == 8,
+            timeout=10,
+            what="status.physical.capacity down to 8",
+        )
