@@ -18,24 +18,34 @@ from controller.backtest import summary
 EPS = 1e-6
 
 
-def main(argv: list[str]) -> int:
-    extra: list[str] = []
-    if "--" in argv:
-        cut = argv.index("--")
-        argv, extra = argv[:cut], argv[cut + 1 :]
-    traces = argv or sorted(str(p) for p in Path("../shared/traces").glob("*.csv"))
-    if not traces:
-        print("no traces: pass TRACE.csv files or run from the repository root beside ../shared")
-        return 2
-    started = time.perf_counter()
+def shared_traces() -> list[str]:
+    """The traces beside the repository (run from its root)."""
+    return sorted(str(p) for p in Path("../shared/traces").glob("*.csv"))
+
+
+def backtest_json(traces: list[str], extra: list[str]) -> str:
+    """``tidal backtest TRACES --json EXTRA``, run as the command line runs it; its stdout."""
     done = subprocess.run(
         [sys.executable, "-m", "controller", "backtest", *traces, "--json", *extra],
         check=True,
         capture_output=True,
         text=True,
     )
+    return done.stdout
+
+
+def main(argv: list[str]) -> int:
+    extra: list[str] = []
+    if "--" in argv:
+        cut = argv.index("--")
+        argv, extra = argv[:cut], argv[cut + 1 :]
+    traces = argv or shared_traces()
+    if not traces:
+        print("no traces: pass TRACE.csv files or run from the repository root beside ../shared")
+        return 2
+    started = time.perf_counter()
+    report = json.loads(backtest_json(traces, extra))
     seconds = time.perf_counter() - started
-    report = json.loads(done.stdout)
     print(f"tidal backtest over {len(traces)} traces: {seconds:.0f} s wall time")
     print(
         "| trace | tidal unserved | hpa unserved | ratio | tidal cloud h | hpa cloud h "

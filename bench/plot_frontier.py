@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+from bench_backtest import backtest_json, shared_traces
 
 from controller.backtest import summary
 
@@ -34,16 +35,11 @@ def _report(traces: list[str], hold: str, quantile: float, cache: Path | None) -
         return report
     flags = ["--hold-starting", hold, "--quantile", f"{quantile:g}"]
     print(f"replaying {len(traces)} traces with holdStarting {hold}, quantile {quantile:g}")
-    done = subprocess.run(
-        [sys.executable, "-m", "controller", "backtest", *traces, "--json", *flags],
-        check=True,
-        capture_output=True,
-        text=True,
-    )
+    text = backtest_json(traces, flags)
     if saved is not None:
         saved.parent.mkdir(parents=True, exist_ok=True)
-        saved.write_text(done.stdout)
-    report = json.loads(done.stdout)
+        saved.write_text(text)
+    report = json.loads(text)
     return report
 
 
@@ -53,7 +49,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--cache", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=Path("docs/frontier.png"))
     args = parser.parse_args(argv)
-    traces = args.traces or sorted(str(p) for p in Path("../shared/traces").glob("*.csv"))
+    traces = args.traces or shared_traces()
     if not traces:
         print("no traces: pass TRACE.csv files or run from the repository root beside ../shared")
         return 2
