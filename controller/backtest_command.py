@@ -66,6 +66,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="spec.behavior.scaleDown.holdStarting for tidal (default: the CRD default, true)",
     )
+    parser.add_argument(
+        "--fill-nodes",
+        choices=["true", "false"],
+        default=None,
+        help="spec.cloud.fillNodes for tidal (default: the CRD default, true)",
+    )
     parser.add_argument("--policies", default=",".join(POLICIES), help="comma-separated policies")
     parser.add_argument(
         "--jobs", type=int, default=0, help="traces replayed in parallel (default: cores)"
@@ -184,6 +190,8 @@ def run(args: argparse.Namespace) -> int:
         overrides["behavior.scaleDown.limitBy"] = args.limit_by
     if args.hold_starting is not None:
         overrides["behavior.scaleDown.holdStarting"] = args.hold_starting == "true"
+    if args.fill_nodes is not None:
+        overrides["cloud.fillNodes"] = args.fill_nodes == "true"
     jobs = args.jobs or min(len(args.traces), os.cpu_count() or 1)
     runs: dict[str, TraceRun] = {}
     with Progress(

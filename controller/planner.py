@@ -18,6 +18,8 @@ The rules, in order:
 5. **Physical first**: the physical pool takes replicas up to its capacity; the overflow goes
    to cloud, up to ``cloud.maxReplicas``. With ``physical.keepWarm`` the physical pool stays
    full: its machines are paid for, and a warm gateway there absorbs what no model foresaw.
+   With ``cloud.fillNodes`` the cloud replicas fill every slot of the nodes they need (a
+   multiple of ``cloud.replicasPerNode``): those nodes are paid whole either way.
 6. **Rate limits**: at most ``scaleUp.maxReplicasPerMinute`` added and
    ``scaleDown.maxReplicasPerMinute`` removed per minute, cloud removed before physical. The
    scale-down limit bounds the users disconnected per minute: with ``limitBy: Load`` (the
@@ -304,6 +306,20 @@ def _cloud_worth_holding(
     return cloud
 
 
+def _fill_nodes(spec: GatewayAutoscalerSpec, cloud: int, capacity: int) -> int:
+    """Cloud replicas that fill the nodes ``cloud`` replicas need (``cloud.fillNodes``).
+
+    A cloud node is paid whole, so a slot left empty on it is capacity paid for and idle; a
+    gateway replica there serves the next spike without waiting for a pod to start. Never
+    beyond ``cloud.maxReplicas`` or, with the physical pool full, ``replicas.max``.
+    """
+    if not spec.cloud.fill_nodes or cloud <= 0:
+        return cloud
+    per_node = spec.cloud.replicas_per_node
+    whole = -(-cloud // per_node) * per_node
+    return max(cloud, min(whole, spec.cloud.max_replicas, spec.replicas.max - capacity))
+
+
 def _scale_down_budget(
     spec: GatewayAutoscalerSpec, load: float | None, replicas: int, minutes: float
 ) -> int:
@@ -488,6 +504,10 @@ def plan_region(
         if overflow
         else (total.reason, total.message)
     )
+    filled = _fill_nodes(spec, cloud_target, capacity)
+    if filled > cloud_target:
+        cloud_message += f"; raised to {filled} to fill the cloud nodes they need"
+        cloud_target = filled
     capacity_limited = None
     if overflow > spec.cloud.max_replicas:
         cloud_reason = Reason.CLOUD_CAPACITY_EXHAUSTED

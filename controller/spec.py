@@ -124,6 +124,13 @@ class CloudSpec(_Model):
     replicas_per_node: int = Field(
         default=10, ge=1, description="Gateway replicas one cloud node holds (placeholder rounding)"
     )
+    fill_nodes: bool = Field(
+        default=True,
+        description=(
+            "Run a gateway replica in every slot of the cloud nodes the plan needs: a node is "
+            "paid whole, and a replica already running on it serves a spike at once"
+        ),
+    )
 
 
 class ForecastSpec(_Model):

@@ -31,7 +31,12 @@ def make_spec(**overrides: Any) -> GatewayAutoscalerSpec:
         "replicas": {"min": 1, "max": 400},
         "headroom": 0.0,
         "physical": {"deployment": "gw", "keepWarm": False},
-        "cloud": {"deployment": "gw-cloud", "maxReplicas": 200, "nodeLeadTime": "5m"},
+        "cloud": {
+            "deployment": "gw-cloud",
+            "maxReplicas": 200,
+            "nodeLeadTime": "5m",
+            "fillNodes": False,
+        },
         "forecast": {"model": "seasonal-naive", "quantile": 0.95},
         "behavior": {
             "scaleDown": {"stabilization": "10m", "maxReplicasPerMinute": 10},
@@ -155,6 +160,35 @@ def test_keep_warm_fills_physical() -> None:
     assert p.physical.replicas == 60
     assert p.physical.reason is Reason.KEEP_WARM
     assert p.cloud.replicas == 0
+
+
+@pytest.mark.parametrize(
+    ("fill", "bounds", "before", "after"),
+    [
+        # 63 replicas' worth: 3 overflow to cloud, and the one node they need holds 10.
+        pytest.param(True, {}, 0, 10, id="fills-the-node"),
+        pytest.param(False, {}, 0, 3, id="off"),
+        pytest.param(True, {"cloud.maxReplicas": 5}, 0, 5, id="capped-by-cloud-max"),
+        pytest.param(True, {"replicas.max": 65}, 0, 5, id="capped-by-replicas-max"),
+        # 12 cloud replicas need 2 nodes; the 3 the load needs fit on one, which stays full.
+        pytest.param(True, {}, 12, 10, id="down-to-the-node"),
+        pytest.param(False, {}, 12, 3, id="down-off"),
+    ],
+)
+def test_fill_nodes(fill: bool, bounds: dict[str, int], before: int, after: int) -> None:
+    """cloud.fillNodes: cloud replicas fill every slot of the nodes they need, within
+    cloud.maxReplicas and replicas.max; the recommendation itself is unchanged."""
+    spec = make_spec(**{"cloud.fillNodes": fill, **bounds})
+    p = plan(spec, 6300.0, forecast(FLAT), state(60, before))
+    assert p.physical.replicas == 60
+    assert p.cloud.replicas == after
+    assert p.total.replicas == 63
+    assert ("to fill the cloud nodes" in p.cloud.message) == (after > 3)
+
+
+def test_fill_nodes_leaves_no_cloud_when_physical_holds_the_load() -> None:
+    p = plan(make_spec(**{"cloud.fillNodes": True}), 5000.0, forecast(FLAT), state(60))
+    assert (p.physical.replicas, p.cloud.replicas) == (50, 0)
 
 
 @pytest.mark.parametrize(
