@@ -256,6 +256,11 @@ def _window_weights(
     return steps, np.asarray((hi - lo)[steps], dtype=np.float64)
 
 
+def _whole_nodes(replicas: int, per_node: int) -> int:
+    """``replicas`` rounded up to whole cloud nodes of ``per_node`` replicas."""
+    return -(-replicas // per_node) * per_node
+
+
 #: Nodes weighed per call: most plans stop within a few, and one call per node costs more.
 _NODES_PER_BLOCK = 4
 
@@ -288,7 +293,7 @@ def _cloud_worth_holding(
     limit = spec.cloud.max_replicas
     price = 1.0 - q
     paid = (ready - now) + hold
-    cloud = min(limit, -(-max(0, floor) // per_node) * per_node)
+    cloud = min(limit, _whole_nodes(max(0, floor), per_node))
     to_load = target_per_replica(spec)
     steps, seconds = _window_weights(forecast, ready, ready + hold)
     if not steps.size:
@@ -315,8 +320,7 @@ def _fill_nodes(spec: GatewayAutoscalerSpec, cloud: int, capacity: int) -> int:
     """
     if not spec.cloud.fill_nodes or cloud <= 0:
         return cloud
-    per_node = spec.cloud.replicas_per_node
-    whole = -(-cloud // per_node) * per_node
+    whole = _whole_nodes(cloud, spec.cloud.replicas_per_node)
     return max(cloud, min(whole, spec.cloud.max_replicas, spec.replicas.max - capacity))
 
 
