@@ -3,7 +3,7 @@
 PYTHON ?= python3
 PIP ?= $(PYTHON) -m pip
 
-.PHONY: test deps system-deps python-deps lint crd-check bench demo
+.PHONY: test deps system-deps python-deps lint crd-check bench bench-scenarios demo
 
 test: deps lint crd-check
 	$(PYTHON) -m pytest -q tests e2e
@@ -35,6 +35,10 @@ bench:
 	$(PYTHON) bench/bench_forecasts.py
 	$(PYTHON) bench/bench_backtest.py
 	$(PYTHON) bench/bench_reconcile.py
+
+# The backtest under other scenarios, one knob at a time (about 20 minutes on two cores).
+bench-scenarios:
+	$(PYTHON) bench/bench_scenarios.py --max-days 44
 
 demo:
 	tidal demo
