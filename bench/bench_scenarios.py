@@ -54,6 +54,8 @@ def first_days(traces: list[str], days: float, into: Path) -> list[str]:
         with open(name, encoding="utf-8") as source:
             header = source.readline()
             for line in source:
+                if not line.strip():
+                    continue
                 stamp = line.split(",", 1)[0]
                 kept.append(line)
                 if parse_timestamp(stamp) >= limit:
