@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from controller.backtest import summary
+from controller.backtest import summary, unserved_ratio
 
 EPS = 1e-6
 
@@ -54,7 +54,7 @@ def main(argv: list[str]) -> int:
     print("|---|---|---|---|---|---|---|---|---|---|")
     for name, p in report["traces"].items():
         t, h, o = p["tidal"], p["hpa"], p["oracle"]
-        unserved = (t["unserved_fraction"] + EPS) / (h["unserved_fraction"] + EPS)
+        unserved = unserved_ratio(p, EPS)
         cloud = t["cloud_replica_hours"] / h["cloud_replica_hours"]
         print(
             f"| {name} | {t['unserved_fraction']:.2e} | {h['unserved_fraction']:.2e} "

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from bench_backtest import EPS, backtest_json, shared_traces
 
-from controller.backtest import summary
+from controller.backtest import summary, unserved_ratio
 from forecasts.series import load_trace, parse_timestamp
 
 #: (name, tidal backtest flags): DESIGN.md's default scenario, then one knob changed at a time.
@@ -101,14 +101,7 @@ def main(argv: list[str]) -> int:
             seconds = time.perf_counter() - started
             s = summary(report, EPS)
             worst_name, worst = max(
-                (
-                    (
-                        trace,
-                        (p["tidal"]["unserved_fraction"] + EPS)
-                        / (p["hpa"]["unserved_fraction"] + EPS),
-                    )
-                    for trace, p in report["traces"].items()
-                ),
+                ((trace, unserved_ratio(p, EPS)) for trace, p in report["traces"].items()),
                 key=lambda item: item[1],
             )
             oracle = max(p["oracle"]["unserved_fraction"] for p in report["traces"].values())

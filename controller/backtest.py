@@ -37,6 +37,7 @@ __all__ = [
     "run_trace",
     "score",
     "summary",
+    "unserved_ratio",
 ]
 
 POLICIES = ("tidal", "hpa", "oracle")
@@ -180,6 +181,13 @@ def report(
     }
 
 
+def unserved_ratio(trace: dict[str, Any], eps: float = 1e-6) -> float:
+    """Tidal's unserved fraction over the HPA's on one trace of a report, ``eps`` added to each."""
+    return float(
+        (trace["tidal"]["unserved_fraction"] + eps) / (trace["hpa"]["unserved_fraction"] + eps)
+    )
+
+
 def summary(report_: dict[str, Any], eps: float = 1e-6) -> dict[str, float]:
     """Acceptance-style ratios of tidal against hpa across the traces (geometric means)."""
     unserved, cloud = [], []
@@ -187,9 +195,7 @@ def summary(report_: dict[str, Any], eps: float = 1e-6) -> dict[str, float]:
     for trace in report_["traces"].values():
         if "tidal" not in trace or "hpa" not in trace:
             continue
-        unserved.append(
-            (trace["tidal"]["unserved_fraction"] + eps) / (trace["hpa"]["unserved_fraction"] + eps)
-        )
+        unserved.append(unserved_ratio(trace, eps))
         hpa_cloud = trace["hpa"]["cloud_replica_hours"]
         if hpa_cloud > 0:
             cloud.append(trace["tidal"]["cloud_replica_hours"] / hpa_cloud)
