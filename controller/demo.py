@@ -73,6 +73,11 @@ def _region_series(trace: LoadSeries, ahead_hours: float, start: float, days: fl
     return window
 
 
+def _connections(value: float | None) -> str:
+    """A load in connections, as the planner's messages give it, in thousands."""
+    return "-" if value is None else f"{value / 1000:.1f}k"
+
+
 def _clock(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%a %H:%M")
 
@@ -99,8 +104,10 @@ def run(args: argparse.Namespace) -> int:
         f"Each region: physical pool {scenario.physical_capacity} replicas, cloud nodes of "
         f"{scenario.replicas_per_node} replicas ready {scenario.node_lead_time / 60:.0f} min after "
         f"request, pods ready {scenario.pod_ready / 60:.0f} min after request, load seen "
-        f"{scenario.metric_delay / 60:.0f} min late. Replicas below are gateway replicas "
-        f"({PER_REPLICA:g} connections each).\n"
+        f"{scenario.metric_delay / 60:.0f} min late. A gateway replica serves "
+        f"{PER_REPLICA:g} connections. Each line gives the load the planner saw, the peak of "
+        "the forecast's upper quantile over its horizon, the replicas it asks for and "
+        "the cloud replicas' worth of nodes it holds, then why.\n"
     )
     runs: list[TraceRun] = []
     every = max(1, round(args.every * 60))
@@ -114,27 +121,22 @@ def run(args: argparse.Namespace) -> int:
         tidal = policies["tidal"]
         assert isinstance(tidal, TidalPolicy)
         console.rule(f"{region} (its day runs {ahead:g} h ahead of New York)")
-        first = load.index_of(score_from)
 
         def show(
             done: int,
             total: int,
             tidal: TidalPolicy = tidal,
-            load: LoadSeries = load,
-            first: int = first,
         ) -> None:
             if done % every and done != total:
                 return
             plan = tidal.last_plan
             if plan is None:
                 return
-            seen = load.values[first + done - 1] / PER_REPLICA
-            peak = "-" if plan.forecast_peak is None else f"{plan.forecast_peak / PER_REPLICA:5.1f}"
             console.print(
-                f"  {_clock(plan.now)}  load {seen:5.1f}  forecast peak {peak}  → physical "
-                f"{plan.physical.replicas:3d}  cloud {plan.cloud.replicas:3d}  reserved "
-                f"{plan.reserve.replicas:3d}  "
-                f"[dim]{plan.total.reason.value}: {plan.total.message}[/dim]"
+                f"  {_clock(plan.now)}  load {_connections(plan.load)}  "
+                f"peak {_connections(plan.forecast_peak)} → physical {plan.physical.replicas}, "
+                f"cloud {plan.cloud.replicas}, reserved {plan.reserve.replicas}\n"
+                f"             [dim]{plan.total.reason.value}: {plan.total.message}[/dim]"
             )
 
         t0 = time.perf_counter()
