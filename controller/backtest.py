@@ -97,6 +97,13 @@ class TraceRun:
     seconds: float
     scenario_replicas_per_node: int = 10
 
+    def forecast_gap(self) -> tuple[float, str | None]:
+        """The share of scored minutes tidal planned without a usable forecast, and why first."""
+        tidal = self.results.get("tidal")
+        if tidal is None or not tidal.ready_physical.size:
+            return 0.0, None
+        return tidal.unforecast_minutes / tidal.ready_physical.size, tidal.forecast_problem
+
 
 def build_policies(
     spec: GatewayAutoscalerSpec, scenario: Scenario, need: np.ndarray, names: tuple[str, ...]

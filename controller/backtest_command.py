@@ -14,10 +14,10 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from controller.backtest import POLICIES, TraceRun, report, run_trace, summary
+from controller.backtest import POLICIES, TraceRun, backtest_spec, report, run_trace, summary
 from controller.durations import parse_duration
 from controller.simulator import Scenario
-from controller.spec import LimitBy
+from controller.spec import LimitBy, format_validation_error
 from forecasts.errors import ForecastError
 from forecasts.series import parse_timestamp
 
@@ -106,29 +106,56 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def scenario_from_args(args: argparse.Namespace) -> Scenario:
+    """The scenario the flags describe; ValueError names the flag that is wrong."""
     values: dict[str, Any] = {}
     for f in fields(Scenario):
         raw = getattr(args, f.name, None)
         if raw is None:
             continue
+        flag = f"--{f.name.replace('_', '-')}"
         if f.name in _DURATION_KNOBS:
             try:
                 values[f.name] = parse_duration(raw).total_seconds()
             except ValueError as exc:
-                raise SystemExit(f"tidal backtest: --{f.name.replace('_', '-')}: {exc}") from None
+                raise ValueError(f"{flag}: {exc}") from None
         else:
+            least = 0 if f.name == "physical_capacity" else 1
+            if raw < least:
+                raise ValueError(f"{flag} must be at least {least}, got {raw}")
             values[f.name] = raw
-    scenario = Scenario(**values)
-    if (
-        scenario.physical_capacity < 0
-        or scenario.replicas_per_node < 1
-        or scenario.peak_replicas < 1
-    ):
-        raise SystemExit(
-            "tidal backtest: --physical-capacity must be >= 0, --replicas-per-node "
-            "and --peak-replicas >= 1"
-        )
-    return scenario
+    return Scenario(**values)
+
+
+#: The spec fields that flags set, and the flag that sets each.
+_SPEC_FLAGS = {
+    "quantile": "forecast.quantile",
+    "headroom": "headroom",
+    "limit_by": "behavior.scaleDown.limitBy",
+    "hold_starting": "behavior.scaleDown.holdStarting",
+    "fill_nodes": "cloud.fillNodes",
+}
+
+
+def spec_overrides_from_args(args: argparse.Namespace, scenario: Scenario) -> dict[str, Any]:
+    """The spec fields the flags set, validated; ValueError names the flag and the field."""
+    try:
+        backtest_spec("check", scenario=scenario, model=args.model)
+    except ValidationError as exc:
+        raise ValueError(f"--model {args.model}: {format_validation_error(exc)}") from None
+    overrides: dict[str, Any] = {}
+    for name, field in _SPEC_FLAGS.items():
+        value = getattr(args, name, None)
+        if value is None:
+            continue
+        if name in ("hold_starting", "fill_nodes"):
+            value = value == "true"
+        try:
+            backtest_spec("check", scenario=scenario, model=args.model, overrides={field: value})
+        except ValidationError as exc:
+            flag = f"--{name.replace('_', '-')} {getattr(args, name)}"
+            raise ValueError(f"{flag}: {format_validation_error(exc)}") from None
+        overrides[field] = value
+    return overrides
 
 
 def _run_one(
@@ -161,8 +188,13 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    err = Console(stderr=True)
-    scenario = scenario_from_args(args)
+    err = Console(stderr=True, soft_wrap=True)
+    try:
+        scenario = scenario_from_args(args)
+        overrides = spec_overrides_from_args(args, scenario)
+    except ValueError as exc:
+        err.print(f"tidal backtest: {exc}", markup=False, highlight=False)
+        return 2
     policies = tuple(p.strip() for p in args.policies.split(",") if p.strip())
     unknown = [p for p in policies if p not in POLICIES]
     if unknown:
@@ -181,17 +213,6 @@ def run(args: argparse.Namespace) -> int:
         if not Path(path).is_file():
             err.print(f"tidal backtest: {path}: no such file")
             return 2
-    overrides: dict[str, Any] = {}
-    if args.quantile is not None:
-        overrides["forecast.quantile"] = args.quantile
-    if args.headroom is not None:
-        overrides["headroom"] = args.headroom
-    if args.limit_by is not None:
-        overrides["behavior.scaleDown.limitBy"] = args.limit_by
-    if args.hold_starting is not None:
-        overrides["behavior.scaleDown.holdStarting"] = args.hold_starting == "true"
-    if args.fill_nodes is not None:
-        overrides["cloud.fillNodes"] = args.fill_nodes == "true"
     jobs = args.jobs or min(len(args.traces), os.cpu_count() or 1)
     runs: dict[str, TraceRun] = {}
     with Progress(
@@ -260,6 +281,17 @@ def run(args: argparse.Namespace) -> int:
             err.print(f"tidal backtest: {exc}")
             return 2
     ordered = [runs[Path(p).stem] for p in args.traces]
+    for run_ in ordered:
+        share, problem = run_.forecast_gap()
+        if share >= 0.01:
+            why = f": {problem}" if problem else ""
+            err.print(
+                f"tidal backtest: warning: {run_.name}: tidal had no usable forecast for "
+                f"{share:.0%} of the scored minutes and sized them reactively{why}. "
+                "Give the trace more history before --score-from.",
+                markup=False,
+                highlight=False,
+            )
     result = report(ordered, scenario, model=args.model, overrides=overrides)
     if args.json:
         json.dump(result, sys.stdout)

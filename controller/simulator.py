@@ -95,6 +95,9 @@ class PolicyResult:
     refits: int = 0
     fit_seconds: float = 0.0
     reasons: dict[str, int] = field(default_factory=dict)
+    #: tidal only: minutes it planned without a usable forecast, and the first reason.
+    unforecast_minutes: int = 0
+    forecast_problem: str | None = None
     #: tidal only: the forecast's point and upper quantile one pod start ahead, each minute.
     forecast_point: FloatArray | None = None
     forecast_upper: FloatArray | None = None
@@ -298,6 +301,9 @@ class TidalPolicy:
         self.fitted: FittedModel | None = None
         self.fitted_at = -math.inf
         self.problem: str | None = None
+        #: Minutes planned without a usable forecast, and the first reason, for warnings.
+        self.unforecast = 0
+        self.first_problem: str | None = None
         self.recommendations: tuple[Recommendation, ...] = ()
         self.refits = 0
         self.fit_seconds = 0.0
@@ -364,6 +370,9 @@ class TidalPolicy:
         )
         self.recommendations = plan.recommendations
         self.last_plan = plan
+        if plan.forecast_problem is not None:
+            self.unforecast += 1
+            self.first_problem = self.first_problem or plan.forecast_problem
         reason = plan.total.reason.value
         self.reasons[reason] = self.reasons.get(reason, 0) + 1
         return Targets(plan.physical.replicas, plan.cloud.replicas, plan.placeholders)
@@ -385,9 +394,12 @@ def simulate(
     delay = max(0, math.ceil(scenario.metric_delay / MINUTE - 1e-9))
     results: dict[str, PolicyResult] = {}
     clusters: dict[str, ClusterModel] = {}
+    # Every policy starts from the same settled state: what perfect foresight has ready at the
+    # first scored minute, the need up to a node's boot and a pod's start ahead included.
+    lead = math.ceil((scenario.node_lead_time + scenario.pod_ready) / MINUTE - 1e-9)
+    start_need = int(need[first : first + lead + 1].max())
     for name in policies:
         cluster = ClusterModel(scenario)
-        start_need = int(need[first])
         phys = min(start_need, scenario.physical_capacity)
         cluster.warm_start(phys, start_need - phys, 0)
         clusters[name] = cluster
@@ -430,6 +442,8 @@ def simulate(
             results[name].refits = policy.refits
             results[name].fit_seconds = policy.fit_seconds
             results[name].reasons = dict(policy.reasons)
+            results[name].unforecast_minutes = policy.unforecast
+            results[name].forecast_problem = policy.first_problem
             results[name].forecast_point = np.asarray(policy.forecast_point)
             results[name].forecast_upper = np.asarray(policy.forecast_upper)
     return results

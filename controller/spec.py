@@ -11,7 +11,7 @@ import enum
 from datetime import timedelta
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic.alias_generators import to_camel
 
 from controller.durations import Duration
@@ -32,6 +32,7 @@ __all__ = [
     "ScaleDownBehavior",
     "ScaleUpBehavior",
     "forecast_model_names",
+    "format_validation_error",
 ]
 
 GROUP = "tidal.dev"
@@ -227,3 +228,15 @@ class GatewayAutoscaler(_Model):
     metadata: dict[str, Any] = Field(default_factory=dict)
     spec: GatewayAutoscalerSpec
     status: dict[str, Any] | None = None
+
+
+def format_validation_error(exc: ValidationError, *, prefix: str = "spec") -> str:
+    """``spec.load.perReplica: Input should be greater than 0``: camelCase paths, as written."""
+    parts = []
+    for error in exc.errors():
+        path = prefix
+        for item in error["loc"]:
+            path += f"[{item}]" if isinstance(item, int) else f".{item}"
+        message = str(error["msg"]).removeprefix("Value error, ")
+        parts.append(f"{path}: {message}")
+    return "; ".join(parts)

@@ -170,3 +170,48 @@ def test_spec_flags_refuse_unknown_values(flags: list[str]) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["backtest", "x.csv", *flags])
     assert exit_info.value.code == 2
+
+
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        (["--peak-replicas", "0"], "--peak-replicas must be at least 1"),
+        (["--physical-capacity", "-1"], "--physical-capacity must be at least 0"),
+        (["--node-lead-time", "5x"], "--node-lead-time: '5x' is not a duration"),
+        (["--quantile", "1.5"], "--quantile 1.5: spec.forecast.quantile:"),
+        (["--headroom", "-0.1"], "--headroom -0.1: spec.headroom:"),
+        (["--model", "prophet"], "--model prophet: spec.forecast:"),
+    ],
+    ids=["peak", "physical", "lead", "quantile", "headroom", "model"],
+)
+def test_bad_flags_are_named_before_any_replay(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list[str], named: str
+) -> None:
+    """A wrong scenario or spec flag exits 2 with the flag and, for the spec, the field."""
+    trace = tmp_path / "t.csv"
+    trace.write_text("timestamp,load\n2020-01-01T00:00:00Z,1\n2020-01-01T00:05:00Z,2\n")
+    assert main(["backtest", str(trace), "--jobs", "1", *flags]) == 2
+    captured = capsys.readouterr()
+    assert named in captured.err
+    assert "replayed" not in captured.err
+
+
+def test_short_trace_warns_and_the_oracle_still_serves_everything(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A trace too short to forecast is replayed reactively, with a warning that says why.
+
+    Its load climbs from its first minute, faster than a node boots: every policy starts with
+    what perfect foresight would have ready, so the oracle still leaves nothing unserved.
+    """
+    trace = tmp_path / "short.csv"
+    trace.write_text(
+        "timestamp,load\n2020-01-01T00:00:00Z,1\n2020-01-01T00:05:00Z,2\n2020-01-01T00:10:00Z,1.5\n"
+    )
+    assert main(["backtest", str(trace), "--jobs", "1", "--json"]) == 0
+    captured = capsys.readouterr()
+    oracle = json.loads(captured.out)["traces"]["short"]["oracle"]
+    assert oracle["unserved_fraction"] == 0.0
+    assert "warning: short: tidal had no usable forecast for 100% of the scored minutes" in (
+        captured.err
+    )

@@ -52,7 +52,7 @@ from controller.planner import (
     forecaster_for,
     plan_region,
 )
-from controller.spec import GatewayAutoscalerSpec, Mode
+from controller.spec import GatewayAutoscalerSpec, Mode, format_validation_error
 from forecasts.base import FittedModel, Forecast
 from forecasts.errors import (
     FitFailed,
@@ -66,18 +66,6 @@ from forecasts.series import LoadSeries
 __all__ = ["Outcome", "Reconciler", "format_validation_error"]
 
 log = structlog.get_logger("tidal.reconcile")
-
-
-def format_validation_error(exc: ValidationError, *, prefix: str = "spec") -> str:
-    """``spec.load.perReplica: Input should be greater than 0``: camelCase paths, as written."""
-    parts = []
-    for error in exc.errors():
-        path = prefix
-        for item in error["loc"]:
-            path += f"[{item}]" if isinstance(item, int) else f".{item}"
-        message = str(error["msg"]).removeprefix("Value error, ")
-        parts.append(f"{path}: {message}")
-    return "; ".join(parts)
 
 
 @dataclass(frozen=True)
