@@ -27,7 +27,7 @@ _DURATION_KNOBS = {
     "metric_delay": "the load the controller sees is this old",
     "pod_ready": "a gateway pod is ready this long after it is requested",
     "node_lead_time": "a cloud node is ready this long after it is requested",
-    "loop_interval": "the controller acts this often (the simulator ticks every minute)",
+    "loop_interval": "the controller acts this often, in whole minutes (the simulator's tick)",
     "node_unneeded_time": "a cloud node unneeded this long is given back (Cluster Autoscaler)",
 }
 
@@ -118,6 +118,8 @@ def scenario_from_args(args: argparse.Namespace) -> Scenario:
                 values[f.name] = parse_duration(raw).total_seconds()
             except ValueError as exc:
                 raise ValueError(f"{flag}: {exc}") from None
+            if f.name == "loop_interval" and (values[f.name] < 60 or values[f.name] % 60):
+                raise ValueError(f"{flag} must be a whole number of minutes, got {raw}")
         else:
             least = 0 if f.name == "physical_capacity" else 1
             if raw < least:

@@ -318,8 +318,19 @@ class TidalPolicy:
         self.reach = forecast_reach(spec, self.settings) + max(
             300.0, spec.load.step.total_seconds()
         )
+        # The controller acts every ``loop_interval``; between its loops the cluster keeps the
+        # targets it last wrote.
+        self.every = max(1, round(scenario.loop_interval / MINUTE))
+        self._acted: tuple[int, Targets] | None = None
 
     def __call__(self, minute: int, view: PolicyView) -> Targets:
+        if self._acted is not None and minute - self._acted[0] < self.every:
+            return self._acted[1]
+        targets = self._plan(view)
+        self._acted = (minute, targets)
+        return targets
+
+    def _plan(self, view: PolicyView) -> Targets:
         spec = self.spec
         history = view.history.last(spec.load.history.total_seconds())
         if view.now - self.fitted_at >= spec.forecast.refit.total_seconds():

@@ -6,10 +6,13 @@ import json
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from controller.backtest import backtest_spec, build_policies
 from controller.cli import main
-from controller.simulator import ClusterModel, Scenario, Targets
+from controller.simulator import ClusterModel, Scenario, Targets, oracle_need, simulate
+from forecasts.series import LoadSeries
 
 METRICS = {
     "unserved_fraction",
@@ -215,3 +218,27 @@ def test_short_trace_warns_and_the_oracle_still_serves_everything(
     assert "warning: short: tidal had no usable forecast for 100% of the scored minutes" in (
         captured.err
     )
+
+
+@pytest.mark.parametrize("minutes", [1, 5])
+def test_tidal_acts_once_per_loop_interval(minutes: int) -> None:
+    """The controller plans every ``loop_interval``; between loops the cluster keeps its targets."""
+    scenario = Scenario(loop_interval=60.0 * minutes)
+    values = np.linspace(1.0, 400_000.0, 120)  # a climb out of the physical pool
+    load = LoadSeries(0.0, 60.0, values)
+    spec = backtest_spec("loop", scenario=scenario)
+    need = oracle_need(load, spec)
+    policies = build_policies(spec, scenario, need, ("tidal",))
+    result = simulate(
+        load, spec=spec, scenario=scenario, score_from=60.0 * 20, policies=policies, need=need
+    )["tidal"]
+    scored = result.ready_physical.size
+    assert sum(result.reasons.values()) == -(-scored // minutes)
+    # Physical capacity grows only a pod start after a loop acted.
+    changes = np.flatnonzero(np.diff(result.ready_physical)) + 1
+    assert changes.size and all((m - 1) % minutes == 0 for m in changes.tolist())
+
+
+def test_loop_interval_must_be_whole_minutes(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["backtest", "x.csv", "--loop-interval", "90s"]) == 2
+    assert "--loop-interval must be a whole number of minutes" in capsys.readouterr().err
