@@ -19,6 +19,7 @@ from controller.simulator import (
     PolicyResult,
     Scenario,
     TidalPolicy,
+    first_scored,
     oracle_need,
     simulate,
 )
@@ -159,7 +160,7 @@ def run_trace(
 
 def score(run: TraceRun, result: PolicyResult, scenario: Scenario) -> dict[str, float | int]:
     """The DESIGN.md metrics of one policy on one trace."""
-    first = run.load.index_of(run.score_from)
+    first = first_scored(run.load, run.score_from)
     load = np.nan_to_num(run.load.values[first : first + result.ready_physical.size], nan=0.0)
     capacity = (result.ready_physical + result.ready_cloud) * PER_REPLICA
     short = np.maximum(load - capacity, 0.0)
@@ -210,7 +211,11 @@ def summary(report_: dict[str, Any], eps: float = 1e-6) -> dict[str, float]:
             removed[name] += trace[name]["replicas_removed"]
 
     def geo(values: list[float]) -> float:
-        return float(math.exp(np.mean(np.log(values)))) if values else math.nan
+        if not values:
+            return math.nan
+        if min(values) <= 0.0:
+            return 0.0  # a trace where tidal paid nothing: the product, and so the mean, is 0
+        return float(math.exp(np.mean(np.log(values))))
 
     return {
         "unserved_ratio_geomean": geo(unserved),

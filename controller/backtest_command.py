@@ -211,10 +211,21 @@ def run(args: argparse.Namespace) -> int:
                 f"tidal backtest: --score-from {args.score_from!r} is not an ISO-8601 timestamp"
             )
             return 2
+    seen: dict[str, str] = {}
     for path in args.traces:
         if not Path(path).is_file():
             err.print(f"tidal backtest: {path}: no such file")
             return 2
+        stem = Path(path).stem
+        if stem in seen:
+            err.print(
+                f"tidal backtest: {seen[stem]} and {path} are both reported as {stem!r}; "
+                "rename one",
+                markup=False,
+                highlight=False,
+            )
+            return 2
+        seen[stem] = path
     jobs = args.jobs or min(len(args.traces), os.cpu_count() or 1)
     runs: dict[str, TraceRun] = {}
     with Progress(

@@ -51,12 +51,25 @@ __all__ = [
     "Scenario",
     "Targets",
     "TidalPolicy",
+    "first_scored",
+    "minutes_of",
     "oracle_need",
     "simulate",
 ]
 
 MINUTE = 60.0
 FloatArray = npt.NDArray[np.float64]
+
+
+def minutes_of(seconds: float, *, least: int = 0) -> int:
+    """A lag in whole simulated minutes, rounded up, at least ``least``."""
+    return max(least, math.ceil(seconds / MINUTE - 1e-9))
+
+
+def first_scored(load: LoadSeries, score_from: float) -> int:
+    """The index of the first scored minute: ``score_from``'s, and never the very first sample
+    (a policy needs one sample of history to look at)."""
+    return max(1, load.index_of(score_from))
 
 
 @dataclass(frozen=True)
@@ -108,8 +121,9 @@ class ClusterModel:
 
     def __init__(self, scenario: Scenario) -> None:
         self.s = scenario
-        self.pod_lag = max(0, math.ceil(scenario.pod_ready / MINUTE - 1e-9))
-        self.node_lag = max(0, math.ceil(scenario.node_lead_time / MINUTE - 1e-9))
+        # Whatever is asked for at one tick is ready at the next tick at the earliest.
+        self.pod_lag = minutes_of(scenario.pod_ready, least=1)
+        self.node_lag = minutes_of(scenario.node_lead_time, least=1)
         self.unneeded = max(1, math.ceil(scenario.node_unneeded_time / MINUTE - 1e-9))
         # The minute each physical pod becomes ready. Pods are added with non-decreasing ready
         # times and removed newest first, so the list stays sorted.
@@ -148,8 +162,9 @@ class ClusterModel:
     def apply(self, minute: int, targets: Targets) -> None:
         phys_target = min(max(0, targets.physical), self.s.physical_capacity)
         if phys_target < len(self.physical):
-            # Newest (and not-yet-ready) pods go first, as a ReplicaSet scales down.
-            self.removed += len(self.physical) - phys_target
+            # Newest (and not-yet-ready) pods go first, as a ReplicaSet scales down. Only ready
+            # ones count as removed: a pod still starting has nobody to disconnect.
+            self.removed += bisect_right(self.physical, minute, lo=phys_target) - phys_target
             del self.physical[phys_target:]
         else:
             self.physical.extend([minute + self.pod_lag] * (phys_target - len(self.physical)))
@@ -162,8 +177,9 @@ class ClusterModel:
             self.cloud_pending -= drop_pending
             drop -= drop_pending
             if drop:
-                self.removed += drop
-                del self.cloud[len(self.cloud) - drop :]
+                keep = len(self.cloud) - drop
+                self.removed += bisect_right(self.cloud, minute, lo=keep) - keep
+                del self.cloud[keep:]
         else:
             self.cloud_pending += cloud_target - current
         self.placeholders = max(0, targets.placeholders)
@@ -265,14 +281,14 @@ class OraclePolicy:
     def __init__(self, need: npt.NDArray[np.int64], scenario: Scenario) -> None:
         self.need = need
         self.s = scenario
-        self.pod_lag = max(0, math.ceil(scenario.pod_ready / MINUTE - 1e-9))
-        self.node_lag = max(0, math.ceil(scenario.node_lead_time / MINUTE - 1e-9))
+        self.pod_lag = minutes_of(scenario.pod_ready, least=1)
+        self.node_lag = minutes_of(scenario.node_lead_time, least=1)
 
     def __call__(self, minute: int, view: PolicyView) -> Targets:
         n = self.need.size
         # Pods asked for now are ready after pod_lag: serve the need from then on, and never
         # drop below the need that remains before they are replaced.
-        ahead = self.need[min(n - 1, minute + 1) : min(n, minute + 1 + max(1, self.pod_lag))]
+        ahead = self.need[min(n - 1, minute + 1) : min(n, minute + 1 + self.pod_lag)]
         total = int(ahead.max()) if ahead.size else 0
         cap = view.physical_capacity
         physical = min(total, cap)
@@ -292,10 +308,13 @@ class TidalPolicy:
 
     def __init__(self, spec: GatewayAutoscalerSpec, scenario: Scenario) -> None:
         self.spec = spec
+        # A sample is as old as the metric delay when the planner reads it: that is not stale.
+        delayed = minutes_of(scenario.metric_delay) * MINUTE
         self.settings = PlannerSettings(
             loop_interval=scenario.loop_interval,
             pod_ready=scenario.pod_ready,
             node_hold=scenario.node_unneeded_time,
+            stale_after=max(PlannerSettings.stale_after, delayed + scenario.loop_interval),
         )
         self.forecaster = forecaster_for(spec, self.settings)
         self.fitted: FittedModel | None = None
@@ -400,14 +419,14 @@ def simulate(
     on_minute: Callable[[int, int], None] | None = None,
 ) -> dict[str, PolicyResult]:
     """Run every policy from ``score_from`` to the end of ``load`` (a 1-minute series)."""
-    first = max(1, load.index_of(score_from))
+    first = first_scored(load, score_from)
     minutes = len(load) - first
-    delay = max(0, math.ceil(scenario.metric_delay / MINUTE - 1e-9))
+    delay = minutes_of(scenario.metric_delay)
     results: dict[str, PolicyResult] = {}
     clusters: dict[str, ClusterModel] = {}
     # Every policy starts from the same settled state: what perfect foresight has ready at the
     # first scored minute, the need up to a node's boot and a pod's start ahead included.
-    lead = math.ceil((scenario.node_lead_time + scenario.pod_ready) / MINUTE - 1e-9)
+    lead = minutes_of(scenario.node_lead_time, least=1) + minutes_of(scenario.pod_ready, least=1)
     start_need = int(need[first : first + lead + 1].max())
     for name in policies:
         cluster = ClusterModel(scenario)
@@ -424,7 +443,7 @@ def simulate(
     for step in range(minutes):
         index = first + step
         now = load.start + index * load.step
-        visible = LoadSeries(load.start, load.step, load.values[: index + 1 - delay])
+        visible = LoadSeries(load.start, load.step, load.values[: max(0, index + 1 - delay)])
         for name, policy in policies.items():
             cluster = clusters[name]
             phys, cloud = cluster.ready(index)
@@ -462,5 +481,12 @@ def simulate(
 
 def oracle_need(load: LoadSeries, spec: GatewayAutoscalerSpec) -> npt.NDArray[np.int64]:
     """Replicas each minute's load needs at ``perReplica`` (no headroom: the cost floor)."""
-    values = np.nan_to_num(load.values, nan=0.0)
+    values = np.array(load.values, dtype=np.float64)
+    known = np.flatnonzero(np.isfinite(values))
+    if known.size:
+        # A gap in the telemetry is not zero load: the need seen last carries on through it.
+        carried = np.maximum.accumulate(np.where(np.isfinite(values), np.arange(values.size), 0))
+        values = np.where(np.isfinite(values), values, values[carried])
+        values[: known[0]] = values[known[0]]
+    values = np.nan_to_num(values, nan=0.0)
     return np.ceil(values / spec.load.per_replica - 1e-9).astype(np.int64)

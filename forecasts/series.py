@@ -103,6 +103,11 @@ class LoadSeries:
         if not known.any():
             return LoadSeries(self.start, step, np.full(times.size, np.nan))
         values = np.interp(times, self.times()[known], self.values[known])
+        # Only between two known samples: a gap in the source stays a gap (NaN), not a line.
+        position = (times - self.start) / self.step
+        below = np.clip(np.floor(position + 1e-9).astype(np.int64), 0, len(self) - 1)
+        above = np.clip(np.ceil(position - 1e-9).astype(np.int64), 0, len(self) - 1)
+        values[~(known[below] & known[above])] = np.nan
         return LoadSeries(self.start, step, values)
 
 

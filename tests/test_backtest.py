@@ -9,9 +9,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from controller.backtest import backtest_spec, build_policies
+from controller.backtest import backtest_spec, build_policies, prepare_trace, report, run_trace
 from controller.cli import main
-from controller.simulator import ClusterModel, Scenario, Targets, oracle_need, simulate
+from controller.simulator import (
+    ClusterModel,
+    PolicyResult,
+    PolicyView,
+    Scenario,
+    Targets,
+    oracle_need,
+    simulate,
+)
 from forecasts.series import LoadSeries
 
 METRICS = {
@@ -242,3 +250,112 @@ def test_tidal_acts_once_per_loop_interval(minutes: int) -> None:
 def test_loop_interval_must_be_whole_minutes(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["backtest", "x.csv", "--loop-interval", "90s"]) == 2
     assert "--loop-interval must be a whole number of minutes" in capsys.readouterr().err
+
+
+def _climb_and_fall(minutes: int = 240) -> LoadSeries:
+    """Out of the physical pool and back: 30 replicas' worth, 90 at the middle, 30 again."""
+    t = np.arange(minutes, dtype=np.float64)
+    values = 150_000.0 + 300_000.0 * np.exp(-(((t - minutes / 2) / 30.0) ** 2))
+    return LoadSeries(0.0, 60.0, values)
+
+
+def _run(
+    load: LoadSeries, scenario: Scenario, names: tuple[str, ...], score_from: float
+) -> dict[str, PolicyResult]:
+    spec = backtest_spec("sim", scenario=scenario)
+    need = oracle_need(load, spec)
+    policies = build_policies(spec, scenario, need, names)
+    return simulate(
+        load, spec=spec, scenario=scenario, score_from=score_from, policies=policies, need=need
+    )
+
+
+def test_a_long_metric_delay_is_not_missing_data() -> None:
+    """Samples as old as the metric delay are what the controller has: tidal still scales
+    down after the peak instead of holding as it does when data is missing."""
+    result = _run(_climb_and_fall(), Scenario(metric_delay=360.0), ("tidal",), 600.0)["tidal"]
+    ready = result.ready_physical + result.ready_cloud
+    assert ready[-1] < ready.max()
+    assert result.replicas_removed > 0
+
+
+@pytest.mark.parametrize(
+    "scenario",
+    [Scenario(pod_ready=0.0), Scenario(node_lead_time=0.0), Scenario(pod_ready=90.0)],
+    ids=["instant-pods", "instant-nodes", "90s-pods"],
+)
+def test_oracle_serves_everything_whatever_the_lags(scenario: Scenario) -> None:
+    """A tick is the simulator's smallest lag: what is asked for is ready at the next one at
+    the earliest, and the oracle plans with the lags the cluster applies."""
+    load = _climb_and_fall()
+    result = _run(load, scenario, ("oracle",), 60.0)["oracle"]
+    values = load.values[1 : 1 + result.ready_physical.size] / 5000.0
+    ready = result.ready_physical + result.ready_cloud
+    assert np.all(np.ceil(values - 1e-9) <= ready)
+
+
+def test_scoring_starts_where_the_replay_starts(tmp_path: Path) -> None:
+    """A --score-from inside the first minute is scored from the first replayed minute."""
+    trace = tmp_path / "early.csv"
+    rows = [f"2020-01-01T00:{m:02d}:00Z,{v}" for m, v in enumerate([1, 1, 5, 9, 9, 9, 3, 1])]
+    trace.write_text("timestamp,load\n" + "\n".join(rows) + "\n")
+    run = run_trace(trace, scenario=Scenario(), score_from=1577836800.0 + 30.0)
+    oracle = report([run], Scenario(), model="auto")["traces"]["early"]["oracle"]
+    assert oracle["unserved_fraction"] == 0.0
+
+
+def test_policies_never_see_the_future() -> None:
+    """With a metric delay longer than the history before the first scored minute, a policy
+    sees nothing rather than samples from later in the trace."""
+    load = _climb_and_fall(60)
+    seen: list[tuple[int, int]] = []
+
+    def spy(minute: int, view: PolicyView) -> Targets:
+        seen.append((minute, len(view.history)))
+        return Targets(physical=60, cloud=0)
+
+    scenario = Scenario(metric_delay=300.0)
+    spec = backtest_spec("sim", scenario=scenario)
+    simulate(
+        load,
+        spec=spec,
+        scenario=scenario,
+        score_from=60.0,
+        policies={"spy": spy},
+        need=oracle_need(load, spec),
+    )
+    assert all(length <= max(0, minute + 1 - 5) for minute, length in seen)
+
+
+def test_only_ready_pods_count_as_removed() -> None:
+    """A pod cancelled before it was ready disconnects nobody."""
+    cluster = ClusterModel(Scenario())
+    cluster.apply(0, Targets(physical=30, cloud=0))
+    cluster.apply(0, Targets(physical=0, cloud=0))  # cancelled within the tick: never ready
+    assert cluster.removed == 0
+    cluster.apply(1, Targets(physical=30, cloud=0))
+    cluster.apply(2, Targets(physical=10, cloud=0))  # ready since minute 2
+    assert cluster.removed == 20
+
+
+def test_a_gap_in_a_coarse_trace_stays_a_gap() -> None:
+    """Interpolating a 30-minute trace to minutes does not invent load across missing samples,
+    and the oracle carries the last need through the gap instead of dropping to zero."""
+    coarse = LoadSeries(0.0, 1800.0, np.array([1.0, 2.0, np.nan, np.nan, 3.0, 4.0]))
+    minute = prepare_trace(coarse, Scenario())
+    assert np.isnan(minute.values[31:119]).all()
+    assert np.isfinite(minute.values[:31]).all() and np.isfinite(minute.values[120:]).all()
+    need = oracle_need(minute, backtest_spec("gap", scenario=Scenario()))
+    assert need[31:119].min() == need[30]
+
+
+def test_two_traces_with_one_name_are_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    for folder in ("a", "b"):
+        (tmp_path / folder / "x.csv").write_text("timestamp,load\n2020-01-01T00:00:00Z,1\n")
+    argv = ["backtest", str(tmp_path / "a" / "x.csv"), str(tmp_path / "b" / "x.csv")]
+    assert main(argv) == 2
+    assert "are both reported as 'x'" in capsys.readouterr().err
