@@ -206,6 +206,10 @@ def forecaster_for(
     )
 
 
+#: Beyond any ``replicas.max``: what a load too large to count (or not a number) needs.
+_MOST_REPLICAS = 10**12
+
+
 def target_per_replica(spec: GatewayAutoscalerSpec) -> float:
     """The load one replica carries at target: ``perReplica`` less ``headroom``."""
     return spec.load.per_replica / (1.0 + spec.headroom)
@@ -214,6 +218,8 @@ def target_per_replica(spec: GatewayAutoscalerSpec) -> float:
 def replicas_for(load: float, spec: GatewayAutoscalerSpec) -> int:
     """Replicas that serve ``load`` at ``perReplica`` with ``headroom`` to spare."""
     exact = load * (1.0 + spec.headroom) / spec.load.per_replica
+    if not exact < _MOST_REPLICAS:  # overflow or NaN: more than any cluster holds
+        return _MOST_REPLICAS
     return max(0, math.ceil(exact - 1e-9))
 
 
@@ -324,6 +330,11 @@ def _fill_nodes(spec: GatewayAutoscalerSpec, cloud: int, capacity: int) -> int:
     return max(cloud, min(whole, spec.cloud.max_replicas, spec.replicas.max - capacity))
 
 
+def _ready(known: int | None, current: int) -> int:
+    """Replicas ready in a pool: as reported, or all of them when the status does not say."""
+    return current if known is None else min(known, current)
+
+
 def _scale_down_budget(
     spec: GatewayAutoscalerSpec, load: float | None, replicas: int, minutes: float
 ) -> int:
@@ -387,6 +398,8 @@ def plan_region(
     problem = forecast_problem
     if usable is not None and usable.end < now + settings.pod_ready + settings.loop_interval:
         usable, problem = None, "the forecast does not reach past the next pod start"
+    if usable is not None and not np.isfinite(usable.point).all():
+        usable, problem = None, "the forecast holds non-finite values"
     if usable is None and problem is None:
         problem = "no forecast"
 
@@ -475,13 +488,22 @@ def plan_region(
     # 4: stabilisation on the way down (not when holding for missing data: that already holds).
     # With ``holdStarting: false`` it holds only replicas that are ready: the ones still
     # starting are cancelled (a ReplicaSet removes those first) and not rate limited.
+    # Physical replicas above capacity: the ones not ready are lost (a failed node); ready ones
+    # (a cordoned node, say) still carry users and leave at the scale-down rate.
+    over = max(0, state.physical_replicas - capacity)
+    lost = over
+    if state.physical_ready is not None:
+        lost = min(over, max(0, state.physical_replicas - state.physical_ready))
+    live_physical = state.physical_replicas - lost
+    live_total = live_physical + state.cloud_replicas
     recent = tuple(r for r in state.recommendations if now - r.at < window)
     recommendations = (*recent, Recommendation(now, raw_total))
     starting = None if spec.behavior.scale_down.hold_starting else state.starting
     starting_physical, starting_cloud = starting or (0, 0)
-    running = state.total_replicas - starting_physical - starting_cloud
-    if load is not None and raw_total < state.total_replicas:
-        held = min(state.total_replicas, max(r.replicas for r in recommendations))
+    starting_physical = max(0, starting_physical - lost)  # the lost ones are not starting
+    running = live_total - starting_physical - starting_cloud
+    if load is not None and raw_total < live_total:
+        held = min(live_total, max(r.replicas for r in recommendations))
         stable = held if starting is None else max(raw_total, min(held, running))
         if stable > raw_total:
             message = f"highest recommendation of the last {window:.0f}s is {held}"
@@ -526,7 +548,7 @@ def plan_region(
     # Replicas still starting carry no users: cancelling them is not limited (a ReplicaSet
     # removes them first). With ``holdStarting: true`` none counts as starting.
     down_budget = _scale_down_budget(spec, load, running, minutes)
-    cur_physical = min(state.physical_replicas, capacity)
+    cur_physical = live_physical
     cur_cloud = state.cloud_replicas
     physical_new, cloud_new = physical_target, cloud_target
     if cloud_target < cur_cloud:
@@ -544,14 +566,37 @@ def plan_region(
         up_budget -= physical_new - cur_physical
     if cloud_target > cur_cloud:
         # Replicas that left a failed physical node are replaced at once, not rate limited.
-        lost = max(0, state.physical_replicas - capacity)
         cloud_new = min(cloud_target, cur_cloud + max(0, up_budget) + lost)
+    # A move between pools keeps the ready replicas it takes away until their replacements in
+    # the other pool are ready: users are never left with less than the plan while it moves.
+    want_now = total.replicas
+    ready_physical = min(physical_new, _ready(state.physical_ready, cur_physical))
+    ready_cloud = min(cloud_new, _ready(state.cloud_ready, cur_cloud))
+    moving = ""
+    if cloud_new < cur_cloud and physical_new > ready_physical:
+        kept = max(cloud_new, min(cur_cloud, want_now - ready_physical))
+        if kept > cloud_new:
+            cloud_new, moving = kept, "cloud"
+    if physical_new < cur_physical and cloud_new > ready_cloud:
+        kept = max(physical_new, min(cur_physical, want_now - ready_cloud))
+        if kept > physical_new:
+            physical_new, moving = kept, "physical"
     if physical_new != physical_target:
         physical_reason = Reason.RATE_LIMIT
         physical_message = f"moving from {cur_physical} towards {physical_target} at the rate limit"
+        if moving == "physical":
+            physical_message = (
+                f"keeping {physical_new} ready physical replicas until the cloud replicas "
+                "replacing them are ready"
+            )
     if cloud_new != cloud_target:
         cloud_reason = Reason.RATE_LIMIT
         cloud_message = f"moving from {cur_cloud} towards {cloud_target} at the rate limit"
+        if moving == "cloud":
+            cloud_message = (
+                f"keeping {cloud_new} cloud replicas until the physical replicas replacing "
+                "them are ready"
+            )
 
     # 7: reserve cloud capacity ahead of the forecast.
     if not spec.cloud.reserve:

@@ -440,3 +440,101 @@ def test_band_pods_fill_only_nodes_worth_holding() -> None:
     assert fc.upper(0.95)[0] > 10_000.0
     assert p.cloud.replicas == 10  # the point's node, filled; no node for the rare spike
     assert p.reserve.replicas == 10
+
+
+# Moves between the pools, and capacity that shrinks under replicas that still serve.
+# (state, capacity, load, limitBy) -> (physical, cloud) planned.
+MOVES = [
+    pytest.param(
+        dict(physical=60, cloud=0, capacity=40, ready=(40, 0)),
+        6000.0,
+        (40, 20),
+        id="failed-node-replaced-at-once",
+    ),
+    pytest.param(
+        dict(physical=60, cloud=0, capacity=40, ready=(60, 0)),
+        6000.0,
+        (60, 5),
+        id="cordoned-node-kept-until-cloud-is-ready",
+    ),
+    pytest.param(
+        dict(physical=40, cloud=20, capacity=60, ready=(40, 20)),
+        6000.0,
+        (45, 20),
+        id="cloud-kept-until-physical-is-ready",
+    ),
+    pytest.param(
+        dict(physical=60, cloud=20, capacity=60, ready=(60, 20)),
+        6000.0,
+        (60, 10),
+        id="cloud-goes-once-physical-is-ready",
+    ),
+]
+
+
+@pytest.mark.parametrize(("st", "load", "expected"), MOVES)
+def test_moves_between_pools_never_drop_ready_replicas_first(
+    st: dict[str, Any], load: float, expected: tuple[int, int]
+) -> None:
+    """Replicas on a failed node (not ready) are replaced at once; ready ones that a move takes
+    away stay until their replacements in the other pool are ready."""
+    spec = make_spec(
+        **{
+            "behavior.scaleUp.maxReplicasPerMinute": 5,
+            "behavior.scaleDown.limitBy": "Replicas",
+        }
+    )
+    p = plan(
+        spec,
+        load,
+        forecast([load] * 40),
+        state(st["physical"], st["cloud"], capacity=st["capacity"], ready=st["ready"]),
+    )
+    assert (p.physical.replicas, p.cloud.replicas) == expected
+
+
+def test_missing_data_does_not_scale_cloud_down_during_a_move() -> None:
+    """A stale sample holds the total; moving it back to physical keeps cloud until then."""
+    p = plan(make_spec(), 6000.0, None, state(40, 20, ready=(40, 20)), age=900.0)
+    assert p.total.reason is Reason.FALLBACK
+    assert p.cloud.replicas == 20
+    assert "until the physical replicas replacing them are ready" in p.cloud.message
+
+
+def test_hold_starting_false_counts_starting_replicas_within_capacity() -> None:
+    """With 20 of 60 physical replicas above a capacity of 40 and not ready, only those are
+    lost: the 40 ready ones go at the scale-down rate, not 30 at once."""
+    spec = make_spec(
+        **{
+            "behavior.scaleDown.holdStarting": False,
+            "behavior.scaleDown.limitBy": "Replicas",
+        }
+    )
+    p = plan(spec, 1000.0, forecast([1000.0] * 40), state(60, capacity=40, ready=(40, 0)))
+    assert p.physical.replicas == 30
+
+
+def test_stabilisation_does_not_recreate_lost_replicas() -> None:
+    """Replicas lost with a failed node are not held by stabilisation on cloud."""
+    recs = (Recommendation(NOW - 120.0, 60),)
+    p = plan(
+        make_spec(),
+        3000.0,
+        forecast([3000.0] * 40),
+        state(60, capacity=40, ready=(40, 0), recs=recs),
+    )
+    assert (p.physical.replicas, p.cloud.replicas) == (40, 0)
+
+
+def test_a_non_finite_forecast_falls_back() -> None:
+    path = [5000.0] * 40
+    path[1] = float("nan")
+    p = plan(make_spec(), 5000.0, forecast(path), state(50))
+    assert p.total.reason is Reason.FALLBACK
+    assert p.forecast_problem == "the forecast holds non-finite values"
+
+
+def test_a_load_too_large_to_count_is_capped_not_a_crash() -> None:
+    p = plan(make_spec(), 1.7e308, None, state(50))
+    assert p.total.replicas == 400
+    assert p.total.reason is Reason.MAX
