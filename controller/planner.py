@@ -27,8 +27,7 @@ The rules, in order:
    passed spike leaves go sooner (``_scale_down_budget``).
 7. **Reservation**: cloud capacity is held ahead by placeholders for the point forecast over
    the cloud node's lead time plus pod start, and for the cloud nodes worth holding once a node
-   requested now would be ready, so nodes are booted before the ramp needs them. A node is not
-   requested while a request at the next loop would be in time for what it is worth.
+   requested now would be ready, so nodes are booted before the ramp needs them.
 
 Cloud nodes are bought whole and held: above the point forecast's nodes, the band buys another
 node only when the load it is expected to serve, from the forecast's calibrated distribution,
@@ -281,8 +280,6 @@ def _cloud_worth_holding(
     now: float,
     ready: float,
     hold: float,
-    soon: float = 0.0,
-    existing: int = 0,
 ) -> int:
     """Cloud replicas worth holding, node by node: the quantile read as a price.
 
@@ -296,12 +293,6 @@ def _cloud_worth_holding(
     replica-seconds it is paid for. A band made of rare spikes then buys nothing while the load
     sits far below capacity, and buys nodes where the forecast nears the edge of what is held:
     the insurance goes where the risk is. Ramps are the point forecast's, bought regardless.
-
-    With ``soon`` (the loop interval), a node beyond the ``existing`` ones is requested only if
-    waiting for the next loop would cost it use: its expected use over its first ``soon`` once
-    ready must also be worth that time's price. A node worth holding for a rise late in its
-    window is then requested a loop later, still in time, instead of paid for while it waits.
-    Nodes that exist are already paid for, and are kept by the first rule alone.
     """
     q = spec.forecast.quantile
     per_node = spec.cloud.replicas_per_node
@@ -313,25 +304,15 @@ def _cloud_worth_holding(
     steps, seconds = _window_weights(forecast, ready, ready + hold)
     if not steps.size:
         return cloud
-    first_steps, first_seconds = _window_weights(forecast, ready, ready + soon)
     while cloud < limit:
         # Replica ``s`` (1-based) is needed once the load exceeds ``(s - 1)`` replicas' worth;
         # a replica's expected use is the seconds of the window it is needed, summed per node.
         nodes = min(_NODES_PER_BLOCK, -(-(limit - cloud) // per_node))
-        slots = (capacity + cloud + np.arange(nodes * per_node, dtype=np.float64)) * to_load
-        used = (forecast.exceedance(slots, steps) @ seconds).reshape(nodes, per_node).sum(axis=1)
-        early = np.full(nodes, np.inf)
-        if first_steps.size and cloud + nodes * per_node > existing:
-            early = (
-                (forecast.exceedance(slots, first_steps) @ first_seconds)
-                .reshape(nodes, per_node)
-                .sum(axis=1)
-            )
-        for node_use, node_early in zip(used.tolist(), early.tolist(), strict=True):
+        slots = capacity + cloud + np.arange(nodes * per_node, dtype=np.float64)
+        used = (forecast.exceedance(slots * to_load, steps) @ seconds).reshape(nodes, per_node)
+        for node_use in used.sum(axis=1).tolist():
             if node_use < price * per_node * paid:
                 return cloud
-            if cloud >= existing and node_early < price * per_node * soon:
-                return cloud  # worth it, but as well bought at the next loop
             cloud = min(limit, cloud + per_node)
     return cloud
 
@@ -449,8 +430,6 @@ def plan_region(
             now=now,
             ready=now + spec.cloud.node_lead_time.total_seconds() + settings.pod_ready,
             hold=settings.node_hold,
-            soon=settings.loop_interval,
-            existing=_whole_nodes(state.cloud_reserved, spec.cloud.replicas_per_node),
         )
         cloud_now = _cloud_worth_holding(
             usable,

@@ -538,20 +538,3 @@ def test_a_load_too_large_to_count_is_capped_not_a_crash() -> None:
     p = plan(make_spec(), 1.7e308, None, state(50))
     assert p.total.replicas == 400
     assert p.total.reason is Reason.MAX
-
-
-@pytest.mark.parametrize(
-    ("rise_in", "reserved", "expected"),
-    [(6, 0, 30), (14, 0, 0), (14, 30, 30), (16, 30, 0)],
-    ids=["in-time-only-now", "as-well-next-loop", "already-requested", "beyond-the-window"],
-)
-def test_cloud_nodes_are_requested_no_earlier_than_needed(
-    rise_in: int, reserved: int, expected: int
-) -> None:
-    """A certain rise from 50 to 90 replicas' worth, ``rise_in`` minutes ahead. Its nodes are
-    requested when a request one loop later would be late (a node's boot, a pod's start and a
-    loop: 7 minutes), not while they would only wait, paid; nodes already requested are kept
-    while the rise is within the window that values them."""
-    path = [5000.0] * rise_in + [9000.0] * (60 - rise_in)
-    p = plan(make_spec(), 5000.0, forecast(path), state(50, reserved=reserved))
-    assert p.reserve.replicas == expected
