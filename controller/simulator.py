@@ -245,7 +245,10 @@ class HpaPolicy:
     ) -> None:
         self.spec = spec
         self.tolerance = tolerance
-        self.window = max(1, round(stabilization / MINUTE))
+        # The recommendations of the last ``stabilization``, this minute's included. The HPA
+        # syncs every 15 s: the last high recommendation before a drop is seen is at most 15 s
+        # old then, and it leaves the window 285 to 300 s later, at the fifth minute's tick.
+        self.window = max(1, round(stabilization / MINUTE)) + 1
         self.recent: deque[int] = deque(maxlen=self.window)
         self.target = target_per_replica(spec)
 

@@ -13,6 +13,7 @@ from controller.backtest import backtest_spec, build_policies, prepare_trace, re
 from controller.cli import main
 from controller.simulator import (
     ClusterModel,
+    HpaPolicy,
     PolicyResult,
     PolicyView,
     Scenario,
@@ -359,3 +360,29 @@ def test_two_traces_with_one_name_are_refused(
     argv = ["backtest", str(tmp_path / "a" / "x.csv"), str(tmp_path / "b" / "x.csv")]
     assert main(argv) == 2
     assert "are both reported as 'x'" in capsys.readouterr().err
+
+
+def test_hpa_scales_down_five_minutes_after_it_sees_the_load_fall() -> None:
+    """The HPA syncs every 15 s and keeps the highest recommendation of the last 300 s: the
+    last high one before a drop is seen is under 15 s old then, so the drop is acted on at
+    the fifth minute's tick after the first low sample, not the fourth."""
+    spec = backtest_spec("hpa", scenario=Scenario())
+    hpa = HpaPolicy(spec)
+    values = np.array([400_000.0] * 10 + [100_000.0] * 10)  # seen low from minute 10
+    replicas = 0
+    first_down = None
+    for minute in range(values.size):
+        view = PolicyView(
+            now=60.0 * minute,
+            history=LoadSeries(0.0, 60.0, values[: minute + 1]),
+            physical_replicas=min(replicas, 60),
+            cloud_replicas=max(0, replicas - 60),
+            physical_capacity=60,
+            reserved=max(0, replicas - 60),
+        )
+        targets = hpa(minute, view)
+        total = targets.physical + targets.cloud
+        if minute >= 10 and total < replicas and first_down is None:
+            first_down = minute
+        replicas = total
+    assert first_down == 15
