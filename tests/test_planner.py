@@ -538,3 +538,32 @@ def test_a_load_too_large_to_count_is_capped_not_a_crash() -> None:
     p = plan(make_spec(), 1.7e308, None, state(50))
     assert p.total.replicas == 400
     assert p.total.reason is Reason.MAX
+
+
+def test_headroom_applies_to_the_forecast() -> None:
+    """The forecast's need carries ``headroom`` too, not only the reactive floor."""
+    p = plan(make_spec(headroom=0.1), 3000.0, forecast([5000.0] * 40), state(30))
+    assert p.total.reason is Reason.FORECAST
+    assert p.total.replicas == 55
+
+
+def test_forecast_peak_is_the_upper_quantile() -> None:
+    """The peak reported in status is the band's, the capacity the plan provisions toward."""
+    p = plan(make_spec(), 5000.0, forecast([5000.0] * 40, spread=0.2), state(50))
+    assert p.forecast_peak == pytest.approx(6000.0)
+
+
+def test_stabilisation_never_raises_above_what_runs() -> None:
+    """A high recommendation in the window holds what runs; it does not add replicas."""
+    recs = (Recommendation(NOW - 60.0, 80),)
+    p = plan(make_spec(), 2000.0, forecast([2000.0] * 40), state(40, recs=recs))
+    assert p.total.reason is Reason.STABILIZATION
+    assert p.total.replicas == 40
+
+
+def test_a_ramp_beyond_the_node_window_reserves_nothing_yet() -> None:
+    """A certain rise 20 minutes ahead is beyond a node's boot, pod start and the 10 minutes
+    that value it: nothing is paid for it yet."""
+    path = [5000.0] * 20 + [9000.0] * 40
+    p = plan(make_spec(), 5000.0, forecast(path), state(50))
+    assert p.reserve.replicas == 0
