@@ -124,7 +124,7 @@ class ClusterModel:
         # Whatever is asked for at one tick is ready at the next tick at the earliest.
         self.pod_lag = minutes_of(scenario.pod_ready, least=1)
         self.node_lag = minutes_of(scenario.node_lead_time, least=1)
-        self.unneeded = max(1, math.ceil(scenario.node_unneeded_time / MINUTE - 1e-9))
+        self.unneeded = minutes_of(scenario.node_unneeded_time, least=1)
         # The minute each physical pod becomes ready. Pods are added with non-decreasing ready
         # times and removed newest first, so the list stays sorted.
         self.physical: list[int] = []

@@ -442,39 +442,23 @@ def test_band_pods_fill_only_nodes_worth_holding() -> None:
     assert p.reserve.replicas == 10
 
 
-# Moves between the pools, and capacity that shrinks under replicas that still serve.
-# (state, capacity, load, limitBy) -> (physical, cloud) planned.
+# Moves between the pools, and capacity that shrinks under replicas that still serve:
+# (physical, cloud), capacity, (physical, cloud) ready -> (physical, cloud) planned, for a load
+# of 60 replicas' worth.
 MOVES = [
-    pytest.param(
-        dict(physical=60, cloud=0, capacity=40, ready=(40, 0)),
-        6000.0,
-        (40, 20),
-        id="failed-node-replaced-at-once",
-    ),
-    pytest.param(
-        dict(physical=60, cloud=0, capacity=40, ready=(60, 0)),
-        6000.0,
-        (60, 5),
-        id="cordoned-node-kept-until-cloud-is-ready",
-    ),
-    pytest.param(
-        dict(physical=40, cloud=20, capacity=60, ready=(40, 20)),
-        6000.0,
-        (45, 20),
-        id="cloud-kept-until-physical-is-ready",
-    ),
-    pytest.param(
-        dict(physical=60, cloud=20, capacity=60, ready=(60, 20)),
-        6000.0,
-        (60, 10),
-        id="cloud-goes-once-physical-is-ready",
-    ),
+    pytest.param((60, 0), 40, (40, 0), (40, 20), id="failed-node-replaced-at-once"),
+    pytest.param((60, 0), 40, (60, 0), (60, 5), id="cordoned-node-kept-until-cloud-is-ready"),
+    pytest.param((40, 20), 60, (40, 20), (45, 20), id="cloud-kept-until-physical-is-ready"),
+    pytest.param((60, 20), 60, (60, 20), (60, 10), id="cloud-goes-once-physical-is-ready"),
 ]
 
 
-@pytest.mark.parametrize(("st", "load", "expected"), MOVES)
+@pytest.mark.parametrize(("running", "capacity", "ready", "expected"), MOVES)
 def test_moves_between_pools_never_drop_ready_replicas_first(
-    st: dict[str, Any], load: float, expected: tuple[int, int]
+    running: tuple[int, int],
+    capacity: int,
+    ready: tuple[int, int],
+    expected: tuple[int, int],
 ) -> None:
     """Replicas on a failed node (not ready) are replaced at once; ready ones that a move takes
     away stay until their replacements in the other pool are ready."""
@@ -484,12 +468,8 @@ def test_moves_between_pools_never_drop_ready_replicas_first(
             "behavior.scaleDown.limitBy": "Replicas",
         }
     )
-    p = plan(
-        spec,
-        load,
-        forecast([load] * 40),
-        state(st["physical"], st["cloud"], capacity=st["capacity"], ready=st["ready"]),
-    )
+    st = state(*running, capacity=capacity, ready=ready)
+    p = plan(spec, 6000.0, forecast([6000.0] * 40), st)
     assert (p.physical.replicas, p.cloud.replicas) == expected
 
 
