@@ -598,14 +598,24 @@ def plan_region(
                 "them are ready"
             )
 
-    # 7: reserve cloud capacity ahead of the forecast.
+    # 7: reserve cloud capacity ahead of the forecast. The scale-up limit paces the replicas
+    # started, not the nodes asked for: the cloud replicas it holds back this loop are reserved
+    # now, since their nodes take a node's lead time to boot whenever they are asked for.
+    held_back = max(cloud_new, cloud_target)
     if not spec.cloud.reserve:
         reserve = Decision(cloud_new, Reason.NOT_RESERVING, "cloud.reserve is false")
     elif usable is None:
-        held = max(cloud_new, state.cloud_reserved) if load is None else cloud_new
+        held = max(held_back, state.cloud_reserved) if load is None else held_back
         reserve = Decision(held, Reason.FALLBACK, f"no forecast to reserve for: {problem}")
+    elif held_back > cloud_new and held_back >= node_need - capacity:
+        reserve = Decision(
+            held_back,
+            Reason.RATE_LIMIT,
+            f"{held_back - cloud_new} cloud replicas held back by the scale-up limit are "
+            "reserved now, so that their nodes boot while the replicas are added",
+        )
     else:
-        ahead_cloud = min(spec.cloud.max_replicas, max(0, node_need - capacity))
+        ahead_cloud = min(spec.cloud.max_replicas, max(held_back, node_need - capacity))
         if ahead_cloud > cloud_new:
             insured = (
                 f", cloud nodes worth holding bring it to {node_need}"

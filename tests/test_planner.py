@@ -311,6 +311,21 @@ def test_reserves_cloud_ahead_of_a_ramp() -> None:
     assert "the point forecast needs 90" in p.reserve.message
 
 
+@pytest.mark.parametrize("fc", [forecast([9000.0] * 40), None], ids=["forecast", "fallback"])
+def test_reserves_the_cloud_replicas_the_scale_up_limit_holds_back(fc: Forecast | None) -> None:
+    """A spike past the scale-up limit: the replicas it holds back get their nodes now, with or
+    without a forecast, while the replicas themselves are added at the limit."""
+    spec = make_spec(**{"behavior.scaleUp.maxReplicasPerMinute": 5})
+    p = plan(spec, 9000.0, fc, state(60, 0, capacity=60), forecast_problem="no model")
+    assert p.cloud.replicas == 5
+    assert p.cloud.reason is Reason.RATE_LIMIT
+    assert p.reserve.replicas == 30
+    assert p.placeholders == 25
+    if fc is not None:
+        assert p.reserve.reason is Reason.RATE_LIMIT
+        assert "25 cloud replicas held back by the scale-up limit" in p.reserve.message
+
+
 def test_no_reservation_when_disabled() -> None:
     """cloud.reserve false holds no placeholders."""
     ramp = [5000.0] * 4 + [9000.0] * 36
