@@ -15,7 +15,9 @@ from forecasts.models.mstl import (
     LevelParameters,
     advance_level,
     level_filter,
+    level_paths,
     profile_widths,
+    robust_parameters,
     smooth_cycle,
 )
 from tests.forecast_series import seasonal, series
@@ -62,6 +64,70 @@ def test_mstl_level_filter_matches_the_python_recursion(params: LevelParameters)
     level2, trend2 = advance_level(params, d[1:], level=float(d[0]), trend=0.0)
     np.testing.assert_allclose(level[1:], level2, atol=1e-9)
     np.testing.assert_allclose(trend[1:], trend2, atol=1e-9)
+
+
+def test_mstl_clipped_level_filter_is_the_clipped_recursion() -> None:
+    """With a finite clip the filter runs the recursion itself, each innovation clipped."""
+    d = np.random.default_rng(4).normal(size=300).cumsum() + 50
+    d[150] += 80.0
+    params = LevelParameters(0.5, 0.15, 0.9, clip=2.0)
+    level, trend = level_filter(params, d)
+    level2, trend2 = advance_level(params, d[1:], level=float(d[0]), trend=0.0)
+    np.testing.assert_allclose(level[1:], level2, atol=1e-12)
+    np.testing.assert_allclose(trend[1:], trend2, atol=1e-12)
+    jump = level[150] - (level[149] + params.phi * trend[149])
+    assert jump == pytest.approx(params.alpha * 2.0)
+
+
+def test_robust_parameters_clip_at_three_robust_standard_deviations() -> None:
+    """The clip is three times 1.4826 MAD of the one-step innovations; no spread, no clip."""
+    d = np.random.default_rng(5).normal(0, 4.0, 5000) + 100.0
+    params = robust_parameters(LevelParameters(0.2, 0.0, 1.0), d)
+    assert params.clip == pytest.approx(3 * 4.0 * np.sqrt(1 + 0.2 / (2 - 0.2)), rel=0.05)
+    assert robust_parameters(LevelParameters(0.2, 0.0, 1.0), np.full(100, 7.0)).clip == np.inf
+
+
+def _spiked(history: np.ndarray, *, at: int, length: int, height: float) -> np.ndarray:
+    spiked = history.copy()
+    spiked[at : at + length] += height
+    return spiked
+
+
+def test_clipped_level_forgets_a_passed_spike() -> None:
+    """Two buckets at ten times the load, three buckets before the end, barely move the level
+    and trend forecast after them; without the clip they swing the whole horizon."""
+    d = np.random.default_rng(6).normal(0, 5.0, 600) + 200.0
+    spiked = _spiked(d, at=595, length=2, height=2000.0)
+    linear = LevelParameters(0.3, 0.15, 0.9)
+    robust = robust_parameters(linear, d)
+    for params, near in ((robust, True), (linear, False)):
+        level, trend = level_filter(params, spiked)
+        path = level_paths(params, level, trend, np.array([spiked.size - 1]), 6)[0]
+        assert bool(np.abs(path - 200.0).max() < 20.0) is near
+
+
+def test_mstl_keeps_the_clip_only_where_it_lowers_the_in_sample_loss() -> None:
+    """Thirty two-bucket spikes: the clipped level is kept. A level that moves in large steps
+    twice a day: the plain filter is kept."""
+    rng = np.random.default_rng(7)
+    spiky = seasonal(days=6).values.copy()
+    for at in rng.choice(spiky.size - 2, 30, replace=False):
+        spiky[at : at + 2] += 1000.0
+    assert np.isfinite(create("mstl").fit(series(spiky)).params.clip)
+    steps = seasonal(days=6).values.copy()
+    for at in range(0, steps.size, 144):
+        steps[at:] += rng.choice([-150.0, 150.0])
+    assert create("mstl").fit(series(np.maximum(steps, 0.0))).params.clip == np.inf
+
+
+def test_mstl_still_follows_a_lasting_shift() -> None:
+    """A step up that lasts (half a day at +50%) is taken up by the level in full."""
+    clean = seasonal(days=6).values
+    shifted = _spiked(clean, at=clean.size - 144, length=144, height=100.0)
+    fitted = create("mstl").fit(series(shifted))
+    point = fitted.forecast(series(shifted), horizon=1800).point
+    base = create("mstl").fit(series(clean)).forecast(series(clean), horizon=1800).point
+    assert np.mean(point - base) > 80.0
 
 
 @pytest.mark.parametrize("model", REFITTABLE)

@@ -19,6 +19,14 @@
    ``alpha``, ``beta`` and ``phi`` are estimated by a grid search minimising the in-sample
    multi-step MAE over the forecast horizon (what the planner consumes), run with
    ``scipy.signal.lfilter`` so that the whole grid costs milliseconds.
+4. The same parameters are then tried with each innovation ``e`` clipped at ``CLIP_SIGMAS``
+   robust standard deviations of the in-sample innovations (1.4826 times their median
+   absolute deviation): Huber's psi, as in robust exponential smoothing (Gelper, Fried and
+   Croux, 2010). The clip is kept when it lowers the same in-sample loss. On a spiky series a
+   spike a bucket or two long then moves the level and the trend no more than a three-sigma
+   surprise would, instead of lifting the whole horizon for hours after it has passed; a
+   lasting shift still moves them, bucket after bucket. On a smooth one whose level moves in
+   large steps the loss keeps the plain filter.
 
 A refit with ``previous`` within ``reestimate_every`` (default one day) of its estimation keeps
 the profiles and parameters, advances the level over the new samples and refreshes the
@@ -54,20 +62,24 @@ from forecasts.models.smoothing import (
 )
 from forecasts.series import LoadSeries
 
-__all__ = ["MSTL", "LevelParameters"]
+__all__ = ["CLIP_SIGMAS", "MSTL", "LevelParameters", "robust_parameters"]
 
 _ALPHAS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0)
 _BETAS = (0.05, 0.15)  # fraction of alpha that reaches the trend; 0 is tried as "no trend"
 _PHIS = (0.8, 0.9, 0.95)
+#: Innovations beyond this many robust standard deviations are clipped (the 3-sigma rule).
+CLIP_SIGMAS = 3.0
 
 
 @dataclass(frozen=True)
 class LevelParameters:
-    """Damped-trend smoothing of the deseasonalised series (``beta == 0``: no trend)."""
+    """Damped-trend smoothing of the deseasonalised series (``beta == 0``: no trend), its
+    innovations clipped at ``clip`` (none by default)."""
 
     alpha: float
     beta: float
     phi: float
+    clip: float = math.inf
 
 
 def level_filter(
@@ -80,6 +92,11 @@ def level_filter(
     from ``(d[0], 0)`` equals starting from zero on ``d - d[0]`` and adding ``d[0]`` back,
     because a constant with no trend is a fixed point of the recursion.
     """
+    if math.isfinite(params.clip):  # not linear: the recursion itself, still O(n)
+        level, trend = advance_level(
+            params, deseasonalised[1:], level=float(deseasonalised[0]), trend=0.0
+        )
+        return np.concatenate([deseasonalised[:1], level]), np.concatenate([[0.0], trend])
     a, beta, phi = params.alpha, params.beta, params.phi
     g1, g2 = a, a * beta
     a11, a12, a21, a22 = 1 - g1, phi - g1 * phi, -g2, phi - g2 * phi
@@ -94,13 +111,14 @@ def level_filter(
 def advance_level(
     params: LevelParameters, deseasonalised: FloatArray, *, level: float, trend: float
 ) -> tuple[FloatArray, FloatArray]:
-    """The same recursion for a few new samples, in Python (NaN: no correction)."""
-    a, ab, phi = params.alpha, params.alpha * params.beta, params.phi
+    """The same recursion for a few new samples, in Python (NaN: no correction), the
+    innovations clipped at ``params.clip``."""
+    a, ab, phi, clip = params.alpha, params.alpha * params.beta, params.phi, params.clip
     levels: list[float] = []
     trends: list[float] = []
     for d in deseasonalised.tolist():
         expected = level + phi * trend
-        error = 0.0 if d != d else d - expected
+        error = 0.0 if d != d else min(clip, max(-clip, d - expected))
         level = expected + a * error
         trend = phi * trend + ab * error
         levels.append(level)
@@ -125,22 +143,44 @@ def estimate_level(
     (the MAE summed over leads ``1..lead``)."""
     candidates = [LevelParameters(a, 0.0, 1.0) for a in _ALPHAS]
     candidates += [LevelParameters(a, b, p) for a in _ALPHAS for b in _BETAS for p in _PHIS]
-    n = deseasonalised.size
     best, best_loss = candidates[0], math.inf
     for params in candidates:
-        level, trend = level_filter(params, deseasonalised)
-        sums = damped_sums(params.phi, lead)
-        loss = 0.0
-        for h in range(1, lead + 1):
-            errors = (
-                deseasonalised[burn_in + h :]
-                - level[burn_in : n - h]
-                - sums[h - 1] * trend[burn_in : n - h]
-            )
-            loss += float(np.abs(errors).mean()) if errors.size else 0.0
+        loss = level_loss(params, deseasonalised, lead=lead, burn_in=burn_in)
         if loss < best_loss:
             best, best_loss = params, loss
     return best, best_loss
+
+
+def level_loss(
+    params: LevelParameters, deseasonalised: FloatArray, *, lead: int, burn_in: int
+) -> float:
+    """The in-sample MAE of ``params``' forecasts after ``burn_in``, summed over ``1..lead``."""
+    n = deseasonalised.size
+    level, trend = level_filter(params, deseasonalised)
+    sums = damped_sums(params.phi, lead)
+    loss = 0.0
+    for h in range(1, lead + 1):
+        errors = (
+            deseasonalised[burn_in + h :]
+            - level[burn_in : n - h]
+            - sums[h - 1] * trend[burn_in : n - h]
+        )
+        loss += float(np.abs(errors).mean()) if errors.size else 0.0
+    return loss
+
+
+def robust_parameters(params: LevelParameters, deseasonalised: FloatArray) -> LevelParameters:
+    """``params`` with innovations clipped at ``CLIP_SIGMAS`` robust standard deviations of
+    its in-sample one-step innovations (unclipped when they have no spread)."""
+    level, trend = level_filter(params, deseasonalised)
+    errors = deseasonalised[1:] - (level[:-1] + params.phi * trend[:-1])
+    errors = errors[np.isfinite(errors)]
+    if not errors.size:
+        return params
+    spread = 1.4826 * float(np.median(np.abs(errors - np.median(errors))))
+    if not spread > 0.0:
+        return params
+    return LevelParameters(params.alpha, params.beta, params.phi, CLIP_SIGMAS * spread)
 
 
 #: Widths tried for smoothing the profile within its cycle, as fractions of the cycle (for a
@@ -244,7 +284,11 @@ class MSTL(SmoothingForecaster):
         # Deseasonalise the history with that same profile, extended backwards.
         phases = (np.arange(values.size) - values.size) % total
         deseasonalised = values - profile[phases]
-        params, _ = estimate_level(deseasonalised, lead=lead, burn_in=min(daily, values.size // 4))
+        burn_in = min(daily, values.size // 4)
+        params, loss = estimate_level(deseasonalised, lead=lead, burn_in=burn_in)
+        robust = robust_parameters(params, deseasonalised)
+        if level_loss(robust, deseasonalised, lead=lead, burn_in=burn_in) < loss:
+            params = robust
         level, trend = level_filter(params, deseasonalised)
         return self._fitted(
             params,
