@@ -198,7 +198,14 @@ class ScaleDownBehavior(_Model):
 
 
 class ScaleUpBehavior(_Model):
-    max_replicas_per_minute: int = Field(default=100, ge=1)
+    max_replicas_per_minute: int = Field(
+        default=100,
+        ge=1,
+        description=(
+            "Replicas added per minute at most. The cloud nodes for the replicas it holds back "
+            "are asked for at once: a node takes its lead time to boot whenever it is asked for"
+        ),
+    )
 
 
 class Behavior(_Model):
