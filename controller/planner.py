@@ -569,16 +569,15 @@ def plan_region(
         cloud_new = min(cloud_target, cur_cloud + max(0, up_budget) + lost)
     # A move between pools keeps the ready replicas it takes away until their replacements in
     # the other pool are ready: users are never left with less than the plan while it moves.
-    want_now = total.replicas
     ready_physical = min(physical_new, _ready(state.physical_ready, cur_physical))
     ready_cloud = min(cloud_new, _ready(state.cloud_ready, cur_cloud))
     moving = ""
     if cloud_new < cur_cloud and physical_new > ready_physical:
-        kept = max(cloud_new, min(cur_cloud, want_now - ready_physical))
+        kept = max(cloud_new, min(cur_cloud, want - ready_physical))
         if kept > cloud_new:
             cloud_new, moving = kept, "cloud"
     if physical_new < cur_physical and cloud_new > ready_cloud:
-        kept = max(physical_new, min(cur_physical, want_now - ready_cloud))
+        kept = max(physical_new, min(cur_physical, want - ready_cloud))
         if kept > physical_new:
             physical_new, moving = kept, "physical"
     if physical_new != physical_target:
@@ -615,7 +614,7 @@ def plan_region(
             "reserved now, so that their nodes boot while the replicas are added",
         )
     else:
-        ahead_cloud = min(spec.cloud.max_replicas, max(held_back, node_need - capacity))
+        ahead_cloud = min(spec.cloud.max_replicas, max(0, node_need - capacity))
         if ahead_cloud > cloud_new:
             insured = (
                 f", cloud nodes worth holding bring it to {node_need}"
