@@ -89,7 +89,10 @@ def main(argv: list[str]) -> int:
                 f"q {quantile:g} (worst {worst:.3f})",
                 (xi, yi),
                 textcoords="offset points",
-                xytext=(6, 4),
+                # The default's labels above right, the other line's below left: the two lines
+                # meet near the default point, and their labels would overlap.
+                xytext=(6, 4) if hold == "true" else (-6, -12),
+                horizontalalignment="left" if hold == "true" else "right",
                 fontsize=8,
             )
     ax.set_xlim(left, right)
