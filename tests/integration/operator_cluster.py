@@ -37,9 +37,15 @@ T = TypeVar("T")
 
 
 def wait_until(
-    check: Callable[[], T | None], *, timeout: float, what: str, every: float = 0.2
+    check: Callable[[], T | None],
+    *,
+    timeout: float,
+    what: str,
+    every: float = 0.2,
+    explain: Callable[[], Any] | None = None,
 ) -> T:
-    """Poll ``check`` until it returns something truthy; fail with ``what`` and the last value."""
+    """Poll ``check`` until it returns something truthy; fail with ``what``, the last value and,
+    when given, what ``explain`` returns then (the status that says why, say)."""
     deadline = time.monotonic() + timeout
     last: Any = None
     while time.monotonic() < deadline:
@@ -51,7 +57,10 @@ def wait_until(
             if last:
                 return last
         time.sleep(every)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+    message = f"timed out after {timeout}s waiting for {what}; last: {last!r}"
+    if explain is not None:
+        message += f"; {explain()!r}"
+    raise AssertionError(message)
 
 
 def _node(name: str, region: str, pool: str, *, cpu: str) -> dict[str, Any]:

@@ -113,6 +113,7 @@ def test_two_regions_fill_physical_then_cloud_and_reserve_ahead(
                 ),
                 timeout=20,
                 what=f"{name} placeholders reserved ahead of the ramp",
+                explain=lambda name=name: {"cloud": status_of(kube_api, name).get("cloud")},
             )
 
             status = status_of(kube_api, name)
