@@ -59,7 +59,10 @@ def wait_until(
         time.sleep(every)
     message = f"timed out after {timeout}s waiting for {what}; last: {last!r}"
     if explain is not None:
-        message += f"; {explain()!r}"
+        try:
+            message += f"; {explain()!r}"
+        except Exception as exc:  # the explanation must not hide the timeout
+            message += f"; explaining failed: {exc!r}"
     raise AssertionError(message)
 
 
