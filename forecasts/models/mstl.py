@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy.signal import lfilter
@@ -180,7 +180,7 @@ def robust_parameters(params: LevelParameters, deseasonalised: FloatArray) -> Le
     spread = 1.4826 * float(np.median(np.abs(errors - np.median(errors))))
     if not spread > 0.0:
         return params
-    return LevelParameters(params.alpha, params.beta, params.phi, CLIP_SIGMAS * spread)
+    return replace(params, clip=CLIP_SIGMAS * spread)
 
 
 #: Widths tried for smoothing the profile within its cycle, as fractions of the cycle (for a
