@@ -348,6 +348,10 @@ class Forecaster(ABC):
     def lead_steps(self, step: float) -> int:
         return max(1, math.ceil(self.max_horizon / step))
 
+    def least_points(self, step: float) -> int:
+        """The fewest known samples at ``step`` that this model fits on."""
+        return self.lead_steps(step) + 2
+
     def fit(self, history: LoadSeries, *, previous: FittedModel | None = None) -> FittedModel:
         """Fit on ``history``; ``previous`` (a fit of the same model) may make it cheap."""
         started = time.perf_counter()

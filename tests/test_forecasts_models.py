@@ -176,6 +176,44 @@ def test_auto_names_the_chosen_model_and_records_that_auto_chose_it() -> None:
     assert fitted.name == min(scores, key=scores.__getitem__)
 
 
+ALL_MODELS = {"seasonal-naive", "holt-winters", "mstl"}
+
+
+@pytest.mark.parametrize(
+    ("days", "scored"),
+    [
+        # A quarter held out leaves 1.9 days, short of the two days and a lead the smoothing
+        # models need; what 2.5 days can spare beyond that (0.4 days) is still enough to judge.
+        pytest.param(2.5, ALL_MODELS, id="two-and-a-half-days-all"),
+        # 2.2 days can spare 0.1 days beyond their need: too little to judge them on.
+        pytest.param(2.2, {"seasonal-naive"}, id="two-days-seasonal-naive-only"),
+        pytest.param(4.0, ALL_MODELS, id="four-days-all"),
+    ],
+)
+def test_auto_scores_every_model_the_history_can_spare_a_hold_out_for(
+    days: float, scored: set[str]
+) -> None:
+    """The hold-out shrinks rather than leave a model that fits the history unscored."""
+    fitted = create("auto").fit(seasonal(days=days))
+    assert set(fitted.holdout_mae) == scored
+
+
+def test_auto_chooses_again_as_soon_as_the_history_can_score_every_model() -> None:
+    """A choice made without the smoothing models is not kept for a day once they can be scored."""
+    history = seasonal(days=2.6)
+    forecaster = create("auto")
+    first = forecaster.fit(series(history.values[: round(2.2 * 288)]))
+    assert set(first.holdout_mae) == {"seasonal-naive"}
+    # An hour later the history is still too short: the choice is kept, not made again.
+    kept = forecaster.fit(series(history.values[: round(2.2 * 288) + 12]), previous=first)
+    assert kept.chosen_at == first.chosen_at
+    assert kept.fitted_until == pytest.approx(first.fitted_until + 3600)
+    # Hours later, well within the day, it can spare a hold-out for them: all are judged again.
+    again = forecaster.fit(history, previous=kept)
+    assert set(again.holdout_mae) == ALL_MODELS
+    assert again.chosen_at == pytest.approx(history.end)
+
+
 def test_auto_prefers_a_smoothing_model_on_a_noisy_daily_cycle() -> None:
     """On a noisy but regular daily cycle auto does not settle for seasonal naive."""
     fitted = create("auto").fit(seasonal(days=6))

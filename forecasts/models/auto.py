@@ -3,7 +3,11 @@
 A full fit:
 
 1. holds out the last ``holdout`` of the history (default 2 days; at most a quarter of the
-   history, so that short histories still leave most of it for fitting);
+   history, so that short histories still leave most of it for fitting). When that would
+   leave a candidate too little to fit on, though the whole history is enough for it, the
+   hold-out is what the history can spare beyond that candidate's need, if that is at least a
+   quarter of a day (and a lead): otherwise a history of two and a half days would be judged
+   without MSTL and Holt-Winters, which need two days of the three-quarters left;
 2. fits every candidate (seasonal-naive, holt-winters, mstl) on the history before the
    hold-out; a candidate that cannot fit that much history is left out;
 3. advances each fitted candidate through the hold-out, forecasting ``1..lead`` steps (up to
@@ -16,7 +20,8 @@ A full fit:
    fitted on the very data are optimistic; MSTL's much more than the others').
 
 When no candidate can be scored (a history too short for a hold-out), ``auto`` uses the first
-candidate, in the order above, that fits the whole history.
+candidate, in the order above, that fits the whole history. A choice made while the history was
+too short to score some candidate is made again as soon as it is long enough, not a day later.
 
 The fitted model is the winner's, under the winner's name: ``fitted.name == "mstl"``, with
 ``fitted.chosen_by == "auto"`` and ``fitted.holdout_mae`` holding every candidate's score, so a
@@ -71,6 +76,8 @@ class _FittedAuto(FittedModel):
     chosen: FittedModel
     chosen_at: float  # end of the history the choice was made on
     holdout_mae: dict[str, float] = field(default_factory=dict)
+    #: The candidates the history was long enough to score when the choice was made.
+    scorable: frozenset[str] = frozenset()
     chosen_by: str = "auto"
     #: The winner's hold-out MAE relative to the mean load there (None without a hold-out).
     error: float | None = None
@@ -83,7 +90,12 @@ class _FittedAuto(FittedModel):
 
 
 def _wrap(
-    chosen: FittedModel, *, chosen_at: float, scores: dict[str, float], error: float | None
+    chosen: FittedModel,
+    *,
+    chosen_at: float,
+    scores: dict[str, float],
+    error: float | None,
+    scorable: frozenset[str],
 ) -> _FittedAuto:
     return _FittedAuto(
         name=chosen.name,
@@ -96,6 +108,7 @@ def _wrap(
         chosen_at=chosen_at,
         holdout_mae=scores,
         error=error,
+        scorable=scorable,
     )
 
 
@@ -130,11 +143,14 @@ class Auto(Forecaster):
         prepared = prepare_history(
             history, fit_step=self.fit_step, min_points=lead + 2, what="history"
         )
+        span = prepared.end - prepared.start
+        scorable = self._scorable(span, prepared.step)
         if (
             isinstance(previous, _FittedAuto)
             and previous.step == prepared.step
             and prepared.end - previous.chosen_at < self.reestimate_every
             and prepared.end >= previous.fitted_until
+            and scorable <= previous.scorable
         ):
             forecaster = self.candidates[previous.chosen.name]
             refitted = forecaster.fit(history, previous=previous.chosen)
@@ -143,9 +159,10 @@ class Auto(Forecaster):
                 chosen_at=previous.chosen_at,
                 scores=previous.holdout_mae,
                 error=previous.error,
+                scorable=previous.scorable,
             )
         scores, records, levels = self._scores(
-            history, prepared.end, prepared.end - prepared.start, lead
+            history, prepared.end, self._holdout(span, prepared.step), lead
         )
         order = sorted(scores, key=scores.__getitem__) if scores else list(self.candidates)
         for name in order:
@@ -164,15 +181,35 @@ class Auto(Forecaster):
                 # A refit with nothing new only recalibrates, now on the honest hold-out errors.
                 chosen = forecaster.fit(history, previous=chosen)
             error = scores[name] / levels[name] if name in scores and levels[name] > 0 else None
-            return _wrap(chosen, chosen_at=prepared.end, scores=scores, error=error)
+            return _wrap(
+                chosen, chosen_at=prepared.end, scores=scores, error=error, scorable=scorable
+            )
         raise InsufficientHistory("no forecasting model can fit this history")  # pragma: no cover
 
+    def _holdout(self, span: float, step: float) -> float:
+        """The hold-out for a history of ``span`` seconds on a grid of ``step`` (step 1)."""
+        holdout = min(self.holdout, 0.25 * span)
+        # One step more than the most points any candidate needs: the training part ends on
+        # a sample, and its last bucket may be incomplete.
+        spare = span - step * max(c.least_points(step) for c in self.candidates.values())
+        if max(DAY / 4, step * self.lead_steps(step)) <= spare < holdout:
+            holdout = spare
+        return holdout
+
+    def _scorable(self, span: float, step: float) -> frozenset[str]:
+        """The candidates whose need fits what the hold-out leaves of ``span``."""
+        left = span - self._holdout(span, step)
+        return frozenset(
+            name
+            for name, candidate in self.candidates.items()
+            if step * candidate.least_points(step) <= left
+        )
+
     def _scores(
-        self, history: LoadSeries, end: float, span: float, lead: int
+        self, history: LoadSeries, end: float, holdout: float, lead: int
     ) -> tuple[dict[str, float], dict[str, ForecastRecord], dict[str, float]]:
         """Hold-out MAE of every candidate that fits the history before the hold-out, the
         honest forecasts it made there, and the mean load they were scored against."""
-        holdout = min(self.holdout, 0.25 * span)
         training = history.until(end - holdout)
         scores: dict[str, float] = {}
         records: dict[str, ForecastRecord] = {}

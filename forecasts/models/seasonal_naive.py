@@ -71,11 +71,15 @@ class SeasonalNaive(Forecaster):
         super().__init__(**kwargs)  # type: ignore[arg-type]
         self.season = season
 
+    def least_points(self, step: float) -> int:
+        """A season and a lead: the least that forecasts a whole lead from a season back."""
+        return max(1, round(self.season / step)) + self.lead_steps(step) + 1
+
     def _fit(self, history: LoadSeries, *, previous: FittedModel | None) -> FittedModel:
-        lead = self.lead_steps(max(self.fit_step, history.step))
-        season_steps = max(1, round(self.season / max(self.fit_step, history.step)))
+        step = max(self.fit_step, history.step)
+        lead = self.lead_steps(step)
         prepared = prepare_history(
-            history, fit_step=self.fit_step, min_points=season_steps + lead + 1, what="history"
+            history, fit_step=self.fit_step, min_points=self.least_points(step), what="history"
         )
         values = prepared.values
         season = prepared.season_steps(self.season)

@@ -188,18 +188,19 @@ class SmoothingForecaster(Forecaster):
         self.reestimate_every = reestimate_every
         self.calibration_window = calibration_window
 
-    def _prepare(self, history: LoadSeries) -> tuple[PreparedHistory, int, int]:
-        """The estimation window on the model's grid, its daily period and lead, in steps.
+    def least_points(self, step: float) -> int:
+        """Two whole days plus a lead: the least that estimates a daily season and checks it."""
+        return 2 * max(2, round(DAY / step)) + self.lead_steps(step) + 1
 
-        Two whole days plus a lead are the least that estimates a daily season and checks it.
-        """
+    def _prepare(self, history: LoadSeries) -> tuple[PreparedHistory, int, int]:
+        """The estimation window on the model's grid, its daily period and lead, in steps."""
         step = max(self.fit_step, history.step)
         daily = max(2, round(DAY / step))
         lead = self.lead_steps(step)
         prepared = prepare_history(
             history.last(self.window),
             fit_step=self.fit_step,
-            min_points=2 * daily + lead + 1,
+            min_points=self.least_points(step),
             what="history",
         )
         return prepared, daily, lead
