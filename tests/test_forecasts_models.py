@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 
 import numpy as np
@@ -9,6 +10,7 @@ import pytest
 
 from forecasts import create
 from forecasts.base import DAY
+from forecasts.models.auto import _held, significantly_lower
 from forecasts.models.holt_winters import HoltWinters, run_recursion
 from forecasts.models.mstl import (
     MSTL,
@@ -212,6 +214,51 @@ def test_auto_chooses_again_as_soon_as_the_history_can_score_every_model() -> No
     again = forecaster.fit(history, previous=kept)
     assert set(again.holdout_mae) == ALL_MODELS
     assert again.chosen_at == pytest.approx(history.end)
+
+
+def _losses(rng: np.random.Generator, size: int, level: float) -> np.ndarray:
+    """Per-origin losses that wander together, as overlapping multi-step errors do."""
+    walk = np.convolve(rng.normal(0.0, 1.0, size + 11), np.ones(12) / 12, mode="valid")
+    return level + 5.0 * walk
+
+
+def test_significantly_lower_needs_more_than_noise() -> None:
+    """A clear, steady gain is significant; a gain well inside the noise, or one measured on
+    too few origins, is not."""
+    rng = np.random.default_rng(3)
+    held = _losses(rng, 200, 100.0)
+    assert significantly_lower(held - 10.0 + rng.normal(0, 1.0, 200), held, lead=12)
+    assert not significantly_lower(_losses(rng, 200, 99.5), held, lead=12)
+    assert not significantly_lower(held[:20] - 10.0, held[:20], lead=12)
+    assert not significantly_lower(held[:100] - 10.0, held, lead=12)
+
+
+def test_auto_keeps_its_choice_against_a_rival_no_better_than_chance() -> None:
+    """The model chosen before stays when its rivals' lower scores are within the noise, and
+    goes when one is lower beyond it or was never faced."""
+    previous = create("auto").fit(seasonal(days=5))
+    held = previous.name
+    rival = next(name for name in ALL_MODELS if name != held)
+    rng = np.random.default_rng(4)
+    mine = _losses(rng, 300, 100.0)
+    # Lower on average by 0.5, with differences that wander by several times that.
+    wander = _losses(rng, 300, 0.0)
+    close = mine - 0.5 + 4.0 * (wander - wander.mean())
+    losses = {held: mine, rival: close}
+    scores = {name: float(np.mean(v)) for name, v in losses.items()}
+    assert scores[rival] < scores[held]
+    assert _held(previous, scores, losses, lead=12) == held
+    # Beyond chance: the rival takes the place.
+    losses[rival] = mine - 10.0
+    scores[rival] = float(np.mean(losses[rival]))
+    assert _held(previous, scores, losses, lead=12) is None
+    # Never faced (the earlier choice could not score it): plain scores decide.
+    losses[rival] = close
+    scores[rival] = float(np.mean(close))
+    unfaced = dataclasses.replace(previous, holdout_mae={held: 1.0})
+    assert _held(unfaced, scores, losses, lead=12) is None
+    # Nothing chosen before: plain scores decide.
+    assert _held(None, scores, losses, lead=12) is None
 
 
 def test_auto_prefers_a_smoothing_model_on_a_noisy_daily_cycle() -> None:

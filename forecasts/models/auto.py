@@ -14,7 +14,11 @@ A full fit:
    ``max_horizon``) from every step: forecasts only use data before their origin;
 4. chooses the lowest mean absolute error of those point forecasts (MAE: the planner sizes
    capacity from the point plus a calibrated band, so the point error is what the choice can
-   improve; the band is calibrated afterwards on the winner's own errors either way);
+   improve; the band is calibrated afterwards on the winner's own errors either way). A model
+   chosen before against the same candidates keeps its place unless one of them is better by
+   more than chance: a one-sided Diebold-Mariano test at 5% of the per-origin errors, with
+   Newey-West standard errors for the overlapping leads. Two models a hold-out cannot tell
+   apart would otherwise swap on its noise, and each swap changes the plan's band at once;
 5. fits the winner on the whole history, and calibrates its band with the honest hold-out
    forecasts in place of its in-sample ones for the hold-out days (in-sample errors of a model
    fitted on the very data are optimistic; MSTL's much more than the others').
@@ -32,6 +36,7 @@ status can say both what forecast and why. A refit with ``previous`` within
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -161,10 +166,13 @@ class Auto(Forecaster):
                 error=previous.error,
                 scorable=previous.scorable,
             )
-        scores, records, levels = self._scores(
+        scores, records, levels, losses = self._scores(
             history, prepared.end, self._holdout(span, prepared.step), lead
         )
         order = sorted(scores, key=scores.__getitem__) if scores else list(self.candidates)
+        held = _held(previous, scores, losses, lead)
+        if held is not None:
+            order = [held, *(name for name in order if name != held)]
         for name in order:
             forecaster = self.candidates[name]
             try:
@@ -207,13 +215,17 @@ class Auto(Forecaster):
 
     def _scores(
         self, history: LoadSeries, end: float, holdout: float, lead: int
-    ) -> tuple[dict[str, float], dict[str, ForecastRecord], dict[str, float]]:
+    ) -> tuple[
+        dict[str, float], dict[str, ForecastRecord], dict[str, float], dict[str, FloatArray]
+    ]:
         """Hold-out MAE of every candidate that fits the history before the hold-out, the
-        honest forecasts it made there, and the mean load they were scored against."""
+        honest forecasts it made there, the mean load they were scored against, and the mean
+        absolute error of the forecasts from each origin (NaN where nothing was known)."""
         training = history.until(end - holdout)
         scores: dict[str, float] = {}
         records: dict[str, ForecastRecord] = {}
         levels: dict[str, float] = {}
+        losses: dict[str, FloatArray] = {}
         for name, forecaster in self.candidates.items():
             try:
                 fitted = forecaster.fit(training)
@@ -233,4 +245,57 @@ class Auto(Forecaster):
                 times = fitted.fitted_until + fitted.step * np.arange(observed.size, dtype=float)
                 records[name] = ForecastRecord(times, paths)
                 levels[name] = float(np.abs(actual[known]).mean())
-        return scores, records, levels
+                with np.errstate(invalid="ignore"), warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)  # origins with nothing known
+                    losses[name] = np.nanmean(np.where(known, errors, np.nan), axis=1)
+        return scores, records, levels, losses
+
+
+#: The one-sided level at which a candidate must beat the model chosen before to replace it.
+SIGNIFICANCE = 0.05
+
+
+def _held(
+    previous: FittedModel | None,
+    scores: dict[str, float],
+    losses: dict[str, FloatArray],
+    lead: int,
+) -> str | None:
+    """The model chosen before, when no candidate it was chosen against beats it beyond chance.
+
+    None when there is no such model, when it is not scored now, when it scores best anyway,
+    or when a candidate with a lower score was not scored at the earlier choice: a model chosen
+    without facing a candidate (too short a history to score it) holds no place against it.
+    """
+    if not isinstance(previous, _FittedAuto) or previous.chosen.name not in losses:
+        return None
+    held = previous.chosen.name
+    rivals = [name for name in scores if scores[name] < scores[held]]
+    if not rivals or any(name not in previous.holdout_mae for name in rivals):
+        return None
+    if any(significantly_lower(losses[name], losses[held], lead=lead) for name in rivals):
+        return None
+    return held
+
+
+def significantly_lower(challenger: FloatArray, held: FloatArray, *, lead: int) -> bool:
+    """Whether ``challenger``'s per-origin losses are lower than ``held``'s beyond chance.
+
+    The Diebold-Mariano test (1995): the mean of the loss differences over its standard error,
+    here Newey-West's with ``lead`` lags (forecasts from neighbouring origins share their
+    errors up to a lead apart), one-sided at :data:`SIGNIFICANCE`. Origins where either loss
+    is unknown are left out; with too few origins to estimate the error, the answer is no.
+    """
+    if challenger.shape != held.shape:
+        return False
+    diff = challenger - held
+    diff = diff[np.isfinite(diff)]
+    if diff.size <= 2 * lead + 1:
+        return False
+    # Imported here: statsmodels takes a second to import, and only a full choice needs it.
+    import statsmodels.api as sm
+    from scipy.stats import norm
+
+    fitted = sm.OLS(diff, np.ones((diff.size, 1))).fit(cov_type="HAC", cov_kwds={"maxlags": lead})
+    t = float(fitted.tvalues[0])
+    return math.isfinite(t) and float(norm.cdf(t)) < SIGNIFICANCE
