@@ -188,7 +188,7 @@ ALL_MODELS = {"seasonal-naive", "holt-winters", "mstl"}
         # models need; what 2.5 days can spare beyond that (0.4 days) is still enough to judge.
         pytest.param(2.5, ALL_MODELS, id="two-and-a-half-days-all"),
         # 2.2 days can spare 0.1 days beyond their need: too little to judge them on.
-        pytest.param(2.2, {"seasonal-naive"}, id="two-days-seasonal-naive-only"),
+        pytest.param(2.2, {"seasonal-naive"}, id="two-point-two-days-seasonal-naive-only"),
         pytest.param(4.0, ALL_MODELS, id="four-days-all"),
     ],
 )

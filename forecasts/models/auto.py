@@ -195,7 +195,8 @@ class Auto(Forecaster):
         raise InsufficientHistory("no forecasting model can fit this history")  # pragma: no cover
 
     def _holdout(self, span: float, step: float) -> float:
-        """The hold-out for a history of ``span`` seconds on a grid of ``step`` (step 1)."""
+        """The hold-out for a history of ``span`` seconds on a grid of ``step`` seconds (item 1
+        of the module's docstring)."""
         holdout = min(self.holdout, 0.25 * span)
         # One step more than the most points any candidate needs: the training part ends on
         # a sample, and its last bucket may be incomplete.
