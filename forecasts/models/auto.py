@@ -295,8 +295,9 @@ def significantly_lower(challenger: FloatArray, held: FloatArray, *, lead: int) 
         return False
     # Imported here: statsmodels takes a second to import, and only a full choice needs it.
     import statsmodels.api as sm
-    from scipy.stats import norm
 
     fitted = sm.OLS(diff, np.ones((diff.size, 1))).fit(cov_type="HAC", cov_kwds={"maxlags": lead})
     t = float(fitted.tvalues[0])
-    return math.isfinite(t) and float(norm.cdf(t)) < SIGNIFICANCE
+    # The p-value is two-sided, from the normal distribution (HAC leaves ``use_t`` off): half
+    # of it is the one-sided p-value of a negative mean.
+    return math.isfinite(t) and t < 0 and float(fitted.pvalues[0]) / 2 < SIGNIFICANCE
