@@ -170,7 +170,7 @@ class Auto(Forecaster):
             history, prepared.end, self._holdout(span, prepared.step), lead
         )
         order = sorted(scores, key=scores.__getitem__) if scores else list(self.candidates)
-        held = _held(previous, scores, losses, lead)
+        held = _held(previous, scores, losses, lead=lead)
         if held is not None:
             order = [held, *(name for name in order if name != held)]
         for name in order:
@@ -260,6 +260,7 @@ def _held(
     previous: FittedModel | None,
     scores: dict[str, float],
     losses: dict[str, FloatArray],
+    *,
     lead: int,
 ) -> str | None:
     """The model chosen before, when no candidate it was chosen against beats it beyond chance.
@@ -282,10 +283,12 @@ def _held(
 def significantly_lower(challenger: FloatArray, held: FloatArray, *, lead: int) -> bool:
     """Whether ``challenger``'s per-origin losses are lower than ``held``'s beyond chance.
 
-    The Diebold-Mariano test (1995): the mean of the loss differences over its standard error,
-    here Newey-West's with ``lead`` lags (forecasts from neighbouring origins share their
-    errors up to a lead apart), one-sided at :data:`SIGNIFICANCE`. Origins where either loss
-    is unknown are left out; with too few origins to estimate the error, the answer is no.
+    The Diebold-Mariano test (Diebold and Mariano, "Comparing predictive accuracy", Journal of
+    Business & Economic Statistics 13(3), 1995): the mean of the loss differences over its
+    standard error, here Newey and West's (1987) with ``lead`` lags (forecasts from neighbouring
+    origins share their errors up to a lead apart), one-sided at :data:`SIGNIFICANCE`.
+    Origins where either loss is unknown are left out; with too few origins to estimate the
+    error, the answer is no.
     """
     if challenger.shape != held.shape:
         return False
