@@ -3,7 +3,8 @@
 PYTHON ?= python3
 PIP ?= $(PYTHON) -m pip
 
-.PHONY: test deps system-deps python-deps lint crd-check bench bench-scenarios demo
+.PHONY: test deps system-deps python-deps lint crd-check bench bench-scenarios \
+	bench-short-history demo
 
 test: deps lint crd-check
 	$(PYTHON) -m pytest -q tests e2e
@@ -39,6 +40,10 @@ bench:
 # The backtest under other scenarios, one knob at a time (about 20 minutes on two cores).
 bench-scenarios:
 	$(PYTHON) bench/bench_scenarios.py --max-days 44
+
+# A region's first days: 2 to 3 days of history, the next 4 scored (about 2 minutes).
+bench-short-history:
+	$(PYTHON) bench/bench_short_history.py
 
 demo:
 	tidal demo
