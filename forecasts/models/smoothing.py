@@ -188,14 +188,19 @@ class SmoothingForecaster(Forecaster):
         self.reestimate_every = reestimate_every
         self.calibration_window = calibration_window
 
+    @staticmethod
+    def _daily(step: float) -> int:
+        """The daily period in samples of ``step`` seconds (at least two)."""
+        return max(2, round(DAY / step))
+
     def least_points(self, step: float) -> int:
         """Two whole days plus a lead: the least that estimates a daily season and checks it."""
-        return 2 * max(2, round(DAY / step)) + self.lead_steps(step) + 1
+        return 2 * self._daily(step) + self.lead_steps(step) + 1
 
     def _prepare(self, history: LoadSeries) -> tuple[PreparedHistory, int, int]:
         """The estimation window on the model's grid, its daily period and lead, in steps."""
         step = max(self.fit_step, history.step)
-        daily = max(2, round(DAY / step))
+        daily = self._daily(step)
         lead = self.lead_steps(step)
         prepared = prepare_history(
             history.last(self.window),
