@@ -38,6 +38,7 @@ __all__ = [
     "origins_matrix",
     "prepare_history",
     "scale_floor",
+    "significantly_lower",
     "values_after",
 ]
 
@@ -388,3 +389,34 @@ def origins_matrix(
     idx = origins[:, None] + np.arange(1, lead + 1)[None, :]
     actual = np.where(idx < n, values[np.minimum(idx, n - 1)], np.nan)
     return origins, actual
+
+
+#: The one-sided level at which a rival must beat a choice made before to replace it (a
+#: model in ``auto``, a profile width in MSTL).
+SIGNIFICANCE = 0.05
+
+
+def significantly_lower(challenger: FloatArray, held: FloatArray, *, lead: int) -> bool:
+    """Whether ``challenger``'s per-origin losses are lower than ``held``'s beyond chance.
+
+    The Diebold-Mariano test (Diebold and Mariano, "Comparing predictive accuracy", Journal of
+    Business & Economic Statistics 13(3), 1995): the mean of the loss differences over its
+    standard error, here Newey and West's (1987) with ``lead`` lags (forecasts from neighbouring
+    origins share their errors up to a lead apart), one-sided at :data:`SIGNIFICANCE`.
+    Origins where either loss is unknown are left out; with too few origins to estimate the
+    error, the answer is no.
+    """
+    if challenger.shape != held.shape:
+        return False
+    diff = challenger - held
+    diff = diff[np.isfinite(diff)]
+    if diff.size <= 2 * lead + 1:
+        return False
+    # Imported here: statsmodels takes a second to import, and only a full choice needs it.
+    import statsmodels.api as sm
+
+    fitted = sm.OLS(diff, np.ones((diff.size, 1))).fit(cov_type="HAC", cov_kwds={"maxlags": lead})
+    t = float(fitted.tvalues[0])
+    # The p-value is two-sided, from the normal distribution (HAC leaves ``use_t`` off): half
+    # of it is the one-sided p-value of a negative mean.
+    return math.isfinite(t) and t < 0 and float(fitted.pvalues[0]) / 2 < SIGNIFICANCE

@@ -324,6 +324,36 @@ def test_mstl_profile_smoothing_lowers_the_error_on_a_noisy_cycle() -> None:
     assert np.abs(future - smoothed).mean() < np.abs(future - raw).mean()
 
 
+def test_mstl_keeps_its_profile_width_unless_a_rival_beats_it_beyond_chance() -> None:
+    """Re-estimated a day later, MSTL keeps the width it smoothed its profile with while the
+    widths that score lower on the new day do so within its noise; a width that is worse
+    beyond chance (no smoothing on a noisy cycle, four hours over a one-hour burst) goes."""
+    noisy = _sharp_or_noisy(noise=80.0, days=9)
+    earlier = create("mstl").fit(series(noisy[:-288]))
+    fresh = create("mstl").fit(series(noisy))
+    assert fresh.profile_width not in (1, 3)
+    kept = dataclasses.replace(earlier, profile_width=3)
+    assert create("mstl").fit(series(noisy), previous=kept).profile_width == 3
+    raw = dataclasses.replace(earlier, profile_width=1)
+    assert create("mstl").fit(series(noisy), previous=raw).profile_width == fresh.profile_width
+    clean = _sharp_or_noisy(noise=1.0, days=9)
+    blurred = dataclasses.replace(create("mstl").fit(series(clean[:-288])), profile_width=49)
+    assert create("mstl").fit(series(clean), previous=blurred).profile_width == 1
+
+
+def test_auto_re_estimates_the_model_it_keeps_from_its_earlier_fit() -> None:
+    """Choosing MSTL again a day later, ``auto`` hands it its earlier fit, so that MSTL keeps
+    its profile width as it would on its own."""
+    noisy = _sharp_or_noisy(noise=80.0, days=9)
+    earlier = create("auto").fit(series(noisy[:-288]))
+    assert earlier.name == "mstl"
+    fresh = create("auto").fit(series(noisy))
+    assert fresh.name == "mstl" and fresh.chosen.profile_width != 3
+    kept = dataclasses.replace(earlier, chosen=dataclasses.replace(earlier.chosen, profile_width=3))
+    again = create("auto").fit(series(noisy), previous=kept)
+    assert again.name == "mstl" and again.chosen.profile_width == 3
+
+
 def test_profile_widths_are_odd_and_cover_a_sixth_of_the_cycle() -> None:
     """Widths are centred (odd), start at none, and reach a sixth of the cycle."""
     widths = profile_widths(288)

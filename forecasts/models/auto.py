@@ -50,6 +50,7 @@ from forecasts.base import (
     Forecaster,
     new_observations,
     prepare_history,
+    significantly_lower,
 )
 from forecasts.errors import InsufficientHistory
 from forecasts.models.holt_winters import HoltWinters
@@ -63,7 +64,7 @@ from forecasts.models.smoothing import (
 )
 from forecasts.series import LoadSeries
 
-__all__ = ["Auto"]
+__all__ = ["Auto", "significantly_lower"]
 
 CANDIDATES: tuple[type[Forecaster], ...] = (SeasonalNaive, HoltWinters, MSTL)
 
@@ -175,8 +176,18 @@ class Auto(Forecaster):
             order = [held, *(name for name in order if name != held)]
         for name in order:
             forecaster = self.candidates[name]
+            # The same model chosen again is re-estimated from its earlier fit, as it would be
+            # on its own: choices it made within (MSTL's profile width) are kept the same way.
+            earlier = None
+            if (
+                isinstance(previous, _FittedAuto)
+                and previous.chosen.name == name
+                and name in records
+                and prepared.end - previous.chosen.estimated_until >= self.reestimate_every
+            ):
+                earlier = previous.chosen
             try:
-                chosen = forecaster.fit(history)
+                chosen = forecaster.fit(history, previous=earlier)
             except InsufficientHistory:
                 if name == order[-1]:
                     raise
@@ -252,10 +263,6 @@ class Auto(Forecaster):
         return scores, records, levels, losses
 
 
-#: The one-sided level at which a candidate must beat the model chosen before to replace it.
-SIGNIFICANCE = 0.05
-
-
 def _held(
     previous: FittedModel | None,
     scores: dict[str, float],
@@ -278,29 +285,3 @@ def _held(
     if any(significantly_lower(losses[name], losses[held], lead=lead) for name in rivals):
         return None
     return held
-
-
-def significantly_lower(challenger: FloatArray, held: FloatArray, *, lead: int) -> bool:
-    """Whether ``challenger``'s per-origin losses are lower than ``held``'s beyond chance.
-
-    The Diebold-Mariano test (Diebold and Mariano, "Comparing predictive accuracy", Journal of
-    Business & Economic Statistics 13(3), 1995): the mean of the loss differences over its
-    standard error, here Newey and West's (1987) with ``lead`` lags (forecasts from neighbouring
-    origins share their errors up to a lead apart), one-sided at :data:`SIGNIFICANCE`.
-    Origins where either loss is unknown are left out; with too few origins to estimate the
-    error, the answer is no.
-    """
-    if challenger.shape != held.shape:
-        return False
-    diff = challenger - held
-    diff = diff[np.isfinite(diff)]
-    if diff.size <= 2 * lead + 1:
-        return False
-    # Imported here: statsmodels takes a second to import, and only a full choice needs it.
-    import statsmodels.api as sm
-
-    fitted = sm.OLS(diff, np.ones((diff.size, 1))).fit(cov_type="HAC", cov_kwds={"maxlags": lead})
-    t = float(fitted.tvalues[0])
-    # The p-value is two-sided, from the normal distribution (HAC leaves ``use_t`` off): half
-    # of it is the one-sided p-value of a negative mean.
-    return math.isfinite(t) and t < 0 and float(fitted.pvalues[0]) / 2 < SIGNIFICANCE

@@ -49,6 +49,7 @@ from forecasts.base import (
     FloatArray,
     PreparedHistory,
     scale_floor,
+    significantly_lower,
     values_after,
 )
 from forecasts.errors import FitFailed
@@ -169,6 +170,22 @@ def level_loss(
     return loss
 
 
+def level_errors(
+    params: LevelParameters, deseasonalised: FloatArray, *, lead: int, burn_in: int
+) -> FloatArray:
+    """The mean absolute error over leads ``1..lead`` of ``params``' forecast from each origin
+    after ``burn_in`` (over the leads the series still holds; NaN where it holds none)."""
+    n = deseasonalised.size
+    level, trend = level_filter(params, deseasonalised)
+    origins = np.arange(burn_in, n - 1)
+    idx = origins[:, None] + np.arange(1, lead + 1)[None, :]
+    actual = np.where(idx < n, deseasonalised[np.minimum(idx, n - 1)], np.nan)
+    errors = np.abs(actual - level_paths(params, level, trend, origins, lead))
+    counts = np.isfinite(errors).sum(axis=1)
+    sums = np.where(np.isfinite(errors), errors, 0.0).sum(axis=1)
+    return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+
+
 def robust_parameters(params: LevelParameters, deseasonalised: FloatArray) -> LevelParameters:
     """``params`` with innovations clipped at ``CLIP_SIGMAS`` robust standard deviations of
     its in-sample one-step innovations (unclipped when they have no spread)."""
@@ -276,7 +293,12 @@ class MSTL(SmoothingForecaster):
                 return continued
         values = prepared.values
         periods = self._periods(values.size, prepared.step, daily)
-        width = self._profile_width(values, daily, lead, prepared.step)
+        earlier = (
+            previous.profile_width
+            if isinstance(previous, _FittedMSTL) and previous.step == prepared.step
+            else None
+        )
+        width = self._profile_width(values, daily, lead, prepared.step, earlier=earlier)
         components = self._decompose(values, periods)
         # The profile starts at the step after the last sample: the last cycle, repeated.
         profile = self._profile(components, periods, width)
@@ -412,14 +434,20 @@ class MSTL(SmoothingForecaster):
         weekly = round(WEEK / step)
         return (daily, weekly) if size > 2 * weekly else (daily,)
 
-    def _profile_width(self, values: FloatArray, daily: int, lead: int, step: float) -> int:
+    def _profile_width(
+        self, values: FloatArray, daily: int, lead: int, step: float, *, earlier: int | None = None
+    ) -> int:
         """How far to smooth the profile within its cycle, judged out of sample.
 
         A profile estimated from a few noisy cycles carries their noise at every step. The last
         day is held out (less when the history cannot spare it beyond the two cycles STL needs)
         and the rest decomposed; each width of :func:`profile_widths` smooths that profile,
         which then forecasts the held-out samples with the level's best parameters; the width
-        with the lowest multi-step error wins. When too little can be held out to judge, the
+        with the lowest multi-step error wins, unless ``earlier`` (the width chosen before) is
+        one of them and no width with a lower error beats it beyond chance (the one-sided
+        Diebold-Mariano test :func:`~forecasts.base.significantly_lower`, as ``auto`` keeps
+        its model): a day's errors rarely tell neighbouring widths apart, and each swap moves
+        the profile, and so the plan, at once. When too little can be held out to judge, the
         profile is left as it is.
         """
         widths = profile_widths(daily)
@@ -433,14 +461,21 @@ class MSTL(SmoothingForecaster):
             components = self._decompose(head, periods)
         except FitFailed:
             return 1  # the trial could not run; the fit on the whole history decides
-        best, best_loss = 1, math.inf
+        losses: dict[int, float] = {}
+        errors: dict[int, FloatArray] = {}
         for width in widths:
             profile = self._profile(components, periods, width)
             phases = (np.arange(values.size) - head.size) % profile.size
-            _, loss = estimate_level(values - profile[phases], lead=lead, burn_in=head.size - 1)
-            if loss < best_loss:
-                best, best_loss = width, loss
-        return best
+            deseasonalised = values - profile[phases]
+            params, losses[width] = estimate_level(deseasonalised, lead=lead, burn_in=head.size - 1)
+            errors[width] = level_errors(params, deseasonalised, lead=lead, burn_in=head.size - 1)
+        best = min(widths, key=losses.__getitem__)
+        if earlier is None or earlier not in losses or earlier == best:
+            return best
+        rivals = [width for width in widths if losses[width] < losses[earlier]]
+        if any(significantly_lower(errors[w], errors[earlier], lead=lead) for w in rivals):
+            return best
+        return earlier
 
     @staticmethod
     def _decompose(values: FloatArray, periods: tuple[int, ...]) -> list[FloatArray]:
