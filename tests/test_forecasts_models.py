@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
+from typing import Any
 
 import numpy as np
 import pytest
@@ -235,30 +236,56 @@ def test_significantly_lower_needs_more_than_noise() -> None:
 
 def test_auto_keeps_its_choice_against_a_rival_no_better_than_chance() -> None:
     """The model chosen before stays when its rivals' lower scores are within the noise, and
-    goes when one is lower beyond it or was never faced."""
+    goes when one is lower beyond it."""
     previous = create("auto").fit(seasonal(days=5))
-    held = previous.name
-    rival = next(name for name in ALL_MODELS if name != held)
     rng = np.random.default_rng(4)
     mine = _losses(rng, 300, 100.0)
     # Lower on average by 0.5, with differences that wander by several times that.
     wander = _losses(rng, 300, 0.0)
     close = mine - 0.5 + 4.0 * (wander - wander.mean())
-    losses = {held: mine, rival: close}
-    scores = {name: float(np.mean(v)) for name, v in losses.items()}
-    assert scores[rival] < scores[held]
-    assert _held(previous, scores, losses, lead=12) == held
-    # Beyond chance: the rival takes the place.
-    losses[rival] = mine - 10.0
-    scores[rival] = float(np.mean(losses[rival]))
-    assert _held(previous, scores, losses, lead=12) is None
-    # Never faced (the earlier choice could not score it): plain scores decide.
-    losses[rival] = close
-    scores[rival] = float(np.mean(close))
-    unfaced = dataclasses.replace(previous, holdout_mae={held: 1.0})
-    assert _held(unfaced, scores, losses, lead=12) is None
-    # Nothing chosen before: plain scores decide.
-    assert _held(None, scores, losses, lead=12) is None
+    for held in ("holt-winters", "mstl"):
+        earlier = _chosen_before(previous, held, faced=("seasonal-naive", "holt-winters", "mstl"))
+        rival = "mstl" if held == "holt-winters" else "holt-winters"
+        losses = {held: mine, rival: close}
+        scores = {name: float(np.mean(v)) for name, v in losses.items()}
+        assert scores[rival] < scores[held]
+        assert _held(earlier, scores, losses, lead=12) == held
+        # Beyond chance: the rival takes the place.
+        beaten = {held: mine, rival: mine - 10.0}
+        assert _held(earlier, _means(beaten), beaten, lead=12) is None
+
+
+def test_auto_without_a_choice_to_keep_holds_the_richest_model_against_chance() -> None:
+    """With no earlier choice, or one made without facing a model that scores lower now (the
+    history was too short to score it), the richest model scored (MSTL) holds the place: a
+    simpler one must beat it beyond chance."""
+    previous = create("auto").fit(seasonal(days=5))
+    rng = np.random.default_rng(4)
+    mine = _losses(rng, 300, 100.0)
+    wander = _losses(rng, 300, 0.0)
+    close = mine - 0.5 + 4.0 * (wander - wander.mean())
+    losses = {"mstl": mine, "seasonal-naive": close}
+    unfaced = _chosen_before(previous, "seasonal-naive", faced=("seasonal-naive",))
+    for earlier in (None, unfaced):
+        assert _held(earlier, _means(losses), losses, lead=12) == "mstl"
+        beaten = {"mstl": mine, "seasonal-naive": mine - 10.0}
+        assert _held(earlier, _means(beaten), beaten, lead=12) is None
+    # Without MSTL scored, the richest left (Holt-Winters) holds it.
+    losses = {"holt-winters": mine, "seasonal-naive": close}
+    assert _held(None, _means(losses), losses, lead=12) == "holt-winters"
+    assert _held(None, {}, {}, lead=12) is None
+
+
+def _means(losses: dict[str, np.ndarray]) -> dict[str, float]:
+    return {name: float(np.mean(v)) for name, v in losses.items()}
+
+
+def _chosen_before(previous: Any, name: str, *, faced: tuple[str, ...]) -> Any:
+    """``previous`` (a fit of ``auto``) as if it had chosen ``name`` having scored ``faced``."""
+    chosen = dataclasses.replace(previous.chosen, name=name)
+    return dataclasses.replace(
+        previous, chosen=chosen, name=name, holdout_mae=dict.fromkeys(faced, 1.0)
+    )
 
 
 def test_auto_prefers_a_smoothing_model_on_a_noisy_daily_cycle() -> None:

@@ -18,7 +18,11 @@ A full fit:
    chosen before against the same candidates keeps its place unless one of them is better by
    more than chance: a one-sided Diebold-Mariano test at 5% of the per-origin errors, with
    Newey-West standard errors for the overlapping leads. Two models a hold-out cannot tell
-   apart would otherwise swap on its noise, and each swap changes the plan's band at once;
+   apart would otherwise swap on its noise, and each swap changes the plan's band at once.
+   Without such a model (the first choice, or one made before a candidate could be scored),
+   the richest candidate scored holds the place on the same terms: seasonal naive repeats a
+   noisy day, noise and all, where the smoothing models average it away, and a short hold-out
+   seldom tells them apart;
 5. fits the winner on the whole history, and calibrates its band with the honest hold-out
    forecasts in place of its in-sample ones for the hold-out days (in-sample errors of a model
    fitted on the very data are optimistic; MSTL's much more than the others').
@@ -270,18 +274,25 @@ def _held(
     *,
     lead: int,
 ) -> str | None:
-    """The model chosen before, when no candidate it was chosen against beats it beyond chance.
+    """The model that keeps its place unless a candidate beats it beyond chance.
 
-    None when there is no such model, when it is not scored now, when it scores best anyway,
-    or when a candidate with a lower score was not scored at the earlier choice: a model chosen
-    without facing a candidate (too short a history to score it) holds no place against it.
+    That is the model chosen before, when it is scored now and faced, at that choice, every
+    candidate scored now: a model chosen without facing a candidate (too short a history to
+    score it) holds no place against it. Otherwise it is the richest candidate
+    scored, the last of :data:`CANDIDATES`: seasonal naive repeats one noisy day, so its errors
+    carry that day's noise on top of the next one's where the smoothing models average it
+    away, and a hold-out of a few hours rarely tells them apart. None when nothing is scored,
+    or when a candidate with a lower score beats that model beyond chance.
     """
-    if not isinstance(previous, _FittedAuto) or previous.chosen.name not in losses:
+    held = None
+    if isinstance(previous, _FittedAuto) and previous.chosen.name in losses:
+        if all(name in previous.holdout_mae for name in scores):
+            held = previous.chosen.name
+    if held is None:
+        held = next((model.name for model in reversed(CANDIDATES) if model.name in losses), None)
+    if held is None:
         return None
-    held = previous.chosen.name
     rivals = [name for name in scores if scores[name] < scores[held]]
-    if not rivals or any(name not in previous.holdout_mae for name in rivals):
-        return None
     if any(significantly_lower(losses[name], losses[held], lead=lead) for name in rivals):
         return None
     return held

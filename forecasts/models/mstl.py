@@ -11,9 +11,11 @@
    most recent day (and week) looked like, smoothed within the cycle by a moving average whose
    width (none up to a sixth of the day) is chosen out of sample: the last day is held out and
    forecast with each width, and the lowest multi-step error wins. On a noisy series a profile
-   taken from a few cycles is mostly their noise; on a clean one it keeps its detail. The
-   history is deseasonalised with that same repeated profile, so the fitted state, its
-   calibration and every later advance all see the season exactly as a forecast will.
+   taken from a few cycles is mostly their noise; on a clean one it keeps its detail. A
+   re-estimation keeps the width chosen before unless a width with a lower error beats it
+   beyond chance (the Diebold-Mariano test by which ``auto`` keeps its model). The history
+   is deseasonalised with that same repeated profile, so the fitted state, its calibration
+   and every later advance all see the season exactly as a forecast will.
 3. The deseasonalised level follows damped-trend exponential smoothing (error-correction form,
    ``e = d - (l + phi*b)``, ``l += phi*b + alpha*e``, ``b = phi*b + alpha*beta*e``) whose
    ``alpha``, ``beta`` and ``phi`` are estimated by a grid search minimising the in-sample
