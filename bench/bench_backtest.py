@@ -58,16 +58,16 @@ def main(argv: list[str]) -> int:
         cloud = t["cloud_replica_hours"] / h["cloud_replica_hours"]
         print(
             f"| {name} | {t['unserved_fraction']:.2e} | {h['unserved_fraction']:.2e} "
-            f"| {unserved:.3f} | {t['cloud_replica_hours']:.0f} | {h['cloud_replica_hours']:.0f} "
-            f"| {o['cloud_replica_hours']:.0f} | {cloud:.2f} | {t['replicas_removed']} "
+            f"| {unserved:.4f} | {t['cloud_replica_hours']:.0f} | {h['cloud_replica_hours']:.0f} "
+            f"| {o['cloud_replica_hours']:.0f} | {cloud:.3f} | {t['replicas_removed']} "
             f"| {h['replicas_removed']} |"
         )
     s = summary(report, EPS)
     print(
-        f"geometric mean of tidal/hpa unserved (eps {EPS:g}): {s['unserved_ratio_geomean']:.3f}; "
-        f"worst trace {s['unserved_ratio_max']:.3f}"
+        f"geometric mean of tidal/hpa unserved (eps {EPS:g}): {s['unserved_ratio_geomean']:.4f}; "
+        f"worst trace {s['unserved_ratio_max']:.4f}"
     )
-    print(f"geometric mean of tidal/hpa cloud replica-hours: {s['cloud_hours_ratio_geomean']:.2f}")
+    print(f"geometric mean of tidal/hpa cloud replica-hours: {s['cloud_hours_ratio_geomean']:.4f}")
     print(f"replicas removed: tidal {s['tidal_replicas_removed']}, hpa {s['hpa_replicas_removed']}")
     return 0
 
