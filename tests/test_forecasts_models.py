@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from forecasts import create
-from forecasts.base import DAY
-from forecasts.models.auto import _held, significantly_lower
+from forecasts.base import DAY, significantly_lower
+from forecasts.models.auto import _held
 from forecasts.models.holt_winters import HoltWinters, run_recursion
 from forecasts.models.mstl import (
     MSTL,

@@ -68,7 +68,7 @@ from forecasts.models.smoothing import (
 )
 from forecasts.series import LoadSeries
 
-__all__ = ["Auto", "significantly_lower"]
+__all__ = ["Auto"]
 
 CANDIDATES: tuple[type[Forecaster], ...] = (SeasonalNaive, HoltWinters, MSTL)
 
@@ -278,17 +278,20 @@ def _held(
 
     That is the model chosen before, when it is scored now and faced, at that choice, every
     candidate scored now: a model chosen without facing a candidate (too short a history to
-    score it) holds no place against it. Otherwise it is the richest candidate
-    scored, the last of :data:`CANDIDATES`: seasonal naive repeats one noisy day, so its errors
-    carry that day's noise on top of the next one's where the smoothing models average it
-    away, and a hold-out of a few hours rarely tells them apart. None when nothing is scored,
-    or when a candidate with a lower score beats that model beyond chance.
+    score it) holds no place against it. Otherwise it is the richest candidate scored, the
+    last of :data:`CANDIDATES`: seasonal naive repeats one noisy day, so its errors carry that
+    day's noise on top of the next one's where the smoothing models average it away, and a
+    hold-out of a few hours rarely tells them apart. None when nothing is scored, or when a
+    candidate with a lower score beats that model beyond chance.
     """
-    held = None
-    if isinstance(previous, _FittedAuto) and previous.chosen.name in losses:
-        if all(name in previous.holdout_mae for name in scores):
-            held = previous.chosen.name
-    if held is None:
+    held: str | None
+    if (
+        isinstance(previous, _FittedAuto)
+        and previous.chosen.name in losses
+        and all(name in previous.holdout_mae for name in scores)
+    ):
+        held = previous.chosen.name
+    else:
         held = next((model.name for model in reversed(CANDIDATES) if model.name in losses), None)
     if held is None:
         return None

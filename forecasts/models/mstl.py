@@ -50,6 +50,7 @@ from forecasts.base import (
     FittedModel,
     FloatArray,
     PreparedHistory,
+    origins_matrix,
     scale_floor,
     significantly_lower,
     values_after,
@@ -177,11 +178,8 @@ def level_errors(
 ) -> FloatArray:
     """The mean absolute error over leads ``1..lead`` of ``params``' forecast from each origin
     after ``burn_in`` (over the leads the series still holds; NaN where it holds none)."""
-    n = deseasonalised.size
     level, trend = level_filter(params, deseasonalised)
-    origins = np.arange(burn_in, n - 1)
-    idx = origins[:, None] + np.arange(1, lead + 1)[None, :]
-    actual = np.where(idx < n, deseasonalised[np.minimum(idx, n - 1)], np.nan)
+    origins, actual = origins_matrix(deseasonalised, burn_in, lead)
     errors = np.abs(actual - level_paths(params, level, trend, origins, lead))
     counts = np.isfinite(errors).sum(axis=1)
     sums = np.where(np.isfinite(errors), errors, 0.0).sum(axis=1)
