@@ -238,16 +238,12 @@ def test_auto_keeps_its_choice_against_a_rival_no_better_than_chance() -> None:
     """The model chosen before stays when its rivals' lower scores are within the noise, and
     goes when one is lower beyond it."""
     previous = create("auto").fit(seasonal(days=5))
-    rng = np.random.default_rng(4)
-    mine = _losses(rng, 300, 100.0)
-    # Lower on average by 0.5, with differences that wander by several times that.
-    wander = _losses(rng, 300, 0.0)
-    close = mine - 0.5 + 4.0 * (wander - wander.mean())
+    mine, close = _mine_and_close()
     for held in ("holt-winters", "mstl"):
         earlier = _chosen_before(previous, held, faced=("seasonal-naive", "holt-winters", "mstl"))
         rival = "mstl" if held == "holt-winters" else "holt-winters"
         losses = {held: mine, rival: close}
-        scores = {name: float(np.mean(v)) for name, v in losses.items()}
+        scores = _means(losses)
         assert scores[rival] < scores[held]
         assert _held(earlier, scores, losses, lead=12) == held
         # Beyond chance: the rival takes the place.
@@ -260,10 +256,7 @@ def test_auto_without_a_choice_to_keep_holds_the_richest_model_against_chance() 
     history was too short to score it), the richest model scored (MSTL) holds the place: a
     simpler one must beat it beyond chance."""
     previous = create("auto").fit(seasonal(days=5))
-    rng = np.random.default_rng(4)
-    mine = _losses(rng, 300, 100.0)
-    wander = _losses(rng, 300, 0.0)
-    close = mine - 0.5 + 4.0 * (wander - wander.mean())
+    mine, close = _mine_and_close()
     losses = {"mstl": mine, "seasonal-naive": close}
     unfaced = _chosen_before(previous, "seasonal-naive", faced=("seasonal-naive",))
     for earlier in (None, unfaced):
@@ -274,6 +267,15 @@ def test_auto_without_a_choice_to_keep_holds_the_richest_model_against_chance() 
     losses = {"holt-winters": mine, "seasonal-naive": close}
     assert _held(None, _means(losses), losses, lead=12) == "holt-winters"
     assert _held(None, {}, {}, lead=12) is None
+
+
+def _mine_and_close() -> tuple[np.ndarray, np.ndarray]:
+    """Per-origin losses of a model, and a rival's lower on average by 0.5, with differences
+    that wander by several times that."""
+    rng = np.random.default_rng(4)
+    mine = _losses(rng, 300, 100.0)
+    wander = _losses(rng, 300, 0.0)
+    return mine, mine - 0.5 + 4.0 * (wander - wander.mean())
 
 
 def _means(losses: dict[str, np.ndarray]) -> dict[str, float]:
