@@ -35,6 +35,7 @@ __all__ = [
     "Forecaster",
     "PreparedHistory",
     "new_observations",
+    "origin_means",
     "origins_matrix",
     "prepare_history",
     "scale_floor",
@@ -389,6 +390,16 @@ def origins_matrix(
     idx = origins[:, None] + np.arange(1, lead + 1)[None, :]
     actual = np.where(idx < n, values[np.minimum(idx, n - 1)], np.nan)
     return origins, actual
+
+
+def origin_means(errors: FloatArray) -> FloatArray:
+    """The mean of each row's known (finite) ``errors``, one row per origin (NaN where none is
+    known)."""
+    known = np.isfinite(errors)
+    counts = known.sum(axis=1)
+    sums = np.where(known, errors, 0.0).sum(axis=1)
+    means: FloatArray = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+    return means
 
 
 #: The one-sided level at which a rival must beat a choice made before to replace it (a

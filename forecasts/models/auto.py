@@ -40,7 +40,6 @@ status can say both what forecast and why. A refit with ``previous`` within
 from __future__ import annotations
 
 import math
-import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,6 +52,7 @@ from forecasts.base import (
     FloatArray,
     Forecaster,
     new_observations,
+    origin_means,
     prepare_history,
     significantly_lower,
 )
@@ -261,9 +261,7 @@ class Auto(Forecaster):
                 times = fitted.fitted_until + fitted.step * np.arange(observed.size, dtype=float)
                 records[name] = ForecastRecord(times, paths)
                 levels[name] = float(np.abs(actual[known]).mean())
-                with np.errstate(invalid="ignore"), warnings.catch_warnings():
-                    warnings.simplefilter("ignore", RuntimeWarning)  # origins with nothing known
-                    losses[name] = np.nanmean(np.where(known, errors, np.nan), axis=1)
+                losses[name] = origin_means(errors)
         return scores, records, levels, losses
 
 

@@ -50,6 +50,7 @@ from forecasts.base import (
     FittedModel,
     FloatArray,
     PreparedHistory,
+    origin_means,
     origins_matrix,
     scale_floor,
     significantly_lower,
@@ -180,10 +181,7 @@ def level_errors(
     after ``burn_in`` (over the leads the series still holds; NaN where it holds none)."""
     level, trend = level_filter(params, deseasonalised)
     origins, actual = origins_matrix(deseasonalised, burn_in, lead)
-    errors = np.abs(actual - level_paths(params, level, trend, origins, lead))
-    counts = np.isfinite(errors).sum(axis=1)
-    sums = np.where(np.isfinite(errors), errors, 0.0).sum(axis=1)
-    return np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+    return origin_means(np.abs(actual - level_paths(params, level, trend, origins, lead)))
 
 
 def robust_parameters(params: LevelParameters, deseasonalised: FloatArray) -> LevelParameters:
@@ -452,7 +450,7 @@ class MSTL(SmoothingForecaster):
         """
         widths = profile_widths(daily)
         # A day held out, or what the history can spare beyond the two cycles STL needs.
-        held = min(daily, values.size - (2 * daily + lead + 1))
+        held = min(daily, values.size - self.least_points(step))
         if len(widths) == 1 or held < max(lead, daily // 4):
             return 1
         head = values[:-held]
