@@ -9,7 +9,10 @@ estimation, model choice, calibration) is the expensive part and happens at most
 Prediction bands are empirical: every model measures its own multi-step errors on the history
 it was fitted on (forecasts from many origins, each compared with what happened next), scaled
 by the forecast level, and the upper quantile at level ``q`` is the point plus the ``q``-th
-quantile of those errors at the same lead time. Nothing assumes Gaussian errors.
+quantile of those errors at the same lead time. Nothing assumes Gaussian errors. A model fits
+bucket means (5 minutes of a 1-minute history), but capacity serves every sample: each sample
+inside the bucket a forecast is for counts as an error of its own, so that the band covers the
+load sample by sample, not only the bucket's mean.
 """
 
 from __future__ import annotations
@@ -76,17 +79,32 @@ class Calibration:
 
     @classmethod
     def from_forecasts(
-        cls, actual: FloatArray, predicted: FloatArray, *, scale_floor: float
+        cls,
+        actual: FloatArray,
+        predicted: FloatArray,
+        *,
+        scale_floor: float,
+        within: FloatArray | None = None,
     ) -> Calibration:
-        """Build from ``predicted[i, h]``, the forecast of ``actual[i, h]`` ``h+1`` steps ahead."""
+        """Build from ``predicted[i, h]``, the forecast of ``actual[i, h]`` ``h+1`` steps ahead.
+
+        ``within[i, h, :]``, when given, holds the deviations of the samples inside the bucket
+        of ``actual[i, h]`` from its mean (NaN where none): each sample then counts as an
+        error of its own, so that the band covers the load sample by sample, as capacity must
+        serve it, and not only the bucket's mean. Bins still count forecasts, not samples.
+        """
         scale = np.maximum(predicted, 0.0) + scale_floor
-        normalised = (actual - predicted) / scale
+        if within is None:
+            within = np.zeros((*actual.shape, 1))
+        normalised = (actual[..., None] + within - predicted[..., None]) / scale[..., None]
+        known = np.isfinite(normalised)
+        counted = np.asarray(known.any(axis=2))  # forecasts with a known sample
         rows = []
-        for column in normalised.T:
-            known = np.sort(column[np.isfinite(column)])
-            rows.append(known if known.size else np.zeros(1))
+        for h in range(normalised.shape[1]):
+            column = normalised[:, h, :][known[:, h, :]]
+            rows.append(np.sort(column) if column.size else np.zeros(1))
         pooled = tuple(rows)
-        samples = min(len(row) for row in pooled)
+        samples = int(counted.sum(axis=0).min()) if counted.size else 0
         bins = max(1, min(MAX_BINS, samples // MIN_BIN_SAMPLES))
         if bins == 1:
             return cls(pooled, float(scale_floor))
@@ -97,10 +115,11 @@ class Calibration:
         for b in range(bins):
             lead_rows = []
             for h in range(normalised.shape[1]):
-                column = normalised[:, h][which[:, h] == b]
-                known = np.sort(column[np.isfinite(column)])
+                inside = which[:, h] == b
+                column = normalised[inside, h, :][known[inside, h, :]]
                 # A bin too thin at this lead borrows the pooled row.
-                lead_rows.append(known if known.size >= MIN_BIN_SAMPLES // 4 else pooled[h])
+                thick = int(counted[inside, h].sum()) >= MIN_BIN_SAMPLES // 4
+                lead_rows.append(np.sort(column) if thick else pooled[h])
             binned.append(tuple(lead_rows))
         return cls(pooled, float(scale_floor), np.asarray(edges, dtype=np.float64), tuple(binned))
 
@@ -221,13 +240,35 @@ class PreparedHistory:
     step: float
     values: FloatArray
     missing_fraction: float
+    #: Per bucket (rows aligned with ``values``), each sample's deviation from the bucket's
+    #: mean, NaN where a sample is missing: the load within a bucket, which capacity serves
+    #: sample by sample. A bucket with no known sample (filled) holds one deviation of 0. None
+    #: when the history was not aggregated (one sample per bucket).
+    within: FloatArray | None = None
 
     @property
     def end(self) -> float:
         return self.start + self.step * (self.values.size - 1)
 
+    def within_tail(self, size: int) -> FloatArray | None:
+        """The deviations of the last ``size`` buckets; buckets before the history hold one
+        deviation of 0."""
+        if self.within is None:
+            return None
+        tail = self.within[max(0, self.within.shape[0] - size) :]
+        if tail.shape[0] < size:
+            pad = _no_deviation(size - tail.shape[0], tail.shape[1])
+            tail = np.concatenate([pad, tail])
+        return tail
+
     def season_steps(self, period: float) -> int:
         return max(1, round(period / self.step))
+
+
+def _no_deviation(rows: int, width: int) -> FloatArray:
+    out = np.full((rows, width), np.nan)
+    out[:, 0] = 0.0
+    return out
 
 
 def prepare_history(
@@ -252,8 +293,13 @@ def prepare_history(
             "load must be a count or a rate, never below zero"
         )
     series = LoadSeries(history.start, history.step, values)
+    deviations = None
     if fit_step > history.step:
+        raw = series
         series = series.aggregate(fit_step)
+        if len(series):
+            _, block = raw.buckets(fit_step)
+            deviations = block - series.values[:, None]
     known = np.flatnonzero(~np.isnan(series.values))
     if known.size < min_points:
         raise InsufficientHistory(
@@ -269,7 +315,12 @@ def prepare_history(
         idx = np.arange(span.size)
         ok = ~np.isnan(span)
         span = np.interp(idx, idx[ok], span[ok])
-    return PreparedHistory(series.start + first * series.step, series.step, span, missing)
+    within = None
+    if deviations is not None:
+        within = deviations[first : last + 1]
+        empty = ~np.isfinite(within).any(axis=1)
+        within[empty] = _no_deviation(int(empty.sum()), within.shape[1])
+    return PreparedHistory(series.start + first * series.step, series.step, span, missing, within)
 
 
 def new_observations(fitted_until: float, history: LoadSeries, fit_step: float) -> FloatArray:

@@ -79,20 +79,28 @@ class LoadSeries:
         """
         if step <= self.step or len(self) == 0:
             return self
+        first_end, block = self.buckets(step)
+        if not block.size:
+            return LoadSeries(self.start, step, np.empty(0))
+        with np.errstate(invalid="ignore"), _quiet_nan_warnings():
+            means = np.nanmean(block, axis=1)
+        return LoadSeries(first_end, step, means)
+
+    def buckets(self, step: float) -> tuple[float, FloatArray]:
+        """The samples of each whole bucket of ``step`` seconds (rows, as :meth:`aggregate`
+        aligns them) and the time of the first bucket's end.
+
+        ``step`` must be a multiple of the series' step, and longer.
+        """
         ratio = step / self.step
         if abs(ratio - round(ratio)) > 1e-9:
             raise ValueError(f"aggregation step {step}s is not a multiple of {self.step}s")
         ratio_i = round(ratio)
         # Index of the first sample that opens a bucket aligned on multiples of ``step``.
         offset = (-round(self.start / self.step)) % ratio_i
-        usable = (len(self) - offset) // ratio_i * ratio_i
-        if usable <= 0:
-            return LoadSeries(self.start, step, np.empty(0))
+        usable = max(0, (len(self) - offset) // ratio_i * ratio_i)
         block = self.values[offset : offset + usable].reshape(-1, ratio_i)
-        with np.errstate(invalid="ignore"), _quiet_nan_warnings():
-            means = np.nanmean(block, axis=1)
-        first_end = self.start + (offset + ratio_i - 1) * self.step
-        return LoadSeries(first_end, step, means)
+        return self.start + (offset + ratio_i - 1) * self.step, block
 
     def resample(self, step: float) -> LoadSeries:
         """Linear interpolation onto a finer grid of ``step`` seconds (coarse traces)."""

@@ -84,3 +84,27 @@ def test_merge_records_prefers_the_newer_rows() -> None:
     merged = merge_records(older, newer)
     np.testing.assert_allclose(merged.origins, [0.0, 1.0, 2.0, 3.0])
     np.testing.assert_allclose(merged.predicted[:, 0], [1.0, 2.0, 2.0, 2.0])
+
+
+def test_each_sample_inside_a_bucket_counts_as_an_error() -> None:
+    """Capacity serves the load sample by sample: with the samples' deviations from their
+    bucket's mean, a forecast that gets every mean right still has a band as wide as they are,
+    and bins count forecasts, not samples."""
+    actual = np.full((40, 1), 100.0)
+    predicted = actual.copy()
+    within = np.broadcast_to([-20.0, 0.0, 20.0], (40, 1, 3))
+    means_only = Calibration.from_forecasts(actual, predicted, scale_floor=0.0)
+    per_sample = Calibration.from_forecasts(actual, predicted, scale_floor=0.0, within=within)
+    assert means_only.quantile(1 - 1e-9, 1)[0] == pytest.approx(0.0)
+    assert per_sample.quantile(1 - 1e-9, 1)[0] == pytest.approx(0.2)
+    assert per_sample.samples == 120
+    assert not per_sample.bin_errors  # 40 forecasts are one bin, however many samples
+
+
+def test_missing_samples_inside_a_bucket_are_left_out() -> None:
+    """A NaN deviation (a sample Prometheus did not return) adds no error."""
+    actual = np.full((10, 1), 100.0)
+    within = np.broadcast_to([10.0, np.nan], (10, 1, 2))
+    calibration = Calibration.from_forecasts(actual, actual.copy(), scale_floor=0.0, within=within)
+    assert calibration.samples == 10
+    np.testing.assert_allclose(calibration.errors[0], 0.1)

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from forecasts import FitFailed, InsufficientHistory, InvalidHistory, create, model_names
-from forecasts.base import Calibration, FittedModel, FloatArray
+from forecasts.base import Calibration, FittedModel, FloatArray, prepare_history
+from forecasts.series import LoadSeries
 from tests.forecast_series import flat, seasonal, series
 
 MODELS = [pytest.param(m, id=m) for m in model_names()]
@@ -114,3 +115,50 @@ def test_non_finite_projection_raises_fit_failed_not_zero() -> None:
     model.fitted_until = seasonal().end
     with pytest.raises(FitFailed):
         model.forecast(seasonal(), horizon=1800)
+
+
+def _within_buckets(amplitude: float) -> tuple[LoadSeries, LoadSeries]:
+    """Four days of a daily cycle at 1-minute samples that swing by ``amplitude`` inside each
+    5-minute bucket, and the same history as its 5-minute means."""
+    cycle = seasonal(4, seed=5)
+    swing = amplitude * np.array([-1.0, -0.5, 0.0, 0.5, 1.0])
+    minutes = LoadSeries(cycle.start, 60.0, (cycle.values[:, None] + swing[None, :]).reshape(-1))
+    return minutes, minutes.aggregate(300.0)
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_the_band_covers_the_samples_inside_each_bucket(model: str) -> None:
+    """A model fitted on 5-minute means of a 1-minute history is calibrated on every minute:
+    its band covers the load each minute, which capacity must serve, not only each mean."""
+    minutes, means = _within_buckets(40.0)
+    fitted_minutes = create(model, fit_step=300.0, max_horizon=1800.0).fit(minutes)
+    fitted_means = create(model, fit_step=300.0, max_horizon=1800.0).fit(means)
+    assert fitted_minutes.fitted_until == fitted_means.fitted_until
+    by_minute = fitted_minutes.forecast(minutes, horizon=1800.0)
+    by_mean = fitted_means.forecast(means, horizon=1800.0)
+    np.testing.assert_allclose(by_minute.point, by_mean.point, rtol=1e-6)
+    widening = by_minute.upper(0.95) - by_mean.upper(0.95)
+    # The top fifth of the minutes sits 40 above its mean: the 0.95 band must reach it.
+    assert widening.min() > 0.5 * 40.0
+
+
+def test_buckets_are_the_samples_aggregate_averages() -> None:
+    """``buckets`` holds each whole bucket's samples, aligned as ``aggregate`` aligns them."""
+    history = LoadSeries(120.0, 60.0, np.arange(20.0))
+    end, block = history.buckets(300.0)
+    means = history.aggregate(300.0)
+    assert end == means.start == 540.0
+    np.testing.assert_allclose(block.mean(axis=1), means.values)
+    np.testing.assert_allclose(block[0], [3.0, 4.0, 5.0, 6.0, 7.0])
+
+
+def test_prepared_history_keeps_each_bucket_s_deviations() -> None:
+    """Deviations from the bucket's mean; a bucket with no sample, filled, holds one 0."""
+    values = np.arange(20.0)
+    values[5:10] = np.nan
+    prepared = prepare_history(LoadSeries(0.0, 60.0, values), fit_step=300.0, min_points=2)
+    assert prepared.within is not None
+    np.testing.assert_allclose(prepared.within[0], [-2.0, -1.0, 0.0, 1.0, 2.0])
+    assert prepared.within[1][0] == 0.0 and np.isnan(prepared.within[1][1:]).all()
+    unaggregated = prepare_history(LoadSeries(0.0, 300.0, values), fit_step=300.0, min_points=2)
+    assert unaggregated.within is None

@@ -396,6 +396,7 @@ class MSTL(SmoothingForecaster):
             floor=floor,
             estimated_until=estimated_until,
             record=record,
+            within=prepared.within_tail(values.size),
         )
         return _FittedMSTL(
             name=self.name,

@@ -16,6 +16,7 @@ from forecasts.base import (
     prepare_history,
     scale_floor,
 )
+from forecasts.models.smoothing import shifted
 from forecasts.series import LoadSeries
 
 __all__ = ["SeasonalNaive"]
@@ -89,7 +90,10 @@ class SeasonalNaive(Forecaster):
         # Forecast of o+h is the value one season before it, taken from what was known at o.
         src = origins[:, None] + h - season * np.ceil(h / season).astype(np.int64)
         predicted = values[src]
-        calibration = Calibration.from_forecasts(actual, predicted, scale_floor=scale_floor(values))
+        within = None if prepared.within is None else shifted(prepared.within, origins, lead)
+        calibration = Calibration.from_forecasts(
+            actual, predicted, scale_floor=scale_floor(values), within=within
+        )
         return _FittedSeasonalNaive(
             name=self.name,
             step=prepared.step,

@@ -55,10 +55,14 @@ def damped_sums(phi: float, lead: int) -> FloatArray:
 
 
 def shifted(values: FloatArray, origins: FloatArray | np.ndarray, lead: int) -> FloatArray:
-    """``values[o + h]`` for origins ``o`` (rows), ``h = 1..lead`` (columns); NaN past the end."""
+    """``values[o + h]`` for origins ``o`` (rows), ``h = 1..lead`` (columns); NaN past the end.
+
+    ``values`` may have more axes (a row per time): they follow the two.
+    """
     idx = np.asarray(origins, dtype=np.int64)[:, None] + np.arange(1, lead + 1)[None, :]
-    inside = idx < values.size
-    return np.where(inside, values[np.minimum(idx, values.size - 1)], np.nan)
+    size = values.shape[0]
+    inside = (idx < size).reshape(idx.shape + (1,) * (values.ndim - 1))
+    return np.where(inside, values[np.minimum(idx, size - 1)], np.nan)
 
 
 def calibration_origins(size: int, *, step: float, first: int, window: float) -> np.ndarray:
@@ -68,13 +72,21 @@ def calibration_origins(size: int, *, step: float, first: int, window: float) ->
 
 
 def calibration_from_paths(
-    actual: FloatArray, predicted: FloatArray, *, floor: float
+    actual: FloatArray,
+    predicted: FloatArray,
+    *,
+    floor: float,
+    within: FloatArray | None = None,
 ) -> Calibration:
     """A calibration from forecasts that were made without seeing their own actuals.
 
     The level used for scaling is the forecast, clipped at zero as every forecast is.
+    ``within`` holds the samples' deviations inside each actual's bucket (see
+    :meth:`Calibration.from_forecasts`).
     """
-    return Calibration.from_forecasts(actual, np.maximum(predicted, 0.0), scale_floor=floor)
+    return Calibration.from_forecasts(
+        actual, np.maximum(predicted, 0.0), scale_floor=floor, within=within
+    )
 
 
 @dataclass(frozen=True, eq=False)
@@ -132,6 +144,7 @@ def calibrate(
     floor: float,
     estimated_until: float,
     record: ForecastRecord | None,
+    within: FloatArray | None = None,
 ) -> tuple[Calibration, ForecastRecord]:
     """Calibrate on the errors of forecasts from ``origins`` (indices into ``values``, which ends
     at time ``end``), honest wherever possible, and return the updated honest record.
@@ -139,7 +152,8 @@ def calibrate(
     A forecast from an origin at or after ``estimated_until`` is honest as computed. For an
     earlier origin, the in-sample forecast (parameters and seasonal profile fitted on data that
     includes what it forecasts, optimistic, markedly so for MSTL's profile) is replaced by the
-    honest one from ``record`` when there is one.
+    honest one from ``record`` when there is one. ``within`` (rows aligned with ``values``)
+    holds each bucket's samples' deviations from its mean, when the history was aggregated.
     """
     lead = predicted.shape[1]
     times = end - step * (values.size - 1 - origins.astype(np.float64))
@@ -158,7 +172,12 @@ def calibrate(
     if times.size:
         inside = merged.origins >= times[0] - 1e-6
         merged = ForecastRecord(merged.origins[inside], merged.predicted[inside])
-    calibration = calibration_from_paths(shifted(values, origins, lead), predicted, floor=floor)
+    calibration = calibration_from_paths(
+        shifted(values, origins, lead),
+        predicted,
+        floor=floor,
+        within=None if within is None else shifted(within, origins, lead),
+    )
     return calibration, merged
 
 
