@@ -117,10 +117,10 @@ def test_non_finite_projection_raises_fit_failed_not_zero() -> None:
         model.forecast(seasonal(), horizon=1800)
 
 
-def _within_buckets(amplitude: float) -> tuple[LoadSeries, LoadSeries]:
-    """Four days of a daily cycle at 1-minute samples that swing by ``amplitude`` inside each
+def _within_buckets(amplitude: float, *, days: float = 4) -> tuple[LoadSeries, LoadSeries]:
+    """``days`` of a daily cycle at 1-minute samples that swing by ``amplitude`` inside each
     5-minute bucket, and the same history as its 5-minute means."""
-    cycle = seasonal(4, seed=5)
+    cycle = seasonal(days, seed=5)
     swing = amplitude * np.array([-1.0, -0.5, 0.0, 0.5, 1.0])
     minutes = LoadSeries(cycle.start, 60.0, (cycle.values[:, None] + swing[None, :]).reshape(-1))
     return minutes, minutes.aggregate(300.0)
@@ -140,6 +140,17 @@ def test_the_band_covers_the_samples_inside_each_bucket(model: str) -> None:
     widening = by_minute.upper(0.95) - by_mean.upper(0.95)
     # The top fifth of the minutes sits 40 above its mean: the 0.95 band must reach it.
     assert widening.min() > 0.5 * 40.0
+    # A cheap refit an hour later (the state advanced, the band recalibrated) keeps it.
+    later, later_means = _within_buckets(40.0, days=4 + 1 / 24)
+    refitted = create(model, fit_step=300.0, max_horizon=1800.0).fit(later, previous=fitted_minutes)
+    assert refitted.cheaply_refitted or model == "seasonal-naive"
+    band = refitted.forecast(later, horizon=1800.0)
+    means_band = (
+        create(model, fit_step=300.0, max_horizon=1800.0)
+        .fit(later_means, previous=fitted_means)
+        .forecast(later_means, horizon=1800.0)
+    )
+    assert (band.upper(0.95) - means_band.upper(0.95)).min() > 0.5 * 40.0
 
 
 def test_buckets_are_the_samples_aggregate_averages() -> None:
