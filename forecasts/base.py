@@ -12,7 +12,8 @@ by the forecast level, and the upper quantile at level ``q`` is the point plus t
 quantile of those errors at the same lead time. Nothing assumes Gaussian errors. A model fits
 bucket means (5 minutes of a 1-minute history), but capacity serves every sample: each sample
 inside the bucket a forecast is for counts as an error of its own, so that the band covers the
-load sample by sample, not only the bucket's mean.
+load sample by sample, not only the bucket's mean (buckets older than the history a refit is
+given count their mean alone).
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ DAY = 86400.0
 WEEK = 7 * DAY
 
 
-#: Samples per level bin below which the bins are merged: a 0.95 quantile needs a tail of a
+#: Forecasts per level bin below which the bins are merged: a 0.95 quantile needs a tail of a
 #: few dozen errors to be stable.
 MIN_BIN_SAMPLES = 400
 MAX_BINS = 4
@@ -67,13 +68,16 @@ class Calibration:
     forecasts at night-time levels, and the band at the peak from errors at the peak. A single
     relative scale would widen every peak band by the noise of the quietest hours, where
     relative errors are largest; a single absolute one would do the reverse. ``errors`` holds
-    the pooled rows (row ``h``: errors of ``h+1``-step forecasts).
+    the pooled rows (row ``h``: errors of ``h+1``-step forecasts, one per sample inside the
+    bucket forecast when the history was aggregated). ``point_errors[h]`` is the mean absolute
+    error of those forecasts against their buckets' means: how good the point is.
     """
 
     errors: tuple[FloatArray, ...]
     scale_floor: float
     bin_edges: FloatArray = field(default_factory=lambda: np.empty(0))
     bin_errors: tuple[tuple[FloatArray, ...], ...] = ()
+    point_errors: FloatArray = field(default_factory=lambda: np.empty(0))
     _cache: dict[float, FloatArray] = field(default_factory=dict, repr=False, compare=False)
     _bin_cache: dict[float, FloatArray] = field(default_factory=dict, repr=False, compare=False)
 
@@ -94,6 +98,12 @@ class Calibration:
         serve it, and not only the bucket's mean. Bins still count forecasts, not samples.
         """
         scale = np.maximum(predicted, 0.0) + scale_floor
+        with np.errstate(invalid="ignore"):
+            point = np.abs(actual - predicted) / scale
+        known_points = np.isfinite(point)
+        point_errors = np.where(known_points, point, 0.0).sum(axis=0) / np.maximum(
+            known_points.sum(axis=0), 1
+        )
         if within is None:
             within = np.zeros((*actual.shape, 1))
         normalised = (actual[..., None] + within - predicted[..., None]) / scale[..., None]
@@ -107,7 +117,7 @@ class Calibration:
         samples = int(counted.sum(axis=0).min()) if counted.size else 0
         bins = max(1, min(MAX_BINS, samples // MIN_BIN_SAMPLES))
         if bins == 1:
-            return cls(pooled, float(scale_floor))
+            return cls(pooled, float(scale_floor), point_errors=point_errors)
         finite = predicted[np.isfinite(predicted)]
         edges = np.quantile(finite, np.arange(1, bins) / bins)
         which = np.searchsorted(edges, predicted, side="right")
@@ -121,7 +131,13 @@ class Calibration:
                 thick = int(counted[inside, h].sum()) >= MIN_BIN_SAMPLES // 4
                 lead_rows.append(np.sort(column) if thick else pooled[h])
             binned.append(tuple(lead_rows))
-        return cls(pooled, float(scale_floor), np.asarray(edges, dtype=np.float64), tuple(binned))
+        return cls(
+            pooled,
+            float(scale_floor),
+            np.asarray(edges, dtype=np.float64),
+            tuple(binned),
+            point_errors=point_errors,
+        )
 
     @property
     def lead_steps(self) -> int:
@@ -129,6 +145,7 @@ class Calibration:
 
     @property
     def samples(self) -> int:
+        """The fewest errors at any lead (one per sample inside a bucket, when aggregated)."""
         return min(len(row) for row in self.errors)
 
     def quantile(self, q: float, steps: int) -> FloatArray:
@@ -240,35 +257,31 @@ class PreparedHistory:
     step: float
     values: FloatArray
     missing_fraction: float
-    #: Per bucket (rows aligned with ``values``), each sample's deviation from the bucket's
-    #: mean, NaN where a sample is missing: the load within a bucket, which capacity serves
-    #: sample by sample. A bucket with no known sample (filled) holds one deviation of 0. None
-    #: when the history was not aggregated (one sample per bucket).
-    within: FloatArray | None = None
+    #: Per bucket (rows aligned with ``values``), the samples it was averaged from, NaN where
+    #: a sample is missing: the load within a bucket, which capacity serves sample by sample.
+    #: None when the history was not aggregated (one sample per bucket).
+    samples: FloatArray | None = None
 
     @property
     def end(self) -> float:
         return self.start + self.step * (self.values.size - 1)
 
-    def within_tail(self, size: int) -> FloatArray | None:
-        """The deviations of the last ``size`` buckets; buckets before the history hold one
-        deviation of 0."""
-        if self.within is None:
+    def within_tail(self, values: FloatArray) -> FloatArray | None:
+        """Each sample's deviation from ``values`` (the last buckets' values, as a model keeps
+        them), one row per value. A bucket without a known sample, or older than the history,
+        holds one deviation of 0: its value alone."""
+        if self.samples is None:
             return None
-        tail = self.within[max(0, self.within.shape[0] - size) :]
-        if tail.shape[0] < size:
-            pad = _no_deviation(size - tail.shape[0], tail.shape[1])
-            tail = np.concatenate([pad, tail])
-        return tail
+        size = values.size
+        tail = self.samples[max(0, self.samples.shape[0] - size) :]
+        out = np.full((size, tail.shape[1]), np.nan)
+        out[size - tail.shape[0] :] = tail - values[size - tail.shape[0] :, None]
+        empty = ~np.isfinite(out).any(axis=1)
+        out[empty, 0] = 0.0
+        return out
 
     def season_steps(self, period: float) -> int:
         return max(1, round(period / self.step))
-
-
-def _no_deviation(rows: int, width: int) -> FloatArray:
-    out = np.full((rows, width), np.nan)
-    out[:, 0] = 0.0
-    return out
 
 
 def prepare_history(
@@ -293,13 +306,12 @@ def prepare_history(
             "load must be a count or a rate, never below zero"
         )
     series = LoadSeries(history.start, history.step, values)
-    deviations = None
+    block = None
     if fit_step > history.step:
         raw = series
         series = series.aggregate(fit_step)
         if len(series):
             _, block = raw.buckets(fit_step)
-            deviations = block - series.values[:, None]
     known = np.flatnonzero(~np.isnan(series.values))
     if known.size < min_points:
         raise InsufficientHistory(
@@ -315,12 +327,8 @@ def prepare_history(
         idx = np.arange(span.size)
         ok = ~np.isnan(span)
         span = np.interp(idx, idx[ok], span[ok])
-    within = None
-    if deviations is not None:
-        within = deviations[first : last + 1]
-        empty = ~np.isfinite(within).any(axis=1)
-        within[empty] = _no_deviation(int(empty.sum()), within.shape[1])
-    return PreparedHistory(series.start + first * series.step, series.step, span, missing, within)
+    samples = None if block is None else block[first : last + 1]
+    return PreparedHistory(series.start + first * series.step, series.step, span, missing, samples)
 
 
 def new_observations(fitted_until: float, history: LoadSeries, fit_step: float) -> FloatArray:

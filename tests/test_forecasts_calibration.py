@@ -5,8 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from controller.operator.fitting import fit_error
+from forecasts import create
 from forecasts.base import Calibration, Forecast
 from forecasts.models.smoothing import ForecastRecord, calibrate, merge_records
+from forecasts.series import LoadSeries
+from tests.forecast_series import seasonal
 
 
 def _calibration(errors: list[float]) -> Calibration:
@@ -108,3 +112,15 @@ def test_missing_samples_inside_a_bucket_are_left_out() -> None:
     calibration = Calibration.from_forecasts(actual, actual.copy(), scale_floor=0.0, within=within)
     assert calibration.samples == 10
     np.testing.assert_allclose(calibration.errors[0], 0.1)
+
+
+def test_the_reported_error_is_the_point_s_against_each_bucket_mean() -> None:
+    """The status's backtest error measures the point forecast, not the spread inside buckets
+    that widens the band: a pinned model and ``auto`` report comparable numbers."""
+    cycle = seasonal(4, seed=5)
+    swing = 40.0 * np.array([-1.0, -0.5, 0.0, 0.5, 1.0])
+    minutes = LoadSeries(cycle.start, 60.0, (cycle.values[:, None] + swing[None, :]).reshape(-1))
+    by_minute = create("holt-winters", fit_step=300.0).fit(minutes)
+    by_mean = create("holt-winters", fit_step=300.0).fit(minutes.aggregate(300.0))
+    assert by_minute.calibration.samples == 5 * by_mean.calibration.samples
+    assert fit_error(by_minute) == pytest.approx(fit_error(by_mean), rel=1e-9)

@@ -163,13 +163,23 @@ def test_buckets_are_the_samples_aggregate_averages() -> None:
     np.testing.assert_allclose(block[0], [3.0, 4.0, 5.0, 6.0, 7.0])
 
 
-def test_prepared_history_keeps_each_bucket_s_deviations() -> None:
-    """Deviations from the bucket's mean; a bucket with no sample, filled, holds one 0."""
+def test_prepared_history_keeps_each_bucket_s_samples() -> None:
+    """Deviations from the value a model keeps for the bucket, so that a mean computed before
+    the bucket was whole still gives back its samples; a bucket without a sample, or older
+    than the history, holds one 0."""
     values = np.arange(20.0)
     values[5:10] = np.nan
     prepared = prepare_history(LoadSeries(0.0, 60.0, values), fit_step=300.0, min_points=2)
-    assert prepared.within is not None
-    np.testing.assert_allclose(prepared.within[0], [-2.0, -1.0, 0.0, 1.0, 2.0])
-    assert prepared.within[1][0] == 0.0 and np.isnan(prepared.within[1][1:]).all()
+    assert prepared.samples is not None
+    within = prepared.within_tail(prepared.values)
+    assert within is not None
+    np.testing.assert_allclose(within[0], [-2.0, -1.0, 0.0, 1.0, 2.0])
+    assert within[1][0] == 0.0 and np.isnan(within[1][1:]).all()
+    stale = np.array([99.0, 7.0, 10.0, 15.0, 17.0])  # an older first row, a stale last mean
+    kept = prepared.within_tail(stale)
+    assert kept is not None
+    assert kept[0][0] == 0.0 and np.isnan(kept[0][1:]).all()
+    np.testing.assert_allclose(stale[-1] + kept[-1], [15.0, 16.0, 17.0, 18.0, 19.0])
     unaggregated = prepare_history(LoadSeries(0.0, 300.0, values), fit_step=300.0, min_points=2)
-    assert unaggregated.within is None
+    assert unaggregated.samples is None
+    assert unaggregated.within_tail(unaggregated.values) is None

@@ -38,16 +38,17 @@ def spec_fingerprint(spec: GatewayAutoscalerSpec) -> str:
 
 
 def fit_error(fitted: FittedModel, *, steps: int | None = None) -> float | None:
-    """Mean absolute level-scaled error of the fit's own backtest over the first ``steps`` leads.
+    """Mean absolute level-scaled error of the fit's own backtest over the first ``steps`` leads
+    (of the point against each bucket's mean).
 
     A declared ``error`` attribute (a model chosen by backtest, like ``auto``) wins.
     """
     declared = getattr(fitted, "error", None)
     if isinstance(declared, int | float) and np.isfinite(declared):
         return float(declared)
-    rows = fitted.calibration.errors[: steps or None]
-    values = [np.abs(row).mean() for row in rows if row.size]
-    return float(np.mean(values)) if values else None
+    # The point's errors against the buckets' means, not the band's errors of every sample.
+    rows = fitted.calibration.point_errors[: steps or None]
+    return float(np.mean(rows)) if rows.size else None
 
 
 @dataclass

@@ -261,7 +261,7 @@ class HoltWinters(SmoothingForecaster):
             floor=floor,
             estimated_until=estimated_until,
             record=record,
-            within=prepared.within_tail(values.size),
+            within=prepared.within_tail(values),
         )
         return _FittedHoltWinters(
             name=self.name,

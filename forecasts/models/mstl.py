@@ -396,7 +396,7 @@ class MSTL(SmoothingForecaster):
             floor=floor,
             estimated_until=estimated_until,
             record=record,
-            within=prepared.within_tail(values.size),
+            within=prepared.within_tail(values),
         )
         return _FittedMSTL(
             name=self.name,

@@ -90,7 +90,8 @@ class SeasonalNaive(Forecaster):
         # Forecast of o+h is the value one season before it, taken from what was known at o.
         src = origins[:, None] + h - season * np.ceil(h / season).astype(np.int64)
         predicted = values[src]
-        within = None if prepared.within is None else shifted(prepared.within, origins, lead)
+        deviations = prepared.within_tail(values)
+        within = None if deviations is None else shifted(deviations, origins, lead)
         calibration = Calibration.from_forecasts(
             actual, predicted, scale_floor=scale_floor(values), within=within
         )

@@ -153,7 +153,8 @@ def calibrate(
     earlier origin, the in-sample forecast (parameters and seasonal profile fitted on data that
     includes what it forecasts, optimistic, markedly so for MSTL's profile) is replaced by the
     honest one from ``record`` when there is one. ``within`` (rows aligned with ``values``)
-    holds each bucket's samples' deviations from its mean, when the history was aggregated.
+    holds each bucket's samples' deviations from its value there, when the history was
+    aggregated (:meth:`PreparedHistory.within_tail`).
     """
     lead = predicted.shape[1]
     times = end - step * (values.size - 1 - origins.astype(np.float64))
