@@ -308,10 +308,8 @@ def prepare_history(
     series = LoadSeries(history.start, history.step, values)
     block = None
     if fit_step > history.step:
-        raw = series
+        _, block = series.buckets(fit_step)  # the samples each mean below is taken over
         series = series.aggregate(fit_step)
-        if len(series):
-            _, block = raw.buckets(fit_step)
     known = np.flatnonzero(~np.isnan(series.values))
     if known.size < min_points:
         raise InsufficientHistory(
