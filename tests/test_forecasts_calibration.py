@@ -7,7 +7,7 @@ import pytest
 
 from controller.operator.fitting import fit_error
 from forecasts import create
-from forecasts.base import Calibration, Forecast
+from forecasts.base import MAX_ROW_ERRORS, Calibration, Forecast
 from forecasts.models.smoothing import ForecastRecord, calibrate, merge_records
 from forecasts.series import LoadSeries
 from tests.forecast_series import seasonal
@@ -114,6 +114,30 @@ def test_missing_samples_inside_a_bucket_are_left_out() -> None:
     np.testing.assert_allclose(calibration.errors[0], 0.1)
 
 
+def test_long_rows_are_thinned_to_order_statistics_that_keep_the_distribution() -> None:
+    """Samples per bucket multiply the errors kept: a row beyond MAX_ROW_ERRORS keeps that many
+    order statistics, and its quantiles and exceedances move by at most one of its ranks."""
+    rng = np.random.default_rng(3)
+    forecasts, per_bucket = 3000, 8  # 24,000 errors at each lead, about six times the cap
+    actual = np.full((forecasts, 2), 100.0)
+    within = rng.standard_t(3, size=(forecasts, 2, per_bucket)) * 10.0
+    calibration = Calibration.from_forecasts(
+        actual, actual.copy(), scale_floor=0.0, within=within
+    )
+    assert calibration.samples == MAX_ROW_ERRORS
+    assert all(row.size <= MAX_ROW_ERRORS for rows in calibration.bin_errors for row in rows)
+    exact = np.sort(within[:, 0, :].reshape(-1) / 100.0)
+    for q in (0.5, 0.9, 0.95, 0.99):
+        got = calibration.quantile(q, 1)[0]
+        rank = np.searchsorted(exact, got) / exact.size
+        assert abs(rank - q) <= 1.5 / MAX_ROW_ERRORS
+    thresholds = 100.0 + np.array([5.0, 15.0, 40.0])
+    pooled = Calibration(calibration.errors, 0.0)
+    expected = 1.0 - np.searchsorted(exact, (thresholds - 100.0) / 100.0, side="right") / exact.size
+    got = pooled.exceedance(np.array([100.0]), thresholds, np.array([0]))[:, 0]
+    np.testing.assert_allclose(got, expected, atol=1.5 / MAX_ROW_ERRORS)
+
+
 def test_the_reported_error_is_the_point_s_against_each_bucket_mean() -> None:
     """The status's backtest error measures the point forecast, not the spread inside buckets
     that widens the band: a pinned model and ``auto`` report comparable numbers."""
@@ -122,5 +146,5 @@ def test_the_reported_error_is_the_point_s_against_each_bucket_mean() -> None:
     minutes = LoadSeries(cycle.start, 60.0, (cycle.values[:, None] + swing[None, :]).reshape(-1))
     by_minute = create("holt-winters", fit_step=300.0).fit(minutes)
     by_mean = create("holt-winters", fit_step=300.0).fit(minutes.aggregate(300.0))
-    assert by_minute.calibration.samples == 5 * by_mean.calibration.samples
+    assert by_minute.calibration.samples == min(5 * by_mean.calibration.samples, MAX_ROW_ERRORS)
     assert fit_error(by_minute) == pytest.approx(fit_error(by_mean), rel=1e-9)
