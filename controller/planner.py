@@ -215,12 +215,16 @@ def target_per_replica(spec: GatewayAutoscalerSpec) -> float:
     return spec.load.per_replica / (1.0 + spec.headroom)
 
 
+#: Replicas' worth of rounding forgiven when a load is counted in replicas.
+_REPLICA_TOLERANCE = 1e-9
+
+
 def replicas_for(load: float, spec: GatewayAutoscalerSpec) -> int:
     """Replicas that serve ``load`` at ``perReplica`` with ``headroom`` to spare."""
     exact = load * (1.0 + spec.headroom) / spec.load.per_replica
     if not exact < _MOST_REPLICAS:  # overflow or NaN: more than any cluster holds
         return _MOST_REPLICAS
-    return max(0, math.ceil(exact - 1e-9))
+    return max(0, math.ceil(exact - _REPLICA_TOLERANCE))
 
 
 def _window_max(
@@ -309,7 +313,10 @@ def _cloud_worth_holding(
         # a replica's expected use is the seconds of the window it is needed, summed per node.
         nodes = min(_NODES_PER_BLOCK, -(-(limit - cloud) // per_node))
         slots = capacity + cloud + np.arange(nodes * per_node, dtype=np.float64)
-        used = (forecast.exceedance(slots * to_load, steps) @ seconds).reshape(nodes, per_node)
+        # With ``replicas_for``'s tolerance: a load of exactly ``s`` replicas' worth needs ``s``
+        # replicas, though ``s * to_load`` may round a hair below it.
+        thresholds = (slots + _REPLICA_TOLERANCE) * to_load
+        used = (forecast.exceedance(thresholds, steps) @ seconds).reshape(nodes, per_node)
         for node_use in used.sum(axis=1).tolist():
             if node_use < price * per_node * paid:
                 return cloud

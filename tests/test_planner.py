@@ -440,6 +440,17 @@ def test_the_quantile_sets_the_price_of_insurance(quantile: float, reserved: int
     assert p.reserve.replicas == reserved
 
 
+def test_a_load_forecast_exactly_buys_no_node_for_rounding() -> None:
+    """110 replicas' worth at 5000 each with 10% headroom is 110 replicas, though
+    ``110 * 5000 / 1.1`` rounds just below 500000: a forecast that is always exactly right
+    holds the five cloud nodes the load needs, not a sixth that is never used."""
+    spec = make_spec(**{"load.perReplica": 5000.0, "headroom": 0.1})
+    fc = mixed_forecast(500_000.0, {0.0: 100})
+    p = plan(spec, 500_000.0, fc, state(60, capacity=60))
+    assert p.total.replicas == 110
+    assert (p.cloud.replicas, p.reserve.replicas) == (50, 50)
+
+
 def test_a_longer_node_boot_raises_the_bar() -> None:
     """The boot is paid too: a node worth it with a 5-minute lead is not with a 60-minute one."""
     fc = mixed_forecast(5500.0, {0.0: 90, 0.3: 10}, steps=120)
