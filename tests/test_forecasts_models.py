@@ -11,6 +11,7 @@ import pytest
 
 from forecasts import create
 from forecasts.base import DAY, significantly_lower
+from forecasts.series import LoadSeries
 from forecasts.models.auto import _held
 from forecasts.models.holt_winters import HoltWinters, run_recursion
 from forecasts.models.mstl import (
@@ -300,15 +301,34 @@ def test_auto_prefers_a_smoothing_model_on_a_noisy_daily_cycle() -> None:
     ("days", "periods"),
     [
         pytest.param(10, (288,), id="ten-days-daily-only"),
-        pytest.param(16, (288, 2016), id="sixteen-days-weekly"),
+        pytest.param(16, (288,), id="sixteen-days-daily-only"),
+        pytest.param(23, (288, 2016), id="twenty-three-days-weekly"),
     ],
 )
-def test_mstl_adds_the_weekly_cycle_only_beyond_two_weeks(
+def test_mstl_adds_the_weekly_cycle_only_beyond_three_weeks(
     days: int, periods: tuple[int, ...]
 ) -> None:
-    """MSTL uses the weekly season only when the history holds more than two weeks."""
+    """MSTL uses the weekly season only when the history holds more than three weeks: two for
+    STL, and the week the band is calibrated on, which the profile must not have seen."""
     fitted = create("mstl").fit(seasonal(days=days, weekly=30.0))
     assert fitted.periods == periods
+
+
+def test_a_weekly_profile_s_band_comes_from_forecasts_it_did_not_see() -> None:
+    """A fresh fit has no honest record: its band comes from the forecasts of the calibration
+    week. A weekly profile is made of that very week, so it knew what those forecasts were to
+    forecast. Here only the last week has a burst of 80 (about half the load then) from 15:00
+    each day: forecasts an hour ahead did not see it coming, and the band must say so (0.05
+    wide when the profile had seen the week)."""
+    days = 23
+    minutes = np.arange(days * 1440)
+    values = 200 + 60 * np.sin(2 * np.pi * minutes / 1440)
+    values += np.random.default_rng(4).normal(0.0, 4.0, minutes.size)
+    hour = (minutes % 1440) / 60
+    values[(minutes >= (days - 7) * 1440) & (hour >= 15) & (hour < 16)] += 80.0
+    fitted = create("mstl").fit(LoadSeries(0.0, 60.0, values))
+    assert fitted.periods == (288, 2016)
+    assert fitted.calibration.quantile(0.97, 12)[11] > 0.3
 
 
 def test_models_fit_a_coarser_trace_at_its_own_step() -> None:

@@ -1,10 +1,11 @@
 """MSTL: daily plus weekly seasonal profiles, and a damped-trend level for what remains.
 
 1. statsmodels ``MSTL`` decomposes the history into a daily and a weekly seasonal component.
-   The weekly one is only used when the history holds *more* than two weeks: MSTL drops a
-   period that is not shorter than half the series, and a weekly profile from fewer than two
-   weeks is one week's noise. With the operator's default 14-day history the model is therefore
-   daily only; give it ``history: 15d`` or more for the weekly cycle. LOESS runs with jumps of a
+   The weekly one is only used when the history holds *more* than three weeks: MSTL drops a
+   period that is not shorter than half the series, a weekly profile from fewer than two weeks
+   is one week's noise, and the band is calibrated on the last week, which must not be one of
+   the two (item 5). With the operator's default 14-day history the model is therefore daily
+   only; give it ``history: 22d`` or more for the weekly cycle. LOESS runs with jumps of a
    tenth of the daily period (R's ``stl`` default is a tenth of each window), which keeps a
    4-week decomposition at 5 minutes under a second.
 2. The season used for forecasting is the *last* cycle of each component, repeated: what the
@@ -29,6 +30,12 @@
    surprise would, instead of lifting the whole horizon for hours after it has passed; a
    lasting shift still moves them, bucket after bucket. On a smooth one whose level moves in
    large steps the loss keeps the plain filter.
+5. The band is calibrated on the forecasts from the last ``calibration_window`` (a week). A
+   first fit has no honest record of them, so they are made in sample. A daily profile is the
+   last of seven days there, but a weekly one is that very week: it knew each forecast's own
+   noise, and the band came out as narrow as half the errors that followed. With the weekly
+   profile, the forecasts the band is made of use a profile decomposed from the history
+   before the week (:meth:`MSTL._profile_held_out`), until honest ones replace them.
 
 A refit with ``previous`` within ``reestimate_every`` (default one day) of its estimation keeps
 the profiles and parameters, advances the level over the new samples and refreshes the
@@ -63,6 +70,7 @@ from forecasts.models.smoothing import (
     calibrate,
     calibration_origins,
     damped_sums,
+    merge_records,
     shifted,
 )
 from forecasts.series import LoadSeries
@@ -273,7 +281,7 @@ class _FittedMSTL(FittedModel):
 
 
 class MSTL(SmoothingForecaster):
-    """Daily (+ weekly beyond two weeks of history) MSTL profiles plus a damped-trend level.
+    """Daily (+ weekly beyond three weeks of history) MSTL profiles plus a damped-trend level.
 
     Options: ``window`` (history decomposed, default 28 days: four weekly cycles),
     ``reestimate_every`` (default 1 day), ``calibration_window`` (default 7 days).
@@ -310,11 +318,17 @@ class MSTL(SmoothingForecaster):
         if level_loss(robust, deseasonalised, lead=lead, burn_in=burn_in) < loss:
             params = robust
         level, trend = level_filter(params, deseasonalised)
+        record = self._record(previous, prepared)
+        held_out = self._profile_held_out(values, prepared, params, width, daily, lead)
+        if held_out is not None:
+            # Forecasts the profile did not see stand in for the in-sample ones, until honest
+            # ones (a previous fit's) replace them.
+            record = held_out if record is None else merge_records(held_out, record)
         return self._fitted(
             params,
             prepared,
             estimated_until=prepared.end,
-            record=self._record(previous, prepared),
+            record=record,
             floor=scale_floor(values),
             profile=profile,
             advanced=0,
@@ -418,6 +432,48 @@ class MSTL(SmoothingForecaster):
             record=record,
         )
 
+    def _profile_held_out(
+        self,
+        values: FloatArray,
+        prepared: PreparedHistory,
+        params: LevelParameters,
+        width: int,
+        daily: int,
+        lead: int,
+    ) -> ForecastRecord | None:
+        """Forecasts from the calibration's origins by a profile decomposed without them, when
+        the profile's cycle spans the calibration window (the weekly one); None otherwise.
+
+        The profile is the last cycle of each component. A daily one is a day of a week of
+        origins, but a weekly one is made of the very week the band is calibrated on: its
+        in-sample forecasts carry their own noise, and the band came out half as wide as the
+        errors that followed. So the history before the window is decomposed on its own (with
+        the periods it can hold), and the level run through it with the fit's parameters.
+        """
+        step = prepared.step
+        periods = self._periods(values.size, step, daily)
+        if max(periods) * step < self.calibration_window:
+            return None
+        origins = calibration_origins(
+            values.size, step=step, first=0, window=self.calibration_window
+        )
+        head = values[: int(origins[0]) + 1]
+        if head.size < self.least_points(step):
+            return None
+        head_periods = self._periods(head.size, step, daily)
+        try:
+            profile = self._profile(self._decompose(head, head_periods), head_periods, width)
+        except FitFailed:
+            return None
+        phases = (np.arange(values.size) - head.size) % profile.size
+        deseasonalised = values - profile[phases]
+        level, trend = level_filter(params, deseasonalised)
+        predicted = level_paths(params, level, trend, origins, lead) + shifted(
+            values - deseasonalised, origins, lead
+        )
+        times = prepared.end - step * (values.size - 1 - origins.astype(np.float64))
+        return ForecastRecord(times, predicted)
+
     @staticmethod
     def _profile(components: list[FloatArray], periods: tuple[int, ...], width: int) -> FloatArray:
         """The last cycle of each component, smoothed over ``width`` samples, summed."""
@@ -429,9 +485,13 @@ class MSTL(SmoothingForecaster):
 
     @staticmethod
     def _periods(size: int, step: float, daily: int) -> tuple[int, ...]:
-        """The daily period, and the weekly one when the history holds more than two weeks."""
+        """The daily period, and the weekly one when the history holds more than three weeks.
+
+        STL needs two cycles of a period; the third is the week the band is calibrated on,
+        which the profile must not have seen (:meth:`_profile_held_out`).
+        """
         weekly = round(WEEK / step)
-        return (daily, weekly) if size > 2 * weekly else (daily,)
+        return (daily, weekly) if size > 3 * weekly else (daily,)
 
     def _profile_width(
         self, values: FloatArray, daily: int, lead: int, step: float, *, earlier: int | None = None
