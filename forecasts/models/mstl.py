@@ -5,9 +5,10 @@
    period that is not shorter than half the series, a weekly profile from fewer than two weeks
    is one week's noise, and the band is calibrated on the last week, which must not be one of
    the two (item 5). With the operator's default 14-day history the model is therefore daily
-   only; give it ``history: 22d`` or more for the weekly cycle. LOESS runs with jumps of a
-   tenth of the daily period (R's ``stl`` default is a tenth of each window), which keeps a
-   4-week decomposition at 5 minutes under a second.
+   only; give it ``history: 28d`` (its window) for the weekly cycle: ``auto`` judges it on
+   the history less a two-day hold-out, which must hold the three weeks too. LOESS runs with
+   jumps of a tenth of the daily period (R's ``stl`` default is a tenth of each window), which
+   keeps a 4-week decomposition at 5 minutes under a second.
 2. The season used for forecasting is the *last* cycle of each component, repeated: what the
    most recent day (and week) looked like, smoothed within the cycle by a moving average whose
    width (none up to a sixth of the day) is chosen out of sample: the last day is held out and
