@@ -122,32 +122,36 @@ class Calibration:
                 / scale[:, h, None]
             )
 
+        leads = range(actual.shape[1])
         # Forecasts with a known sample.
-        counted = np.isfinite(actual[..., None] + within).any(axis=2) & np.isfinite(scale)
-        columns = [lead_errors(h) for h in range(actual.shape[1])]
-        pooled = tuple(_sorted_row(column[np.isfinite(column)]) for column in columns)
+        counted = np.zeros(actual.shape, dtype=bool)
+        for h in leads:
+            counted[:, h] = np.isfinite(lead_errors(h)).any(axis=1)
         samples = int(counted.sum(axis=0).min()) if counted.size else 0
         bins = max(1, min(MAX_BINS, samples // MIN_BIN_SAMPLES))
-        if bins == 1:
-            return cls(pooled, float(scale_floor), point_errors=point_errors)
-        finite = predicted[np.isfinite(predicted)]
-        edges = np.quantile(finite, np.arange(1, bins) / bins)
-        which = np.searchsorted(edges, predicted, side="right")
-        binned = []
-        for b in range(bins):
-            lead_rows = []
-            for h, column in enumerate(columns):
+        edges = np.empty(0)
+        which = np.zeros(actual.shape, dtype=np.int64)
+        if bins > 1:
+            edges = np.quantile(predicted[np.isfinite(predicted)], np.arange(1, bins) / bins)
+            which = np.searchsorted(edges, predicted, side="right")
+        pooled: list[FloatArray] = []
+        binned: list[list[FloatArray]] = [[] for _ in range(bins)] if bins > 1 else []
+        for h in leads:
+            column = lead_errors(h)
+            pooled.append(_sorted_row(column[np.isfinite(column)]))
+            for b, lead_rows in enumerate(binned):
                 inside = which[:, h] == b
                 # A bin too thin at this lead borrows the pooled row.
                 thick = int(counted[inside, h].sum()) >= MIN_BIN_SAMPLES // 4
                 part = column[inside]
                 lead_rows.append(_sorted_row(part[np.isfinite(part)]) if thick else pooled[h])
-            binned.append(tuple(lead_rows))
+        if not binned:
+            return cls(tuple(pooled), float(scale_floor), point_errors=point_errors)
         return cls(
-            pooled,
+            tuple(pooled),
             float(scale_floor),
             np.asarray(edges, dtype=np.float64),
-            tuple(binned),
+            tuple(tuple(lead_rows) for lead_rows in binned),
             point_errors=point_errors,
         )
 
