@@ -367,8 +367,10 @@ class TidalPolicy:
                 self.fit_seconds += self.fitted.fit_seconds
         forecast: Forecast | None = None
         if self.fitted is not None:
-            # A forecast changes only when a bucket of the fit step completes: reuse it till then.
-            key = (id(self.fitted), math.floor(history.end / self.fitted.step + 1e-9))
+            # A forecast changes only when a bucket of the fit step completes, with its last
+            # sample (the one before the next bucket's first): reuse it till then.
+            completed = math.floor((history.end + history.step) / self.fitted.step + 1e-9)
+            key = (id(self.fitted), completed)
             if key == self._forecast_key:
                 forecast = self._forecast
             else:

@@ -18,6 +18,7 @@ from controller.simulator import (
     PolicyView,
     Scenario,
     Targets,
+    TidalPolicy,
     oracle_need,
     simulate,
 )
@@ -386,3 +387,30 @@ def test_hpa_scales_down_five_minutes_after_it_sees_the_load_fall() -> None:
             first_down = minute
         replicas = total
     assert first_down == 15
+
+
+def test_tidal_forecasts_from_a_bucket_as_soon_as_its_last_sample_is_seen() -> None:
+    """The policy reuses a forecast until a bucket of the fit step completes: at the minute
+    that bucket's last sample arrives, as the live operator would, not a minute later."""
+    scenario = Scenario()
+    spec = backtest_spec("fresh", scenario=scenario, model="seasonal-naive")
+    policy = TidalPolicy(spec, scenario)
+    start = 1_700_000_100.0 - 1_700_000_100.0 % 300.0
+    minutes = 3 * 1440
+    values = 50_000.0 + 20_000.0 * np.sin(2 * np.pi * np.arange(minutes) / 1440)
+    origins = []
+    for minute in range(minutes - 10, minutes):
+        view = PolicyView(
+            now=start + 60.0 * minute,
+            history=LoadSeries(start, 60.0, values[: minute + 1]),
+            physical_replicas=60,
+            cloud_replicas=0,
+            physical_capacity=60,
+            reserved=0,
+        )
+        policy(minute, view)
+        assert policy._forecast is not None
+        origins.append(policy._forecast.origin - view.history.end)
+    # The last whole bucket ends at the latest sample every fifth minute: 0 s old there.
+    assert origins.count(0.0) == 2
+    assert all(-240.0 <= age <= 0.0 for age in origins)
