@@ -228,15 +228,22 @@ def replicas_for(load: float, spec: GatewayAutoscalerSpec) -> int:
 
 
 def _window_max(
-    times: FloatArray, values: FloatArray, step: float, start: float, end: float
+    times: FloatArray,
+    values: FloatArray,
+    step: float,
+    start: float,
+    end: float,
+    *,
+    sample_step: float,
 ) -> float:
     """Highest value over ``[start, end]`` of the path through the forecast's bucket centres.
 
-    A forecast step is the mean of the bucket that ends at its time, so it stands for the
-    bucket's middle; between middles the path is linear. A coarse model (30-minute buckets)
-    then moves the plan a minute at a time instead of a bucket at a time.
+    A forecast step is the mean of the samples (``sample_step`` apart) of the bucket that ends
+    with the last of them at its time, so it stands for their middle; between middles the path
+    is linear. A coarse model (30-minute buckets) then moves the plan a minute at a time
+    instead of a bucket at a time.
     """
-    centres = times - step / 2.0
+    centres = times - (step - min(sample_step, step)) / 2.0
     inside = (centres > start) & (centres < end)
     edges = np.interp([start, end], centres, values)
     if inside.any():
@@ -417,13 +424,18 @@ def plan_region(
         # One quantile path per plan; every window below is a slice of it.
         upper = usable.upper(q)
         times = usable.times()
-        forecast_load = _window_max(times, upper, usable.step, now, pod_window)
+        sample = history.step
+        forecast_load = _window_max(
+            times, upper, usable.step, now, pod_window, sample_step=sample
+        )
         node_window = pod_window + spec.cloud.node_lead_time.total_seconds()
         point_need = replicas_for(
-            _window_max(times, usable.point, usable.step, now, pod_window), spec
+            _window_max(times, usable.point, usable.step, now, pod_window, sample_step=sample),
+            spec,
         )
         point_node_need = replicas_for(
-            _window_max(times, usable.point, usable.step, now, node_window), spec
+            _window_max(times, usable.point, usable.step, now, node_window, sample_step=sample),
+            spec,
         )
         # Cloud nodes worth holding: for a node requested now, over the time it would serve
         # once booted (placeholders hold them); and for the coming minutes, on nodes already

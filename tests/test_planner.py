@@ -13,6 +13,7 @@ from controller.planner import (
     Reason,
     Recommendation,
     RegionState,
+    _window_max,
     plan_region,
     replicas_for,
 )
@@ -573,3 +574,19 @@ def test_a_ramp_beyond_the_node_window_reserves_nothing_yet() -> None:
     path = [5000.0] * 20 + [9000.0] * 40
     p = plan(make_spec(), 5000.0, forecast(path), state(50))
     assert p.reserve.replicas == 0
+
+
+@pytest.mark.parametrize(
+    ("sample_step", "middle"),
+    [(60.0, 480.0), (300.0, 600.0), (15.0, 457.5)],
+    ids=["minutes", "one-sample-buckets", "15-second-samples"],
+)
+def test_the_forecast_path_passes_through_the_middle_of_each_bucket_s_samples(
+    sample_step: float, middle: float
+) -> None:
+    """A 5-minute bucket labelled 600 is the mean of the samples up to 600: with minutes,
+    those at 360..600, whose middle is 480, not 450 (the middle of 300..600)."""
+    times = np.array([300.0, 600.0, 900.0])
+    values = np.array([10.0, 20.0, 30.0])
+    at_middle = _window_max(times, values, 300.0, middle, middle, sample_step=sample_step)
+    assert at_middle == pytest.approx(20.0)
