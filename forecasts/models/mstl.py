@@ -320,7 +320,7 @@ class MSTL(SmoothingForecaster):
             params = robust
         level, trend = level_filter(params, deseasonalised)
         record = self._record(previous, prepared)
-        held_out = self._profile_held_out(values, prepared, params, width, daily, lead)
+        held_out = self._profile_held_out(values, prepared, params, periods, width, lead)
         if held_out is not None:
             # Forecasts the profile did not see stand in for the in-sample ones, until honest
             # ones (a previous fit's) replace them.
@@ -438,8 +438,8 @@ class MSTL(SmoothingForecaster):
         values: FloatArray,
         prepared: PreparedHistory,
         params: LevelParameters,
+        periods: tuple[int, ...],
         width: int,
-        daily: int,
         lead: int,
     ) -> ForecastRecord | None:
         """Forecasts from the calibration's origins by a profile decomposed without them, when
@@ -452,7 +452,6 @@ class MSTL(SmoothingForecaster):
         the periods it can hold), and the level run through it with the fit's parameters.
         """
         step = prepared.step
-        periods = self._periods(values.size, step, daily)
         if max(periods) * step < self.calibration_window:
             return None
         origins = calibration_origins(
@@ -461,7 +460,7 @@ class MSTL(SmoothingForecaster):
         head = values[: int(origins[0]) + 1]
         if head.size < self.least_points(step):
             return None
-        head_periods = self._periods(head.size, step, daily)
+        head_periods = self._periods(head.size, step, periods[0])
         try:
             profile = self._profile(self._decompose(head, head_periods), head_periods, width)
         except FitFailed:
