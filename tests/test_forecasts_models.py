@@ -11,6 +11,7 @@ import pytest
 
 from forecasts import create
 from forecasts.base import DAY, significantly_lower
+from forecasts.models.smoothing import carried_record
 from forecasts.series import LoadSeries
 from forecasts.models.auto import _held
 from forecasts.models.holt_winters import HoltWinters, run_recursion
@@ -329,6 +330,54 @@ def test_a_weekly_profile_s_band_comes_from_forecasts_it_did_not_see() -> None:
     fitted = create("mstl").fit(LoadSeries(0.0, 60.0, values))
     assert fitted.periods == (288, 2016)
     assert fitted.calibration.quantile(0.97, 12)[11] > 0.3
+
+
+def _weekdays_and_weekends(days: int, *, noise: float, seed: int = 1) -> LoadSeries:
+    """Five-minute load with a daily cycle, weekends 80 lower, and white noise."""
+    t = np.arange(days * 288)
+    weekend = ((t // 288) % 7) >= 5
+    values = 200 + 60 * np.sin(2 * np.pi * t / 288) - 80 * weekend
+    values += np.random.default_rng(seed).normal(0.0, noise, t.size)
+    return LoadSeries(0.0, 300.0, values)
+
+
+def test_a_weekly_profile_s_first_band_matches_the_errors_that_follow() -> None:
+    """The forecasts the first band is made of use the fit's daily and weekly periods, from the
+    history before the calibration week: the band is as wide as the errors of the week after
+    the fit (a daily-only profile there made it five times too wide), and on a noiseless
+    series it is nil, as it is only when those forecasts line up with their actuals."""
+    history = _weekdays_and_weekends(35, noise=4.0)
+    fit_at = 28 * DAY - 300.0
+    fitted = create("mstl").fit(history.until(fit_at))
+    assert fitted.periods == (288, 2016)
+    errors = []
+    for origin in np.arange(fit_at, fit_at + 7 * DAY, 900.0):
+        forecast = fitted.forecast(history.until(origin), horizon=1800.0)
+        actual = history.values[history.index_of(forecast.times()[0])]
+        errors.append((actual - forecast.point[0]) / (forecast.point[0] + fitted.calibration.scale_floor))
+    band = fitted.calibration.quantile(0.95, 1)[0]
+    assert 0.75 < band / np.quantile(errors, 0.95) < 1.33
+    clean = create("mstl").fit(_weekdays_and_weekends(28, noise=0.0).until(fit_at))
+    assert np.abs(clean.calibration.quantile(0.95, 6)).max() < 0.002  # 0.009 a step off
+
+
+def test_honest_forecasts_outrank_the_held_out_profile_s() -> None:
+    """A re-estimation keeps the forecasts the previous fit made as the load came in; the
+    held-out profile's forecasts only fill what that record does not reach."""
+    history = _weekdays_and_weekends(31, noise=4.0)
+    model = create("mstl")
+    first = model.fit(history.until(28 * DAY))
+    assert first.record is not None
+    # Its forecasts reach past the history's end: the rows keep their last leads for later.
+    assert np.isfinite(first.record.predicted).all()
+    second = model.fit(history.until(30 * DAY), previous=first)
+    assert second.estimated_until > first.estimated_until  # re-estimated, not advanced
+    prepared, _, lead = model._prepare(history.until(30 * DAY))
+    carried = carried_record(first, prepared, lead)
+    assert carried is not None and second.record is not None
+    since = carried.origins > first.fitted_until
+    rows = np.searchsorted(second.record.origins, carried.origins[since])
+    np.testing.assert_array_equal(second.record.predicted[rows], carried.predicted[since])
 
 
 def test_models_fit_a_coarser_trace_at_its_own_step() -> None:

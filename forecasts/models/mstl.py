@@ -448,8 +448,9 @@ class MSTL(SmoothingForecaster):
         The profile is the last cycle of each component. A daily one is a day of a week of
         origins, but a weekly one is made of the very week the band is calibrated on: its
         in-sample forecasts carry their own noise, and the band came out half as wide as the
-        errors that followed. So the history before the window is decomposed on its own (with
-        the periods it can hold), and the level run through it with the fit's parameters.
+        errors that followed. So the history before the window is decomposed on its own, with
+        the fit's periods (STL needs two cycles of each, which the three weeks the weekly cycle
+        waits for leave it), and the level run through it with the fit's parameters.
         """
         step = prepared.step
         if max(periods) * step < self.calibration_window:
@@ -460,7 +461,8 @@ class MSTL(SmoothingForecaster):
         head = values[: int(origins[0]) + 1]
         if head.size < self.least_points(step):
             return None
-        head_periods = self._periods(head.size, step, periods[0])
+        # The fit's periods, as far as STL can estimate them (two cycles) from the head.
+        head_periods = tuple(period for period in periods if head.size > 2 * period)
         try:
             profile = self._profile(self._decompose(head, head_periods), head_periods, width)
         except FitFailed:
@@ -468,9 +470,9 @@ class MSTL(SmoothingForecaster):
         phases = (np.arange(values.size) - head.size) % profile.size
         deseasonalised = values - profile[phases]
         level, trend = level_filter(params, deseasonalised)
-        predicted = level_paths(params, level, trend, origins, lead) + shifted(
-            values - deseasonalised, origins, lead
-        )
+        # The season at each step forecast, past the history's end too (the profile repeats).
+        ahead = origins[:, None] + np.arange(1, lead + 1)[None, :] - head.size
+        predicted = level_paths(params, level, trend, origins, lead) + profile[ahead % profile.size]
         times = prepared.end - step * (values.size - 1 - origins.astype(np.float64))
         return ForecastRecord(times, predicted)
 
