@@ -124,9 +124,7 @@ class Calibration:
 
         leads = range(actual.shape[1])
         # Forecasts with a known sample.
-        counted = np.zeros(actual.shape, dtype=bool)
-        for h in leads:
-            counted[:, h] = np.isfinite(lead_errors(h)).any(axis=1)
+        counted = np.isfinite(actual) & np.isfinite(scale) & np.isfinite(within).any(axis=2)
         samples = int(counted.sum(axis=0).min()) if counted.size else 0
         bins = max(1, min(MAX_BINS, samples // MIN_BIN_SAMPLES))
         edges = np.empty(0)
