@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from controller.operator.capacity import (
+    matches_selector,
     node_is_schedulable,
     physical_capacity,
     pod_requests,
@@ -60,7 +61,11 @@ def pod(
 
 
 def gateway(
-    *, cpu: str | None = "1", memory: str | None = "2Gi", tolerations: Any = None
+    *,
+    cpu: str | None = "1",
+    memory: str | None = "2Gi",
+    tolerations: Any = None,
+    selector: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     requests = {k: v for k, v in (("cpu", cpu), ("memory", memory)) if v is not None}
     template: dict[str, Any] = {"containers": [{"name": "gw", "resources": {"requests": requests}}]}
@@ -69,7 +74,7 @@ def gateway(
     return {
         "metadata": {"name": "gw", "namespace": "chat"},
         "spec": {
-            "selector": {"matchLabels": {"app": "gw"}},
+            "selector": selector or {"matchLabels": {"app": "gw"}},
             "template": {"metadata": {"labels": {"app": "gw"}}, "spec": template},
         },
     }
@@ -200,3 +205,82 @@ def test_capacity_without_requests_needs_a_cap() -> None:
     assert physical_capacity([node("a")], [], node_selector=POOL, gateway=bare, max_replicas=7) == 7
     with pytest.raises(ValueError, match="maxReplicas"):
         physical_capacity([node("a")], [], node_selector=POOL, gateway=bare)
+
+
+def expression(key: str, operator: str, *values: str) -> dict[str, Any]:
+    return {"key": key, "operator": operator, "values": list(values)}
+
+
+@pytest.mark.parametrize(
+    ("selector", "expected"),
+    [
+        ({"matchLabels": {"app": "gw"}}, True),
+        ({"matchLabels": {"app": "gw", "tier": "edge"}}, False),
+        ({"matchExpressions": [expression("app", "In", "gw", "api")]}, True),
+        ({"matchExpressions": [expression("app", "In", "api")]}, False),
+        ({"matchExpressions": [expression("app", "NotIn", "api")]}, True),
+        ({"matchExpressions": [expression("tier", "NotIn", "edge")]}, True),
+        ({"matchExpressions": [expression("app", "NotIn", "gw")]}, False),
+        ({"matchExpressions": [expression("app", "Exists")]}, True),
+        ({"matchExpressions": [expression("tier", "Exists")]}, False),
+        ({"matchExpressions": [expression("tier", "DoesNotExist")]}, True),
+        ({"matchExpressions": [expression("app", "DoesNotExist")]}, False),
+        (
+            {"matchLabels": {"app": "gw"}, "matchExpressions": [expression("tier", "Exists")]},
+            False,
+        ),
+        ({}, True),
+    ],
+    ids=[
+        "labels",
+        "labels-missing-key",
+        "in",
+        "in-other-value",
+        "notin",
+        "notin-missing-key",
+        "notin-own-value",
+        "exists",
+        "exists-missing-key",
+        "does-not-exist",
+        "does-not-exist-present",
+        "labels-and-expressions-both-hold",
+        "empty-matches-all",
+    ],
+)
+def test_matches_selector(selector: dict[str, Any], expected: bool) -> None:
+    """matchLabels and matchExpressions together, read as the API server reads a selector."""
+    assert matches_selector({"app": "gw"}, selector) is expected
+
+
+def test_matches_selector_refuses_an_unknown_operator() -> None:
+    """An operator the API would refuse is an error, not a guess."""
+    with pytest.raises(ValueError, match="Gt"):
+        matches_selector({"app": "gw"}, {"matchExpressions": [expression("app", "Gt", "1")]})
+
+
+@pytest.mark.parametrize(
+    ("selector", "with_canary"),
+    [
+        ({"matchLabels": {"app": "gw"}}, 8),
+        ({"matchExpressions": [expression("app", "In", "gw")]}, 8),
+        (
+            {
+                "matchLabels": {"app": "gw"},
+                "matchExpressions": [expression("canary", "DoesNotExist")],
+            },
+            7,
+        ),
+    ],
+    ids=["match-labels", "match-expressions", "both"],
+)
+def test_gateway_pods_are_room_whatever_the_selector_form(
+    selector: dict[str, Any], with_canary: int
+) -> None:
+    """The gateway's own pods are told apart by its whole selector, not matchLabels alone: a
+    pool full of them leaves the capacity where it is, and a pod the selector excludes (a
+    canary of another Deployment) takes room."""
+    own = [pod(name, cpu="1", namespace="chat", labels={"app": "gw"}) for name in "aabb" * 4]
+    canary = pod("a", cpu="1", namespace="chat", labels={"app": "gw", "canary": "yes"})
+    gw = gateway(selector=selector)
+    assert physical_capacity([node("a"), node("b")], own, node_selector=POOL, gateway=gw) == 16
+    assert physical_capacity([node("a")], [canary], node_selector=POOL, gateway=gw) == with_canary

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import math
+from collections.abc import Iterator, Mapping
+from typing import Any
 
+import numpy as np
 import pytest
 
-from controller.operator.kube import KubeClient
+from controller.operator import Operator, OperatorSettings
+from controller.operator.kube import ClusterSnapshot, KubeClient
 from controller.operator.leader import LeaderElector
+from controller.operator.reconcile import Outcome
+from forecasts.series import LoadSeries
+from tests.integration.operator_cluster import GWAS, NAMESPACE, add_region, gwa_body
 from tests.support.kube_emulator import KubeEmulatorHandle, running_emulator
 
 LEASE = "coordination.k8s.io/v1/leases"
@@ -27,7 +34,9 @@ def kube() -> Iterator[KubeEmulatorHandle]:
         yield handle
 
 
-def elector(kube: KubeEmulatorHandle, identity: str, clock: Clock, name: str) -> LeaderElector:
+def elector(
+    kube: KubeEmulatorHandle, identity: str, clock: Clock, name: str, **options: Any
+) -> LeaderElector:
     return LeaderElector(
         KubeClient(kube.api_client()),
         name=name,
@@ -36,6 +45,7 @@ def elector(kube: KubeEmulatorHandle, identity: str, clock: Clock, name: str) ->
         lease_duration=10,
         renew_period=2,
         clock=clock,
+        **options,
     )
 
 
@@ -117,3 +127,99 @@ def test_release_hands_over_at_once(kube: KubeEmulatorHandle) -> None:
     a.release()
     assert not a.is_leader
     assert b.try_acquire_or_renew()
+
+
+class Flat:
+    """A load source that has always read ``load``."""
+
+    def __init__(self, load: float) -> None:
+        self.load = load
+
+    def read_history(self, query: str, *, start: float, end: float, step: float) -> LoadSeries:
+        first, last = math.ceil(start / step), math.floor(end / step)
+        return LoadSeries(first * step, step, np.full(last - first + 1, self.load))
+
+
+@pytest.fixture
+def cluster() -> Iterator[KubeEmulatorHandle]:
+    """A cluster of its own: the operator reconciles every object it lists."""
+    with running_emulator() as handle:
+        yield handle
+
+
+def operator_leading(
+    kube: KubeEmulatorHandle, clock: Clock, *regions: str
+) -> tuple[Operator, LeaderElector]:
+    """An operator over a GatewayAutoscaler per region, and its elector (on ``clock``), leading."""
+    for region in regions:
+        add_region(kube, region, replicas=4)
+        kube.create(gwa_body(region))
+    settings = OperatorSettings(leader_election=False, metrics_port=0, metrics_address="127.0.0.1")
+    operator = Operator(settings, api_client=kube.api_client(), source=Flat(5_000.0))
+    operator.elector = elector(kube, "a", clock, "tidal", on_change=operator._leadership_changed)
+    assert operator.elector.try_acquire_or_renew()
+    return operator, operator.elector
+
+
+def object_gauges(operator: Operator) -> list[str]:
+    """The exported gauge samples that are about one object."""
+    return [
+        f"{sample.name}{sample.labels}"
+        for family in operator.metrics.registry.collect()
+        if family.type == "gauge"
+        for sample in family.samples
+        if "gwa" in sample.labels
+    ]
+
+
+def test_a_follower_exports_no_object_gauges(cluster: KubeEmulatorHandle) -> None:
+    """Once another replica holds the lease, this one drops its per-object gauges (a dashboard's
+    sum() would count them twice) and keeps saying it does not lead."""
+    clock = Clock()
+    operator, lease = operator_leading(cluster, clock, "eu")
+    try:
+        successor = elector(cluster, "b", clock, "tidal")
+        assert not successor.try_acquire_or_renew()
+        operator.run_once()
+        assert any(s.startswith("tidal_planned_replicas") for s in object_gauges(operator))
+        assert b"tidal_leader 1.0" in operator.metrics.exposition()
+        clock.now += 11
+        assert successor.try_acquire_or_renew()
+        assert not lease.try_acquire_or_renew()
+        assert operator.run_once() == {}
+        assert object_gauges(operator) == []
+        assert b"tidal_leader 0.0" in operator.metrics.exposition()
+    finally:
+        operator.models.shutdown()
+
+
+def test_a_lease_lost_mid_pass_keeps_the_fits_of_objects_not_reached(
+    cluster: KubeEmulatorHandle,
+) -> None:
+    """The pass stops at the first object after the lease is lost, but the objects it did not
+    reach are still there: their fits are kept for when this replica leads again."""
+    clock = Clock()
+    # The lease goes after the first; the pass notes the second as it stops, not the third.
+    regions = ("eu", "us", "ap")
+    operator, lease = operator_leading(cluster, clock, *regions)
+    uids = {
+        str(cluster.get(GWAS, f"gateway-{region}", namespace=NAMESPACE)["metadata"]["uid"])
+        for region in regions
+    }
+    reconcile = operator.reconciler.reconcile
+
+    def reconcile_then_lose_the_lease(obj: Mapping[str, Any], snapshot: ClusterSnapshot) -> Outcome:
+        outcome = reconcile(obj, snapshot)
+        clock.now += 9  # past leaseDuration - renewPeriod without a renewal
+        return outcome
+
+    try:
+        operator.run_once()
+        assert set(operator.models._states) == uids
+        assert lease.try_acquire_or_renew()
+        operator.reconciler.reconcile = reconcile_then_lose_the_lease  # type: ignore[method-assign]
+        assert len(operator.run_once()) == 1
+        assert set(operator.models._states) == uids
+        assert object_gauges(operator) == []
+    finally:
+        operator.models.shutdown()

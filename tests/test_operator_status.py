@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
@@ -9,6 +11,7 @@ from pydantic import ValidationError
 
 from controller.operator.reconcile import format_validation_error
 from controller.operator.status import (
+    MAX_RECOMMENDATIONS,
     Condition,
     merge_conditions,
     parse_time,
@@ -86,6 +89,53 @@ def test_recommendations_survive_a_round_trip() -> None:
     given = recs((0, 10), (60, 8))
     stored = recommendations_to_status(given, window=600, now=T0 + 60)
     assert recommendations_from_status({"recommendations": stored}) == tuple(given)
+
+
+def held(recommendations: Sequence[Recommendation], at: float, window: float) -> int:
+    """What stabilisation holds at ``at``: the highest recommendation inside the window."""
+    return max((r.replicas for r in recommendations if 0 <= at - r.at < window), default=0)
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_truncated_recommendations_never_hold_less(seed: int) -> None:
+    """Past MAX_RECOMMENDATIONS entries, what is read back holds at least as many replicas as
+    what was given at every later time of the window, and the newest entry keeps its time."""
+    rng = random.Random(seed)
+    window, loop = 1800.0, rng.choice([1.0, 5.0, 15.0])
+    now = T0 + window - loop
+    replicas = [rng.randint(150, 250)]
+    for _ in range(int(window / loop) - 1):
+        replicas.append(max(0, replicas[-1] + rng.choice([-3, -2, -1, -1, 0, 1, 2])))
+    given = [Recommendation(T0 + i * loop, n) for i, n in enumerate(replicas)]
+    stored = recommendations_to_status(given, window=window, now=now)
+    back = recommendations_from_status({"recommendations": stored})
+    assert len(stored) <= MAX_RECOMMENDATIONS
+    assert back[-1].at == given[-1].at
+    for second in range(int(window) + 1):
+        at = now + second
+        assert held(back, at, window) >= held(given, at, window), at
+    assert stored == recommendations_to_status(given, window=window, now=now)
+
+
+def test_a_long_decline_keeps_its_top() -> None:
+    """A steady fall of one replica a loop over the whole window still holds the top of it."""
+    given = recs(*((15 * i, 200 - i) for i in range(120)))
+    stored = recommendations_to_status(given, window=1800, now=T0 + 15 * 119)
+    assert len(stored) == MAX_RECOMMENDATIONS
+    assert max(entry["replicas"] for entry in stored) == 200
+    assert stored[-1]["at"] == rfc3339(T0 + 15 * 119)
+
+
+def test_truncation_merges_the_closest_neighbours() -> None:
+    """One entry too many: the pair closest in replicas becomes the higher count at the later
+    time, and every other entry is stored as it was."""
+    falling = [1000 - 10 * i for i in range(MAX_RECOMMENDATIONS + 1)]
+    falling[30] = falling[29] - 1  # entries 29 and 30 differ by one replica, the others by 10
+    given = recs(*((60 * i, n) for i, n in enumerate(falling)))
+    stored = recommendations_to_status(given, window=86400, now=T0 + 60 * MAX_RECOMMENDATIONS)
+    expected = [(60 * i, n) for i, n in enumerate(falling) if i != 29]
+    expected[29] = (60 * 30, falling[29])
+    assert stored == [{"at": rfc3339(T0 + at), "replicas": n} for at, n in expected]
 
 
 def test_malformed_recommendations_are_skipped() -> None:

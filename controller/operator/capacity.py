@@ -20,6 +20,7 @@ __all__ = [
     "RESOURCES",
     "gateway_pod_requests",
     "matches_labels",
+    "matches_selector",
     "node_is_schedulable",
     "physical_capacity",
     "pod_requests",
@@ -31,6 +32,7 @@ Obj = Mapping[str, Any]
 #: The resources capacity is computed over; the pod count is handled beside them.
 RESOURCES = ("cpu", "memory")
 _TERMINATED = frozenset({"Succeeded", "Failed"})
+_OPERATORS = "In, NotIn, Exists, DoesNotExist"
 
 
 def quantity(value: object) -> Decimal:
@@ -46,6 +48,35 @@ def matches_labels(labels: Mapping[str, str] | None, selector: Mapping[str, str]
     """Equality selector: every key of ``selector`` has that value in ``labels``."""
     labels = labels or {}
     return all(labels.get(key) == value for key, value in selector.items())
+
+
+def matches_selector(labels: Mapping[str, str] | None, selector: Mapping[str, Any]) -> bool:
+    """A ``metav1.LabelSelector``: every ``matchLabels`` pair and every ``matchExpressions``
+    requirement holds (``In``, ``NotIn``, ``Exists``, ``DoesNotExist``).
+
+    As on the API server, ``NotIn`` and ``DoesNotExist`` match objects without the key, and an
+    empty selector matches everything. An unknown operator raises ValueError: the API server
+    refuses such a selector, so guessing would only hide a bad object.
+    """
+    labels = labels or {}
+    if not matches_labels(labels, selector.get("matchLabels") or {}):
+        return False
+    for requirement in selector.get("matchExpressions") or []:
+        key, operator = requirement.get("key"), requirement.get("operator")
+        values = set(requirement.get("values") or ())
+        if operator == "In":
+            held = key in labels and labels[key] in values
+        elif operator == "NotIn":
+            held = key not in labels or labels[key] not in values
+        elif operator == "Exists":
+            held = key in labels
+        elif operator == "DoesNotExist":
+            held = key not in labels
+        else:
+            raise ValueError(f"selector operator {operator!r} is none of {_OPERATORS}")
+        if not held:
+            return False
+    return True
 
 
 def tolerates(tolerations: Iterable[Obj], taint: Obj) -> bool:
@@ -105,12 +136,19 @@ def gateway_pod_requests(deployment: Obj) -> dict[str, Decimal]:
     return pod_requests(template)
 
 
-def _is_gateway_pod(pod: Obj, *, namespace: str, selector: Mapping[str, str]) -> bool:
+def _is_gateway_pod(pod: Obj, *, namespace: str, selector: Mapping[str, Any]) -> bool:
+    """Whether the Deployment's selector claims the pod, as its ReplicaSets do.
+
+    The snapshot holds no ReplicaSets to follow ``ownerReferences`` through, and the API server
+    requires a Deployment's selector to match its template, so the selector is the ownership.
+    A selector with no requirement at all owns nothing here (not everything, as the API reads
+    it): counting a pod as "other" can only make the capacity smaller.
+    """
     meta = pod.get("metadata") or {}
     return (
-        bool(selector)
+        bool(selector.get("matchLabels") or selector.get("matchExpressions"))
         and meta.get("namespace") == namespace
-        and matches_labels(meta.get("labels"), selector)
+        and matches_selector(meta.get("labels"), selector)
     )
 
 
@@ -125,11 +163,12 @@ def physical_capacity(
     """Gateway replicas the physical pool holds; raises ValueError when it cannot be known.
 
     ``gateway`` is the physical Deployment: its pod template gives the requests and
-    tolerations, its ``spec.selector.matchLabels`` and namespace tell its own pods apart.
+    tolerations, its ``spec.selector`` (``matchLabels`` and ``matchExpressions``) and namespace
+    tell its own pods apart.
     """
     spec = gateway.get("spec") or {}
     namespace = (gateway.get("metadata") or {}).get("namespace", "")
-    selector = (spec.get("selector") or {}).get("matchLabels") or {}
+    selector = spec.get("selector") or {}
     template = (spec.get("template") or {}).get("spec") or {}
     tolerations = template.get("tolerations") or []
     per_pod = pod_requests(template)

@@ -91,8 +91,31 @@ class Operator:
 
     def _leadership_changed(self, leader: bool) -> None:
         self.metrics.leader.set(1 if leader else 0)
-        if leader:
-            self._wake.set()  # a new leader acts at once instead of after a whole interval
+        # A new leader acts at once instead of after a whole interval; one that lost the lease
+        # withdraws its per-object gauges at once (``run_once``).
+        self._wake.set()
+
+    def _withdraw_object_gauges(self) -> None:
+        """Stop exporting the per-object gauges: only the leader says what an object looks like.
+
+        A replica that lost the lease would otherwise export its last values forever, beside
+        the new leader's, and a dashboard's ``sum()`` over replicas would count them twice.
+        ``tidal_leader`` stays, and so do the counters and histograms (they tell what this
+        replica did, and the rate of a counter that stops is zero). Fits and per-object memory
+        stay as well: a replica that wins the lease back plans from its fits at once.
+        """
+        m = self.metrics
+        gauges = (
+            m.load,
+            m.forecast_peak,
+            m.forecast_upper,
+            m.planned,
+            m.actual,
+            m.reserved,
+            m.physical_capacity,
+        )
+        for gauge in gauges:
+            gauge.clear()
 
     def _healthy(self) -> tuple[bool, str]:
         age = time.monotonic() - self._last_loop
@@ -113,6 +136,7 @@ class Operator:
         """One pass over every object (only as leader). Returns outcomes by ``namespace/name``."""
         outcomes: dict[str, Outcome] = {}
         if not self.is_leader():
+            self._withdraw_object_gauges()
             return outcomes
         try:
             snapshot = self.kube.snapshot(self.settings.namespaces)
@@ -124,15 +148,22 @@ class Operator:
                 self._loop_failure = message
             return outcomes
         self._loop_failure = None
+        # Every listed object is live, reached in this pass or not: a lease lost half-way must
+        # not cost the rest their fits.
         live: set[str] = set()
+        named: list[tuple[str, dict[str, Any]]] = []
         for obj in objects:
             meta = obj.get("metadata") or {}
             key = f"{meta.get('namespace')}/{meta.get('name')}"
             live.add(str(meta.get("uid") or key))
+            named.append((key, obj))
+        for key, obj in named:
             if not self.is_leader():
                 break
             outcomes[key] = self.reconciler.reconcile(obj, snapshot)
         self.reconciler.forget(live)
+        if not self.is_leader():
+            self._withdraw_object_gauges()
         return outcomes
 
     def start(self) -> None:

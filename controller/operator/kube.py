@@ -23,6 +23,7 @@ import urllib3
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
+from controller.operator.capacity import quantity
 from controller.operator.errors import ClusterUnavailable, OperatorError
 from controller.operator.settings import OperatorSettings
 from controller.spec import GROUP, KIND, PLURAL, VERSION
@@ -43,6 +44,8 @@ MERGE_PATCH = "application/merge-patch+json"
 PLACEHOLDER_IMAGE = "registry.k8s.io/pause:3.9"
 PLACEHOLDER_PRIORITY_CLASS = "tidal-placeholder"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "tidal"}
+#: The keys under which a pod spec holds Kubernetes quantities (``resources``).
+_QUANTITIES = frozenset({"requests", "limits"})
 
 
 def api_client_from_settings(settings: OperatorSettings) -> client.ApiClient:
@@ -136,8 +139,8 @@ def placeholder_deployment(gwa: Mapping[str, Any], cloud: Mapping[str, Any], rep
 
 
 def _add_quantities(a: object, b: object) -> str:
-    from controller.operator.capacity import quantity
-
+    """The sum as plain decimal text (``0.750``): the API server stores it in its own canonical
+    form (``750m``), so :func:`_contains` compares quantities by value, not by text."""
     return str(quantity(a) + quantity(b))
 
 
@@ -347,16 +350,30 @@ class KubeClient:
         raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _contains(existing: Any, desired: Any) -> bool:
-    """Whether ``existing`` already holds every value of ``desired`` (extra fields are fine)."""
+def _contains(existing: Any, desired: Any, *, quantities: bool = False) -> bool:
+    """Whether ``existing`` already holds every value of ``desired`` (extra fields are fine).
+
+    Resource requests and limits (``quantities``) are compared by value: the API server keeps a
+    quantity in canonical form, so text that differs from what was sent (``0.750`` is stored
+    as ``750m``) would otherwise read as a change on every loop, and be patched on every loop.
+    """
     if isinstance(desired, Mapping):
         return isinstance(existing, Mapping) and all(
-            _contains(existing.get(k), v) for k, v in desired.items()
+            _contains(existing.get(k), v, quantities=quantities or k in _QUANTITIES)
+            for k, v in desired.items()
         )
     if isinstance(desired, list):
         return (
             isinstance(existing, list)
             and len(existing) == len(desired)
-            and all(_contains(e, d) for e, d in zip(existing, desired, strict=True))
+            and all(
+                _contains(e, d, quantities=quantities)
+                for e, d in zip(existing, desired, strict=True)
+            )
         )
+    if quantities and existing != desired:
+        try:
+            return quantity(existing) == quantity(desired)
+        except ValueError:
+            return False
     return bool(existing == desired)

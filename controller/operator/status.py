@@ -7,6 +7,7 @@ Pure: dicts in, dicts out, ``now`` an argument. Conditions follow the Kubernetes
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -105,16 +106,68 @@ def recommendations_to_status(
     Stabilisation takes the highest recommendation inside the window, so an entry that a later
     entry with at least as many replicas outlives can never be that highest: it is dropped.
     What remains falls in replicas as it goes forward in time, which keeps status small even
-    with a loop every second.
+    with a loop every second. Past :data:`MAX_RECOMMENDATIONS`, neighbours are coalesced
+    (:func:`_coalesce`) rather than the oldest dropped: the oldest are the highest, and losing
+    them would release replicas before the window has passed.
     """
-    recent = [r for r in recommendations if now - r.at < window]
+    recent = sorted((r for r in recommendations if now - r.at < window), key=lambda r: r.at)
     kept: list[Recommendation] = []
     for rec in recent:
+        # Same-second entries would look identical in RFC 3339: keep the later (higher or
+        # equal) one.
         while kept and kept[-1].replicas <= rec.replicas:
             kept.pop()
         kept.append(rec)
-    # Same-second entries would look identical in RFC 3339: keep the later (higher or equal) one.
-    return [{"at": rfc3339(r.at), "replicas": r.replicas} for r in kept[-MAX_RECOMMENDATIONS:]]
+    kept = _coalesce(kept, MAX_RECOMMENDATIONS)
+    return [{"at": rfc3339(r.at), "replicas": r.replicas} for r in kept]
+
+
+def _coalesce(falling: list[Recommendation], limit: int) -> list[Recommendation]:
+    """At most ``limit`` of ``falling`` (replicas falling as time goes on), never holding less.
+
+    Neighbours ``(a, r_a)`` and ``(b, r_b)``, ``a < b`` and ``r_a > r_b``, become ``(b, r_a)``:
+    the higher count until the later one expires. Whenever either was inside the window the
+    merged entry is too, so the window's maximum can only rise; it rises by ``r_a - r_b`` for
+    ``b - a`` seconds. Each step merges the pair with the smallest difference in replicas (then
+    the shortest gap, then the oldest), so the status holds as little extra as it can, and the
+    same input always gives the same output. A merge keeps the later time, so the newest
+    entry's time, which the planner reads as that of the last plan, is never moved.
+
+    A heap of candidate pairs keeps this ``O(n log n)``: a status written with a loop every
+    second over a long window is thousands of entries on its first truncation.
+    """
+    if len(falling) <= limit:
+        return falling
+    count = len(falling)
+    at = [r.at for r in falling]
+    replicas = [r.replicas for r in falling]
+    before = list(range(-1, count - 1))
+    after = list(range(1, count + 1))
+    alive = [True] * count
+
+    def pair(left: int, right: int) -> tuple[int, float, int, int]:
+        return (replicas[left] - replicas[right], at[right] - at[left], left, right)
+
+    candidates = [pair(i, i + 1) for i in range(count - 1)]
+    heapq.heapify(candidates)
+    remaining = count
+    while remaining > limit:
+        difference, _, left, right = heapq.heappop(candidates)
+        # A pair is stale once either side was merged away or ``left`` took a higher count.
+        if not alive[left] or after[left] != right:
+            continue
+        if replicas[left] - replicas[right] != difference:
+            continue
+        replicas[right] = replicas[left]
+        alive[left] = False
+        remaining -= 1
+        before[right] = before[left]
+        if before[right] >= 0:
+            after[before[right]] = right
+            heapq.heappush(candidates, pair(before[right], right))
+        if after[right] < count:
+            heapq.heappush(candidates, pair(right, after[right]))
+    return [Recommendation(at[i], replicas[i]) for i in range(count) if alive[i]]
 
 
 def recommendations_from_status(status: Mapping[str, Any] | None) -> tuple[Recommendation, ...]:
