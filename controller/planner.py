@@ -371,6 +371,22 @@ def _scale_down_budget(
     return max(budget, math.floor(budget * replicas / carried + 1e-9))
 
 
+def _minutes_since_last_plan(state: RegionState, now: float, settings: PlannerSettings) -> float:
+    """Seconds the rate limits grant this plan: since the last plan (its recommendation's
+    time), at most one loop.
+
+    A driver may plan more often than once a loop (a watch event, a new leader's first pass):
+    each extra pass gets only the time since the one before, so the limits bound replicas per
+    minute, not per pass. Still at least one replica a pass (``_scale_down_budget``), so a burst
+    of passes can exceed a limit by one replica each. Without a recommendation in the window,
+    a whole loop.
+    """
+    if not state.recommendations:
+        return settings.loop_interval
+    since = now - max(r.at for r in state.recommendations)
+    return settings.loop_interval if not 0.0 <= since < settings.loop_interval else since
+
+
 def plan_region(
     spec: GatewayAutoscalerSpec,
     *,
@@ -380,8 +396,14 @@ def plan_region(
     now: float,
     settings: PlannerSettings = PlannerSettings(),
     forecast_problem: str | None = None,
+    forecast_pending: bool = False,
 ) -> Plan:
-    """Plan one region. ``forecast_problem`` says why ``forecast`` is None, when it is."""
+    """Plan one region. ``forecast_problem`` says why ``forecast`` is None, when it is.
+
+    ``forecast_pending``: a forecast is on its way (a restarted operator's first fit, or one
+    after a spec edit), not failed. Until it comes, the cloud capacity reserved stays reserved:
+    it was booked ahead of a ramp the new fit is about to see again.
+    """
     capacity = state.physical_capacity
     if spec.physical.max_replicas is not None:
         capacity = min(capacity, spec.physical.max_replicas)
@@ -425,9 +447,7 @@ def plan_region(
         upper = usable.upper(q)
         times = usable.times()
         sample = history.step
-        forecast_load = _window_max(
-            times, upper, usable.step, now, pod_window, sample_step=sample
-        )
+        forecast_load = _window_max(times, upper, usable.step, now, pod_window, sample_step=sample)
         node_window = pod_window + spec.cloud.node_lead_time.total_seconds()
         point_need = replicas_for(
             _window_max(times, usable.point, usable.step, now, pod_window, sample_step=sample),
@@ -562,7 +582,7 @@ def plan_region(
         )
 
     # 6: rate limits, cloud removed first. Physical above capacity cannot run: dropped at once.
-    minutes = settings.loop_interval / 60.0
+    minutes = _minutes_since_last_plan(state, now, settings) / 60.0
     up_budget = max(1, math.floor(spec.behavior.scale_up.max_replicas_per_minute * minutes))
     # Replicas still starting carry no users: cancelling them is not limited (a ReplicaSet
     # removes them first). With ``holdStarting: true`` none counts as starting.
@@ -623,8 +643,12 @@ def plan_region(
     if not spec.cloud.reserve:
         reserve = Decision(cloud_new, Reason.NOT_RESERVING, "cloud.reserve is false")
     elif usable is None:
-        held = max(held_back, state.cloud_reserved) if load is None else held_back
-        reserve = Decision(held, Reason.FALLBACK, f"no forecast to reserve for: {problem}")
+        keep = load is None or forecast_pending
+        held = max(held_back, state.cloud_reserved) if keep else held_back
+        message = f"no forecast to reserve for: {problem}"
+        if forecast_pending and held > held_back:
+            message += f"; the {held} cloud replicas reserved stay until it comes"
+        reserve = Decision(held, Reason.FALLBACK, message)
     elif held_back > cloud_new and held_back >= node_need - capacity:
         reserve = Decision(
             held_back,

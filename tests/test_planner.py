@@ -345,6 +345,48 @@ def test_fallback_to_reactive_without_forecast() -> None:
     assert "history too short" in p.total.message
 
 
+@pytest.mark.parametrize(
+    ("pending", "reserved"),
+    [pytest.param(True, 50, id="first-fit-running"), pytest.param(False, 20, id="fit-failed")],
+)
+def test_a_pending_forecast_keeps_the_reservation(pending: bool, reserved: int) -> None:
+    """A restarted operator plans before its first fit ends: the placeholders booked for a ramp
+    stay until the forecast comes. A fit that failed lets them go, as a fallback says."""
+    p = plan(
+        make_spec(),
+        8000.0,
+        None,
+        state(60, 20, reserved=50),
+        forecast_problem="the first fit is running",
+        forecast_pending=pending,
+    )
+    assert p.reserve.replicas == reserved
+    assert p.reserve.reason is Reason.FALLBACK
+    assert p.total.reason is Reason.FALLBACK  # replicas still follow the load
+    assert ("stay until it comes" in p.reserve.message) == pending
+
+
+@pytest.mark.parametrize(
+    ("since", "removed"),
+    [
+        pytest.param(None, 10, id="first-plan"),
+        pytest.param(60.0, 10, id="a-loop-ago"),
+        pytest.param(600.0, 10, id="long-ago"),
+        pytest.param(30.0, 5, id="half-a-loop-ago"),
+        pytest.param(3.0, 1, id="an-extra-pass"),
+    ],
+)
+def test_rate_limits_count_the_time_since_the_last_plan(since: float | None, removed: int) -> None:
+    """A pass soon after the last one (a watch event, a new leader) gets only the time since:
+    maxReplicasPerMinute bounds replicas a minute, not a pass. At least one a pass."""
+    spec = make_spec(
+        **{"behavior.scaleDown.stabilization": "0s", "behavior.scaleDown.limitBy": "Replicas"}
+    )
+    recs = () if since is None else (Recommendation(NOW - since, 90),)
+    p = plan(spec, 1000.0, forecast(FLAT), state(60, 30, recs=recs))
+    assert 90 - (p.physical.replicas + p.cloud.replicas) == removed
+
+
 def test_stale_forecast_is_not_used() -> None:
     """A forecast that ends before the next pod could start is ignored."""
     p = plan(make_spec(), 2000.0, forecast([9000.0]), state(10, capacity=100))

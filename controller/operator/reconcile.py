@@ -213,12 +213,22 @@ class Reconciler:
         message: str,
         warning: bool = False,
     ) -> None:
+        """Record an event, best effort: an Events API that refuses (a quota, a 429) must not
+        stop the writes that follow it, nor the status."""
         key = f"{reason}:{message}"
         if memory.last_event == key:
             return
-        self.kube.create_event(
-            obj, reason=reason, message=message, warning=warning, instance=self.settings.identity
-        )
+        try:
+            self.kube.create_event(
+                obj,
+                reason=reason,
+                message=message,
+                warning=warning,
+                instance=self.settings.identity,
+            )
+        except Exception as exc:
+            log.debug("event_write_failed", reason=reason, error=str(exc))
+            return
         memory.last_event = key
 
     # --- one valid object ----------------------------------------------------------------
@@ -376,6 +386,14 @@ class Reconciler:
             forecast_reason, forecast_problem = fit.problem
         else:
             forecast_problem = f"the first fit of {spec.forecast.model} is running"
+        # A restart or a spec edit starts the fit afresh: until its first forecast, what is
+        # reserved stays (a failed fit, or a forecast that fails, lets it go).
+        pending = (
+            metrics_problem is None
+            and fit.fitted is None
+            and fit.problem is None
+            and fit.running is not None
+        )
 
         planner_settings = self._planner_settings(spec)
         plan = plan_region(
@@ -386,43 +404,16 @@ class Reconciler:
             now=now,
             settings=planner_settings,
             forecast_problem=forecast_problem,
+            forecast_pending=pending,
         )
 
         # Apply: Scale mode only, and only what changed.
         scaled = False
+        failed: Exception | None = None
         if plan.acts and self.is_leader():
-            for pool, deployment, current, decision in (
-                ("physical", spec.physical.deployment, physical_now, plan.physical),
-                ("cloud", spec.cloud.deployment, cloud_now, plan.cloud),
-            ):
-                if decision.replicas != current:
-                    self.kube.scale_deployment(namespace, deployment, decision.replicas)
-                    scaled = True
-                    self._event(
-                        obj,
-                        memory,
-                        reason=decision.reason.value,
-                        message=(
-                            f"scaled {pool} deployment {deployment} from {current} to "
-                            f"{decision.replicas}: {decision.message}"
-                        ),
-                    )
-            if spec.cloud.reserve or read.placeholder is not None:
-                wanted = plan.placeholders if spec.cloud.reserve else 0
-                desired = placeholder_deployment(obj, read.cloud, wanted)
-                if (
-                    self.kube.apply_placeholder(desired, read.placeholder)
-                    and wanted != placeholders_now
-                ):
-                    self._event(
-                        obj,
-                        memory,
-                        reason=plan.reserve.reason.value,
-                        message=(
-                            f"placeholder pods {placeholders_now} -> {wanted} "
-                            f"(cloud reserved {plan.reserve.replicas}): {plan.reserve.message}"
-                        ),
-                    )
+            scaled, failed = self._apply(
+                obj, spec, plan, read, memory, physical_now, cloud_now, placeholders_now
+            )
         elif plan.mode is Mode.FORECAST_ONLY:
             self._event(
                 obj,
@@ -458,11 +449,84 @@ class Reconciler:
             if plan.acts
             else (physical_now, cloud_now),
         )
+        if failed is not None:
+            # The status above keeps this loop's recommendation; the edge reports the failure.
+            raise failed
         if metrics_problem is not None:
             self.metrics.reconcile_errors.labels(name, namespace, metrics_failure).inc()
             # Served (held, never scaled down) but not healthy: say so in the outcome too.
             return Outcome(False, metrics_failure, metrics_problem, plan)
         return Outcome(True, "Reconciled", plan=plan)
+
+    def _apply(
+        self,
+        obj: Mapping[str, Any],
+        spec: GatewayAutoscalerSpec,
+        plan: Plan,
+        read: _Read,
+        memory: _Memory,
+        physical_now: int,
+        cloud_now: int,
+        placeholders_now: int,
+    ) -> tuple[bool, Exception | None]:
+        """Write the plan's replicas and placeholders; whether anything was scaled, and the
+        first write that failed.
+
+        Additions go first, physical before cloud (the physical pool is filled first); then
+        removals, cloud before physical (cloud is given back first). Once a write has failed,
+        nothing more is taken away in this loop, so a half-applied plan never leaves fewer
+        replicas than either pool's old or new count would; additions still go out, since the
+        load they are for does not wait. The placeholders come last, grown or shrunk the same
+        way.
+        """
+        namespace = str((obj.get("metadata") or {}).get("namespace"))
+        pools = [
+            ("physical", spec.physical.deployment, physical_now, plan.physical),
+            ("cloud", spec.cloud.deployment, cloud_now, plan.cloud),
+        ]
+        ups = [p for p in pools if p[3].replicas > p[2]]
+        downs = [p for p in reversed(pools) if p[3].replicas < p[2]]
+        scaled = False
+        failed: Exception | None = None
+        for pool, deployment, current, decision in (*ups, *downs):
+            if failed is not None and decision.replicas < current:
+                continue
+            try:
+                self.kube.scale_deployment(namespace, deployment, decision.replicas)
+            except Exception as exc:
+                failed = failed or exc
+                continue
+            scaled = True
+            self._event(
+                obj,
+                memory,
+                reason=decision.reason.value,
+                message=(
+                    f"scaled {pool} deployment {deployment} from {current} to "
+                    f"{decision.replicas}: {decision.message}"
+                ),
+            )
+        if not (spec.cloud.reserve or read.placeholder is not None):
+            return scaled, failed
+        wanted = plan.placeholders if spec.cloud.reserve else 0
+        if failed is not None and wanted < placeholders_now:
+            return scaled, failed
+        desired = placeholder_deployment(obj, read.cloud, wanted)
+        try:
+            wrote = self.kube.apply_placeholder(desired, read.placeholder)
+        except Exception as exc:
+            return scaled, failed or exc
+        if wrote and wanted != placeholders_now:
+            self._event(
+                obj,
+                memory,
+                reason=plan.reserve.reason.value,
+                message=(
+                    f"placeholder pods {placeholders_now} -> {wanted} "
+                    f"(cloud reserved {plan.reserve.replicas}): {plan.reserve.message}"
+                ),
+            )
+        return scaled, failed
 
     # --- status and metrics --------------------------------------------------------------
 

@@ -245,6 +245,8 @@ class TidalKubeEmulator(kmock.KubernetesEmulator):
     _log_floor: int = attrs.field(default=0, init=False)
     _changed: asyncio.Condition | None = attrs.field(default=None, init=False)
     _closing: bool = attrs.field(default=False, init=False)
+    #: ``(METHOD, path)`` answered with this status before the emulation runs (``refuse``).
+    refusals: dict[tuple[str, str], int] = attrs.field(factory=dict, init=False)
 
     def __attrs_post_init__(self) -> None:
         self._log = collections.deque(maxlen=self.event_log_size)
@@ -308,6 +310,9 @@ class TidalKubeEmulator(kmock.KubernetesEmulator):
             return await kmock.RawHandler._handle(self, request)
         if self._changed is None:
             self._changed = asyncio.Condition()
+        refused = self.refusals.get((request.method.value.upper(), request.url.path))
+        if refused is not None:  # a write refused is not applied, unlike a DSL reaction's
+            raise _error(refused, "ServiceUnavailable", "refused by the test")
         async with self._lock:
             outcome = self._execute(route, request)
         if request.method.value.upper() != "GET":
@@ -1005,6 +1010,19 @@ class KubeEmulatorHandle:
 
     async def _apply(self, fn: Callable[[TidalKubeEmulator], T]) -> T:
         return fn(self.emulator)
+
+    def refuse(self, method: str, path: str, status: int = 503) -> None:
+        """Answer ``method`` on ``path`` with ``status`` and change nothing, until
+        ``refuse(..., status=0)``. kmock's DSL reactions answer after the emulation has run, so a
+        write they fail is still applied (a response lost, not a write refused)."""
+
+        def change(emulator: TidalKubeEmulator) -> None:
+            if status:
+                emulator.refusals[method.upper(), path] = status
+            else:
+                emulator.refusals.pop((method.upper(), path), None)
+
+        self.on_loop(change)
 
     def requests(self) -> builtins.list[Request]:
         """Every request served so far (kmock's request log: method, url, params, headers, data)."""
