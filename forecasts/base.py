@@ -163,6 +163,24 @@ class Calibration:
         up to :data:`MAX_ROW_ERRORS`)."""
         return min(len(row) for row in self.errors)
 
+    def after(self, steps: int) -> Calibration:
+        """The calibration of forecasts made ``steps`` steps after their last observation.
+
+        A forecast advanced over missing samples (a metrics outage) starts from an older state
+        than its origin says: its first step is ``steps + 1`` steps from what it last saw, and
+        is as uncertain as a forecast that far ahead. Rows beyond the last stay the last.
+        """
+        shift = min(max(0, steps), self.lead_steps - 1)
+        if not shift:
+            return self
+        return Calibration(
+            errors=self.errors[shift:],
+            scale_floor=self.scale_floor,
+            bin_edges=self.bin_edges,
+            bin_errors=tuple(rows[shift:] for rows in self.bin_errors),
+            point_errors=self.point_errors[shift:],
+        )
+
     def quantile(self, q: float, steps: int) -> FloatArray:
         """The pooled ``q``-th error quantile for lead times ``1..steps`` (the last row beyond)."""
         cached = self._cache.get(q)
@@ -391,7 +409,12 @@ class FittedModel(ABC):
         return self.estimated_until < self.fitted_until
 
     def forecast(self, history: LoadSeries, *, horizon: float) -> Forecast:
-        """Advance over samples after the fit; forecast ``horizon`` seconds past the history."""
+        """Advance over samples after the fit; forecast ``horizon`` seconds past the history.
+
+        The band counts its lead times from the last bucket observed: after a gap at the end
+        of the history, the first step is as far from what the model saw as the gap is long
+        (:meth:`Calibration.after`).
+        """
         observed = new_observations(self.fitted_until, history, self.step)
         origin = self.fitted_until + self.step * observed.size
         steps = max(1, math.ceil((history.end + horizon - origin) / self.step - 1e-9))
@@ -399,7 +422,10 @@ class FittedModel(ABC):
         if not np.isfinite(point).all():
             # Non-finite is a numerical failure; turning it into 0 would be a silent zero.
             raise FitFailed(f"model {self.name} produced a non-finite forecast")
-        return Forecast(self.name, origin, self.step, np.maximum(point, 0.0), self.calibration)
+        known = np.flatnonzero(np.isfinite(observed))
+        unseen = observed.size - (int(known[-1]) + 1 if known.size else 0)
+        calibration = self.calibration.after(unseen)
+        return Forecast(self.name, origin, self.step, np.maximum(point, 0.0), calibration)
 
     def backtest_paths(self, observed: FloatArray, lead: int) -> FloatArray:
         """Forecasts made honestly through ``observed``: row ``i`` holds the ``lead`` steps after

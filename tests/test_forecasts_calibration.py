@@ -10,7 +10,7 @@ from forecasts import create
 from forecasts.base import MAX_ROW_ERRORS, Calibration, Forecast
 from forecasts.models.smoothing import ForecastRecord, calibrate, merge_records
 from forecasts.series import LoadSeries
-from tests.forecast_series import seasonal
+from tests.forecast_series import seasonal, trend
 
 
 def _calibration(errors: list[float]) -> Calibration:
@@ -148,3 +148,32 @@ def test_the_reported_error_is_the_point_s_against_each_bucket_mean() -> None:
     by_mean = create("holt-winters", fit_step=300.0).fit(minutes.aggregate(300.0))
     assert by_minute.calibration.samples == min(5 * by_mean.calibration.samples, MAX_ROW_ERRORS)
     assert fit_error(by_minute) == pytest.approx(fit_error(by_mean), rel=1e-9)
+
+
+@pytest.mark.parametrize("model", ["mstl", "holt-winters", "seasonal-naive"])
+def test_a_forecast_after_missing_samples_is_banded_from_its_last_observation(model: str) -> None:
+    """Samples missing at the end of the history (a metrics outage): the forecast's first step
+    is as far from what the model saw as the gap is long, and its band is that lead's."""
+    history = trend(6, seed=3)
+    fitted = create(model, fit_step=300.0, max_horizon=3 * 3600.0).fit(history)
+    later = trend(7, seed=3)  # one more day of the same series
+    seen = LoadSeries(later.start, later.step, later.values.copy())
+    gap = 12  # an hour of 5-minute buckets
+    seen.values[-gap:] = np.nan
+    full = fitted.forecast(later, horizon=1800.0)
+    blind = fitted.forecast(seen, horizon=1800.0)
+    assert blind.origin == full.origin  # the same steps ahead of the same now
+    spread = fitted.calibration.quantile(0.95, 24)
+    band = blind.calibration.quantile(0.95, 6)
+    assert np.array_equal(band, spread[gap : gap + 6])
+    assert np.array_equal(full.calibration.quantile(0.95, 6), spread[:6])
+    assert blind.calibration.lead_steps == fitted.calibration.lead_steps - gap
+
+
+def test_a_gap_longer_than_every_lead_keeps_the_last_row() -> None:
+    """Beyond the calibrated leads, the farthest one's errors stand for the rest."""
+    calibration = Calibration.from_forecasts(
+        np.arange(12.0).reshape(4, 3) + 1.0, np.ones((4, 3)), scale_floor=0.0
+    )
+    assert calibration.after(50).errors == calibration.errors[-1:]
+    assert calibration.after(0) is calibration
