@@ -644,7 +644,8 @@ def plan_region(
         reserve = Decision(cloud_new, Reason.NOT_RESERVING, "cloud.reserve is false")
     elif usable is None:
         keep = load is None or forecast_pending
-        held = max(held_back, state.cloud_reserved) if keep else held_back
+        kept = min(state.cloud_reserved, spec.cloud.max_replicas)
+        held = max(held_back, kept) if keep else held_back
         message = f"no forecast to reserve for: {problem}"
         if forecast_pending and held > held_back:
             message += f"; the {held} cloud replicas reserved stay until it comes"

@@ -6,6 +6,7 @@ import random
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import pytest
 from pydantic import ValidationError
 
@@ -19,8 +20,9 @@ from controller.operator.status import (
     recommendations_to_status,
     rfc3339,
 )
-from controller.planner import Recommendation
+from controller.planner import Recommendation, RegionState, plan_region
 from controller.spec import GatewayAutoscalerSpec
+from forecasts.series import LoadSeries
 
 T0 = 1_700_000_000.0
 
@@ -73,8 +75,15 @@ def recs(*pairs: tuple[float, int]) -> list[Recommendation]:
         (recs((0, 5), (60, 8), (120, 5)), [8, 5]),
         (recs((0, 5), (60, 5), (120, 5)), [5]),
         (recs((-700, 50), (0, 10)), [10]),
+        (recs((-800, 50), (-700, 10)), [10]),
     ],
-    ids=["falling-kept", "dominated-dropped", "equal-keeps-latest", "outside-window-dropped"],
+    ids=[
+        "falling-kept",
+        "dominated-dropped",
+        "equal-keeps-latest",
+        "outside-window-dropped",
+        "newest-kept-for-the-rate-limits",
+    ],
 )
 def test_recommendations_trimmed_to_what_stabilisation_needs(
     given: list[Recommendation], kept: list[int]
@@ -186,3 +195,33 @@ def test_validation_errors_name_the_field(changes: dict[str, Any], expected: str
     with pytest.raises(ValidationError) as caught:
         GatewayAutoscalerSpec.model_validate(base_spec(**changes))
     assert format_validation_error(caught.value).startswith(expected)
+
+
+def test_without_a_stabilisation_window_the_last_plan_s_time_is_kept() -> None:
+    """``stabilization: 0s`` stores no entry for stabilisation, but the rate limits still need
+    the time of the last plan: a pass three seconds later removes one replica, not a minute's."""
+    spec = GatewayAutoscalerSpec.model_validate(
+        {
+            "region": "eu",
+            "load": {"query": "q", "perReplica": 100},
+            "physical": {"deployment": "gw", "keepWarm": False},
+            "cloud": {"deployment": "gw-cloud", "fillNodes": False},
+            "behavior": {
+                "scaleDown": {
+                    "stabilization": "0s",
+                    "maxReplicasPerMinute": 10,
+                    "limitBy": "Replicas",
+                }
+            },
+        }
+    )
+    stored = recommendations_to_status([Recommendation(T0, 90)], window=0.0, now=T0)
+    state = RegionState(
+        physical_replicas=60,
+        cloud_replicas=30,
+        physical_capacity=60,
+        recommendations=recommendations_from_status({"recommendations": stored}),
+    )
+    history = LoadSeries(T0 - 537.0, 60.0, np.full(10, 1000.0))
+    plan = plan_region(spec, history=history, forecast=None, state=state, now=T0 + 3.0)
+    assert plan.physical.replicas + plan.cloud.replicas == 89

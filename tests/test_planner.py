@@ -366,6 +366,13 @@ def test_a_pending_forecast_keeps_the_reservation(pending: bool, reserved: int) 
     assert ("stay until it comes" in p.reserve.message) == pending
 
 
+def test_a_pending_forecast_keeps_no_more_than_cloud_max_replicas() -> None:
+    """A reservation kept for a forecast on its way is still bounded by the spec as it is now."""
+    spec = make_spec(**{"cloud.maxReplicas": 30})
+    p = plan(spec, 8000.0, None, state(60, 20, reserved=50), forecast_pending=True)
+    assert p.reserve.replicas == 30
+
+
 @pytest.mark.parametrize(
     ("since", "removed"),
     [

@@ -61,6 +61,8 @@ class FitState:
     #: The last fit's failure (``(reason, message)``), cleared by a success.
     problem: tuple[str, str] | None = None
     running: Future[FittedModel] | None = None
+    #: When the running fit was started (the caller's clock).
+    started_at: float | None = None
     next_fit: float = 0.0
 
 
@@ -113,6 +115,7 @@ class ModelStore:
             if state.running is None and now >= state.next_fit:
                 previous = state.fitted
                 state.running = self._pool().submit(fit, previous)
+                state.started_at = now
             return state
 
     def wait(self, uid: str, timeout: float | None = None) -> None:

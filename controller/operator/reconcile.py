@@ -148,9 +148,12 @@ class Reconciler:
                 self.metrics.forget(name, namespace, memory.region)
             memory.region = spec.region
             outcome = self._reconcile(obj, spec, snapshot, memory, bound)
-            if memory.failure is not None:
+            if outcome.ok and memory.failure is not None:
                 bound.info("reconcile_recovered", previous=memory.failure)
                 memory.failure = None
+            elif not outcome.ok and memory.failure != outcome.message:
+                memory.failure = outcome.message
+                bound.warning("reconcile_degraded", reason=outcome.reason, error=outcome.message)
             return outcome
         except Exception as exc:  # the edge: nothing escapes to the other objects
             error = exc if isinstance(exc, OperatorError) else None
@@ -387,12 +390,15 @@ class Reconciler:
         else:
             forecast_problem = f"the first fit of {spec.forecast.model} is running"
         # A restart or a spec edit starts the fit afresh: until its first forecast, what is
-        # reserved stays (a failed fit, or a forecast that fails, lets it go).
+        # reserved stays. A fit that fails, or runs longer than a refit interval (stuck, or
+        # queued behind others), lets it go, as does a forecast that fails.
         pending = (
             metrics_problem is None
             and fit.fitted is None
             and fit.problem is None
             and fit.running is not None
+            and fit.started_at is not None
+            and now - fit.started_at < spec.forecast.refit.total_seconds()
         )
 
         planner_settings = self._planner_settings(spec)
@@ -410,8 +416,9 @@ class Reconciler:
         # Apply: Scale mode only, and only what changed.
         scaled = False
         failed: Exception | None = None
+        running = (physical_now, cloud_now)
         if plan.acts and self.is_leader():
-            scaled, failed = self._apply(
+            scaled, failed, running = self._apply(
                 obj, spec, plan, read, memory, physical_now, cloud_now, placeholders_now
             )
         elif plan.mode is Mode.FORECAST_ONLY:
@@ -437,21 +444,17 @@ class Reconciler:
             metrics_problem=metrics_problem,
             metrics_failure=metrics_failure,
             scaled=scaled,
+            write_failure=failed,
+            running=running if plan.acts else None,
         )
         self.kube.patch_status(namespace, name, status)
-        self._observe(
-            name,
-            namespace,
-            spec,
-            plan,
-            forecast,
-            actual=(plan.physical.replicas, plan.cloud.replicas)
-            if plan.acts
-            else (physical_now, cloud_now),
-        )
+        self._observe(name, namespace, spec, plan, forecast, actual=running)
         if failed is not None:
-            # The status above keeps this loop's recommendation; the edge reports the failure.
-            raise failed
+            # One status above says it all (this pass's recommendation kept, Ready=False); the
+            # edge would write a second one from the old conditions.
+            reason = failed.reason if isinstance(failed, OperatorError) else "InternalError"
+            self.metrics.reconcile_errors.labels(name, namespace, reason).inc()
+            return Outcome(False, reason, str(failed), plan)
         if metrics_problem is not None:
             self.metrics.reconcile_errors.labels(name, namespace, metrics_failure).inc()
             # Served (held, never scaled down) but not healthy: say so in the outcome too.
@@ -468,9 +471,9 @@ class Reconciler:
         physical_now: int,
         cloud_now: int,
         placeholders_now: int,
-    ) -> tuple[bool, Exception | None]:
-        """Write the plan's replicas and placeholders; whether anything was scaled, and the
-        first write that failed.
+    ) -> tuple[bool, Exception | None, tuple[int, int]]:
+        """Write the plan's replicas and placeholders; whether anything was scaled, the first
+        write that failed, and the physical and cloud replicas the Deployments now ask for.
 
         Additions go first, physical before cloud (the physical pool is filled first); then
         removals, cloud before physical (cloud is given back first). Once a write has failed,
@@ -488,6 +491,7 @@ class Reconciler:
         downs = [p for p in reversed(pools) if p[3].replicas < p[2]]
         scaled = False
         failed: Exception | None = None
+        running = {"physical": physical_now, "cloud": cloud_now}
         for pool, deployment, current, decision in (*ups, *downs):
             if failed is not None and decision.replicas < current:
                 continue
@@ -497,6 +501,7 @@ class Reconciler:
                 failed = failed or exc
                 continue
             scaled = True
+            running[pool] = decision.replicas
             self._event(
                 obj,
                 memory,
@@ -506,16 +511,17 @@ class Reconciler:
                     f"{decision.replicas}: {decision.message}"
                 ),
             )
+        after = (running["physical"], running["cloud"])
         if not (spec.cloud.reserve or read.placeholder is not None):
-            return scaled, failed
+            return scaled, failed, after
         wanted = plan.placeholders if spec.cloud.reserve else 0
         if failed is not None and wanted < placeholders_now:
-            return scaled, failed
+            return scaled, failed, after
         desired = placeholder_deployment(obj, read.cloud, wanted)
         try:
             wrote = self.kube.apply_placeholder(desired, read.placeholder)
         except Exception as exc:
-            return scaled, failed or exc
+            return scaled, failed or exc, after
         if wrote and wanted != placeholders_now:
             self._event(
                 obj,
@@ -526,7 +532,7 @@ class Reconciler:
                     f"(cloud reserved {plan.reserve.replicas}): {plan.reserve.message}"
                 ),
             )
-        return scaled, failed
+        return scaled, failed, after
 
     # --- status and metrics --------------------------------------------------------------
 
@@ -543,14 +549,31 @@ class Reconciler:
         metrics_problem: str | None,
         metrics_failure: str,
         scaled: bool,
+        write_failure: Exception | None = None,
+        running: tuple[int, int] | None = None,
     ) -> dict[str, Any]:
+        """The status of one pass. ``running``: the replicas each Deployment asks for after the
+        pass's writes (the plan's, unless a write failed or the mode does not act)."""
         now = plan.now
         generation = meta.get("generation")
+        physical, cloud = running or (plan.physical.replicas, plan.cloud.replicas)
         held = (
             f"physical {plan.physical.replicas}/{plan.physical_capacity}, "
             f"cloud {plan.cloud.replicas}, reserved {plan.reserve.replicas}"
         )
-        if metrics_problem is not None:
+        if write_failure is not None:
+            reason = (
+                write_failure.reason
+                if isinstance(write_failure, OperatorError)
+                else "InternalError"
+            )
+            ready = Condition(
+                "Ready",
+                False,
+                reason,
+                f"{write_failure}; planned {held}, running physical {physical}, cloud {cloud}",
+            )
+        elif metrics_problem is not None:
             ready = Condition(
                 "Ready",
                 False,
@@ -608,8 +631,8 @@ class Reconciler:
             "load": None if plan.load is None else plan.load,
             "forecast": forecast_status,
             "desiredReplicas": plan.physical.replicas + plan.cloud.replicas,
-            "physical": {"replicas": plan.physical.replicas, "capacity": plan.physical_capacity},
-            "cloud": {"replicas": plan.cloud.replicas, "reserved": plan.reserve.replicas},
+            "physical": {"replicas": physical, "capacity": plan.physical_capacity},
+            "cloud": {"replicas": cloud, "reserved": plan.reserve.replicas},
             "conditions": merge_conditions(
                 previous.get("conditions"), conditions, now=now, generation=generation
             ),

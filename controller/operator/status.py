@@ -109,8 +109,12 @@ def recommendations_to_status(
     with a loop every second. Past :data:`MAX_RECOMMENDATIONS`, neighbours are coalesced
     (:func:`_coalesce`) rather than the oldest dropped: the oldest are the highest, and losing
     them would release replicas before the window has passed.
+
+    The newest entry is kept even outside the window (``stabilization: 0s``): its time is that
+    of the last plan, from which the rate limits count (``planner._minutes_since_last_plan``).
     """
-    recent = sorted((r for r in recommendations if now - r.at < window), key=lambda r: r.at)
+    ordered = sorted(recommendations, key=lambda r: r.at)
+    recent = [r for r in ordered if now - r.at < window] or ordered[-1:]
     kept: list[Recommendation] = []
     for rec in recent:
         # Same-second entries would look identical in RFC 3339: keep the later (higher or

@@ -146,7 +146,12 @@ def test_a_refused_cloud_write_leaves_physical_alone_and_keeps_the_recommendatio
             timeout=10,
             what="a recommendation stored by a failing pass",
         )
-        assert (condition(kube_api, NAME, "Ready") or {}).get("status") == "False"
+        status = status_of(kube_api, NAME)
+        kinds = {c["type"]: c for c in status["conditions"]}
+        assert kinds["Ready"]["status"] == "False"
+        assert {"ForecastReady", "Bursting", "CapacityLimited"} <= set(kinds), kinds
+        # The status says what runs: the cloud write did not go through.
+        assert status["cloud"]["replicas"] == replicas(kube_api, f"{NAME}-cloud") > 0
         assert replicas(kube_api, NAME) == 16
     assert ready["reason"] == "KubernetesUnavailable", ready
     assert "gateway-eu-cloud" in ready["message"], ready
