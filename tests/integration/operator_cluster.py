@@ -13,7 +13,10 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
+import numpy as np
+
 from controller.operator import Operator, OperatorSettings
+from forecasts.series import LoadSeries
 from tests.support.kube_emulator import KubeEmulatorHandle
 
 __all__ = [
@@ -23,6 +26,7 @@ __all__ = [
     "add_region",
     "condition",
     "gwa_body",
+    "last_value",
     "replicas",
     "running_operator",
     "status_of",
@@ -171,6 +175,11 @@ def gwa_body(
         "metadata": {"name": name or f"gateway-{region}", "namespace": NAMESPACE},
         "spec": body,
     }
+
+
+def last_value(series: LoadSeries) -> float:
+    """The newest known sample of a history."""
+    return float(series.values[np.isfinite(series.values)][-1])
 
 
 def status_of(kube: KubeEmulatorHandle, name: str) -> dict[str, Any]:

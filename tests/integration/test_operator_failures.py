@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-import numpy as np
 import pytest
 
 from forecasts.series import LoadSeries
@@ -15,6 +14,7 @@ from tests.integration.operator_cluster import (
     add_region,
     condition,
     gwa_body,
+    last_value,
     replicas,
     running_operator,
     status_of,
@@ -24,10 +24,6 @@ from tests.support.kube_emulator import KubeEmulatorHandle
 from tests.support.prometheus_server import PrometheusServer, series_key
 
 pytestmark = pytest.mark.integration
-
-
-def last_value(series: LoadSeries) -> float:
-    return float(series.values[np.isfinite(series.values)][-1])
 
 
 def start_region(

@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import pytest
 
 from controller.operator.kube import placeholder_name
@@ -22,6 +21,7 @@ from tests.integration.operator_cluster import (
     add_region,
     condition,
     gwa_body,
+    last_value,
     replicas,
     running_operator,
     status_of,
@@ -34,11 +34,6 @@ pytestmark = pytest.mark.integration
 
 #: Peak of each trace in the backfill; with perReplica 1000 the busiest minute needs ~110 pods.
 PEAK = 100_000.0
-
-
-def last_value(series: LoadSeries) -> float:
-    known = series.values[np.isfinite(series.values)]
-    return float(known[-1])
 
 
 def test_two_regions_fill_physical_then_cloud_and_reserve_ahead(

@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import pytest
 
 from controller.operator.kube import placeholder_name
@@ -18,6 +17,7 @@ from tests.integration.operator_cluster import (
     add_region,
     condition,
     gwa_body,
+    last_value,
     replicas,
     running_operator,
     status_of,
@@ -30,10 +30,6 @@ pytestmark = pytest.mark.integration
 
 NAME = "gateway-eu"
 SCALE = f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments/{{}}/scale"
-
-
-def last_value(series: LoadSeries) -> float:
-    return float(series.values[np.isfinite(series.values)][-1])
 
 
 def writes(kube: KubeEmulatorHandle, identity: str, since: int) -> list[tuple[str, Any]]:
