@@ -4,7 +4,7 @@ PYTHON ?= python3
 PIP ?= $(PYTHON) -m pip
 
 .PHONY: test deps system-deps python-deps lint crd-check bench bench-scenarios \
-	bench-short-history demo
+	bench-short-history bench-transforms demo
 
 test: deps lint crd-check
 	$(PYTHON) -m pytest -q tests e2e
@@ -44,6 +44,11 @@ bench-scenarios:
 # A region's first days: 2 to 3 days of history, the next 4 scored (about 2 minutes).
 bench-short-history:
 	$(PYTHON) bench/bench_short_history.py
+
+# The traces changed as unseen traffic may be: growth, shift, drop, holiday, gap, noise
+# (about 20 minutes on two cores).
+bench-transforms:
+	$(PYTHON) bench/bench_transforms.py
 
 demo:
 	tidal demo
