@@ -100,6 +100,14 @@ class _Read:
     capacity: int
 
 
+def _failure(exc: BaseException) -> tuple[str, str]:
+    """A failure's condition reason and message: the operator's own errors say both; anything
+    else is an internal error named by its type."""
+    if isinstance(exc, OperatorError):
+        return exc.reason, str(exc)
+    return "InternalError", f"{type(exc).__name__}: {exc}"
+
+
 def _replicas(deployment: Mapping[str, Any] | None) -> int:
     if not deployment:
         return 0
@@ -452,9 +460,11 @@ class Reconciler:
         if failed is not None:
             # One status above says it all (this pass's recommendation kept, Ready=False); the
             # edge would write a second one from the old conditions.
-            reason = failed.reason if isinstance(failed, OperatorError) else "InternalError"
+            reason, text = _failure(failed)
             self.metrics.reconcile_errors.labels(name, namespace, reason).inc()
-            return Outcome(False, reason, str(failed), plan)
+            if not isinstance(failed, OperatorError) and memory.failure != text:
+                bound.error("write_failed", reason=reason, error=text, exc_info=failed)
+            return Outcome(False, reason, text, plan)
         if metrics_problem is not None:
             self.metrics.reconcile_errors.labels(name, namespace, metrics_failure).inc()
             # Served (held, never scaled down) but not healthy: say so in the outcome too.
@@ -552,8 +562,8 @@ class Reconciler:
         write_failure: Exception | None = None,
         running: tuple[int, int] | None = None,
     ) -> dict[str, Any]:
-        """The status of one pass. ``running``: the replicas each Deployment asks for after the
-        pass's writes (the plan's, unless a write failed or the mode does not act)."""
+        """The status of one pass: the plan's numbers (as the CRD describes them). After a failed
+        write, ``Ready=False`` names it and says what each Deployment asks for (``running``)."""
         now = plan.now
         generation = meta.get("generation")
         physical, cloud = running or (plan.physical.replicas, plan.cloud.replicas)
@@ -562,16 +572,13 @@ class Reconciler:
             f"cloud {plan.cloud.replicas}, reserved {plan.reserve.replicas}"
         )
         if write_failure is not None:
-            reason = (
-                write_failure.reason
-                if isinstance(write_failure, OperatorError)
-                else "InternalError"
-            )
+            reason, text = _failure(write_failure)
             ready = Condition(
                 "Ready",
                 False,
                 reason,
-                f"{write_failure}; planned {held}, running physical {physical}, cloud {cloud}",
+                f"{text}; planned {held}, the Deployments ask for physical {physical}, "
+                f"cloud {cloud}",
             )
         elif metrics_problem is not None:
             ready = Condition(
@@ -631,8 +638,8 @@ class Reconciler:
             "load": None if plan.load is None else plan.load,
             "forecast": forecast_status,
             "desiredReplicas": plan.physical.replicas + plan.cloud.replicas,
-            "physical": {"replicas": physical, "capacity": plan.physical_capacity},
-            "cloud": {"replicas": cloud, "reserved": plan.reserve.replicas},
+            "physical": {"replicas": plan.physical.replicas, "capacity": plan.physical_capacity},
+            "cloud": {"replicas": plan.cloud.replicas, "reserved": plan.reserve.replicas},
             "conditions": merge_conditions(
                 previous.get("conditions"), conditions, now=now, generation=generation
             ),

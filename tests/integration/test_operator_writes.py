@@ -146,8 +146,10 @@ def test_a_refused_cloud_write_leaves_physical_alone_and_keeps_the_recommendatio
         kinds = {c["type"]: c for c in status["conditions"]}
         assert kinds["Ready"]["status"] == "False"
         assert {"ForecastReady", "Bursting", "CapacityLimited"} <= set(kinds), kinds
-        # The status says what runs: the cloud write did not go through.
-        assert status["cloud"]["replicas"] == replicas(kube_api, f"{NAME}-cloud") > 0
+        # The status keeps the plan, and Ready says what runs: the cloud write did not go through.
+        running = replicas(kube_api, f"{NAME}-cloud")
+        assert running > status["cloud"]["replicas"], (running, status["cloud"])
+        assert f"ask for physical 16, cloud {running}" in kinds["Ready"]["message"], kinds
         assert replicas(kube_api, NAME) == 16
     assert ready["reason"] == "KubernetesUnavailable", ready
     assert "gateway-eu-cloud" in ready["message"], ready
