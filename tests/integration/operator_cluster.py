@@ -18,6 +18,7 @@ import numpy as np
 from controller.operator import Operator, OperatorSettings
 from forecasts.series import LoadSeries
 from tests.support.kube_emulator import KubeEmulatorHandle
+from tests.support.prometheus_server import PrometheusServer, series_key
 
 __all__ = [
     "DEPLOYMENTS",
@@ -27,8 +28,10 @@ __all__ = [
     "condition",
     "gwa_body",
     "last_value",
+    "load_spec",
     "replicas",
     "running_operator",
+    "start_region",
     "status_of",
     "wait_until",
     "writes_by",
@@ -180,6 +183,31 @@ def gwa_body(
 def last_value(series: LoadSeries) -> float:
     """The newest known sample of a history."""
     return float(series.values[np.isfinite(series.values)][-1])
+
+
+def start_region(
+    kube: KubeEmulatorHandle,
+    prometheus_factory: Callable[..., PrometheusServer],
+    ramp_history: Callable[..., LoadSeries],
+    *,
+    pods_now: float = 24,
+) -> tuple[PrometheusServer, float]:
+    """Region ``eu`` on wc98: 16 physical pods of room; returns Prometheus and perReplica."""
+    history = ramp_history("wc98-requests-per-minute", days=3)
+    key = series_key(region="eu")
+    prometheus = prometheus_factory({key: history}, live={key: last_value(history)})
+    add_region(kube, "eu", physical_nodes=2, cpu="8")
+    return prometheus, round(last_value(history) * 1.1 / pods_now, 3)
+
+
+def load_spec(per_replica: float) -> dict[str, object]:
+    """Region ``eu``'s load section for ``start_region``'s series."""
+    return {
+        "query": 'sum(gateway_active_connections{region="eu"})',
+        "perReplica": per_replica,
+        "step": "1m",
+        "history": "3d",
+    }
 
 
 def status_of(kube: KubeEmulatorHandle, name: str) -> dict[str, Any]:

@@ -11,43 +11,19 @@ from forecasts.series import LoadSeries
 from tests.integration.operator_cluster import (
     GWAS,
     NAMESPACE,
-    add_region,
     condition,
     gwa_body,
-    last_value,
+    load_spec,
     replicas,
     running_operator,
+    start_region,
     status_of,
     wait_until,
 )
 from tests.support.kube_emulator import KubeEmulatorHandle
-from tests.support.prometheus_server import PrometheusServer, series_key
+from tests.support.prometheus_server import PrometheusServer
 
 pytestmark = pytest.mark.integration
-
-
-def start_region(
-    kube: KubeEmulatorHandle,
-    prometheus_factory: Callable[..., PrometheusServer],
-    ramp_history: Callable[..., LoadSeries],
-    *,
-    pods_now: float = 24,
-) -> tuple[PrometheusServer, float]:
-    """Region ``eu`` on wc98: 16 physical pods of room; returns Prometheus and perReplica."""
-    history = ramp_history("wc98-requests-per-minute", days=3)
-    key = series_key(region="eu")
-    prometheus = prometheus_factory({key: history}, live={key: last_value(history)})
-    add_region(kube, "eu", physical_nodes=2, cpu="8")
-    return prometheus, round(last_value(history) * 1.1 / pods_now, 3)
-
-
-def load_spec(per_replica: float) -> dict[str, object]:
-    return {
-        "query": 'sum(gateway_active_connections{region="eu"})',
-        "perReplica": per_replica,
-        "step": "1m",
-        "history": "3d",
-    }
 
 
 def ready_false(kube: KubeEmulatorHandle, name: str) -> dict[str, str] | None:

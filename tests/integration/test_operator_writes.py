@@ -18,8 +18,10 @@ from tests.integration.operator_cluster import (
     condition,
     gwa_body,
     last_value,
+    load_spec,
     replicas,
     running_operator,
+    start_region,
     status_of,
     wait_until,
 )
@@ -52,19 +54,10 @@ def two_pools(
 ) -> tuple[PrometheusServer, float]:
     """Region ``eu`` on wc98 with 16 physical slots and a load of 24 pods' worth: 8 in cloud.
     The physical pool is not kept warm, so a fall in the load takes replicas from both."""
-    history = ramp_history("wc98-requests-per-minute", days=3)
-    key = series_key(region="eu")
-    prometheus = prometheus_factory({key: history}, live={key: last_value(history)})
-    add_region(kube, "eu", physical_nodes=2, cpu="8")
-    per_replica = round(last_value(history) * 1.1 / 24, 3)
+    prometheus, per_replica = start_region(kube, prometheus_factory, ramp_history)
     body = gwa_body(
         "eu",
-        load={
-            "query": 'sum(gateway_active_connections{region="eu"})',
-            "perReplica": per_replica,
-            "step": "1m",
-            "history": "3d",
-        },
+        load=load_spec(per_replica),
         physical={
             "deployment": NAME,
             "nodeSelector": {"tidal.dev/pool": "physical", "topology.kubernetes.io/region": "eu"},
