@@ -371,15 +371,15 @@ def _scale_down_budget(
     return max(budget, math.floor(budget * replicas / carried + 1e-9))
 
 
-def _minutes_since_last_plan(state: RegionState, now: float, settings: PlannerSettings) -> float:
+def _seconds_since_last_plan(state: RegionState, now: float, settings: PlannerSettings) -> float:
     """Seconds the rate limits grant this plan: since the last plan (its recommendation's
     time), at most one loop.
 
     A driver may plan more often than once a loop (a watch event, a new leader's first pass):
     each extra pass gets only the time since the one before, so the limits bound replicas per
     minute, not per pass. Still at least one replica a pass (``_scale_down_budget``), so a burst
-    of passes can exceed a limit by one replica each. Without a recommendation in the window,
-    a whole loop.
+    of passes can exceed a limit by one replica each. Without a recommendation (a first plan),
+    or when the newest is dated after ``now`` (another leader's clock ahead), a whole loop.
     """
     if not state.recommendations:
         return settings.loop_interval
@@ -582,7 +582,7 @@ def plan_region(
         )
 
     # 6: rate limits, cloud removed first. Physical above capacity cannot run: dropped at once.
-    minutes = _minutes_since_last_plan(state, now, settings) / 60.0
+    minutes = _seconds_since_last_plan(state, now, settings) / 60.0
     up_budget = max(1, math.floor(spec.behavior.scale_up.max_replicas_per_minute * minutes))
     # Replicas still starting carry no users: cancelling them is not limited (a ReplicaSet
     # removes them first). With ``holdStarting: true`` none counts as starting.

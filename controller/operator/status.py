@@ -111,7 +111,7 @@ def recommendations_to_status(
     them would release replicas before the window has passed.
 
     The newest entry is kept even outside the window (``stabilization: 0s``): its time is that
-    of the last plan, from which the rate limits count (``planner._minutes_since_last_plan``).
+    of the last plan, from which the rate limits count (``planner._seconds_since_last_plan``).
     """
     ordered = sorted(recommendations, key=lambda r: r.at)
     recent = [r for r in ordered if now - r.at < window] or ordered[-1:]
