@@ -129,9 +129,13 @@ def main(argv: list[str]) -> int:
             for _, name, trace, seconds in pool.map(one, jobs):
                 full["traces"][name] = trace
                 t, h = trace["tidal"], trace["hpa"]
+                cloud = (
+                    f"{t['cloud_replica_hours'] / h['cloud_replica_hours']:.3f}"
+                    if h["cloud_replica_hours"] > 0
+                    else "n/a (no hpa cloud)"
+                )
                 print(
-                    f"| {change} | {name} | {unserved_ratio(trace, EPS):.4f} "
-                    f"| {t['cloud_replica_hours'] / h['cloud_replica_hours']:.3f} "
+                    f"| {change} | {name} | {unserved_ratio(trace, EPS):.4f} | {cloud} "
                     f"| {t['replicas_removed']} / {h['replicas_removed']} | {seconds:.0f} s |",
                     flush=True,
                 )
