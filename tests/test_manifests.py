@@ -117,6 +117,9 @@ def test_service_monitor_selects_metrics() -> None:
     assert monitor["spec"]["namespaceSelector"]["matchNames"] == [service["metadata"]["namespace"]]
     ports = {p["name"] for p in service["spec"]["ports"]}
     assert {e["port"] for e in monitor["spec"]["endpoints"]} <= ports
+    # The series' own `namespace` label (the GatewayAutoscaler's) must survive the scrape: the
+    # dashboard's namespace variable reads it.
+    assert all(e.get("honorLabels") is True for e in monitor["spec"]["endpoints"])
 
 
 # --- the operator's Deployment ---------------------------------------------------------------

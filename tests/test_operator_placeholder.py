@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import copy
-from types import SimpleNamespace
 from typing import Any
 
-import pytest
-from kubernetes import client
-
 from controller.operator.capacity import quantity
-from controller.operator.kube import KubeClient, placeholder_deployment
+from controller.operator.kube import KubeClient, placeholder_deployment, placeholder_name
+from tests.support.kube_emulator import KubeEmulatorHandle
+
+DEPLOYMENTS = "apps/v1/deployments"
+PLACEHOLDER = placeholder_name("gw")
 
 GWA = {"metadata": {"name": "gw", "namespace": "chat", "uid": "u1"}}
 
@@ -27,35 +27,22 @@ def cloud(*requests: dict[str, str]) -> dict[str, Any]:
 TWO_CONTAINERS = cloud({"cpu": "250m", "memory": "1Gi"}, {"cpu": "500m", "memory": "512Mi"})
 
 
-class Apps:
-    """The AppsV1Api calls apply_placeholder makes, recorded instead of sent."""
-
-    def __init__(self) -> None:
-        self.patches: list[dict[str, Any]] = []
-
-    def patch_namespaced_deployment(self, name: str, namespace: str, body: Any, **_: Any) -> Any:
-        self.patches.append(body)
-        return SimpleNamespace(data=b"{}")
-
-
-@pytest.fixture
-def apps() -> Apps:
-    return Apps()
-
-
-@pytest.fixture
-def kube(apps: Apps) -> KubeClient:
-    kube = KubeClient(client.ApiClient())
-    kube.apps = apps  # type: ignore[assignment]
-    return kube
-
-
-def stored(desired: dict[str, Any], **requests: str) -> dict[str, Any]:
-    """The placeholder as the API server returns it: quantities in canonical form."""
+def server(kube_api: KubeEmulatorHandle, desired: dict[str, Any], **requests: str) -> KubeClient:
+    """The placeholder stored as the API server keeps it (quantities in canonical form, which
+    the emulator does not rewrite by itself), and a client to the emulator."""
     body = copy.deepcopy(desired)
     body["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"] = requests
-    body["status"] = {"replicas": 3}
-    return body
+    kube_api.create(body)
+    return KubeClient(kube_api.api_client())
+
+
+def existing(kube_api: KubeEmulatorHandle, desired: dict[str, Any]) -> dict[str, Any]:
+    meta = desired["metadata"]
+    return kube_api.get(DEPLOYMENTS, meta["name"], namespace=meta["namespace"])
+
+
+def patches(kube_api: KubeEmulatorHandle) -> list[str]:
+    return [r.url.path for r in kube_api.requests() if r.method.value.upper() == "PATCH"]
 
 
 def test_requests_of_all_containers_add_up() -> None:
@@ -69,17 +56,36 @@ def test_requests_of_all_containers_add_up() -> None:
 
 
 def test_a_placeholder_the_server_canonicalised_is_not_patched(
-    kube: KubeClient, apps: Apps
+    kube_api: KubeEmulatorHandle,
 ) -> None:
     """Summed requests are sent as ``0.750`` and stored as ``750m``: the same quantity, so the
     next loop writes nothing, instead of patching the placeholder on every loop."""
     desired = placeholder_deployment(GWA, TWO_CONTAINERS, 3)
-    assert not kube.apply_placeholder(desired, stored(desired, cpu="750m", memory="1536Mi"))
-    assert apps.patches == []
+    kube = server(kube_api, desired, cpu="750m", memory="1536Mi")
+    assert not kube.apply_placeholder(desired, existing(kube_api, desired))
+    assert patches(kube_api) == []
 
 
-def test_a_placeholder_with_other_requests_is_patched(kube: KubeClient, apps: Apps) -> None:
+def test_a_placeholder_with_other_requests_is_patched(kube_api: KubeEmulatorHandle) -> None:
     """A real change of the gateway's requests still reaches the placeholder."""
     desired = placeholder_deployment(GWA, TWO_CONTAINERS, 3)
-    assert kube.apply_placeholder(desired, stored(desired, cpu="500m", memory="1536Mi"))
-    assert len(apps.patches) == 1
+    kube = server(kube_api, desired, cpu="500m", memory="1536Mi")
+    assert kube.apply_placeholder(desired, existing(kube_api, desired))
+    assert patches(kube_api) == [f"/apis/apps/v1/namespaces/chat/deployments/{PLACEHOLDER}"]
+    cpu = existing(kube_api, desired)["spec"]["template"]["spec"]["containers"][0]
+    assert quantity(cpu["resources"]["requests"]["cpu"]) == quantity("750m")
+
+
+def test_placeholders_pass_the_restricted_pod_security_standard() -> None:
+    """A gateway namespace that enforces Pod Security "restricted" accepts the Deployment
+    whatever its pods say, then refuses each pod: the placeholder's pods must pass it."""
+    pod = placeholder_deployment(GWA, TWO_CONTAINERS, 3)["spec"]["template"]["spec"]
+    security = pod["securityContext"]
+    assert security["runAsNonRoot"] is True and security["runAsUser"] > 0
+    assert security["seccompProfile"] == {"type": "RuntimeDefault"}
+    for container in pod["containers"]:
+        context = container["securityContext"]
+        assert context["allowPrivilegeEscalation"] is False
+        assert context["capabilities"]["drop"] == ["ALL"]
+        assert not context.get("privileged")
+    assert not any(key in pod for key in ("hostNetwork", "hostPID", "hostIPC", "volumes"))

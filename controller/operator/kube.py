@@ -43,6 +43,8 @@ Obj = dict[str, Any]
 MERGE_PATCH = "application/merge-patch+json"
 PLACEHOLDER_IMAGE = "registry.k8s.io/pause:3.9"
 PLACEHOLDER_PRIORITY_CLASS = "tidal-placeholder"
+#: The pause image's own user ("nobody"): placeholders run as non-root.
+PLACEHOLDER_USER = 65535
 MANAGED_BY = {"app.kubernetes.io/managed-by": "tidal"}
 #: The keys under which a pod spec holds Kubernetes quantities (``resources``).
 _QUANTITIES = frozenset({"requests", "limits"})
@@ -107,8 +109,25 @@ def placeholder_deployment(gwa: Mapping[str, Any], cloud: Mapping[str, Any], rep
     pod_spec: Obj = {
         "priorityClassName": PLACEHOLDER_PRIORITY_CLASS,
         "terminationGracePeriodSeconds": 0,
+        # Pod Security "restricted": a gateway namespace that enforces it would otherwise
+        # accept the Deployment and refuse every pod, and nothing would be reserved.
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": PLACEHOLDER_USER,
+            "runAsGroup": PLACEHOLDER_USER,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
         "containers": [
-            {"name": "pause", "image": PLACEHOLDER_IMAGE, "resources": {"requests": requests}}
+            {
+                "name": "pause",
+                "image": PLACEHOLDER_IMAGE,
+                "resources": {"requests": requests},
+                "securityContext": {
+                    "allowPrivilegeEscalation": False,
+                    "readOnlyRootFilesystem": True,
+                    "capabilities": {"drop": ["ALL"]},
+                },
+            }
         ],
     }
     for key in ("nodeSelector", "tolerations", "affinity"):
@@ -243,11 +262,6 @@ class KubeClient:
             if d.get("metadata")
         }
         return ClusterSnapshot(list(nodes), list(pods), by_name)
-
-    def read_deployment(self, namespace: str, name: str) -> Obj | None:
-        with _api(f"read deployment {namespace}/{name}", missing_ok=True) as missing:
-            found = self._json(self.apps.read_namespaced_deployment, name, namespace)
-        return None if missing[0] else found
 
     def scale_deployment(self, namespace: str, name: str, replicas: int) -> None:
         with _api(f"scale deployment {namespace}/{name} to {replicas}"):
