@@ -139,10 +139,23 @@ def parse_timestamp(text: str) -> float:
     Traces without an offset are in the source's local time (DESIGN: nyc taxi); reading that
     clock as UTC keeps its daily shape, which is all a forecaster or a planner needs.
     """
+    return _parse_timestamp(text)[0]
+
+
+def _parse_timestamp(text: str) -> tuple[float, bool]:
+    """Epoch seconds, and whether the timestamp had no offset (a local clock)."""
     stamp = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    if stamp.tzinfo is None:
+    local = stamp.tzinfo is None
+    if local:
         stamp = stamp.replace(tzinfo=UTC)
-    return stamp.timestamp()
+    return stamp.timestamp(), local
+
+
+#: A local clock goes back by up to an hour when summer time ends, at most once in a season.
+_FOLD = 3600.0
+_FOLDS_APART = 150 * 86400.0
+#: Summer time ends in the small hours (between midnight and 3 a.m. wherever it is kept).
+_FOLD_BEFORE = 4 * 3600.0
 
 
 def load_trace(path: str | Path) -> LoadSeries:
@@ -150,10 +163,18 @@ def load_trace(path: str | Path) -> LoadSeries:
 
     Irregular timestamps are placed on the grid by linear interpolation; a sample that cannot
     be read raises :class:`TraceFormatError` naming the file and line.
+
+    Timestamps without an offset are a local clock, which repeats an hour when summer time
+    ends. A step back of less than an hour to a time before 4 a.m. in such a trace is read as
+    that hour again: it and every sample after it are placed an hour later, so that no sample
+    is lost or reordered. Anything else out of order (a second step back within 150 days, a
+    step back of an hour or more or in the day, any step back with offsets) is refused.
     """
     path = Path(path)
     times: list[float] = []
     loads: list[float] = []
+    shift = 0.0  # seconds added to local timestamps since the clock last went back
+    folded_at: float | None = None
     try:
         handle = path.open(newline="", encoding="utf-8")
     except OSError as exc:
@@ -169,7 +190,7 @@ def load_trace(path: str | Path) -> LoadSeries:
             if len(row) < 2:
                 raise TraceFormatError(f"{path}:{line_no}: expected 'timestamp,load', got {row}")
             try:
-                when = parse_timestamp(row[0])
+                when, local = _parse_timestamp(row[0])
             except ValueError as exc:
                 raise TraceFormatError(
                     f"{path}:{line_no}: timestamp {row[0]!r} is not ISO-8601"
@@ -182,6 +203,17 @@ def load_trace(path: str | Path) -> LoadSeries:
                 ) from exc
             if load < 0:
                 raise TraceFormatError(f"{path}:{line_no}: load {load} is negative")
+            if local:
+                when += shift
+                if (
+                    times
+                    and 0.0 <= times[-1] - when < _FOLD
+                    and (when - shift) % 86400.0 < _FOLD_BEFORE
+                    and (folded_at is None or when - folded_at >= _FOLDS_APART)
+                ):
+                    shift += _FOLD  # summer time ended: the local clock repeats this hour
+                    when += _FOLD
+                    folded_at = when
             if times and when <= times[-1]:
                 raise TraceFormatError(
                     f"{path}:{line_no}: timestamp {row[0]} is not after the previous one"
