@@ -176,7 +176,7 @@ def load_trace(path: str | Path) -> LoadSeries:
     shift = 0.0  # seconds added to local timestamps since the clock last went back
     folded_at: float | None = None
     try:
-        handle = path.open(newline="", encoding="utf-8")
+        handle = path.open(newline="", encoding="utf-8-sig")  # a BOM (spreadsheet export) is fine
     except OSError as exc:
         raise TraceFormatError(f"{path}: cannot read the trace: {exc.strerror}") from exc
     with handle:

@@ -80,3 +80,13 @@ def test_other_steps_back_are_refused_with_their_line(
     path = write(tmp_path / "bad.csv", stamps)
     with pytest.raises(TraceFormatError, match=rf"bad\.csv:{line}: .* is not after the previous"):
         load_trace(path)
+
+
+def test_a_spreadsheet_export_with_a_byte_order_mark_and_crlf_reads(tmp_path: Path) -> None:
+    """Files saved by a spreadsheet start with a BOM and end lines with CRLF."""
+    path = tmp_path / "export.csv"
+    path.write_bytes(
+        "\ufefftimestamp,load\r\n2024-01-01 00:00:00Z,1\r\n2024-01-01 00:05:00Z,2\r\n".encode()
+    )
+    series = load_trace(path)
+    assert series.step == 300.0 and np.array_equal(series.values, [1.0, 2.0])
