@@ -27,17 +27,16 @@ import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import numpy as np
+from bench_backtest import EPS, shared_traces
 
 from controller.backtest import report, run_trace, summary, unserved_ratio
 from controller.simulator import Scenario
 from forecasts.base import DAY
 from forecasts.series import LoadSeries, load_trace
 
-EPS = 1e-6
 #: Where a change starts, as a share of the trace (past the two weeks of history of most).
 AT = 0.6
 
@@ -114,7 +113,7 @@ def main(argv: list[str]) -> int:
     )
     parser.add_argument("--max-days", type=float, default=44.0, help="days kept (default: 44)")
     args = parser.parse_args(argv)
-    traces = args.traces or sorted(str(p) for p in Path("../shared/traces").glob("*.csv"))
+    traces = args.traces or shared_traces()
     if not traces:
         print("no traces: pass TRACE.csv files or run from the repository root beside ../shared")
         return 2
