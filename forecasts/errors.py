@@ -8,6 +8,7 @@ __all__ = [
     "InsufficientHistory",
     "InvalidHistory",
     "TraceFormatError",
+    "TraceWarning",
     "UnknownModel",
 ]
 
@@ -34,3 +35,7 @@ class UnknownModel(ForecastError, LookupError):
 
 class TraceFormatError(ForecastError, ValueError):
     """A trace file that does not follow the ``timestamp,load`` format; names file and line."""
+
+
+class TraceWarning(UserWarning):
+    """A trace was read, but not exactly as written (a local clock's repeated hour)."""

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import csv
 import math
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,7 +19,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from forecasts.errors import InvalidHistory, TraceFormatError
+from forecasts.errors import InvalidHistory, TraceFormatError, TraceWarning
 
 __all__ = ["LoadSeries", "load_trace", "parse_timestamp"]
 
@@ -165,61 +167,29 @@ def load_trace(path: str | Path) -> LoadSeries:
     be read raises :class:`TraceFormatError` naming the file and line.
 
     Timestamps without an offset are a local clock, which repeats an hour when summer time
-    ends. A step back of less than an hour to a time before 4 a.m. in such a trace is read as
-    that hour again: it and every sample after it are placed an hour later, so that no sample
-    is lost or reordered. Anything else out of order (a second step back within 150 days, a
-    step back of an hour or more or in the day, any step back with offsets) is refused.
+    ends. In such a trace, a sample that lands where the clock is after going back one hour
+    (an hour before the next sample was due, within half a step) at a time before 4 a.m. is
+    read as that hour again: it and every sample after it are placed an hour later, so that no
+    sample is lost or reordered, and a :class:`TraceWarning` names the line. Anything else out
+    of order (a repeated row, a second step back within 150 days, a step back of any other
+    size or in the day, any step back with offsets) is refused. So is a load that is not a
+    plain finite number (``inf``, ``1_000``); an empty cell or ``nan`` is a missing sample.
     """
     path = Path(path)
-    times: list[float] = []
-    loads: list[float] = []
-    shift = 0.0  # seconds added to local timestamps since the clock last went back
-    folded_at: float | None = None
     try:
         handle = path.open(newline="", encoding="utf-8-sig")  # a BOM (spreadsheet export) is fine
     except OSError as exc:
         raise TraceFormatError(f"{path}: cannot read the trace: {exc.strerror}") from exc
     with handle:
         reader = csv.reader(handle)
-        header = next(reader, None)
-        if header is None or [h.strip() for h in header[:2]] != ["timestamp", "load"]:
-            raise TraceFormatError(f"{path}:1: the header must be 'timestamp,load', got {header}")
-        for line_no, row in enumerate(reader, start=2):
-            if not row or all(not cell.strip() for cell in row):
-                continue
-            if len(row) < 2:
-                raise TraceFormatError(f"{path}:{line_no}: expected 'timestamp,load', got {row}")
-            try:
-                when, local = _parse_timestamp(row[0])
-            except ValueError as exc:
-                raise TraceFormatError(
-                    f"{path}:{line_no}: timestamp {row[0]!r} is not ISO-8601"
-                ) from exc
-            try:
-                load = float(row[1]) if row[1].strip() else math.nan
-            except ValueError as exc:
-                raise TraceFormatError(
-                    f"{path}:{line_no}: load {row[1]!r} is not a number"
-                ) from exc
-            if load < 0:
-                raise TraceFormatError(f"{path}:{line_no}: load {load} is negative")
-            if local:
-                when += shift
-                if (
-                    times
-                    and 0.0 <= times[-1] - when < _FOLD
-                    and (when - shift) % 86400.0 < _FOLD_BEFORE
-                    and (folded_at is None or when - folded_at >= _FOLDS_APART)
-                ):
-                    shift += _FOLD  # summer time ended: the local clock repeats this hour
-                    when += _FOLD
-                    folded_at = when
-            if times and when <= times[-1]:
-                raise TraceFormatError(
-                    f"{path}:{line_no}: timestamp {row[0]} is not after the previous one"
-                )
-            times.append(when)
-            loads.append(load if math.isfinite(load) else math.nan)
+        try:
+            times, loads = _read_rows(path, reader)
+        except UnicodeDecodeError as exc:
+            bad = exc.object[exc.start : exc.start + 1].hex()
+            raise TraceFormatError(
+                f"{path}: not UTF-8 text (byte 0x{bad} after line {reader.line_num}); "
+                "save the trace as a UTF-8 CSV"
+            ) from exc
     if len(times) < 2:
         raise TraceFormatError(f"{path}: a trace needs at least two samples, found {len(times)}")
     t = np.asarray(times)
@@ -228,6 +198,8 @@ def load_trace(path: str | Path) -> LoadSeries:
     start = t[0]
     grid = np.arange(start, t[-1] + step / 2, step)
     known = ~np.isnan(y)
+    if not known.any():
+        raise InvalidHistory(f"{path}: the trace has no finite load")
     values = np.interp(grid, t[known], y[known])
     # A gap longer than two steps in the source stays a gap: interpolating would invent load.
     gap_after = np.searchsorted(t, grid, side="right") - 1
@@ -237,3 +209,85 @@ def load_trace(path: str | Path) -> LoadSeries:
     if not np.isfinite(values).any():
         raise InvalidHistory(f"{path}: the trace has no finite load")
     return LoadSeries(float(start), step, values)
+
+
+def _read_rows(path: Path, reader: Iterator[list[str]]) -> tuple[list[float], list[float]]:
+    """The samples of a trace's rows, in order: see :func:`load_trace`."""
+    times: list[float] = []
+    loads: list[float] = []
+    shift = 0.0  # seconds added to local timestamps since the clock last went back
+    folded_at: float | None = None
+    header = next(reader, None)
+    if header is None or [h.strip() for h in header[:2]] != ["timestamp", "load"]:
+        raise TraceFormatError(f"{path}:1: the header must be 'timestamp,load', got {header}")
+    for line_no, row in enumerate(reader, start=2):
+        if not row or all(not cell.strip() for cell in row):
+            continue
+        if len(row) < 2:
+            raise TraceFormatError(f"{path}:{line_no}: expected 'timestamp,load', got {row}")
+        try:
+            when, local = _parse_timestamp(row[0])
+        except ValueError as exc:
+            raise TraceFormatError(
+                f"{path}:{line_no}: timestamp {row[0]!r} is not ISO-8601"
+            ) from exc
+        load = _parse_load(path, line_no, row[1])
+        if local:
+            when += shift
+            if times and _clock_went_back(times, when, shift, folded_at):
+                shift += _FOLD  # summer time ended: the local clock repeats this hour
+                when += _FOLD
+                folded_at = when
+                warnings.warn(
+                    f"{path}:{line_no}: the local clock goes back an hour at {row[0]}: read as "
+                    "the hour that summer time's end repeats, and every later sample moved an "
+                    "hour on",
+                    TraceWarning,
+                    stacklevel=3,
+                )
+        if times and when <= times[-1]:
+            raise TraceFormatError(
+                f"{path}:{line_no}: timestamp {row[0]} is not after the previous one"
+            )
+        times.append(when)
+        loads.append(load)
+    return times, loads
+
+
+def _parse_load(path: Path, line_no: int, text: str) -> float:
+    """One row's load: a finite number at least 0, or NaN for an empty cell or ``nan``."""
+    if not text.strip():
+        return math.nan
+    try:
+        if "_" in text:
+            raise ValueError(text)
+        load = float(text)
+    except ValueError as exc:
+        raise TraceFormatError(f"{path}:{line_no}: load {text!r} is not a number") from exc
+    if math.isnan(load):
+        return math.nan
+    if not math.isfinite(load):
+        raise TraceFormatError(f"{path}:{line_no}: load {text!r} is not a finite number")
+    if load < 0:
+        raise TraceFormatError(f"{path}:{line_no}: load {load} is negative")
+    return load
+
+
+def _clock_went_back(
+    times: list[float], when: float, shift: float, folded_at: float | None
+) -> bool:
+    """Whether a local timestamp ``when`` is the hour summer time's end repeats, listed again.
+
+    The clock goes back one hour, so the sample lands an hour before the next one was due:
+    within half a step of it, before 4 a.m., and not within 150 days of the last fold.
+    """
+    step = times[-1] - times[-2] if len(times) > 1 else None
+    if step is None or step <= 0:
+        return False
+    due_again = times[-1] + step - _FOLD
+    return (
+        abs(when - due_again) <= step / 2
+        and when <= times[-1]
+        and (when - shift) % 86400.0 < _FOLD_BEFORE
+        and (folded_at is None or when - folded_at >= _FOLDS_APART)
+    )

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from forecasts.errors import TraceFormatError
+from forecasts.errors import InvalidHistory, TraceFormatError, TraceWarning
 from forecasts.series import load_trace
 
 FIVE = timedelta(minutes=5)
@@ -29,7 +29,8 @@ def test_a_local_clock_that_repeats_an_hour_loses_no_sample(tmp_path: Path) -> N
     """Summer time ends: 01:00 to 01:55 comes twice in local time. Every row is kept, in
     order, five minutes apart, as an offset-aware file of the same night gives them."""
     night = local("2024-11-03T00:00:00", 24) + local("2024-11-03T01:00:00", 24)
-    series = load_trace(write(tmp_path / "local.csv", night))
+    with pytest.warns(TraceWarning, match=r"local\.csv:26: the local clock goes back an hour"):
+        series = load_trace(write(tmp_path / "local.csv", night))
     assert series.step == 300.0
     assert np.array_equal(series.values, np.arange(1.0, 49.0))
 
@@ -42,7 +43,8 @@ def test_an_hourly_local_clock_that_repeats_a_timestamp_keeps_both(tmp_path: Pat
     """An hourly trace shows the repeated hour as the same timestamp twice."""
     stamps = ["2024-11-03T00:00:00", "2024-11-03T01:00:00", "2024-11-03T01:00:00"]
     stamps += ["2024-11-03T02:00:00", "2024-11-03T03:00:00"]
-    series = load_trace(write(tmp_path / "hourly.csv", stamps))
+    with pytest.warns(TraceWarning, match=r"hourly\.csv:4: "):
+        series = load_trace(write(tmp_path / "hourly.csv", stamps))
     assert series.step == 3600.0
     assert np.array_equal(series.values, np.arange(1.0, 6.0))
 
@@ -66,12 +68,18 @@ def test_an_hourly_local_clock_that_repeats_a_timestamp_keeps_both(tmp_path: Pat
             id="an-hour-back",
         ),
         pytest.param(
+            local("2024-04-06T00:00:00", 25) + local("2024-04-06T02:00:00", 3),
+            27,
+            id="a-row-written-twice-at-night",
+        ),
+        pytest.param(
             ["2024-11-03T01:00:00-04:00", "2024-11-03T01:05:00-04:00", "2024-11-03T01:00:00-04:00"],
             4,
             id="with-offsets",
         ),
     ],
 )
+@pytest.mark.filterwarnings("ignore::forecasts.errors.TraceWarning")
 def test_other_steps_back_are_refused_with_their_line(
     tmp_path: Path, stamps: list[str], line: int
 ) -> None:
@@ -90,3 +98,42 @@ def test_a_spreadsheet_export_with_a_byte_order_mark_and_crlf_reads(tmp_path: Pa
     )
     series = load_trace(path)
     assert series.step == 300.0 and np.array_equal(series.values, [1.0, 2.0])
+
+
+def rows(path: Path, loads: list[str]) -> Path:
+    stamps = local("2024-01-01T00:00:00", len(loads))
+    body = "".join(f"{stamp}Z,{load}\n" for stamp, load in zip(stamps, loads, strict=True))
+    path.write_text("timestamp,load\n" + body, encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("load", "line"),
+    [("inf", 3), ("-Infinity", 3), ("1_000", 3), ("1e999", 3)],
+)
+def test_a_load_that_is_not_a_plain_finite_number_is_refused_with_its_line(
+    tmp_path: Path, load: str, line: int
+) -> None:
+    """``float()`` takes all of these; a load sample is none of them."""
+    path = rows(tmp_path / "odd.csv", ["1", load, "3"])
+    with pytest.raises(TraceFormatError, match=rf"odd\.csv:{line}: load .* not a "):
+        load_trace(path)
+
+
+def test_empty_and_nan_loads_are_missing_samples(tmp_path: Path) -> None:
+    series = load_trace(rows(tmp_path / "gaps.csv", ["1", "", "nan", "NaN", "5"]))
+    assert series.values[0] == 1.0 and series.values[-1] == 5.0
+    assert len(series) == 5
+
+
+def test_a_trace_without_any_load_names_the_file(tmp_path: Path) -> None:
+    """Every load missing: refused by name, not as an interpolation of nothing."""
+    with pytest.raises(InvalidHistory, match=r"none\.csv: the trace has no finite load"):
+        load_trace(rows(tmp_path / "none.csv", ["nan", "", "nan"]))
+
+
+def test_a_trace_that_is_not_utf8_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "latin.csv"
+    path.write_bytes("timestamp,load\n2024-01-01T00:00:00Z,1\n".encode("utf-16"))
+    with pytest.raises(TraceFormatError, match=r"latin\.csv: not UTF-8 text \(byte 0x"):
+        load_trace(path)
