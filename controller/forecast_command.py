@@ -1,54 +1,161 @@
-"""``tidal forecast TRACE.csv [...]``: rolling-origin accuracy of every model on real traces.
+"""``tidal forecast``: fit and show a forecast for a trace file or a live Prometheus query.
 
-``--json`` prints the JSON object of issue 2 on standard output and nothing else there;
-without it a table is printed, with a progress bar on standard error while the evaluation runs.
-``--plot FILE.png`` draws, for the first trace, the actual load against the forecasts and their
-upper band over the evaluated quarter. Bad input (a missing file, a malformed CSV, a bad
-duration) is one line on standard error naming the file and line, and exit code 2.
+Three modes:
+
+- ``tidal forecast TRACE.csv [...]`` (the default for trace files): rolling-origin accuracy of
+  every model (``--models``). ``--json`` prints the JSON object of issue 2 on standard output
+  and nothing else there; without it a table is printed. ``--plot FILE.png`` draws, for the
+  first trace, the actual load against the forecasts and their upper band over the evaluated
+  quarter. Progress goes to standard error: a bar on a terminal (none with ``--json``),
+  otherwise (CI logs, ``2>file``) a plain line when a trace is done and one every
+  :data:`PROGRESS_EVERY` seconds in between, ``--json`` or not.
+- ``tidal forecast TRACE.csv --show [--at TIMESTAMP]``: fits ``--model`` (default ``auto``)
+  once on the trace up to ``--at`` (default: its end) and shows the forecast.
+- ``tidal forecast --prometheus-url URL --query PROMQL [--step 1m] [--history 14d]``: the same
+  on the last ``--history`` of the query up to now, read with the operator's own
+  :class:`~controller.operator.prometheus_source.PrometheusLoadSource`, and fitted as the
+  planner fits (:func:`controller.planner.forecaster_for`: the registry's model at
+  ``max(5m, step)``).
+
+A shown forecast, on a terminal, is a few lines and a table; with ``--json`` it is one object:
+
+- ``source``: ``{"trace": PATH}`` or ``{"prometheus_url": URL, "query": PROMQL}``;
+- ``model``: the model asked for; ``chosen_model``: the one fitted (``auto`` picks one);
+- ``fitted_until``: the time fitted, the end of the history the model saw (the forecast's
+  origin), ISO-8601 UTC; ``fit_seconds``: the fit's wall time;
+- ``last_observed``: ``{"time", "load"}``, the newest known sample of the history;
+- ``step_seconds``, ``horizon_minutes``, ``quantile``: the forecast's step, horizon and band;
+- ``forecast``: one ``{"time", "point", "upper"}`` per step over the horizon, ``upper`` being
+  the ``quantile`` upper quantile; each value is the mean over the step that ends at ``time``;
+- ``peak_upper``: ``{"time", "load"}``, the highest upper quantile over the horizon.
+
+``--plot FILE.png`` then draws the history's last hours, the point forecast and its band.
+
+Bad input (a missing file, a malformed or unusable trace, a bad flag) and a failed source
+(Prometheus unreachable, a query it rejects or that returns nothing, too little history) are
+one line on standard error naming the file, the flag or the URL and query, and exit code 2.
+``--plot`` is checked before any work; a plot that fails to draw afterwards comes after the
+report, which is printed first.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
+
+import numpy as np
 
 from controller.durations import parse_duration
+from controller.planner import MIN_FIT_STEP
+from forecasts.base import FittedModel, FloatArray, Forecast
 from forecasts.errors import ForecastError, UnknownModel
 from forecasts.evaluation import (
+    TraceEvaluationFailed,
     backtest_model,
     default_models,
     evaluate_traces,
     evaluation_series,
+    fit_step_for,
     forecast_report,
 )
-from forecasts.registry import model_names
-from forecasts.series import LoadSeries, load_trace
+from forecasts.registry import create, model_names
+from forecasts.series import LoadSeries, load_trace, parse_timestamp
 
-__all__ = ["add_arguments", "run"]
+__all__ = [
+    "PROGRESS_EVERY",
+    "ShownForecast",
+    "add_arguments",
+    "run",
+    "show_forecast",
+    "shown_report",
+]
 
 EXIT_USAGE = 2
+DEFAULT_MODEL = "auto"
+DEFAULT_STEP = "1m"
+DEFAULT_HISTORY = "14d"
+#: Seconds between two plain progress lines when standard error is not a terminal.
+PROGRESS_EVERY = 30.0
+#: History drawn before a shown forecast (at least eight horizons).
+PLOT_TAIL = 6 * 3600.0
+#: The shortest reach :func:`controller.planner.forecaster_for` calibrates a model for.
+PLANNER_HORIZON = 3600.0
+
+#: Flags that only some modes take: attribute, flag, modes, and where the flag applies.
+_MODE_FLAGS = (
+    ("models", "--models", ("accuracy",), "the accuracy report (trace files without --show)"),
+    ("jobs", "--jobs", ("accuracy",), "the accuracy report (trace files without --show)"),
+    (
+        "model",
+        "--model",
+        ("show", "live"),
+        "--show and --prometheus-url; the report takes --models",
+    ),
+    ("at", "--at", ("show",), "--show"),
+    ("step", "--step", ("live",), "--prometheus-url"),
+    ("history", "--history", ("live",), "--prometheus-url"),
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``tidal forecast``."""
-    parser.add_argument("traces", nargs="+", metavar="TRACE.csv", help="timestamp,load CSV files")
+    parser.add_argument(
+        "traces",
+        nargs="*",
+        metavar="TRACE.csv",
+        help="timestamp,load CSV files (or --prometheus-url and --query)",
+    )
     parser.add_argument("--json", action="store_true", help="print the JSON report on stdout")
     parser.add_argument("--horizon", default="30m", help="forecast horizon (default 30m)")
     parser.add_argument(
-        "--quantile", type=float, default=0.95, help="upper quantile scored (default 0.95)"
+        "--quantile",
+        type=float,
+        default=0.95,
+        help="upper quantile, in (0.5, 1) like spec.forecast.quantile (default 0.95)",
     )
     parser.add_argument(
+        "--plot",
+        metavar="FILE.png",
+        help="plot the first trace's forecasts, or the shown forecast with its history",
+    )
+    accuracy = parser.add_argument_group("accuracy report (trace files, the default)")
+    accuracy.add_argument(
         "--models",
         nargs="+",
         metavar="MODEL",
         help=f"models to evaluate (default all: {', '.join(model_names())})",
     )
-    parser.add_argument("--plot", metavar="FILE.png", help="plot the first trace's forecasts")
-    parser.add_argument(
+    accuracy.add_argument(
         "--jobs", type=int, default=None, help="worker processes (default: one per CPU)"
+    )
+    shown = parser.add_argument_group("one forecast shown (--show on a trace, or live)")
+    shown.add_argument(
+        "--show", action="store_true", help="fit once on the trace and show the forecast"
+    )
+    shown.add_argument(
+        "--at", metavar="TIMESTAMP", help="with --show: fit on the trace up to this time"
+    )
+    shown.add_argument(
+        "--model",
+        default=None,
+        help=f"model to fit (default {DEFAULT_MODEL}; one of {', '.join(model_names())})",
+    )
+    live = parser.add_argument_group("live, from Prometheus")
+    live.add_argument("--prometheus-url", metavar="URL", help="Prometheus to read the load from")
+    live.add_argument("--query", metavar="PROMQL", help="PromQL returning one series: the load")
+    live.add_argument(
+        "--step", default=None, help=f"resolution of the history read (default {DEFAULT_STEP})"
+    )
+    live.add_argument(
+        "--history", default=None, help=f"how much history to read (default {DEFAULT_HISTORY})"
     )
 
 
@@ -58,46 +165,128 @@ def _fail(message: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Evaluate, print and plot; 0 on success, 2 on bad input."""
+    """Report accuracy or show one forecast; 0 on success, 2 on bad input or a failed source."""
     try:
         horizon = parse_duration(args.horizon).total_seconds()
     except ValueError as exc:
         return _fail(f"--horizon: {exc}")
     if horizon <= 0:
         return _fail("--horizon must be positive")
-    if not 0.5 <= args.quantile < 1.0:
-        return _fail(f"--quantile must be in [0.5, 1), got {args.quantile}")
+    # The CRD's bounds (spec.forecast.quantile): at 0.5 the "upper" band is the median.
+    if not 0.5 < args.quantile < 1.0:
+        return _fail(f"--quantile must be in (0.5, 1), got {args.quantile}")
+    try:
+        mode = _mode(args)
+    except ValueError as exc:
+        return _fail(str(exc))
+    if args.plot:
+        problem = _plot_path_problem(args.plot)
+        if problem:
+            return _fail(f"--plot {args.plot}: {problem}")
+    if mode == "accuracy":
+        return _run_accuracy(args, horizon)
+    model = args.model or DEFAULT_MODEL
+    if model not in model_names():
+        return _fail(_unknown_model(model))
+    if mode == "show":
+        return _run_show(args, model=model, horizon=horizon)
+    return _run_live(args, model=model, horizon=horizon)
+
+
+def _mode(args: argparse.Namespace) -> str:
+    """``accuracy``, ``show`` or ``live``; ValueError names a flag that does not fit it."""
+    if args.prometheus_url is not None or args.query is not None:
+        if args.traces:
+            raise ValueError("give trace files or --prometheus-url, not both")
+        if not args.prometheus_url or not args.query:
+            raise ValueError("--prometheus-url and --query go together, neither empty")
+        if args.show:
+            raise ValueError("--show applies to trace files; --prometheus-url always shows")
+        mode = "live"
+    elif not args.traces:
+        raise ValueError("give TRACE.csv files, or --prometheus-url and --query")
+    else:
+        mode = "show" if args.show else "accuracy"
+    for attribute, flag, modes, where in _MODE_FLAGS:
+        if getattr(args, attribute) is not None and mode not in modes:
+            raise ValueError(f"{flag} applies only to {where}")
+    if mode == "show" and len(args.traces) != 1:
+        raise ValueError(f"--show takes one trace file, got {len(args.traces)}")
+    return mode
+
+
+def _plot_path_problem(text: str) -> str | None:
+    """Why ``--plot`` cannot be written, found before minutes of work; None when it can."""
+    path = Path(text)
+    if path.suffix.lower() != ".png":
+        return "the file name must end in .png"
+    if path.is_dir():
+        return "is a directory"
+    directory = path.parent
+    if not directory.is_dir():
+        return f"directory {directory} does not exist"
+    if not os.access(directory, os.W_OK):
+        return f"directory {directory} is not writable"
+    return None
+
+
+def _unknown_model(name: str) -> str:
+    return str(
+        UnknownModel(f"unknown forecast model {name!r}; known models: {', '.join(model_names())}")
+    )
+
+
+# -- the accuracy report -----------------------------------------------------------------------
+
+
+def _run_accuracy(args: argparse.Namespace, horizon: float) -> int:
     models = list(args.models) if args.models else default_models()
     unknown = [name for name in models if name not in model_names()]
     if unknown:
-        return _fail(
-            str(
-                UnknownModel(
-                    f"unknown forecast model {unknown[0]!r}; known models: "
-                    f"{', '.join(model_names())}"
-                )
-            )
-        )
+        return _fail(_unknown_model(unknown[0]))
+    # The report is keyed by file stem: two files with one stem would share a row.
+    paths: dict[str, str] = {}
+    for path in args.traces:
+        stem = Path(path).stem
+        if stem in paths:
+            return _fail(f"{paths[stem]} and {path} are both reported as {stem!r}; rename one")
+        paths[stem] = path
     # Read every trace first: a malformed file fails fast, before minutes of evaluation.
     series: dict[str, LoadSeries] = {}
     try:
-        for path in args.traces:
-            series[Path(path).stem] = load_trace(path)
+        for stem, path in paths.items():
+            series[stem] = load_trace(path)
     except ForecastError as exc:
         return _fail(str(exc))
     try:
         results = _evaluate(series, models, horizon, args.quantile, args.jobs, quiet=args.json)
-        report = forecast_report(results, horizon=horizon, quantile=args.quantile)
-        if args.plot:
-            first = next(iter(series))
-            _plot(series[first], first, models, horizon, args.quantile, Path(args.plot))
+    except TraceEvaluationFailed as exc:
+        return _fail(f"{paths.get(exc.trace, exc.trace)}: {exc.detail}")
     except ForecastError as exc:
         return _fail(str(exc))
+    report = forecast_report(results, horizon=horizon, quantile=args.quantile)
     if args.json:
         json.dump(report, sys.stdout)
         sys.stdout.write("\n")
     else:
         _print_table(report)
+    if args.plot:
+        first = next(iter(series))
+        return _draw(
+            lambda path: _plot(series[first], first, models, horizon, args.quantile, path),
+            args.plot,
+        )
+    return 0
+
+
+def _draw(plot: Callable[[Path], None], text: str) -> int:
+    """Draw after the report is out: a plot that fails costs the plot, not the report."""
+    try:
+        plot(Path(text))
+    except ForecastError as exc:
+        return _fail(str(exc))
+    except (OSError, ValueError) as exc:
+        return _fail(f"--plot {text}: cannot draw the plot: {exc}")
     return 0
 
 
@@ -114,6 +303,12 @@ def _evaluate(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
     console = Console(stderr=True)
+    if not console.is_terminal:
+        # A bar draws nothing in a log: plain lines show that a long run is alive.
+        lines = _ProgressLines(list(series), models)
+        return evaluate_traces(
+            series, models=models, horizon=horizon, quantile=quantile, jobs=jobs, progress=lines
+        )
     columns = (
         "[progress.description]{task.description}",
         BarColumn(),
@@ -137,6 +332,49 @@ def _evaluate(
             jobs=jobs,
             progress=progress,
         )
+
+
+class _ProgressLines:
+    """Progress as plain lines: one when a trace is done, one every ``every`` seconds between."""
+
+    def __init__(
+        self,
+        traces: Sequence[str],
+        models: Sequence[str],
+        *,
+        every: float = PROGRESS_EVERY,
+        clock: Callable[[], float] = time.monotonic,
+        out: TextIO | None = None,
+    ) -> None:
+        self.models = len(models)
+        self.evaluations = len(traces) * len(models)
+        self.every = every
+        self.clock = clock
+        self.out = out if out is not None else sys.stderr
+        self.started = self.last = clock()
+        self.finished: set[tuple[str, str]] = set()
+
+    def __call__(self, trace: str, model: str, done: int, total: int) -> None:
+        now = self.clock()
+        elapsed = f"{now - self.started:.0f}s elapsed"
+        if done >= total and (trace, model) not in self.finished:
+            self.finished.add((trace, model))
+            if sum(1 for name, _ in self.finished if name == trace) == self.models:
+                self._say(
+                    f"{trace}: evaluated ({len(self.finished)}/{self.evaluations} "
+                    f"trace-model evaluations done, {elapsed})"
+                )
+                self.last = now
+                return
+        if now - self.last >= self.every:
+            self._say(
+                f"{len(self.finished)}/{self.evaluations} trace-model evaluations done; "
+                f"{trace} {model} at origin {done}/{total}, {elapsed}"
+            )
+            self.last = now
+
+    def _say(self, text: str) -> None:
+        print(f"tidal forecast: {text}", file=self.out, flush=True)
 
 
 def _print_table(report: dict[str, Any]) -> None:
@@ -171,7 +409,6 @@ def _plot(
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
 
     evaluated = evaluation_series(series)
     model = "auto" if "auto" in models else models[0]
@@ -209,6 +446,243 @@ def _plot(
     ax.set_ylabel("load")
     ax.set_title(f"{name}: actual vs {model} forecasts (horizon {horizon / 60:g} min)")
     ax.legend(loc="upper left")
+    fig.tight_layout()
+    try:
+        fig.savefig(path, dpi=110)
+    except OSError as exc:
+        raise ForecastError(f"{path}: cannot write the plot: {exc.strerror}") from exc
+    finally:
+        plt.close(fig)
+
+
+# -- one forecast shown ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, eq=False)
+class ShownForecast:
+    """One fit and its forecast over the horizon, with the upper quantile's path."""
+
+    model: str
+    fitted: FittedModel
+    forecast: Forecast
+    quantile: float
+    upper: FloatArray
+    horizon: float
+    last_time: float
+    last_load: float
+
+
+def show_forecast(
+    history: LoadSeries, *, model: str, horizon: float, quantile: float
+) -> ShownForecast:
+    """Fit ``model`` once on ``history`` as the planner does, and forecast ``horizon`` past it.
+
+    The registry's model at ``max(5m, history.step)``, calibrated at least an hour ahead
+    (:func:`controller.planner.forecaster_for`). Raises :class:`ForecastError` when the history
+    is too short, unusable, or on a step that does not divide five minutes.
+    """
+    fit_step = fit_step_for(history.step, fit_step=MIN_FIT_STEP)
+    # The planner's floor of an hour: auto judges its candidates over the leads the
+    # operator's fit would, not over a shorter --horizon alone.
+    forecaster = create(model, fit_step=fit_step, max_horizon=max(horizon, PLANNER_HORIZON))
+    fitted = forecaster.fit(history)
+    forecast = fitted.forecast(history, horizon=horizon)
+    last = int(np.flatnonzero(np.isfinite(history.values))[-1])
+    return ShownForecast(
+        model=model,
+        fitted=fitted,
+        forecast=forecast,
+        quantile=quantile,
+        upper=forecast.upper(quantile),
+        horizon=horizon,
+        last_time=history.start + last * history.step,
+        last_load=float(history.values[last]),
+    )
+
+
+def shown_report(shown: ShownForecast, source: dict[str, str]) -> dict[str, Any]:
+    """The JSON object of a shown forecast (its keys are in the module's docstring)."""
+    forecast = shown.forecast
+    times = forecast.times()
+    peak = int(np.argmax(shown.upper))
+    horizon = shown.horizon
+    return {
+        "source": source,
+        "model": shown.model,
+        "chosen_model": shown.fitted.name,
+        "fitted_until": _iso(shown.fitted.fitted_until),
+        "fit_seconds": round(shown.fitted.fit_seconds, 3),
+        "last_observed": {"time": _iso(shown.last_time), "load": _load(shown.last_load)},
+        "step_seconds": forecast.step,
+        "horizon_minutes": round(horizon / 60.0, 3) if horizon % 60 else int(horizon // 60),
+        "quantile": shown.quantile,
+        "forecast": [
+            {"time": _iso(when), "point": _load(point), "upper": _load(upper)}
+            for when, point, upper in zip(
+                times.tolist(), forecast.point.tolist(), shown.upper.tolist(), strict=True
+            )
+        ],
+        "peak_upper": {"time": _iso(float(times[peak])), "load": _load(shown.upper[peak])},
+    }
+
+
+def _iso(when: float) -> str:
+    return datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _load(value: float) -> float:
+    return round(float(value), 4)
+
+
+def _run_show(args: argparse.Namespace, *, model: str, horizon: float) -> int:
+    path = args.traces[0]
+    try:
+        series = load_trace(path)
+    except ForecastError as exc:
+        return _fail(str(exc))
+    at = series.end
+    if args.at is not None:
+        try:
+            at = parse_timestamp(args.at)
+        except ValueError:
+            return _fail(f"--at {args.at!r} is not an ISO-8601 timestamp")
+        if not series.start <= at <= series.end:
+            return _fail(
+                f"--at {args.at}: {path} runs from {_iso(series.start)} to {_iso(series.end)}"
+            )
+    history = series.until(at)
+    try:
+        shown = show_forecast(history, model=model, horizon=horizon, quantile=args.quantile)
+    except ForecastError as exc:
+        return _fail(f"{path}: {exc}")
+    report = shown_report(shown, {"trace": str(path)})
+    _print_shown(report, as_json=args.json)
+    if args.plot:
+        after = series.since(at + series.step / 2).until(shown.forecast.end)
+        title = f"{Path(path).name} at {_iso(at)}"
+        return _draw(
+            lambda out: _plot_shown(shown, history, out, title=title, actual=after), args.plot
+        )
+    return 0
+
+
+def _run_live(args: argparse.Namespace, *, model: str, horizon: float) -> int:
+    from controller.operator.prometheus_source import MetricsUnavailable, PrometheusLoadSource
+
+    texts = {"--step": args.step or DEFAULT_STEP, "--history": args.history or DEFAULT_HISTORY}
+    durations: dict[str, float] = {}
+    for flag, text in texts.items():
+        try:
+            durations[flag] = parse_duration(text).total_seconds()
+        except ValueError as exc:
+            return _fail(f"{flag}: {exc}")
+        if not durations[flag] > 0:
+            return _fail(f"{flag} must be positive")
+    step, span = durations["--step"], durations["--history"]
+    if span < 2 * step:
+        return _fail(f"--history {texts['--history']} must cover at least two --step")
+    try:
+        fit_step_for(step, fit_step=MIN_FIT_STEP)
+    except ForecastError as exc:
+        return _fail(f"--step {texts['--step']}: {exc}")
+    url, query = args.prometheus_url, args.query
+    where = f"{url}, query {query!r}"
+    now = time.time()  # the edge reads the clock; the fit and the forecast never do
+    try:
+        with PrometheusLoadSource(url) as source:
+            history = source.read_history(query, start=now - span, end=now, step=step)
+    except MetricsUnavailable as exc:
+        message = str(exc)
+        return _fail(message if url.rstrip("/") in message else f"{url}: {message}")
+    try:
+        shown = show_forecast(history, model=model, horizon=horizon, quantile=args.quantile)
+    except ForecastError as exc:
+        return _fail(f"{where}: {exc}")
+    report = shown_report(shown, {"prometheus_url": url, "query": query})
+    _print_shown(report, as_json=args.json)
+    if args.plot:
+        return _draw(lambda out: _plot_shown(shown, history, out, title=where), args.plot)
+    return 0
+
+
+def _print_shown(report: dict[str, Any], *, as_json: bool) -> None:
+    if as_json:
+        json.dump(report, sys.stdout)
+        sys.stdout.write("\n")
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    source = report["source"]
+    where = source.get("trace") or f"{source['prometheus_url']}, query {source['query']!r}"
+    model = report["model"]
+    if report["chosen_model"] != model:
+        model = f"{model} (chose {report['chosen_model']})"
+    last, peak, q = report["last_observed"], report["peak_upper"], report["quantile"]
+    for line in (
+        where,
+        f"model {model}, fitted until {report['fitted_until']} in {report['fit_seconds']:.2f}s",
+        f"last observed load {last['load']:g} at {last['time']}",
+    ):
+        console.print(line, markup=False, highlight=False)
+    table = Table(
+        title=f"Forecast, {report['horizon_minutes']} min ahead in "
+        f"{report['step_seconds'] / 60:g}-minute means"
+    )
+    for column in ("time", "point", f"upper q={q}"):
+        table.add_column(column, justify="left" if column == "time" else "right")
+    for row in report["forecast"]:
+        table.add_row(row["time"], f"{row['point']:.2f}", f"{row['upper']:.2f}")
+    console.print(table)
+    console.print(
+        f"peak of the upper {q} quantile: {peak['load']:.2f} at {peak['time']}",
+        markup=False,
+        highlight=False,
+    )
+
+
+def _plot_shown(
+    shown: ShownForecast,
+    history: LoadSeries,
+    path: Path,
+    *,
+    title: str,
+    actual: LoadSeries | None = None,
+) -> None:
+    """The history's tail, the point forecast and the band up to the upper quantile."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    def dates(times: FloatArray) -> np.ndarray:
+        return np.asarray(np.round(times), dtype="datetime64[s]")
+
+    forecast = shown.forecast
+    tail = history.since(history.end - max(PLOT_TAIL, 8 * shown.horizon))
+    fig, ax = plt.subplots(figsize=(12, 4.5))
+    ax.plot(dates(tail.times()), tail.values, color="black", lw=1, label="load")
+    if actual is not None and len(actual):
+        ax.plot(
+            dates(actual.times()), actual.values, color="grey", lw=1, ls="--", label="what followed"
+        )
+    times = dates(forecast.times())
+    ax.plot(times, forecast.point, color="tab:blue", lw=1.5, label=f"{shown.fitted.name} forecast")
+    ax.fill_between(
+        times,
+        forecast.point,
+        shown.upper,
+        color="tab:orange",
+        alpha=0.35,
+        label=f"band to q={shown.quantile}",
+    )
+    peak = int(np.argmax(shown.upper))
+    ax.plot([times[peak]], [shown.upper[peak]], "v", color="tab:red", label="peak of the band")
+    ax.set_ylabel("load")
+    ax.set_title(f"{title}: {shown.fitted.name}, {shown.horizon / 60:g} min ahead")
+    ax.legend(loc="upper left")
+    fig.autofmt_xdate()
     fig.tight_layout()
     try:
         fig.savefig(path, dpi=110)

@@ -22,6 +22,11 @@ Metrics per model:
 - ``pinball``: mean quantile loss of the upper quantile, in the trace's units;
 - ``fit_seconds``: median wall time of one full fit (parameter estimation), the cost the
   operator pays once a day; cheap refits cost milliseconds.
+
+A trace that cannot be evaluated (a step that does not divide the fit step, too short for a
+forecast origin, for the error scale or for a model to fit) is refused before any model runs,
+and any error met while evaluating a trace is raised as :class:`TraceEvaluationFailed`, which
+names the trace.
 """
 
 from __future__ import annotations
@@ -29,8 +34,9 @@ from __future__ import annotations
 import math
 import os
 import queue as queue_module
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing import Manager
 from pathlib import Path
@@ -39,7 +45,7 @@ from typing import Any
 import numpy as np
 
 from forecasts.base import DAY, FittedModel, FloatArray
-from forecasts.errors import InsufficientHistory
+from forecasts.errors import ForecastError, InsufficientHistory
 from forecasts.registry import create, model_names
 from forecasts.series import LoadSeries, load_trace
 
@@ -47,10 +53,13 @@ __all__ = [
     "FIT_STEP",
     "ModelBacktest",
     "Progress",
+    "TraceEvaluationFailed",
     "backtest_model",
+    "check_evaluable",
     "evaluate_trace",
     "evaluate_traces",
     "evaluation_series",
+    "fit_step_for",
     "forecast_report",
 ]
 
@@ -59,6 +68,18 @@ ORIGIN_EVERY = 3600.0
 
 #: ``progress(trace, model, done, total)``: origins done out of total for one model on one trace.
 Progress = Callable[[str, str, int, int], None]
+
+
+class TraceEvaluationFailed(ForecastError):
+    """Evaluating one trace failed: ``trace`` names it, ``detail`` says why (cause chained)."""
+
+    def __init__(self, trace: str, detail: str) -> None:
+        super().__init__(f"{trace}: {detail}")
+        self.trace = trace
+        self.detail = detail
+
+    def __reduce__(self) -> tuple[type[TraceEvaluationFailed], tuple[str, str]]:
+        return type(self), (self.trace, self.detail)
 
 
 def default_models() -> list[str]:
@@ -99,9 +120,53 @@ class ModelBacktest:
         }
 
 
+def fit_step_for(step: float, *, fit_step: float = FIT_STEP) -> float:
+    """The step a series of ``step`` seconds is fitted at: ``fit_step``, or its own when coarser.
+
+    A finer step must divide ``fit_step``: a bucket mean over a fractional number of samples
+    would mix two buckets' loads.
+    """
+    if step >= fit_step:
+        return step
+    ratio = fit_step / step
+    if abs(ratio - round(ratio)) > 1e-9:
+        raise ForecastError(
+            f"a {step:g}s step does not divide the {fit_step:g}s fit step; use a step that does "
+            f"(60s, for example) or one of {fit_step:g}s or more"
+        )
+    return fit_step
+
+
 def evaluation_series(series: LoadSeries, *, fit_step: float = FIT_STEP) -> LoadSeries:
     """The trace as evaluated: aggregated to ``fit_step``, or at its own step when coarser."""
-    return series.aggregate(fit_step) if series.step < fit_step else series
+    return series.aggregate(fit_step_for(series.step, fit_step=fit_step))
+
+
+def check_evaluable(series: LoadSeries, *, models: Sequence[str], horizon: float) -> LoadSeries:
+    """The trace as evaluated, once it is known that every model can be scored on it.
+
+    Cheap (no model is fitted), so that a trace too short fails in a second, not after the
+    other traces' minutes of evaluation. Raises :class:`ForecastError` saying what is short.
+    """
+    evaluated = evaluation_series(series)
+    origins, _ = origin_indices(evaluated, horizon=horizon)
+    if origins.size == 0:
+        raise InsufficientHistory(
+            f"too short to evaluate: {len(evaluated)} samples at a {evaluated.step:g}s step "
+            f"leave no forecast origin with a {horizon / 60:g}-minute horizon after it"
+        )
+    _scale(evaluated, horizon=horizon)
+    # A model that cannot fit the history up to the last origin cannot be scored at any.
+    known = int(np.isfinite(evaluated.values[: int(origins[-1]) + 1]).sum())
+    for model in models:
+        forecaster = create(model, fit_step=FIT_STEP, max_horizon=max(horizon, evaluated.step))
+        needed = forecaster.least_points(evaluated.step)
+        if known < needed:
+            raise InsufficientHistory(
+                f"too short to evaluate {model}: it needs {needed} known samples at a "
+                f"{evaluated.step:g}s step before the last forecast origin, the trace has {known}"
+            )
+    return evaluated
 
 
 def origin_indices(series: LoadSeries, *, horizon: float) -> tuple[np.ndarray, int]:
@@ -121,7 +186,10 @@ def seasonal_naive_scale(values: FloatArray, season: int) -> float:
     diffs = np.abs(values[season:] - values[:-season])
     known = diffs[np.isfinite(diffs)]
     if known.size == 0:
-        raise InsufficientHistory("too little history before the evaluation to scale the errors")
+        raise InsufficientHistory(
+            "too short to evaluate: the errors are scaled by a day-ago forecast, and the "
+            "history before the first forecast origin holds less than a day of load"
+        )
     return max(float(known.mean()), 1e-9)
 
 
@@ -254,45 +322,81 @@ def evaluate_traces(
     """``{trace: {model: metrics}}`` for several traces, one (trace, model) per worker process.
 
     ``traces`` are paths (named by their stem) or a mapping of names to series. ``jobs``
-    defaults to the CPU count; 1 runs everything in this process.
+    defaults to the CPU count; 1 runs everything in this process. Every trace is checked
+    (:func:`check_evaluable`) before any model runs; a trace that cannot be evaluated raises
+    :class:`TraceEvaluationFailed` naming it.
     """
     items = _trace_items(traces)
     names = list(models or default_models())
     workers = jobs if jobs is not None else (os.cpu_count() or 1)
-    results: dict[str, dict[str, dict[str, float]]] = {name: {} for name, _ in items}
+    # Every trace is read and checked first: a bad one fails at once, before any model runs.
+    checked: list[tuple[str, LoadSeries]] = []
+    for name, trace in items:
+        with _naming(name):
+            series = check_evaluable(_as_series(trace), models=names, horizon=horizon)
+        checked.append((name, series))
+    results: dict[str, dict[str, dict[str, float]]] = {name: {} for name, _ in checked}
     if workers <= 1:
-        for name, trace in items:
-            series = evaluation_series(_as_series(trace))
-            scale = _scale(series, horizon=horizon)
-            for model in names:
-                callback = None
-                if progress is not None:
-                    callback = _bind(_bind_trace(progress, name), model)
-                backtest = backtest_model(
-                    series, model, horizon=horizon, quantile=quantile, progress=callback
-                )
-                results[name][model] = backtest.metrics(quantile=quantile, scale=scale)
+        for name, series in checked:
+            with _naming(name):
+                scale = _scale(series, horizon=horizon)
+                for model in names:
+                    callback = None
+                    if progress is not None:
+                        callback = _bind(_bind_trace(progress, name), model)
+                    backtest = backtest_model(
+                        series, model, horizon=horizon, quantile=quantile, progress=callback
+                    )
+                    results[name][model] = backtest.metrics(quantile=quantile, scale=scale)
         return results
     # The costliest jobs first (auto fits every candidate), so the pool ends together.
     order = sorted(
-        ((name, trace, model) for name, trace in items for model in names),
+        ((name, series, model) for name, series in checked for model in names),
         key=lambda job: job[2] != "auto",
     )
     with Manager() as manager, ProcessPoolExecutor(max_workers=workers) as pool:
         ticks = manager.Queue() if progress is not None else None
         futures: dict[Future[dict[str, float]], tuple[str, str]] = {
-            pool.submit(_job, name, trace, model, horizon, quantile, ticks): (name, model)
-            for name, trace, model in order
+            pool.submit(_job, name, series, model, horizon, quantile, ticks): (name, model)
+            for name, series, model in order
         }
         pending = set(futures)
         while pending:
-            pending = {f for f in pending if not f.done()}
+            finished = {f for f in pending if f.done()}
+            pending -= finished
+            for future in finished:
+                error = future.exception()
+                if error is not None:
+                    # No more jobs start; the running ones end with the pool.
+                    for other in pending:
+                        other.cancel()
+                    raise _named(futures[future][0], error) from error
             _drain(ticks, progress, wait=0.2 if pending else 0.0)
         _drain(ticks, progress, wait=0.0)
         for future, (name, model) in futures.items():
             results[name][model] = future.result()
     # Keep the requested model order inside each trace.
-    return {name: {m: results[name][m] for m in names} for name, _ in items}
+    return {name: {m: results[name][m] for m in names} for name, _ in checked}
+
+
+def _named(trace: str, error: BaseException) -> BaseException:
+    """``error`` as a :class:`TraceEvaluationFailed` naming ``trace``, when it is about the data."""
+    about_data = isinstance(error, ForecastError | ValueError)
+    if isinstance(error, TraceEvaluationFailed) or not about_data:
+        return error
+    return TraceEvaluationFailed(trace, str(error))
+
+
+@contextmanager
+def _naming(trace: str) -> Iterator[None]:
+    """Raise the data errors of the block as :class:`TraceEvaluationFailed` naming ``trace``."""
+    try:
+        yield
+    except (ForecastError, ValueError) as exc:
+        named = _named(trace, exc)
+        if named is exc:
+            raise
+        raise named from exc
 
 
 def _bind_trace(progress: Progress, trace: str) -> Callable[[str, int, int], None]:

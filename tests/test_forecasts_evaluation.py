@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pytest
 
+from forecasts import evaluation
+from forecasts.errors import FitFailed, ForecastError
 from forecasts.evaluation import (
+    TraceEvaluationFailed,
     evaluate_trace,
     evaluate_traces,
     evaluation_series,
+    fit_step_for,
     forecast_report,
     origin_indices,
 )
@@ -79,3 +85,69 @@ def test_report_has_the_shape_of_issue_2() -> None:
     assert report["horizon_minutes"] == 30
     assert report["quantile"] == 0.95
     assert set(report["traces"]["synthetic"]["models"]["seasonal-naive"]) == METRICS
+
+
+@pytest.mark.parametrize(
+    ("step", "expected"),
+    [
+        pytest.param(60.0, 300.0, id="minute-aggregated"),
+        pytest.param(150.0, 300.0, id="divisor-aggregated"),
+        pytest.param(300.0, 300.0, id="fit-step"),
+        pytest.param(420.0, 420.0, id="coarser-kept"),
+        pytest.param(3600.0, 3600.0, id="hourly-kept"),
+    ],
+)
+def test_fit_step_is_five_minutes_or_the_coarser_step(step: float, expected: float) -> None:
+    """A finer step that divides five minutes is aggregated to it; a coarser one is kept."""
+    assert fit_step_for(step) == expected
+
+
+def test_a_step_that_does_not_divide_the_fit_step_is_refused() -> None:
+    """A 2-minute step (2.5 samples per bucket) is an error that says so, not a ValueError."""
+    with pytest.raises(ForecastError, match="120s step does not divide the 300s"):
+        evaluation_series(LoadSeries(0.0, 120.0, np.ones(100)))
+
+
+@pytest.mark.parametrize(
+    ("history", "models", "expected"),
+    [
+        pytest.param(seasonal(days=0.5), ["seasonal-naive"], "less than a day", id="half-a-day"),
+        pytest.param(
+            seasonal(days=2), ["holt-winters"], "too short to evaluate holt-winters", id="model"
+        ),
+        pytest.param(
+            LoadSeries(0.0, 120.0, np.ones(2000)), ["seasonal-naive"], "120s", id="step-120s"
+        ),
+    ],
+)
+def test_a_trace_that_cannot_be_evaluated_is_refused_naming_it(
+    history: LoadSeries, models: list[str], expected: str
+) -> None:
+    """Too short overall, too short for a model, or on a bad step: the error names the trace."""
+    with pytest.raises(TraceEvaluationFailed, match=expected) as error:
+        evaluate_traces({"good": seasonal(days=8), "bad": history}, models=models, jobs=1)
+    assert error.value.trace == "bad"
+    assert str(error.value).startswith("bad: ")
+
+
+@pytest.mark.parametrize("jobs", [pytest.param(1, id="in-process"), pytest.param(2, id="pool")])
+def test_an_error_while_evaluating_names_the_trace(
+    monkeypatch: pytest.MonkeyPatch, jobs: int
+) -> None:
+    """A model failing on a trace mid-evaluation (in a worker or not) is raised naming it."""
+
+    def failing(*_args: object, **_kwargs: object) -> None:
+        raise FitFailed("model seasonal-naive produced a non-finite forecast")
+
+    # Workers are forked: they see the patched function too.
+    monkeypatch.setattr(evaluation, "backtest_model", failing)
+    with pytest.raises(TraceEvaluationFailed, match="non-finite") as error:
+        evaluate_traces({"synthetic": seasonal(days=3)}, models=["seasonal-naive"], jobs=jobs)
+    assert error.value.trace == "synthetic"
+    assert isinstance(error.value.__cause__, FitFailed)
+
+
+def test_trace_evaluation_failed_survives_pickling() -> None:
+    """The error crosses a process boundary with its trace and detail intact."""
+    error = pickle.loads(pickle.dumps(TraceEvaluationFailed("wc98", "too short")))
+    assert (error.trace, error.detail, str(error)) == ("wc98", "too short", "wc98: too short")
