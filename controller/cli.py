@@ -35,7 +35,9 @@ def _build_parser() -> argparse.ArgumentParser:
     backtest_command.add_arguments(bt)
     bt.set_defaults(handler=backtest_command.run)
 
-    fc = commands.add_parser("forecast", help="rolling-origin forecast accuracy on traces")
+    fc = commands.add_parser(
+        "forecast", help="forecast accuracy on traces, or one forecast (--show, --prometheus-url)"
+    )
     forecast_command.add_arguments(fc)
     fc.set_defaults(handler=forecast_command.run)
 
