@@ -42,7 +42,15 @@ from pydantic.json_schema import GenerateJsonSchema
 from pydantic_core import core_schema
 
 from controller.durations import format_duration
-from controller.spec import GROUP, KIND, PLURAL, VERSION, GatewayAutoscalerSpec
+from controller.spec import (
+    GROUP,
+    KIND,
+    MAX_NAME_LENGTH,
+    PLURAL,
+    VERSION,
+    GatewayAutoscaler,
+    GatewayAutoscalerSpec,
+)
 from forecasts.registry import model_names
 
 __all__ = [
@@ -64,9 +72,36 @@ CONDITION_TYPES = ("Ready", "ForecastReady", "Bursting", "CapacityLimited")
 # at admission what pydantic would refuse later; tests/test_crd.py checks that pydantic rejects
 # each rule's counterexample. A model may also carry its own rules in
 # ``json_schema_extra={"x-kubernetes-validations": [...]}``; those are kept as they are.
+#
+# ``load.history / load.step`` (at most MAX_HISTORY_POINTS samples) has no rule: CEL's
+# ``duration()`` reads Go durations, which have no ``d`` or ``w``, so a rule cannot divide one
+# of these durations by another; pydantic refuses it and the object gets ``Ready=False``.
+# The step rule refuses only a step written as one part below a second (``10ms``, ``0.5s``),
+# the mistakes a person makes; pydantic refuses the rest (``500ms400ms``).
 _CEL_RULES: dict[str, list[dict[str, str]]] = {
     "ReplicaBounds": [
         {"rule": "self.min <= self.max", "message": "replicas.min must not exceed replicas.max"},
+    ],
+    "LoadSpec": [
+        {
+            "rule": "!has(self.step) || "
+            "!self.step.matches('^([0-9]{1,3}([.][0-9]+)?ms|0+([.][0-9]+)?s)$')",
+            "message": "load.step must be at least 1s",
+        },
+    ],
+    "GatewayAutoscalerSpec": [
+        {
+            "rule": "self.physical.deployment != self.cloud.deployment",
+            "message": "physical.deployment and cloud.deployment must name two Deployments",
+        },
+    ],
+    # The object itself: its name is the value of the placeholder pods' label.
+    "GatewayAutoscaler": [
+        {
+            "rule": f"self.metadata.name.size() <= {MAX_NAME_LENGTH}",
+            "message": f"metadata.name must be at most {MAX_NAME_LENGTH} characters: it is the "
+            "value of the placeholder pods' label tidal.dev/placeholder-for",
+        },
     ],
 }
 
@@ -218,6 +253,10 @@ def spec_schema() -> dict[str, Any]:
     )
     defs = raw.pop("$defs", {})
     schema = _convert(raw, defs, where="spec")
+    # The root is no $ref: its rules are added here.
+    rules = _CEL_RULES.get(GatewayAutoscalerSpec.__name__, [])
+    if rules:
+        schema["x-kubernetes-validations"] = [*schema.get("x-kubernetes-validations", []), *rules]
     # The registry is read now: models registered after import (auto, mstl, ...) are included.
     model = schema["properties"]["forecast"]["properties"]["model"]
     model["enum"] = model_names()
@@ -394,6 +433,7 @@ def crd_manifest() -> dict[str, Any]:
             "spec": spec_schema(),
             "status": status_schema(),
         },
+        "x-kubernetes-validations": _CEL_RULES[GatewayAutoscaler.__name__],
     }
     return {
         "apiVersion": "apiextensions.k8s.io/v1",

@@ -157,7 +157,11 @@ class Plan:
     forecast_peak: float | None = None
     forecast_peak_at: float | None = None
     forecast_problem: str | None = None
+    #: Why the plan holds less than the load or the forecast wants (a message), or None; and
+    #: the bound that cuts it (``capacity_limit``): ``MaxReplicas`` when ``replicas.max`` does,
+    #: else ``CloudCapacityExhausted`` (physical capacity plus ``cloud.maxReplicas``).
     capacity_limited: str | None = None
+    capacity_limit: Reason | None = None
     recommendations: tuple[Recommendation, ...] = field(default=())
 
     @property
@@ -487,7 +491,7 @@ def plan_region(
             best = int(upper[ahead].argmax())
             peak, peak_at = float(upper[ahead][best]), float(times[ahead][best])
 
-    # 1-3: the raw recommendation.
+    # 1-3: the raw recommendation; ``wanted``, what the load and the forecast ask for.
     if load is None:
         age = (
             "no load sample"
@@ -495,6 +499,7 @@ def plan_region(
             else f"the last load sample is {now - latest[0]:.0f}s old"
         )
         raw = max(state.total_replicas, forecast_need)
+        wanted = forecast_need  # what runs is held, not wanted
         total = Decision(
             raw,
             Reason.FALLBACK,
@@ -514,6 +519,7 @@ def plan_region(
             )
         else:
             total = Decision(reactive, Reason.REACTIVE_FLOOR, f"{seen} needs {reactive} now")
+        wanted = total.replicas
     if total.replicas < spec.replicas.min:
         total = Decision(
             spec.replicas.min, Reason.MIN, f"raised to replicas.min {spec.replicas.min}"
@@ -573,13 +579,20 @@ def plan_region(
     if filled > cloud_target:
         cloud_message += f"; raised to {filled} to fill the cloud nodes they need"
         cloud_target = filled
-    capacity_limited = None
+    limits: list[str] = []
+    capacity_limit = None
+    if wanted > spec.replicas.max:
+        capacity_limit = Reason.MAX
+        limits.append(f"{wanted} replicas wanted, capped at replicas.max {spec.replicas.max}")
     if overflow > spec.cloud.max_replicas:
         cloud_reason = Reason.CLOUD_CAPACITY_EXHAUSTED
-        cloud_message = capacity_limited = (
+        capacity_limit = capacity_limit or Reason.CLOUD_CAPACITY_EXHAUSTED
+        cloud_message = (
             f"{want} replicas wanted, physical capacity {capacity} plus cloud.maxReplicas "
             f"{spec.cloud.max_replicas} hold {capacity + spec.cloud.max_replicas}"
         )
+        limits.append(cloud_message)
+    capacity_limited = "; ".join(limits) or None
 
     # 6: rate limits, cloud removed first. Physical above capacity cannot run: dropped at once.
     minutes = _seconds_since_last_plan(state, now, settings) / 60.0
@@ -690,6 +703,7 @@ def plan_region(
         forecast_peak_at=peak_at,
         forecast_problem=problem if usable is None else None,
         capacity_limited=capacity_limited,
+        capacity_limit=capacity_limit,
         recommendations=recommendations,
     )
     return plan

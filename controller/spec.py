@@ -11,14 +11,25 @@ import enum
 from datetime import timedelta
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.alias_generators import to_camel
 
-from controller.durations import Duration
+from controller.durations import Duration, format_duration
 from forecasts.registry import model_names
 
 __all__ = [
     "AUTO_MODEL",
+    "MAX_HISTORY_POINTS",
+    "MAX_NAME_LENGTH",
+    "MAX_STEP_TEXT",
+    "MIN_STEP",
     "Behavior",
     "CloudSpec",
     "ForecastSpec",
@@ -33,6 +44,7 @@ __all__ = [
     "ScaleUpBehavior",
     "forecast_model_names",
     "format_validation_error",
+    "name_problem",
 ]
 
 GROUP = "tidal.dev"
@@ -40,6 +52,30 @@ VERSION = "v1alpha1"
 KIND = "GatewayAutoscaler"
 PLURAL = "gatewayautoscalers"
 AUTO_MODEL = "auto"
+
+#: The finest ``load.step``: Prometheus scrapes every 15s to 1m; a finer step only repeats samples.
+MIN_STEP = timedelta(seconds=1)
+#: At most this many samples in ``load.history / load.step``. The operator holds a history, and
+#: a fit's copies of it, in memory: 500,000 float64 samples are 4 MB each, where ``step: 10ms,
+#: history: 14d`` (121 million, about 1 GB) would take the operator's whole memory limit and stop
+#: every other object with it. 14d at 5s is 241,920.
+MAX_HISTORY_POINTS = 500_000
+#: Longest ``load.step`` text the CRD accepts: it bounds the cost of the step's CEL rule, which
+#: the API server estimates from the longest string the field may hold.
+MAX_STEP_TEXT = 32
+#: Longest ``metadata.name``: the name is the value of the placeholder pods' label
+#: ``tidal.dev/placeholder-for``, and a label value holds at most 63 characters.
+MAX_NAME_LENGTH = 63
+
+
+def name_problem(name: str) -> str | None:
+    """Why ``metadata.name`` cannot name a GatewayAutoscaler, or None."""
+    if len(name) > MAX_NAME_LENGTH:
+        return (
+            f"metadata.name: {len(name)} characters, at most {MAX_NAME_LENGTH}: it is the "
+            "value of the placeholder pods' label tidal.dev/placeholder-for"
+        )
+    return None
 
 
 def forecast_model_names() -> list[str]:
@@ -69,15 +105,39 @@ class LoadSpec(_Model):
 
     query: str = Field(min_length=1, description="PromQL returning one series: the region's load")
     per_replica: float = Field(gt=0, description="Load one ready replica serves at target")
-    step: Duration = Field(default=timedelta(minutes=1), description="Resolution of the history")
-    history: Duration = Field(default=timedelta(days=14), description="How much history to read")
+    step: Duration = Field(
+        default=timedelta(minutes=1),
+        description="Resolution of the history, at least 1s",
+        json_schema_extra={"maxLength": MAX_STEP_TEXT},
+    )
+    history: Duration = Field(
+        default=timedelta(days=14),
+        description=f"How much history to read: at most {MAX_HISTORY_POINTS:,} load.step samples",
+    )
+
+    @field_validator("step", mode="before")
+    @classmethod
+    def _short_step_text(cls, value: object) -> object:
+        if isinstance(value, str) and len(value) > MAX_STEP_TEXT:
+            raise ValueError(f"at most {MAX_STEP_TEXT} characters")
+        return value
 
     @model_validator(mode="after")
     def _positive_durations(self) -> LoadSpec:
-        if self.step <= timedelta(0):
-            raise ValueError("load.step must be positive")
+        if self.step < MIN_STEP:
+            raise ValueError(
+                f"load.step must be at least {format_duration(MIN_STEP)}, "
+                f"got {self.step.total_seconds():g}s"
+            )
         if self.history < self.step * 2:
             raise ValueError("load.history must cover at least two load.step")
+        points = self.history / self.step
+        if points > MAX_HISTORY_POINTS:
+            raise ValueError(
+                f"load.history / load.step is {points:,.0f} samples, at most "
+                f"{MAX_HISTORY_POINTS:,} (the operator holds them in memory): a longer step "
+                f"or a shorter history"
+            )
         return self
 
 
@@ -97,7 +157,7 @@ class ReplicaBounds(_Model):
 class PhysicalSpec(_Model):
     """The gateway on the owned, fixed-size pool, filled first."""
 
-    deployment: str = Field(min_length=1)
+    deployment: str = Field(min_length=1, max_length=253)  # a Kubernetes object name
     node_selector: dict[str, str] = Field(default_factory=dict)
     max_replicas: int | None = Field(
         default=None, ge=0, description="Cap; by default computed from the nodes' allocatable"
@@ -114,7 +174,7 @@ class PhysicalSpec(_Model):
 class CloudSpec(_Model):
     """The gateway on rented cloud nodes, which takes the overflow."""
 
-    deployment: str = Field(min_length=1)
+    deployment: str = Field(min_length=1, max_length=253)  # a Kubernetes object name
     max_replicas: int = Field(default=200, ge=0)
     node_lead_time: Duration = Field(
         default=timedelta(minutes=5), description="A new cloud node's time to become schedulable"
@@ -226,6 +286,16 @@ class GatewayAutoscalerSpec(_Model):
     forecast: ForecastSpec = Field(default_factory=ForecastSpec)
     behavior: Behavior = Field(default_factory=Behavior)
 
+    @model_validator(mode="after")
+    def _two_deployments(self) -> GatewayAutoscalerSpec:
+        # One Deployment sized as both pools is scaled to each pool's count in turn, every loop.
+        if self.physical.deployment == self.cloud.deployment:
+            raise ValueError(
+                f"physical.deployment and cloud.deployment both name "
+                f"{self.physical.deployment!r}: each pool needs a Deployment of its own"
+            )
+        return self
+
 
 class GatewayAutoscaler(_Model):
     """The whole object as read from the API; status is handled as plain data by the operator."""
@@ -235,6 +305,13 @@ class GatewayAutoscaler(_Model):
     metadata: dict[str, Any] = Field(default_factory=dict)
     spec: GatewayAutoscalerSpec
     status: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _label_safe_name(self) -> GatewayAutoscaler:
+        problem = name_problem(str(self.metadata.get("name") or ""))
+        if problem is not None:
+            raise ValueError(problem)
+        return self
 
 
 def format_validation_error(exc: ValidationError, *, prefix: str = "spec") -> str:

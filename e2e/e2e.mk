@@ -3,7 +3,8 @@
 #                   (manifests/overlays/e2e), the samples and run pytest e2e (which starts the
 #                   replayers and backfills history, one namespace per scenario)
 #   make e2e-down   delete the cluster
-# Needs docker (a running engine), kind and kubectl on the PATH.
+# Needs docker (a running engine), kind and kubectl on the PATH: without them `make e2e` says
+# which is missing and exits 0, a skip, as `pytest e2e` skips its tests with the same message.
 
 E2E_CLUSTER ?= tidal-e2e
 E2E_CONTEXT := kind-$(E2E_CLUSTER)
@@ -11,13 +12,26 @@ E2E_TRACES ?= $(abspath ../shared/traces)
 E2E_KUBECTL := kubectl --context $(E2E_CONTEXT)
 E2E_PYTEST_ARGS ?=
 
-.PHONY: e2e e2e-cluster e2e-images e2e-install e2e-test e2e-down
+# What stops the e2e run here, if anything (empty when nothing does).
+E2E_MISSING = if ! command -v docker >/dev/null 2>&1; then echo "docker is not on the PATH"; \
+	elif ! docker info >/dev/null 2>&1; then echo "the docker engine is not running"; \
+	elif ! command -v kind >/dev/null 2>&1; then echo "kind is not on the PATH"; \
+	elif ! command -v kubectl >/dev/null 2>&1; then echo "kubectl is not on the PATH"; fi
 
-e2e: e2e-cluster e2e-images e2e-install e2e-test
+.PHONY: e2e e2e-run e2e-cluster e2e-images e2e-install e2e-test e2e-down
+
+e2e:
+	@missing="$$($(E2E_MISSING))"; \
+	if [ -n "$$missing" ]; then \
+		echo "e2e skipped: e2e needs Docker, kind and kubectl: $$missing"; \
+	else \
+		$(MAKE) --no-print-directory e2e-run; \
+	fi
+
+e2e-run: e2e-cluster e2e-images e2e-install e2e-test
 
 e2e-cluster:
-	@docker info >/dev/null 2>&1 || { echo "e2e: the docker engine is not running"; exit 1; }
-	@command -v kind >/dev/null || { echo "e2e: kind is not on the PATH"; exit 1; }
+	@missing="$$($(E2E_MISSING))"; [ -z "$$missing" ] || { echo "e2e: $$missing"; exit 1; }
 	kind get clusters | grep -qx '$(E2E_CLUSTER)' || \
 		kind create cluster --name $(E2E_CLUSTER) --config e2e/kind-config.yaml --wait 120s
 

@@ -3,6 +3,7 @@ with the pydantic spec and the forecasting registry."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,14 @@ import pytest
 import yaml
 
 from controller import crd
-from controller.spec import AUTO_MODEL, GatewayAutoscalerSpec, ReplicaBounds
+from controller.spec import (
+    AUTO_MODEL,
+    GatewayAutoscaler,
+    GatewayAutoscalerSpec,
+    LoadSpec,
+    ReplicaBounds,
+    format_validation_error,
+)
 from forecasts.registry import model_names
 
 REPO = Path(__file__).resolve().parents[1]
@@ -30,9 +38,27 @@ auto_pending = pytest.mark.xfail(
     strict=True,
 )
 
+MINIMAL_SPEC = {
+    "region": "eu-west",
+    "load": {"query": 'sum(gateway_active_connections{region="eu-west"})', "perReplica": 5000},
+    "physical": {"deployment": "gateway-eu-west"},
+    "cloud": {"deployment": "gateway-eu-west-cloud"},
+}
+
+STEP_RULE = "!has(self.step) || !self.step.matches('^([0-9]{1,3}([.][0-9]+)?ms|0+([.][0-9]+)?s)$')"
+
 # One object that breaks each CEL rule; pydantic must refuse it too (the rule mirrors it).
 CEL_COUNTEREXAMPLES: dict[str, tuple[type[pydantic.BaseModel], dict[str, Any]]] = {
     "self.min <= self.max": (ReplicaBounds, {"min": 5, "max": 2}),
+    STEP_RULE: (LoadSpec, {"query": "q", "perReplica": 1, "step": "10ms"}),
+    "self.physical.deployment != self.cloud.deployment": (
+        GatewayAutoscalerSpec,
+        {**MINIMAL_SPEC, "cloud": {"deployment": "gateway-eu-west"}},
+    ),
+    "self.metadata.name.size() <= 63": (
+        GatewayAutoscaler,
+        {"metadata": {"name": "g" * 64}, "spec": MINIMAL_SPEC},
+    ),
 }
 
 
@@ -61,14 +87,6 @@ def _apply_defaults(node: dict[str, Any], value: Any) -> Any:
         if name in out:
             out[name] = _apply_defaults(sub, out[name])
     return out
-
-
-MINIMAL_SPEC = {
-    "region": "eu-west",
-    "load": {"query": 'sum(gateway_active_connections{region="eu-west"})', "perReplica": 5000},
-    "physical": {"deployment": "gateway-eu-west"},
-    "cloud": {"deployment": "gateway-eu-west-cloud"},
-}
 
 
 def test_committed_manifest_is_generated() -> None:
@@ -265,3 +283,98 @@ def test_crd_defaults_equal_pydantic_defaults() -> None:
         mode="json", by_alias=True, exclude_none=True
     )
     assert defaulted == from_pydantic
+
+
+def _rules(node: dict[str, Any]) -> list[str]:
+    return [r["rule"] for r in node.get("x-kubernetes-validations", [])]
+
+
+def test_spec_rule_refuses_one_deployment_for_both_pools() -> None:
+    """The API server refuses physical.deployment == cloud.deployment at admission."""
+    spec = _schema()["properties"]["spec"]
+    assert "self.physical.deployment != self.cloud.deployment" in _rules(spec)
+    for pool in ("physical", "cloud"):
+        assert spec["properties"][pool]["properties"]["deployment"]["maxLength"] == 253
+
+
+def test_root_rule_caps_the_name_at_a_label_value() -> None:
+    """metadata.name is a label value of the placeholder pods: at most 63 characters."""
+    assert "self.metadata.name.size() <= 63" in _rules(_schema())
+
+
+def test_step_rule_bounds_its_string() -> None:
+    """The step's CEL rule, and the length that keeps its estimated cost within budget."""
+    load = _schema()["properties"]["spec"]["properties"]["load"]
+    assert _rules(load) == [STEP_RULE]
+    assert load["properties"]["step"]["maxLength"] == 32
+
+
+@pytest.mark.parametrize(
+    "step",
+    ["10ms", "999.9ms", "0s", "0.5s", "00.25s", "1000ms", "1s", "1.5s", "500ms500ms", "0.01m"],
+)
+def test_step_rule_refuses_nothing_pydantic_accepts(step: str) -> None:
+    """The step rule's pattern (RE2 and Python agree on it) matches only steps below 1s, which
+    pydantic refuses too; the sub-second steps it cannot see, pydantic still refuses."""
+    pattern = re.search(r"matches\('(.*)'\)", STEP_RULE)
+    assert pattern is not None
+    refused_by_rule = re.search(pattern.group(1), step) is not None
+    load = {"query": "q", "perReplica": 1, "step": step, "history": "1d"}
+    try:
+        accepted = LoadSpec.model_validate(load).step.total_seconds() >= 1.0
+    except pydantic.ValidationError:
+        accepted = False
+    assert not (refused_by_rule and accepted)
+    assert refused_by_rule == (step in {"10ms", "999.9ms", "0s", "0.5s", "00.25s"})
+
+
+@pytest.mark.parametrize(
+    ("load", "message"),
+    [
+        pytest.param(
+            {"step": "10ms", "history": "14d"},
+            "spec.load: load.step must be at least 1s, got 0.01s",
+            id="step-10ms",
+        ),
+        pytest.param(
+            {"step": "1s", "history": "14d"},
+            "spec.load: load.history / load.step is 1,209,600 samples, at most 500,000",
+            id="14d-at-1s",
+        ),
+        pytest.param(
+            {"step": "1m", "history": "1000w"},
+            "spec.load: load.history / load.step is 10,080,000 samples, at most 500,000",
+            id="1000w-at-1m",
+        ),
+        pytest.param({"step": "1" * 33 + "s"}, "spec.load.step: at most 32 characters", id="long"),
+    ],
+)
+def test_history_too_large_for_memory_is_refused(load: dict[str, str], message: str) -> None:
+    """A step below 1s, or more than 500,000 samples of history: refused, with the numbers."""
+    body = {**MINIMAL_SPEC, "load": {**MINIMAL_SPEC["load"], **load}}
+    with pytest.raises(pydantic.ValidationError) as caught:
+        GatewayAutoscalerSpec.model_validate(body)
+    assert format_validation_error(caught.value).startswith(message)
+
+
+@pytest.mark.parametrize(
+    "load",
+    [
+        pytest.param({"step": "1s", "history": "5d"}, id="5d-at-1s"),
+        pytest.param({"step": "5s", "history": "14d"}, id="14d-at-5s"),
+        pytest.param({"step": "1m", "history": "14d"}, id="the-default"),
+    ],
+)
+def test_history_within_the_sample_cap_is_accepted(load: dict[str, str]) -> None:
+    """Up to 500,000 samples, at 1s or coarser, is accepted."""
+    GatewayAutoscalerSpec.model_validate({**MINIMAL_SPEC, "load": {**MINIMAL_SPEC["load"], **load}})
+
+
+def test_one_deployment_for_both_pools_names_both_fields() -> None:
+    """pydantic refuses physical.deployment == cloud.deployment, naming both fields."""
+    body = {**MINIMAL_SPEC, "cloud": {"deployment": "gateway-eu-west"}}
+    with pytest.raises(pydantic.ValidationError) as caught:
+        GatewayAutoscalerSpec.model_validate(body)
+    assert format_validation_error(caught.value).startswith(
+        "spec: physical.deployment and cloud.deployment both name 'gateway-eu-west'"
+    )

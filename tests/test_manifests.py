@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import functools
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -421,3 +422,32 @@ def test_lease_permission_is_namespaced() -> None:
     granted = _granted()
     lease_rules = {k: v for k, v in granted.items() if k[1] == "leases"}
     assert lease_rules and all(v.startswith("Role/") for v in lease_rules.values())
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+@pytest.mark.parametrize(
+    ("docker", "missing"),
+    [
+        pytest.param("#!/bin/sh\nexit 1\n", "the docker engine is not running", id="no-engine"),
+        pytest.param(None, "docker is not on the PATH", id="no-docker"),
+    ],
+)
+def test_make_e2e_skips_without_docker(tmp_path: Path, docker: str | None, missing: str) -> None:
+    """Without Docker `make e2e` says what is missing and exits 0: a skip, as `pytest e2e`'s."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    path = str(bin_dir)
+    if docker is not None:
+        (bin_dir / "docker").write_text(docker, encoding="utf-8")
+        (bin_dir / "docker").chmod(0o755)
+        path += os.pathsep + os.environ.get("PATH", "")
+    result = subprocess.run(
+        [str(shutil.which("make")), "--no-print-directory", "-C", str(REPO), "e2e"],
+        env={**os.environ, "PATH": path},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip() == f"e2e skipped: e2e needs Docker, kind and kubectl: {missing}"

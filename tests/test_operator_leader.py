@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import math
+import socket
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
 import pytest
+from kubernetes import client
+from structlog.testing import capture_logs
 
 from controller.operator import Operator, OperatorSettings
+from controller.operator.errors import Conflict
 from controller.operator.kube import ClusterSnapshot, KubeClient
 from controller.operator.leader import LeaderElector
 from controller.operator.reconcile import Outcome
@@ -117,6 +121,80 @@ def test_stale_resource_version_loses_the_race(kube: KubeEmulatorHandle) -> None
 
     with pytest.raises(OperatorError, match="409"):
         b.kube.patch_lease("default", "l3", patch)
+
+
+def lease_logs(logs: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    return [(e["log_level"], e["event"]) for e in logs if e["event"].startswith("lease_")]
+
+
+def test_an_unreachable_api_server_is_logged_once() -> None:
+    """Rounds against an API server nobody answers for: one warning, however many rounds."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    configuration = client.Configuration(host=f"http://127.0.0.1:{port}")
+    e = LeaderElector(
+        KubeClient(client.ApiClient(configuration), timeout=2.0),
+        name="l6",
+        namespace="default",
+        identity="a",
+        lease_duration=10,
+        renew_period=2,
+        clock=Clock(),
+    )
+    with capture_logs() as logs:
+        for _ in range(3):
+            assert not e.try_acquire_or_renew()
+    assert lease_logs(logs) == [("warning", "lease_unreachable")]
+    assert str(port) in logs[0]["error"]
+
+
+def test_a_lease_outage_and_its_end_are_logged_once_each(kube: KubeEmulatorHandle) -> None:
+    """The API server refusing the Lease: lease_unreachable once; when it answers again,
+    lease_reachable once, and the candidate leads."""
+    e = elector(kube, "a", Clock(), "l7")
+    path = "/apis/coordination.k8s.io/v1/namespaces/default/leases/l7"
+    kube.refuse("GET", path, 503)
+    try:
+        with capture_logs() as logs:
+            for _ in range(3):
+                assert not e.try_acquire_or_renew()
+            kube.refuse("GET", path, 0)
+            for _ in range(3):
+                assert e.try_acquire_or_renew()
+    finally:
+        kube.refuse("GET", path, 0)
+    assert lease_logs(logs) == [("warning", "lease_unreachable"), ("info", "lease_reachable")]
+    assert e.is_leader
+
+
+def test_a_lost_race_is_not_an_outage(kube: KubeEmulatorHandle) -> None:
+    """A 409 from a renewal made on a stale read is the protocol at work: no warning."""
+
+    class Racing(KubeClient):
+        def patch_lease(self, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+            raise Conflict(f"patch lease {namespace}/{name}: 409 the object has been modified")
+
+    e = LeaderElector(
+        Racing(kube.api_client()),
+        name="l8",
+        namespace="default",
+        identity="b",
+        lease_duration=10,
+        renew_period=2,
+        clock=Clock(),
+    )
+    kube.create(
+        {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {"name": "l8", "namespace": "default"},
+            "spec": {"holderIdentity": "", "leaseDurationSeconds": 10},
+        }
+    )
+    with capture_logs() as logs:
+        assert not e.try_acquire_or_renew()
+    assert [event for level, event in lease_logs(logs) if level != "debug"] == []
 
 
 def test_release_hands_over_at_once(kube: KubeEmulatorHandle) -> None:

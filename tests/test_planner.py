@@ -145,6 +145,51 @@ def test_cloud_capacity_exhausted_is_reported() -> None:
     assert p.cloud.replicas == 5
     assert p.cloud.reason is Reason.CLOUD_CAPACITY_EXHAUSTED
     assert p.capacity_limited and "cloud.maxReplicas" in p.capacity_limited
+    assert p.capacity_limit is Reason.CLOUD_CAPACITY_EXHAUSTED
+
+
+@pytest.mark.parametrize(
+    ("load", "fc", "kwargs", "wanted"),
+    [
+        pytest.param(9000.0, None, {}, 90, id="load-without-forecast"),
+        pytest.param(1000.0, forecast([9000.0] * 40), {}, 90, id="forecast-above-load"),
+        pytest.param(9000.0, forecast(FLAT), {}, 90, id="load-above-forecast"),
+        pytest.param(0.0, forecast([9000.0] * 40), {"age": 3600.0}, 90, id="stale-load-forecast"),
+    ],
+)
+def test_replicas_max_cutting_what_is_wanted_is_capacity_limited(
+    load: float, fc: Forecast | None, kwargs: dict[str, Any], wanted: int
+) -> None:
+    """replicas.max below what the load or the forecast wants: CapacityLimited, by MaxReplicas,
+    saying both numbers; the replicas are what they were without the flag."""
+    p = plan(make_spec(**{"replicas.max": 50}), load, fc, state(50, capacity=1000), **kwargs)
+    assert p.total.replicas == 50
+    assert p.capacity_limit is Reason.MAX
+    assert p.capacity_limited == f"{wanted} replicas wanted, capped at replicas.max 50"
+
+
+def test_replicas_max_not_reached_is_not_capacity_limited() -> None:
+    """A plan within replicas.max and the pools says nothing is limited."""
+    p = plan(make_spec(**{"replicas.max": 50}), 3000.0, forecast(FLAT), state(30, capacity=1000))
+    assert p.total.replicas == 30
+    assert (p.capacity_limited, p.capacity_limit) == (None, None)
+
+
+def test_holding_more_than_replicas_max_on_missing_load_is_not_capacity_limited() -> None:
+    """Without load the plan holds what runs: a lowered replicas.max cuts nothing wanted."""
+    p = plan(make_spec(**{"replicas.max": 50}), 0.0, None, state(80, capacity=1000), age=3600.0)
+    assert p.total.reason is Reason.MAX
+    assert p.capacity_limited is None
+
+
+def test_replicas_max_and_cloud_capacity_both_named() -> None:
+    """Both bounds cut: the reason is replicas.max's, the message names both."""
+    spec = make_spec(**{"replicas.max": 100, "cloud.maxReplicas": 5})
+    p = plan(spec, 20_000.0, forecast([20_000.0] * 40), state(60, 5))
+    assert p.capacity_limit is Reason.MAX
+    assert p.capacity_limited is not None
+    assert "replicas.max 100" in p.capacity_limited and "cloud.maxReplicas 5" in p.capacity_limited
+    assert (p.physical.replicas, p.cloud.replicas) == (60, 5)
 
 
 def test_physical_max_replicas_caps_capacity() -> None:

@@ -6,6 +6,10 @@ turn. A spec change is acted on promptly: a watch on the CRs wakes the loop when
 appears or its ``spec`` changes (compared by content, so status writes never wake it, whatever
 the API server does with ``metadata.generation``). The watch is re-opened every ``watch_poll``
 seconds, which also bounds how long a stop waits for it.
+
+``tidal run`` exits 2, with one line on standard error naming the flag (or environment
+variable, or file) at fault, when its settings or its kubeconfig are unusable; ``--once``
+exits 1 when an object failed, or when the cluster could not be read at all.
 """
 
 from __future__ import annotations
@@ -14,16 +18,20 @@ import argparse
 import hashlib
 import json
 import signal
+import sys
 import threading
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from types import FrameType
 from typing import Any
 
 import structlog
 from kubernetes import client, watch
+from pydantic import ValidationError
 
-from controller.operator.errors import OperatorError
+from controller.operator.claims import deployment_claims
+from controller.operator.errors import KubeconfigInvalid, OperatorError
 from controller.operator.fitting import ModelStore
 from controller.operator.kube import KubeClient, api_client_from_settings
 from controller.operator.leader import LeaderElector
@@ -89,6 +97,11 @@ class Operator:
     def is_leader(self) -> bool:
         return self.elector is None or self.elector.is_leader
 
+    @property
+    def cluster_failure(self) -> str | None:
+        """Why the last pass could not read the cluster (and so reconciled nothing), or None."""
+        return self._loop_failure
+
     def _leadership_changed(self, leader: bool) -> None:
         self.metrics.leader.set(1 if leader else 0)
         # A new leader acts at once instead of after a whole interval; one that lost the lease
@@ -148,6 +161,7 @@ class Operator:
                 self._loop_failure = message
             return outcomes
         self._loop_failure = None
+        snapshot = replace(snapshot, claims=deployment_claims(objects))
         # Every listed object is live, reached in this pass or not: a lease lost half-way must
         # not cost the rest their fits.
         live: set[str] = set()
@@ -310,22 +324,42 @@ def settings_from_args(args: argparse.Namespace) -> OperatorSettings:
     return OperatorSettings(**overrides)
 
 
-def run(args: argparse.Namespace) -> int:
-    """``tidal run``: 0 on a clean stop (SIGTERM, SIGINT), 2 on bad settings."""
-    from pydantic import ValidationError
+def _settings_problem(exc: ValidationError, args: argparse.Namespace) -> str:
+    """One line naming each setting at fault as it was given: its flag, else its variable."""
+    parts = []
+    for error in exc.errors():
+        message = str(error["msg"]).removeprefix("Value error, ")
+        name = error["loc"][0] if error["loc"] else None
+        if isinstance(name, str) and name in OperatorSettings.model_fields:
+            given_as_flag = getattr(args, name, None) is not None
+            where = "--" + name.replace("_", "-") if given_as_flag else f"TIDAL_{name.upper()}"
+            parts.append(f"{where}: {message}")
+        else:
+            parts.append(message)
+    return "; ".join(" ".join(part.split()) for part in parts)
 
+
+def run(args: argparse.Namespace) -> int:
+    """``tidal run``: 0 on a clean stop (SIGTERM, SIGINT), 2 on bad settings or kubeconfig;
+    with ``--once``, 1 if the cluster could not be read or an object failed."""
     try:
         settings = settings_from_args(args)
     except ValidationError as exc:
-        print(f"tidal run: invalid settings: {exc}")
+        print(f"tidal run: {_settings_problem(exc, args)}", file=sys.stderr)
         return 2
     configure_logging(settings.log_format, settings.log_level)
-    operator = Operator(settings)
+    try:
+        operator = Operator(settings)
+    except KubeconfigInvalid as exc:
+        print(f"tidal run: {exc}", file=sys.stderr)
+        return 2
     if getattr(args, "once", False):
         outcomes = operator.run_once()
         for key, outcome in outcomes.items():
             log.info("reconciled", object=key, ok=outcome.ok, reason=outcome.reason)
         operator.models.shutdown()
+        if operator.cluster_failure is not None:
+            return 1  # nothing was reconciled: all() over no outcomes is not a success
         return 0 if all(o.ok for o in outcomes.values()) else 1
 
     def _stop(signum: int, _frame: FrameType | None) -> None:

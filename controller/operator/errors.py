@@ -11,9 +11,13 @@ from __future__ import annotations
 
 __all__ = [
     "ClusterUnavailable",
+    "Conflict",
     "InvalidSpec",
+    "KubeconfigInvalid",
     "OperatorError",
     "PhysicalCapacityUnknown",
+    "PlaceholderConflict",
+    "TargetConflict",
     "TargetMissing",
 ]
 
@@ -37,6 +41,19 @@ class TargetMissing(OperatorError):
     reason = "TargetMissing"
 
 
+class TargetConflict(OperatorError):
+    """Another GatewayAutoscaler, created first, already scales a Deployment this spec names."""
+
+    reason = "TargetConflict"
+
+
+class PlaceholderConflict(OperatorError):
+    """The placeholder Deployment's name is taken by an object this GatewayAutoscaler does not
+    own: it is never patched."""
+
+    reason = "PlaceholderConflict"
+
+
 class PhysicalCapacityUnknown(OperatorError):
     """The physical pool's capacity cannot be computed (no requests on the gateway's pods)."""
 
@@ -48,3 +65,16 @@ class ClusterUnavailable(OperatorError):
 
     reason = "KubernetesUnavailable"
     transient = True
+
+
+class Conflict(OperatorError):
+    """The API refused a write made on a stale read (409): another writer got there first."""
+
+    reason = "Conflict"
+    transient = True
+
+
+class KubeconfigInvalid(OperatorError):
+    """No usable cluster configuration: the message names the flag or file at fault."""
+
+    reason = "KubeconfigInvalid"

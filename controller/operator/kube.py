@@ -5,8 +5,9 @@ handful of fields, and skipping the typed models keeps a list of every pod in a 
 cheap and tolerant of fields the client's models do not know.
 
 API errors are translated here, once: 404 on a read is ``None``; timeouts, 429 and 5xx become
-:class:`ClusterUnavailable` (transient); any other refusal (403 from RBAC, 422) is a permanent
-:class:`OperatorError` naming the call.
+:class:`ClusterUnavailable` (transient); 409 is a :class:`Conflict` (a write on a stale read);
+any other refusal (403 from RBAC, 422) is a permanent :class:`OperatorError` naming the call.
+A kubeconfig that cannot be loaded is a :class:`KubeconfigInvalid` naming the flag or file.
 """
 
 from __future__ import annotations
@@ -20,11 +21,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import urllib3
+import yaml
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
+from kubernetes.config.config_exception import ConfigException
 
 from controller.operator.capacity import quantity
-from controller.operator.errors import ClusterUnavailable, OperatorError
+from controller.operator.errors import (
+    ClusterUnavailable,
+    Conflict,
+    KubeconfigInvalid,
+    OperatorError,
+)
 from controller.operator.settings import OperatorSettings
 from controller.spec import GROUP, KIND, PLURAL, VERSION
 
@@ -35,6 +43,8 @@ __all__ = [
     "ClusterSnapshot",
     "KubeClient",
     "api_client_from_settings",
+    "owned_by",
+    "owner_names",
     "placeholder_deployment",
     "placeholder_name",
 ]
@@ -54,19 +64,73 @@ def api_client_from_settings(settings: OperatorSettings) -> client.ApiClient:
     """In-cluster config in a pod (unless a kubeconfig is given), else the kubeconfig.
 
     The configuration is built for this client only, never the library's global default, so
-    that two operators in one process (the HA tests) do not share one.
+    that two operators in one process (the HA tests) do not share one. A configuration that
+    cannot be loaded is a :class:`KubeconfigInvalid` whose one-line message names the flag or
+    file at fault (the client's own errors name neither ``--kubeconfig`` nor the default path).
     """
     configuration = client.Configuration()
     in_pod = "KUBERNETES_SERVICE_HOST" in os.environ and not settings.kubeconfig
-    if in_pod:
-        config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-    else:
-        config.load_kube_config(  # type: ignore[no-untyped-call]
-            config_file=settings.kubeconfig,
-            context=settings.kube_context,
-            client_configuration=configuration,
-        )
+    try:
+        if in_pod:
+            config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+        else:
+            config.load_kube_config(  # type: ignore[no-untyped-call]
+                config_file=settings.kubeconfig,
+                context=settings.kube_context,
+                client_configuration=configuration,
+            )
+    except (ConfigException, yaml.YAMLError, OSError) as exc:
+        raise KubeconfigInvalid(_kubeconfig_problem(settings, exc, in_pod=in_pod)) from exc
     return client.ApiClient(configuration)
+
+
+def _kubeconfig_problem(settings: OperatorSettings, exc: Exception, *, in_pod: bool) -> str:
+    """One line that names where the configuration came from and what is wrong with it."""
+    if in_pod:
+        return f"in-cluster config (KUBERNETES_SERVICE_HOST is set): {_one_line(exc)}"
+    if settings.kubeconfig:
+        where, paths = f"--kubeconfig {settings.kubeconfig}", [settings.kubeconfig]
+    elif os.environ.get("KUBECONFIG"):
+        value = os.environ["KUBECONFIG"]
+        where, paths = f"KUBECONFIG {value}", [p for p in value.split(os.pathsep) if p]
+    else:
+        # The client's default: ~/.kube/config, or $KUBECONFIG as it was when it was imported.
+        default = str(config.KUBE_CONFIG_DEFAULT_LOCATION)
+        paths = [os.path.expanduser(p) for p in default.split(os.pathsep) if p]
+        if not any(os.path.isfile(p) for p in paths):
+            return (
+                f"no kubeconfig: {', '.join(paths)} does not exist and this is not a pod "
+                "(KUBERNETES_SERVICE_HOST is unset); pass --kubeconfig PATH"
+            )
+        where = f"kubeconfig {default}"
+    missing = [p for p in paths if not os.path.isfile(os.path.expanduser(p))]
+    if len(missing) == len(paths):
+        return f"{where}: no such file"
+    if isinstance(exc, yaml.YAMLError):
+        return f"{where}: not valid YAML: {_one_line(exc)}"
+    context = settings.kube_context
+    if context and context not in _context_names(paths):
+        known = ", ".join(_context_names(paths)) or "none"
+        return f"--kube-context {context}: no such context in {where} (contexts: {known})"
+    return f"{where}: {_one_line(exc)}"
+
+
+def _context_names(paths: list[str]) -> list[str]:
+    names: list[str] = []
+    for path in paths:
+        try:
+            with open(os.path.expanduser(path), encoding="utf-8") as handle:
+                document = yaml.safe_load(handle) or {}
+        except (OSError, yaml.YAMLError):
+            continue
+        for item in (document.get("contexts") or []) if isinstance(document, dict) else []:
+            if isinstance(item, dict) and item.get("name"):
+                names.append(str(item["name"]))
+    return names
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
 
 
 @dataclass(frozen=True)
@@ -81,13 +145,40 @@ class ClusterSnapshot:
     nodes: list[Obj]
     pods: list[Obj]
     deployments: dict[tuple[str, str], Obj] = field(default_factory=dict)
+    #: Which GatewayAutoscaler scales each Deployment named by one
+    #: (:func:`controller.operator.claims.deployment_claims` over the objects listed this loop).
+    claims: Mapping[tuple[str, str], str] = field(default_factory=dict)
 
     def deployment(self, namespace: str, name: str) -> Obj | None:
         return self.deployments.get((namespace, name))
 
+    def claimant(self, namespace: str, deployment: str) -> str | None:
+        """The GatewayAutoscaler that scales ``deployment``, when one of them names it."""
+        return self.claims.get((namespace, deployment))
+
 
 def placeholder_name(gwa_name: str) -> str:
     return f"{gwa_name}-placeholder"
+
+
+def owned_by(obj: Mapping[str, Any], gwa: Mapping[str, Any]) -> bool:
+    """Whether ``obj``'s ownerReferences name the GatewayAutoscaler ``gwa`` (by uid; by name
+    only for a GWA read without one)."""
+    meta = gwa.get("metadata") or {}
+    for ref in (obj.get("metadata") or {}).get("ownerReferences") or []:
+        if ref.get("kind") != KIND or not str(ref.get("apiVersion", "")).startswith(f"{GROUP}/"):
+            continue
+        if meta.get("uid") and ref.get("uid") == meta.get("uid"):
+            return True
+        if not meta.get("uid") and ref.get("name") == meta.get("name"):
+            return True
+    return False
+
+
+def owner_names(obj: Mapping[str, Any]) -> str:
+    """``Kind/name`` of each owner of ``obj``, for a message ("no owner" when it has none)."""
+    refs = (obj.get("metadata") or {}).get("ownerReferences") or []
+    return ", ".join(f"{ref.get('kind')}/{ref.get('name')}" for ref in refs) or "no owner"
 
 
 def placeholder_deployment(gwa: Mapping[str, Any], cloud: Mapping[str, Any], replicas: int) -> Obj:
@@ -174,6 +265,8 @@ def _api(what: str, *, missing_ok: bool = False) -> Iterator[list[bool]]:
             missing[0] = True
             return
         detail = _api_message(exc)
+        if exc.status == 409:
+            raise Conflict(f"{what}: {exc.status} {detail}") from exc
         if exc.status in (408, 429) or (exc.status or 0) >= 500 or not exc.status:
             raise ClusterUnavailable(f"{what}: {exc.status} {detail}") from exc
         raise OperatorError(f"{what}: {exc.status} {detail}") from exc

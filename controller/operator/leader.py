@@ -13,6 +13,10 @@ whole seconds only. This one is small:
 - **step down**: a leader that could not renew within ``lease_duration - renew_period``
   stops writing before anyone else may take over;
 - **release** on a clean stop: the holder is cleared, so a successor need not wait.
+
+A round that cannot reach the Lease (the API server down, RBAC) is logged once when the
+failures start (``lease_unreachable``) and once when a round gets through again
+(``lease_reachable``); a lost race (409) is part of the protocol and logged at debug only.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from typing import Any
 
 import structlog
 
-from controller.operator.errors import OperatorError
+from controller.operator.errors import Conflict, OperatorError
 from controller.operator.kube import KubeClient
 
 __all__ = ["LeaderElector", "micro_time"]
@@ -68,6 +72,8 @@ class LeaderElector:
         self._renewed_at = -math.inf
         self._observed: tuple[Any, ...] | None = None
         self._observed_at = -math.inf
+        #: Why the Lease could not be reached since the last round that got through, or None.
+        self._failure: str | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -87,59 +93,93 @@ class LeaderElector:
     def try_acquire_or_renew(self) -> bool:
         """One round; returns whether this instance leads afterwards."""
         try:
-            lease = self.kube.read_lease(self.namespace, self.name)
-            now = self._wall()
-            seconds = max(1, math.ceil(self.lease_duration))
-            if lease is None:
-                body = {
-                    "apiVersion": "coordination.k8s.io/v1",
-                    "kind": "Lease",
-                    "metadata": {"name": self.name, "namespace": self.namespace},
-                    "spec": {
-                        "holderIdentity": self.identity,
-                        "leaseDurationSeconds": seconds,
-                        "acquireTime": micro_time(now),
-                        "renewTime": micro_time(now),
-                        "leaseTransitions": 0,
-                    },
-                }
-                self.kube.create_lease(self.namespace, body)
-                self._renewed_at = self._clock()
-                self._set_leader(True)
-                return True
-            spec = lease.get("spec") or {}
-            meta = lease.get("metadata") or {}
-            holder = spec.get("holderIdentity") or ""
-            record = (holder, spec.get("renewTime"), meta.get("resourceVersion"))
-            if record != self._observed:
-                self._observed, self._observed_at = record, self._clock()
-            duration = float(spec.get("leaseDurationSeconds") or seconds)
-            if holder and holder != self.identity and self._clock() - self._observed_at < duration:
-                self._set_leader(False)
-                return False
-            patch: dict[str, Any] = {
-                "spec": {
-                    "holderIdentity": self.identity,
-                    "leaseDurationSeconds": seconds,
-                    "renewTime": micro_time(now),
-                }
-            }
-            if meta.get("resourceVersion"):
-                patch["metadata"] = {"resourceVersion": meta["resourceVersion"]}
-            if holder != self.identity:
-                patch["spec"]["acquireTime"] = micro_time(now)
-                patch["spec"]["leaseTransitions"] = int(spec.get("leaseTransitions") or 0) + 1
-            self.kube.patch_lease(self.namespace, self.name, patch)
-            self._renewed_at = self._clock()
-            self._set_leader(True)
-            return True
-        except OperatorError as exc:
-            # A lost race (409) or an API outage: not leading this round. A leader keeps its
-            # standing until the renew deadline (``is_leader``), as client-go's does.
-            log.debug("lease_round_failed", error=str(exc), identity=self.identity)
+            leads = self._round()
+        except Conflict as exc:
+            # A lost race: another candidate wrote first. Not leading this round.
+            log.debug("lease_round_lost", error=str(exc), identity=self.identity)
+            self._reached()
             if not self.is_leader:
                 self._set_leader(False)
             return self.is_leader
+        except OperatorError as exc:
+            # An API outage: not leading this round. A leader keeps its standing until the
+            # renew deadline (``is_leader``), as client-go's does.
+            if self._failure is None:
+                log.warning(
+                    "lease_unreachable",
+                    error=str(exc),
+                    identity=self.identity,
+                    lease=self.name,
+                    namespace=self.namespace,
+                    transient=exc.transient,
+                )
+            self._failure = str(exc)
+            if not self.is_leader:
+                self._set_leader(False)
+            return self.is_leader
+        self._reached()
+        return leads
+
+    def _reached(self) -> None:
+        """A round got an answer from the API server: say so once after failures."""
+        if self._failure is not None:
+            log.info(
+                "lease_reachable",
+                previous=self._failure,
+                identity=self.identity,
+                lease=self.name,
+                namespace=self.namespace,
+            )
+            self._failure = None
+
+    def _round(self) -> bool:
+        """One round, its API errors raised (``try_acquire_or_renew`` handles them)."""
+        lease = self.kube.read_lease(self.namespace, self.name)
+        now = self._wall()
+        seconds = max(1, math.ceil(self.lease_duration))
+        if lease is None:
+            body = {
+                "apiVersion": "coordination.k8s.io/v1",
+                "kind": "Lease",
+                "metadata": {"name": self.name, "namespace": self.namespace},
+                "spec": {
+                    "holderIdentity": self.identity,
+                    "leaseDurationSeconds": seconds,
+                    "acquireTime": micro_time(now),
+                    "renewTime": micro_time(now),
+                    "leaseTransitions": 0,
+                },
+            }
+            self.kube.create_lease(self.namespace, body)
+            self._renewed_at = self._clock()
+            self._set_leader(True)
+            return True
+        spec = lease.get("spec") or {}
+        meta = lease.get("metadata") or {}
+        holder = spec.get("holderIdentity") or ""
+        record = (holder, spec.get("renewTime"), meta.get("resourceVersion"))
+        if record != self._observed:
+            self._observed, self._observed_at = record, self._clock()
+        duration = float(spec.get("leaseDurationSeconds") or seconds)
+        if holder and holder != self.identity and self._clock() - self._observed_at < duration:
+            self._set_leader(False)
+            return False
+        patch: dict[str, Any] = {
+            "spec": {
+                "holderIdentity": self.identity,
+                "leaseDurationSeconds": seconds,
+                "renewTime": micro_time(now),
+            }
+        }
+        if meta.get("resourceVersion"):
+            patch["metadata"] = {"resourceVersion": meta["resourceVersion"]}
+        if holder != self.identity:
+            patch["spec"]["acquireTime"] = micro_time(now)
+            patch["spec"]["leaseTransitions"] = int(spec.get("leaseTransitions") or 0) + 1
+        self.kube.patch_lease(self.namespace, self.name, patch)
+        self._renewed_at = self._clock()
+        self._set_leader(True)
+        return True
 
     def release(self) -> None:
         """Give the lease up (a clean stop), so that a successor takes over at once."""

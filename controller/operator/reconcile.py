@@ -1,5 +1,10 @@
 """One GatewayAutoscaler, one pass: validate, read, forecast, plan, apply, report.
 
+A ``Paused`` object is validated and reported as paused, nothing more: no Prometheus read, no
+fit, no write but its own status. An object that names a Deployment another GatewayAutoscaler,
+created first, already scales (:mod:`controller.operator.claims`), or whose placeholder name is
+taken by a Deployment it does not own, changes nothing and says so in ``Ready=False``.
+
 :meth:`Reconciler.reconcile` is the edge: every failure of one object ends there, becomes a
 ``Ready=False`` condition naming its cause, counts in ``tidal_reconcile_errors_total``, and is
 logged once (when it first appears or changes), never re-raised, so that it cannot touch
@@ -21,16 +26,21 @@ import structlog
 from pydantic import ValidationError
 
 from controller.operator.capacity import physical_capacity
+from controller.operator.claims import POOLS
 from controller.operator.errors import (
     InvalidSpec,
     OperatorError,
     PhysicalCapacityUnknown,
+    PlaceholderConflict,
+    TargetConflict,
     TargetMissing,
 )
 from controller.operator.fitting import FitState, ModelStore, fit_error, spec_fingerprint
 from controller.operator.kube import (
     ClusterSnapshot,
     KubeClient,
+    owned_by,
+    owner_names,
     placeholder_deployment,
     placeholder_name,
 )
@@ -47,12 +57,13 @@ from controller.operator.status import (
 from controller.planner import (
     Plan,
     PlannerSettings,
+    Reason,
     RegionState,
     forecast_reach,
     forecaster_for,
     plan_region,
 )
-from controller.spec import GatewayAutoscalerSpec, Mode, format_validation_error
+from controller.spec import GatewayAutoscalerSpec, Mode, format_validation_error, name_problem
 from forecasts.base import FittedModel, Forecast
 from forecasts.errors import (
     FitFailed,
@@ -147,6 +158,9 @@ class Reconciler:
         bound = log.bind(gwa=name, namespace=namespace)
         started = time.perf_counter()
         try:
+            problem = name_problem(name)
+            if problem is not None:
+                raise InvalidSpec(problem)
             try:
                 spec = GatewayAutoscalerSpec.model_validate(obj.get("spec") or {})
             except ValidationError as exc:
@@ -262,6 +276,12 @@ class Reconciler:
             )
         name = str((obj.get("metadata") or {}).get("name"))
         placeholder = snapshot.deployment(namespace, placeholder_name(name))
+        if placeholder is not None and not owned_by(placeholder, obj):
+            raise PlaceholderConflict(
+                f"metadata.name: deployment {placeholder_name(name)!r}, this object's "
+                f"placeholder, exists and is not owned by it ({owner_names(placeholder)}): "
+                "it is left untouched; delete it, or rename this GatewayAutoscaler"
+            )
         try:
             capacity = physical_capacity(
                 snapshot.nodes,
@@ -273,6 +293,43 @@ class Reconciler:
         except ValueError as exc:
             raise PhysicalCapacityUnknown(f"spec.physical.deployment: {exc}") from exc
         return _Read(physical, cloud, placeholder, capacity)
+
+    @staticmethod
+    def _check_claims(
+        spec: GatewayAutoscalerSpec, name: str, namespace: str, snapshot: ClusterSnapshot
+    ) -> None:
+        """Refuse, before anything is read or written, a Deployment that another object,
+        created first, names too (:mod:`controller.operator.claims`)."""
+        for pool in POOLS:
+            deployment = str(getattr(spec, pool).deployment)
+            owner = snapshot.claimant(namespace, deployment)
+            if owner is not None and owner != name:
+                raise TargetConflict(
+                    f"spec.{pool}.deployment: deployment {deployment!r} is also named by "
+                    f"GatewayAutoscaler {owner!r}, created first, which alone may scale it; "
+                    "this object changes nothing until one of them names another Deployment"
+                )
+
+    def _paused(self, obj: Mapping[str, Any], memory: _Memory) -> Outcome:
+        """``Paused``: say so, and nothing else (no read, no fit, no write but this status)."""
+        meta = obj.get("metadata") or {}
+        previous: Mapping[str, Any] = obj.get("status") or {}
+        generation = meta.get("generation")
+        message = "Paused: nothing is read, planned or changed until spec.mode is changed"
+        conditions = [
+            Condition("Ready", True, Mode.PAUSED.value, message),
+            Condition("ForecastReady", False, Mode.PAUSED.value, "no forecast while paused"),
+        ]
+        status: dict[str, Any] = {
+            "conditions": merge_conditions(
+                previous.get("conditions"), conditions, now=self.clock(), generation=generation
+            )
+        }
+        if generation is not None:
+            status["observedGeneration"] = generation
+        self.kube.patch_status(str(meta.get("namespace")), str(meta.get("name")), status)
+        self._event(obj, memory, reason=Mode.PAUSED.value, message=message)
+        return Outcome(True, Mode.PAUSED.value, message)
 
     def _horizon(self, spec: GatewayAutoscalerSpec) -> float:
         """As far as the planner reads (the horizon, or a node's boot and first hold), one load
@@ -349,6 +406,9 @@ class Reconciler:
             return Outcome(True, "NotLeader")
         meta = obj.get("metadata") or {}
         name, namespace = str(meta.get("name")), str(meta.get("namespace"))
+        self._check_claims(spec, name, namespace, snapshot)
+        if spec.mode is Mode.PAUSED:
+            return self._paused(obj, memory)
         uid = str(meta.get("uid") or f"{namespace}/{name}")
         previous_status: Mapping[str, Any] = obj.get("status") or {}
         now = self.clock()
@@ -616,7 +676,12 @@ class Reconciler:
             )
         )
         limited = (
-            Condition("CapacityLimited", True, "CloudCapacityExhausted", plan.capacity_limited)
+            Condition(
+                "CapacityLimited",
+                True,
+                (plan.capacity_limit or Reason.CLOUD_CAPACITY_EXHAUSTED).value,
+                plan.capacity_limited,
+            )
             if plan.capacity_limited
             else Condition("CapacityLimited", False, "WithinCapacity", "the plan fits the pools")
         )

@@ -126,8 +126,8 @@ class OperatorSettings(BaseSettings):
     def _lease_timing(self) -> OperatorSettings:
         if self.leader_election and self.lease_renew >= self.lease_duration:
             raise ValueError(
-                f"lease_renew ({self.lease_renew:g}s) must be shorter than "
-                f"lease_duration ({self.lease_duration:g}s)"
+                f"--lease-renew ({self.lease_renew:g}s) must be shorter than "
+                f"--lease-duration ({self.lease_duration:g}s)"
             )
         return self
 

@@ -38,23 +38,27 @@ def test_invalid_objects_are_reported_while_a_valid_one_is_served(
 ) -> None:
     """perReplica 0, a missing Deployment, an unknown model: Ready=False naming the field."""
     prometheus, per_replica = start_region(kube_api, prometheus_factory, ramp_history)
+
+    def broken(name: str, **spec: object) -> dict[str, object]:
+        # Deployments of its own: the region's belong to the valid object, created last, and
+        # an object created earlier that named them would hold them (TargetConflict).
+        pools = {
+            "physical": {"deployment": f"{name}-physical"},
+            "cloud": {"deployment": f"{name}-cloud"},
+        }
+        return gwa_body("eu", name=name, **{**pools, **spec})
+
     bad_load = load_spec(per_replica) | {"perReplica": 0}
-    kube_api.create(gwa_body("eu", name="zero-per-replica", load=bad_load))
+    kube_api.create(broken("zero-per-replica", load=bad_load))
     kube_api.create(
-        gwa_body(
-            "eu",
-            name="missing-deployment",
+        broken(
+            "missing-deployment",
             load=load_spec(per_replica),
             physical={"deployment": "gateway-nowhere"},
         )
     )
     kube_api.create(
-        gwa_body(
-            "eu",
-            name="unknown-model",
-            load=load_spec(per_replica),
-            forecast={"model": "crystal-ball"},
-        )
+        broken("unknown-model", load=load_spec(per_replica), forecast={"model": "crystal-ball"})
     )
     kube_api.create(gwa_body("eu", load=load_spec(per_replica)))
 

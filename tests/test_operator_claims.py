@@ -1,0 +1,219 @@
+"""Deployments the operator must not touch: one named for both pools, one another
+GatewayAutoscaler scales, a placeholder name another object holds; and names too long to label
+with. Against the API emulator, a pass at a time, with a load source that never fails."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+
+from controller.operator import Operator, OperatorSettings
+from controller.operator.claims import deployment_claims
+from controller.operator.kube import placeholder_name
+from forecasts.series import LoadSeries
+from tests.integration.operator_cluster import (
+    DEPLOYMENTS,
+    NAMESPACE,
+    add_region,
+    condition,
+    gwa_body,
+    replicas,
+)
+from tests.support.kube_emulator import KubeEmulatorHandle, running_emulator
+
+
+class Flat:
+    """A load source that has always read ``load``."""
+
+    def __init__(self, load: float) -> None:
+        self.load = load
+
+    def read_history(self, query: str, *, start: float, end: float, step: float) -> LoadSeries:
+        first, last = math.ceil(start / step), math.floor(end / step)
+        return LoadSeries(first * step, step, np.full(last - first + 1, self.load))
+
+
+@pytest.fixture
+def cluster() -> Iterator[KubeEmulatorHandle]:
+    with running_emulator() as handle:
+        yield handle
+
+
+@pytest.fixture
+def operator(cluster: KubeEmulatorHandle) -> Iterator[Operator]:
+    """An operator without election; 5000 of load needs 6 replicas at perReplica 1000."""
+    settings = OperatorSettings(leader_election=False, metrics_port=0, metrics_address="127.0.0.1")
+    built = Operator(settings, api_client=cluster.api_client(), source=Flat(5_000.0))
+    try:
+        yield built
+    finally:
+        built.models.shutdown()
+
+
+def passes(operator: Operator, count: int = 2) -> dict[str, Any]:
+    """``count`` passes a little apart (the per-minute limits allow a step each); the last's
+    outcomes."""
+    outcomes: dict[str, Any] = {}
+    for _ in range(count):
+        outcomes = operator.run_once()
+        time.sleep(0.05)
+    return outcomes
+
+
+def next_second() -> None:
+    """Wait for the clock's next whole second: creationTimestamp has second precision."""
+    second = math.floor(time.time())
+    while math.floor(time.time()) == second:
+        time.sleep(0.02)
+
+
+def created(name: str, namespace: str, at: str | None) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name, "namespace": namespace}
+    if at is not None:
+        meta["creationTimestamp"] = at
+    return {"metadata": meta, "spec": {"physical": {"deployment": "gw"}, "cloud": {}}}
+
+
+@pytest.mark.parametrize(
+    ("objects", "owner"),
+    [
+        pytest.param(
+            [
+                created("b", "chat", "2024-05-01T10:00:01Z"),
+                created("a", "chat", "2024-05-01T10:00:02Z"),
+            ],
+            "b",
+            id="the-first-created-whatever-its-name",
+        ),
+        pytest.param(
+            [
+                created("b", "chat", "2024-05-01T10:00:01Z"),
+                created("a", "chat", "2024-05-01T10:00:01Z"),
+            ],
+            "a",
+            id="same-second-by-name",
+        ),
+        pytest.param(
+            [created("a", "chat", None), created("b", "chat", "2024-05-01T10:00:01Z")],
+            "b",
+            id="one-without-a-timestamp-comes-last",
+        ),
+    ],
+)
+def test_the_first_created_claims_a_deployment(objects: list[dict[str, Any]], owner: str) -> None:
+    """A Deployment named by two objects belongs to the one created first, every time."""
+    assert deployment_claims(objects) == {("chat", "gw"): owner}
+    assert deployment_claims(list(reversed(objects))) == {("chat", "gw"): owner}
+
+
+def test_claims_are_per_namespace() -> None:
+    """The same Deployment name in two namespaces is two Deployments."""
+    objects = [created("a", "chat", "2024-05-01T10:00:01Z"), created("b", "other", None)]
+    assert deployment_claims(objects) == {("chat", "gw"): "a", ("other", "gw"): "b"}
+
+
+def test_one_deployment_for_both_pools_is_refused_and_left_alone(
+    cluster: KubeEmulatorHandle, operator: Operator
+) -> None:
+    """physical.deployment == cloud.deployment: Ready=False naming both fields, and the
+    Deployment is not flipped between the two pools' counts."""
+    add_region(cluster, "eu", replicas=4)
+    body = gwa_body("eu")
+    body["spec"]["cloud"]["deployment"] = "gateway-eu"
+    cluster.create(body)
+    outcomes = passes(operator, 3)
+    assert outcomes[f"{NAMESPACE}/gateway-eu"].reason == "InvalidSpec"
+    ready = condition(cluster, "gateway-eu", "Ready")
+    assert ready is not None and ready["status"] == "False"
+    assert "physical.deployment and cloud.deployment" in ready["message"]
+    assert replicas(cluster, "gateway-eu") == 4
+
+
+def test_a_deployment_two_objects_name_is_scaled_by_the_first_created_only(
+    cluster: KubeEmulatorHandle, operator: Operator
+) -> None:
+    """The later object gets Ready=False TargetConflict naming the first and changes nothing;
+    the first, and an object elsewhere, are served."""
+    add_region(cluster, "eu", replicas=4)
+    add_region(cluster, "us", replicas=4)
+    cluster.create(gwa_body("eu", name="owner-eu"))
+    cluster.create(gwa_body("us"))
+    next_second()
+    # Sorts before owner-eu by name, and would hold the physical pool at 3 if it acted.
+    late = gwa_body("eu", name="a-late", replicas={"min": 1, "max": 3})
+    late["spec"]["physical"]["keepWarm"] = False
+    cluster.create(late)
+
+    outcomes = passes(operator, 3)
+
+    assert outcomes[f"{NAMESPACE}/a-late"].reason == "TargetConflict"
+    ready = condition(cluster, "a-late", "Ready")
+    assert ready is not None and (ready["status"], ready["reason"]) == ("False", "TargetConflict")
+    assert "'owner-eu'" in ready["message"] and "spec.physical.deployment" in ready["message"]
+    for served in ("owner-eu", "gateway-us"):
+        assert outcomes[f"{NAMESPACE}/{served}"].ok, outcomes[f"{NAMESPACE}/{served}"]
+    # owner-eu keeps its physical pool full (16 slots); a-late never cut it to 3.
+    assert replicas(cluster, "gateway-eu") == 16
+    assert replicas(cluster, "gateway-us") == 16
+
+
+def test_a_placeholder_name_held_by_another_object_is_refused_and_not_patched(
+    cluster: KubeEmulatorHandle, operator: Operator
+) -> None:
+    """A Deployment named ``<gwa>-placeholder`` that the GWA does not own: Ready=False naming
+    it, and neither it nor the gateways are written."""
+    add_region(cluster, "eu", replicas=4)
+    cluster.create(
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": placeholder_name("gateway-eu"), "namespace": NAMESPACE},
+            "spec": {
+                "replicas": 2,
+                "selector": {"matchLabels": {"app": "someone-else"}},
+                "template": {
+                    "metadata": {"labels": {"app": "someone-else"}},
+                    "spec": {"containers": [{"name": "app", "image": "app:1"}]},
+                },
+            },
+        }
+    )
+    cluster.create(gwa_body("eu"))
+    since = len(cluster.requests())
+
+    outcomes = passes(operator)
+
+    assert outcomes[f"{NAMESPACE}/gateway-eu"].reason == "PlaceholderConflict"
+    ready = condition(cluster, "gateway-eu", "Ready")
+    assert ready is not None and ready["status"] == "False"
+    assert "'gateway-eu-placeholder'" in ready["message"]
+    placeholder = cluster.get(DEPLOYMENTS, placeholder_name("gateway-eu"), namespace=NAMESPACE)
+    assert placeholder["spec"]["replicas"] == 2
+    assert placeholder["spec"]["selector"] == {"matchLabels": {"app": "someone-else"}}
+    written = [
+        r.url.path
+        for r in cluster.requests()[since:]
+        if r.method.value.upper() in ("PATCH", "PUT", "POST") and "/deployments" in r.url.path
+    ]
+    assert written == []
+    assert replicas(cluster, "gateway-eu") == 4
+
+
+def test_a_name_too_long_for_a_label_is_refused(
+    cluster: KubeEmulatorHandle, operator: Operator
+) -> None:
+    """metadata.name labels the placeholder pods: over 63 characters is InvalidSpec naming it."""
+    add_region(cluster, "eu", replicas=4)
+    name = "g" * 64
+    cluster.create(gwa_body("eu", name=name))
+    outcomes = passes(operator, 1)
+    assert outcomes[f"{NAMESPACE}/{name}"].reason == "InvalidSpec"
+    ready = condition(cluster, name, "Ready")
+    assert ready is not None and ready["message"].startswith("metadata.name: 64 characters")
+    assert not cluster.exists(DEPLOYMENTS, placeholder_name(name), namespace=NAMESPACE)
+    assert replicas(cluster, "gateway-eu") == 4

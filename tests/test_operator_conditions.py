@@ -1,0 +1,125 @@
+"""Conditions the operator writes for what it does not do: a Paused object, and a plan that
+replicas.max holds below what the load needs. Against the API emulator, a pass at a time."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator
+
+import numpy as np
+import pytest
+
+from controller.operator import Operator, OperatorSettings
+from controller.operator.sources import MetricsUnavailable
+from forecasts.series import LoadSeries
+from tests.integration.operator_cluster import (
+    GWAS,
+    NAMESPACE,
+    add_region,
+    condition,
+    gwa_body,
+    replicas,
+    status_of,
+)
+from tests.support.kube_emulator import KubeEmulatorHandle, running_emulator
+
+
+class Flat:
+    """A load source that has always read ``load``."""
+
+    def __init__(self, load: float) -> None:
+        self.load = load
+
+    def read_history(self, query: str, *, start: float, end: float, step: float) -> LoadSeries:
+        first, last = math.ceil(start / step), math.floor(end / step)
+        return LoadSeries(first * step, step, np.full(last - first + 1, self.load))
+
+
+class Outage:
+    """Prometheus down: every read fails, and is counted."""
+
+    def __init__(self) -> None:
+        self.reads = 0
+
+    def read_history(self, query: str, *, start: float, end: float, step: float) -> LoadSeries:
+        self.reads += 1
+        raise MetricsUnavailable("connection refused", query=query)
+
+
+@pytest.fixture
+def cluster() -> Iterator[KubeEmulatorHandle]:
+    with running_emulator() as handle:
+        yield handle
+
+
+def operator_for(cluster: KubeEmulatorHandle, source: object) -> Operator:
+    settings = OperatorSettings(leader_election=False, metrics_port=0, metrics_address="127.0.0.1")
+    return Operator(settings, api_client=cluster.api_client(), source=source)  # type: ignore[arg-type]
+
+
+def test_paused_reads_nothing_fits_nothing_and_says_it_is_paused(
+    cluster: KubeEmulatorHandle,
+) -> None:
+    """Paused during a Prometheus outage: no read, no fit, no write to a Deployment;
+    Ready=True with reason Paused (not MetricsUnavailable)."""
+    add_region(cluster, "eu", replicas=4)
+    cluster.create(gwa_body("eu", mode="Paused"))
+    source = Outage()
+    operator = operator_for(cluster, source)
+    try:
+        for _ in range(3):
+            outcomes = operator.run_once()
+            time.sleep(0.05)
+        assert outcomes[f"{NAMESPACE}/gateway-eu"].ok
+        assert source.reads == 0
+        assert operator.models._states == {}
+        ready = condition(cluster, "gateway-eu", "Ready")
+        assert ready is not None and (ready["status"], ready["reason"]) == ("True", "Paused")
+        forecast = condition(cluster, "gateway-eu", "ForecastReady")
+        assert forecast is not None and (forecast["status"], forecast["reason"]) == (
+            "False",
+            "Paused",
+        )
+        assert replicas(cluster, "gateway-eu") == 4
+        assert replicas(cluster, "gateway-eu-cloud") == 0
+        assert "forecast" not in status_of(cluster, "gateway-eu")
+    finally:
+        operator.models.shutdown()
+
+
+def test_unpausing_serves_the_object_again(cluster: KubeEmulatorHandle) -> None:
+    """Paused, then Scale: the next pass reads, plans and scales as usual."""
+    add_region(cluster, "eu", replicas=4)
+    cluster.create(gwa_body("eu", mode="Paused"))
+    operator = operator_for(cluster, Flat(5_000.0))
+    try:
+        operator.run_once()
+        assert replicas(cluster, "gateway-eu") == 4
+        cluster.patch(GWAS, "gateway-eu", {"spec": {"mode": "Scale"}}, namespace=NAMESPACE)
+        outcomes = operator.run_once()
+        assert outcomes[f"{NAMESPACE}/gateway-eu"].reason == "Reconciled"
+        assert replicas(cluster, "gateway-eu") == 16  # the physical pool kept full
+        ready = condition(cluster, "gateway-eu", "Ready")
+        assert ready is not None and ready["reason"] == "Reconciled"
+    finally:
+        operator.models.shutdown()
+
+
+def test_replicas_max_cutting_the_load_sets_capacity_limited(
+    cluster: KubeEmulatorHandle,
+) -> None:
+    """22 replicas' worth of load, replicas.max 10: CapacityLimited=True, reason MaxReplicas,
+    the message naming replicas.max; the replicas are what replicas.max allows."""
+    add_region(cluster, "eu", replicas=4)
+    cluster.create(gwa_body("eu", replicas={"min": 2, "max": 10}))
+    operator = operator_for(cluster, Flat(20_000.0))
+    try:
+        operator.run_once()
+        limited = condition(cluster, "gateway-eu", "CapacityLimited")
+        assert limited is not None
+        assert (limited["status"], limited["reason"]) == ("True", "MaxReplicas")
+        assert "replicas.max 10" in limited["message"] and "22" in limited["message"]
+        assert replicas(cluster, "gateway-eu") + replicas(cluster, "gateway-eu-cloud") == 10
+    finally:
+        operator.models.shutdown()
