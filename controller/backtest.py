@@ -6,6 +6,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,11 +30,15 @@ from forecasts.series import LoadSeries, load_trace
 
 __all__ = [
     "POLICIES",
+    "PreparedTrace",
     "TraceRun",
     "backtest_spec",
     "build_policies",
     "default_score_from",
+    "format_time",
+    "load_for_replay",
     "prepare_trace",
+    "replay",
     "report",
     "run_trace",
     "score",
@@ -72,15 +77,40 @@ def backtest_spec(
 
 
 def prepare_trace(series: LoadSeries, scenario: Scenario) -> LoadSeries:
-    """Per-minute load (coarser traces interpolated); its p99 needs ``peak_replicas``."""
+    """Per-minute load (coarser traces interpolated); its p99 needs ``peak_replicas``.
+
+    ValueError says why a trace cannot be replayed; the caller names the trace.
+    """
+    if series.step < MINUTE:
+        ratio = MINUTE / series.step
+        # LoadSeries.buckets refuses these too, in terms of its own arguments.
+        if abs(ratio - round(ratio)) > 1e-9:
+            raise ValueError(
+                f"samples {series.step:g}s apart do not divide a minute, the simulator's tick; "
+                "resample the trace to a step that does (such as 10s or 60s)"
+            )
     minute = series.resample(MINUTE) if series.step > MINUTE else series
     if minute.step != MINUTE:
         minute = minute.aggregate(MINUTE)
     values = minute.values
+    if len(minute) < 2:
+        raise ValueError(f"the trace holds {len(minute)} whole minute(s): too short to replay")
+    if not np.isfinite(values).any():
+        raise ValueError("the trace has no whole minute with a load sample")
     p99 = float(np.nanpercentile(values, 99))
     if not p99 > 0:
-        raise ValueError("the trace's 99th percentile is zero: nothing to scale")
-    return LoadSeries(minute.start, MINUTE, values * (scenario.peak_replicas * PER_REPLICA / p99))
+        raise ValueError(
+            "the load's 99th percentile is zero (at least 99% of the samples are 0): "
+            "there is no peak to scale to --peak-replicas"
+        )
+    with np.errstate(over="ignore"):
+        scaled = values * (scenario.peak_replicas * PER_REPLICA / p99)
+    if np.isinf(scaled).any():
+        raise ValueError(
+            f"a load of {np.nanmax(values):g} is too far above the 99th percentile "
+            f"({p99:g}) to scale"
+        )
+    return LoadSeries(minute.start, MINUTE, scaled)
 
 
 def default_score_from(series: LoadSeries) -> float:
@@ -122,6 +152,102 @@ def build_policies(
     return table
 
 
+def format_time(when: float) -> str:
+    """Epoch seconds as the UTC timestamp a trace or ``--score-from`` would write."""
+    return datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class PreparedTrace:
+    """A trace read, scaled to the scenario and checked: everything a replay starts from."""
+
+    name: str
+    path: str
+    load: LoadSeries
+    score_from: float
+    seconds: float
+    #: The share of scored minutes with no load sample, whose load the scores make up.
+    missing_share: float
+
+
+def _missing_share(load: LoadSeries, first: int) -> float:
+    """The share of ``load``'s minutes from ``first`` on without a load sample (NaN)."""
+    missing = np.isnan(load.values[first:])
+    return float(missing.mean()) if missing.size else 0.0
+
+
+def load_for_replay(
+    path: str | Path,
+    *,
+    scenario: Scenario,
+    score_from: float | None = None,
+    series: LoadSeries | None = None,
+    name: str | None = None,
+) -> PreparedTrace:
+    """Read, scale and check one trace, so that bad input fails before any replay starts.
+
+    Every error names the file: :class:`ForecastError` from reading it, ValueError otherwise.
+    """
+    started = time.perf_counter()
+    label = str(Path(path))
+    raw = series if series is not None else load_trace(path)
+    try:
+        load = prepare_trace(raw, scenario)
+    except ValueError as exc:
+        raise ValueError(f"{label}: {exc}") from exc
+    begin = default_score_from(load) if score_from is None else score_from
+    if not load.start < begin < load.end:
+        span = f"the trace runs from {format_time(load.start)} to {format_time(load.end)}"
+        if score_from is None:
+            raise ValueError(f"{label}: {span}: too short to replay")
+        raise ValueError(
+            f"{label}: --score-from {format_time(begin)} falls outside the trace: {span}, "
+            "and scoring needs history before it"
+        )
+    missing = _missing_share(load, first_scored(load, begin))
+    if missing >= 1.0:
+        raise ValueError(
+            f"{label}: no load sample in the scored minutes, {format_time(begin)} to "
+            f"{format_time(load.end)}: nothing to score (an earlier --score-from?)"
+        )
+    return PreparedTrace(
+        name or Path(path).stem, label, load, begin, time.perf_counter() - started, missing
+    )
+
+
+def replay(
+    trace: PreparedTrace,
+    *,
+    scenario: Scenario,
+    model: str = "auto",
+    policies: tuple[str, ...] = POLICIES,
+    spec_overrides: dict[str, Any] | None = None,
+    on_minute: Callable[[int, int], None] | None = None,
+) -> TraceRun:
+    """Every policy on one prepared trace, from its ``score_from`` to its end."""
+    started = time.perf_counter()
+    spec = backtest_spec(trace.name, scenario=scenario, model=model, overrides=spec_overrides)
+    need = oracle_need(trace.load, spec)
+    table = build_policies(spec, scenario, need, policies)
+    results = simulate(
+        trace.load,
+        spec=spec,
+        scenario=scenario,
+        score_from=trace.score_from,
+        policies=table,
+        need=need,
+        on_minute=on_minute,
+    )
+    return TraceRun(
+        trace.name,
+        trace.load,
+        trace.score_from,
+        results,
+        trace.seconds + time.perf_counter() - started,
+        scenario.replicas_per_node,
+    )
+
+
 def run_trace(
     path: str | Path,
     *,
@@ -134,27 +260,17 @@ def run_trace(
     series: LoadSeries | None = None,
     name: str | None = None,
 ) -> TraceRun:
-    started = time.perf_counter()
-    name = name or Path(path).stem
-    raw = series if series is not None else load_trace(path)
-    load = prepare_trace(raw, scenario)
-    begin = default_score_from(load) if score_from is None else score_from
-    if not load.start < begin < load.end:
-        raise ValueError(f"{name}: --score-from falls outside the trace")
-    spec = backtest_spec(name, scenario=scenario, model=model, overrides=spec_overrides)
-    need = oracle_need(load, spec)
-    table = build_policies(spec, scenario, need, policies)
-    results = simulate(
-        load,
-        spec=spec,
-        scenario=scenario,
-        score_from=begin,
-        policies=table,
-        need=need,
-        on_minute=on_minute,
+    """:func:`load_for_replay`, then :func:`replay`."""
+    trace = load_for_replay(
+        path, scenario=scenario, score_from=score_from, series=series, name=name
     )
-    return TraceRun(
-        name, load, begin, results, time.perf_counter() - started, scenario.replicas_per_node
+    return replay(
+        trace,
+        scenario=scenario,
+        model=model,
+        policies=policies,
+        spec_overrides=spec_overrides,
+        on_minute=on_minute,
     )
 
 

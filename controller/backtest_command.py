@@ -7,6 +7,8 @@ import json
 import multiprocessing
 import os
 import sys
+import time
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import fields
 from pathlib import Path
@@ -14,7 +16,16 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from controller.backtest import POLICIES, TraceRun, backtest_spec, report, run_trace, summary
+from controller.backtest import (
+    POLICIES,
+    PreparedTrace,
+    TraceRun,
+    backtest_spec,
+    load_for_replay,
+    replay,
+    report,
+    summary,
+)
 from controller.durations import parse_duration
 from controller.simulator import Scenario
 from controller.spec import LimitBy, format_validation_error
@@ -160,30 +171,95 @@ def spec_overrides_from_args(args: argparse.Namespace, scenario: Scenario) -> di
     return overrides
 
 
+#: Without a terminal, a line of progress this often, in seconds, so a log shows a long run lives.
+PROGRESS_EVERY = 30.0
+
+
+class _Stopped(Exception):
+    """A replay given up because another trace failed."""
+
+
+def _report_minute(done: int, total: int) -> bool:
+    """Whether a replay reports this minute: its first, every fourth hour, and its last."""
+    return done == 1 or done % 240 == 0 or done == total
+
+
 def _run_one(
-    path: str,
+    trace: PreparedTrace,
     scenario: Scenario,
     model: str,
-    score_from: float | None,
     policies: tuple[str, ...],
     overrides: dict[str, Any],
     queue: Any,
+    stop: Any,
 ) -> TraceRun:
-    name = Path(path).stem
-
     def tick(done: int, total: int) -> None:
-        if queue is not None and (done % 240 == 0 or done == total):
-            queue.put((name, done, total))
+        if _report_minute(done, total):
+            if stop.is_set():
+                raise _Stopped
+            queue.put((trace.name, done, total))
 
-    return run_trace(
-        path,
+    return replay(
+        trace,
         scenario=scenario,
         model=model,
-        score_from=score_from,
         policies=policies,
         spec_overrides=overrides,
         on_minute=tick,
     )
+
+
+class _Progress:
+    """Each trace's replay on stderr: rich's bars on a terminal, plain lines otherwise."""
+
+    def __init__(self, bars: Any, err: Any, names: list[str]) -> None:
+        self._bars = bars
+        self._err = err
+        self._tasks = {name: bars.add_task(name, total=None) for name in names}
+        self._latest: dict[str, tuple[int, int]] = {}
+        self._finished: set[str] = set()
+        self._shown = time.monotonic()
+
+    def _line(self, text: str) -> None:
+        self._err.print(text, markup=False, highlight=False)
+
+    def minute(self, name: str, done: int, total: int) -> None:
+        if name in self._finished:
+            return  # a worker's last report can arrive after its result
+        self._bars.update(self._tasks[name], completed=done, total=total)
+        if self._err.is_terminal:
+            return
+        if name not in self._latest:
+            self._line(f"{name}: replaying {total} scored minutes")
+        self._latest[name] = (done, total)
+        self.show_if_due()
+
+    def show_if_due(self) -> None:
+        """Without a terminal, where every unfinished replay is, every PROGRESS_EVERY."""
+        now = time.monotonic()
+        if self._err.is_terminal or now - self._shown < PROGRESS_EVERY:
+            return
+        self._shown = now
+        for name, (done, total) in self._latest.items():
+            if done < total:
+                self._line(f"{name}: {done} of {total} minutes replayed ({done / total:.0%})")
+
+    def finished(self, run: TraceRun) -> None:
+        self._finished.add(run.name)
+        self._latest.pop(run.name, None)
+        self._bars.update(self._tasks[run.name], completed=1, total=1)
+        if not self._err.is_terminal:
+            self._line(f"{run.name}: replayed in {run.seconds:.0f}s")
+
+
+#: What a bad trace or spec raises: one line naming the trace, exit 2.
+_INPUT_ERRORS = (ForecastError, ValueError, ValidationError)
+
+
+def _named(trace: PreparedTrace, error: object) -> str:
+    """The error, starting with the trace's file."""
+    text = str(error)
+    return text if text.startswith(f"{trace.path}:") else f"{trace.path}: {text}"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -191,42 +267,68 @@ def run(args: argparse.Namespace) -> int:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     err = Console(stderr=True, soft_wrap=True)
+
+    def fail(message: str) -> int:
+        err.print(f"tidal backtest: {message}", markup=False, highlight=False)
+        return 2
+
     try:
         scenario = scenario_from_args(args)
         overrides = spec_overrides_from_args(args, scenario)
     except ValueError as exc:
-        err.print(f"tidal backtest: {exc}", markup=False, highlight=False)
-        return 2
+        return fail(str(exc))
     policies = tuple(p.strip() for p in args.policies.split(",") if p.strip())
+    if not policies:
+        return fail(f"--policies {args.policies!r} names no policy; known: {', '.join(POLICIES)}")
     unknown = [p for p in policies if p not in POLICIES]
     if unknown:
-        err.print(f"tidal backtest: unknown policy {unknown[0]!r}; known: {', '.join(POLICIES)}")
-        return 2
+        return fail(f"unknown policy {unknown[0]!r}; known: {', '.join(POLICIES)}")
     score_from = None
     if args.score_from:
         try:
             score_from = parse_timestamp(args.score_from)
         except ValueError:
-            err.print(
-                f"tidal backtest: --score-from {args.score_from!r} is not an ISO-8601 timestamp"
-            )
-            return 2
+            return fail(f"--score-from {args.score_from!r} is not an ISO-8601 timestamp")
+    plot = None
+    if args.plot:
+        from controller.plotting import plot_path
+
+        try:
+            plot = plot_path(args.plot)
+        except ValueError as exc:
+            return fail(f"--plot {args.plot}: {exc}")
     seen: dict[str, str] = {}
     for path in args.traces:
         if not Path(path).is_file():
-            err.print(f"tidal backtest: {path}: no such file")
-            return 2
+            return fail(f"{path}: no such file")
         stem = Path(path).stem
         if stem in seen:
+            return fail(f"{seen[stem]} and {path} are both reported as {stem!r}; rename one")
+        seen[stem] = path
+    # Every trace is read and checked before any replay: bad input fails in seconds, not
+    # after the good traces have been replayed.
+    traces: list[PreparedTrace] = []
+    problems: list[str] = []
+    for path in args.traces:
+        try:
+            traces.append(load_for_replay(path, scenario=scenario, score_from=score_from))
+        except (ForecastError, ValueError) as exc:
+            problems.append(str(exc))
+    for message in problems:
+        fail(message)
+    if problems:
+        return 2
+    for trace in traces:
+        missing = trace.missing_share
+        if missing > 0.05:
             err.print(
-                f"tidal backtest: {seen[stem]} and {path} are both reported as {stem!r}; "
-                "rename one",
+                f"tidal backtest: warning: {trace.path}: {missing:.0%} of the scored minutes "
+                "have no load sample; their load is filled in from the nearest samples or "
+                "taken as none, so the scores say little about them",
                 markup=False,
                 highlight=False,
             )
-            return 2
-        seen[stem] = path
-    jobs = args.jobs or min(len(args.traces), os.cpu_count() or 1)
+    jobs = args.jobs or min(len(traces), os.cpu_count() or 1)
     runs: dict[str, TraceRun] = {}
     with Progress(
         TextColumn("{task.description}"),
@@ -236,64 +338,42 @@ def run(args: argparse.Namespace) -> int:
         console=err,
         transient=False,
         disable=not err.is_terminal,
-    ) as progress:
-        tasks = {Path(p).stem: progress.add_task(Path(p).stem, total=None) for p in args.traces}
-        try:
-            if jobs <= 1:
-                for path in args.traces:
-                    name = Path(path).stem
+    ) as bars:
+        progress = _Progress(bars, err, [trace.name for trace in traces])
+        if jobs <= 1:
+            for trace in traces:
 
-                    def tick(done: int, total: int, name: str = name) -> None:
-                        if done % 240 == 0 or done == total:
-                            progress.update(tasks[name], completed=done, total=total)
+                def tick(done: int, total: int, name: str = trace.name) -> None:
+                    if _report_minute(done, total):
+                        progress.minute(name, done, total)
 
-                    runs[name] = run_trace(
-                        path,
+                try:
+                    runs[trace.name] = replay(
+                        trace,
                         scenario=scenario,
                         model=args.model,
-                        score_from=score_from,
                         policies=policies,
                         spec_overrides=overrides,
                         on_minute=tick,
                     )
-                    if not err.is_terminal:
-                        err.print(f"{name}: replayed in {runs[name].seconds:.0f}s")
-            else:
-                ctx = multiprocessing.get_context("spawn")
-                with ctx.Manager() as manager, ProcessPoolExecutor(jobs, mp_context=ctx) as pool:
-                    queue = manager.Queue()
-                    futures = {
-                        pool.submit(
-                            _run_one,
-                            p,
-                            scenario,
-                            args.model,
-                            score_from,
-                            policies,
-                            overrides,
-                            queue,
-                        ): p
-                        for p in args.traces
-                    }
-                    pending = set(futures)
-                    while pending:
-                        while not queue.empty():
-                            name, done, total = queue.get()
-                            progress.update(tasks[name], completed=done, total=total)
-                        finished = [f for f in pending if f.done()]
-                        for future in finished:
-                            pending.discard(future)
-                            done = future.result()
-                            runs[done.name] = done
-                            progress.update(tasks[done.name], completed=1, total=1)
-                            if not err.is_terminal:
-                                err.print(f"{done.name}: replayed in {done.seconds:.0f}s")
-                        if pending:
-                            wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
-        except (ForecastError, ValueError, ValidationError) as exc:
-            err.print(f"tidal backtest: {exc}")
-            return 2
-    ordered = [runs[Path(p).stem] for p in args.traces]
+                except _INPUT_ERRORS as exc:
+                    return fail(_named(trace, exc))
+                progress.finished(runs[trace.name])
+        else:
+            code = _replay_in_parallel(
+                traces,
+                runs,
+                progress=progress,
+                fail=fail,
+                jobs=jobs,
+                scenario=scenario,
+                model=args.model,
+                policies=policies,
+                overrides=overrides,
+            )
+            if code:
+                return code
+    ordered = [runs[trace.name] for trace in traces]
     for run_ in ordered:
         share, problem = run_.forecast_gap()
         if share >= 0.01:
@@ -311,11 +391,65 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write("\n")
     else:
         print_table(result, Console())
-    if args.plot:
+    if plot is not None:
         from controller.plotting import plot_backtest
 
-        plot_backtest(ordered, args.plot)
-        err.print(f"plot written to {args.plot}")
+        try:
+            plot_backtest(ordered, plot)
+        except (OSError, ValueError) as exc:
+            return fail(f"--plot {plot}: the report stands, the plot failed: {exc}")
+        err.print(f"plot written to {plot}", markup=False, highlight=False)
+    return 0
+
+
+def _replay_in_parallel(
+    traces: list[PreparedTrace],
+    runs: dict[str, TraceRun],
+    *,
+    progress: _Progress,
+    fail: Callable[[str], int],
+    jobs: int,
+    scenario: Scenario,
+    model: str,
+    policies: tuple[str, ...],
+    overrides: dict[str, Any],
+) -> int:
+    """Replay ``traces`` in ``jobs`` processes into ``runs``; 0, or the exit code of a failure.
+
+    A replay that fails is reported at once: the work not started is cancelled and the
+    replays under way stop at their next report, so the exit does not wait for them.
+    """
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Manager() as manager, ProcessPoolExecutor(jobs, mp_context=ctx) as pool:
+        queue = manager.Queue()
+        stop = manager.Event()
+        futures = {
+            pool.submit(_run_one, trace, scenario, model, policies, overrides, queue, stop): trace
+            for trace in traces
+        }
+        pending = set(futures)
+        while pending:
+            while not queue.empty():
+                progress.minute(*queue.get())
+            progress.show_if_due()
+            for future in [f for f in pending if f.done()]:
+                pending.discard(future)
+                trace = futures[future]
+                try:
+                    done = future.result()
+                except Exception as exc:
+                    stop.set()
+                    for other in pending:
+                        other.cancel()
+                    if isinstance(exc, _INPUT_ERRORS):
+                        return fail(_named(trace, exc))
+                    why = f"replay failed: {type(exc).__name__}: {exc} (--jobs 1 shows where)"
+                    fail(_named(trace, why))
+                    return 1
+                runs[done.name] = done
+                progress.finished(done)
+            if pending:
+                wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
     return 0
 
 
@@ -346,6 +480,8 @@ def print_table(result: dict[str, Any], console: Any) -> None:
             )
         table.add_section()
     console.print(table)
+    if not any({"tidal", "hpa"} <= set(policies) for policies in result["traces"].values()):
+        return  # no ratio of tidal to the HPA to give
     s = summary(result)
     console.print(
         f"tidal/hpa, geometric means over traces: unserved {s['unserved_ratio_geomean']:.3f} "

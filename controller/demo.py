@@ -11,8 +11,9 @@ import argparse
 import time
 from datetime import UTC, datetime
 from importlib import resources
-from pathlib import Path
 from typing import Any
+
+from pydantic import ValidationError
 
 from controller.backtest import (
     PER_REPLICA,
@@ -24,6 +25,7 @@ from controller.backtest import (
     summary,
 )
 from controller.simulator import Scenario, TidalPolicy, oracle_need, simulate
+from controller.spec import format_validation_error
 from forecasts.base import DAY
 from forecasts.series import LoadSeries, load_trace, parse_timestamp
 
@@ -73,6 +75,17 @@ def _region_series(trace: LoadSeries, ahead_hours: float, start: float, days: fl
     return window
 
 
+def _starts(trace: LoadSeries, days: float) -> tuple[float, float]:
+    """The first and last ``--start`` whose history and replayed days every region's view
+    of the trace holds whole (see :func:`_region_series`)."""
+    ahead = [hours * 3600.0 for _region, hours in REGIONS]
+    return trace.start - min(ahead), trace.end - max(ahead) - (HISTORY_DAYS + days) * DAY
+
+
+def _day(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M")
+
+
 def _connections(value: float | None) -> str:
     """A load in connections, as the planner's messages give it, in thousands."""
     return "-" if value is None else f"{value / 1000:.1f}k"
@@ -86,17 +99,38 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
     console = Console()
+    err = Console(stderr=True, soft_wrap=True)
+
+    def fail(message: str) -> int:
+        err.print(f"tidal demo: {message}", markup=False, highlight=False)
+        return 2
+
     started = time.perf_counter()
     scenario = Scenario()
     try:
         start = parse_timestamp(args.start)
     except ValueError:
-        console.print(f"tidal demo: --start {args.start!r} is not an ISO-8601 timestamp")
-        return 2
+        return fail(f"--start {args.start!r} is not an ISO-8601 timestamp")
     if not 0.25 <= args.days <= 30:
-        console.print("tidal demo: --days must be between 0.25 and 30")
-        return 2
+        return fail("--days must be between 0.25 and 30")
+    try:
+        backtest_spec("check", scenario=scenario, model=args.model)
+    except ValidationError as exc:
+        return fail(f"--model {args.model}: {format_validation_error(exc)}")
+    from controller.plotting import plot_backtest, plot_path
+
+    try:
+        plot = plot_path(args.plot)
+    except ValueError as exc:
+        return fail(f"--plot {args.plot}: {exc}")
     trace = _bundled_trace()
+    earliest, latest = _starts(trace, args.days)
+    if not earliest <= start <= latest:
+        return fail(
+            f"--start {args.start}: the bundled trace runs from {_day(trace.start)} to "
+            f"{_day(trace.end)}: for {HISTORY_DAYS} days of history and {args.days:g} days "
+            f"replayed, --start can be from {_day(earliest)} to {_day(latest)}"
+        )
     console.print(
         f"[bold]Tidal demo[/bold]: {len(REGIONS)} regions of New York taxi demand read as "
         "gateway load, "
@@ -161,9 +195,10 @@ def run(args: argparse.Namespace) -> int:
         )
     result = report(runs, scenario, model=args.model)
     _print_comparison(console, result)
-    from controller.plotting import plot_backtest
-
-    out = plot_backtest(runs, Path(args.plot), per_replica=PER_REPLICA)
+    try:
+        out = plot_backtest(runs, plot, per_replica=PER_REPLICA)
+    except (OSError, ValueError) as exc:
+        return fail(f"--plot {plot}: the comparison stands, the plot failed: {exc}")
     console.print(f"\nPlot: {out.resolve()}")
     console.print(f"Finished in {time.perf_counter() - started:.0f} s.")
     return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -10,12 +11,33 @@ import numpy as np
 if TYPE_CHECKING:
     from controller.backtest import TraceRun
 
-__all__ = ["plot_backtest"]
+__all__ = ["plot_backtest", "plot_path"]
 
 PHYSICAL = "#4c72b0"
 CLOUD = "#dd8452"
 RESERVED = "#f2c9a9"
 LOAD = "#222222"
+
+
+def plot_path(text: str | Path) -> Path:
+    """Where a plot goes, checked before any replay so that a long run does not end in an error.
+
+    The plot is a PNG: a name without a suffix gets ``.png`` (as matplotlib would add, unsaid),
+    and any other suffix is refused. ValueError says what is wrong with the name.
+    """
+    path = Path(text)
+    if not path.suffix:
+        path = path.with_name(path.name + ".png")
+    elif path.suffix.lower() != ".png":
+        raise ValueError(f"the plot is a PNG, not {path.suffix}: name the file .png")
+    folder = path.parent
+    if not folder.is_dir():
+        raise ValueError(f"no folder {folder}")
+    if path.is_dir():
+        raise ValueError(f"{path} is a folder")
+    if not os.access(folder, os.W_OK):
+        raise ValueError(f"cannot write in {folder}")
+    return path
 
 
 def plot_backtest(
@@ -117,6 +139,8 @@ def plot_backtest(
     fig.legend(handles, labels, loc="upper center", ncol=6, fontsize=8)
     fig.tight_layout(rect=(0, 0, 1, 0.96))
     out = Path(path)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
+    try:
+        fig.savefig(out, dpi=110)
+    finally:
+        plt.close(fig)
     return out

@@ -57,14 +57,64 @@ def test_demo_writes_its_plot(demo_run: tuple[int, str, Path]) -> None:
     assert f"Plot: {plot.resolve()}" in out
 
 
+#: What the bundled trace holds, which a --start outside it is told.
+AVAILABLE = "the bundled trace runs from 2014-07-01 00:00 to 2015-01-16 23:30"
+
+
 @pytest.mark.parametrize(
     ("argv", "named"),
-    [(["--days", "0.1"], "--days"), (["--start", "yesterday"], "--start")],
-    ids=["too-short", "bad-start"],
+    [
+        (["--days", "0.1"], "--days"),
+        (["--start", "yesterday"], "--start"),
+        (["--start", "2030-01-01"], f"--start 2030-01-01: {AVAILABLE}"),
+        (["--start", "2014-06-30"], f"--start 2014-06-30: {AVAILABLE}"),
+        (
+            ["--start", "2015-01-10", "--days", "5"],
+            f"{AVAILABLE}: for 14 days of history and 5 days replayed, --start can be from "
+            "2014-07-01 00:00 to 2014-12-28 13:00",
+        ),
+        (["--start", "2015-01-01", "--days", "3"], "--start can be from"),
+        (["--model", "bogus"], "--model bogus: spec.forecast"),
+        (["--plot", "/nonexistent/x.png"], "--plot /nonexistent/x.png: no folder /nonexistent"),
+        (["--plot", "out.txt"], "--plot out.txt: the plot is a PNG, not .txt"),
+    ],
+    ids=[
+        "too-short",
+        "bad-start",
+        "after-the-trace",
+        "before-the-trace",
+        "past-the-end",
+        "partly-past-the-end",
+        "unknown-model",
+        "no-folder",
+        "not-png",
+    ],
 )
 def test_demo_refuses_bad_options(
     argv: list[str], named: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A bad option is named and the exit code is 2, before any work."""
+    """A bad option is named on stderr, in one line, and the exit code is 2, before any work."""
     assert main(["demo", *argv]) == 2
-    assert named in capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert captured.err.startswith("tidal demo: ") and captured.err.count("\n") == 1
+    assert named in captured.err
+    assert "Tidal demo" not in captured.out
+
+
+def test_demo_plot_that_fails_keeps_the_comparison(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The comparison is printed before the plot is drawn; a failing plot is one line, exit 2."""
+
+    def broken(*_args: object, **_kwargs: object) -> Path:
+        raise OSError("disk full")
+
+    monkeypatch.setattr("controller.plotting.plot_backtest", broken)
+    monkeypatch.setenv("COLUMNS", "200")
+    plot = tmp_path / "demo.png"
+    assert main(["demo", "--days", "0.25", "--every", "6", "--plot", str(plot)]) == 2
+    captured = capsys.readouterr()
+    assert "Across regions, tidal leaves" in captured.out
+    assert captured.err == (
+        f"tidal demo: --plot {plot}: the comparison stands, the plot failed: disk full\n"
+    )

@@ -1,0 +1,253 @@
+"""``tidal backtest`` on bad input: every trace checked before any replay, each error one line
+naming its file, a failing replay stopping the others, progress without a terminal, and --plot
+checked before the run."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from controller import backtest_command
+from controller.cli import main
+
+START = 1_577_836_800.0  # 2020-01-01T00:00:00Z
+
+#: The replay of one trace in a worker, kept before any test replaces it.
+_REAL_RUN_ONE = backtest_command._run_one
+
+
+def format_time(when: float) -> str:
+    return datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _daily(minute: int) -> str:
+    return f"{100.0 + 50.0 * math.sin(2 * math.pi * minute / 1440):.1f}"
+
+
+def _write_trace(
+    path: Path, rows: int, *, step: float = 60.0, load: Callable[[int], str] = _daily
+) -> Path:
+    """A ``timestamp,load`` CSV of ``rows`` samples ``step`` seconds apart from START."""
+    lines = [f"{format_time(START + i * step)},{load(i)}" for i in range(rows)]
+    path.write_text("timestamp,load\n" + "\n".join(lines) + "\n")
+    return path
+
+
+def _minute(minutes: int) -> str:
+    """The time ``minutes`` after START, as --score-from takes it."""
+    return format_time(START + 60.0 * minutes)
+
+
+def _fail_on_bad(trace: Any, *args: Any) -> Any:
+    """A worker's replay that breaks on the trace named ``bad``, as a bug would mid-run; how
+    every other replay ends is left as a file in $OUTCOMES (workers share no memory)."""
+    if trace.name == "bad":
+        raise ValueError("the replay broke")
+    outcome = Path(os.environ["OUTCOMES"]) / trace.name
+    try:
+        run = _REAL_RUN_ONE(trace, *args)
+    except Exception as exc:
+        outcome.write_text(type(exc).__name__)
+        raise
+    outcome.write_text("finished")
+    return run
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_every_trace_is_checked_before_any_replay(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], jobs: str
+) -> None:
+    """A bad trace after a good one fails before the good one is replayed, and every bad
+    trace is named, not only the first."""
+    good = _write_trace(tmp_path / "good.csv", 600)
+    malformed = tmp_path / "malformed.csv"
+    malformed.write_text("timestamp,load\n2020-01-01T00:00:00Z,1\n2020-01-01T00:01:00Z,many\n")
+    zero = _write_trace(tmp_path / "zero.csv", 600, load=lambda _i: "0")
+    argv = ["backtest", str(good), str(malformed), str(zero), "--jobs", jobs]
+    assert main([*argv, "--score-from", _minute(500)]) == 2
+    err = capsys.readouterr().err
+    assert f"tidal backtest: {malformed}:3: load 'many' is not a number" in err
+    assert f"tidal backtest: {zero}: the load's 99th percentile is zero" in err
+    assert "replay" not in err
+
+
+def test_a_replay_that_fails_stops_the_others(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A replay failing in a worker is named at once, exits 2, and the replays under way or
+    waiting are given up rather than finished."""
+    monkeypatch.setattr(backtest_command, "_run_one", _fail_on_bad)
+    outcomes = tmp_path / "outcomes"
+    outcomes.mkdir()
+    monkeypatch.setenv("OUTCOMES", str(outcomes))
+    traces = [_write_trace(tmp_path / f"{name}.csv", 4 * 1440) for name in ("bad", "a", "b")]
+    argv = ["backtest", *map(str, traces), "--jobs", "2", "--score-from", _minute(1440)]
+    assert main(argv) == 2
+    err = capfd.readouterr().err
+    assert f"tidal backtest: {traces[0]}: the replay broke\n" in err
+    assert "replayed in" not in err
+    assert "Traceback" not in err
+    # Each of the others was stopped or never started: none was replayed to its end.
+    assert {p.read_text() for p in outcomes.iterdir()} <= {"_Stopped"}
+
+
+@pytest.mark.parametrize(
+    ("rows", "step", "load", "score_from", "says"),
+    [
+        (600, 60.0, lambda _i: "0", 500, "the load's 99th percentile is zero"),
+        (600, 7.0, _daily, 50, "samples 7s apart do not divide a minute"),
+        (
+            600,
+            60.0,
+            lambda i: "1e308" if i == 100 else _daily(i),
+            500,
+            "a load of 1e+308 is too far above the 99th percentile",
+        ),
+        (
+            600,
+            60.0,
+            _daily,
+            5000,
+            "--score-from 2020-01-04T11:20:00Z falls outside the trace: the trace runs from "
+            "2020-01-01T00:00:00Z to 2020-01-01T09:59:00Z",
+        ),
+        (
+            600,
+            60.0,
+            lambda i: _daily(i) if i < 400 else "",
+            500,
+            "no load sample in the scored minutes, 2020-01-01T08:20:00Z to 2020-01-01T09:59:00Z",
+        ),
+    ],
+    ids=["all-zero", "7-second-steps", "overflowing-load", "score-from-outside", "no-load-scored"],
+)
+def test_a_trace_that_cannot_be_replayed_is_one_line_naming_it(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    rows: int,
+    step: float,
+    load: Callable[[int], str],
+    score_from: int,
+    says: str,
+) -> None:
+    """Exit 2 and one line on stderr, ``tidal backtest: FILE: why``, before any replay."""
+    trace = _write_trace(tmp_path / "t.csv", rows, step=step, load=load)
+    argv = ["backtest", str(trace), "--jobs", "1", "--score-from", _minute(score_from)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"tidal backtest: {trace}: ")
+    assert err.count("\n") == 1
+    assert says in err
+
+
+def test_minutes_without_load_are_warned_about(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Rows without a load over half the scored minutes: a warning with the share."""
+    trace = _write_trace(tmp_path / "t.csv", 600, load=lambda i: _daily(i) if i < 450 else "")
+    argv = ["backtest", str(trace), "--jobs", "1", "--json", "--policies", "oracle"]
+    assert main([*argv, "--score-from", _minute(300)]) == 0
+    captured = capsys.readouterr()
+    assert f"tidal backtest: warning: {trace}: 50% of the scored minutes have no load sample" in (
+        captured.err
+    )
+    assert set(json.loads(captured.out)["traces"]["t"]) == {"oracle"}
+
+
+def test_a_few_minutes_without_load_are_not_warned_about(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A missing sample here and there is below the 5% that warrants a warning."""
+    trace = _write_trace(tmp_path / "t.csv", 600, load=lambda i: "" if i % 50 == 0 else _daily(i))
+    argv = ["backtest", str(trace), "--jobs", "1", "--json", "--policies", "oracle"]
+    assert main([*argv, "--score-from", _minute(300)]) == 0
+    assert "no load sample" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("policies", ["", " , "], ids=["empty", "commas"])
+def test_no_policy_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], policies: str
+) -> None:
+    trace = _write_trace(tmp_path / "t.csv", 600)
+    assert main(["backtest", str(trace), "--jobs", "1", "--policies", policies]) == 2
+    assert "--policies" in capsys.readouterr().err
+
+
+def test_no_ratio_is_printed_without_both_tidal_and_hpa(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The table's summary compares tidal with the HPA: without one of them, it is left out."""
+    trace = _write_trace(tmp_path / "t.csv", 600)
+    argv = ["backtest", str(trace), "--jobs", "1", "--policies", "oracle"]
+    assert main([*argv, "--score-from", _minute(500)]) == 0
+    out = capsys.readouterr().out
+    assert "oracle" in out
+    assert "tidal/hpa" not in out and "nan" not in out
+
+
+def test_progress_lines_without_a_terminal(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without a terminal, stderr says which trace is replayed and how far it has got."""
+    monkeypatch.setattr(backtest_command, "PROGRESS_EVERY", 0.0)
+    trace = _write_trace(tmp_path / "long.csv", 1200)
+    argv = ["backtest", str(trace), "--jobs", "1", "--json", "--policies", "hpa,oracle"]
+    assert main([*argv, "--score-from", _minute(600)]) == 0
+    err = capsys.readouterr().err
+    assert "long: replaying 600 scored minutes" in err
+    assert "long: 240 of 600 minutes replayed (40%)" in err
+    assert re.search(r"long: replayed in \d+s", err)
+
+
+@pytest.mark.parametrize(
+    ("plot", "says"),
+    [("missing/x.png", "no folder"), ("out.txt", "the plot is a PNG, not .txt")],
+    ids=["no-folder", "not-png"],
+)
+def test_a_bad_plot_path_is_refused_before_the_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], plot: str, says: str
+) -> None:
+    trace = _write_trace(tmp_path / "t.csv", 600)
+    argv = ["backtest", str(trace), "--jobs", "1", "--plot", str(tmp_path / plot)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"tidal backtest: --plot {tmp_path / plot}: {says}")
+    assert "replay" not in err
+
+
+def test_a_plot_without_suffix_is_a_png_and_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    trace = _write_trace(tmp_path / "t.csv", 600)
+    argv = ["backtest", str(trace), "--jobs", "1", "--json", "--policies", "oracle"]
+    assert main([*argv, "--score-from", _minute(500), "--plot", str(tmp_path / "pic")]) == 0
+    assert (tmp_path / "pic.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert f"plot written to {tmp_path / 'pic.png'}\n" in capsys.readouterr().err
+
+
+def test_a_plot_that_fails_keeps_the_report(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The report is printed before the plot is drawn; a failing plot is one line, exit 2."""
+
+    def broken(*_args: Any, **_kwargs: Any) -> Path:
+        raise OSError("disk full")
+
+    monkeypatch.setattr("controller.plotting.plot_backtest", broken)
+    trace = _write_trace(tmp_path / "t.csv", 600)
+    argv = ["backtest", str(trace), "--jobs", "1", "--json", "--policies", "oracle"]
+    assert main([*argv, "--score-from", _minute(500), "--plot", str(tmp_path / "p.png")]) == 2
+    captured = capsys.readouterr()
+    assert set(json.loads(captured.out)["traces"]["t"]) == {"oracle"}
+    assert captured.err.endswith(
+        f"tidal backtest: --plot {tmp_path / 'p.png'}: the report stands, the plot failed: "
+        "disk full\n"
+    )
