@@ -200,12 +200,16 @@ def load_trace(path: str | Path) -> LoadSeries:
     known = ~np.isnan(y)
     if not known.any():
         raise InvalidHistory(f"{path}: the trace has no finite load")
-    values = np.interp(grid, t[known], y[known])
-    # A gap longer than two steps in the source stays a gap: interpolating would invent load.
-    gap_after = np.searchsorted(t, grid, side="right") - 1
-    gap_after = np.clip(gap_after, 0, len(t) - 2)
-    too_far = (t[gap_after + 1] - t[gap_after]) > 2.5 * step
-    values[too_far & ~np.isin(grid, t)] = np.nan
+    sampled, loads_known = t[known], y[known]
+    values = np.interp(grid, sampled, loads_known)
+    # A gap longer than two steps between loads (rows missing, or rows without a load) stays
+    # a gap, and so does the time before the first load and after the last: interpolating or
+    # holding would invent load.
+    before = np.clip(np.searchsorted(sampled, grid, side="right") - 1, 0, sampled.size - 1)
+    after = np.minimum(before + 1, sampled.size - 1)
+    too_far = (sampled[after] - sampled[before]) > 2.5 * step
+    outside = (grid < sampled[0]) | (grid > sampled[-1])
+    values[(too_far & ~np.isin(grid, sampled)) | outside] = np.nan
     if not np.isfinite(values).any():
         raise InvalidHistory(f"{path}: the trace has no finite load")
     return LoadSeries(float(start), step, values)

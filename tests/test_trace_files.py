@@ -137,3 +137,12 @@ def test_a_trace_that_is_not_utf8_names_the_file(tmp_path: Path) -> None:
     path.write_bytes("timestamp,load\n2024-01-01T00:00:00Z,1\n".encode("utf-16"))
     with pytest.raises(TraceFormatError, match=r"latin\.csv: not UTF-8 text \(byte 0x"):
         load_trace(path)
+
+
+def test_rows_without_a_load_stay_a_gap_beyond_two_steps(tmp_path: Path) -> None:
+    """A row without a load is as missing as a missing row: one is bridged, more are a gap,
+    and nothing is held before the first load or after the last."""
+    loads = ["", "2", "", "4", "", "", "", "8", "", ""]
+    series = load_trace(rows(tmp_path / "holes.csv", loads))
+    expected = [np.nan, 2.0, 3.0, 4.0, np.nan, np.nan, np.nan, 8.0, np.nan, np.nan]
+    assert np.array_equal(series.values, expected, equal_nan=True)
