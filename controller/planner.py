@@ -47,6 +47,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from controller.spec import MIN_FIT_STEP as SPEC_MIN_FIT_STEP
 from controller.spec import GatewayAutoscalerSpec, LimitBy, Mode
 from forecasts.base import Forecast, Forecaster
 from forecasts.registry import create
@@ -178,9 +179,8 @@ class Plan:
         return self.cloud.replicas > 0
 
 
-#: Models are fitted on means over at least this step: per-minute noise carries no signal for a
-#: 30-minute horizon, and fitting 14 days at one minute costs ten times more (issue 2's figures).
-MIN_FIT_STEP = 300.0
+#: Models are fitted on means over at least this step (``controller.spec.MIN_FIT_STEP``).
+MIN_FIT_STEP = SPEC_MIN_FIT_STEP.total_seconds()
 
 
 def forecast_reach(

@@ -60,6 +60,10 @@ MIN_STEP = timedelta(seconds=1)
 #: history: 14d`` (121 million, about 1 GB) would take the operator's whole memory limit and stop
 #: every other object with it. 14d at 5s is 241,920.
 MAX_HISTORY_POINTS = 500_000
+#: Models are fitted on means over at least this step: per-minute noise carries no signal for a
+#: 30-minute horizon, and fitting 14 days at one minute costs ten times more (issue 2's figures).
+#: A finer ``load.step`` must divide it, so that every mean is over whole samples.
+MIN_FIT_STEP = timedelta(minutes=5)
 #: Longest ``load.step`` text the CRD accepts: it bounds the cost of the step's CEL rule, which
 #: the API server estimates from the longest string the field may hold.
 MAX_STEP_TEXT = 32
@@ -128,6 +132,14 @@ class LoadSpec(_Model):
             raise ValueError(
                 f"load.step must be at least {format_duration(MIN_STEP)}, "
                 f"got {self.step.total_seconds():g}s"
+            )
+        ratio = MIN_FIT_STEP / self.step
+        if self.step < MIN_FIT_STEP and abs(ratio - round(ratio)) > 1e-9:
+            raise ValueError(
+                f"load.step {format_duration(self.step)} must divide "
+                f"{format_duration(MIN_FIT_STEP)} (the forecasts fit "
+                f"{format_duration(MIN_FIT_STEP)} means of whole samples): 15s, 30s or 1m, "
+                f"for example, or {format_duration(MIN_FIT_STEP)} or more"
             )
         if self.history < self.step * 2:
             raise ValueError("load.history must cover at least two load.step")

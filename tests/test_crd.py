@@ -10,11 +10,13 @@ from typing import Any
 
 import jsonschema
 import kubernetes_validate
+import numpy as np
 import pydantic
 import pytest
 import yaml
 
 from controller import crd
+from controller.planner import MIN_FIT_STEP
 from controller.spec import (
     AUTO_MODEL,
     GatewayAutoscaler,
@@ -24,6 +26,7 @@ from controller.spec import (
     format_validation_error,
 )
 from forecasts.registry import model_names
+from forecasts.series import LoadSeries
 
 REPO = Path(__file__).resolve().parents[1]
 COMMITTED = REPO / "manifests" / "base" / "crd.yaml"
@@ -368,6 +371,26 @@ def test_history_too_large_for_memory_is_refused(load: dict[str, str], message: 
 def test_history_within_the_sample_cap_is_accepted(load: dict[str, str]) -> None:
     """Up to 500,000 samples, at 1s or coarser, is accepted."""
     GatewayAutoscalerSpec.model_validate({**MINIMAL_SPEC, "load": {**MINIMAL_SPEC["load"], **load}})
+
+
+@pytest.mark.parametrize("step", ["2m", "7s", "45s", "4m"])
+def test_a_step_that_does_not_divide_the_fit_step_is_refused(step: str) -> None:
+    """Forecasts fit 5-minute means of whole samples: a finer step must divide 5 minutes, or
+    every fit would fail, loop after loop, with an error that does not name the field."""
+    body = {**MINIMAL_SPEC, "load": {**MINIMAL_SPEC["load"], "step": step}}
+    with pytest.raises(pydantic.ValidationError) as caught:
+        GatewayAutoscalerSpec.model_validate(body)
+    assert format_validation_error(caught.value).startswith(f"spec.load: load.step {step} must")
+
+
+@pytest.mark.parametrize("step", ["1s", "15s", "30s", "1m", "2.5m", "5m", "7m", "1h"])
+def test_a_step_that_divides_the_fit_step_or_exceeds_it_is_accepted(step: str) -> None:
+    spec = GatewayAutoscalerSpec.model_validate(
+        {**MINIMAL_SPEC, "load": {**MINIMAL_SPEC["load"], "step": step, "history": "5d"}}
+    )
+    step_s = spec.load.step.total_seconds()
+    history = LoadSeries(0.0, step_s, np.ones(int(3600 / step_s) * 2 + 2))
+    assert len(history.aggregate(max(MIN_FIT_STEP, step_s))) >= 1  # the fit's buckets
 
 
 def test_one_deployment_for_both_pools_names_both_fields() -> None:
