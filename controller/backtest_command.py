@@ -50,7 +50,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--score-from",
         metavar="TIMESTAMP",
-        help="score only after this time (default: two weeks in or the first quarter)",
+        help="score only after this time (default: two weeks in or the first quarter, "
+        "whichever is sooner)",
     )
     parser.add_argument("--model", default="auto", help="forecast model for tidal (default: auto)")
     parser.add_argument(
@@ -83,7 +84,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="spec.cloud.fillNodes for tidal (default: the CRD default, true)",
     )
-    parser.add_argument("--policies", default=",".join(POLICIES), help="comma-separated policies")
+    parser.add_argument(
+        "--policies",
+        default=",".join(POLICIES),
+        help=f"comma-separated policies (default: {','.join(POLICIES)})",
+    )
     parser.add_argument(
         "--jobs", type=int, default=0, help="traces replayed in parallel (default: cores)"
     )
@@ -92,19 +97,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--peak-replicas",
         type=int,
         default=defaults.peak_replicas,
-        help="scale each trace so that its 99th percentile needs this many replicas",
+        help="scale each trace so that its 99th percentile needs this many replicas "
+        f"(default {defaults.peak_replicas})",
     )
     parser.add_argument(
         "--physical-capacity",
         type=int,
         default=defaults.physical_capacity,
-        help="replicas the physical pool holds",
+        help=f"replicas the physical pool holds (default {defaults.physical_capacity})",
     )
     parser.add_argument(
         "--replicas-per-node",
         type=int,
         default=defaults.replicas_per_node,
-        help="replicas one cloud node holds",
+        help=f"replicas one cloud node holds (default {defaults.replicas_per_node})",
     )
     for name, help_text in _DURATION_KNOBS.items():
         seconds = getattr(defaults, name)
