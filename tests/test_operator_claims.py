@@ -72,11 +72,14 @@ def next_second() -> None:
         time.sleep(0.02)
 
 
-def created(name: str, namespace: str, at: str | None) -> dict[str, Any]:
+def created(name: str, namespace: str, at: str | None, **spec: Any) -> dict[str, Any]:
+    """A valid object naming Deployment ``gw`` for its physical pool (``spec`` overrides)."""
     meta: dict[str, Any] = {"name": name, "namespace": namespace}
     if at is not None:
         meta["creationTimestamp"] = at
-    return {"metadata": meta, "spec": {"physical": {"deployment": "gw"}, "cloud": {}}}
+    body = gwa_body("eu", **spec)["spec"]
+    body["physical"]["deployment"] = "gw"
+    return {"metadata": meta, "spec": body}
 
 
 @pytest.mark.parametrize(
@@ -107,14 +110,46 @@ def created(name: str, namespace: str, at: str | None) -> dict[str, Any]:
 )
 def test_the_first_created_claims_a_deployment(objects: list[dict[str, Any]], owner: str) -> None:
     """A Deployment named by two objects belongs to the one created first, every time."""
-    assert deployment_claims(objects) == {("chat", "gw"): owner}
-    assert deployment_claims(list(reversed(objects))) == {("chat", "gw"): owner}
+    assert deployment_claims(objects)[("chat", "gw")] == owner
+    assert deployment_claims(list(reversed(objects)))[("chat", "gw")] == owner
+
+
+@pytest.mark.parametrize(
+    "older",
+    [
+        pytest.param(
+            created("a", "chat", "2024-05-01T10:00:01Z", mode="ForecastOnly"), id="forecast-only"
+        ),
+        pytest.param(
+            created(
+                "a",
+                "chat",
+                "2024-05-01T10:00:01Z",
+                load={"query": "q", "perReplica": 1, "step": "2m"},
+            ),
+            id="invalid-spec",
+        ),
+        pytest.param(created("a" * 64, "chat", "2024-05-01T10:00:01Z"), id="name-too-long"),
+    ],
+)
+def test_an_object_that_cannot_write_claims_nothing(older: dict[str, Any]) -> None:
+    """A ForecastOnly or invalid object, however old, leaves the Deployment to the next one."""
+    newer = created("b", "chat", "2024-05-01T10:00:02Z")
+    assert deployment_claims([older, newer])[("chat", "gw")] == "b"
+
+
+def test_a_paused_object_keeps_its_claim() -> None:
+    """Paused means "leave it as it is": a newer object does not take the Deployment over."""
+    older = created("a", "chat", "2024-05-01T10:00:01Z", mode="Paused")
+    newer = created("b", "chat", "2024-05-01T10:00:02Z")
+    assert deployment_claims([newer, older])[("chat", "gw")] == "a"
 
 
 def test_claims_are_per_namespace() -> None:
     """The same Deployment name in two namespaces is two Deployments."""
     objects = [created("a", "chat", "2024-05-01T10:00:01Z"), created("b", "other", None)]
-    assert deployment_claims(objects) == {("chat", "gw"): "a", ("other", "gw"): "b"}
+    claims = deployment_claims(objects)
+    assert (claims[("chat", "gw")], claims[("other", "gw")]) == ("a", "b")
 
 
 def test_one_deployment_for_both_pools_is_refused_and_left_alone(
@@ -162,11 +197,13 @@ def test_a_deployment_two_objects_name_is_scaled_by_the_first_created_only(
     assert replicas(cluster, "gateway-us") == 16
 
 
-def test_a_placeholder_name_held_by_another_object_is_refused_and_not_patched(
-    cluster: KubeEmulatorHandle, operator: Operator
+@pytest.mark.parametrize("reserve", [True, False])
+def test_a_placeholder_name_held_by_another_object_is_never_written(
+    cluster: KubeEmulatorHandle, operator: Operator, reserve: bool
 ) -> None:
-    """A Deployment named ``<gwa>-placeholder`` that the GWA does not own: Ready=False naming
-    it, and neither it nor the gateways are written."""
+    """A Deployment named ``<gwa>-placeholder`` that the GWA does not own is never written and
+    never counted as reserved; the gateways are still scaled. With ``cloud.reserve`` the loss
+    of the reservation is Ready=False naming it; without, there is nothing to say."""
     add_region(cluster, "eu", replicas=4)
     cluster.create(
         {
@@ -183,25 +220,34 @@ def test_a_placeholder_name_held_by_another_object_is_refused_and_not_patched(
             },
         }
     )
-    cluster.create(gwa_body("eu"))
+    body = gwa_body("eu")
+    body["spec"]["cloud"]["reserve"] = reserve
+    cluster.create(body)
     since = len(cluster.requests())
 
     outcomes = passes(operator)
 
-    assert outcomes[f"{NAMESPACE}/gateway-eu"].reason == "PlaceholderConflict"
     ready = condition(cluster, "gateway-eu", "Ready")
-    assert ready is not None and ready["status"] == "False"
-    assert "'gateway-eu-placeholder'" in ready["message"]
+    assert ready is not None
+    if reserve:
+        assert outcomes[f"{NAMESPACE}/gateway-eu"].reason == "PlaceholderConflict"
+        assert (ready["status"], ready["reason"]) == ("False", "PlaceholderConflict")
+        assert "'gateway-eu-placeholder'" in ready["message"]
+        assert "the gateways are still scaled" in ready["message"]
+    else:
+        assert outcomes[f"{NAMESPACE}/gateway-eu"].ok
+        assert ready["status"] == "True"
     placeholder = cluster.get(DEPLOYMENTS, placeholder_name("gateway-eu"), namespace=NAMESPACE)
     assert placeholder["spec"]["replicas"] == 2
     assert placeholder["spec"]["selector"] == {"matchLabels": {"app": "someone-else"}}
-    written = [
-        r.url.path
+    written = {
+        r.url.path.rsplit("/", 1)[-1]
         for r in cluster.requests()[since:]
         if r.method.value.upper() in ("PATCH", "PUT", "POST") and "/deployments" in r.url.path
-    ]
-    assert written == []
-    assert replicas(cluster, "gateway-eu") == 4
+    }
+    assert placeholder_name("gateway-eu") not in written
+    # 5000 of load at 1000 a replica: the physical pool is scaled as usual (kept full, 16).
+    assert replicas(cluster, "gateway-eu") == 16
 
 
 def test_a_name_too_long_for_a_label_is_refused(

@@ -14,6 +14,7 @@ from controller.operator import Operator, OperatorSettings
 from controller.operator.sources import MetricsUnavailable
 from forecasts.series import LoadSeries
 from tests.integration.operator_cluster import (
+    DEPLOYMENTS,
     GWAS,
     NAMESPACE,
     add_region,
@@ -102,6 +103,43 @@ def test_unpausing_serves_the_object_again(cluster: KubeEmulatorHandle) -> None:
         assert replicas(cluster, "gateway-eu") == 16  # the physical pool kept full
         ready = condition(cluster, "gateway-eu", "Ready")
         assert ready is not None and ready["reason"] == "Reconciled"
+    finally:
+        operator.models.shutdown()
+
+
+def test_a_paused_status_shows_what_runs_now_and_no_stale_load(
+    cluster: KubeEmulatorHandle,
+) -> None:
+    """Scaled under load, then paused and scaled by hand: the status reports the Deployments as
+    they are, no load or forecast from before the pause, no capacity limit, and the stored
+    recommendations kept for when it resumes; ``tidal_load`` is withdrawn."""
+    add_region(cluster, "eu", replicas=4)
+    cluster.create(gwa_body("eu", replicas={"min": 2, "max": 20}))
+    operator = operator_for(cluster, Flat(30_000.0))
+    try:
+        operator.run_once()
+        before = status_of(cluster, "gateway-eu")
+        assert before["load"] == 30_000.0 and before["desiredReplicas"] == 20
+        limited = condition(cluster, "gateway-eu", "CapacityLimited")
+        assert limited is not None and limited["status"] == "True"
+        cluster.patch(GWAS, "gateway-eu", {"spec": {"mode": "Paused"}}, namespace=NAMESPACE)
+        for deployment, count in (("gateway-eu", 3), ("gateway-eu-cloud", 0)):
+            cluster.patch(
+                DEPLOYMENTS, deployment, {"spec": {"replicas": count}}, namespace=NAMESPACE
+            )
+        outcomes = operator.run_once()
+        assert outcomes[f"{NAMESPACE}/gateway-eu"].reason == "Paused"
+        status = status_of(cluster, "gateway-eu")
+        assert status["physical"]["replicas"] == 3 and status["cloud"]["replicas"] == 0
+        assert status["desiredReplicas"] == 3
+        assert "load" not in status and status.get("forecast") is None
+        assert status["recommendations"] == before["recommendations"]
+        limited = condition(cluster, "gateway-eu", "CapacityLimited")
+        assert limited is not None and (limited["status"], limited["reason"]) == ("False", "Paused")
+        bursting = condition(cluster, "gateway-eu", "Bursting")
+        assert bursting is not None and bursting["status"] == "False"
+        assert operator.metrics.load.labels("gateway-eu", NAMESPACE, "eu")._value.get() == 0.0
+        assert replicas(cluster, "gateway-eu") == 3  # nothing written
     finally:
         operator.models.shutdown()
 

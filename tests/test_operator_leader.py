@@ -168,6 +168,24 @@ def test_a_lease_outage_and_its_end_are_logged_once_each(kube: KubeEmulatorHandl
     assert e.is_leader
 
 
+def test_an_outage_that_changes_kind_is_logged_again(kube: KubeEmulatorHandle) -> None:
+    """A 503 that turns into a 403 (RBAC broken mid-outage) is a new cause: logged again,
+    and the repeats of each are not."""
+    e = elector(kube, "a", Clock(), "l9")
+    path = "/apis/coordination.k8s.io/v1/namespaces/default/leases/l9"
+    try:
+        with capture_logs() as logs:
+            kube.refuse("GET", path, 503)
+            for _ in range(2):
+                assert not e.try_acquire_or_renew()
+            kube.refuse("GET", path, 403)
+            for _ in range(2):
+                assert not e.try_acquire_or_renew()
+    finally:
+        kube.refuse("GET", path, 0)
+    assert lease_logs(logs) == [("warning", "lease_unreachable")] * 2
+
+
 def test_a_lost_race_is_not_an_outage(kube: KubeEmulatorHandle) -> None:
     """A 409 from a renewal made on a stale read is the protocol at work: no warning."""
 

@@ -4,10 +4,15 @@ Two objects sizing one Deployment would each write their own count on every loop
 Deployment would flip between them. The first one created keeps it (``creationTimestamp``,
 then the name for two created in the same second): the rule needs nothing written anywhere,
 gives the same answer on every replica and after every restart, and never moves a Deployment
-from an object that was serving it to one created later. Every listed object claims the
-Deployments its spec names, whatever its mode and even when its spec is otherwise invalid: a
-claim is about the names a person wrote, and until one of the two objects names another
-Deployment, the later one changes nothing.
+from an object that was serving it to one created later.
+
+Only an object that could write a Deployment claims one: a valid spec (its name included) in
+mode ``Scale`` or ``Paused`` (paused means "leave it as it is", which another object would
+not). A ``ForecastOnly`` object writes nothing, so it neither claims nor is refused, and a shadow
+object can forecast a Deployment another one scales; an invalid object claims nothing until it
+is fixed. One consequence: editing an older object to name a Deployment a newer one serves
+moves that Deployment to the older one at its next pass, and the newer one says so
+(``TargetConflict``).
 
 Pure: objects in, claims out.
 """
@@ -16,6 +21,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from typing import Any
+
+from pydantic import ValidationError
+
+from controller.spec import GatewayAutoscalerSpec, Mode, name_problem
 
 __all__ = ["POOLS", "Claims", "deployment_claims"]
 
@@ -31,17 +40,27 @@ def _creation_order(obj: Mapping[str, Any]) -> tuple[bool, str, str]:
     return created is None, str(created or ""), str(meta.get("name") or "")
 
 
+def _writer_spec(obj: Mapping[str, Any]) -> GatewayAutoscalerSpec | None:
+    """The object's spec when it is valid and its mode could write a Deployment, else None."""
+    meta = obj.get("metadata") or {}
+    if name_problem(str(meta.get("name") or "")) is not None:
+        return None
+    try:
+        spec = GatewayAutoscalerSpec.model_validate(obj.get("spec") or {})
+    except ValidationError:
+        return None
+    return None if spec.mode is Mode.FORECAST_ONLY else spec
+
+
 def deployment_claims(objects: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str], str]:
-    """Each Deployment a GatewayAutoscaler's spec names, and the first created that names it."""
+    """Each Deployment a writing GatewayAutoscaler names, and the first created that names it."""
     claims: dict[tuple[str, str], str] = {}
     for obj in sorted(objects, key=_creation_order):
-        meta = obj.get("metadata") or {}
-        spec = obj.get("spec")
-        if not isinstance(spec, Mapping):
+        spec = _writer_spec(obj)
+        if spec is None:
             continue
+        meta = obj.get("metadata") or {}
         for pool in POOLS:
-            section = spec.get(pool)
-            target = section.get("deployment") if isinstance(section, Mapping) else None
-            if isinstance(target, str) and target:
-                claims.setdefault((str(meta.get("namespace")), target), str(meta.get("name")))
+            target = str(getattr(spec, pool).deployment)
+            claims.setdefault((str(meta.get("namespace")), target), str(meta.get("name")))
     return claims

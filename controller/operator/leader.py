@@ -15,7 +15,7 @@ whole seconds only. This one is small:
 - **release** on a clean stop: the holder is cleared, so a successor need not wait.
 
 A round that cannot reach the Lease (the API server down, RBAC) is logged once when the
-failures start (``lease_unreachable``) and once when a round gets through again
+failures start or change kind (``lease_unreachable``) and once when a round gets through again
 (``lease_reachable``); a lost race (409) is part of the protocol and logged at debug only.
 """
 
@@ -74,6 +74,9 @@ class LeaderElector:
         self._observed_at = -math.inf
         #: Why the Lease could not be reached since the last round that got through, or None.
         self._failure: str | None = None
+        #: The failing round's error type and reason: a new kind (a 503 turning into a 403)
+        #: is logged again.
+        self._failure_kind: str | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -104,7 +107,8 @@ class LeaderElector:
         except OperatorError as exc:
             # An API outage: not leading this round. A leader keeps its standing until the
             # renew deadline (``is_leader``), as client-go's does.
-            if self._failure is None:
+            kind = f"{type(exc).__name__}/{exc.reason}"
+            if self._failure is None or kind != self._failure_kind:
                 log.warning(
                     "lease_unreachable",
                     error=str(exc),
@@ -113,7 +117,7 @@ class LeaderElector:
                     namespace=self.namespace,
                     transient=exc.transient,
                 )
-            self._failure = str(exc)
+            self._failure, self._failure_kind = str(exc), kind
             if not self.is_leader:
                 self._set_leader(False)
             return self.is_leader
@@ -130,7 +134,7 @@ class LeaderElector:
                 lease=self.name,
                 namespace=self.namespace,
             )
-            self._failure = None
+            self._failure = self._failure_kind = None
 
     def _round(self) -> bool:
         """One round, its API errors raised (``try_acquire_or_renew`` handles them)."""

@@ -109,6 +109,9 @@ class _Read:
     cloud: dict[str, Any]
     placeholder: dict[str, Any] | None
     capacity: int
+    #: A Deployment of the placeholder's name that this object does not own: never written,
+    #: and the reservation is left out (``cloud.reserve`` only).
+    placeholder_conflict: PlaceholderConflict | None = None
 
 
 def _failure(exc: BaseException) -> tuple[str, str]:
@@ -276,12 +279,18 @@ class Reconciler:
             )
         name = str((obj.get("metadata") or {}).get("name"))
         placeholder = snapshot.deployment(namespace, placeholder_name(name))
+        conflict: PlaceholderConflict | None = None
         if placeholder is not None and not owned_by(placeholder, obj):
-            raise PlaceholderConflict(
-                f"metadata.name: deployment {placeholder_name(name)!r}, this object's "
-                f"placeholder, exists and is not owned by it ({owner_names(placeholder)}): "
-                "it is left untouched; delete it, or rename this GatewayAutoscaler"
-            )
+            # Someone else's Deployment: never written, never counted as reserved. The gateways
+            # are still scaled; only the reservation ahead of a ramp is lost, and Ready says so.
+            if spec.cloud.reserve:
+                conflict = PlaceholderConflict(
+                    f"metadata.name: deployment {placeholder_name(name)!r}, this object's "
+                    f"placeholder, exists and is not owned by it ({owner_names(placeholder)}): "
+                    "it is left untouched and no cloud capacity is reserved ahead; delete it, "
+                    "or rename this GatewayAutoscaler"
+                )
+            placeholder = None
         try:
             capacity = physical_capacity(
                 snapshot.nodes,
@@ -292,7 +301,7 @@ class Reconciler:
             )
         except ValueError as exc:
             raise PhysicalCapacityUnknown(f"spec.physical.deployment: {exc}") from exc
-        return _Read(physical, cloud, placeholder, capacity)
+        return _Read(physical, cloud, placeholder, capacity, conflict)
 
     @staticmethod
     def _check_claims(
@@ -310,26 +319,54 @@ class Reconciler:
                     "this object changes nothing until one of them names another Deployment"
                 )
 
-    def _paused(self, obj: Mapping[str, Any], memory: _Memory) -> Outcome:
-        """``Paused``: say so, and nothing else (no read, no fit, no write but this status)."""
+    def _paused(
+        self,
+        obj: Mapping[str, Any],
+        spec: GatewayAutoscalerSpec,
+        state: RegionState,
+        memory: _Memory,
+    ) -> Outcome:
+        """``Paused``: no Prometheus read, no fit, no write but this status, which reports what
+        the Deployments run now (from the loop's cluster snapshot) and keeps the stored
+        recommendations for when the object is resumed."""
         meta = obj.get("metadata") or {}
-        previous: Mapping[str, Any] = obj.get("status") or {}
-        generation = meta.get("generation")
+        name, namespace = str(meta.get("name")), str(meta.get("namespace"))
+        now = self.clock()
+        plan = plan_region(
+            spec,
+            history=LoadSeries(now, spec.load.step.total_seconds(), np.empty(0)),
+            forecast=None,
+            state=state,
+            now=now,
+            settings=self._planner_settings(spec),
+            forecast_problem="no forecast while paused",
+        )
+        status = self._status(
+            spec,
+            plan,
+            meta=meta,
+            previous=obj.get("status") or {},
+            fit=FitState(fingerprint=""),
+            forecast=None,
+            forecast_reason=Mode.PAUSED.value,
+            metrics_problem=None,
+            metrics_failure="",
+            scaled=False,
+        )
+        status["load"] = None  # nothing is read: an old load would pass for the current one
+        self.kube.patch_status(namespace, name, status)
+        self.metrics.forget(name, namespace, spec.region)
+        self._observe(
+            name,
+            namespace,
+            spec,
+            plan,
+            None,
+            actual=(state.physical_replicas, state.cloud_replicas),
+        )
         message = "Paused: nothing is read, planned or changed until spec.mode is changed"
-        conditions = [
-            Condition("Ready", True, Mode.PAUSED.value, message),
-            Condition("ForecastReady", False, Mode.PAUSED.value, "no forecast while paused"),
-        ]
-        status: dict[str, Any] = {
-            "conditions": merge_conditions(
-                previous.get("conditions"), conditions, now=self.clock(), generation=generation
-            )
-        }
-        if generation is not None:
-            status["observedGeneration"] = generation
-        self.kube.patch_status(str(meta.get("namespace")), str(meta.get("name")), status)
         self._event(obj, memory, reason=Mode.PAUSED.value, message=message)
-        return Outcome(True, Mode.PAUSED.value, message)
+        return Outcome(True, Mode.PAUSED.value, message, plan)
 
     def _horizon(self, spec: GatewayAutoscalerSpec) -> float:
         """As far as the planner reads (the horizon, or a node's boot and first hold), one load
@@ -406,9 +443,8 @@ class Reconciler:
             return Outcome(True, "NotLeader")
         meta = obj.get("metadata") or {}
         name, namespace = str(meta.get("name")), str(meta.get("namespace"))
-        self._check_claims(spec, name, namespace, snapshot)
-        if spec.mode is Mode.PAUSED:
-            return self._paused(obj, memory)
+        if spec.mode is not Mode.FORECAST_ONLY:  # ForecastOnly writes no Deployment
+            self._check_claims(spec, name, namespace, snapshot)
         uid = str(meta.get("uid") or f"{namespace}/{name}")
         previous_status: Mapping[str, Any] = obj.get("status") or {}
         now = self.clock()
@@ -424,6 +460,8 @@ class Reconciler:
             physical_ready=_ready(read.physical),
             cloud_ready=_ready(read.cloud),
         )
+        if spec.mode is Mode.PAUSED:
+            return self._paused(obj, spec, state, memory)
 
         # The forecast: from the last fit, advanced over what arrived since.
         fit = self.models.current(
@@ -514,6 +552,7 @@ class Reconciler:
             scaled=scaled,
             write_failure=failed,
             running=running if plan.acts else None,
+            placeholder_conflict=read.placeholder_conflict,
         )
         self.kube.patch_status(namespace, name, status)
         self._observe(name, namespace, spec, plan, forecast, actual=running)
@@ -529,6 +568,10 @@ class Reconciler:
             self.metrics.reconcile_errors.labels(name, namespace, metrics_failure).inc()
             # Served (held, never scaled down) but not healthy: say so in the outcome too.
             return Outcome(False, metrics_failure, metrics_problem, plan)
+        conflict = read.placeholder_conflict
+        if conflict is not None and plan.acts:
+            self.metrics.reconcile_errors.labels(name, namespace, conflict.reason).inc()
+            return Outcome(False, conflict.reason, str(conflict), plan)
         return Outcome(True, "Reconciled", plan=plan)
 
     def _apply(
@@ -582,6 +625,8 @@ class Reconciler:
                 ),
             )
         after = (running["physical"], running["cloud"])
+        if read.placeholder_conflict is not None:
+            return scaled, failed, after
         if not (spec.cloud.reserve or read.placeholder is not None):
             return scaled, failed, after
         wanted = plan.placeholders if spec.cloud.reserve else 0
@@ -621,6 +666,7 @@ class Reconciler:
         scaled: bool,
         write_failure: Exception | None = None,
         running: tuple[int, int] | None = None,
+        placeholder_conflict: PlaceholderConflict | None = None,
     ) -> dict[str, Any]:
         """The status of one pass: the plan's numbers (as the CRD describes them). After a failed
         write, ``Ready=False`` names it and says what each Deployment asks for (``running``)."""
@@ -647,8 +693,23 @@ class Reconciler:
                 metrics_failure,
                 f"{metrics_problem}; holding {plan.total.replicas} replicas, no scale-down",
             )
+        elif placeholder_conflict is not None and plan.mode is Mode.SCALE:
+            ready = Condition(
+                "Ready",
+                False,
+                placeholder_conflict.reason,
+                f"{placeholder_conflict}; the gateways are still scaled: {held}",
+            )
         elif plan.mode is Mode.SCALE:
             ready = Condition("Ready", True, "Reconciled", held)
+        elif plan.mode is Mode.PAUSED:
+            ready = Condition(
+                "Ready",
+                True,
+                plan.mode.value,
+                "Paused: nothing is read, planned or changed until spec.mode is changed; "
+                f"running physical {plan.physical.replicas}, cloud {plan.cloud.replicas}",
+            )
         else:
             ready = Condition("Ready", True, plan.mode.value, f"{plan.mode.value}: planned {held}")
         if forecast is not None:
@@ -683,6 +744,8 @@ class Reconciler:
                 plan.capacity_limited,
             )
             if plan.capacity_limited
+            else Condition("CapacityLimited", False, "Paused", "no plan while paused")
+            if plan.mode is Mode.PAUSED
             else Condition("CapacityLimited", False, "WithinCapacity", "the plan fits the pools")
         )
         conditions = [ready, forecast_ready, bursting, limited]
