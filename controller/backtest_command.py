@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -449,6 +450,15 @@ def _replay_in_parallel(
                         other.cancel()
                     if isinstance(exc, _INPUT_ERRORS):
                         return fail(_named(trace, exc))
+                    if isinstance(exc, BrokenProcessPool):
+                        # Every future gets this error: the process that died is not known.
+                        running = ", ".join(sorted(t.name for t in (futures[f] for f in pending)))
+                        fail(
+                            "a replay's worker process died (out of memory, or killed) while "
+                            f"replaying {', '.join(x for x in (trace.name, running) if x)}; "
+                            "--jobs 1 replays one trace at a time"
+                        )
+                        return 1
                     why = f"replay failed: {type(exc).__name__}: {exc} (--jobs 1 shows where)"
                     fail(_named(trace, why))
                     return 1

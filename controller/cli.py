@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Sequence
 
 __all__ = ["main"]
@@ -53,9 +54,15 @@ def _print_crd(_args: argparse.Namespace) -> int:
     return 0
 
 
+def _one_line(message: Warning | str, category: type[Warning], *_: object, **__: object) -> str:
+    """A warning as one line naming the command, not Python's two with a line of source."""
+    return f"tidal: warning: {message}\n"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser()
     args = parser.parse_args(argv)
+    warnings.formatwarning = _one_line
     try:
         return int(args.handler(args))
     except KeyboardInterrupt:

@@ -46,6 +46,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -141,7 +142,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--show", action="store_true", help="fit once on the trace and show the forecast"
     )
     shown.add_argument(
-        "--at", metavar="TIMESTAMP", help="with --show: fit on the trace up to this time"
+        "--at",
+        metavar="TIMESTAMP",
+        help="with --show: fit on the trace up to this time (times without an offset are read "
+        "as UTC, and a local-clock trace's times after summer time's end an hour on, as the "
+        "trace's own are)",
     )
     shown.add_argument(
         "--model",
@@ -264,6 +269,12 @@ def _run_accuracy(args: argparse.Namespace, horizon: float) -> int:
         return _fail(f"{paths.get(exc.trace, exc.trace)}: {exc.detail}")
     except ForecastError as exc:
         return _fail(str(exc))
+    except BrokenProcessPool:
+        _fail(
+            "an evaluation's worker process died (out of memory, or killed); --jobs 1 "
+            "evaluates one model at a time"
+        )
+        return 1
     report = forecast_report(results, horizon=horizon, quantile=args.quantile)
     if args.json:
         json.dump(report, sys.stdout)

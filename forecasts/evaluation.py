@@ -289,17 +289,25 @@ def _job(
     horizon: float,
     quantile: float,
     ticks: Any,
+    stop: Any = None,
 ) -> dict[str, float]:
-    """One (trace, model) evaluation in a worker process; progress goes through ``ticks``."""
+    """One (trace, model) evaluation in a worker process; progress goes through ``ticks``, and
+    the evaluation ends at its next forecast origin once ``stop`` (an event) is set."""
     series = evaluation_series(_as_series(trace))
     scale = _scale(series, horizon=horizon)
 
     def tick(done: int, total: int) -> None:
+        if stop is not None and stop.is_set():
+            raise _Stopped(f"{name}/{model}: stopped after another evaluation failed")
         if ticks is not None:
             ticks.put((name, model, done, total))
 
     backtest = backtest_model(series, model, horizon=horizon, quantile=quantile, progress=tick)
     return backtest.metrics(quantile=quantile, scale=scale)
+
+
+class _Stopped(Exception):
+    """A worker's evaluation given up because another one failed."""
 
 
 def _trace_items(
@@ -356,8 +364,9 @@ def evaluate_traces(
     )
     with Manager() as manager, ProcessPoolExecutor(max_workers=workers) as pool:
         ticks = manager.Queue() if progress is not None else None
+        stop = manager.Event()
         futures: dict[Future[dict[str, float]], tuple[str, str]] = {
-            pool.submit(_job, name, series, model, horizon, quantile, ticks): (name, model)
+            pool.submit(_job, name, series, model, horizon, quantile, ticks, stop): (name, model)
             for name, series, model in order
         }
         pending = set(futures)
@@ -367,7 +376,9 @@ def evaluate_traces(
             for future in finished:
                 error = future.exception()
                 if error is not None:
-                    # No more jobs start; the running ones end with the pool.
+                    # No more jobs start, and the running ones stop at their next origin, so
+                    # the error is reported now, not after the others' minutes of fitting.
+                    stop.set()
                     for other in pending:
                         other.cancel()
                     raise _named(futures[future][0], error) from error

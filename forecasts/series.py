@@ -167,9 +167,9 @@ def load_trace(path: str | Path) -> LoadSeries:
     be read raises :class:`TraceFormatError` naming the file and line.
 
     Timestamps without an offset are a local clock, which repeats an hour when summer time
-    ends. In such a trace, a sample that lands where the clock is after going back one hour
-    (an hour before the next sample was due, within half a step) at a time before 4 a.m. is
-    read as that hour again: it and every sample after it are placed an hour later, so that no
+    ends. In such a trace, a step back to before 4 a.m. that an hour on would follow the last
+    sample as the next one does (a row or two may be missing at the change) is read as that
+    hour again: it and every sample after it are placed an hour later, so that no
     sample is lost or reordered, and a :class:`TraceWarning` names the line. Anything else out
     of order (a repeated row, a second step back within 150 days, a step back of any other
     size or in the day, any step back with offsets) is refused. So is a load that is not a
@@ -208,7 +208,7 @@ def load_trace(path: str | Path) -> LoadSeries:
     before = np.clip(np.searchsorted(sampled, grid, side="right") - 1, 0, sampled.size - 1)
     after = np.minimum(before + 1, sampled.size - 1)
     too_far = (sampled[after] - sampled[before]) > 2.5 * step
-    outside = (grid < sampled[0]) | (grid > sampled[-1])
+    outside = (grid < sampled[0] - step / 2) | (grid > sampled[-1] + step / 2)
     values[(too_far & ~np.isin(grid, sampled)) | outside] = np.nan
     if not np.isfinite(values).any():
         raise InvalidHistory(f"{path}: the trace has no finite load")
@@ -282,16 +282,16 @@ def _clock_went_back(
 ) -> bool:
     """Whether a local timestamp ``when`` is the hour summer time's end repeats, listed again.
 
-    The clock goes back one hour, so the sample lands an hour before the next one was due:
-    within half a step of it, before 4 a.m., and not within 150 days of the last fold.
+    The clock goes back one hour, so an hour on, the sample would follow the last one as the
+    next sample does (within the two and a half steps a gap may span, so a row missing at the
+    change is no matter): a step back, to before 4 a.m., not within 150 days of the last fold.
     """
-    step = times[-1] - times[-2] if len(times) > 1 else None
-    if step is None or step <= 0:
+    if len(times) < 2 or when > times[-1]:
         return False
-    due_again = times[-1] + step - _FOLD
+    step = float(np.median(np.diff(times[-64:])))
     return (
-        abs(when - due_again) <= step / 2
-        and when <= times[-1]
+        step > 0
+        and times[-1] < when + _FOLD <= times[-1] + 2.5 * step
         and (when - shift) % 86400.0 < _FOLD_BEFORE
         and (folded_at is None or when - folded_at >= _FOLDS_APART)
     )

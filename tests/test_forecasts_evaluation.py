@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pickle
+import time
+from typing import Any
 
 import numpy as np
 import pytest
@@ -145,6 +147,34 @@ def test_an_error_while_evaluating_names_the_trace(
         evaluate_traces({"synthetic": seasonal(days=3)}, models=["seasonal-naive"], jobs=jobs)
     assert error.value.trace == "synthetic"
     assert isinstance(error.value.__cause__, FitFailed)
+
+
+def test_a_failed_evaluation_stops_the_others_at_their_next_origin(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One trace fails in a worker while another's evaluation still has minutes to go: the
+    error comes back within a few of the other's origins, not after it ends."""
+    real = evaluation.backtest_model
+
+    def slow_or_failing(series: LoadSeries, model: str, **kwargs: Any) -> Any:
+        if float(np.nanmax(series.values)) > 1_000:  # the "bad" trace
+            time.sleep(0.5)
+            raise FitFailed("model seasonal-naive produced a non-finite forecast")
+        progress = kwargs["progress"]
+        for origin in range(600):  # 600 origins of 0.05 s: 30 s unless stopped
+            time.sleep(0.05)
+            progress(origin + 1, 600)
+        return real(series, model, **kwargs)
+
+    monkeypatch.setattr(evaluation, "backtest_model", slow_or_failing)
+    base = seasonal(days=3)
+    bad = LoadSeries(base.start, base.step, base.values * 1_000.0)
+    traces = {"long": base, "bad": bad}
+    started = time.perf_counter()
+    with pytest.raises(TraceEvaluationFailed, match="non-finite") as error:
+        evaluate_traces(traces, models=["seasonal-naive"], jobs=2)
+    assert error.value.trace == "bad"
+    assert time.perf_counter() - started < 10.0
 
 
 def test_trace_evaluation_failed_survives_pickling() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -47,6 +49,23 @@ def test_an_hourly_local_clock_that_repeats_a_timestamp_keeps_both(tmp_path: Pat
         series = load_trace(write(tmp_path / "hourly.csv", stamps))
     assert series.step == 3600.0
     assert np.array_equal(series.values, np.arange(1.0, 6.0))
+
+
+@pytest.mark.parametrize(
+    "dropped",
+    [pytest.param(23, id="the-first-pass-s-last-row"), pytest.param(24, id="the-repeat-s-first-row")],
+)
+def test_a_row_missing_where_the_clock_goes_back_is_a_gap_not_an_error(
+    tmp_path: Path, dropped: int
+) -> None:
+    """01:55 or the repeated 01:00 missing: still summer time's end, the missing sample
+    bridged as any single missing row is."""
+    night = local("2024-11-03T00:00:00", 24) + local("2024-11-03T01:00:00", 24)
+    del night[dropped]
+    with pytest.warns(TraceWarning, match="the local clock goes back an hour"):
+        series = load_trace(write(tmp_path / "gap.csv", night))
+    assert series.step == 300.0 and len(series) == 48
+    assert np.all(np.isfinite(series.values)) and np.all(np.diff(series.values) > 0)
 
 
 @pytest.mark.parametrize(
@@ -146,3 +165,32 @@ def test_rows_without_a_load_stay_a_gap_beyond_two_steps(tmp_path: Path) -> None
     series = load_trace(rows(tmp_path / "holes.csv", loads))
     expected = [np.nan, 2.0, 3.0, 4.0, np.nan, np.nan, np.nan, 8.0, np.nan, np.nan]
     assert np.array_equal(series.values, expected, equal_nan=True)
+
+
+def test_a_last_row_a_little_early_keeps_its_sample(tmp_path: Path) -> None:
+    """Jitter in the last timestamp (20 s early on a 5-minute step) loses no sample."""
+    path = tmp_path / "jitter.csv"
+    path.write_text(
+        "timestamp,load\n2024-01-01T00:00:00Z,1\n2024-01-01T00:05:00Z,2\n"
+        "2024-01-01T00:10:00Z,3\n2024-01-01T00:14:40Z,4\n",
+        encoding="utf-8",
+    )
+    assert np.all(np.isfinite(load_trace(path).values))
+
+
+def test_the_command_line_prints_a_fold_as_one_line(tmp_path: Path) -> None:
+    """``tidal`` shows the warning as one line naming file and line, without Python's source
+    line; the run goes on (here to refuse a trace too short to evaluate)."""
+    night = local("2024-11-03T00:00:00", 24) + local("2024-11-03T01:00:00", 24)
+    path = write(tmp_path / "night.csv", night)
+    done = subprocess.run(
+        [sys.executable, "-m", "controller", "forecast", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    lines = done.stderr.splitlines()
+    folds = [line for line in lines if "the local clock goes back an hour" in line]
+    assert len(folds) == 1 and folds[0].startswith("tidal: warning: ")
+    assert "night.csv:26: " in folds[0]
+    assert not any("warnings.warn(" in line for line in lines)

@@ -218,11 +218,22 @@ class PrometheusLoadSource:
                 timeout=self.timeout,
             ),
         )
+        if not isinstance(result, list) or not all(isinstance(x, Mapping) for x in result):
+            raise MetricsUnavailable(
+                f"Prometheus at {self.url} sent an unreadable answer to query {query!r}: "
+                f"a range result must be a list of series, got {type(result).__name__}",
+                query=query,
+            )
         return result
 
     def _call(self, query: str, request: Any) -> Any:
         try:
             return request()
+        except requests.JSONDecodeError as exc:  # reached, but not Prometheus (a proxy's page)
+            raise MetricsUnavailable(
+                f"Prometheus at {self.url} sent an unreadable answer to query {query!r}",
+                query=query,
+            ) from exc
         except requests.RequestException as exc:
             raise MetricsUnavailable(
                 f"Prometheus at {self.url} is unreachable for query {query!r}: "
@@ -240,7 +251,9 @@ class PrometheusLoadSource:
                 f"Prometheus failed query {query!r} (HTTP {status}): {_error_text(exc)}",
                 query=query,
             ) from exc
-        except ValueError as exc:  # a body that is not the JSON Prometheus sends
+        except (ValueError, KeyError, TypeError) as exc:
+            # A body that is not the JSON Prometheus sends (``{"status": "success"}`` without
+            # ``data``, say): the operator and ``tidal forecast`` say so instead of crashing.
             raise MetricsUnavailable(
                 f"Prometheus at {self.url} sent an unreadable answer to query {query!r}",
                 query=query,

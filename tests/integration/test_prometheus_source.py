@@ -253,3 +253,38 @@ def poll(read: Callable[[], Any], done: Callable[[Any], bool], timeout: float = 
                 return last
         time.sleep(0.1)
     raise AssertionError(f"condition not met within {timeout}s; last result {last!r}")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b'{"status": "success"}', b'{"status": "success", "data": {"result": 3}}', b"<html>"],
+    ids=["no-data", "data-not-a-list", "not-json"],
+)
+def test_an_answer_that_is_not_prometheus_s_is_metrics_unavailable(body: bytes) -> None:
+    """Something else on the port (a proxy's page, a half-compatible server): one error naming
+    the URL and the query, not a KeyError from deep in the client."""
+    import http.server
+    import threading
+
+    class Odd(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Odd)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        with PrometheusLoadSource(url, timeout=2) as source:
+            with pytest.raises(MetricsUnavailable, match=r"unreadable answer to query 'up'"):
+                source.read_history("up", start=NOW - 600, end=NOW, step=60)
+    finally:
+        server.shutdown()
+        server.server_close()
