@@ -458,6 +458,13 @@ def _plot(
     ax.set_title(f"{name}: actual vs {model} forecasts (horizon {horizon / 60:g} min)")
     ax.legend(loc="upper left")
     fig.tight_layout()
+    _save(fig, path)
+
+
+def _save(fig: Any, path: Path) -> None:
+    """Write ``fig`` to ``path`` and close it; a failed write names the file."""
+    import matplotlib.pyplot as plt
+
     try:
         fig.savefig(path, dpi=110)
     except OSError as exc:
@@ -695,9 +702,4 @@ def _plot_shown(
     ax.legend(loc="upper left")
     fig.autofmt_xdate()
     fig.tight_layout()
-    try:
-        fig.savefig(path, dpi=110)
-    except OSError as exc:
-        raise ForecastError(f"{path}: cannot write the plot: {exc.strerror}") from exc
-    finally:
-        plt.close(fig)
+    _save(fig, path)

@@ -9,33 +9,21 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import numpy as np
 import pytest
 
 from controller.operator import Operator, OperatorSettings
 from controller.operator.claims import deployment_claims
 from controller.operator.kube import placeholder_name
-from forecasts.series import LoadSeries
 from tests.integration.operator_cluster import (
     DEPLOYMENTS,
     NAMESPACE,
+    FlatLoad,
     add_region,
     condition,
     gwa_body,
     replicas,
 )
 from tests.support.kube_emulator import KubeEmulatorHandle, running_emulator
-
-
-class Flat:
-    """A load source that has always read ``load``."""
-
-    def __init__(self, load: float) -> None:
-        self.load = load
-
-    def read_history(self, query: str, *, start: float, end: float, step: float) -> LoadSeries:
-        first, last = math.ceil(start / step), math.floor(end / step)
-        return LoadSeries(first * step, step, np.full(last - first + 1, self.load))
 
 
 @pytest.fixture
@@ -48,7 +36,7 @@ def cluster() -> Iterator[KubeEmulatorHandle]:
 def operator(cluster: KubeEmulatorHandle) -> Iterator[Operator]:
     """An operator without election; 5000 of load needs 6 replicas at perReplica 1000."""
     settings = OperatorSettings(leader_election=False, metrics_port=0, metrics_address="127.0.0.1")
-    built = Operator(settings, api_client=cluster.api_client(), source=Flat(5_000.0))
+    built = Operator(settings, api_client=cluster.api_client(), source=FlatLoad(5_000.0))
     try:
         yield built
     finally:

@@ -3,11 +3,9 @@ replicas.max holds below what the load needs. Against the API emulator, a pass a
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Iterator
 
-import numpy as np
 import pytest
 
 from controller.operator import Operator, OperatorSettings
@@ -17,6 +15,7 @@ from tests.integration.operator_cluster import (
     DEPLOYMENTS,
     GWAS,
     NAMESPACE,
+    FlatLoad,
     add_region,
     condition,
     gwa_body,
@@ -24,17 +23,6 @@ from tests.integration.operator_cluster import (
     status_of,
 )
 from tests.support.kube_emulator import KubeEmulatorHandle, running_emulator
-
-
-class Flat:
-    """A load source that has always read ``load``."""
-
-    def __init__(self, load: float) -> None:
-        self.load = load
-
-    def read_history(self, query: str, *, start: float, end: float, step: float) -> LoadSeries:
-        first, last = math.ceil(start / step), math.floor(end / step)
-        return LoadSeries(first * step, step, np.full(last - first + 1, self.load))
 
 
 class Outage:
@@ -93,7 +81,7 @@ def test_unpausing_serves_the_object_again(cluster: KubeEmulatorHandle) -> None:
     """Paused, then Scale: the next pass reads, plans and scales as usual."""
     add_region(cluster, "eu", replicas=4)
     cluster.create(gwa_body("eu", mode="Paused"))
-    operator = operator_for(cluster, Flat(5_000.0))
+    operator = operator_for(cluster, FlatLoad(5_000.0))
     try:
         operator.run_once()
         assert replicas(cluster, "gateway-eu") == 4
@@ -115,7 +103,7 @@ def test_a_paused_status_shows_what_runs_now_and_no_stale_load(
     recommendations kept for when it resumes; ``tidal_load`` is withdrawn."""
     add_region(cluster, "eu", replicas=4)
     cluster.create(gwa_body("eu", replicas={"min": 2, "max": 20}))
-    operator = operator_for(cluster, Flat(30_000.0))
+    operator = operator_for(cluster, FlatLoad(30_000.0))
     try:
         operator.run_once()
         before = status_of(cluster, "gateway-eu")
@@ -151,7 +139,7 @@ def test_replicas_max_cutting_the_load_sets_capacity_limited(
     the message naming replicas.max; the replicas are what replicas.max allows."""
     add_region(cluster, "eu", replicas=4)
     cluster.create(gwa_body("eu", replicas={"min": 2, "max": 10}))
-    operator = operator_for(cluster, Flat(20_000.0))
+    operator = operator_for(cluster, FlatLoad(20_000.0))
     try:
         operator.run_once()
         limited = condition(cluster, "gateway-eu", "CapacityLimited")

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import math
 import socket
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-import numpy as np
 import pytest
 from kubernetes import client
 from structlog.testing import capture_logs
@@ -17,8 +15,7 @@ from controller.operator.errors import Conflict
 from controller.operator.kube import ClusterSnapshot, KubeClient
 from controller.operator.leader import LeaderElector
 from controller.operator.reconcile import Outcome
-from forecasts.series import LoadSeries
-from tests.integration.operator_cluster import GWAS, NAMESPACE, add_region, gwa_body
+from tests.integration.operator_cluster import GWAS, NAMESPACE, FlatLoad, add_region, gwa_body
 from tests.support.kube_emulator import KubeEmulatorHandle, running_emulator
 
 LEASE = "coordination.k8s.io/v1/leases"
@@ -225,16 +222,6 @@ def test_release_hands_over_at_once(kube: KubeEmulatorHandle) -> None:
     assert b.try_acquire_or_renew()
 
 
-class Flat:
-    """A load source that has always read ``load``."""
-
-    def __init__(self, load: float) -> None:
-        self.load = load
-
-    def read_history(self, query: str, *, start: float, end: float, step: float) -> LoadSeries:
-        first, last = math.ceil(start / step), math.floor(end / step)
-        return LoadSeries(first * step, step, np.full(last - first + 1, self.load))
-
 
 @pytest.fixture
 def cluster() -> Iterator[KubeEmulatorHandle]:
@@ -251,7 +238,7 @@ def operator_leading(
         add_region(kube, region, replicas=4)
         kube.create(gwa_body(region))
     settings = OperatorSettings(leader_election=False, metrics_port=0, metrics_address="127.0.0.1")
-    operator = Operator(settings, api_client=kube.api_client(), source=Flat(5_000.0))
+    operator = Operator(settings, api_client=kube.api_client(), source=FlatLoad(5_000.0))
     operator.elector = elector(kube, "a", clock, "tidal", on_change=operator._leadership_changed)
     assert operator.elector.try_acquire_or_renew()
     return operator, operator.elector

@@ -8,6 +8,7 @@ the physical and cloud gateway Deployments, a GatewayAutoscaler), runs the real
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -279,3 +280,14 @@ def running_operator(
         operator.stop()
         thread.join(timeout=15)
         assert not thread.is_alive(), "the operator did not stop"
+
+
+class FlatLoad:
+    """A load source that has always read ``load`` (the operator's ``LoadSource``)."""
+
+    def __init__(self, load: float) -> None:
+        self.load = load
+
+    def read_history(self, query: str, *, start: float, end: float, step: float) -> LoadSeries:
+        first, last = math.ceil(start / step), math.floor(end / step)
+        return LoadSeries(first * step, step, np.full(last - first + 1, self.load))
