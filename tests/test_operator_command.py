@@ -122,6 +122,18 @@ def test_bad_environment_value_names_the_variable(
     assert one_line(err).startswith("tidal run: TIDAL_LOOP_INTERVAL: 'abc' is not a duration")
 
 
+def test_a_rule_across_settings_names_each_as_it_was_given(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lease timing rule names the flag given, and the variable for the other."""
+    monkeypatch.setenv("TIDAL_LEASE_DURATION", "15")
+    code, out, err = run(["--lease-renew", "20"], capsys)
+    assert code == 2 and out == ""
+    assert one_line(err) == (
+        "tidal run: --lease-renew (20s) must be shorter than TIDAL_LEASE_DURATION (15s)"
+    )
+
+
 def test_once_without_an_api_server_fails(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:

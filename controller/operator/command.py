@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import re
 import signal
 import sys
 import threading
@@ -335,6 +336,11 @@ def _settings_problem(exc: ValidationError, args: argparse.Namespace) -> str:
             where = "--" + name.replace("_", "-") if given_as_flag else f"TIDAL_{name.upper()}"
             parts.append(f"{where}: {message}")
         else:
+            # A rule across settings names them as flags: name the variables given instead.
+            for field in OperatorSettings.model_fields:
+                flag = "--" + field.replace("_", "-")
+                if flag in message and getattr(args, field, None) is None:
+                    message = re.sub(rf"{re.escape(flag)}\b", f"TIDAL_{field.upper()}", message)
             parts.append(message)
     return "; ".join(" ".join(part.split()) for part in parts)
 
