@@ -330,8 +330,8 @@ def run(args: argparse.Namespace) -> int:
         if missing > 0.05:
             err.print(
                 f"tidal backtest: warning: {trace.path}: {missing:.0%} of the scored minutes "
-                "have no load sample; their load is filled in from the nearest samples or "
-                "taken as none, so the scores say little about them",
+                "have no load sample; they are scored as no load (nothing to serve), so the "
+                "scores say little about them",
                 markup=False,
                 highlight=False,
             )
