@@ -62,6 +62,7 @@ def _one_line(message: Warning | str, category: type[Warning], *_: object, **__:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser()
     args = parser.parse_args(argv)
+    formatted = warnings.formatwarning
     warnings.formatwarning = _one_line
     try:
         return int(args.handler(args))
@@ -70,6 +71,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    finally:
+        warnings.formatwarning = formatted
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -293,6 +293,8 @@ def _job(
 ) -> dict[str, float]:
     """One (trace, model) evaluation in a worker process; progress goes through ``ticks``, and
     the evaluation ends at its next forecast origin once ``stop`` (an event) is set."""
+    if stop is not None and stop.is_set():  # queued before another failed: not started
+        raise _Stopped(f"{name}/{model}: stopped after another evaluation failed")
     series = evaluation_series(_as_series(trace))
     scale = _scale(series, horizon=horizon)
 

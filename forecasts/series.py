@@ -167,13 +167,13 @@ def load_trace(path: str | Path) -> LoadSeries:
     be read raises :class:`TraceFormatError` naming the file and line.
 
     Timestamps without an offset are a local clock, which repeats an hour when summer time
-    ends. In such a trace, a step back to before 4 a.m. that an hour on would follow the last
-    sample as the next one does (a row or two may be missing at the change) is read as that
-    hour again: it and every sample after it are placed an hour later, so that no
-    sample is lost or reordered, and a :class:`TraceWarning` names the line. Anything else out
-    of order (a repeated row, a second step back within 150 days, a step back of any other
-    size or in the day, any step back with offsets) is refused. So is a load that is not a
-    plain finite number (``inf``, ``1_000``); an empty cell or ``nan`` is a missing sample.
+    ends. In such a trace, a step back to before 4 a.m. that an hour on follows the last sample
+    as the next one would (one row may be missing at the change) is read as that hour again:
+    it and every sample after it are placed an hour later, so that no sample is lost or
+    reordered, and a :class:`TraceWarning` names the line. Anything else out of order (a
+    repeated row in a trace finer than hourly, a second step back within 150 days, a step back
+    of any other size or in the day, any step back with offsets) is refused. So is a load that
+    is not a plain finite number (``inf``, ``1_000``); an empty cell or ``nan`` is missing.
     """
     path = Path(path)
     try:
@@ -282,16 +282,19 @@ def _clock_went_back(
 ) -> bool:
     """Whether a local timestamp ``when`` is the hour summer time's end repeats, listed again.
 
-    The clock goes back one hour, so an hour on, the sample would follow the last one as the
-    next sample does (within the two and a half steps a gap may span, so a row missing at the
-    change is no matter): a step back, to before 4 a.m., not within 150 days of the last fold.
+    The clock goes back one hour, so an hour on, the sample follows the last one by a step, or
+    by two when one row is missing at the change (within half a step). A step back, to before
+    4 a.m., not within 150 days of the last fold, and not the last row again unless the trace
+    is hourly or coarser (an hourly trace repeats the hour as the same timestamp).
     """
     if len(times) < 2 or when > times[-1]:
         return False
     step = float(np.median(np.diff(times[-64:])))
+    after = when + _FOLD - times[-1]
     return (
         step > 0
-        and times[-1] < when + _FOLD <= times[-1] + 2.5 * step
+        and 0.5 * step <= after <= 2.5 * step
+        and (when < times[-1] or step >= _FOLD)
         and (when - shift) % 86400.0 < _FOLD_BEFORE
         and (folded_at is None or when - folded_at >= _FOLDS_APART)
     )

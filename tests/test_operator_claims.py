@@ -9,11 +9,13 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import pytest
 
 from controller.operator import Operator, OperatorSettings
 from controller.operator.claims import deployment_claims
 from controller.operator.kube import placeholder_name
+from forecasts.series import LoadSeries
 from tests.integration.operator_cluster import (
     DEPLOYMENTS,
     NAMESPACE,
@@ -22,6 +24,7 @@ from tests.integration.operator_cluster import (
     condition,
     gwa_body,
     replicas,
+    status_of,
 )
 from tests.support.kube_emulator import KubeEmulatorHandle, running_emulator
 
@@ -185,6 +188,25 @@ def test_a_deployment_two_objects_name_is_scaled_by_the_first_created_only(
     assert replicas(cluster, "gateway-us") == 16
 
 
+class RampAhead:
+    """5,000 of load, and 30,000 from 5 to 30 minutes ahead a day ago: seasonal naive sees the
+    ramp coming, and the plan reserves cloud nodes for it ahead of the replicas."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def read_history(self, query: str, *, start: float, end: float, step: float) -> LoadSeries:
+        first, last = math.ceil(start / step), math.floor(end / step)
+        times = np.arange(first, last + 1) * step
+        ahead = times - (self.now - 86_400.0)
+        return LoadSeries(first * step, step, np.where((ahead >= 0) & (ahead <= 1_800), 3e4, 5e3))
+
+
+def operator_with(cluster: KubeEmulatorHandle, source: object) -> Operator:
+    settings = OperatorSettings(leader_election=False, metrics_port=0, metrics_address="127.0.0.1")
+    return Operator(settings, api_client=cluster.api_client(), source=source)  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize("reserve", [True, False])
 def test_a_placeholder_name_held_by_another_object_is_never_written(
     cluster: KubeEmulatorHandle, operator: Operator, reserve: bool
@@ -213,10 +235,17 @@ def test_a_placeholder_name_held_by_another_object_is_never_written(
     cluster.create(body)
     since = len(cluster.requests())
 
-    outcomes = passes(operator)
+    ramping = operator_with(cluster, RampAhead())
+    try:
+        outcomes = passes(ramping)
+    finally:
+        ramping.models.shutdown()
 
     ready = condition(cluster, "gateway-eu", "Ready")
     assert ready is not None
+    status = status_of(cluster, "gateway-eu")
+    # Nothing is reserved beyond the cloud replicas: no placeholder can be written.
+    assert status["cloud"]["reserved"] == status["cloud"]["replicas"]
     if reserve:
         assert outcomes[f"{NAMESPACE}/gateway-eu"].reason == "PlaceholderConflict"
         assert (ready["status"], ready["reason"]) == ("False", "PlaceholderConflict")
@@ -234,7 +263,7 @@ def test_a_placeholder_name_held_by_another_object_is_never_written(
         if r.method.value.upper() in ("PATCH", "PUT", "POST") and "/deployments" in r.url.path
     }
     assert placeholder_name("gateway-eu") not in written
-    # 5000 of load at 1000 a replica: the physical pool is scaled as usual (kept full, 16).
+    # The physical pool is scaled as usual (kept full, 16 slots).
     assert replicas(cluster, "gateway-eu") == 16
 
 

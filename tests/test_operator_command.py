@@ -134,6 +134,18 @@ def test_a_rule_across_settings_names_each_as_it_was_given(
     )
 
 
+def test_a_rule_across_settings_names_a_default_by_its_flag(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A setting left at its default is named by its flag, not by a variable nobody set."""
+    monkeypatch.delenv("TIDAL_LEASE_DURATION", raising=False)
+    code, _out, err = run(["--lease-renew", "20"], capsys)
+    assert code == 2
+    assert one_line(err) == (
+        "tidal run: --lease-renew (20s) must be shorter than --lease-duration (15s)"
+    )
+
+
 def test_once_without_an_api_server_fails(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:

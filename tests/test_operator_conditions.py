@@ -124,6 +124,8 @@ def test_a_paused_status_shows_what_runs_now_and_no_stale_load(
         assert status["recommendations"] == before["recommendations"]
         limited = condition(cluster, "gateway-eu", "CapacityLimited")
         assert limited is not None and (limited["status"], limited["reason"]) == ("False", "Paused")
+        forecast = condition(cluster, "gateway-eu", "ForecastReady")
+        assert forecast is not None and forecast["message"] == "no forecast while paused"
         bursting = condition(cluster, "gateway-eu", "Bursting")
         assert bursting is not None and bursting["status"] == "False"
         assert operator.metrics.load.labels("gateway-eu", NAMESPACE, "eu")._value.get() == 0.0

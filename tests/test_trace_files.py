@@ -92,6 +92,18 @@ def test_a_row_missing_where_the_clock_goes_back_is_a_gap_not_an_error(
             id="a-row-written-twice-at-night",
         ),
         pytest.param(
+            [f"2024-06-02T0{h}:{m}:00" for h in range(3) for m in ("00", "30")]
+            + ["2024-06-02T02:30:00", "2024-06-02T03:00:00"],
+            8,
+            id="a-half-hourly-row-written-twice",
+        ),
+        pytest.param(
+            ["2024-11-03T00:00:00", "2024-11-03T01:00:00", "2024-11-03T02:00:00"]
+            + ["2024-11-03T01:15:00", "2024-11-03T02:15:00"],
+            5,
+            id="hourly-back-45-minutes",
+        ),
+        pytest.param(
             ["2024-11-03T01:00:00-04:00", "2024-11-03T01:05:00-04:00", "2024-11-03T01:00:00-04:00"],
             4,
             id="with-offsets",

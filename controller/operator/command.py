@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import re
 import signal
 import sys
@@ -339,8 +340,10 @@ def _settings_problem(exc: ValidationError, args: argparse.Namespace) -> str:
             # A rule across settings names them as flags: name the variables given instead.
             for field in OperatorSettings.model_fields:
                 flag = "--" + field.replace("_", "-")
-                if flag in message and getattr(args, field, None) is None:
-                    message = re.sub(rf"{re.escape(flag)}\b", f"TIDAL_{field.upper()}", message)
+                variable = f"TIDAL_{field.upper()}"
+                from_variable = getattr(args, field, None) is None and variable in os.environ
+                if flag in message and from_variable:
+                    message = re.sub(rf"{re.escape(flag)}\b", variable, message)
             parts.append(message)
     return "; ".join(" ".join(part.split()) for part in parts)
 

@@ -1,7 +1,8 @@
 """One GatewayAutoscaler, one pass: validate, read, forecast, plan, apply, report.
 
-A ``Paused`` object is validated and reported as paused, nothing more: no Prometheus read, no
-fit, no write but its own status. An object that names a Deployment another GatewayAutoscaler,
+A ``Paused`` object reads no metric, fits no model and writes nothing but its own status, which
+reports what its Deployments run (from the loop's cluster snapshot; a Deployment gone is
+``Ready=False`` as for any object). An object that names a Deployment another GatewayAutoscaler,
 created first, already scales (:mod:`controller.operator.claims`), or whose placeholder name is
 taken by a Deployment it does not own, changes nothing and says so in ``Ready=False``.
 
@@ -364,7 +365,10 @@ class Reconciler:
             None,
             actual=(state.physical_replicas, state.cloud_replicas),
         )
-        message = "Paused: nothing is read, planned or changed until spec.mode is changed"
+        message = (
+            "Paused: no metric is read, no model fitted and nothing changed until spec.mode is "
+            "changed"
+        )
         self._event(obj, memory, reason=Mode.PAUSED.value, message=message)
         return Outcome(True, Mode.PAUSED.value, message, plan)
 
@@ -508,8 +512,14 @@ class Reconciler:
         )
 
         planner_settings = self._planner_settings(spec)
+        plan_spec = spec
+        if read.placeholder_conflict is not None:
+            # No placeholder can be written: plan, report and export no reservation either.
+            plan_spec = spec.model_copy(
+                update={"cloud": spec.cloud.model_copy(update={"reserve": False})}
+            )
         plan = plan_region(
-            spec,
+            plan_spec,
             history=history,
             forecast=forecast,
             state=state,
@@ -707,7 +717,8 @@ class Reconciler:
                 "Ready",
                 True,
                 plan.mode.value,
-                "Paused: nothing is read, planned or changed until spec.mode is changed; "
+                "Paused: no metric is read, no model fitted and nothing changed until spec.mode "
+                "is changed; "
                 f"running physical {plan.physical.replicas}, cloud {plan.cloud.replicas}",
             )
         else:
@@ -719,6 +730,10 @@ class Reconciler:
             if error is not None:
                 text += f", backtest error {error:.3f}"
             forecast_ready = Condition("ForecastReady", True, "Forecasting", text)
+        elif plan.mode is Mode.PAUSED:
+            forecast_ready = Condition(
+                "ForecastReady", False, Mode.PAUSED.value, "no forecast while paused"
+            )
         else:
             forecast_ready = Condition(
                 "ForecastReady",
