@@ -3,8 +3,10 @@
 A ``Paused`` object reads no metric, fits no model and writes nothing but its own status, which
 reports what its Deployments run (from the loop's cluster snapshot; a Deployment gone is
 ``Ready=False`` as for any object). An object that names a Deployment another GatewayAutoscaler,
-created first, already scales (:mod:`controller.operator.claims`), or whose placeholder name is
-taken by a Deployment it does not own, changes nothing and says so in ``Ready=False``.
+created first, already scales (:mod:`controller.operator.claims`) changes nothing and says so in
+``Ready=False``. One whose placeholder name is taken by a Deployment it does not own still
+scales its gateways, but reserves nothing ahead and never writes that Deployment; ``Ready=False``
+says so.
 
 :meth:`Reconciler.reconcile` is the edge: every failure of one object ends there, becomes a
 ``Ready=False`` condition naming its cause, counts in ``tidal_reconcile_errors_total``, and is
