@@ -166,8 +166,8 @@ def test_a_lease_outage_and_its_end_are_logged_once_each(kube: KubeEmulatorHandl
 
 
 def test_an_outage_that_changes_kind_is_logged_again(kube: KubeEmulatorHandle) -> None:
-    """A 503 that turns into a 403 (RBAC broken mid-outage) is a new cause: logged again,
-    and the repeats of each are not."""
+    """A 503 that turns into a 403 (RBAC broken mid-outage), then a 401, is a new cause each
+    time: logged again, and the repeats of each are not."""
     e = elector(kube, "a", Clock(), "l9")
     path = "/apis/coordination.k8s.io/v1/namespaces/default/leases/l9"
     try:
@@ -178,9 +178,12 @@ def test_an_outage_that_changes_kind_is_logged_again(kube: KubeEmulatorHandle) -
             kube.refuse("GET", path, 403)
             for _ in range(2):
                 assert not e.try_acquire_or_renew()
+            kube.refuse("GET", path, 401)  # the same error type and reason, another status
+            for _ in range(2):
+                assert not e.try_acquire_or_renew()
     finally:
         kube.refuse("GET", path, 0)
-    assert lease_logs(logs) == [("warning", "lease_unreachable")] * 2
+    assert lease_logs(logs) == [("warning", "lease_unreachable")] * 3
 
 
 def test_a_lost_race_is_not_an_outage(kube: KubeEmulatorHandle) -> None:

@@ -74,8 +74,8 @@ class LeaderElector:
         self._observed_at = -math.inf
         #: Why the Lease could not be reached since the last round that got through, or None.
         self._failure: str | None = None
-        #: The failing round's error type and reason: a new kind (a 503 turning into a 403)
-        #: is logged again.
+        #: The failing round's error type, reason and HTTP status: a new kind (a 503 turning
+        #: into a 403, a 403 into a 404) is logged again.
         self._failure_kind: str | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -107,7 +107,8 @@ class LeaderElector:
         except OperatorError as exc:
             # An API outage: not leading this round. A leader keeps its standing until the
             # renew deadline (``is_leader``), as client-go's does.
-            kind = f"{type(exc).__name__}/{exc.reason}"
+            status = getattr(exc.__cause__, "status", None)  # the API's HTTP status, if any
+            kind = f"{type(exc).__name__}/{exc.reason}/{status}"
             if self._failure is None or kind != self._failure_kind:
                 log.warning(
                     "lease_unreachable",
