@@ -6,7 +6,6 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,7 @@ from controller.simulator import (
 )
 from controller.spec import GatewayAutoscalerSpec
 from forecasts.base import DAY
-from forecasts.series import LoadSeries, load_trace
+from forecasts.series import LoadSeries, format_timestamp, load_trace
 
 __all__ = [
     "POLICIES",
@@ -35,7 +34,6 @@ __all__ = [
     "backtest_spec",
     "build_policies",
     "default_score_from",
-    "format_time",
     "load_for_replay",
     "prepare_trace",
     "replay",
@@ -81,14 +79,6 @@ def prepare_trace(series: LoadSeries, scenario: Scenario) -> LoadSeries:
 
     ValueError says why a trace cannot be replayed; the caller names the trace.
     """
-    if series.step < MINUTE:
-        ratio = MINUTE / series.step
-        # LoadSeries.buckets refuses these too, in terms of its own arguments.
-        if abs(ratio - round(ratio)) > 1e-9:
-            raise ValueError(
-                f"samples {series.step:g}s apart do not divide a minute, the simulator's tick; "
-                "resample the trace to a step that does (such as 10s or 60s)"
-            )
     minute = series.resample(MINUTE) if series.step > MINUTE else series
     if minute.step != MINUTE:
         minute = minute.aggregate(MINUTE)
@@ -152,11 +142,6 @@ def build_policies(
     return table
 
 
-def format_time(when: float) -> str:
-    """Epoch seconds as the UTC timestamp a trace or ``--score-from`` would write."""
-    return datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 @dataclass
 class PreparedTrace:
     """A trace read, scaled to the scenario and checked: everything a replay starts from."""
@@ -197,18 +182,18 @@ def load_for_replay(
         raise ValueError(f"{label}: {exc}") from exc
     begin = default_score_from(load) if score_from is None else score_from
     if not load.start < begin < load.end:
-        span = f"the trace runs from {format_time(load.start)} to {format_time(load.end)}"
+        span = f"the trace runs from {format_timestamp(load.start)} to {format_timestamp(load.end)}"
         if score_from is None:
             raise ValueError(f"{label}: {span}: too short to replay")
         raise ValueError(
-            f"{label}: --score-from {format_time(begin)} falls outside the trace: {span}, "
+            f"{label}: --score-from {format_timestamp(begin)} falls outside the trace: {span}, "
             "and scoring needs history before it"
         )
     missing = _missing_share(load, first_scored(load, begin))
     if missing >= 1.0:
         raise ValueError(
-            f"{label}: no load sample in the scored minutes, {format_time(begin)} to "
-            f"{format_time(load.end)}: nothing to score (an earlier --score-from?)"
+            f"{label}: no load sample in the scored minutes, {format_timestamp(begin)} to "
+            f"{format_timestamp(load.end)}: nothing to score (an earlier --score-from?)"
         )
     return PreparedTrace(
         name or Path(path).stem, label, load, begin, time.perf_counter() - started, missing

@@ -42,13 +42,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -68,7 +66,7 @@ from forecasts.evaluation import (
     forecast_report,
 )
 from forecasts.registry import create, model_names
-from forecasts.series import LoadSeries, load_trace, parse_timestamp
+from forecasts.series import LoadSeries, format_timestamp, load_trace, parse_timestamp
 
 __all__ = [
     "PROGRESS_EVERY",
@@ -185,9 +183,12 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         return _fail(str(exc))
     if args.plot:
-        problem = _plot_path_problem(args.plot)
-        if problem:
-            return _fail(f"--plot {args.plot}: {problem}")
+        from controller.plotting import plot_path
+
+        try:
+            args.plot = str(plot_path(args.plot))  # checked before minutes of work
+        except ValueError as exc:
+            return _fail(f"--plot {args.plot}: {exc}")
     if mode == "accuracy":
         return _run_accuracy(args, horizon)
     model = args.model or DEFAULT_MODEL
@@ -218,21 +219,6 @@ def _mode(args: argparse.Namespace) -> str:
     if mode == "show" and len(args.traces) != 1:
         raise ValueError(f"--show takes one trace file, got {len(args.traces)}")
     return mode
-
-
-def _plot_path_problem(text: str) -> str | None:
-    """Why ``--plot`` cannot be written, found before minutes of work; None when it can."""
-    path = Path(text)
-    if path.suffix.lower() != ".png":
-        return "the file name must end in .png"
-    if path.is_dir():
-        return "is a directory"
-    directory = path.parent
-    if not directory.is_dir():
-        return f"directory {directory} does not exist"
-    if not os.access(directory, os.W_OK):
-        return f"directory {directory} is not writable"
-    return None
 
 
 def _unknown_model(name: str) -> str:
@@ -528,24 +514,26 @@ def shown_report(shown: ShownForecast, source: dict[str, str]) -> dict[str, Any]
         "source": source,
         "model": shown.model,
         "chosen_model": shown.fitted.name,
-        "fitted_until": _iso(shown.fitted.fitted_until),
+        "fitted_until": format_timestamp(shown.fitted.fitted_until),
         "fit_seconds": round(shown.fitted.fit_seconds, 3),
-        "last_observed": {"time": _iso(shown.last_time), "load": _load(shown.last_load)},
+        "last_observed": {
+            "time": format_timestamp(shown.last_time),
+            "load": _load(shown.last_load),
+        },
         "step_seconds": forecast.step,
         "horizon_minutes": round(horizon / 60.0, 3) if horizon % 60 else int(horizon // 60),
         "quantile": shown.quantile,
         "forecast": [
-            {"time": _iso(when), "point": _load(point), "upper": _load(upper)}
+            {"time": format_timestamp(when), "point": _load(point), "upper": _load(upper)}
             for when, point, upper in zip(
                 times.tolist(), forecast.point.tolist(), shown.upper.tolist(), strict=True
             )
         ],
-        "peak_upper": {"time": _iso(float(times[peak])), "load": _load(shown.upper[peak])},
+        "peak_upper": {
+            "time": format_timestamp(float(times[peak])),
+            "load": _load(shown.upper[peak]),
+        },
     }
-
-
-def _iso(when: float) -> str:
-    return datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _load(value: float) -> float:
@@ -566,7 +554,8 @@ def _run_show(args: argparse.Namespace, *, model: str, horizon: float) -> int:
             return _fail(f"--at {args.at!r} is not an ISO-8601 timestamp")
         if not series.start <= at <= series.end:
             return _fail(
-                f"--at {args.at}: {path} runs from {_iso(series.start)} to {_iso(series.end)}"
+                f"--at {args.at}: {path} runs from {format_timestamp(series.start)} to "
+                f"{format_timestamp(series.end)}"
             )
     history = series.until(at)
     try:
@@ -577,7 +566,7 @@ def _run_show(args: argparse.Namespace, *, model: str, horizon: float) -> int:
     _print_shown(report, as_json=args.json)
     if args.plot:
         after = series.since(at + series.step / 2).until(shown.forecast.end)
-        title = f"{Path(path).name} at {_iso(at)}"
+        title = f"{Path(path).name} at {format_timestamp(at)}"
         return _draw(
             lambda out: _plot_shown(shown, history, out, title=title, actual=after), args.plot
         )

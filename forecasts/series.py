@@ -21,7 +21,7 @@ import numpy.typing as npt
 
 from forecasts.errors import InvalidHistory, TraceFormatError, TraceWarning
 
-__all__ = ["LoadSeries", "load_trace", "parse_timestamp"]
+__all__ = ["LoadSeries", "format_timestamp", "load_trace", "parse_timestamp"]
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -96,7 +96,10 @@ class LoadSeries:
         """
         ratio = step / self.step
         if abs(ratio - round(ratio)) > 1e-9:
-            raise ValueError(f"aggregation step {step}s is not a multiple of {self.step}s")
+            raise ValueError(
+                f"samples {self.step:g}s apart do not divide the {step:g}s buckets they are "
+                f"averaged into; use a step that divides {step:g}s"
+            )
         ratio_i = round(ratio)
         # Index of the first sample that opens a bucket aligned on multiples of ``step``.
         offset = (-round(self.start / self.step)) % ratio_i
@@ -142,6 +145,11 @@ def parse_timestamp(text: str) -> float:
     clock as UTC keeps its daily shape, which is all a forecaster or a planner needs.
     """
     return _parse_timestamp(text)[0]
+
+
+def format_timestamp(when: float) -> str:
+    """Epoch seconds as the ISO-8601 UTC timestamp a trace writes, to the second."""
+    return datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _parse_timestamp(text: str) -> tuple[float, bool]:

@@ -157,9 +157,9 @@ def test_two_traces_with_one_stem_are_refused(
 @pytest.mark.parametrize(
     ("plot", "expected"),
     [
-        pytest.param("missing/forecast.png", "does not exist", id="missing-directory"),
-        pytest.param("forecast.jpg", "must end in .png", id="not-png"),
-        pytest.param(".", "must end in .png", id="a-directory"),
+        pytest.param("missing/forecast.png", "no folder", id="missing-directory"),
+        pytest.param("forecast.jpg", "the plot is a PNG, not .jpg", id="not-png"),
+        pytest.param("plots.png", "is a folder", id="a-directory"),
     ],
 )
 def test_plot_path_is_checked_before_any_work(
@@ -177,6 +177,8 @@ def test_plot_path_is_checked_before_any_work(
 
     monkeypatch.setattr(forecast_command, "evaluate_traces", evaluate)
     target = tmp_path / plot
+    if plot == "plots.png":
+        target.mkdir()
     assert _run(str(trace), "--json", "--plot", str(target)) == 2
     _one_line_error(capsys.readouterr(), "--plot", expected)
 

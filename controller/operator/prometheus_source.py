@@ -41,7 +41,7 @@ from prometheus_api_client import PrometheusConnect
 from prometheus_api_client.exceptions import PrometheusApiClientException
 from urllib3.util.retry import Retry
 
-from forecasts.series import LoadSeries
+from forecasts.series import LoadSeries, format_timestamp
 
 __all__ = [
     "MAX_POINTS",
@@ -167,7 +167,8 @@ class PrometheusLoadSource:
         known = np.flatnonzero(~np.isnan(values))
         if known.size == 0:
             raise MetricsUnavailable(
-                f"query {query!r} returned no data between {_iso(start)} and {_iso(end)}",
+                f"query {query!r} returned no data between {format_timestamp(start)} and "
+                f"{format_timestamp(end)}",
                 query=query,
             )
         head, tail = int(known[0]), int(known[-1])
@@ -276,7 +277,3 @@ def _error_text(exc: Exception) -> str:
 
 def _datetime(when: float) -> datetime:
     return datetime.fromtimestamp(when, tz=UTC)
-
-
-def _iso(when: float) -> str:
-    return _datetime(when).strftime("%Y-%m-%dT%H:%M:%SZ")
