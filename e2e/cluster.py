@@ -132,23 +132,38 @@ def _sample_docs(namespace: str) -> list[dict[str, Any]]:
     return docs
 
 
-def _backfill(namespace: str, region: Region, *, now: float) -> None:
-    """Two weeks of the trace before ``region.start`` into Prometheus, ending at ``now``."""
+# Prometheus's default lookback (--query.lookback-delta): a series with no staleness marker, as
+# a backfilled one, still answers queries this long after its last sample.
+LOOKBACK = 300.0
+
+
+def history_text(namespace: str, region: Region, *, now: float) -> str:
+    """Two weeks of the trace before ``region.start`` as OpenMetrics, ``region.start`` at ``now``.
+
+    The history stops one lookback before ``now``: the live series (other labels: pod, pool)
+    only begin once the replayer runs, after ``now``, and a history reaching ``now`` would still
+    be summed with them for minutes, the region's load counted twice.
+    """
     from controller.demo_gateway.history import openmetrics_history
     from controller.demo_gateway.replayer import TraceReplay
     from forecasts.series import load_trace, parse_timestamp
 
     trace = TraceReplay(load_trace(TRACES / region.trace), region.peak)
-    text = "".join(
+    return "".join(
         openmetrics_history(
             trace,
-            start=parse_timestamp(region.start),
-            now=now,
+            start=parse_timestamp(region.start) - LOOKBACK,
+            now=now - LOOKBACK,
             span=14 * 86400.0,
             step=60.0,
             labels={"namespace": namespace, "region": region.name},
         )
     )
+
+
+def _backfill(namespace: str, region: Region, *, now: float) -> None:
+    """The region's history (:func:`history_text`) into Prometheus."""
+    text = history_text(namespace, region, now=now)
     pod = kubectl(
         "-n", "monitoring", "get", "pod", "-l", "app.kubernetes.io/name=prometheus",
         "-o", "jsonpath={.items[0].metadata.name}",

@@ -3,18 +3,23 @@
 #                   (manifests/overlays/e2e), the samples and run pytest e2e (which starts the
 #                   replayers and backfills history, one namespace per scenario)
 #   make e2e-down   delete the cluster
-# Needs docker (a running engine), kind and kubectl on the PATH: without them `make e2e` says
-# which is missing and exits 0, a skip, as `pytest e2e` skips its tests with the same message.
+# Needs docker (a running engine, and buildx: the Dockerfile needs BuildKit), kind and kubectl on
+# the PATH: without them `make e2e` says which is missing and exits 0, a skip, as `pytest e2e`
+# skips its tests with the same message.
 
 E2E_CLUSTER ?= tidal-e2e
 E2E_CONTEXT := kind-$(E2E_CLUSTER)
 E2E_TRACES ?= $(abspath ../shared/traces)
 E2E_KUBECTL := kubectl --context $(E2E_CONTEXT)
 E2E_PYTEST_ARGS ?=
+# The interpreter `make deps` installed Tidal into (the Makefile's PYTHON, python3 by default).
+E2E_PYTHON ?= $(or $(PYTHON),python3)
 
 # What stops the e2e run here, if anything (empty when nothing does).
 E2E_MISSING = if ! command -v docker >/dev/null 2>&1; then echo "docker is not on the PATH"; \
 	elif ! docker info >/dev/null 2>&1; then echo "the docker engine is not running"; \
+	elif ! docker buildx version >/dev/null 2>&1; then \
+		echo "docker buildx (BuildKit) is not installed: the Dockerfile needs it"; \
 	elif ! command -v kind >/dev/null 2>&1; then echo "kind is not on the PATH"; \
 	elif ! command -v kubectl >/dev/null 2>&1; then echo "kubectl is not on the PATH"; fi
 
@@ -35,9 +40,14 @@ e2e-cluster:
 	kind get clusters | grep -qx '$(E2E_CLUSTER)' || \
 		kind create cluster --name $(E2E_CLUSTER) --config e2e/kind-config.yaml --wait 120s
 
+# --provenance=false: with Docker's containerd image store (the default of fresh Docker 29
+# installs) BuildKit attaches a provenance attestation that `docker save` leaves out of the
+# archive, and `kind load docker-image` then fails with "content digest ... not found"
+# (kubernetes-sigs/kind#3795).
 e2e-images:
-	docker build --target operator -t tidal:e2e .
-	docker build --target gateway --build-context traces=$(E2E_TRACES) -t tidal-gateway:e2e .
+	docker build --provenance=false --target operator -t tidal:e2e .
+	docker build --provenance=false --target gateway --build-context traces=$(E2E_TRACES) \
+		-t tidal-gateway:e2e .
 	kind load docker-image --name $(E2E_CLUSTER) tidal:e2e tidal-gateway:e2e
 
 e2e-install:
@@ -49,7 +59,7 @@ e2e-install:
 
 e2e-test:
 	TIDAL_E2E_CONTEXT=$(E2E_CONTEXT) TIDAL_E2E_TRACES=$(E2E_TRACES) \
-		python -m pytest e2e -m e2e -v $(E2E_PYTEST_ARGS)
+		$(E2E_PYTHON) -m pytest e2e -m e2e -v $(E2E_PYTEST_ARGS)
 
 e2e-down:
 	kind delete cluster --name $(E2E_CLUSTER)

@@ -430,6 +430,11 @@ def test_lease_permission_is_namespaced() -> None:
     [
         pytest.param("#!/bin/sh\nexit 1\n", "the docker engine is not running", id="no-engine"),
         pytest.param(None, "docker is not on the PATH", id="no-docker"),
+        pytest.param(
+            '#!/bin/sh\n[ "$1" = info ]\n',
+            "docker buildx (BuildKit) is not installed: the Dockerfile needs it",
+            id="no-buildx",
+        ),
     ],
 )
 def test_make_e2e_skips_without_docker(tmp_path: Path, docker: str | None, missing: str) -> None:
@@ -451,3 +456,76 @@ def test_make_e2e_skips_without_docker(tmp_path: Path, docker: str | None, missi
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.strip() == f"e2e skipped: e2e needs Docker, kind and kubectl: {missing}"
+
+
+def _make_dry_run(*args: str) -> str:
+    """`make -n ARGS` in the repository: the commands it would run, continuations joined."""
+    make = shutil.which("make")
+    if make is None:
+        pytest.skip("make is not installed")
+    result = subprocess.run(
+        [make, "--no-print-directory", "-n", "-C", str(REPO), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return re.sub(r"\\\n\s*", "", result.stdout)
+
+
+def test_make_e2e_test_runs_the_makefile_python() -> None:
+    """`make e2e-test` runs pytest with the interpreter `make deps` installed Tidal into."""
+    interpreter = "/opt/tidal-venv/bin/python3"
+    commands = _make_dry_run("e2e-test", f"PYTHON={interpreter}")
+    assert f"{interpreter} -m pytest e2e" in commands, commands
+
+
+def test_make_e2e_images_load_into_kind() -> None:
+    """Both images are built without a provenance attestation, which `docker save` (Docker's
+    containerd image store) leaves out and `kind load docker-image` then fails to import."""
+    builds = [line for line in _make_dry_run("e2e-images").splitlines() if "docker build" in line]
+    assert len(builds) == 2, builds
+    assert all("--provenance=false" in line.split() for line in builds), builds
+
+
+def _e2e_cluster_module() -> Any:
+    """e2e/cluster.py, imported under a name of its own (e2e/ is not a package)."""
+    import importlib.util
+    import sys
+
+    name = "tidal_e2e_cluster"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, REPO / "e2e" / "cluster.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_e2e_history_ends_a_lookback_before_now() -> None:
+    """The backfilled history stops 5 minutes (Prometheus's lookback) before the live replay
+    starts, so that sum() over it and the live series never counts the load twice, and it
+    stays aligned: the sample at wall time t is the trace at region.start + (t - now)."""
+    cluster = _e2e_cluster_module()
+    if not cluster.TRACES.is_dir():
+        pytest.skip(f"the traces directory {cluster.TRACES} is missing")
+    from controller.demo_gateway.replayer import TraceReplay
+    from forecasts.series import load_trace, parse_timestamp
+
+    region = cluster.Region("eu-west", "wc98-requests-per-minute.csv", "1998-05-20T13:30:00Z", 400)
+    now = 1_700_000_000.0
+    samples = [
+        line.split()
+        for line in cluster.history_text("e2e-test", region, now=now).splitlines()
+        if line and not line.startswith("#")
+    ]
+    assert len(samples) > 13 * 24 * 60
+    last = float(samples[-1][-1])
+    assert last <= now - 300, now - last
+    trace = TraceReplay(load_trace(cluster.TRACES / region.trace), region.peak)
+    start = parse_timestamp(region.start)
+    for _, value, stamp in (samples[0], samples[len(samples) // 2], samples[-1]):
+        assert int(value) == trace.connections_at(start + float(stamp) - now), stamp
