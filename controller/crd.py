@@ -76,8 +76,8 @@ CONDITION_TYPES = ("Ready", "ForecastReady", "Bursting", "CapacityLimited")
 # ``load.history / load.step`` (at most MAX_HISTORY_POINTS samples) has no rule: CEL's
 # ``duration()`` reads Go durations, which have no ``d`` or ``w``, so a rule cannot divide one
 # of these durations by another; pydantic refuses it and the object gets ``Ready=False``.
-# The step rule refuses only a step written as one part below a second (``10ms``, ``0.5s``),
-# the mistakes a person makes; pydantic refuses the rest (``500ms400ms``).
+# The step rule refuses only a step written as one part below a second (``10ms``, ``0999ms``,
+# ``0.5s``), the mistakes a person makes; pydantic refuses the rest (``500ms400ms``).
 _CEL_RULES: dict[str, list[dict[str, str]]] = {
     "ReplicaBounds": [
         {"rule": "self.min <= self.max", "message": "replicas.min must not exceed replicas.max"},
@@ -85,7 +85,7 @@ _CEL_RULES: dict[str, list[dict[str, str]]] = {
     "LoadSpec": [
         {
             "rule": "!has(self.step) || "
-            "!self.step.matches('^([0-9]{1,3}([.][0-9]+)?ms|0+([.][0-9]+)?s)$')",
+            "!self.step.matches('^(0*[0-9]{1,3}([.][0-9]+)?ms|0+([.][0-9]+)?s)$')",
             "message": "load.step must be at least 1s",
         },
     ],

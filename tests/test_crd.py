@@ -48,7 +48,7 @@ MINIMAL_SPEC = {
     "cloud": {"deployment": "gateway-eu-west-cloud"},
 }
 
-STEP_RULE = "!has(self.step) || !self.step.matches('^([0-9]{1,3}([.][0-9]+)?ms|0+([.][0-9]+)?s)$')"
+STEP_RULE = "!has(self.step) || !self.step.matches('^(0*[0-9]{1,3}([.][0-9]+)?ms|0+([.][0-9]+)?s)$')"
 
 # One object that breaks each CEL rule; pydantic must refuse it too (the rule mirrors it).
 CEL_COUNTEREXAMPLES: dict[str, tuple[type[pydantic.BaseModel], dict[str, Any]]] = {

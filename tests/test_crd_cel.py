@@ -59,7 +59,21 @@ def test_each_rule_compiles_refuses_its_counterexample_and_admits_a_valid_object
 
 
 @pytest.mark.parametrize(
-    "step", ["10ms", "999ms", "999.9ms", "0.5s", "00.25s", "1s", "1000ms", "1.5s", "15s", "1m"]
+    "step",
+    [
+        "10ms",
+        "999ms",
+        "0999ms",
+        "999.9ms",
+        "0.5s",
+        "00.25s",
+        "1s",
+        "1000ms",
+        "01000ms",
+        "1.5s",
+        "15s",
+        "1m",
+    ],
 )
 def test_the_step_rule_refuses_what_pydantic_refuses_as_under_a_second(step: str) -> None:
     """The schema refuses a step under 1s exactly when pydantic does (these all divide 5m)."""
