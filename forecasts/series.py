@@ -101,8 +101,11 @@ class LoadSeries:
                 f"averaged into; use a step that divides {step:g}s"
             )
         ratio_i = round(ratio)
-        # Index of the first sample that opens a bucket aligned on multiples of ``step``.
-        offset = (-round(self.start / self.step)) % ratio_i
+        # Index of the first sample that opens a bucket: a bucket holds the samples in
+        # ``[k * step, (k + 1) * step)``, floored as :meth:`index_of` floors, so that samples off
+        # the grid (at 53 s past the minute, or half a step) fall in the same bucket whatever
+        # slice of the series is cut.
+        offset = (-math.floor(self.start / self.step + 1e-9)) % ratio_i
         usable = max(0, (len(self) - offset) // ratio_i * ratio_i)
         block = self.values[offset : offset + usable].reshape(-1, ratio_i)
         return self.start + (offset + ratio_i - 1) * self.step, block

@@ -389,13 +389,15 @@ def test_hpa_scales_down_five_minutes_after_it_sees_the_load_fall() -> None:
     assert first_down == 15
 
 
-def test_tidal_forecasts_from_a_bucket_as_soon_as_its_last_sample_is_seen() -> None:
+@pytest.mark.parametrize("offset", [0.0, 53.0], ids=["on-the-minute", "53s"])
+def test_tidal_forecasts_from_a_bucket_as_soon_as_its_last_sample_is_seen(offset: float) -> None:
     """The policy reuses a forecast until a bucket of the fit step completes: at the minute
-    that bucket's last sample arrives, as the live operator would, not a minute later."""
+    that bucket's last sample arrives, as the live operator would, not a minute later. Also
+    for samples off the minute, as the tweets trace's are (at 53 s)."""
     scenario = Scenario()
     spec = backtest_spec("fresh", scenario=scenario, model="seasonal-naive")
     policy = TidalPolicy(spec, scenario)
-    start = 1_700_000_100.0 - 1_700_000_100.0 % 300.0
+    start = 1_700_000_100.0 - 1_700_000_100.0 % 300.0 + offset
     minutes = 3 * 1440
     values = 50_000.0 + 20_000.0 * np.sin(2 * np.pi * np.arange(minutes) / 1440)
     origins = []

@@ -163,6 +163,23 @@ def test_buckets_are_the_samples_aggregate_averages() -> None:
     np.testing.assert_allclose(block[0], [3.0, 4.0, 5.0, 6.0, 7.0])
 
 
+@pytest.mark.parametrize("offset", [0.0, 30.0, 53.0], ids=["on-the-minute", "half-step", "53s"])
+def test_the_bucket_grid_does_not_depend_on_where_a_slice_starts(offset: float) -> None:
+    """A bucket holds the samples in ``[k * step, (k + 1) * step)`` wherever the series starts,
+    so the history the operator slides a sample at a time is cut into the same buckets at
+    every slice. Samples half a step off the minute used to be rounded to even, and the grid
+    flipped by one sample from one slice to the next."""
+    start = 1_700_000_100.0 + offset  # 1_700_000_100 is a multiple of 300 s
+    history = LoadSeries(start, 60.0, np.arange(60.0))  # each value is its sample's index
+    for first in range(8):
+        part = history.since(start + 60.0 * first)
+        end, block = part.buckets(300.0)
+        opens = start + 60.0 * block[:, 0]  # the time of each bucket's first sample
+        assert (opens % 300.0 < 60.0).all()
+        assert end == opens[0] + 240.0
+        assert part.aggregate(300.0).start == end
+
+
 def test_prepared_history_keeps_each_bucket_s_samples() -> None:
     """Deviations from the value a model keeps for the bucket, so that a mean computed before
     the bucket was whole still gives back its samples; a bucket without a sample, or older

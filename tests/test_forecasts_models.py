@@ -11,13 +11,12 @@ import pytest
 
 from forecasts import create
 from forecasts.base import DAY, significantly_lower
-from forecasts.models.smoothing import carried_record
-from forecasts.series import LoadSeries
-from forecasts.models.auto import _held
+from forecasts.models.auto import _FittedAuto, _held
 from forecasts.models.holt_winters import HoltWinters, run_recursion
 from forecasts.models.mstl import (
     MSTL,
     LevelParameters,
+    _FittedMSTL,
     advance_level,
     level_filter,
     level_paths,
@@ -25,6 +24,8 @@ from forecasts.models.mstl import (
     robust_parameters,
     smooth_cycle,
 )
+from forecasts.models.smoothing import carried_record
+from forecasts.series import LoadSeries
 from tests.forecast_series import seasonal, series
 
 REFITTABLE = [pytest.param(m, id=m) for m in ("holt-winters", "mstl", "auto")]
@@ -330,6 +331,31 @@ def test_a_weekly_profile_s_band_comes_from_forecasts_it_did_not_see() -> None:
     fitted = create("mstl").fit(LoadSeries(0.0, 60.0, values))
     assert fitted.periods == (288, 2016)
     assert fitted.calibration.quantile(0.97, 12)[11] > 0.3
+
+
+def test_auto_keeps_the_weekly_profile_s_forecasts_it_did_not_see() -> None:
+    """``auto`` puts its honest hold-out forecasts in the band in place of the winner's for the
+    hold-out days, and keeps the winner's own for the week before: a weekly MSTL's forecasts by
+    a profile that did not see that week. It used to drop them, and calibrate five of the
+    week's seven days on in-sample forecasts, whose band is too narrow."""
+    step, days = 300.0, 29
+    t = step * np.arange(int(days * DAY / step) + 1)
+    weekend = ((t // DAY) % 7) >= 5
+    values = 1000 + 400 * np.sin(2 * np.pi * t / DAY) - 300 * weekend
+    values += 80 * np.sin(2 * np.pi * t / (7 * DAY))
+    values += np.random.default_rng(3).normal(0.0, 60.0, t.size)
+    history = LoadSeries(0.0, step, values)
+    fitted = create("auto").fit(history)
+    assert isinstance(fitted, _FittedAuto)
+    chosen = fitted.chosen
+    assert isinstance(chosen, _FittedMSTL) and chosen.periods == (288, 2016)
+    own = create("mstl").fit(history).record
+    record = chosen.record
+    assert record is not None and own is not None
+    before = own.origins < history.end - 2 * DAY  # the days before auto's two-day hold-out
+    assert before.sum() > 4 * 288
+    np.testing.assert_array_equal(record.origins[: before.sum()], own.origins[before])
+    np.testing.assert_allclose(record.predicted[: before.sum()], own.predicted[before])
 
 
 def _weekdays_and_weekends(days: int, *, noise: float, seed: int = 1) -> LoadSeries:

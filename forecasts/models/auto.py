@@ -25,7 +25,9 @@ A full fit:
    seldom tells them apart;
 5. fits the winner on the whole history, and calibrates its band with the honest hold-out
    forecasts in place of its in-sample ones for the hold-out days (in-sample errors of a model
-   fitted on the very data are optimistic; MSTL's much more than the others').
+   fitted on the very data are optimistic; MSTL's much more than the others'). Before the
+   hold-out, the winner's own record stands: an earlier fit's honest forecasts, and a weekly
+   MSTL's forecasts by a profile that did not see the calibration week.
 
 When no candidate can be scored (a history too short for a hold-out), ``auto`` uses the first
 candidate, in the order above, that fits the whole history. A choice made while the history was
@@ -200,7 +202,11 @@ class Auto(Forecaster):
                 older = None
                 if isinstance(previous, _FittedAuto) and previous.chosen.name == name:
                     older = carried_record(previous.chosen, prepared, lead)
-                chosen.record = merge_records(older, records[name])
+                # Honest rows first: the hold-out's, then the earlier fit's; before them, the
+                # rows the fit made itself (weekly MSTL's forecasts by a profile that did not
+                # see them), which stand in for in-sample ones.
+                made = merge_records(chosen.record, older) if older is not None else chosen.record
+                chosen.record = merge_records(made, records[name])
                 # A refit with nothing new only recalibrates, now on the honest hold-out errors.
                 chosen = forecaster.fit(history, previous=chosen)
             error = scores[name] / levels[name] if name in scores and levels[name] > 0 else None
