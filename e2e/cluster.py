@@ -89,8 +89,42 @@ def poll(what: str, probe: Callable[[], T | None], *, deadline: float, every: fl
 class Region:
     name: str
     trace: str
-    start: str  # trace time played now: shortly before a daily ramp
-    peak: int
+    start: str  # trace time played now (the replay runs in real time from here)
+    peak: int  # connections at the trace's 99th percentile (TraceReplay's scaling)
+
+
+# The scenarios, here so that tests/test_e2e_scenarios.py checks offline what the replay will
+# serve (test_e2e.py runs them). The replay plays trace time at wall-clock speed, so whatever
+# the tests wait for must happen in the trace within their deadlines of ``start``. Samples
+# serve 20 connections per replica with 10% headroom (manifests/samples), so a replica is
+# needed per 18.2 connections; the physical pool is pinned at PHYSICAL_MAX_REPLICAS replicas
+# (e2e/manifests/samples/kustomization.yaml), so more than 91 connections need cloud, and a
+# cloud node's worth more (4 replicas) is more than 145.
+#
+# The physical pool's capacity in the e2e samples (spec.physical.maxReplicas). A kind worker's
+# allocatable CPU is the host's, so without a pin the overflow would depend on the runner's
+# cores; 5 gateways at 250m fit a 2-core worker even with kindnet, both CoreDNS pods,
+# Prometheus and the operator on it (500m), so the pin binds on every runner.
+PHYSICAL_MAX_REPLICAS = 5
+LOOP = 10  # seconds: TIDAL_LOOP_INTERVAL of the e2e overlay
+READY_DEADLINE = 300.0  # seconds the tests wait for a region to be Ready with a forecast
+SCALE_DEADLINE = 900.0  # seconds they then wait for the pools to move
+
+RAMP = (
+    # An afternoon surge of the World Cup site (peak about 16 UTC): 74-81 connections (5
+    # replicas, the physical pool) for three minutes, above 91 (cloud) from 15:36:30, above 145
+    # (a cloud node more) from 15:42:30 to 15:48:30 (151-186), and 117-233 until 16:10.
+    Region("eu-west", "wc98-requests-per-minute.csv", "1998-05-21T15:33:00Z", 800),
+    # AMZN tweets surging at 18 UTC, the US afternoon: 60-73 connections (4-5 replicas) for
+    # three minutes, above 91 from 18:03:13, above 145 from 18:04:53 to 18:13:13 (up to 220).
+    Region("us-east", "twitter-amzn-5min.csv", "2015-03-26T17:57:53Z", 110),
+)
+DESCENT = (
+    # The end of a six-minute flash crowd on the World Cup site: 153-271 connections (9-15
+    # replicas, cloud in use) for three minutes, within the physical pool from 21:08:20, and
+    # 18-25 connections (1-2 replicas) for the next 20 minutes.
+    Region("eu-west", "wc98-requests-per-minute.csv", "1998-05-19T21:04:00Z", 150),
+)
 
 
 @dataclass(frozen=True)
