@@ -104,7 +104,8 @@ class Region:
 # The physical pool's capacity in the e2e samples (spec.physical.maxReplicas). A kind worker's
 # allocatable CPU is the host's, so without a pin the overflow would depend on the runner's
 # cores; 5 gateways at 250m fit a 2-core worker even with kindnet, both CoreDNS pods,
-# Prometheus and the operator on it (500m), so the pin binds on every runner.
+# Prometheus and both operator replicas on it (600m), so the pin binds on every runner.
+# tests/test_e2e_scenarios.py sums those requests from the manifests.
 PHYSICAL_MAX_REPLICAS = 5
 LOOP = 10  # seconds: TIDAL_LOOP_INTERVAL of the e2e overlay
 READY_DEADLINE = 300.0  # seconds the tests wait for a region to be Ready with a forecast
@@ -247,7 +248,10 @@ def _replayer(namespace: str, region: Region) -> dict[str, Any]:
 
 
 def install_scenario(regions: tuple[Region, ...]) -> Iterator[Scenario]:
-    """A fresh namespace with the samples, history backfilled to now, and replayers running."""
+    """A fresh namespace with the samples, history backfilled up to a lookback before now, and
+    replayers running. The namespace is deleted, and waited for, on the way out: a gateway pod
+    still terminating would hold CPU on a physical worker, and the next scenario's pinned
+    physical capacity would not fit beside it."""
     namespace = f"e2e-{uuid.uuid4().hex[:8]}"
     kubectl("create", "namespace", namespace)
     try:
@@ -260,4 +264,5 @@ def install_scenario(regions: tuple[Region, ...]) -> Iterator[Scenario]:
         kubectl("apply", "-f", "-", stdin=yaml.safe_dump_all(replayers))
         yield Scenario(namespace, regions)
     finally:
-        kubectl("delete", "namespace", namespace, "--wait=false", check=False)
+        wait = ("--wait=true", "--timeout=300s")
+        kubectl("delete", "namespace", namespace, *wait, check=False, timeout=330)

@@ -5,7 +5,7 @@
 #   make e2e-down   delete the cluster
 # Needs docker (a running engine, and buildx: the Dockerfile needs BuildKit), kind and kubectl on
 # the PATH: without them `make e2e` says which is missing and exits 0, a skip, as `pytest e2e`
-# skips its tests with the same message.
+# skips its tests naming what it misses (it builds no image, so it does not ask for buildx).
 
 E2E_CLUSTER ?= tidal-e2e
 E2E_CONTEXT := kind-$(E2E_CLUSTER)

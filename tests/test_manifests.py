@@ -515,7 +515,7 @@ def test_e2e_history_ends_a_lookback_before_now() -> None:
     from controller.demo_gateway.replayer import TraceReplay
     from forecasts.series import load_trace, parse_timestamp
 
-    region = cluster.Region("eu-west", "wc98-requests-per-minute.csv", "1998-05-20T13:30:00Z", 400)
+    region = cluster.RAMP[0]
     now = 1_700_000_000.0
     samples = [
         line.split()
