@@ -11,26 +11,19 @@ tests install), the replicas each region needs over the tests' windows.
 from __future__ import annotations
 
 import functools
-import importlib.util
 import math
-import shutil
-import subprocess
-import sys
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-import yaml
 
 from controller.demo_gateway.replayer import TraceReplay
 from controller.operator.capacity import pod_requests, quantity
 from controller.planner import replicas_for
 from controller.spec import GatewayAutoscaler, GatewayAutoscalerSpec
 from forecasts.series import LoadSeries, format_timestamp, load_trace, parse_timestamp
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.support.repository import e2e_cluster, kustomize
 
 #: The first seconds of a scenario, while the operator fits its first forecast and runs its
 #: first loops: a RAMP region stays within the physical pool through them (placeholders must be
@@ -52,45 +45,14 @@ RUNNER_CPU = quantity("2")
 KIND_SYSTEM_CPU = quantity("100m") + 2 * quantity("100m")
 
 
-def _e2e_cluster_module() -> Any:
-    """e2e/cluster.py, imported under a name of its own (e2e/ is not a package); the same name
-    as tests/test_manifests.py uses, so both share one module."""
-    name = "tidal_e2e_cluster"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, REPO / "e2e" / "cluster.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-cluster = _e2e_cluster_module()
-
-
-@functools.cache
-def _build(path: str) -> tuple[dict[str, Any], ...]:
-    """``kubectl kustomize`` of a directory of the repository."""
-    kubectl = shutil.which("kubectl")
-    if kubectl is None:
-        pytest.skip("kubectl is not installed: `kubectl kustomize` builds the e2e samples")
-    result = subprocess.run(
-        [kubectl, "kustomize", str(REPO / path)],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
-    assert result.returncode == 0, f"kubectl kustomize {path}: {result.stderr}"
-    return tuple(doc for doc in yaml.safe_load_all(result.stdout) if doc)
+cluster = e2e_cluster()
 
 
 def _autoscaler(region: str) -> GatewayAutoscaler:
     """The region's GatewayAutoscaler as the e2e tests install it."""
     [doc] = [
         d
-        for d in _build("e2e/manifests/samples")
+        for d in kustomize("e2e/manifests/samples")
         if d["kind"] == "GatewayAutoscaler" and d["spec"]["region"] == region
     ]
     return GatewayAutoscaler.model_validate(doc)
@@ -137,7 +99,9 @@ DESCENT = [pytest.param(r, id=_region_id("descent", r)) for r in cluster.DESCENT
 
 def test_samples_pin_the_physical_capacity_the_scenarios_assume() -> None:
     """Every e2e GatewayAutoscaler caps its physical pool at PHYSICAL_MAX_REPLICAS."""
-    autoscalers = [d for d in _build("e2e/manifests/samples") if d["kind"] == "GatewayAutoscaler"]
+    autoscalers = [
+        d for d in kustomize("e2e/manifests/samples") if d["kind"] == "GatewayAutoscaler"
+    ]
     regions = {r.name for r in (*cluster.RAMP, *cluster.DESCENT)}
     assert regions <= {d["spec"]["region"] for d in autoscalers}
     for doc in autoscalers:
@@ -148,10 +112,10 @@ def test_samples_pin_the_physical_capacity_the_scenarios_assume() -> None:
 def test_a_two_core_worker_holds_the_pinned_physical_pool() -> None:
     """The pin, not the runner, sets the physical capacity: PHYSICAL_MAX_REPLICAS gateways fit
     one kind physical worker of a 2-core host beside every other pod that may land there."""
-    samples = _build("e2e/manifests/samples")
+    samples = kustomize("e2e/manifests/samples")
     others = KIND_SYSTEM_CPU
     for path in ("e2e/manifests/prometheus", "manifests/overlays/e2e"):
-        for doc in _build(path):
+        for doc in kustomize(path):
             if doc["kind"] == "Deployment":
                 replicas = int(doc["spec"].get("replicas", 1))
                 template = doc["spec"]["template"]["spec"]

@@ -4,7 +4,6 @@ are valid GatewayAutoscalers, and the RBAC rules are exactly the operator's API 
 from __future__ import annotations
 
 import ast
-import functools
 import json
 import os
 import re
@@ -20,6 +19,7 @@ import yaml
 
 from controller import crd
 from controller.spec import GatewayAutoscaler
+from tests.support.repository import e2e_cluster, kustomize
 
 REPO = Path(__file__).resolve().parents[1]
 MANIFESTS = REPO / "manifests"
@@ -54,20 +54,9 @@ CLOUD_TAINT = {
 }
 
 
-@functools.cache
 def _build(path: str) -> tuple[dict[str, Any], ...]:
-    kubectl = shutil.which("kubectl")
-    if kubectl is None:
-        pytest.skip("kubectl is not installed: `kubectl kustomize` builds the manifests")
-    result = subprocess.run(
-        [kubectl, "kustomize", str(MANIFESTS / path)],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
-    assert result.returncode == 0, f"kubectl kustomize {path}: {result.stderr}"
-    return tuple(doc for doc in yaml.safe_load_all(result.stdout) if doc)
+    """A directory of manifests/, built by kustomize."""
+    return kustomize(f"manifests/{path}")
 
 
 def _find(docs: tuple[dict[str, Any], ...], kind: str, name: str | None = None) -> list[Any]:
@@ -489,27 +478,11 @@ def test_make_e2e_images_load_into_kind() -> None:
     assert all("--provenance=false" in line.split() for line in builds), builds
 
 
-def _e2e_cluster_module() -> Any:
-    """e2e/cluster.py, imported under a name of its own (e2e/ is not a package)."""
-    import importlib.util
-    import sys
-
-    name = "tidal_e2e_cluster"
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, REPO / "e2e" / "cluster.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_e2e_history_ends_a_lookback_before_now() -> None:
     """The backfilled history stops 5 minutes (Prometheus's lookback) before the live replay
     starts, so that sum() over it and the live series never counts the load twice, and it
     stays aligned: the sample at wall time t is the trace at region.start + (t - now)."""
-    cluster = _e2e_cluster_module()
+    cluster = e2e_cluster()
     if not cluster.TRACES.is_dir():
         pytest.skip(f"the traces directory {cluster.TRACES} is missing")
     from controller.demo_gateway.replayer import TraceReplay
