@@ -86,6 +86,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="spec.cloud.fillNodes for tidal (default: the CRD default, true)",
     )
     parser.add_argument(
+        "--stabilization",
+        metavar="DURATION",
+        default=None,
+        help="spec.behavior.scaleDown.stabilization for tidal (default: the CRD default, 10m; "
+        "the HPA keeps its own 5 minutes)",
+    )
+    parser.add_argument(
         "--policies",
         default=",".join(POLICIES),
         help=f"comma-separated policies (default: {','.join(POLICIES)})",
@@ -153,6 +160,7 @@ _SPEC_FLAGS = {
     "limit_by": "behavior.scaleDown.limitBy",
     "hold_starting": "behavior.scaleDown.holdStarting",
     "fill_nodes": "cloud.fillNodes",
+    "stabilization": "behavior.scaleDown.stabilization",
 }
 
 

@@ -157,6 +157,7 @@ def test_bad_trace_is_named_with_its_line(
     [
         (["--limit-by", "Replicas"], {"behavior.scaleDown.limitBy": "Replicas"}),
         (["--hold-starting", "false"], {"behavior.scaleDown.holdStarting": False}),
+        (["--stabilization", "5m"], {"behavior.scaleDown.stabilization": "5m"}),
     ],
 )
 def test_spec_flags_reach_tidal_spec(
@@ -165,7 +166,8 @@ def test_spec_flags_reach_tidal_spec(
     flags: list[str],
     overrides: dict[str, object],
 ) -> None:
-    """--limit-by and --hold-starting set tidal's spec, and the report says so."""
+    """--limit-by, --hold-starting and --stabilization set tidal's spec, and the report says
+    so."""
     with resources.as_file(resources.files("controller.data") / "nyc-taxi-30min-local.csv") as p:
         trace = tmp_path / "nyc-day.csv"
         trace.write_text(Path(p).read_text())
@@ -194,8 +196,9 @@ def test_spec_flags_refuse_unknown_values(flags: list[str]) -> None:
         (["--quantile", "1.5"], "--quantile 1.5: spec.forecast.quantile:"),
         (["--headroom", "-0.1"], "--headroom -0.1: spec.headroom:"),
         (["--model", "prophet"], "--model prophet: spec.forecast:"),
+        (["--stabilization", "soon"], "--stabilization soon: spec.behavior.scaleDown"),
     ],
-    ids=["peak", "physical", "lead", "quantile", "headroom", "model"],
+    ids=["peak", "physical", "lead", "quantile", "headroom", "model", "stabilization"],
 )
 def test_bad_flags_are_named_before_any_replay(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list[str], named: str
