@@ -45,7 +45,7 @@ bench-scenarios:
 bench-short-history:
 	$(PYTHON) bench/bench_short_history.py
 
-# The traces changed as unseen traffic may be: growth, shift, drop, holiday, gap, noise
+# The traces changed as unseen traffic may be: growth, shift, surge, drop, holiday, gap, noise
 # (about 20 minutes on two cores).
 bench-transforms:
 	$(PYTHON) bench/bench_transforms.py

@@ -6,6 +6,7 @@ the trace on, where a change falls inside the scored part):
 
 - ``growth``: the load grows by 2% of its first day's a day, all along;
 - ``shift``: 1.6 times the load from then on (another region's users moved here);
+- ``surge``: 3 times the load from then on (a launch, or two regions' users moved here);
 - ``drop``: 0.6 times the load from then on (users moved away);
 - ``holiday``: half the load for three days, then back;
 - ``gap``: the metric missing for six hours, and at 80% for a whole day (a Prometheus outage);
@@ -78,6 +79,7 @@ def _noise(values: np.ndarray, per_day: float) -> np.ndarray:
 CHANGES: dict[str, Callable[[np.ndarray, float], np.ndarray]] = {
     "growth": _growth,
     "shift": _scaled_after(1.6),
+    "surge": _scaled_after(3.0),
     "drop": _scaled_after(0.6),
     "holiday": _holiday,
     "gap": _gap,
