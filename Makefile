@@ -46,7 +46,7 @@ bench-short-history:
 	$(PYTHON) bench/bench_short_history.py
 
 # The traces changed as unseen traffic may be: growth, shift, surge, drop, holiday, gap, noise
-# (about 20 minutes on two cores).
+# (about 22 minutes on two cores).
 bench-transforms:
 	$(PYTHON) bench/bench_transforms.py
 

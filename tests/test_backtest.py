@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 import json
+from datetime import timedelta
 from importlib import resources
 from pathlib import Path
 
@@ -10,6 +12,7 @@ import numpy as np
 import pytest
 
 from controller.backtest import backtest_spec, build_policies, prepare_trace, report, run_trace
+from controller.backtest_command import add_arguments, scenario_from_args, spec_overrides_from_args
 from controller.cli import main
 from controller.simulator import (
     ClusterModel,
@@ -177,6 +180,23 @@ def test_spec_flags_reach_tidal_spec(
     report = json.loads(capsys.readouterr().out)
     assert report["scenario"]["spec_overrides"] == overrides
     assert set(report["traces"]["nyc-day"]) == {"tidal"}
+
+
+def test_stabilization_flag_sets_the_window_tidal_plans_with() -> None:
+    """--stabilization 5m reaches the spec the planner is given, as a duration; the HPA's
+    window is its own."""
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(["t.csv", "--stabilization", "5m"])
+    scenario = scenario_from_args(args)
+    overrides = spec_overrides_from_args(args, scenario)
+    spec = backtest_spec("r", scenario=scenario, overrides=overrides)
+    assert spec.behavior.scale_down.stabilization == timedelta(minutes=5)
+    assert backtest_spec("r", scenario=scenario).behavior.scale_down.stabilization == timedelta(
+        minutes=10
+    )
+    hpa = build_policies(spec, scenario, np.zeros(1, dtype=np.int64), ("hpa",))["hpa"]
+    assert hpa.window == 5 + 1  # HpaPolicy's own 300 s, whatever tidal's spec says
 
 
 @pytest.mark.parametrize("flags", [["--limit-by", "Pods"], ["--hold-starting", "maybe"]])
