@@ -4,7 +4,7 @@ PYTHON ?= python3
 PIP ?= $(PYTHON) -m pip
 
 .PHONY: test deps system-deps python-deps lint crd-check bench bench-scenarios \
-	bench-short-history bench-transforms demo
+	bench-short-history bench-transforms bench-level-shift demo
 
 test: deps lint crd-check
 	$(PYTHON) -m pytest -q tests e2e
@@ -49,6 +49,10 @@ bench-short-history:
 # (about 22 minutes on two cores).
 bench-transforms:
 	$(PYTHON) bench/bench_transforms.py
+
+# A lasting level shift on synthetic regular traffic: what the band costs after it (2 minutes).
+bench-level-shift:
+	$(PYTHON) bench/bench_level_shift.py
 
 demo:
 	tidal demo
