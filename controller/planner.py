@@ -256,10 +256,24 @@ def _window_max(
 
 
 def _latest(history: LoadSeries) -> tuple[float, float] | None:
+    """The newest sample that is a load (finite, not negative), and its time.
+
+    A negative value is no load a gateway carries: a glitch, or a query that subtracts. Sizing
+    on it would scale down on bad data, so it is passed over as a missing sample is.
+    """
+    values = history.values
+    for i in range(values.size - 1, max(-1, values.size - 32), -1):
+        if math.isfinite(values[i]) and values[i] >= 0:
+            return history.start + i * history.step, float(values[i])
+    return None
+
+
+def _negative_at_end(history: LoadSeries) -> float | None:
+    """The newest finite sample when it is negative (for the plan's message), else None."""
     values = history.values
     for i in range(values.size - 1, max(-1, values.size - 32), -1):
         if math.isfinite(values[i]):
-            return history.start + i * history.step, float(values[i])
+            return float(values[i]) if values[i] < 0 else None
     return None
 
 
@@ -498,6 +512,9 @@ def plan_region(
             if latest is None
             else f"the last load sample is {now - latest[0]:.0f}s old"
         )
+        bad = _negative_at_end(history)
+        if bad is not None:
+            age = f"the last load sample is negative ({bad:g}), no load: the query is wrong"
         raw = max(state.total_replicas, forecast_need)
         wanted = forecast_need  # what runs is held, not wanted
         total = Decision(

@@ -184,7 +184,10 @@ def load_trace(path: str | Path) -> LoadSeries:
     reordered, and a :class:`TraceWarning` names the line. Anything else out of order (a
     repeated row in a trace finer than hourly, a second step back within 150 days, a step back
     of any other size or in the day, any step back with offsets) is refused. So is a load that
-    is not a plain finite number (``inf``, ``1_000``); an empty cell or ``nan`` is missing.
+    is not a plain finite number (``inf``, ``1_000``); an empty cell or ``nan`` is missing. A
+    negative load is no load a gateway can carry (a glitch, or a query that subtracts): it is
+    read as missing too, and one :class:`TraceWarning` names the first such line and how many
+    there are, so that one bad sample does not lose the whole trace.
     """
     path = Path(path)
     try:
@@ -232,6 +235,7 @@ def _read_rows(path: Path, reader: Iterator[list[str]]) -> tuple[list[float], li
     loads: list[float] = []
     shift = 0.0  # seconds added to local timestamps since the clock last went back
     folded_at: float | None = None
+    negative: list[tuple[int, float]] = []  # (line, load) of every negative load
     header = next(reader, None)
     if header is None or [h.strip() for h in header[:2]] != ["timestamp", "load"]:
         raise TraceFormatError(f"{path}:1: the header must be 'timestamp,load', got {header}")
@@ -247,6 +251,9 @@ def _read_rows(path: Path, reader: Iterator[list[str]]) -> tuple[list[float], li
                 f"{path}:{line_no}: timestamp {row[0]!r} is not ISO-8601"
             ) from exc
         load = _parse_load(path, line_no, row[1])
+        if load < 0:
+            negative.append((line_no, load))
+            load = math.nan
         if local:
             when += shift
             if times and _clock_went_back(times, when, shift, folded_at):
@@ -266,11 +273,20 @@ def _read_rows(path: Path, reader: Iterator[list[str]]) -> tuple[list[float], li
             )
         times.append(when)
         loads.append(load)
+    if negative:
+        line_no, load = negative[0]
+        more = f", and {len(negative) - 1} more negative loads" if len(negative) > 1 else ""
+        warnings.warn(
+            f"{path}:{line_no}: load {load:g} is negative: read as missing{more}",
+            TraceWarning,
+            stacklevel=3,
+        )
     return times, loads
 
 
 def _parse_load(path: Path, line_no: int, text: str) -> float:
-    """One row's load: a finite number at least 0, or NaN for an empty cell or ``nan``."""
+    """One row's load: a finite number (the caller reads a negative one as missing), or NaN
+    for an empty cell or ``nan``."""
     if not text.strip():
         return math.nan
     try:
@@ -283,8 +299,6 @@ def _parse_load(path: Path, line_no: int, text: str) -> float:
         return math.nan
     if not math.isfinite(load):
         raise TraceFormatError(f"{path}:{line_no}: load {text!r} is not a finite number")
-    if load < 0:
-        raise TraceFormatError(f"{path}:{line_no}: load {load} is negative")
     return load
 
 

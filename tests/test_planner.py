@@ -461,6 +461,30 @@ def test_never_scales_down_on_missing_data(age: float | None) -> None:
     assert p.load is None
 
 
+def test_a_negative_load_is_no_load_and_never_scales_down() -> None:
+    """A query that goes negative (it subtracts, or glitches) is not sized on: sizing on it
+    would take the region to replicas.min. The plan holds what runs and says why."""
+    p = plan(make_spec(), -500.0, None, state(60, 40, reserved=50), forecast_problem="bad")
+    assert (p.physical.replicas, p.cloud.replicas) == (60, 40)
+    assert p.reserve.replicas == 50
+    assert p.total.reason is Reason.FALLBACK
+    assert p.load is None
+    assert "negative (-500)" in p.total.message
+
+
+def test_one_negative_glitch_uses_the_fresh_sample_before_it() -> None:
+    """A single negative sample is passed over like a missing one: the one before it is a
+    minute older and still fresh, so the plan sizes on it."""
+    values = np.full(10, 4000.0)
+    values[-1] = -3.0
+    hist = LoadSeries(NOW - 60.0 - 540.0, 60.0, values)
+    p = plan_region(
+        make_spec(), history=hist, forecast=None, state=state(10, capacity=100), now=NOW
+    )
+    assert p.load == 4000.0
+    assert p.total.replicas == 40
+
+
 def test_forecast_only_plans_but_does_not_act() -> None:
     """ForecastOnly returns the plan with acts False."""
     p = plan(make_spec(mode="ForecastOnly"), 3000.0, forecast(FLAT), state(10, capacity=100))

@@ -151,6 +151,23 @@ def test_a_load_that_is_not_a_plain_finite_number_is_refused_with_its_line(
         load_trace(path)
 
 
+def test_negative_loads_are_missing_samples_with_one_warning(tmp_path: Path) -> None:
+    """A negative load is read as missing, and one warning names the first line and how many
+    more there are: one bad sample does not lose the trace."""
+    trace = tmp_path / "neg.csv"
+    rows = [f"2020-01-01T00:{m:02d}:00Z,{v}" for m, v in enumerate([5, -1, 7, 8, -2.5, 9])]
+    trace.write_text("timestamp,load\n" + "\n".join(rows) + "\n")
+    with pytest.warns(
+        TraceWarning,
+        match=r"neg\.csv:3: load -1 is negative: read as missing, "
+        r"and 1 more negative loads",
+    ) as caught:
+        series = load_trace(trace)
+    assert len([w for w in caught if issubclass(w.category, TraceWarning)]) == 1
+    # One missing sample between two known ones is interpolated, as a gap within two steps is.
+    assert series.values.tolist() == [5.0, 6.0, 7.0, 8.0, 8.5, 9.0]
+
+
 def test_empty_and_nan_loads_are_missing_samples(tmp_path: Path) -> None:
     series = load_trace(rows(tmp_path / "gaps.csv", ["1", "", "nan", "NaN", "5"]))
     assert series.values[0] == 1.0 and series.values[-1] == 5.0
