@@ -3,9 +3,10 @@
 Not a test: it prints what it measured. Each trace is 20 days of a daily sine at one-minute
 steps (the load swings between 0.2 and 1.8 times its mean), times a seeded log-normal noise of
 0%, 3% or 10%. The shifted traces carry three times the load from day 10 on; the plain ones
-carry that higher load all along, so both are scaled alike to ``--peak-replicas``. Each runs
-the default scenario and the CRD's defaults, as ``tidal backtest`` runs them, with tidal and
-the HPA only, scored from day 5. Usage (from the repository root):
+carry that higher load all along, so both are scaled alike (the 99th percentile to 100
+replicas, the default scenario's peak). Each runs the default scenario and the CRD's defaults,
+as ``tidal backtest`` runs them, with tidal and the HPA only, scored from day 5. Usage (from
+the repository root):
 
     python bench/bench_level_shift.py
 
@@ -87,7 +88,8 @@ def main(argv: list[str]) -> int:
     print("|---|---|---|---|---|---|---|")
     for name, trace, worst, seconds in rows:
         tidal, hpa = trace["tidal"], trace["hpa"]
-        cloud = tidal["cloud_replica_hours"] / hpa["cloud_replica_hours"]
+        paid = hpa["cloud_replica_hours"]
+        cloud = tidal["cloud_replica_hours"] / paid if paid else float("nan")
         unserved = (tidal["unserved_fraction"] + EPS) / (hpa["unserved_fraction"] + EPS)
         print(
             f"| {name} | {cloud:.3f} | {tidal['unserved_fraction']:.2e} "

@@ -268,12 +268,14 @@ def _latest(history: LoadSeries) -> tuple[float, float] | None:
     return None
 
 
-def _negative_at_end(history: LoadSeries) -> float | None:
-    """The newest finite sample when it is negative (for the plan's message), else None."""
+def _negative_at_end(history: LoadSeries) -> tuple[float, float] | None:
+    """The newest finite sample and its time when it is negative (for the plan's message)."""
     values = history.values
     for i in range(values.size - 1, max(-1, values.size - 32), -1):
         if math.isfinite(values[i]):
-            return float(values[i]) if values[i] < 0 else None
+            if values[i] >= 0:
+                return None
+            return history.start + i * history.step, float(values[i])
     return None
 
 
@@ -513,8 +515,8 @@ def plan_region(
             else f"the last load sample is {now - latest[0]:.0f}s old"
         )
         bad = _negative_at_end(history)
-        if bad is not None:
-            age = f"the last load sample is negative ({bad:g}), no load: the query is wrong"
+        if bad is not None and now - bad[0] <= settings.stale_after:
+            age = f"the last load sample is negative ({bad[1]:g}), no load: the query is wrong"
         raw = max(state.total_replicas, forecast_need)
         wanted = forecast_need  # what runs is held, not wanted
         total = Decision(

@@ -118,8 +118,7 @@ class Calibration:
             # One lead at a time: the errors of every sample at every lead at once would be
             # forecasts x leads x samples per bucket in memory.
             return np.asarray(
-                (actual[:, h, None] + within[:, h, :] - predicted[:, h, None])
-                / scale[:, h, None]
+                (actual[:, h, None] + within[:, h, :] - predicted[:, h, None]) / scale[:, h, None]
             )
 
         leads = range(actual.shape[1])
@@ -337,7 +336,8 @@ def prepare_history(
 ) -> PreparedHistory:
     """Aggregate to ``fit_step``, validate and fill gaps; raise when too little is left.
 
-    - negative values raise :class:`InvalidHistory` (load cannot be negative: the query is wrong);
+    - negative values count as missing samples (no load is below zero: a glitch, or a query
+      that subtracts); when they leave too little, :class:`InvalidHistory` names the first;
     - infinities count as missing samples;
     - interior gaps are filled by linear interpolation, a trailing gap is trimmed (the model's
       origin is then the last known sample and the caller sees its age);
@@ -347,12 +347,15 @@ def prepare_history(
     values = np.array(history.values, dtype=np.float64)
     values[~np.isfinite(values)] = np.nan
     negative = np.flatnonzero(values < 0)
+    refused = None
     if negative.size:
         when = history.start + history.step * float(negative[0])
-        raise InvalidHistory(
-            f"{what} holds negative load ({values[negative[0]]:g} at t={when:.0f}); "
-            "load must be a count or a rate, never below zero"
+        refused = InvalidHistory(
+            f"{what} holds {negative.size} negative loads (the first {values[negative[0]]:g} "
+            f"at t={when:.0f}), too many to read as missing samples; load must be a count or "
+            "a rate, never below zero: the query is wrong"
         )
+        values[negative] = np.nan
     series = LoadSeries(history.start, history.step, values)
     block = None
     if fit_step > history.step:
@@ -360,7 +363,7 @@ def prepare_history(
         series = series.aggregate(fit_step)
     known = np.flatnonzero(~np.isnan(series.values))
     if known.size < min_points:
-        raise InsufficientHistory(
+        raise refused or InsufficientHistory(
             f"{what} has {known.size} usable samples at a {series.step:.0f}s step, "
             f"{min_points} are needed"
         )
@@ -368,7 +371,7 @@ def prepare_history(
     span = series.values[first : last + 1]
     missing = float(np.isnan(span).mean())
     if missing > 0.5:
-        raise InsufficientHistory(f"{what} is {missing:.0%} missing samples")
+        raise refused or InsufficientHistory(f"{what} is {missing:.0%} missing samples")
     if missing:
         idx = np.arange(span.size)
         ok = ~np.isnan(span)
@@ -378,8 +381,15 @@ def prepare_history(
 
 
 def new_observations(fitted_until: float, history: LoadSeries, fit_step: float) -> FloatArray:
-    """Aggregated samples of ``history`` strictly after ``fitted_until`` (NaN: missing)."""
+    """Aggregated samples of ``history`` strictly after ``fitted_until`` (NaN: missing).
+
+    A negative sample is missing, as in :func:`prepare_history`: no load is below zero.
+    """
     recent = history.since(fitted_until - fit_step)
+    if (recent.values < 0).any():
+        recent = LoadSeries(
+            recent.start, recent.step, np.where(recent.values < 0, np.nan, recent.values)
+        )
     if fit_step > history.step:
         recent = recent.aggregate(fit_step)
     later = recent.times() > fitted_until + 1e-6

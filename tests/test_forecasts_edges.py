@@ -31,10 +31,32 @@ def test_mostly_missing_history_raises_insufficient_history(model: str) -> None:
 
 
 @pytest.mark.parametrize("model", MODELS)
-def test_negative_load_raises_invalid_history(model: str) -> None:
-    """A negative sample means a wrong query: InvalidHistory, naming the value."""
+def test_a_negative_glitch_is_a_missing_sample(model: str) -> None:
+    """One negative sample is no load: the fit and the forecast read it as missing, in the full
+    fit and in the samples a fitted model advances over, exactly as a NaN there."""
     values = seasonal().values.copy()
-    values[-10] = -5.0
+    glitched, missing = values.copy(), values.copy()
+    glitched[-10], missing[-10] = -5.0, np.nan
+    fitted = create(model).fit(series(glitched))
+    same = create(model).fit(series(missing))
+    np.testing.assert_allclose(
+        fitted.forecast(series(glitched), horizon=3600).point,
+        same.forecast(series(missing), horizon=3600).point,
+    )
+    # A fit from before the glitch, advanced over it (the live loop between refits).
+    early = create(model).fit(series(values[:-30]))
+    np.testing.assert_allclose(
+        early.forecast(series(glitched), horizon=3600).point,
+        early.forecast(series(missing), horizon=3600).point,
+    )
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_a_mostly_negative_history_raises_invalid_history(model: str) -> None:
+    """A query that is negative most of the time is wrong: InvalidHistory, naming the value."""
+    values = seasonal().values.copy()
+    values[1::3] = -5.0
+    values[2::3] = -5.0
     with pytest.raises(InvalidHistory, match="-5"):
         create(model).fit(series(values))
 

@@ -485,6 +485,17 @@ def test_one_negative_glitch_uses_the_fresh_sample_before_it() -> None:
     assert p.total.replicas == 40
 
 
+def test_an_old_negative_sample_is_reported_as_an_outage() -> None:
+    """A negative sample followed by 20 minutes without data: the plan holds, and says how old
+    the data is, not that the query is wrong."""
+    values = np.concatenate([np.full(5, 4000.0), [-3.0], np.full(20, np.nan)])
+    hist = LoadSeries(NOW - 60.0 * 25, 60.0, values)
+    p = plan_region(make_spec(), history=hist, forecast=None, state=state(60, 40), now=NOW)
+    assert (p.physical.replicas, p.cloud.replicas) == (60, 40)
+    assert "old" in p.total.message
+    assert "negative" not in p.total.message
+
+
 def test_forecast_only_plans_but_does_not_act() -> None:
     """ForecastOnly returns the plan with acts False."""
     p = plan(make_spec(mode="ForecastOnly"), 3000.0, forecast(FLAT), state(10, capacity=100))
