@@ -118,7 +118,8 @@ class Calibration:
             # One lead at a time: the errors of every sample at every lead at once would be
             # forecasts x leads x samples per bucket in memory.
             return np.asarray(
-                (actual[:, h, None] + within[:, h, :] - predicted[:, h, None]) / scale[:, h, None]
+                (actual[:, h, None] + within[:, h, :] - predicted[:, h, None])
+                / scale[:, h, None]
             )
 
         leads = range(actual.shape[1])
