@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import enum
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -255,28 +256,24 @@ def _window_max(
     return float(edges.max())
 
 
+def _newest(
+    history: LoadSeries, accept: Callable[[float], bool] = lambda value: True
+) -> tuple[float, float] | None:
+    """The newest finite sample among the last 32 that ``accept`` takes, and its time."""
+    values = history.values
+    for i in range(values.size - 1, max(-1, values.size - 32), -1):
+        if math.isfinite(values[i]) and accept(float(values[i])):
+            return history.start + i * history.step, float(values[i])
+    return None
+
+
 def _latest(history: LoadSeries) -> tuple[float, float] | None:
     """The newest sample that is a load (finite, not negative), and its time.
 
     A negative value is no load a gateway carries: a glitch, or a query that subtracts. Sizing
     on it would scale down on bad data, so it is passed over as a missing sample is.
     """
-    values = history.values
-    for i in range(values.size - 1, max(-1, values.size - 32), -1):
-        if math.isfinite(values[i]) and values[i] >= 0:
-            return history.start + i * history.step, float(values[i])
-    return None
-
-
-def _negative_at_end(history: LoadSeries) -> tuple[float, float] | None:
-    """The newest finite sample and its time when it is negative (for the plan's message)."""
-    values = history.values
-    for i in range(values.size - 1, max(-1, values.size - 32), -1):
-        if math.isfinite(values[i]):
-            if values[i] >= 0:
-                return None
-            return history.start + i * history.step, float(values[i])
-    return None
+    return _newest(history, lambda value: value >= 0)
 
 
 def _window_weights(
@@ -514,8 +511,8 @@ def plan_region(
             if latest is None
             else f"the last load sample is {now - latest[0]:.0f}s old"
         )
-        bad = _negative_at_end(history)
-        if bad is not None and now - bad[0] <= settings.stale_after:
+        bad = _newest(history)
+        if bad is not None and bad[1] < 0 and now - bad[0] <= settings.stale_after:
             age = f"the last load sample is negative ({bad[1]:g}), no load: the query is wrong"
         raw = max(state.total_replicas, forecast_need)
         wanted = forecast_need  # what runs is held, not wanted

@@ -356,8 +356,7 @@ def prepare_history(
             f"at t={when:.0f}), too many to read as missing samples; load must be a count or "
             "a rate, never below zero: the query is wrong"
         )
-        values[negative] = np.nan
-    series = LoadSeries(history.start, history.step, values)
+    series = LoadSeries(history.start, history.step, _loads_only(values))
     block = None
     if fit_step > history.step:
         _, block = series.buckets(fit_step)  # the samples each mean below is taken over
@@ -381,16 +380,18 @@ def prepare_history(
     return PreparedHistory(series.start + first * series.step, series.step, span, missing, samples)
 
 
+def _loads_only(values: FloatArray) -> FloatArray:
+    """``values`` with every negative one missing (NaN): no load is below zero."""
+    return np.where(values < 0, np.nan, values)
+
+
 def new_observations(fitted_until: float, history: LoadSeries, fit_step: float) -> FloatArray:
     """Aggregated samples of ``history`` strictly after ``fitted_until`` (NaN: missing).
 
     A negative sample is missing, as in :func:`prepare_history`: no load is below zero.
     """
     recent = history.since(fitted_until - fit_step)
-    if (recent.values < 0).any():
-        recent = LoadSeries(
-            recent.start, recent.step, np.where(recent.values < 0, np.nan, recent.values)
-        )
+    recent = LoadSeries(recent.start, recent.step, _loads_only(recent.values))
     if fit_step > history.step:
         recent = recent.aggregate(fit_step)
     later = recent.times() > fitted_until + 1e-6

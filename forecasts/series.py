@@ -235,7 +235,8 @@ def _read_rows(path: Path, reader: Iterator[list[str]]) -> tuple[list[float], li
     loads: list[float] = []
     shift = 0.0  # seconds added to local timestamps since the clock last went back
     folded_at: float | None = None
-    negative: list[tuple[int, float]] = []  # (line, load) of every negative load
+    first_negative: tuple[int, float] | None = None  # (line, load) of the first negative load
+    negatives = 0
     header = next(reader, None)
     if header is None or [h.strip() for h in header[:2]] != ["timestamp", "load"]:
         raise TraceFormatError(f"{path}:1: the header must be 'timestamp,load', got {header}")
@@ -252,7 +253,8 @@ def _read_rows(path: Path, reader: Iterator[list[str]]) -> tuple[list[float], li
             ) from exc
         load = _parse_load(path, line_no, row[1])
         if load < 0:
-            negative.append((line_no, load))
+            first_negative = first_negative or (line_no, load)
+            negatives += 1
             load = math.nan
         if local:
             when += shift
@@ -273,9 +275,9 @@ def _read_rows(path: Path, reader: Iterator[list[str]]) -> tuple[list[float], li
             )
         times.append(when)
         loads.append(load)
-    if negative:
-        line_no, load = negative[0]
-        more = f", and {len(negative) - 1} more negative loads" if len(negative) > 1 else ""
+    if first_negative is not None:
+        line_no, load = first_negative
+        more = f", and {negatives - 1} more negative loads" if negatives > 1 else ""
         warnings.warn(
             f"{path}:{line_no}: load {load:g} is negative: read as missing{more}",
             TraceWarning,
