@@ -43,6 +43,7 @@ __all__ = [
     "origins_matrix",
     "prepare_history",
     "scale_floor",
+    "settled_since",
     "significantly_lower",
     "values_after",
 ]
@@ -504,6 +505,55 @@ def scale_floor(values: FloatArray) -> float:
     """Absolute error scale near zero load: a tenth of the typical level (never 0)."""
     typical = float(np.median(values)) if values.size else 0.0
     return max(0.1 * typical, 1e-9 + 0.01 * float(np.max(values, initial=0.0)), 1e-9)
+
+
+#: A lasting change of level: the median load over a day at least this many times the median
+#: over the day before, or at most its inverse. A median ignores a spike of a few hours, and a
+#: day holds a whole daily cycle, so neither a spike nor the time of day reads as a change; a
+#: weekend, a holiday or a snowstorm moves a day's load by well under half (New York taxi's
+#: daily means move by at most 1.8 times from one day to the next).
+LEVEL_CHANGE = 2.0
+
+
+def settled_since(prepared: PreparedHistory) -> float:
+    """The time from which a model's errors speak for the load's present level.
+
+    After a lasting change of level (:data:`LEVEL_CHANGE`), the errors of the forecasts made
+    before the model saw a whole day of the new level are errors it would no longer make: the
+    jump itself, and the hours its level and profile took to follow. Kept for the calibration's
+    week, they widen the band at every hour whose level they share, for days after the forecast
+    has settled. So they are retired: this returns the time a day after the latest change, once
+    a whole day of errors has been made since then, and ``-inf`` otherwise (no change, or one
+    too recent to leave a day of errors: until then the band keeps all it has, as wide as the
+    change made it). Changes are looked for on the hour.
+    """
+    values = prepared.values
+    day = max(1, round(DAY / prepared.step))
+    hour = max(1, round(3600.0 / prepared.step))
+    if values.size < 3 * day:
+        return -math.inf
+    # A change at t compares the median of the day from t with that of the day before it.
+    at = np.arange(day, values.size - day + 1, hour)
+    days = np.lib.stride_tricks.sliding_window_view(values, day)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.abs(np.log(np.median(days[at], axis=1) / np.median(days[at - day], axis=1)))
+    ratio = np.nan_to_num(ratio, nan=0.0)  # no load on either day: no change
+    changed = ratio >= math.log(LEVEL_CHANGE)
+    if not changed.any():
+        return -math.inf
+    # The latest run of flagged hours is one change. Medians flag it (a spike does not move a
+    # day's median) but do not place it: a day's median moves once half the day has changed.
+    # It is placed where the day's mean changes most, as a step of the level does.
+    last = int(np.flatnonzero(changed)[-1])
+    calm = np.flatnonzero(~changed[:last])
+    first = int(calm[-1]) + 1 if calm.size else 0
+    sums = np.concatenate([[0.0], np.cumsum(values)])
+    run = at[first : last + 1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        steps = np.abs(np.log((sums[run + day] - sums[run]) / (sums[run] - sums[run - day])))
+    peak = first + int(np.argmax(np.nan_to_num(steps, nan=0.0)))
+    since = prepared.start + prepared.step * float(at[peak]) + DAY
+    return since if prepared.end - since >= DAY else -math.inf
 
 
 def origins_matrix(

@@ -33,6 +33,7 @@ from forecasts.base import (
     FloatArray,
     PreparedHistory,
     scale_floor,
+    settled_since,
     values_after,
 )
 from forecasts.errors import FitFailed
@@ -262,6 +263,7 @@ class HoltWinters(SmoothingForecaster):
             estimated_until=estimated_until,
             record=record,
             within=prepared.within_tail(values),
+            since=settled_since(prepared),
         )
         return _FittedHoltWinters(
             name=self.name,

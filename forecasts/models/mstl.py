@@ -61,6 +61,7 @@ from forecasts.base import (
     origin_means,
     origins_matrix,
     scale_floor,
+    settled_since,
     significantly_lower,
     values_after,
 )
@@ -412,6 +413,7 @@ class MSTL(SmoothingForecaster):
             estimated_until=estimated_until,
             record=record,
             within=prepared.within_tail(values),
+            since=settled_since(prepared),
         )
         return _FittedMSTL(
             name=self.name,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -15,6 +16,7 @@ from forecasts.base import (
     origins_matrix,
     prepare_history,
     scale_floor,
+    settled_since,
 )
 from forecasts.models.smoothing import shifted
 from forecasts.series import LoadSeries
@@ -85,6 +87,9 @@ class SeasonalNaive(Forecaster):
         values = prepared.values
         season = prepared.season_steps(self.season)
         first = max(season - 1, values.size - 1 - round(CALIBRATION_WINDOW / prepared.step))
+        since = settled_since(prepared)
+        if since > -np.inf:
+            first = max(first, math.ceil((since - prepared.start) / prepared.step - 1e-6))
         origins, actual = origins_matrix(values, first, lead)
         h = np.arange(1, lead + 1)[None, :]
         # Forecast of o+h is the value one season before it, taken from what was known at o.
