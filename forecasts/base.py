@@ -13,7 +13,8 @@ quantile of those errors at the same lead time. Nothing assumes Gaussian errors.
 bucket means (5 minutes of a 1-minute history), but capacity serves every sample: each sample
 inside the bucket a forecast is for counts as an error of its own, so that the band covers the
 load sample by sample, not only the bucket's mean (buckets older than the history a refit is
-given count their mean alone).
+given count their mean alone). After a lasting change of the load's level, the errors of
+forecasts made before the model saw a day of the new level are retired (:func:`settled_since`).
 """
 
 from __future__ import annotations
