@@ -13,8 +13,9 @@ quantile of those errors at the same lead time. Nothing assumes Gaussian errors.
 bucket means (5 minutes of a 1-minute history), but capacity serves every sample: each sample
 inside the bucket a forecast is for counts as an error of its own, so that the band covers the
 load sample by sample, not only the bucket's mean (buckets older than the history a refit is
-given count their mean alone). After a lasting change of the load's level, the errors of
-forecasts made before the model saw a day of the new level are retired (:func:`settled_since`).
+given count their mean alone). After a lasting change of the load's level, the errors of the
+forecasts that reached across it, or were made before the model saw a day of the new level,
+are retired (:func:`calibrating_origins`).
 """
 
 from __future__ import annotations
@@ -39,12 +40,13 @@ __all__ = [
     "Forecast",
     "Forecaster",
     "PreparedHistory",
+    "calibrating_origins",
+    "last_level_change",
     "new_observations",
     "origin_means",
     "origins_matrix",
     "prepare_history",
     "scale_floor",
-    "settled_since",
     "significantly_lower",
     "values_after",
 ]
@@ -120,8 +122,7 @@ class Calibration:
             # One lead at a time: the errors of every sample at every lead at once would be
             # forecasts x leads x samples per bucket in memory.
             return np.asarray(
-                (actual[:, h, None] + within[:, h, :] - predicted[:, h, None])
-                / scale[:, h, None]
+                (actual[:, h, None] + within[:, h, :] - predicted[:, h, None]) / scale[:, h, None]
             )
 
         leads = range(actual.shape[1])
@@ -516,23 +517,19 @@ def scale_floor(values: FloatArray) -> float:
 LEVEL_CHANGE = 2.0
 
 
-def settled_since(prepared: PreparedHistory) -> float:
-    """The time from which a model's errors speak for the load's present level.
+def last_level_change(prepared: PreparedHistory) -> float | None:
+    """When the load's level last changed lastingly (:data:`LEVEL_CHANGE`), once a whole day
+    of the new level has been seen; None when it has not.
 
-    After a lasting change of level (:data:`LEVEL_CHANGE`), the errors of the forecasts made
-    before the model saw a whole day of the new level are errors it would no longer make: the
-    jump itself, and the hours its level and profile took to follow. Kept for the calibration's
-    week, they widen the band at every hour whose level they share, for days after the forecast
-    has settled. So they are retired: this returns the time a day after the latest change, once
-    a whole day of errors has been made since then, and ``-inf`` otherwise (no change, or one
-    too recent to leave a day of errors: until then the band keeps all it has, as wide as the
-    change made it). Changes are looked for on the hour.
+    Changes are looked for on the hour. A day's median flags one (a spike does not move it),
+    but moves once half the day has changed, so the change is placed where the day's mean
+    changes most, as it does at a step of the level.
     """
     values = prepared.values
     day = max(1, round(DAY / prepared.step))
     hour = max(1, round(3600.0 / prepared.step))
-    if values.size < 3 * day:
-        return -math.inf
+    if values.size < 2 * day:
+        return None
     # A change at t compares the median of the day from t with that of the day before it.
     at = np.arange(day, values.size - day + 1, hour)
     days = np.lib.stride_tricks.sliding_window_view(values, day)
@@ -541,10 +538,8 @@ def settled_since(prepared: PreparedHistory) -> float:
     ratio = np.nan_to_num(ratio, nan=0.0)  # no load on either day: no change
     changed = ratio >= math.log(LEVEL_CHANGE)
     if not changed.any():
-        return -math.inf
-    # The latest run of flagged hours is one change. Medians flag it (a spike does not move a
-    # day's median) but do not place it: a day's median moves once half the day has changed.
-    # It is placed where the day's mean changes most, as a step of the level does.
+        return None
+    # The latest run of flagged hours is one change.
     last = int(np.flatnonzero(changed)[-1])
     calm = np.flatnonzero(~changed[:last])
     first = int(calm[-1]) + 1 if calm.size else 0
@@ -553,8 +548,28 @@ def settled_since(prepared: PreparedHistory) -> float:
     with np.errstate(divide="ignore", invalid="ignore"):
         steps = np.abs(np.log((sums[run + day] - sums[run]) / (sums[run] - sums[run - day])))
     peak = first + int(np.argmax(np.nan_to_num(steps, nan=0.0)))
-    since = prepared.start + prepared.step * float(at[peak]) + DAY
-    return since if prepared.end - since >= DAY else -math.inf
+    return prepared.start + prepared.step * float(at[peak])
+
+
+def calibrating_origins(
+    times: FloatArray, change: float | None, *, reach: float, step: float
+) -> npt.NDArray[np.bool_]:
+    """Which forecasts, made at ``times``, calibrate a band after a lasting ``change`` of
+    level (:func:`last_level_change`; None: all of them).
+
+    The errors of forecasts that reach across the change (made up to ``reach`` before it) and
+    of those made before the model had seen a day of the new level are errors it would no
+    longer make: the jump, and the hours its level and profile took to follow. Kept for the
+    calibration's week, they would widen the band at every hour whose level they share, for
+    days after the forecast has settled. Errors from before, relative to the level the model
+    then forecast, still say how far its forecasts stray, and stay. When fewer than a day's
+    worth of forecasts would be left, all are kept: a band of a few errors is no band.
+    """
+    kept = np.ones(times.size, dtype=bool)
+    if change is None:
+        return kept
+    settled = (times <= change - reach + 1e-6) | (times >= change + DAY - 1e-6)
+    return settled if int(settled.sum()) >= round(DAY / step) else kept
 
 
 def origins_matrix(

@@ -1,4 +1,5 @@
-"""A lasting change of level: the errors from before a model followed it are retired."""
+"""A lasting change of level: the errors of forecasts across it, and while the model followed
+it, are retired."""
 
 from __future__ import annotations
 
@@ -8,7 +9,13 @@ import numpy as np
 import pytest
 
 from forecasts import create
-from forecasts.base import DAY, PreparedHistory, prepare_history, settled_since
+from forecasts.base import (
+    DAY,
+    PreparedHistory,
+    calibrating_origins,
+    last_level_change,
+    prepare_history,
+)
 from forecasts.models.smoothing import ForecastRecord, calibrate
 from forecasts.series import LoadSeries
 from tests.forecast_series import START, STEP, series
@@ -34,10 +41,10 @@ def _shifted(days: float, at: float, factor: float) -> np.ndarray:
 
 
 @pytest.mark.parametrize("factor", [3.0, 1 / 3], ids=["tripled", "a third"])
-def test_a_lasting_change_is_found_and_its_errors_retired_a_day_after(factor: float) -> None:
-    """Up or down, errors count again from a day after the change, within the hour."""
-    since = settled_since(_prepared(_shifted(9, 5.0, factor)))
-    assert abs(since - (START + 6.0 * DAY)) <= HOUR
+def test_a_lasting_change_is_found_within_the_hour(factor: float) -> None:
+    change = last_level_change(_prepared(_shifted(9, 5.0, factor)))
+    assert change is not None
+    assert abs(change - (START + 5.0 * DAY)) <= HOUR
 
 
 @pytest.mark.parametrize(
@@ -45,11 +52,11 @@ def test_a_lasting_change_is_found_and_its_errors_retired_a_day_after(factor: fl
     [
         pytest.param(_daily(9), id="steady"),
         pytest.param(_shifted(9, 5.0, 1.6), id="a change under twice"),
-        pytest.param(_shifted(9, 7.5, 3.0), id="too recent for a day of errors after"),
+        pytest.param(_shifted(9, 8.5, 3.0), id="less than a day of the new level"),
     ],
 )
-def test_no_retirement_without_a_settled_change_of_at_least_twice(values: np.ndarray) -> None:
-    assert settled_since(_prepared(values)) == -math.inf
+def test_no_change_without_a_day_of_a_level_at_least_twice_or_half(values: np.ndarray) -> None:
+    assert last_level_change(_prepared(values)) is None
 
 
 def test_a_spike_of_hours_is_not_a_change_of_level() -> None:
@@ -58,7 +65,7 @@ def test_a_spike_of_hours_is_not_a_change_of_level() -> None:
     values = _daily(9)
     start = round(5.0 * DAY / STEP)
     values[start : start + round(6 * HOUR / STEP)] *= 10.0
-    assert settled_since(_prepared(values)) == -math.inf
+    assert last_level_change(_prepared(values)) is None
 
 
 def test_a_weekly_cycle_is_not_a_change_of_level() -> None:
@@ -66,40 +73,62 @@ def test_a_weekly_cycle_is_not_a_change_of_level() -> None:
     values = _daily(21)
     day = (np.arange(values.size) * STEP // DAY).astype(int)
     values[day % 7 >= 5] *= 0.6
-    assert settled_since(_prepared(values)) == -math.inf
+    assert last_level_change(_prepared(values)) is None
 
 
 def test_the_latest_change_is_the_one_that_counts() -> None:
     values = _daily(12)
     values[round(3 * DAY / STEP) :] *= 3.0
     values[round(7 * DAY / STEP) :] /= 3.0
-    since = settled_since(_prepared(values))
-    assert abs(since - (START + 8.0 * DAY)) <= HOUR
+    change = last_level_change(_prepared(values))
+    assert change is not None
+    assert abs(change - (START + 7.0 * DAY)) <= HOUR
 
 
-def test_calibrate_leaves_out_origins_before_since_and_their_record() -> None:
-    values = np.full(6, 10.0)
-    origins = np.array([0, 1, 2, 3, 4])
-    predicted = np.array([[2.0], [2.0], [10.0], [10.0], [10.0]])  # the first two miss by far
-    record = ForecastRecord(np.array([0.0, 100.0]), np.array([[2.0], [2.0]]))
+def test_forecasts_across_the_change_and_for_a_day_after_are_retired() -> None:
+    """With forecasts reaching 2 hours, those from 2 hours before the change to a day after
+    it are left out; the rest stay, and all stay without a change."""
+    step = 3600.0
+    times = np.arange(0.0, 5 * DAY, step)
+    change = 2 * DAY
+    kept = calibrating_origins(times, change, reach=2 * step, step=step)
+    retired = times[~kept]
+    assert retired[0] == change - step and retired[-1] == change + DAY - step
+    assert calibrating_origins(times, None, reach=2 * step, step=step).all()
+
+
+def test_all_forecasts_stay_when_fewer_than_a_day_s_worth_would() -> None:
+    step = 3600.0
+    times = np.arange(0.0, 1.5 * DAY, step)
+    assert calibrating_origins(times, 0.5 * DAY, reach=step, step=step).all()
+
+
+def test_calibrate_leaves_out_the_retired_origins() -> None:
+    """Hourly forecasts one step ahead over five days, a change on day 2: the forecasts from
+    it to a day after miss by far, and without them every forecast was right."""
+    step = 3600.0
+    values = np.full(121, 10.0)
+    origins = np.arange(120)
+    predicted = np.full((120, 1), 10.0)
+    predicted[48:72] = 2.0
     kwargs = {
-        "end": 500.0,
-        "step": 100.0,
+        "end": 120 * step,
+        "step": step,
         "values": values,
         "origins": origins,
         "predicted": predicted,
         "floor": 1.0,
         "estimated_until": 0.0,
-        "record": record,
+        "record": None,
     }
     everything, _ = calibrate(**kwargs)
-    settled, kept = calibrate(**kwargs, since=200.0)
+    settled, _ = calibrate(**kwargs, change=48 * step)
     assert everything.quantile(1 - 1e-9, 1)[0] > 1.0
     assert settled.quantile(1 - 1e-9, 1)[0] == pytest.approx(0.0)
-    np.testing.assert_allclose(kept.origins, [200.0, 300.0, 400.0])
+    assert settled.samples == 120 - 24
 
 
-DAYS, CHANGE, FIT_AT = 13.0, 10.0, 12.25  # tripled on day 10, fitted on day 12 at 06:00
+DAYS, CHANGE = 13.0, 10.0  # tripled on day 10
 
 
 def _fit(model: str, values: np.ndarray, end: float) -> tuple[float, int]:
@@ -112,21 +141,29 @@ def _fit(model: str, values: np.ndarray, end: float) -> tuple[float, int]:
 
 
 @pytest.mark.parametrize("model", ["holt-winters", "mstl", "seasonal-naive", "auto"])
-def test_every_model_calibrates_on_the_errors_since_a_day_after_the_change(model: str) -> None:
-    """A day and a quarter of origins count (fewer at the longest lead), not the week's."""
-    _, shifted = _fit(model, _shifted(DAYS, CHANGE, 3.0), FIT_AT)
-    _, plain = _fit(model, _daily(DAYS) * 3.0, FIT_AT)
-    assert shifted <= (FIT_AT - CHANGE - 1.0) * DAY / STEP < plain
+def test_every_model_retires_the_errors_across_the_change_and_a_day_after(model: str) -> None:
+    """Fitted two days after the change, a model holds a day of forecasts fewer than on a
+    history that had the higher load all along."""
+    _, shifted = _fit(model, _shifted(DAYS, CHANGE, 3.0), CHANGE + 2.0)
+    _, plain = _fit(model, _daily(DAYS) * 3.0, CHANGE + 2.0)
+    assert shifted <= plain - DAY / STEP
 
 
-@pytest.mark.parametrize("model", ["mstl", "seasonal-naive"])
-@pytest.mark.parametrize("hours", [1.0, 12.0])
-def test_the_band_settles_after_a_level_change(model: str, hours: float) -> None:
-    """Two days after the load tripled, the band of a model that followed the change is about
-    as wide as on a history that had the higher load all along. With the change's errors it
-    was up to three times the point at the hours whose level the old regime shared. (Holt-
-    Winters' seasonal terms take days to follow: its own errors keep its band wide.)"""
-    end = CHANGE + 2.0 + hours / 24
+@pytest.mark.parametrize(
+    ("model", "hours"),
+    [
+        *((model, 1.0) for model in ("holt-winters", "mstl", "seasonal-naive", "auto")),
+        ("holt-winters", 12.0),
+        ("seasonal-naive", 12.0),
+    ],
+)
+def test_the_band_settles_a_day_after_a_level_change(model: str, hours: float) -> None:
+    """A day after the load tripled, the band is about as wide as on a history that had the
+    higher load all along. With the change's errors it was up to three times the point at
+    the hours whose level the old regime shared. (Half a day later, MSTL fitted afresh makes
+    large errors of its own since the change, as its profile, decomposed over both levels,
+    follows: they widen its band, rightly.)"""
+    end = CHANGE + 1.0 + hours / 24
     shifted, _ = _fit(model, _shifted(DAYS, CHANGE, 3.0), end)
     plain, _ = _fit(model, _daily(DAYS) * 3.0, end)
     assert shifted <= 1.25 * plain

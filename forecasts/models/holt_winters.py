@@ -32,8 +32,8 @@ from forecasts.base import (
     FittedModel,
     FloatArray,
     PreparedHistory,
+    last_level_change,
     scale_floor,
-    settled_since,
     values_after,
 )
 from forecasts.errors import FitFailed
@@ -263,7 +263,7 @@ class HoltWinters(SmoothingForecaster):
             estimated_until=estimated_until,
             record=record,
             within=prepared.within_tail(values),
-            since=settled_since(prepared),
+            change=last_level_change(prepared),
         )
         return _FittedHoltWinters(
             name=self.name,

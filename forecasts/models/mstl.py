@@ -58,10 +58,10 @@ from forecasts.base import (
     FittedModel,
     FloatArray,
     PreparedHistory,
+    last_level_change,
     origin_means,
     origins_matrix,
     scale_floor,
-    settled_since,
     significantly_lower,
     values_after,
 )
@@ -413,7 +413,7 @@ class MSTL(SmoothingForecaster):
             estimated_until=estimated_until,
             record=record,
             within=prepared.within_tail(values),
-            since=settled_since(prepared),
+            change=last_level_change(prepared),
         )
         return _FittedMSTL(
             name=self.name,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -13,10 +12,11 @@ from forecasts.base import (
     FittedModel,
     FloatArray,
     Forecaster,
+    calibrating_origins,
+    last_level_change,
     origins_matrix,
     prepare_history,
     scale_floor,
-    settled_since,
 )
 from forecasts.models.smoothing import shifted
 from forecasts.series import LoadSeries
@@ -87,10 +87,12 @@ class SeasonalNaive(Forecaster):
         values = prepared.values
         season = prepared.season_steps(self.season)
         first = max(season - 1, values.size - 1 - round(CALIBRATION_WINDOW / prepared.step))
-        since = settled_since(prepared)
-        if since > -np.inf:
-            first = max(first, math.ceil((since - prepared.start) / prepared.step - 1e-6))
         origins, actual = origins_matrix(values, first, lead)
+        times = prepared.start + prepared.step * origins.astype(np.float64)
+        kept = calibrating_origins(
+            times, last_level_change(prepared), reach=lead * prepared.step, step=prepared.step
+        )
+        origins, actual = origins[kept], actual[kept]
         h = np.arange(1, lead + 1)[None, :]
         # Forecast of o+h is the value one season before it, taken from what was known at o.
         src = origins[:, None] + h - season * np.ceil(h / season).astype(np.int64)

@@ -21,6 +21,7 @@ from forecasts.base import (
     FloatArray,
     Forecaster,
     PreparedHistory,
+    calibrating_origins,
     prepare_history,
     values_after,
 )
@@ -145,7 +146,7 @@ def calibrate(
     estimated_until: float,
     record: ForecastRecord | None,
     within: FloatArray | None = None,
-    since: float = -math.inf,
+    change: float | None = None,
 ) -> tuple[Calibration, ForecastRecord]:
     """Calibrate on the errors of forecasts from ``origins`` (indices into ``values``, which ends
     at time ``end``), honest wherever possible, and return the updated honest record.
@@ -155,13 +156,13 @@ def calibrate(
     includes what it forecasts, optimistic, markedly so for MSTL's profile) is replaced by the
     honest one from ``record`` when there is one. ``within`` (rows aligned with ``values``)
     holds each bucket's samples' deviations from its value there, when the history was
-    aggregated (:meth:`PreparedHistory.within_tail`). Origins before ``since`` are left out
-    (:func:`~forecasts.base.settled_since`), and so is their record.
+    aggregated (:meth:`PreparedHistory.within_tail`). After a lasting ``change`` of level, the
+    origins :func:`~forecasts.base.calibrating_origins` retires are left out.
     """
     lead = predicted.shape[1]
     times = end - step * (values.size - 1 - origins.astype(np.float64))
-    if since > -math.inf:
-        kept = times >= since - 1e-6
+    kept = calibrating_origins(times, change, reach=lead * step, step=step)
+    if not kept.all():
         origins, predicted, times = origins[kept], predicted[kept], times[kept]
     honest_now = times >= estimated_until - 1e-6
     current = ForecastRecord(times[honest_now], predicted[honest_now])
