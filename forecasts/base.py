@@ -531,10 +531,17 @@ def last_level_change(prepared: PreparedHistory) -> float | None:
     if values.size < 2 * day:
         return None
     # A change at t compares the median of the day from t with that of the day before it.
-    at = np.arange(day, values.size - day + 1, hour)
     days = np.lib.stride_tricks.sliding_window_view(values, day)
+    if day % hour == 0:  # each day's median serves as the day after one hour and before another
+        medians = np.median(days[::hour], axis=1)
+        lag = day // hour
+        at = np.arange(day, values.size - day + 1, hour)
+        after, before = medians[lag:], medians[:-lag]
+    else:
+        at = np.arange(day, values.size - day + 1, hour)
+        after, before = np.median(days[at], axis=1), np.median(days[at - day], axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.abs(np.log(np.median(days[at], axis=1) / np.median(days[at - day], axis=1)))
+        ratio = np.abs(np.log(after / before))
     ratio = np.nan_to_num(ratio, nan=0.0)  # no load on either day: no change
     changed = ratio >= math.log(LEVEL_CHANGE)
     if not changed.any():
