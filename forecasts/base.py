@@ -41,7 +41,7 @@ __all__ = [
     "Forecaster",
     "PreparedHistory",
     "calibrating_origins",
-    "last_level_change",
+    "level_changes",
     "new_observations",
     "origin_means",
     "origins_matrix",
@@ -517,65 +517,60 @@ def scale_floor(values: FloatArray) -> float:
 LEVEL_CHANGE = 2.0
 
 
-def last_level_change(prepared: PreparedHistory) -> float | None:
-    """When the load's level last changed lastingly (:data:`LEVEL_CHANGE`), once a whole day
-    of the new level has been seen; None when it has not.
+def level_changes(prepared: PreparedHistory) -> tuple[float, ...]:
+    """When the load's level changed lastingly (:data:`LEVEL_CHANGE`) with a whole day of the
+    new level seen, oldest first.
 
     Changes are looked for on the hour. A day's median flags one (a spike does not move it),
-    but moves once half the day has changed, so the change is placed where the day's mean
-    changes most, as it does at a step of the level.
+    but moves once half the day has changed, so each run of flagged hours is one change, placed
+    where the day's mean changes most, as it does at a step of the level.
     """
     values = prepared.values
     day = max(1, round(DAY / prepared.step))
     hour = max(1, round(3600.0 / prepared.step))
     if values.size < 2 * day:
-        return None
+        return ()
     # A change at t compares the median of the day from t with that of the day before it.
+    at = np.arange(day, values.size - day + 1, hour)
     days = np.lib.stride_tricks.sliding_window_view(values, day)
     if day % hour == 0:  # each day's median serves as the day after one hour and before another
         medians = np.median(days[::hour], axis=1)
-        lag = day // hour
-        at = np.arange(day, values.size - day + 1, hour)
-        after, before = medians[lag:], medians[:-lag]
+        after, before = medians[day // hour :], medians[: -(day // hour)]
     else:
-        at = np.arange(day, values.size - day + 1, hour)
         after, before = np.median(days[at], axis=1), np.median(days[at - day], axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.abs(np.log(after / before))
-    ratio = np.nan_to_num(ratio, nan=0.0)  # no load on either day: no change
-    changed = ratio >= math.log(LEVEL_CHANGE)
-    if not changed.any():
-        return None
-    # The latest run of flagged hours is one change.
-    last = int(np.flatnonzero(changed)[-1])
-    calm = np.flatnonzero(~changed[:last])
-    first = int(calm[-1]) + 1 if calm.size else 0
+        ratio = np.nan_to_num(np.abs(np.log(after / before)), nan=0.0)  # no load: no change
+    flagged = np.concatenate([[0], (ratio >= math.log(LEVEL_CHANGE)).astype(np.int8), [0]])
+    edges = np.diff(flagged)
     sums = np.concatenate([[0.0], np.cumsum(values)])
-    run = at[first : last + 1]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        steps = np.abs(np.log((sums[run + day] - sums[run]) / (sums[run] - sums[run - day])))
-    peak = first + int(np.argmax(np.nan_to_num(steps, nan=0.0)))
-    return prepared.start + prepared.step * float(at[peak])
+    changes = []
+    for first, end in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True):
+        run = at[first:end]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            steps = np.abs(np.log((sums[run + day] - sums[run]) / (sums[run] - sums[run - day])))
+        peak = int(run[int(np.argmax(np.nan_to_num(steps, nan=0.0)))])
+        changes.append(prepared.start + prepared.step * float(peak))
+    return tuple(changes)
 
 
 def calibrating_origins(
-    times: FloatArray, change: float | None, *, reach: float, step: float
+    times: FloatArray, changes: tuple[float, ...], *, reach: float, step: float
 ) -> npt.NDArray[np.bool_]:
-    """Which forecasts, made at ``times``, calibrate a band after a lasting ``change`` of
-    level (:func:`last_level_change`; None: all of them).
+    """Which forecasts, made at ``times``, calibrate a band after lasting ``changes`` of level
+    (:func:`level_changes`).
 
-    The errors of forecasts that reach across the change (made up to ``reach`` before it) and
-    of those made before the model had seen a day of the new level are errors it would no
-    longer make: the jump, and the hours its level and profile took to follow. Kept for the
+    The errors of forecasts that reach across a change (made up to ``reach`` before it) and of
+    those made before the model had seen a day of the new level are errors it would no longer
+    make: the jump, and the hours its level and profile took to follow. Kept for the
     calibration's week, they would widen the band at every hour whose level they share, for
     days after the forecast has settled. Errors from before, relative to the level the model
     then forecast, still say how far its forecasts stray, and stay. When fewer than a day's
     worth of forecasts would be left, all are kept: a band of a few errors is no band.
     """
     kept = np.ones(times.size, dtype=bool)
-    if change is None:
-        return kept
-    settled = (times <= change - reach + 1e-6) | (times >= change + DAY - 1e-6)
+    settled = kept.copy()
+    for change in changes:
+        settled &= (times <= change - reach + 1e-6) | (times >= change + DAY - 1e-6)
     return settled if int(settled.sum()) >= round(DAY / step) else kept
 
 

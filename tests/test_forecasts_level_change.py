@@ -13,7 +13,7 @@ from forecasts.base import (
     DAY,
     PreparedHistory,
     calibrating_origins,
-    last_level_change,
+    level_changes,
     prepare_history,
 )
 from forecasts.models.smoothing import ForecastRecord, calibrate
@@ -42,8 +42,7 @@ def _shifted(days: float, at: float, factor: float) -> np.ndarray:
 
 @pytest.mark.parametrize("factor", [3.0, 1 / 3], ids=["tripled", "a third"])
 def test_a_lasting_change_is_found_within_the_hour(factor: float) -> None:
-    change = last_level_change(_prepared(_shifted(9, 5.0, factor)))
-    assert change is not None
+    (change,) = level_changes(_prepared(_shifted(9, 5.0, factor)))
     assert abs(change - (START + 5.0 * DAY)) <= HOUR
 
 
@@ -56,7 +55,7 @@ def test_a_lasting_change_is_found_within_the_hour(factor: float) -> None:
     ],
 )
 def test_no_change_without_a_day_of_a_level_at_least_twice_or_half(values: np.ndarray) -> None:
-    assert last_level_change(_prepared(values)) is None
+    assert level_changes(_prepared(values)) == ()
 
 
 def test_a_spike_of_hours_is_not_a_change_of_level() -> None:
@@ -65,7 +64,7 @@ def test_a_spike_of_hours_is_not_a_change_of_level() -> None:
     values = _daily(9)
     start = round(5.0 * DAY / STEP)
     values[start : start + round(6 * HOUR / STEP)] *= 10.0
-    assert last_level_change(_prepared(values)) is None
+    assert level_changes(_prepared(values)) == ()
 
 
 def test_a_weekly_cycle_is_not_a_change_of_level() -> None:
@@ -73,16 +72,17 @@ def test_a_weekly_cycle_is_not_a_change_of_level() -> None:
     values = _daily(21)
     day = (np.arange(values.size) * STEP // DAY).astype(int)
     values[day % 7 >= 5] *= 0.6
-    assert last_level_change(_prepared(values)) is None
+    assert level_changes(_prepared(values)) == ()
 
 
-def test_the_latest_change_is_the_one_that_counts() -> None:
+def test_each_change_is_found_oldest_first() -> None:
+    """A failover that triples a region's load for two days, then its end."""
     values = _daily(12)
-    values[round(3 * DAY / STEP) :] *= 3.0
-    values[round(7 * DAY / STEP) :] /= 3.0
-    change = last_level_change(_prepared(values))
-    assert change is not None
-    assert abs(change - (START + 7.0 * DAY)) <= HOUR
+    values[round(5 * DAY / STEP) : round(7 * DAY / STEP)] *= 3.0
+    changes = level_changes(_prepared(values))
+    assert len(changes) == 2
+    for change, day in zip(changes, (5.0, 7.0), strict=True):
+        assert abs(change - (START + day * DAY)) <= HOUR
 
 
 def test_forecasts_across_the_change_and_for_a_day_after_are_retired() -> None:
@@ -91,16 +91,19 @@ def test_forecasts_across_the_change_and_for_a_day_after_are_retired() -> None:
     step = 3600.0
     times = np.arange(0.0, 5 * DAY, step)
     change = 2 * DAY
-    kept = calibrating_origins(times, change, reach=2 * step, step=step)
+    kept = calibrating_origins(times, (change,), reach=2 * step, step=step)
     retired = times[~kept]
     assert retired[0] == change - step and retired[-1] == change + DAY - step
-    assert calibrating_origins(times, None, reach=2 * step, step=step).all()
+    assert retired.size == 2 + 24 - 1
+    assert calibrating_origins(times, (), reach=2 * step, step=step).all()
+    both = calibrating_origins(times, (change, change + 2 * DAY), reach=2 * step, step=step)
+    assert np.count_nonzero(~both) == 2 * retired.size
 
 
 def test_all_forecasts_stay_when_fewer_than_a_day_s_worth_would() -> None:
     step = 3600.0
     times = np.arange(0.0, 1.5 * DAY, step)
-    assert calibrating_origins(times, 0.5 * DAY, reach=step, step=step).all()
+    assert calibrating_origins(times, (0.5 * DAY,), reach=step, step=step).all()
 
 
 def test_calibrate_leaves_out_the_retired_origins() -> None:
@@ -122,7 +125,7 @@ def test_calibrate_leaves_out_the_retired_origins() -> None:
         "record": None,
     }
     everything, _ = calibrate(**kwargs)
-    settled, _ = calibrate(**kwargs, change=48 * step)
+    settled, _ = calibrate(**kwargs, changes=(48 * step,))
     assert everything.quantile(1 - 1e-9, 1)[0] > 1.0
     assert settled.quantile(1 - 1e-9, 1)[0] == pytest.approx(0.0)
     assert settled.samples == 120 - 24
@@ -166,4 +169,16 @@ def test_the_band_settles_a_day_after_a_level_change(model: str, hours: float) -
     end = CHANGE + 1.0 + hours / 24
     shifted, _ = _fit(model, _shifted(DAYS, CHANGE, 3.0), end)
     plain, _ = _fit(model, _daily(DAYS) * 3.0, end)
+    assert shifted <= 1.25 * plain
+
+
+@pytest.mark.parametrize("model", ["holt-winters", "mstl", "seasonal-naive", "auto"])
+def test_the_band_settles_a_day_after_a_failover_ends(model: str) -> None:
+    """Three times the load for two days, then back: a day after the end, the errors of both
+    changes are retired, and the band is about as wide as without the failover."""
+    failover = _daily(DAYS)
+    failover[round(5 * DAY / STEP) : round(7 * DAY / STEP)] *= 3.0
+    end = 8.0 + 1 / 24
+    shifted, _ = _fit(model, failover, end)
+    plain, _ = _fit(model, _daily(DAYS), end)
     assert shifted <= 1.25 * plain

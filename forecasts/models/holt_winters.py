@@ -32,7 +32,7 @@ from forecasts.base import (
     FittedModel,
     FloatArray,
     PreparedHistory,
-    last_level_change,
+    level_changes,
     scale_floor,
     values_after,
 )
@@ -263,7 +263,7 @@ class HoltWinters(SmoothingForecaster):
             estimated_until=estimated_until,
             record=record,
             within=prepared.within_tail(values),
-            change=last_level_change(prepared),
+            changes=level_changes(prepared),
         )
         return _FittedHoltWinters(
             name=self.name,

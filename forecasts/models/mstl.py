@@ -58,7 +58,7 @@ from forecasts.base import (
     FittedModel,
     FloatArray,
     PreparedHistory,
-    last_level_change,
+    level_changes,
     origin_means,
     origins_matrix,
     scale_floor,
@@ -413,7 +413,7 @@ class MSTL(SmoothingForecaster):
             estimated_until=estimated_until,
             record=record,
             within=prepared.within_tail(values),
-            change=last_level_change(prepared),
+            changes=level_changes(prepared),
         )
         return _FittedMSTL(
             name=self.name,

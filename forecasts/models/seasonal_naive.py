@@ -13,7 +13,7 @@ from forecasts.base import (
     FloatArray,
     Forecaster,
     calibrating_origins,
-    last_level_change,
+    level_changes,
     origins_matrix,
     prepare_history,
     scale_floor,
@@ -90,7 +90,7 @@ class SeasonalNaive(Forecaster):
         origins, actual = origins_matrix(values, first, lead)
         times = prepared.start + prepared.step * origins.astype(np.float64)
         kept = calibrating_origins(
-            times, last_level_change(prepared), reach=lead * prepared.step, step=prepared.step
+            times, level_changes(prepared), reach=lead * prepared.step, step=prepared.step
         )
         origins, actual = origins[kept], actual[kept]
         h = np.arange(1, lead + 1)[None, :]

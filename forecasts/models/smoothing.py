@@ -146,7 +146,7 @@ def calibrate(
     estimated_until: float,
     record: ForecastRecord | None,
     within: FloatArray | None = None,
-    change: float | None = None,
+    changes: tuple[float, ...] = (),
 ) -> tuple[Calibration, ForecastRecord]:
     """Calibrate on the errors of forecasts from ``origins`` (indices into ``values``, which ends
     at time ``end``), honest wherever possible, and return the updated honest record.
@@ -156,12 +156,12 @@ def calibrate(
     includes what it forecasts, optimistic, markedly so for MSTL's profile) is replaced by the
     honest one from ``record`` when there is one. ``within`` (rows aligned with ``values``)
     holds each bucket's samples' deviations from its value there, when the history was
-    aggregated (:meth:`PreparedHistory.within_tail`). After a lasting ``change`` of level, the
+    aggregated (:meth:`PreparedHistory.within_tail`). After lasting ``changes`` of level, the
     origins :func:`~forecasts.base.calibrating_origins` retires are left out.
     """
     lead = predicted.shape[1]
     times = end - step * (values.size - 1 - origins.astype(np.float64))
-    kept = calibrating_origins(times, change, reach=lead * step, step=step)
+    kept = calibrating_origins(times, changes, reach=lead * step, step=step)
     if not kept.all():
         origins, predicted, times = origins[kept], predicted[kept], times[kept]
     honest_now = times >= estimated_until - 1e-6
