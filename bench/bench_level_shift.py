@@ -6,15 +6,16 @@ steps (the load swings between 0.2 and 1.8 times its mean), times a seeded log-n
 carry that higher load all along, so both are scaled alike (the 99th percentile to 100
 replicas, the default scenario's peak). The failover traces carry three times the load on
 days 10 and 11 only, as a region does while it takes another's users. Scaled the same way,
-their 99th percentile falls within those two days, so every other day fits the physical pool:
-cloud paid after the failover is what its errors cost. Each runs the default scenario and the CRD's defaults,
-as ``tidal backtest`` runs them, with tidal and the HPA only, scored from day 5. Usage (from
-the repository root):
+their 99th percentile falls within those two days, so every other day fits the physical
+pool: cloud paid after the failover is what its errors cost. Each runs the default scenario
+and the CRD's defaults, as ``tidal backtest`` runs them, with tidal and the HPA only, scored
+from day 5. Usage (from the repository root):
 
     python bench/bench_level_shift.py
 
-For each trace it prints the cloud and unserved ratios, and, for tidal, the costliest day's
-cloud node-minutes against the mean of the last three days, when the shift is long settled.
+For each trace it prints the cloud and unserved ratios and, for tidal, the costliest day's
+cloud node-minutes against the mean of the last three days (nan when those paid none), and
+its cloud node-hours from day 12 on, two days after the change.
 """
 
 from __future__ import annotations
