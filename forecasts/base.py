@@ -519,38 +519,59 @@ LEVEL_CHANGE = 2.0
 
 def level_changes(prepared: PreparedHistory) -> tuple[float, ...]:
     """When the load's level changed lastingly (:data:`LEVEL_CHANGE`) with a whole day of the
-    new level seen, oldest first.
+    new level seen, oldest first: the time of the first value at the new level.
 
-    Changes are looked for on the hour. A day's median flags one (a spike does not move it),
-    but moves once half the day has changed, so each run of flagged hours is one change, placed
-    where the day's mean changes most, as it does at a step of the level.
+    A day's median flags a change, on the hour: a spike does not move it. A flagged hour whose
+    new level is what the same day held a week before is a weekly cycle, not a change (a week
+    earlier is only known in a history of more than a week). A median moves once half the day
+    has changed, so each run of flagged hours is one change, placed at the step within it, give
+    or take an hour, where the day's mean moves most, as it does at a step of the level. A
+    history with fewer than two steps a day has no daily cycle to compare, and no change.
     """
     values = prepared.values
-    day = max(1, round(DAY / prepared.step))
+    day = round(DAY / prepared.step)
     hour = max(1, round(3600.0 / prepared.step))
-    if values.size < 2 * day:
+    week = 7 * day
+    if day < 2 or values.size < 2 * day:
         return ()
     # A change at t compares the median of the day from t with that of the day before it.
     at = np.arange(day, values.size - day + 1, hour)
     days = np.lib.stride_tricks.sliding_window_view(values, day)
-    if day % hour == 0:  # each day's median serves as the day after one hour and before another
+    if day % hour == 0:  # every day compared starts on the hour: one median each
         medians = np.median(days[::hour], axis=1)
-        after, before = medians[day // hour :], medians[: -(day // hour)]
+
+        def median(starts: npt.NDArray[np.int64]) -> FloatArray:
+            return np.asarray(medians[starts // hour])
     else:
-        after, before = np.median(days[at], axis=1), np.median(days[at - day], axis=1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.nan_to_num(np.abs(np.log(after / before)), nan=0.0)  # no load: no change
-    flagged = np.concatenate([[0], (ratio >= math.log(LEVEL_CHANGE)).astype(np.int8), [0]])
-    edges = np.diff(flagged)
+
+        def median(starts: npt.NDArray[np.int64]) -> FloatArray:
+            return np.asarray(np.median(days[starts], axis=1))
+
+    after = median(at)
+    flagged = _changed(after, median(at - day))
+    weekly = at >= week
+    flagged[weekly] &= _changed(after[weekly], median(at[weekly] - week))
+    edges = np.diff(np.concatenate([[0], flagged.astype(np.int8), [0]]))
     sums = np.concatenate([[0.0], np.cumsum(values)])
     changes = []
     for first, end in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True):
-        run = at[first:end]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            steps = np.abs(np.log((sums[run + day] - sums[run]) / (sums[run] - sums[run - day])))
-        peak = int(run[int(np.argmax(np.nan_to_num(steps, nan=0.0)))])
-        changes.append(prepared.start + prepared.step * float(peak))
+        # Every step from an hour before the run to an hour after it, where a day on each side
+        # exists; the largest move of the mean, in load (a day of no load has no ratio).
+        steps = np.arange(
+            max(day, at[first] - hour), min(values.size - day, at[end - 1] + hour) + 1
+        )
+        moves = np.abs((sums[steps + day] - sums[steps]) - (sums[steps] - sums[steps - day]))
+        change = int(steps[int(np.argmax(moves))])
+        changes.append(prepared.start + prepared.step * float(change))
     return tuple(changes)
+
+
+def _changed(after: FloatArray, before: FloatArray) -> npt.NDArray[np.bool_]:
+    """Whether each ``after`` is at least :data:`LEVEL_CHANGE` times its ``before`` or at most
+    its inverse (no load on both: no change; load after none: a change)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.nan_to_num(np.abs(np.log(after / before)), nan=0.0)
+    return np.asarray(ratio >= math.log(LEVEL_CHANGE))
 
 
 def calibrating_origins(
@@ -559,18 +580,19 @@ def calibrating_origins(
     """Which forecasts, made at ``times``, calibrate a band after lasting ``changes`` of level
     (:func:`level_changes`).
 
-    The errors of forecasts that reach across a change (made up to ``reach`` before it) and of
-    those made before the model had seen a day of the new level are errors it would no longer
-    make: the jump, and the hours its level and profile took to follow. Kept for the
-    calibration's week, they would widen the band at every hour whose level they share, for
-    days after the forecast has settled. Errors from before, relative to the level the model
-    then forecast, still say how far its forecasts stray, and stay. When fewer than a day's
-    worth of forecasts would be left, all are kept: a band of a few errors is no band.
+    The errors of forecasts that reach across a change (made less than ``reach`` before it,
+    and an hour more, as a change is placed give or take a step or two) and of those made
+    before the model had seen a day of the new level are errors it would no longer make: the
+    jump, and the hours its level and profile took to follow. Kept for the calibration's week,
+    they would widen the band at every hour whose level they share, for days after the
+    forecast has settled. Errors from before, relative to the level the model then forecast,
+    still say how far its forecasts stray, and stay. When fewer than a day's worth of
+    forecasts would be left, all are kept: a band of a few errors is no band.
     """
     kept = np.ones(times.size, dtype=bool)
     settled = kept.copy()
     for change in changes:
-        settled &= (times <= change - reach + 1e-6) | (times >= change + DAY - 1e-6)
+        settled &= (times < change - reach - 3600.0 - 1e-6) | (times >= change + DAY - 1e-6)
     return settled if int(settled.sum()) >= round(DAY / step) else kept
 
 

@@ -161,9 +161,6 @@ def calibrate(
     """
     lead = predicted.shape[1]
     times = end - step * (values.size - 1 - origins.astype(np.float64))
-    kept = calibrating_origins(times, changes, reach=lead * step, step=step)
-    if not kept.all():
-        origins, predicted, times = origins[kept], predicted[kept], times[kept]
     honest_now = times >= estimated_until - 1e-6
     current = ForecastRecord(times[honest_now], predicted[honest_now])
     merged = current
@@ -179,6 +176,9 @@ def calibrate(
     if times.size:
         inside = merged.origins >= times[0] - 1e-6
         merged = ForecastRecord(merged.origins[inside], merged.predicted[inside])
+    # The record keeps every honest row: a retired origin may count again later.
+    kept = calibrating_origins(times, changes, reach=lead * step, step=step)
+    origins, predicted = origins[kept], predicted[kept]
     calibration = calibration_from_paths(
         shifted(values, origins, lead),
         predicted,
