@@ -521,12 +521,13 @@ def level_changes(prepared: PreparedHistory) -> tuple[float, ...]:
     """When the load's level changed lastingly (:data:`LEVEL_CHANGE`) with a whole day of the
     new level seen, oldest first: the time of the first value at the new level.
 
-    A day's median flags a change, on the hour: a spike does not move it. A flagged hour whose
-    new level is what the same day held a week before is a weekly cycle, not a change (a week
-    earlier is only known in a history of more than a week). A median moves once half the day
-    has changed, so each run of flagged hours is one change, placed at the step within it, give
-    or take an hour, where the day's mean moves most, as it does at a step of the level. A
-    history with fewer than two steps a day has no daily cycle to compare, and no change.
+    A day's median flags a change, on the hour: a spike does not move it. A median moves once
+    half the day has changed, so each run of flagged hours is one change, placed at the step
+    within it, give or take an hour, where the day's mean moves most, as it does at a step of
+    the level. A run in which the same change, up or down, was also made a week before (where
+    the history holds the two days then) is a weekly cycle, not a change: weekends off, and
+    back on Mondays. A history with fewer than two steps a day has no daily cycle to compare,
+    and no change.
     """
     values = prepared.values
     day = round(DAY / prepared.step)
@@ -547,14 +548,21 @@ def level_changes(prepared: PreparedHistory) -> tuple[float, ...]:
         def median(starts: npt.NDArray[np.int64]) -> FloatArray:
             return np.asarray(np.median(days[starts], axis=1))
 
-    after = median(at)
-    flagged = _changed(after, median(at - day))
-    weekly = at >= week
-    flagged[weekly] &= _changed(after[weekly], median(at[weekly] - week))
+    moved = _moved(median(at), median(at - day))
+    flagged = np.abs(moved) >= math.log(LEVEL_CHANGE)
+    # The same change a week before, where the history holds it: a weekly cycle.
+    weekly = np.zeros(at.size, dtype=bool)
+    known = at >= week + day
+    before = _moved(median(at[known] - week), median(at[known] - week - day))
+    weekly[known] = (np.abs(before) >= math.log(LEVEL_CHANGE)) & (
+        np.sign(before) == np.sign(moved[known])
+    )
     edges = np.diff(np.concatenate([[0], flagged.astype(np.int8), [0]]))
     sums = np.concatenate([[0.0], np.cumsum(values)])
     changes = []
     for first, end in zip(np.flatnonzero(edges == 1), np.flatnonzero(edges == -1), strict=True):
+        if weekly[first:end].any():
+            continue
         # Every step from an hour before the run to an hour after it, where a day on each side
         # exists; the largest move of the mean, in load (a day of no load has no ratio).
         steps = np.arange(
@@ -566,12 +574,12 @@ def level_changes(prepared: PreparedHistory) -> tuple[float, ...]:
     return tuple(changes)
 
 
-def _changed(after: FloatArray, before: FloatArray) -> npt.NDArray[np.bool_]:
-    """Whether each ``after`` is at least :data:`LEVEL_CHANGE` times its ``before`` or at most
-    its inverse (no load on both: no change; load after none: a change)."""
+def _moved(after: FloatArray, before: FloatArray) -> FloatArray:
+    """``log(after / before)`` (no load on both: 0; load after none: infinite)."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.nan_to_num(np.abs(np.log(after / before)), nan=0.0)
-    return np.asarray(ratio >= math.log(LEVEL_CHANGE))
+        return np.asarray(
+            np.nan_to_num(np.log(after / before), nan=0.0, posinf=np.inf, neginf=-np.inf)
+        )
 
 
 def calibrating_origins(

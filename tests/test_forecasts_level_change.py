@@ -77,13 +77,23 @@ def test_a_weekly_cycle_is_not_a_change_of_level() -> None:
 
 def test_a_weekly_cycle_of_more_than_twice_is_not_a_change_once_a_week_is_known() -> None:
     """Office hours: weekends at a quarter of weekdays. Each Monday is a day at four times
-    the one before, but what the Monday a week before held: only the first week's, with no
-    week before them, count."""
-    values = _daily(14)
+    the one before, as the Monday a week before was: only the changes with no week before
+    them in the history count (the first week and a day's)."""
+    values = _daily(21)
     day = (np.arange(values.size) * STEP // DAY).astype(int)
     values[day % 7 >= 5] *= 0.25
     changes = level_changes(_prepared(values))
-    assert changes and all(change < START + 7 * DAY + HOUR for change in changes)
+    assert changes and all(change < START + 8 * DAY + HOUR for change in changes)
+
+
+def test_a_failover_s_end_is_a_change_though_its_level_is_the_week_before_s() -> None:
+    """Back to the level of a week before, with no change a week before: a change."""
+    values = _daily(16)
+    values[round(9 * DAY / STEP) : round(11 * DAY / STEP)] *= 3.0
+    changes = level_changes(_prepared(values))
+    assert len(changes) == 2
+    for change, day in zip(changes, (9.0, 11.0), strict=True):
+        assert abs(change - (START + day * DAY)) <= 2 * STEP
 
 
 def test_a_change_off_the_hour_is_placed_within_a_step_or_two() -> None:
