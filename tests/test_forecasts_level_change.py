@@ -86,16 +86,6 @@ def test_a_weekly_cycle_of_more_than_twice_is_not_a_change_once_a_week_is_known(
     assert changes and all(change < START + 8 * DAY + HOUR for change in changes)
 
 
-def test_a_failover_s_end_is_a_change_though_its_level_is_the_week_before_s() -> None:
-    """Back to the level of a week before, with no change a week before: a change."""
-    values = _daily(16)
-    values[round(9 * DAY / STEP) : round(11 * DAY / STEP)] *= 3.0
-    changes = level_changes(_prepared(values))
-    assert len(changes) == 2
-    for change, day in zip(changes, (9.0, 11.0), strict=True):
-        assert abs(change - (START + day * DAY)) <= 2 * STEP
-
-
 def test_a_change_off_the_hour_is_placed_within_a_step_or_two() -> None:
     for minutes in (5, 25, 40, 55):
         at = 5.0 + minutes / (24 * 60)
@@ -121,14 +111,22 @@ def test_a_history_with_fewer_than_two_steps_a_day_has_no_change() -> None:
     assert level_changes(daily) == ()
 
 
-def test_each_change_is_found_oldest_first() -> None:
-    """A failover that triples a region's load for two days, then its end."""
-    values = _daily(12)
-    values[round(5 * DAY / STEP) : round(7 * DAY / STEP)] *= 3.0
+@pytest.mark.parametrize(
+    ("days", "start", "end"),
+    [
+        pytest.param(12, 5.0, 7.0, id="within the first week"),
+        # Its end returns to the level of a week before, with no change made then: a change.
+        pytest.param(16, 9.0, 11.0, id="ending at the week before's level"),
+    ],
+)
+def test_a_failover_is_two_changes_oldest_first(days: int, start: float, end: float) -> None:
+    """Three times a region's load for two days, then its end."""
+    values = _daily(days)
+    values[round(start * DAY / STEP) : round(end * DAY / STEP)] *= 3.0
     changes = level_changes(_prepared(values))
     assert len(changes) == 2
-    for change, day in zip(changes, (5.0, 7.0), strict=True):
-        assert abs(change - (START + day * DAY)) <= HOUR
+    for change, day in zip(changes, (start, end), strict=True):
+        assert abs(change - (START + day * DAY)) <= 2 * STEP
 
 
 def test_forecasts_across_the_change_and_for_a_day_after_are_retired() -> None:
