@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 from bench_backtest import EPS
 
-from controller.backtest import report, run_trace
+from controller.backtest import report, run_trace, unserved_ratio
 from controller.simulator import MINUTE, Scenario
 from forecasts.base import DAY
 from forecasts.series import LoadSeries
@@ -102,7 +102,7 @@ def main(argv: list[str]) -> int:
         tidal, hpa = trace["tidal"], trace["hpa"]
         paid = hpa["cloud_replica_hours"]
         cloud = tidal["cloud_replica_hours"] / paid if paid else float("nan")
-        unserved = (tidal["unserved_fraction"] + EPS) / (hpa["unserved_fraction"] + EPS)
+        unserved = unserved_ratio(trace, EPS)
         print(
             f"| {name} | {cloud:.3f} | {tidal['unserved_fraction']:.2e} "
             f"| {hpa['unserved_fraction']:.2e} | {unserved:.4f} | {worst:.2f} | {after:.0f} "
