@@ -10,7 +10,12 @@ the trace on, where a change falls inside the scored part):
 - ``drop``: 0.6 times the load from then on (users moved away);
 - ``holiday``: half the load for three days, then back;
 - ``gap``: the metric missing for six hours, and at 80% for a whole day (a Prometheus outage);
-- ``noise``: each sample multiplied by a log-normal factor of 15% spread (seeded).
+- ``noise``: each sample multiplied by a log-normal factor of 15% spread (seeded);
+- ``spring``: the daily cycle an hour earlier from then on, as when the region's users move
+  their clocks forward for summer time and the metrics keep UTC (an hour of the trace is
+  skipped);
+- ``fall``: the daily cycle an hour later from then on, as when the clocks go back (an hour of
+  the trace is replayed).
 
 Each run is the default scenario and the CRD's defaults, as ``tidal backtest`` runs them, with
 tidal and the HPA only. Usage (from the repository root):
@@ -76,6 +81,19 @@ def _noise(values: np.ndarray, per_day: float) -> np.ndarray:
     return values * np.random.default_rng(1).lognormal(0.0, 0.15, values.size)
 
 
+def _clocks(hours: int) -> Callable[[np.ndarray, float], np.ndarray]:
+    """The daily cycle ``hours`` earlier (positive) or later from the change on: an hour of the
+    trace is skipped, or replayed. At least one step, on an hourly trace or coarser."""
+
+    def change(values: np.ndarray, per_day: float) -> np.ndarray:
+        begin = int(values.size * AT)
+        moved = max(1, round(abs(hours) * per_day / 24.0))
+        resumed = begin + moved if hours > 0 else begin - moved
+        return np.concatenate([values[:begin], values[resumed:]])
+
+    return change
+
+
 CHANGES: dict[str, Callable[[np.ndarray, float], np.ndarray]] = {
     "growth": _growth,
     "shift": _scaled_after(1.6),
@@ -84,6 +102,8 @@ CHANGES: dict[str, Callable[[np.ndarray, float], np.ndarray]] = {
     "holiday": _holiday,
     "gap": _gap,
     "noise": _noise,
+    "spring": _clocks(1),
+    "fall": _clocks(-1),
 }
 
 
