@@ -5,10 +5,14 @@ each trace is replayed again with one change a region's traffic may well have (a
 the trace on, where a change falls inside the scored part):
 
 - ``growth``: the load grows by 2% of its first day's a day, all along;
+- ``boom``: the load grows to ten times over ten days, by the same factor each day, and stays
+  there (a launch, or a tournament's first days);
 - ``shift``: 1.6 times the load from then on (another region's users moved here);
 - ``surge``: 3 times the load from then on (a launch, or two regions' users moved here);
 - ``drop``: 0.6 times the load from then on (users moved away);
 - ``holiday``: half the load for three days, then back;
+- ``outage``: a tenth of the load for a day, then back (the service down upstream, or a
+  blizzard's travel ban);
 - ``gap``: the metric missing for six hours, and at 80% for a whole day (a Prometheus outage);
 - ``noise``: each sample multiplied by a log-normal factor of 15% spread (seeded);
 - ``spring``: the daily cycle an hour earlier from then on, as when the region's users move
@@ -52,6 +56,12 @@ def _growth(values: np.ndarray, per_day: float) -> np.ndarray:
     return values * (1.0 + 0.02 * days)
 
 
+def _boom(values: np.ndarray, per_day: float) -> np.ndarray:
+    begin = int(values.size * AT)
+    days = (np.arange(values.size) - begin) / per_day
+    return values * 10.0 ** np.clip(days / 10.0, 0.0, 1.0)
+
+
 def _scaled_after(factor: float) -> Callable[[np.ndarray, float], np.ndarray]:
     def change(values: np.ndarray, per_day: float) -> np.ndarray:
         out = values.copy()
@@ -65,6 +75,13 @@ def _holiday(values: np.ndarray, per_day: float) -> np.ndarray:
     out = values.copy()
     begin = int(values.size * AT)
     out[begin : begin + int(3 * per_day)] *= 0.5
+    return out
+
+
+def _outage(values: np.ndarray, per_day: float) -> np.ndarray:
+    out = values.copy()
+    begin = int(values.size * AT)
+    out[begin : begin + int(per_day)] *= 0.1
     return out
 
 
@@ -96,10 +113,12 @@ def _clocks(hours: int) -> Callable[[np.ndarray, float], np.ndarray]:
 
 CHANGES: dict[str, Callable[[np.ndarray, float], np.ndarray]] = {
     "growth": _growth,
+    "boom": _boom,
     "shift": _scaled_after(1.6),
     "surge": _scaled_after(3.0),
     "drop": _scaled_after(0.6),
     "holiday": _holiday,
+    "outage": _outage,
     "gap": _gap,
     "noise": _noise,
     "spring": _clocks(1),
