@@ -193,6 +193,45 @@ def test_no_ratio_is_printed_without_both_tidal_and_hpa(
     assert "tidal/hpa" not in out and "nan" not in out
 
 
+def _policy(cloud_hours: float) -> dict[str, float | int]:
+    return {
+        "unserved_fraction": 0.0,
+        "underprovisioned_minutes": 0,
+        "cloud_replica_hours": cloud_hours,
+        "physical_replica_hours": 10.0,
+        "replicas_removed": 0,
+    }
+
+
+@pytest.mark.parametrize(
+    ("hpa_cloud", "expected"),
+    [
+        ((0.0,), "cloud hours: no ratio, the HPA used no cloud;"),
+        ((0.0, 4.0), "cloud hours 2.00 (without the 1 trace(s) where the HPA used no cloud);"),
+        ((4.0, 4.0), "cloud hours 2.00;"),
+    ],
+    ids=["no-trace", "one-trace-of-two", "every-trace"],
+)
+def test_the_cloud_ratio_says_which_traces_it_leaves_out(
+    hpa_cloud: tuple[float, ...], expected: str
+) -> None:
+    """A trace where the HPA paid no cloud has no cloud ratio: the summary says so, rather than
+    printing nan or leaving the trace out unsaid."""
+    from rich.console import Console
+
+    result = {
+        "traces": {
+            f"t{i}": {"tidal": _policy(8.0), "hpa": _policy(hours)}
+            for i, hours in enumerate(hpa_cloud)
+        }
+    }
+    console = Console(record=True, width=400)
+    backtest_command.print_table(result, console)
+    out = console.export_text()
+    assert expected in out
+    assert "nan" not in out
+
+
 def test_progress_lines_without_a_terminal(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
