@@ -516,7 +516,7 @@ def print_table(result: dict[str, Any], console: Any) -> None:
         if no_hpa_cloud:
             cloud += f" (without the {no_hpa_cloud} trace(s) where the HPA used no cloud)"
     console.print(
-        f"tidal/hpa, geometric means over traces: unserved {s['unserved_ratio_geomean']:.3f} "
-        f"(worst trace {s['unserved_ratio_max']:.3f}), {cloud}; "
+        f"tidal/hpa, geometric means over traces: unserved {s['unserved_ratio_geomean']:.3g} "
+        f"(worst trace {s['unserved_ratio_max']:.3g}), {cloud}; "
         f"replicas removed: tidal {s['tidal_replicas_removed']}, hpa {s['hpa_replicas_removed']}"
     )

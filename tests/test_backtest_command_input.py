@@ -232,6 +232,17 @@ def test_the_cloud_ratio_says_which_traces_it_leaves_out(
     assert "nan" not in out
 
 
+def test_a_small_unserved_ratio_keeps_its_digits() -> None:
+    """Where the HPA leaves much unserved and tidal none, the ratio is small, not 0.000."""
+    from rich.console import Console
+
+    tidal, hpa = _policy(8.0), _policy(4.0)
+    hpa["unserved_fraction"] = 0.0159
+    console = Console(record=True, width=400)
+    backtest_command.print_table({"traces": {"t": {"tidal": tidal, "hpa": hpa}}}, console)
+    assert "unserved 6.29e-05 (worst trace 6.29e-05)" in console.export_text()
+
+
 def test_progress_lines_without_a_terminal(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
