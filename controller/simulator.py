@@ -11,6 +11,10 @@ Each policy (``tidal``, ``hpa``, ``oracle``) runs on its own copy of the same cl
   (Cluster Autoscaler's ``scale-down-unneeded-time``, 10 minutes by default);
 - the controller sees the load ``metric_delay`` late and acts every minute.
 
+A minute's load is served by what is ready through that minute: the replicas ready at its
+tick, less those removed at that tick (a deleted gateway serves nobody; its users reconnect
+elsewhere). Replicas asked for at the tick are ready ``pod_ready`` later, at a later tick.
+
 The ``tidal`` policy calls :func:`controller.planner.plan_region`, the same function the live
 operator calls: the simulator holds no decision logic of its own.
 """
@@ -290,8 +294,9 @@ class OraclePolicy:
     def __call__(self, minute: int, view: PolicyView) -> Targets:
         n = self.need.size
         # Pods asked for now are ready after pod_lag: serve the need from then on, and never
-        # drop below the need that remains before they are replaced.
-        ahead = self.need[min(n - 1, minute + 1) : min(n, minute + 1 + self.pod_lag)]
+        # drop below the need that remains before they are replaced, this minute's included
+        # (a pod removed now serves none of it).
+        ahead = self.need[min(n - 1, minute) : min(n, minute + 1 + self.pod_lag)]
         total = int(ahead.max()) if ahead.size else 0
         cap = view.physical_capacity
         physical = min(total, cap)
@@ -453,8 +458,6 @@ def simulate(
             cluster = clusters[name]
             phys, cloud = cluster.ready(index)
             result = results[name]
-            result.ready_physical[step] = phys
-            result.ready_cloud[step] = cloud
             result.cloud_nodes[step] = len(cluster.nodes)
             result.placeholders[step] = cluster.placeholders
             view = PolicyView(
@@ -468,6 +471,9 @@ def simulate(
                 cloud_ready=cloud,
             )
             cluster.apply(index, policy(index, view))
+            # What serves this minute: the replicas removed at its tick serve none of it, and
+            # those asked for are not ready before the next tick.
+            result.ready_physical[step], result.ready_cloud[step] = cluster.ready(index)
         if on_minute is not None:
             on_minute(step + 1, minutes)
     for name, cluster in clusters.items():

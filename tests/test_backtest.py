@@ -363,6 +363,56 @@ def test_only_ready_pods_count_as_removed() -> None:
     assert cluster.removed == 20
 
 
+class _Scripted:
+    """A policy that asks for the physical replicas its script gives for each minute."""
+
+    name = "scripted"
+
+    def __init__(self, physical: dict[int, int]) -> None:
+        self.physical = physical
+        self.last = 0
+
+    def __call__(self, minute: int, view: PolicyView) -> Targets:
+        self.last = self.physical.get(minute, self.last)
+        return Targets(physical=self.last, cloud=0)
+
+
+def test_replicas_removed_at_a_tick_serve_none_of_its_minute() -> None:
+    """A minute is served by what is ready through it: replicas removed at its tick are gone
+    for all of it, replicas asked for then are ready only at the next tick."""
+    spec = backtest_spec("t", scenario=Scenario())
+    load = LoadSeries(0.0, 60.0, np.full(8, 100_000.0))
+    policy = _Scripted({1: 40, 4: 10, 6: 30})
+    results = simulate(
+        load,
+        spec=spec,
+        scenario=Scenario(),
+        score_from=60.0,
+        policies={"scripted": policy},
+        need=oracle_need(load, spec),
+    )
+    # Scored from minute 1, warm with the 20 replicas the load needs: 40 asked at 1 are ready
+    # at 2; 30 removed at 4 are gone for minute 4; 20 added at 6 are ready at 7.
+    assert results["scripted"].ready_physical.tolist() == [20, 40, 40, 10, 10, 10, 30]
+
+
+def test_the_oracle_keeps_this_minutes_need_through_a_fall() -> None:
+    """The need falls from 30 to 5 replicas at minute 4: the oracle removes the 25 at minute
+    5's tick, not 4's, and serves every minute."""
+    scenario = Scenario()
+    spec = backtest_spec("t", scenario=scenario)
+    values = np.array([30.0] * 5 + [5.0] * 5) * 5000.0
+    load = LoadSeries(0.0, 60.0, values)
+    need = oracle_need(load, spec)
+    policies = build_policies(spec, scenario, need, ("oracle",))
+    results = simulate(
+        load, spec=spec, scenario=scenario, score_from=60.0, policies=policies, need=need
+    )
+    served = results["oracle"].ready_physical
+    assert served.tolist() == [30, 30, 30, 30, 5, 5, 5, 5, 5]
+    assert (served * 5000.0 >= values[1:]).all()
+
+
 def test_a_gap_in_a_coarse_trace_stays_a_gap() -> None:
     """Interpolating a 30-minute trace to minutes does not invent load across missing samples,
     and the oracle carries the last need through the gap instead of dropping to zero."""
