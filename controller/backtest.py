@@ -301,6 +301,7 @@ def summary(report_: dict[str, Any], eps: float = 1e-6) -> dict[str, float]:
     """Acceptance-style ratios of tidal against hpa across the traces (geometric means)."""
     unserved, cloud = [], []
     removed = {"tidal": 0, "hpa": 0}
+    left_out = 0  # traces without a cloud ratio: the HPA paid no cloud there
     for trace in report_["traces"].values():
         if "tidal" not in trace or "hpa" not in trace:
             continue
@@ -308,6 +309,8 @@ def summary(report_: dict[str, Any], eps: float = 1e-6) -> dict[str, float]:
         hpa_cloud = trace["hpa"]["cloud_replica_hours"]
         if hpa_cloud > 0:
             cloud.append(trace["tidal"]["cloud_replica_hours"] / hpa_cloud)
+        else:
+            left_out += 1
         for name in removed:
             removed[name] += trace[name]["replicas_removed"]
 
@@ -322,6 +325,7 @@ def summary(report_: dict[str, Any], eps: float = 1e-6) -> dict[str, float]:
         "unserved_ratio_geomean": geo(unserved),
         "unserved_ratio_max": max(unserved) if unserved else math.nan,
         "cloud_hours_ratio_geomean": geo(cloud),
+        "cloud_ratio_left_out": left_out,
         "tidal_replicas_removed": removed["tidal"],
         "hpa_replicas_removed": removed["hpa"],
     }

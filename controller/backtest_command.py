@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import multiprocessing
 import os
 import sys
@@ -507,14 +508,13 @@ def print_table(result: dict[str, Any], console: Any) -> None:
     if not any({"tidal", "hpa"} <= set(policies) for policies in result["traces"].values()):
         return  # no ratio of tidal to the HPA to give
     s = summary(result)
-    compared = [p for p in result["traces"].values() if {"tidal", "hpa"} <= set(p)]
-    no_hpa_cloud = sum(1 for p in compared if not p["hpa"]["cloud_replica_hours"] > 0)
-    if no_hpa_cloud == len(compared):
+    left_out = s["cloud_ratio_left_out"]
+    if math.isnan(s["cloud_hours_ratio_geomean"]):  # every trace left out
         cloud = "cloud hours: no ratio, the HPA used no cloud"
     else:
         cloud = f"cloud hours {s['cloud_hours_ratio_geomean']:.2f}"
-        if no_hpa_cloud:
-            cloud += f" (without the {no_hpa_cloud} trace(s) where the HPA used no cloud)"
+        if left_out:
+            cloud += f" (without the {left_out} trace(s) where the HPA used no cloud)"
     console.print(
         f"tidal/hpa, geometric means over traces: unserved {s['unserved_ratio_geomean']:.3g} "
         f"(worst trace {s['unserved_ratio_max']:.3g}), {cloud}; "

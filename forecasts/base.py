@@ -597,11 +597,10 @@ def calibrating_origins(
     still say how far its forecasts stray, and stay. When fewer than a day's worth of
     forecasts would be left, all are kept: a band of a few errors is no band.
     """
-    kept = np.ones(times.size, dtype=bool)
-    settled = kept.copy()
+    settled = np.ones(times.size, dtype=bool)
     for change in changes:
         settled &= (times < change - reach - 3600.0 - 1e-6) | (times >= change + DAY - 1e-6)
-    return settled if int(settled.sum()) >= round(DAY / step) else kept
+    return settled if int(settled.sum()) >= round(DAY / step) else np.ones_like(settled)
 
 
 def origins_matrix(
