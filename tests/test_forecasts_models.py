@@ -172,6 +172,20 @@ def test_cheap_refit_forecasts_like_advancing_the_fit(model: str) -> None:
     )
 
 
+def test_mstl_records_its_forecasts_whole_across_a_re_estimation() -> None:
+    """A cheap refit's forecasts from its last origins reach past its last sample; the season
+    repeats, so they are recorded whole, and once their actuals come they count at every lead
+    after the next re-estimation too."""
+    history = seasonal(days=5)
+    forecaster = create("mstl")
+    first = forecaster.fit(series(history.values[:-300]))
+    cheap = forecaster.fit(series(history.values[:-288]), previous=first)
+    again = forecaster.fit(history, previous=cheap)
+    assert cheap.cheaply_refitted and not again.cheaply_refitted
+    assert again.record is not None
+    assert not np.isnan(again.record.predicted).any()
+
+
 def test_auto_names_the_chosen_model_and_records_that_auto_chose_it() -> None:
     """The fitted auto model carries the winner's name, ``chosen_by == 'auto'`` and all scores."""
     fitted = create("auto").fit(seasonal(days=5))

@@ -73,7 +73,6 @@ from forecasts.models.smoothing import (
     calibration_origins,
     damped_sums,
     merge_records,
-    shifted,
 )
 from forecasts.series import LoadSeries
 
@@ -399,10 +398,12 @@ class MSTL(SmoothingForecaster):
         origins = calibration_origins(
             values.size, step=prepared.step, first=0, window=self.calibration_window
         )
-        seasonal = values - deseasonalised
-        predicted = level_paths(params, level, trend, origins, lead) + shifted(
-            seasonal, origins, lead
-        )
+        # The season repeats: a forecast reaching past the last sample reads the profile on, so
+        # the record keeps it whole until its actuals come (sample ``j`` is at the profile's
+        # phase ``advanced - size + j``).
+        ahead = origins[:, None] + np.arange(1, lead + 1)[None, :]
+        season = profile[(advanced - values.size + ahead) % profile.size]
+        predicted = level_paths(params, level, trend, origins, lead) + season
         calibration, record = calibrate(
             end=prepared.end,
             step=prepared.step,
