@@ -253,31 +253,48 @@ class HpaPolicy:
         # syncs every 15 s: the last high recommendation before a drop is seen is at most 15 s
         # old then, and it leaves the window 285 to 300 s later, at the fifth minute's tick.
         self.window = max(1, round(stabilization / MINUTE)) + 1
-        self.recent: deque[int] = deque(maxlen=self.window)
+        #: (minute, recommendation): a sync without a metric records none.
+        self.recent: deque[tuple[int, int]] = deque()
         self.target = target_per_replica(spec)
+
+    def _recommend(self, load: float, current: int) -> int:
+        """One sync's recommendation: the replicas the load needs at target, unless the
+        current count is within the tolerance of it (replica_calculator.go compares the usage
+        ratio against the current replicas, pending pods included)."""
+        ratio = load / (self.target * current)
+        desired = (
+            current if abs(ratio - 1.0) <= self.tolerance else math.ceil(load / self.target - 1e-9)
+        )
+        return min(max(desired, self.spec.replicas.min), self.spec.replicas.max)
 
     def __call__(self, minute: int, view: PolicyView) -> Targets:
         current = view.physical_replicas + view.cloud_replicas
         load = float(view.history.values[-1]) if len(view.history) else math.nan
         if not math.isfinite(load) or current == 0:
-            desired = max(current, self.spec.replicas.min)
-        else:
-            ratio = load / (self.target * current)
-            desired = (
-                current
-                if abs(ratio - 1.0) <= self.tolerance
-                else math.ceil(load / self.target - 1e-9)
-            )
-        desired = min(max(desired, self.spec.replicas.min), self.spec.replicas.max)
-        self.recent.append(desired)
+            # No metric, or no replicas to scale: the sync ends before a recommendation is
+            # computed or recorded (horizontal.go), and the replicas stay as they are.
+            return self._split(max(current, self.spec.replicas.min), view)
+        desired = self._recommend(load, current)
+        while self.recent and minute - self.recent[0][0] >= self.window:
+            self.recent.popleft()
+        self.recent.append((minute, desired))
         if desired < current:
-            desired = min(current, max(self.recent))
-        limit = current
+            return self._split(min(current, max(r for _, r in self.recent)), view)
+        # Scaling up: each of the minute's four syncs may double the replicas or add 4,
+        # whichever is more, and recomputes its recommendation against the count the sync
+        # before it set: once that count is within the tolerance, it stays.
+        reached = current
         for _ in range(4):
-            limit = max(2 * limit, limit + 4)
-        desired = min(desired, limit)
-        physical = min(desired, view.physical_capacity)
-        return Targets(physical=physical, cloud=desired - physical)
+            if desired <= reached:
+                break
+            reached = min(desired, max(2 * reached, reached + 4))
+            desired = self._recommend(load, reached)
+        return self._split(reached, view)
+
+    def _split(self, replicas: int, view: PolicyView) -> Targets:
+        """Physical first, the overflow to cloud."""
+        physical = min(replicas, view.physical_capacity)
+        return Targets(physical=physical, cloud=replicas - physical)
 
 
 class OraclePolicy:

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from datetime import timedelta
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 
 from controller.backtest import backtest_spec, build_policies, prepare_trace, report, run_trace
 from controller.backtest_command import add_arguments, scenario_from_args, spec_overrides_from_args
 from controller.cli import main
+from controller.planner import target_per_replica
 from controller.simulator import (
     ClusterModel,
     HpaPolicy,
@@ -460,6 +463,50 @@ def test_hpa_scales_down_five_minutes_after_it_sees_the_load_fall() -> None:
             first_down = minute
         replicas = total
     assert first_down == 15
+
+
+def _hpa_view(minute: int, values: npt.NDArray[np.float64], replicas: int) -> PolicyView:
+    return PolicyView(
+        now=60.0 * minute,
+        history=LoadSeries(0.0, 60.0, values[: minute + 1]),
+        physical_replicas=min(replicas, 60),
+        cloud_replicas=max(0, replicas - 60),
+        physical_capacity=60,
+        reserved=max(0, replicas - 60),
+    )
+
+
+@pytest.mark.parametrize(
+    ("needed", "reached"),
+    [(43.5, 40), (45.0, 45), (400.0, 160)],
+    ids=["stops-within-tolerance", "reaches-the-need", "four-doublings"],
+)
+def test_hpa_scale_up_checks_its_tolerance_at_every_sync(needed: float, reached: int) -> None:
+    """From 10 replicas, the minute's four 15-second syncs double the count at most each; a
+    sync that finds the load within 10% of what the sync before it set adds nothing more."""
+    spec = backtest_spec("hpa", scenario=Scenario())
+    hpa = HpaPolicy(spec)
+    values = np.array([needed * target_per_replica(spec)])
+    targets = hpa(0, _hpa_view(0, values, 10))
+    assert targets.physical + targets.cloud == reached
+
+
+def test_hpa_records_no_recommendation_without_a_metric() -> None:
+    """Minutes without a load sample leave the replicas as they are and record nothing, so
+    the high recommendations before a gap age out of the 300 s window on time."""
+    spec = backtest_spec("hpa", scenario=Scenario())
+    hpa = HpaPolicy(spec)
+    per = target_per_replica(spec)
+    values = np.array([80 * per] * 3 + [math.nan] * 3 + [20 * per] * 6)
+    replicas = 80
+    totals = []
+    for minute in range(values.size):
+        targets = hpa(minute, _hpa_view(minute, values, replicas))
+        replicas = targets.physical + targets.cloud
+        totals.append(replicas)
+    assert totals[:6] == [80] * 6  # held through the gap
+    # The last recommendation of 80 was at minute 2: it leaves the window at minute 8.
+    assert totals[6:] == [80, 80, 20, 20, 20, 20]
 
 
 @pytest.mark.parametrize("offset", [0.0, 53.0], ids=["on-the-minute", "53s"])
