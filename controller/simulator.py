@@ -8,7 +8,10 @@ Each policy (``tidal``, ``hpa``, ``oracle``) runs on its own copy of the same cl
   that finds no free slot is pending; pending pods make the cluster autoscaler request nodes, as
   Cluster Autoscaler does. A real pod preempts a placeholder at once (placeholders have the
   lowest priority). A node is given back once it has been unneeded for ``node_unneeded_time``
-  (Cluster Autoscaler's ``scale-down-unneeded-time``, 10 minutes by default);
+  (Cluster Autoscaler's ``scale-down-unneeded-time``, 10 minutes by default). Pods are
+  packed: a node is unneeded once the pods and placeholders fit on one node fewer, as with a
+  scheduler that scores ``MostAllocated``. Kubernetes' default ``LeastAllocated`` spreads them,
+  and Cluster Autoscaler then takes back only nodes under half full (docs/backtest.md);
 - the controller sees the load ``metric_delay`` late and acts every minute.
 
 A minute's load is served by what is ready through that minute: the replicas ready at its
@@ -236,8 +239,9 @@ class HpaPolicy:
 
     Source: kubernetes/kubernetes pkg/controller/podautoscaler (replica_calculator.go and
     horizontal.go) and the HPA docs: tolerance 0.1; scale-down stabilisation 300 s; default
-    scale-up policies 100% or 4 pods per 15 s, whichever is more (four 15-second periods per
-    simulated minute); scale-down 100% per 15 s. Its pods fill the physical pool first and
+    scale-up policies 100% or 4 pods per 15 s, whichever is more (four 15-second syncs per
+    simulated minute, each checking the tolerance against the count the one before set);
+    scale-down 100% per 15 s. A sync without a metric changes and records nothing. Its pods fill the physical pool first and
     overflow to cloud, where nodes are requested only once pods are pending. It targets the
     per-replica load the planner provisions for, headroom included.
     """
