@@ -241,9 +241,10 @@ class HpaPolicy:
     horizontal.go) and the HPA docs: tolerance 0.1; scale-down stabilisation 300 s; default
     scale-up policies 100% or 4 pods per 15 s, whichever is more (four 15-second syncs per
     simulated minute, each checking the tolerance against the count the one before set);
-    scale-down 100% per 15 s. A sync without a metric changes and records nothing. Its pods fill the physical pool first and
-    overflow to cloud, where nodes are requested only once pods are pending. It targets the
-    per-replica load the planner provisions for, headroom included.
+    scale-down 100% per 15 s. A sync without a metric changes and records nothing. Its pods
+    fill the physical pool first and overflow to cloud, where nodes are requested only once
+    pods are pending. It targets the per-replica load the planner provisions for, headroom
+    included.
     """
 
     name = "hpa"
