@@ -277,7 +277,8 @@ class HpaPolicy:
         load = float(view.history.values[-1]) if len(view.history) else math.nan
         if not math.isfinite(load) or current == 0:
             # No metric, or no replicas to scale: the sync ends before a recommendation is
-            # computed or recorded (horizontal.go), and the replicas stay as they are.
+            # computed or recorded (horizontal.go). The replicas stay as they are, raised to
+            # replicas.min if they are fewer.
             return self._split(max(current, self.spec.replicas.min), view)
         desired = self._recommend(load, current)
         while self.recent and minute - self.recent[0][0] >= self.window:

@@ -439,6 +439,17 @@ def test_two_traces_with_one_name_are_refused(
     assert "are both reported as 'x'" in capsys.readouterr().err
 
 
+def _hpa_view(minute: int, values: npt.NDArray[np.float64], replicas: int) -> PolicyView:
+    return PolicyView(
+        now=60.0 * minute,
+        history=LoadSeries(0.0, 60.0, values[: minute + 1]),
+        physical_replicas=min(replicas, 60),
+        cloud_replicas=max(0, replicas - 60),
+        physical_capacity=60,
+        reserved=max(0, replicas - 60),
+    )
+
+
 def test_hpa_scales_down_five_minutes_after_it_sees_the_load_fall() -> None:
     """The HPA syncs every 15 s and keeps the highest recommendation of the last 300 s: the
     last high one before a drop is seen is under 15 s old then, so the drop is acted on at
@@ -449,31 +460,12 @@ def test_hpa_scales_down_five_minutes_after_it_sees_the_load_fall() -> None:
     replicas = 0
     first_down = None
     for minute in range(values.size):
-        view = PolicyView(
-            now=60.0 * minute,
-            history=LoadSeries(0.0, 60.0, values[: minute + 1]),
-            physical_replicas=min(replicas, 60),
-            cloud_replicas=max(0, replicas - 60),
-            physical_capacity=60,
-            reserved=max(0, replicas - 60),
-        )
-        targets = hpa(minute, view)
+        targets = hpa(minute, _hpa_view(minute, values, replicas))
         total = targets.physical + targets.cloud
         if minute >= 10 and total < replicas and first_down is None:
             first_down = minute
         replicas = total
     assert first_down == 15
-
-
-def _hpa_view(minute: int, values: npt.NDArray[np.float64], replicas: int) -> PolicyView:
-    return PolicyView(
-        now=60.0 * minute,
-        history=LoadSeries(0.0, 60.0, values[: minute + 1]),
-        physical_replicas=min(replicas, 60),
-        cloud_replicas=max(0, replicas - 60),
-        physical_capacity=60,
-        reserved=max(0, replicas - 60),
-    )
 
 
 @pytest.mark.parametrize(
