@@ -26,14 +26,24 @@ def parse_duration(value: Any) -> timedelta:
     if isinstance(value, bool):
         raise ValueError("a duration is text such as '5m' or '14d', not a boolean")
     if isinstance(value, int | float):
-        return timedelta(seconds=float(value))
+        return _held(float(value), value)
     if not isinstance(value, str):
         raise ValueError(f"a duration is text such as '5m' or '14d', got {type(value).__name__}")
     text = value.strip()
     if not re.fullmatch(DURATION_PATTERN, text):
         raise ValueError(f"{value!r} is not a duration such as '90s', '5m', '1h30m' or '14d'")
-    seconds = sum(float(n) * _UNITS[unit] for n, unit in _PART.findall(text))
-    return timedelta(seconds=seconds)
+    return _held(sum(float(n) * _UNITS[unit] for n, unit in _PART.findall(text)), value)
+
+
+def _held(seconds: float, value: Any) -> timedelta:
+    """``seconds`` as a timedelta; a ValueError (which names the field in a validation error)
+    for what no timedelta holds, so that one object's typo never escapes as OverflowError."""
+    try:
+        return timedelta(seconds=seconds)
+    except (OverflowError, ValueError):
+        raise ValueError(
+            f"{value!r} is not a duration Tidal can hold (at most {timedelta.max.days} days)"
+        ) from None
 
 
 def format_duration(value: timedelta) -> str:

@@ -280,3 +280,24 @@ def test_a_name_too_long_for_a_label_is_refused(
     assert ready is not None and ready["message"].startswith("metadata.name: 64 characters")
     assert not cluster.exists(DEPLOYMENTS, placeholder_name(name), namespace=NAMESPACE)
     assert replicas(cluster, "gateway-eu") == 4
+
+
+def test_a_duration_too_long_to_hold_is_refused_without_stopping_the_others(
+    cluster: KubeEmulatorHandle, operator: Operator
+) -> None:
+    """A duration the CRD's pattern accepts but no timedelta holds (a typo of many digits) is
+    InvalidSpec naming the field; the valid object beside it is still scaled."""
+    add_region(cluster, "eu", replicas=2)
+    cluster.create(gwa_body("eu"))
+    add_region(cluster, "us", replicas=2)
+    bad = gwa_body("us")
+    bad["spec"]["forecast"]["refit"] = "100000000000000s"
+    cluster.create(bad)
+    outcomes = passes(operator, 1)
+    assert outcomes[f"{NAMESPACE}/gateway-us"].reason == "InvalidSpec"
+    ready = condition(cluster, "gateway-us", "Ready")
+    assert ready is not None and ready["status"] == "False"
+    assert ready["message"].startswith("spec.forecast.refit: '100000000000000s'")
+    assert outcomes[f"{NAMESPACE}/gateway-eu"].ok
+    assert replicas(cluster, "gateway-eu") > 2
+    assert replicas(cluster, "gateway-us") == 2
