@@ -21,6 +21,12 @@ def deployment(replicas: int, status: dict[str, Any] | None) -> dict[str, Any]:
     [
         pytest.param(deployment(10, {"replicas": 10, "readyReplicas": 8}), 8, id="ready"),
         pytest.param(deployment(5, {"replicas": 5}), 0, id="the-api-omits-zero-ready"),
+        pytest.param(
+            deployment(0, {"observedGeneration": 3, "conditions": [{"type": "Available"}]}),
+            0,
+            id="the-api-omits-every-zero-count",
+        ),
+        pytest.param(deployment(4, {"observedGeneration": 2}), 0, id="observed-none-ready-yet"),
         pytest.param(None, 0, id="absent-deployment-runs-nothing"),
         pytest.param(deployment(5, None), None, id="status-not-written-yet-is-unknown"),
         pytest.param(deployment(5, {}), None, id="empty-status-is-unknown"),

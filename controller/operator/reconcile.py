@@ -133,12 +133,13 @@ def _replicas(deployment: Mapping[str, Any] | None) -> int:
 
 
 def _ready(deployment: Mapping[str, Any] | None) -> int | None:
-    """``status.readyReplicas`` (the API omits it at zero); None when the status does not say
-    yet: then nothing counts as starting, and stabilisation holds every replica."""
+    """``status.readyReplicas`` (the API omits it at zero, and ``status.replicas`` too at a
+    Deployment of none); None when the Deployment controller has not written a status yet:
+    then nothing counts as starting, and stabilisation holds every replica."""
     if not deployment:
         return 0
     status = deployment.get("status") or {}
-    if "replicas" not in status and "readyReplicas" not in status:
+    if not any(key in status for key in ("replicas", "readyReplicas", "observedGeneration")):
         return None
     return int(status.get("readyReplicas") or 0)
 
