@@ -130,7 +130,20 @@ def test_a_rule_across_settings_names_each_as_it_was_given(
     code, out, err = run(["--lease-renew", "20"], capsys)
     assert code == 2 and out == ""
     assert one_line(err) == (
-        "tidal run: --lease-renew (20s) must be shorter than TIDAL_LEASE_DURATION (15s)"
+        "tidal run: --lease-renew (20s) must be shorter than half TIDAL_LEASE_DURATION (15s)"
+    )
+
+
+def test_a_renewal_too_slow_to_lead_throughout_is_refused(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """client-go's renew deadline (10 s of a 15 s lease) is no renewal period here: the leader
+    would count as leading for 5 s of every 10, with nobody able to take over."""
+    monkeypatch.delenv("TIDAL_LEASE_DURATION", raising=False)
+    code, out, err = run(["--lease-renew", "10"], capsys)
+    assert code == 2 and out == ""
+    assert one_line(err) == (
+        "tidal run: --lease-renew (10s) must be shorter than half --lease-duration (15s)"
     )
 
 
@@ -142,7 +155,7 @@ def test_a_rule_across_settings_names_a_default_by_its_flag(
     code, _out, err = run(["--lease-renew", "20"], capsys)
     assert code == 2
     assert one_line(err) == (
-        "tidal run: --lease-renew (20s) must be shorter than --lease-duration (15s)"
+        "tidal run: --lease-renew (20s) must be shorter than half --lease-duration (15s)"
     )
 
 

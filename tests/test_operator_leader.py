@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -307,5 +308,59 @@ def test_a_lease_lost_mid_pass_keeps_the_fits_of_objects_not_reached(
         assert len(operator.run_once()) == 1
         assert set(operator.models._states) == uids
         assert object_gauges(operator) == []
+    finally:
+        operator.models.shutdown()
+
+
+def test_an_unexpected_error_in_a_round_does_not_end_the_election(
+    kube: KubeEmulatorHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A round that fails with something no API error covers (here the ValueError of a body
+    that is not JSON) is logged as a failed round; the thread goes on and leads after it."""
+    kube_client = KubeClient(kube.api_client())
+    real = kube_client.read_lease
+    calls = {"n": 0}
+
+    def flaky(namespace: str, name: str) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise ValueError("Expecting value: line 1 column 1 (char 0)")
+        return real(namespace, name)
+
+    monkeypatch.setattr(kube_client, "read_lease", flaky)
+    e = LeaderElector(
+        kube_client,
+        name="l12",
+        namespace="default",
+        identity="a",
+        lease_duration=1.0,
+        renew_period=0.1,
+    )
+    with capture_logs() as logs:
+        e.start()
+        try:
+            deadline = time.monotonic() + 5.0
+            while not e.is_leader and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert e.running and e.is_leader and calls["n"] >= 2
+        finally:
+            e.stop()
+    assert lease_logs(logs)[:2] == [("warning", "lease_unreachable"), ("info", "lease_reachable")]
+    assert not e.running
+
+
+def test_a_stopped_election_thread_makes_the_operator_unhealthy(
+    kube: KubeEmulatorHandle,
+) -> None:
+    """Once started, an election thread that is no longer running fails /healthz: a replica
+    that can never lead again must be restarted."""
+    settings = OperatorSettings(
+        leader_election=True, metrics_port=0, metrics_address="127.0.0.1", lease_name="l13"
+    )
+    operator = Operator(settings, api_client=kube.api_client(), source=FlatLoad(1.0))
+    try:
+        assert operator._healthy()[0]
+        operator._started_election = True  # as run_forever does once it starts the thread
+        assert operator._healthy() == (False, "the leader election thread has stopped")
     finally:
         operator.models.shutdown()

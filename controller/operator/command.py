@@ -91,6 +91,7 @@ class Operator:
         self._wake = threading.Event()
         self._specs: dict[str, str] = {}
         self._last_loop = time.monotonic()
+        self._started_election = False
         self._loop_failure: str | None = None
         self._threads: list[threading.Thread] = []
 
@@ -133,6 +134,8 @@ class Operator:
             gauge.clear()
 
     def _healthy(self) -> tuple[bool, str]:
+        if self.elector is not None and self._started_election and not self.elector.running:
+            return False, "the leader election thread has stopped"
         age = time.monotonic() - self._last_loop
         limit = max(3 * self.settings.loop_interval, 60.0)
         if age > limit:
@@ -196,6 +199,7 @@ class Operator:
             self.health.start()
         if self.elector is not None:
             self.elector.start()
+            self._started_election = True
         namespaces: list[str | None] = list(self.settings.namespaces) or [None]
         for namespace in namespaces:
             thread = threading.Thread(

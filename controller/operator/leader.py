@@ -57,8 +57,9 @@ class LeaderElector:
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
     ) -> None:
-        if renew_period >= lease_duration:
-            raise ValueError("the renew period must be shorter than the lease duration")
+        if 2 * renew_period >= lease_duration:
+            # ``is_leader`` holds for the duration less one renewal after each renewal.
+            raise ValueError("the renew period must be shorter than half the lease duration")
         self.kube = kube
         self.name = name
         self.namespace = namespace
@@ -108,22 +109,29 @@ class LeaderElector:
             # An API outage: not leading this round. A leader keeps its standing until the
             # renew deadline (``is_leader``), as client-go's does.
             status = getattr(exc.__cause__, "status", None)  # the API's HTTP status, if any
-            kind = f"{type(exc).__name__}/{exc.reason}/{status}"
-            if self._failure is None or kind != self._failure_kind:
-                log.warning(
-                    "lease_unreachable",
-                    error=str(exc),
-                    identity=self.identity,
-                    lease=self.name,
-                    namespace=self.namespace,
-                    transient=exc.transient,
-                )
-            self._failure, self._failure_kind = str(exc), kind
-            if not self.is_leader:
-                self._set_leader(False)
-            return self.is_leader
+            return self._failed(exc, f"{type(exc).__name__}/{exc.reason}/{status}", exc.transient)
+        except Exception as exc:
+            # Anything else (a body that is not JSON, a credential refresh that failed) is a
+            # failed round too, and the next one tries again: a round never ends the thread.
+            return self._failed(exc, type(exc).__name__, True)
         self._reached()
         return leads
+
+    def _failed(self, exc: Exception, kind: str, transient: bool) -> bool:
+        """A round that got no usable answer: log it once per kind; lead until the deadline."""
+        if self._failure is None or kind != self._failure_kind:
+            log.warning(
+                "lease_unreachable",
+                error=str(exc) or type(exc).__name__,
+                identity=self.identity,
+                lease=self.name,
+                namespace=self.namespace,
+                transient=transient,
+            )
+        self._failure, self._failure_kind = str(exc), kind
+        if not self.is_leader:
+            self._set_leader(False)
+        return self.is_leader
 
     def _reached(self) -> None:
         """A round got an answer from the API server: say so once after failures."""
@@ -219,6 +227,11 @@ class LeaderElector:
         while not self._stop.is_set():
             self.try_acquire_or_renew()
             self._stop.wait(self.renew_period)
+
+    @property
+    def running(self) -> bool:
+        """Whether the background thread runs its rounds (False before ``start``)."""
+        return self._thread is not None and self._thread.is_alive()
 
     def stop(self, *, release: bool = True) -> None:
         self._stop.set()

@@ -111,7 +111,9 @@ class OperatorSettings(BaseSettings):
         default=None, description="Default: the pod's namespace, else 'default'"
     )
     lease_duration: Seconds = Field(default=15.0, gt=0)
-    lease_renew: Seconds = Field(default=5.0, gt=0, description="Renew the lease this often")
+    lease_renew: Seconds = Field(
+        default=5.0, gt=0, description="Renew the lease this often (under half the duration)"
+    )
     identity: str = Field(default_factory=default_identity)
 
     # Logs and the cluster
@@ -124,9 +126,12 @@ class OperatorSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _lease_timing(self) -> OperatorSettings:
-        if self.leader_election and self.lease_renew >= self.lease_duration:
+        # A leader counts as leading for the duration less one renewal after each renewal
+        # (``LeaderElector.is_leader``): renewing less than twice a duration leaves it not
+        # leading, with nobody else able to take over, for part of every renewal.
+        if self.leader_election and 2 * self.lease_renew >= self.lease_duration:
             raise ValueError(
-                f"--lease-renew ({self.lease_renew:g}s) must be shorter than "
+                f"--lease-renew ({self.lease_renew:g}s) must be shorter than half "
                 f"--lease-duration ({self.lease_duration:g}s)"
             )
         return self
