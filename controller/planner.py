@@ -395,12 +395,14 @@ def _seconds_since_last_plan(state: RegionState, now: float, settings: PlannerSe
     A driver may plan more often than once a loop (a watch event, a new leader's first pass):
     each extra pass gets only the time since the one before, so the limits bound replicas per
     minute, not per pass. Still at least one replica a pass (``_scale_down_budget``), so a burst
-    of passes can exceed a limit by one replica each. Without a recommendation (a first plan),
-    or when the newest is dated after ``now`` (another leader's clock ahead), a whole loop.
+    of passes can exceed a limit by one replica each. Without a recommendation dated up to
+    ``now`` (a first plan, or only ones from another leader's clock ahead of this one), a whole
+    loop; ``plan_region`` then dates those ``now``, so the passes after it get their own time.
     """
-    if not state.recommendations:
+    past = [r.at for r in state.recommendations if r.at <= now]
+    if not past:
         return settings.loop_interval
-    since = now - max(r.at for r in state.recommendations)
+    since = now - max(past)
     return settings.loop_interval if not 0.0 <= since < settings.loop_interval else since
 
 
@@ -557,14 +559,21 @@ def plan_region(
         lost = min(over, max(0, state.physical_replicas - state.physical_ready))
     live_physical = state.physical_replicas - lost
     live_total = live_physical + state.cloud_replicas
-    recent = tuple(r for r in state.recommendations if now - r.at < window)
+    # A recommendation dated after ``now`` (another leader's clock ahead, or this one stepped
+    # back) counts as made now: it leaves the window a window from now, not later.
+    recent = tuple(
+        Recommendation(min(r.at, now), r.replicas)
+        for r in state.recommendations
+        if now - r.at < window
+    )
     recommendations = (*recent, Recommendation(now, raw_total))
     starting = None if spec.behavior.scale_down.hold_starting else state.starting
     starting_physical, starting_cloud = starting or (0, 0)
     starting_physical = max(0, starting_physical - lost)  # the lost ones are not starting
     running = live_total - starting_physical - starting_cloud
     if load is not None and raw_total < live_total:
-        held = min(live_total, max(r.replicas for r in recommendations))
+        # Bounds after stabilisation, as the HPA applies them: a lowered replicas.max holds.
+        held = min(live_total, spec.replicas.max, max(r.replicas for r in recommendations))
         stable = held if starting is None else max(raw_total, min(held, running))
         if stable > raw_total:
             message = f"highest recommendation of the last {window:.0f}s is {held}"
@@ -614,8 +623,11 @@ def plan_region(
     minutes = _seconds_since_last_plan(state, now, settings) / 60.0
     up_budget = max(1, math.floor(spec.behavior.scale_up.max_replicas_per_minute * minutes))
     # Replicas still starting carry no users: cancelling them is not limited (a ReplicaSet
-    # removes them first). With ``holdStarting: true`` none counts as starting.
-    down_budget = _scale_down_budget(spec, load, running, minutes)
+    # removes them first). With ``holdStarting: true`` none is cancelled as starting, but the
+    # load's users are spread over the replicas that are ready all the same.
+    not_ready_physical, not_ready_cloud = state.starting or (0, 0)
+    carrying = live_total - max(0, not_ready_physical - lost) - not_ready_cloud
+    down_budget = _scale_down_budget(spec, load, carrying, minutes)
     cur_physical = live_physical
     cur_cloud = state.cloud_replicas
     physical_new, cloud_new = physical_target, cloud_target
@@ -640,12 +652,22 @@ def plan_region(
     ready_physical = min(physical_new, _ready(state.physical_ready, cur_physical))
     ready_cloud = min(cloud_new, _ready(state.cloud_ready, cur_cloud))
     moving = ""
+    # Kept: the ready ones the replacements stand in for, and never fewer than the plan's
+    # total less the other pool's new count (the scale-up limit may hold that back).
     if cloud_new < cur_cloud and physical_new > ready_physical:
-        kept = max(cloud_new, min(cur_cloud, want - ready_physical))
+        kept = max(
+            cloud_new,
+            min(cur_cloud, want - physical_new),
+            min(_ready(state.cloud_ready, cur_cloud), want - ready_physical),
+        )
         if kept > cloud_new:
             cloud_new, moving = kept, "cloud"
     if physical_new < cur_physical and cloud_new > ready_cloud:
-        kept = max(physical_new, min(cur_physical, want - ready_cloud))
+        kept = max(
+            physical_new,
+            min(cur_physical, want - cloud_new),
+            min(_ready(state.physical_ready, cur_physical), want - ready_cloud),
+        )
         if kept > physical_new:
             physical_new, moving = kept, "physical"
     if physical_new != physical_target:

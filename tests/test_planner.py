@@ -281,10 +281,12 @@ def test_hold_starting(
     assert ("still starting are cancelled" in p.total.message) == (sum(after) < 100)
 
 
-def test_starting_replicas_of_one_pool_do_not_speed_up_the_other() -> None:
+@pytest.mark.parametrize("hold", [False, True], ids=["cancelling", "holding-starting"])
+def test_starting_replicas_of_one_pool_do_not_speed_up_the_other(hold: bool) -> None:
     """10 physical replicas still starting do not let busy cloud replicas go faster: the 90
-    ready carry 60 replicas' worth, so 15 cloud replicas may go this minute, not 25."""
-    spec = make_spec(**{"behavior.scaleDown.holdStarting": False})
+    ready carry 60 replicas' worth, so 15 cloud replicas may go this minute, not 25; also when
+    the starting ones are held (they carry no users either way)."""
+    spec = make_spec(**{"behavior.scaleDown.holdStarting": hold})
     p = plan(spec, 6000.0, forecast(FLAT), state(60, 40, ready=(50, 40)))
     assert (p.physical.replicas, p.cloud.replicas) == (60, 25)
     assert p.cloud.reason is Reason.RATE_LIMIT
@@ -719,3 +721,55 @@ def test_the_forecast_path_passes_through_the_middle_of_each_bucket_s_samples(
     values = np.array([10.0, 20.0, 30.0])
     at_middle = _window_max(times, values, 300.0, middle, middle, sample_step=sample_step)
     assert at_middle == pytest.approx(20.0)
+
+
+def test_a_recommendation_dated_ahead_of_now_grants_one_loop_once() -> None:
+    """A recommendation from a clock an hour ahead (a former leader's) is dated now: the first
+    pass gets a whole loop, the next one five seconds later only its own five seconds."""
+    spec = make_spec(
+        **{"behavior.scaleDown.limitBy": "Replicas", "behavior.scaleDown.stabilization": "0s"}
+    )
+    first = plan(spec, 1000.0, forecast(FLAT), state(60, 30, recs=(Recommendation(NOW + 3600, 10),)))
+    assert first.physical.replicas + first.cloud.replicas == 80
+    assert max(r.at for r in first.recommendations) == NOW
+    second = plan_region(
+        spec,
+        history=history(1000.0),
+        forecast=forecast(FLAT),
+        state=state(first.physical.replicas, first.cloud.replicas, recs=first.recommendations),
+        now=NOW + 5,
+    )
+    assert second.physical.replicas + second.cloud.replicas == 79
+
+
+def test_a_recommendation_dated_ahead_of_now_leaves_the_window_a_window_later() -> None:
+    """Stabilisation holds a future-dated high recommendation one window from now, no longer."""
+    spec = make_spec(**{"behavior.scaleDown.limitBy": "Replicas"})
+    first = plan(spec, 1000.0, forecast(FLAT), state(60, 30, recs=(Recommendation(NOW + 3600, 90),)))
+    assert first.total.replicas == 90 and first.total.reason is Reason.STABILIZATION
+    later = plan_region(
+        spec,
+        history=history(1000.0, age=60.0 - 660.0),
+        forecast=None,
+        forecast_problem="none",
+        state=state(60, 30, recs=first.recommendations),
+        now=NOW + 660,
+    )
+    assert later.total.replicas < 90
+
+
+def test_stabilisation_never_holds_above_a_lowered_replicas_max() -> None:
+    """replicas.max lowered to 50 while 80 run and 80 was recommended two minutes ago: the
+    held total is cut to 50, as it is on a stale sample."""
+    spec = make_spec(**{"replicas.max": 50, "behavior.scaleDown.limitBy": "Replicas"})
+    recs = (Recommendation(NOW - 120, 80),)
+    p = plan(spec, 1000.0, forecast(FLAT), state(60, 20, recs=recs))
+    assert p.total.replicas == 50 and p.total.reason is Reason.STABILIZATION
+
+
+def test_a_move_between_pools_keeps_no_replica_that_is_not_ready() -> None:
+    """40 physical ready, 20 cloud replicas whose node still boots, a load of 50 replicas'
+    worth: the physical pool takes it, and the cloud replicas, which serve nobody, go."""
+    spec = make_spec(**{"behavior.scaleDown.holdStarting": False})
+    p = plan(spec, 5000.0, forecast([5000.0] * 40), state(40, 20, ready=(40, 0)))
+    assert (p.physical.replicas, p.cloud.replicas) == (50, 0)
