@@ -1,5 +1,6 @@
 """Conditions the operator writes for what it does not do: a Paused object, and a plan that
-replicas.max holds below what the load needs. Against the API emulator, a pass at a time."""
+replicas.max holds below what the load needs; and a status write that fails. Against the API
+emulator, a pass at a time."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from controller.operator import Operator, OperatorSettings
+from controller.operator.errors import ClusterUnavailable
 from controller.operator.sources import MetricsUnavailable
 from forecasts.series import LoadSeries
 from tests.integration.operator_cluster import (
@@ -149,5 +151,59 @@ def test_replicas_max_cutting_the_load_sets_capacity_limited(
         assert (limited["status"], limited["reason"]) == ("True", "MaxReplicas")
         assert "replicas.max 10" in limited["message"] and "22" in limited["message"]
         assert replicas(cluster, "gateway-eu") + replicas(cluster, "gateway-eu-cloud") == 10
+    finally:
+        operator.models.shutdown()
+
+
+def test_a_failed_status_write_keeps_the_recommendation_it_scaled_on(
+    cluster: KubeEmulatorHandle,
+) -> None:
+    """A pass scales up on a spike and then fails to write its status: the next pass, on the
+    old load, still holds the spike's replicas through the stabilisation window."""
+    add_region(cluster, "eu", replicas=6)
+    cluster.create(
+        gwa_body(
+            "eu",
+            physical={
+                "deployment": "gateway-eu",
+                "keepWarm": False,
+                "nodeSelector": {
+                    "tidal.dev/pool": "physical",
+                    "topology.kubernetes.io/region": "eu",
+                },
+            },
+            behavior={
+                "scaleUp": {"maxReplicasPerMinute": 6000},
+                "scaleDown": {"stabilization": "10m", "maxReplicasPerMinute": 600},
+            },
+        )
+    )
+    source = FlatLoad(5_000.0)
+    operator = operator_for(cluster, source)
+    clock = [time.time()]
+    operator.reconciler.clock = lambda: clock[0]
+    patch_status = operator.kube.patch_status
+
+    def total() -> int:
+        return replicas(cluster, "gateway-eu") + replicas(cluster, "gateway-eu-cloud")
+
+    def failing(*args: object, **kwargs: object) -> None:
+        raise ClusterUnavailable("patch status: 503 etcd leader changed")
+
+    try:
+        operator.run_once()
+        assert total() == 6
+        clock[0] += 60
+        source.load = 20_000.0
+        operator.kube.patch_status = failing  # type: ignore[method-assign]
+        assert not operator.run_once()[f"{NAMESPACE}/gateway-eu"].ok
+        assert total() == 22
+        clock[0] += 60
+        source.load = 5_000.0
+        operator.kube.patch_status = patch_status  # type: ignore[method-assign]
+        assert operator.run_once()[f"{NAMESPACE}/gateway-eu"].ok
+        assert total() == 22
+        stored = status_of(cluster, "gateway-eu")["recommendations"]
+        assert max(entry["replicas"] for entry in stored) == 22
     finally:
         operator.models.shutdown()

@@ -61,6 +61,7 @@ from controller.planner import (
     Plan,
     PlannerSettings,
     Reason,
+    Recommendation,
     RegionState,
     forecast_reach,
     forecaster_for,
@@ -94,7 +95,8 @@ class Outcome:
 
 @dataclass
 class _Memory:
-    """Per-object facts that only dedupe logs and events: losing them on restart is harmless."""
+    """Per-object facts that dedupe logs and events, and the recommendations a failed status
+    write did not store: losing them on restart is harmless (the status has the rest)."""
 
     name: str = ""
     namespace: str = ""
@@ -102,6 +104,8 @@ class _Memory:
     failure: str | None = None
     last_event: str | None = None
     generation: int | None = None
+    #: The last plan's recommendations while no status write has stored them.
+    unsaved: tuple[Recommendation, ...] = ()
 
 
 @dataclass
@@ -463,7 +467,12 @@ class Reconciler:
             cloud_replicas=cloud_now,
             physical_capacity=read.capacity,
             cloud_reserved=cloud_now + placeholders_now,
-            recommendations=recommendations_from_status(previous_status),
+            recommendations=tuple(
+                sorted(
+                    set(recommendations_from_status(previous_status)) | set(memory.unsaved),
+                    key=lambda r: r.at,
+                )
+            ),
             physical_ready=_ready(read.physical),
             cloud_ready=_ready(read.cloud),
         )
@@ -567,7 +576,14 @@ class Reconciler:
             running=running if plan.acts else None,
             placeholder_conflict=read.placeholder_conflict,
         )
-        self.kube.patch_status(namespace, name, status)
+        try:
+            self.kube.patch_status(namespace, name, status)
+        except Exception:
+            # The Deployments may have been scaled on this pass's recommendation: keep it for
+            # the next pass, or stabilisation would forget it and scale down inside its window.
+            memory.unsaved = plan.recommendations
+            raise
+        memory.unsaved = ()
         self._observe(name, namespace, spec, plan, forecast, actual=running)
         if failed is not None:
             # One status above says it all (this pass's recommendation kept, Ready=False); the
