@@ -89,3 +89,49 @@ def test_placeholders_pass_the_restricted_pod_security_standard() -> None:
         assert context["capabilities"]["drop"] == ["ALL"]
         assert not context.get("privileged")
     assert not any(key in pod for key in ("hostNetwork", "hostPID", "hostIPC", "volumes"))
+
+
+ZONE_A = {
+    "nodeAffinity": {
+        "requiredDuringSchedulingIgnoredDuringExecution": {
+            "nodeSelectorTerms": [
+                {
+                    "matchExpressions": [
+                        {"key": "topology.kubernetes.io/zone", "operator": "In", "values": ["a"]}
+                    ]
+                }
+            ]
+        }
+    }
+}
+
+
+def shaped(node_selector: dict[str, str], **pod: Any) -> dict[str, Any]:
+    """A cloud gateway of one container with a node selector and other pod fields."""
+    body = cloud({"cpu": "1"})
+    body["spec"]["template"]["spec"].update(nodeSelector=node_selector, **pod)
+    return body
+
+
+def test_fields_the_gateway_dropped_leave_the_placeholder_too(
+    kube_api: KubeEmulatorHandle,
+) -> None:
+    """The gateway's template loses a node selector key, its affinity and a request: the
+    placeholder is patched to match, with the dropped keys nulled out (a merge patch keeps
+    what it does not name), so its nodes are of the kind the gateway now runs on."""
+    old = placeholder_deployment(
+        GWA,
+        shaped({"tidal.dev/pool": "cloud", "node.kubernetes.io/instance-type": "m5"}, affinity=ZONE_A),
+        5,
+    )
+    old["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]["memory"] = "1Gi"
+    kube_api.create(copy.deepcopy(old))
+    kube = KubeClient(kube_api.api_client())
+    desired = placeholder_deployment(GWA, shaped({"tidal.dev/pool": "cloud"}), 5)
+    assert kube.apply_placeholder(desired, existing(kube_api, desired))
+    pod = existing(kube_api, desired)["spec"]["template"]["spec"]
+    assert pod["nodeSelector"] == {"tidal.dev/pool": "cloud"}
+    assert "affinity" not in pod
+    assert set(pod["containers"][0]["resources"]["requests"]) == {"cpu"}
+    # Now in step: the next loop writes nothing.
+    assert not kube.apply_placeholder(desired, existing(kube_api, desired))

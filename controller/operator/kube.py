@@ -374,9 +374,15 @@ class KubeClient:
             with _api(f"create placeholder deployment {where}"):
                 self._json(self.apps.create_namespaced_deployment, meta["namespace"], desired)
             return True
-        if _contains(existing, desired):
+        if _contains(existing, desired) and not _stale_copies(existing, desired):
             return False
-        patch = {"metadata": {"labels": meta["labels"]}, "spec": desired["spec"]}
+        spec = json.loads(json.dumps(desired["spec"]))
+        pod, had = spec["template"]["spec"], _pod_spec(existing)
+        for key in _COPIED:
+            # A merge patch keeps what it does not name: null out what the gateway dropped.
+            if had.get(key) is not None or pod.get(key) is not None:
+                pod[key] = _replacing(had.get(key), pod.get(key))
+        patch = {"metadata": {"labels": meta["labels"]}, "spec": spec}
         if "ownerReferences" in meta:
             patch["metadata"]["ownerReferences"] = meta["ownerReferences"]
         with _api(f"patch placeholder deployment {where}"):
@@ -455,6 +461,44 @@ class KubeClient:
                 _content_type=MERGE_PATCH,
             )
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+#: Pod-spec fields the placeholder copies from the cloud gateway's template, or leaves out.
+_COPIED = ("nodeSelector", "tolerations", "affinity")
+
+
+def _pod_spec(deployment: Mapping[str, Any]) -> Mapping[str, Any]:
+    template = (deployment.get("spec") or {}).get("template") or {}
+    return template.get("spec") or {}
+
+
+def _same(a: Any, b: Any, *, quantities: bool = False) -> bool:
+    return _contains(a, b, quantities=quantities) and _contains(b, a, quantities=quantities)
+
+
+def _stale_copies(existing: Mapping[str, Any], desired: Mapping[str, Any]) -> bool:
+    """Whether the placeholder holds a copied field, or a resource request, that the gateway's
+    template no longer has (:func:`_contains` lets extra fields pass: the API server adds its
+    defaults, but adds none to these)."""
+    have, want = _pod_spec(existing), _pod_spec(desired)
+    if any(not _same(have.get(key) or None, want.get(key) or None) for key in _COPIED):
+        return True
+
+    def requests(pod: Mapping[str, Any]) -> list[Any]:
+        containers = pod.get("containers") or []
+        return [(c.get("resources") or {}).get("requests") or {} for c in containers]
+
+    return not _same(requests(have), requests(want), quantities=True)
+
+
+def _replacing(old: Any, new: Any) -> Any:
+    """A merge-patch value that leaves ``new`` in place of ``old``: keys of ``old`` that ``new``
+    lacks are set to null, at every depth of a map."""
+    if isinstance(old, Mapping) and isinstance(new, Mapping):
+        return {key: _replacing(old.get(key), value) for key, value in new.items()} | {
+            key: None for key in old if key not in new
+        }
+    return new
 
 
 def _contains(existing: Any, desired: Any, *, quantities: bool = False) -> bool:
