@@ -16,7 +16,14 @@ from controller.operator.errors import Conflict
 from controller.operator.kube import ClusterSnapshot, KubeClient
 from controller.operator.leader import LeaderElector
 from controller.operator.reconcile import Outcome
-from tests.integration.operator_cluster import GWAS, NAMESPACE, FlatLoad, add_region, gwa_body
+from tests.integration.operator_cluster import (
+    GWAS,
+    NAMESPACE,
+    FlatLoad,
+    add_region,
+    gwa_body,
+    replicas,
+)
 from tests.support.kube_emulator import KubeEmulatorHandle, running_emulator
 
 LEASE = "coordination.k8s.io/v1/leases"
@@ -308,6 +315,32 @@ def test_a_lease_lost_mid_pass_keeps_the_fits_of_objects_not_reached(
         assert len(operator.run_once()) == 1
         assert set(operator.models._states) == uids
         assert object_gauges(operator) == []
+    finally:
+        operator.models.shutdown()
+
+
+@pytest.mark.parametrize("checks_before_loss", [1, 2], ids=["before-the-scale", "before-status"])
+def test_a_lease_lost_while_an_object_is_planned_writes_nothing_more(
+    cluster: KubeEmulatorHandle, checks_before_loss: int
+) -> None:
+    """The lease goes after the object's first leadership check (while it is planned) or after
+    its scale: no Deployment is written after that, and no status, which would overwrite the
+    new leader's."""
+    clock = Clock()
+    operator, _lease = operator_leading(cluster, clock, "eu")
+    checks = {"n": 0}
+
+    def leading() -> bool:
+        checks["n"] += 1
+        return checks["n"] <= checks_before_loss
+
+    try:
+        operator.reconciler.is_leader = leading
+        outcome = operator.run_once()[f"{NAMESPACE}/gateway-eu"]
+        assert outcome.reason == "NotLeader"
+        scaled = replicas(cluster, "gateway-eu") != 4
+        assert scaled == (checks_before_loss == 2)
+        assert "status" not in cluster.get(GWAS, "gateway-eu", namespace=NAMESPACE)
     finally:
         operator.models.shutdown()
 

@@ -545,7 +545,10 @@ class Reconciler:
         scaled = False
         failed: Exception | None = None
         running = (physical_now, cloud_now)
-        if plan.acts and self.is_leader():
+        if not self.is_leader():
+            # The lease went while this object was planned: the new leader writes, status too.
+            return Outcome(True, "NotLeader")
+        if plan.acts:
             scaled, failed, running = self._apply(
                 obj, spec, plan, read, memory, physical_now, cloud_now, placeholders_now
             )
@@ -576,6 +579,10 @@ class Reconciler:
             running=running if plan.acts else None,
             placeholder_conflict=read.placeholder_conflict,
         )
+        if not self.is_leader():
+            # Lost during the writes: a status from here would overwrite the new leader's.
+            memory.unsaved = plan.recommendations
+            return Outcome(True, "NotLeader")
         try:
             self.kube.patch_status(namespace, name, status)
         except Exception:
