@@ -364,9 +364,12 @@ def prepare_history(
     if fit_step > history.step:
         _, block = series.buckets(fit_step)  # the samples each mean below is taken over
         series = series.aggregate(fit_step)
+    # The negatives are blamed only where they make the difference: read as loads, they would
+    # have left enough (else the history is short, negatives or not).
+    blamed = refused if refused is not None and _enough(history, fit_step, min_points) else None
     known = np.flatnonzero(~np.isnan(series.values))
     if known.size < min_points:
-        raise refused or InsufficientHistory(
+        raise blamed or InsufficientHistory(
             f"{what} has {known.size} usable samples at a {series.step:.0f}s step, "
             f"{min_points} are needed"
         )
@@ -374,13 +377,25 @@ def prepare_history(
     span = series.values[first : last + 1]
     missing = float(np.isnan(span).mean())
     if missing > 0.5:
-        raise refused or InsufficientHistory(f"{what} is {missing:.0%} missing samples")
+        raise blamed or InsufficientHistory(f"{what} is {missing:.0%} missing samples")
     if missing:
         idx = np.arange(span.size)
         ok = ~np.isnan(span)
         span = np.interp(idx, idx[ok], span[ok])
     samples = None if block is None else block[first : last + 1]
     return PreparedHistory(series.start + first * series.step, series.step, span, missing, samples)
+
+
+def _enough(history: LoadSeries, fit_step: float, min_points: int) -> bool:
+    """Whether ``history`` would be long and whole enough with its negatives read as loads."""
+    values = np.where(np.isfinite(history.values), history.values, np.nan)
+    series = LoadSeries(history.start, history.step, values)
+    if fit_step > history.step:
+        series = series.aggregate(fit_step)
+    known = np.flatnonzero(~np.isnan(series.values))
+    if known.size < min_points:
+        return False
+    return float(np.isnan(series.values[known[0] : known[-1] + 1]).mean()) <= 0.5
 
 
 def _loads_only(values: FloatArray) -> FloatArray:
@@ -645,6 +660,8 @@ def significantly_lower(challenger: FloatArray, held: FloatArray, *, lead: int) 
     diff = diff[np.isfinite(diff)]
     if diff.size <= 2 * lead + 1:
         return False
+    if np.ptp(diff) == 0.0:  # no spread: the t statistic is not a number, the answer plain
+        return bool(diff[0] < 0)
     # Imported here: statsmodels takes a second to import, and only a full choice needs it.
     import statsmodels.api as sm
 

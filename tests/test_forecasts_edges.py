@@ -61,6 +61,20 @@ def test_a_mostly_negative_history_raises_invalid_history(model: str) -> None:
         create(model).fit(series(values))
 
 
+def test_one_negative_glitch_in_a_short_history_is_no_wrong_query() -> None:
+    """A history too short for a model, with one negative glitch in it, is too short
+    (InsufficientHistory, which auto passes over to a model that fits), not a wrong query:
+    the glitch is not what left too little."""
+    values = seasonal(days=2.2).values.copy()
+    values[50] = -1.0
+    with pytest.raises(InsufficientHistory):
+        create("holt-winters").fit(series(values[:400]))
+    chosen = create("auto").fit(series(values))
+    missing = values.copy()
+    missing[50] = np.nan
+    assert chosen.name == create("auto").fit(series(missing)).name
+
+
 @pytest.mark.parametrize("model", MODELS)
 def test_constant_history_forecasts_the_constant(model: str) -> None:
     """A constant history gives a flat forecast at that constant with a band no lower."""

@@ -251,6 +251,15 @@ def test_significantly_lower_needs_more_than_noise() -> None:
     assert not significantly_lower(held[:100] - 10.0, held, lead=12)
 
 
+def test_a_rival_better_at_every_origin_by_the_same_amount_is_significantly_lower() -> None:
+    """Differences without spread leave the t statistic undefined; the answer is still plain:
+    lower everywhere is lower, and equal everywhere is not."""
+    held = np.ones(200)
+    assert significantly_lower(held - 1.0, held, lead=6)
+    assert not significantly_lower(held, held, lead=6)
+    assert not significantly_lower(held + 1.0, held, lead=6)
+
+
 def test_auto_keeps_its_choice_against_a_rival_no_better_than_chance() -> None:
     """The model chosen before stays when its rivals' lower scores are within the noise, and
     goes when one is lower beyond it."""
