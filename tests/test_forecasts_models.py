@@ -251,6 +251,23 @@ def test_significantly_lower_needs_more_than_noise() -> None:
     assert not significantly_lower(held[:100] - 10.0, held, lead=12)
 
 
+def test_auto_chooses_again_once_a_gap_lets_every_candidate_be_scored() -> None:
+    """A two-hour outage early in a short history keeps two candidates from their hold-out
+    score, though the history is long enough for them: the choice is made again as soon as
+    the gap lets them fit, not a day later."""
+    values = seasonal(days=4).values.copy()
+    values[100:124] = np.nan
+    forecaster = create("auto")
+    start = round(2.6 * 288)
+    fitted = forecaster.fit(series(values[:start]))
+    assert set(fitted.holdout_mae) == {"seasonal-naive"}
+    for end in range(start + 12, start + 12 * 12, 12):  # an hour at a time, for 11 hours
+        fitted = forecaster.fit(series(values[:end]), previous=fitted)
+        if len(fitted.holdout_mae) == 3:
+            break
+    assert set(fitted.holdout_mae) == {"seasonal-naive", "holt-winters", "mstl"}
+
+
 def test_a_rival_better_at_every_origin_by_the_same_amount_is_significantly_lower() -> None:
     """Differences without spread leave the t statistic undefined; the answer is still plain:
     lower everywhere is lower, and equal everywhere is not."""

@@ -31,7 +31,9 @@ A full fit:
 
 When no candidate can be scored (a history too short for a hold-out), ``auto`` uses the first
 candidate, in the order above, that fits the whole history. A choice made while the history was
-too short to score some candidate is made again as soon as it is long enough, not a day later.
+too short to score some candidate is made again as soon as it is long enough, not a day later;
+so is one where a candidate the history was long enough for could not be scored (a gap left
+its training part too few samples).
 
 The fitted model is the winner's, under the winner's name: ``fitted.name == "mstl"``, with
 ``fitted.chosen_by == "auto"`` and ``fitted.holdout_mae`` holding every candidate's score, so a
@@ -88,7 +90,7 @@ class _FittedAuto(FittedModel):
     chosen: FittedModel
     chosen_at: float  # end of the history the choice was made on
     holdout_mae: dict[str, float] = field(default_factory=dict)
-    #: The candidates the history was long enough to score when the choice was made.
+    #: The candidates scored when the choice was made.
     scorable: frozenset[str] = frozenset()
     chosen_by: str = "auto"
     #: The winner's hold-out MAE relative to the mean load there (None without a hold-out).
@@ -210,8 +212,14 @@ class Auto(Forecaster):
                 # A refit with nothing new only recalibrates, now on the honest hold-out errors.
                 chosen = forecaster.fit(history, previous=chosen)
             error = scores[name] / levels[name] if name in scores and levels[name] > 0 else None
+            # What was scored, not what the span allowed: a candidate a gap kept from its score
+            # makes the next refit choose again, once the gap lets it fit.
             return _wrap(
-                chosen, chosen_at=prepared.end, scores=scores, error=error, scorable=scorable
+                chosen,
+                chosen_at=prepared.end,
+                scores=scores,
+                error=error,
+                scorable=frozenset(scores),
             )
         raise InsufficientHistory("no forecasting model can fit this history")  # pragma: no cover
 
