@@ -114,7 +114,10 @@ class LoadSeries:
         """Linear interpolation onto a finer grid of ``step`` seconds (coarse traces)."""
         if step >= self.step or len(self) < 2:
             return self
-        times = np.arange(self.start, self.end + 1e-9, step)
+        # Counted, not ``arange``d to ``end``: at epoch seconds a tolerance below a microsecond
+        # is lost to rounding, and the last sample with it.
+        count = math.floor((self.end - self.start) / step + 1e-6) + 1
+        times = self.start + step * np.arange(count)
         known = ~np.isnan(self.values)
         if not known.any():
             return LoadSeries(self.start, step, np.full(times.size, np.nan))
@@ -204,6 +207,8 @@ def load_trace(path: str | Path) -> LoadSeries:
                 f"{path}: not UTF-8 text (byte 0x{bad} after line {reader.line_num}); "
                 "save the trace as a UTF-8 CSV"
             ) from exc
+        except csv.Error as exc:  # a stray quote, a cell over the csv module's field limit
+            raise TraceFormatError(f"{path}:{reader.line_num}: not a CSV row: {exc}") from exc
     if len(times) < 2:
         raise TraceFormatError(f"{path}: a trace needs at least two samples, found {len(times)}")
     t = np.asarray(times)
@@ -245,6 +250,12 @@ def _read_rows(path: Path, reader: Iterator[list[str]]) -> tuple[list[float], li
             continue
         if len(row) < 2:
             raise TraceFormatError(f"{path}:{line_no}: expected 'timestamp,load', got {row}")
+        if any(cell.strip() for cell in row[len(header) :]):
+            # Most often a thousands separator: '1,234' would be read as 1.
+            raise TraceFormatError(
+                f"{path}:{line_no}: {len(row)} cells where the header has {len(header)}, got "
+                f"{row} (write 1234, not 1,234)"
+            )
         try:
             when, local = _parse_timestamp(row[0])
         except ValueError as exc:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from forecasts.errors import InvalidHistory, TraceFormatError, TraceWarning
-from forecasts.series import load_trace
+from forecasts.series import LoadSeries, load_trace
 
 FIVE = timedelta(minutes=5)
 
@@ -223,3 +223,33 @@ def test_the_command_line_prints_a_fold_as_one_line(tmp_path: Path) -> None:
     assert len(folds) == 1 and folds[0].startswith("tidal: warning: ")
     assert "night.csv:26: " in folds[0]
     assert not any("warnings.warn(" in line for line in lines)
+
+
+@pytest.mark.parametrize(
+    ("row", "line", "says"),
+    [
+        pytest.param('2024-01-01T00:10:00,"12', 4, "load '12", id="stray-quote"),
+        pytest.param("2024-01-01T00:10:00,1" + "0" * 140_000, 4, "not a CSV row", id="huge-cell"),
+        pytest.param("2024-01-01T00:10:00,1,234", 4, "3 cells where the header has 2", id="1,234"),
+    ],
+)
+def test_a_row_the_csv_reader_cannot_split_is_refused_with_its_line(
+    tmp_path: Path, row: str, line: int, says: str
+) -> None:
+    """A stray quote (its cell runs on to the end of the file), a cell past the csv module's
+    limit, or a thousands separator that makes a third cell: a TraceFormatError naming the
+    line, not a traceback and not a load of 1."""
+    rows = ["2024-01-01T00:00:00,10", "2024-01-01T00:05:00,11", row, "2024-01-01T00:15:00,12"]
+    path = tmp_path / "bad.csv"
+    path.write_text("timestamp,load\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    with pytest.raises(TraceFormatError, match=rf"bad\.csv:{line}: {says}"):
+        load_trace(path)
+
+
+def test_a_coarse_trace_resampled_to_minutes_keeps_its_last_sample() -> None:
+    """At epoch seconds the minute grid reaches the last 5-minute sample, which it once lost to
+    rounding: the replay ran to 23:54 of a trace that ends at 23:55."""
+    coarse = LoadSeries(1_704_067_200.0 + 7 * 300.0, 300.0, np.arange(288.0))
+    minutes = coarse.resample(60.0)
+    assert minutes.end == coarse.end
+    assert minutes.values[-1] == coarse.values[-1]
