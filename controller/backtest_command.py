@@ -479,6 +479,7 @@ def _replay_in_parallel(
 
 
 def print_table(result: dict[str, Any], console: Any) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(title="Backtest: tidal against the HPA and a perfect-foresight oracle")
@@ -495,7 +496,7 @@ def print_table(result: dict[str, Any], console: Any) -> None:
     for trace, policies in result["traces"].items():
         for name, m in policies.items():
             table.add_row(
-                trace,
+                escape(trace),
                 name,
                 f"{m['unserved_fraction']:.5%}",
                 str(m["underprovisioned_minutes"]),

@@ -8,6 +8,7 @@ load and shifted by a few hours per region so that the regions peak at different
 from __future__ import annotations
 
 import argparse
+import math
 import time
 from datetime import UTC, datetime
 from importlib import resources
@@ -113,6 +114,8 @@ def run(args: argparse.Namespace) -> int:
         return fail(f"--start {args.start!r} is not an ISO-8601 timestamp")
     if not 0.25 <= args.days <= 30:
         return fail("--days must be between 0.25 and 30")
+    if not 0 < args.every < math.inf:
+        return fail(f"--every must be a positive number of hours, got {args.every:g}")
     try:
         backtest_spec("check", scenario=scenario, model=args.model)
     except ValidationError as exc:

@@ -376,6 +376,7 @@ class _ProgressLines:
 
 def _print_table(report: dict[str, Any]) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(
@@ -387,7 +388,7 @@ def _print_table(report: dict[str, Any]) -> None:
     for trace, entry in report["traces"].items():
         for model, m in entry["models"].items():
             table.add_row(
-                trace,
+                escape(trace),
                 model,
                 f"{m['mase']:.3f}",
                 f"{m['coverage']:.3f}",

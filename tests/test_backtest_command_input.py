@@ -243,6 +243,16 @@ def test_a_small_unserved_ratio_keeps_its_digits() -> None:
     assert "unserved 6.29e-05 (worst trace 6.29e-05)" in console.export_text()
 
 
+def test_a_trace_name_with_brackets_is_printed_as_it_is() -> None:
+    """A file named site[eu].csv is not read as console markup: its name shows whole."""
+    from rich.console import Console
+
+    console = Console(record=True, width=400)
+    result = {"traces": {"site[eu]": {"tidal": _policy(8.0), "hpa": _policy(4.0)}}}
+    backtest_command.print_table(result, console)
+    assert "site[eu]" in console.export_text()
+
+
 def test_progress_lines_without_a_terminal(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -77,6 +77,8 @@ AVAILABLE = "the bundled trace runs from 2014-07-01 00:00 to 2015-01-16 23:30"
         (["--model", "bogus"], "--model bogus: spec.forecast"),
         (["--plot", "/nonexistent/x.png"], "--plot /nonexistent/x.png: no folder /nonexistent"),
         (["--plot", "out.txt"], "--plot out.txt: the plot is a PNG, not .txt"),
+        (["--every", "nan"], "--every must be a positive number of hours, got nan"),
+        (["--every", "inf"], "--every must be a positive number of hours, got inf"),
     ],
     ids=[
         "too-short",
@@ -88,6 +90,8 @@ AVAILABLE = "the bundled trace runs from 2014-07-01 00:00 to 2015-01-16 23:30"
         "unknown-model",
         "no-folder",
         "not-png",
+        "every-nan",
+        "every-inf",
     ],
 )
 def test_demo_refuses_bad_options(
