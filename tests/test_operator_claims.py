@@ -56,6 +56,14 @@ def passes(operator: Operator, count: int = 2) -> dict[str, Any]:
     return outcomes
 
 
+def refusal(cluster: KubeEmulatorHandle, outcomes: dict[str, Any], name: str) -> str:
+    """The object was refused as InvalidSpec with Ready=False: its condition's message."""
+    assert outcomes[f"{NAMESPACE}/{name}"].reason == "InvalidSpec"
+    ready = condition(cluster, name, "Ready")
+    assert ready is not None and ready["status"] == "False"
+    return str(ready["message"])
+
+
 def next_second() -> None:
     """Wait for the clock's next whole second: creationTimestamp has second precision."""
     second = math.floor(time.time())
@@ -153,10 +161,7 @@ def test_one_deployment_for_both_pools_is_refused_and_left_alone(
     body["spec"]["cloud"]["deployment"] = "gateway-eu"
     cluster.create(body)
     outcomes = passes(operator, 3)
-    assert outcomes[f"{NAMESPACE}/gateway-eu"].reason == "InvalidSpec"
-    ready = condition(cluster, "gateway-eu", "Ready")
-    assert ready is not None and ready["status"] == "False"
-    assert "physical.deployment and cloud.deployment" in ready["message"]
+    assert "physical.deployment and cloud.deployment" in refusal(cluster, outcomes, "gateway-eu")
     assert replicas(cluster, "gateway-eu") == 4
 
 
@@ -294,10 +299,8 @@ def test_a_duration_too_long_to_hold_is_refused_without_stopping_the_others(
     bad["spec"]["forecast"]["refit"] = "100000000000000s"
     cluster.create(bad)
     outcomes = passes(operator, 1)
-    assert outcomes[f"{NAMESPACE}/gateway-us"].reason == "InvalidSpec"
-    ready = condition(cluster, "gateway-us", "Ready")
-    assert ready is not None and ready["status"] == "False"
-    assert ready["message"].startswith("spec.forecast.refit: '100000000000000s'")
+    message = refusal(cluster, outcomes, "gateway-us")
+    assert message.startswith("spec.forecast.refit: '100000000000000s'")
     assert outcomes[f"{NAMESPACE}/gateway-eu"].ok
     assert replicas(cluster, "gateway-eu") > 2
     assert replicas(cluster, "gateway-us") == 2
