@@ -144,8 +144,16 @@ def scenario_from_args(args: argparse.Namespace) -> Scenario:
                 values[f.name] = parse_duration(raw).total_seconds()
             except ValueError as exc:
                 raise ValueError(f"{flag}: {exc}") from None
-            if f.name == "loop_interval" and (values[f.name] < 60 or values[f.name] % 60):
-                raise ValueError(f"{flag} must be a whole number of minutes, got {raw}")
+            # The simulator ticks every minute: a lag between ticks would be rounded up there
+            # while the report and the planner were told the value typed. Only the metric's
+            # age may be none at all.
+            least = 0 if f.name == "metric_delay" else 60
+            if values[f.name] < least or values[f.name] % 60:
+                at_least = "" if least == 0 else ", at least 1m"
+                raise ValueError(
+                    f"{flag} must be a whole number of minutes (the simulator's tick)"
+                    f"{at_least}, got {raw}"
+                )
         else:
             least = 0 if f.name == "physical_capacity" else 1
             if raw < least:

@@ -216,12 +216,26 @@ def test_spec_flags_refuse_unknown_values(flags: list[str]) -> None:
         (["--peak-replicas", "0"], "--peak-replicas must be at least 1"),
         (["--physical-capacity", "-1"], "--physical-capacity must be at least 0"),
         (["--node-lead-time", "5x"], "--node-lead-time: '5x' is not a duration"),
+        (["--metric-delay", "30s"], "--metric-delay must be a whole number of minutes"),
+        (["--pod-ready", "0s"], "--pod-ready must be a whole number of minutes (the simulator's"),
+        (["--node-lead-time", "90s"], "--node-lead-time must be a whole number of minutes"),
         (["--quantile", "1.5"], "--quantile 1.5: spec.forecast.quantile:"),
         (["--headroom", "-0.1"], "--headroom -0.1: spec.headroom:"),
         (["--model", "prophet"], "--model prophet: spec.forecast:"),
         (["--stabilization", "soon"], "--stabilization soon: spec.behavior.scaleDown"),
     ],
-    ids=["peak", "physical", "lead", "quantile", "headroom", "model", "stabilization"],
+    ids=[
+        "peak",
+        "physical",
+        "lead",
+        "delay-under-a-tick",
+        "instant-pods",
+        "lead-between-ticks",
+        "quantile",
+        "headroom",
+        "model",
+        "stabilization",
+    ],
 )
 def test_bad_flags_are_named_before_any_replay(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list[str], named: str
