@@ -46,6 +46,9 @@ __all__ = [
 
 POLICIES = ("tidal", "hpa", "oracle")
 PER_REPLICA = 5000.0
+#: ``replicas.max`` and ``cloud.maxReplicas`` of the spec a backtest plans with: far above any
+#: trace it replays (:func:`prepare_trace` refuses one that needs more), so no cap hides a spike.
+REPLICA_CAP = 100_000
 
 
 def backtest_spec(
@@ -55,11 +58,11 @@ def backtest_spec(
     body: dict[str, Any] = {
         "region": region,
         "load": {"query": f"trace:{region}", "perReplica": PER_REPLICA},
-        "replicas": {"min": 1, "max": 100_000},
+        "replicas": {"min": 1, "max": REPLICA_CAP},
         "physical": {"deployment": f"gateway-{region}", "maxReplicas": scenario.physical_capacity},
         "cloud": {
             "deployment": f"gateway-{region}-cloud",
-            "maxReplicas": 100_000,
+            "maxReplicas": REPLICA_CAP,
             "nodeLeadTime": f"{scenario.node_lead_time:.0f}s",
             "replicasPerNode": scenario.replicas_per_node,
         },
@@ -99,6 +102,14 @@ def prepare_trace(series: LoadSeries, scenario: Scenario) -> LoadSeries:
         raise ValueError(
             f"a load of {np.nanmax(values):g} is too far above the 99th percentile "
             f"({p99:g}) to scale"
+        )
+    peak = float(np.nanmax(scaled)) / PER_REPLICA
+    if peak > REPLICA_CAP:
+        # Capped, tidal and the HPA would leave load unserved that the oracle serves.
+        raise ValueError(
+            f"its highest load ({np.nanmax(values):g}) needs {peak:.3g} replicas once its 99th "
+            f"percentile needs --peak-replicas {scenario.peak_replicas}, more than the "
+            f"{REPLICA_CAP:,} a backtest can hold: a lower --peak-replicas, or a glitch to fix"
         )
     return LoadSeries(minute.start, MINUTE, scaled)
 

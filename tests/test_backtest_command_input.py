@@ -114,6 +114,13 @@ def test_a_replay_that_fails_stops_the_others(
         (
             600,
             60.0,
+            lambda i: "1e20" if i in (100, 101) else _daily(i),
+            500,
+            "its highest load (1e+20) needs 6.67e+19 replicas",
+        ),
+        (
+            600,
+            60.0,
             _daily,
             5000,
             "--score-from 2020-01-04T11:20:00Z falls outside the trace: the trace runs from "
@@ -127,7 +134,14 @@ def test_a_replay_that_fails_stops_the_others(
             "no load sample in the scored minutes, 2020-01-01T08:20:00Z to 2020-01-01T09:59:00Z",
         ),
     ],
-    ids=["all-zero", "7-second-steps", "overflowing-load", "score-from-outside", "no-load-scored"],
+    ids=[
+        "all-zero",
+        "7-second-steps",
+        "overflowing-load",
+        "beyond-any-cluster",
+        "score-from-outside",
+        "no-load-scored",
+    ],
 )
 def test_a_trace_that_cannot_be_replayed_is_one_line_naming_it(
     tmp_path: Path,
@@ -251,6 +265,18 @@ def test_a_trace_name_with_brackets_is_printed_as_it_is() -> None:
     result = {"traces": {"site[eu]": {"tidal": _policy(8.0), "hpa": _policy(4.0)}}}
     backtest_command.print_table(result, console)
     assert "site[eu]" in console.export_text()
+
+
+def test_a_peak_beyond_the_backtest_s_replica_cap_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--peak-replicas so high that the trace's peak needs more than the spec's 100,000
+    replicas would cap tidal and the HPA but not the oracle: refused, naming the flag."""
+    trace = _write_trace(tmp_path / "t.csv", 600)
+    assert main(["backtest", str(trace), "--jobs", "1", "--peak-replicas", "200000"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"tidal backtest: {trace}: its highest load")
+    assert "--peak-replicas 200000, more than the 100,000 a backtest can hold" in err
 
 
 def test_progress_lines_without_a_terminal(
