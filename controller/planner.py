@@ -400,10 +400,7 @@ def _seconds_since_last_plan(state: RegionState, now: float, settings: PlannerSe
     loop; ``plan_region`` then dates those ``now``, so the passes after it get their own time.
     """
     past = [r.at for r in state.recommendations if r.at <= now]
-    if not past:
-        return settings.loop_interval
-    since = now - max(past)
-    return settings.loop_interval if not 0.0 <= since < settings.loop_interval else since
+    return min(settings.loop_interval, now - max(past)) if past else settings.loop_interval
 
 
 def plan_region(
@@ -567,10 +564,15 @@ def plan_region(
         if now - r.at < window
     )
     recommendations = (*recent, Recommendation(now, raw_total))
-    starting = None if spec.behavior.scale_down.hold_starting else state.starting
-    starting_physical, starting_cloud = starting or (0, 0)
-    starting_physical = max(0, starting_physical - lost)  # the lost ones are not starting
-    running = live_total - starting_physical - starting_cloud
+    # Replicas not ready carry no users (the lost ones are not starting). ``holdStarting: true``
+    # holds them all the same: then none counts as starting, to be cancelled.
+    not_ready_physical, not_ready_cloud = state.starting or (0, 0)
+    not_ready_physical = max(0, not_ready_physical - lost)
+    carrying = live_total - not_ready_physical - not_ready_cloud
+    hold = spec.behavior.scale_down.hold_starting
+    starting = None if hold else state.starting
+    starting_physical, starting_cloud = (0, 0) if hold else (not_ready_physical, not_ready_cloud)
+    running = live_total if hold else carrying
     if load is not None and raw_total < live_total:
         # Bounds after stabilisation, as the HPA applies them: a lowered replicas.max holds.
         held = min(live_total, spec.replicas.max, max(r.replicas for r in recommendations))
@@ -623,10 +625,7 @@ def plan_region(
     minutes = _seconds_since_last_plan(state, now, settings) / 60.0
     up_budget = max(1, math.floor(spec.behavior.scale_up.max_replicas_per_minute * minutes))
     # Replicas still starting carry no users: cancelling them is not limited (a ReplicaSet
-    # removes them first). With ``holdStarting: true`` none is cancelled as starting, but the
-    # load's users are spread over the replicas that are ready all the same.
-    not_ready_physical, not_ready_cloud = state.starting or (0, 0)
-    carrying = live_total - max(0, not_ready_physical - lost) - not_ready_cloud
+    # removes them first), and the load's users are spread over the ready ones alone.
     down_budget = _scale_down_budget(spec, load, carrying, minutes)
     cur_physical = live_physical
     cur_cloud = state.cloud_replicas
