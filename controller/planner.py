@@ -569,10 +569,12 @@ def plan_region(
     not_ready_physical, not_ready_cloud = state.starting or (0, 0)
     not_ready_physical = max(0, not_ready_physical - lost)
     carrying = live_total - not_ready_physical - not_ready_cloud
-    hold = spec.behavior.scale_down.hold_starting
-    starting = None if hold else state.starting
-    starting_physical, starting_cloud = (0, 0) if hold else (not_ready_physical, not_ready_cloud)
-    running = live_total if hold else carrying
+    held_starting = spec.behavior.scale_down.hold_starting
+    starting = None if held_starting else state.starting
+    starting_physical, starting_cloud = (
+        (0, 0) if held_starting else (not_ready_physical, not_ready_cloud)
+    )
+    running = live_total if held_starting else carrying
     if load is not None and raw_total < live_total:
         # Bounds after stabilisation, as the HPA applies them: a lowered replicas.max holds.
         held = min(live_total, spec.replicas.max, max(r.replicas for r in recommendations))
