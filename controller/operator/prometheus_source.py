@@ -179,7 +179,7 @@ class PrometheusLoadSource:
         result = self._call(
             query,
             lambda: self._prometheus.custom_query(
-                query, params={"timeout": f"{self.timeout:g}s"}, timeout=self.timeout
+                query, params={"timeout": _seconds(self.timeout)}, timeout=self.timeout
             ),
         )
         if isinstance(result, Sequence) and len(result) == 2 and not isinstance(result[0], Mapping):
@@ -205,8 +205,8 @@ class PrometheusLoadSource:
         params = {
             "start": f"{first:.3f}",
             "end": f"{last:.3f}",
-            "step": f"{step:g}",
-            "timeout": f"{self.timeout:g}s",
+            "step": _seconds(step),
+            "timeout": _seconds(self.timeout),
         }
         result: list[Any] = self._call(
             query,
@@ -214,7 +214,7 @@ class PrometheusLoadSource:
                 query,
                 start_time=_datetime(first),
                 end_time=_datetime(last),
-                step=f"{step:g}",
+                step=params["step"],
                 params=params,
                 timeout=self.timeout,
             ),
@@ -259,6 +259,15 @@ class PrometheusLoadSource:
                 f"Prometheus at {self.url} sent an unreadable answer to query {query!r}",
                 query=query,
             ) from exc
+
+
+def _seconds(value: float) -> str:
+    """Seconds as Prometheus reads a duration parameter (``step``, ``timeout``): a plain float.
+
+    Its duration syntax takes whole units only (``2.5s`` is a 400, ``bad_data``), and ``%g``
+    keeps six digits (a step of 1000001 s would be sent as ``1e+06``); ``repr`` is exact.
+    """
+    return repr(float(value))
 
 
 def _finite_or_nan(text: Any) -> float:

@@ -170,6 +170,22 @@ def test_invalid_promql_is_a_query_error(source: PrometheusLoadSource) -> None:
     assert error.value.transient is False
 
 
+def test_a_fractional_timeout_is_one_prometheus_reads(prometheus: PrometheusServer) -> None:
+    """A timeout of 2.5 s (TIDAL_PROMETHEUS_TIMEOUT=2500ms) reaches Prometheus as a duration
+    it parses: not a 400 that blames the query and stops the region for good."""
+    with PrometheusLoadSource(prometheus.url, timeout=2.5) as source:
+        got = source.read_history(query(EU), start=NOW - 3600, end=NOW, step=60)
+        assert len(got) == 61
+        assert source.current(query(EU)) >= 0
+
+
+def test_a_long_step_is_sent_exactly(source: PrometheusLoadSource) -> None:
+    """Prometheus evaluates on the grid asked for, also for a step of more than six digits."""
+    step = 1_000_001.0
+    got = source.read_history("time()", start=0, end=3 * step, step=step)
+    np.testing.assert_array_equal(got.values, [0, step, 2 * step, 3 * step])
+
+
 def test_live_scraped_values_appear_and_go_stale(
     prometheus: PrometheusServer, source: PrometheusLoadSource
 ) -> None:
