@@ -29,6 +29,8 @@ What the caller can rely on:
 
 from __future__ import annotations
 
+import ast
+import json
 import math
 import re
 from collections.abc import Iterator, Mapping, Sequence
@@ -57,6 +59,7 @@ __all__ = [
 MAX_POINTS = 11_000
 
 _STATUS_RE = re.compile(r"HTTP Status Code (\d{3})")
+_BODY_RE = re.compile(r"^HTTP Status Code \d{3} \((b(?:'.*'|\".*\"))\)$", re.DOTALL)
 
 
 class MetricsUnavailable(Exception):
@@ -279,9 +282,23 @@ def _finite_or_nan(text: Any) -> float:
 
 
 def _error_text(exc: Exception) -> str:
-    """Prometheus's own ``error`` field out of the client's exception text, if there is one."""
-    match = re.search(r'"error":"((?:[^"\\]|\\.)*)"', str(exc))
-    return match.group(1) if match else str(exc)
+    """Prometheus's own ``error`` field out of the client's exception text, if there is one.
+
+    The client puts ``repr(response.content)`` in its message (``HTTP Status Code 400
+    (b'{...}')``): the body is read back from that literal and decoded as JSON, so that an
+    error quoting a name (``unknown function with name "foo"``) keeps its quotes and its end.
+    """
+    text = str(exc)
+    match = _BODY_RE.search(text)
+    if match is not None:
+        try:
+            body = ast.literal_eval(match.group(1))
+            error = json.loads(body).get("error") if isinstance(body, bytes) else None
+        except (ValueError, SyntaxError, AttributeError, UnicodeDecodeError):
+            error = None
+        if isinstance(error, str) and error:
+            return error
+    return text
 
 
 def _datetime(when: float) -> datetime:

@@ -170,6 +170,15 @@ def test_invalid_promql_is_a_query_error(source: PrometheusLoadSource) -> None:
     assert error.value.transient is False
 
 
+def test_a_rejection_keeps_prometheus_s_whole_explanation(source: PrometheusLoadSource) -> None:
+    """Prometheus's error quotes names; the message keeps them and what follows them."""
+    with pytest.raises(QueryError) as error:
+        source.read_history("rate(gateway_active_connections)", start=NOW - 600, end=NOW, step=60)
+    assert 'function "rate", got instant vector' in str(error.value)
+    with pytest.raises(QueryError, match='unknown function with name "nosuch"'):
+        source.read_history("nosuch(up)", start=NOW - 600, end=NOW, step=60)
+
+
 def test_a_fractional_timeout_is_one_prometheus_reads(prometheus: PrometheusServer) -> None:
     """A timeout of 2.5 s (TIDAL_PROMETHEUS_TIMEOUT=2500ms) reaches Prometheus as a duration
     it parses: not a 400 that blames the query and stops the region for good."""
