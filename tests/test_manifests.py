@@ -279,6 +279,32 @@ def test_grafana_dashboard_uses_the_operator_metrics() -> None:
     assert exported >= METRICS, sorted(METRICS - exported)
 
 
+def test_a_deleted_object_leaves_no_series() -> None:
+    """forget_object drops all of a deleted object's series, counters and histograms too, and
+    nothing of another object; forget (a region changed, a pause) keeps its counters."""
+    metrics = pytest.importorskip("controller.operator.metrics")
+    m = metrics.OperatorMetrics()
+    for gwa in ("gone", "kept"):
+        m.load.labels(gwa, "chat", "eu-west").set(1)
+        m.planned.labels(gwa, "chat", "eu-west", "cloud").set(2)
+        m.fit_seconds.labels(gwa, "chat", "auto").observe(0.3)
+        m.fit_seconds.labels(gwa, "chat", "mstl").observe(0.3)
+        m.reconcile_seconds.labels(gwa, "chat").observe(0.01)
+        m.reconcile_errors.labels(gwa, "chat", "MetricsUnavailable").inc()
+
+    def lines(gwa: str) -> list[str]:
+        return [x for x in m.exposition().decode().splitlines() if f'gwa="{gwa}"' in x]
+
+    kept = lines("kept")
+    m.forget("gone", "chat", "eu-west")
+    assert any(x.startswith("tidal_reconcile_errors_total{") for x in lines("gone"))
+    m.forget_object("gone", "chat", "eu-west")
+    assert lines("gone") == []
+    assert lines("kept") == kept
+    m.forget_object("kept", "chat")  # an object refused before its region was known
+    assert 'tidal_reconcile_seconds_count{gwa="kept"' not in m.exposition().decode()
+
+
 # --- RBAC: the ClusterRole and Role are exactly the operator's API calls ---------------------
 
 # The official client's method name -> (apiGroup, resource, verb). Custom objects are the

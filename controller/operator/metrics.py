@@ -95,6 +95,31 @@ class OperatorMetrics:
                 with contextlib.suppress(KeyError):
                     gauge.remove(*labels, pool)
 
+    def forget_object(self, gwa: str, namespace: str, region: str | None = None) -> None:
+        """Drop every series of a deleted object: its gauges (as :meth:`forget`, when its
+        region is known) and its counters and histograms, whatever their ``model`` or
+        ``reason``, so that objects come and go without the series piling up.
+
+        :meth:`forget` keeps the counters and histograms, for a region that changed or an
+        object that was paused: the object lives on, and its counters must not restart.
+        """
+        if region is not None:
+            self.forget(gwa, namespace, region)
+        for metric, names in (
+            (self.fit_seconds, ("gwa", "namespace", "model")),
+            (self.reconcile_seconds, ("gwa", "namespace")),
+            (self.reconcile_errors, ("gwa", "namespace", "reason")),
+        ):
+            children = {
+                tuple(sample.labels[name] for name in names)
+                for family in metric.collect()
+                for sample in family.samples
+                if sample.labels.get("gwa") == gwa and sample.labels.get("namespace") == namespace
+            }
+            for labels in children:
+                with contextlib.suppress(KeyError):
+                    metric.remove(*labels)
+
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
 
