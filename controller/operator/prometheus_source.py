@@ -105,7 +105,9 @@ class PrometheusLoadSource:
     """Reads a region's load from Prometheus over its HTTP API.
 
     ``retries`` connection attempts are made per request, with a short backoff, so that a
-    Prometheus that is down costs a loop about ``timeout`` seconds, not minutes.
+    Prometheus that is down costs a loop about ``timeout`` seconds, not minutes. A
+    ``Retry-After`` header (429 or 503 from a proxy or a query frontend) is not obeyed: the
+    next loop retries.
     """
 
     def __init__(
@@ -127,6 +129,8 @@ class PrometheusLoadSource:
             status_forcelist=(502, 503, 504),
             allowed_methods=("GET", "POST"),
             raise_on_status=False,
+            # A proxy's or query frontend's "Retry-After: 600" would hold the loop that long.
+            respect_retry_after_header=False,
         )
         self._prometheus = PrometheusConnect(
             url=self.url, headers=dict(headers or {}) or None, disable_ssl=disable_ssl, retry=retry

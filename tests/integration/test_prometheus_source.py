@@ -313,3 +313,40 @@ def test_an_answer_that_is_not_prometheus_s_is_metrics_unavailable(body: bytes) 
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_a_retry_after_header_does_not_hold_the_loop(status: int) -> None:
+    """A proxy or query frontend in front of Prometheus that answers "busy, retry after 30 s"
+    costs a read about its timeout, not the 30 s: the loop and the other regions go on, and
+    the next loop retries."""
+    import http.server
+    import threading
+
+    class Busy(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b'{"status":"error","errorType":"unavailable","error":"busy"}'
+            self.send_response(status)
+            self.send_header("Retry-After", "30")
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Busy)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        with PrometheusLoadSource(url, timeout=2) as source:
+            started = time.monotonic()
+            with pytest.raises(MetricsUnavailable, match=f"HTTP {status}") as error:
+                source.read_history("up", start=NOW - 600, end=NOW, step=60)
+            assert time.monotonic() - started < 5
+            assert error.value.transient is True
+    finally:
+        server.shutdown()
+        server.server_close()
