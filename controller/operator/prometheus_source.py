@@ -13,12 +13,15 @@ What the caller can rely on:
   per series (``exceeded maximum resolution``); 14 days at one minute is 20,160, so the range is
   read in chunks of at most :data:`MAX_POINTS` points and joined.
 - **Gaps are NaN; so is anything non-finite.** A grid point Prometheus returns nothing for is
-  NaN, as is a ``NaN`` or ``±Inf`` sample. Note that Prometheus itself carries a sample forward
-  for up to its lookback delta (5 minutes by default), so shorter gaps never reach us.
+  NaN, as is a ``NaN`` or ``±Inf`` sample. Prometheus carries a sample forward for up to its
+  lookback delta (5 minutes by default) only while no staleness marker ends it: a failed scrape,
+  or a series gone from its target's page, is marked stale at once, so a gap of one step can
+  reach us (a backfilled series has no markers, and its holes shrink by the lookback).
 - **Staleness shows as a short series.** The series is trimmed to the first and last grid
-  points that have a value: if the newest sample is older than the lookback delta (the target is
-  gone, the exporter is stuck), ``series.end`` is earlier than ``end`` and the caller decides how
-  stale is too stale (compare ``end - series.end`` with a few steps). Nothing is extrapolated.
+  points that have a value: if the series was marked stale, or its newest sample is older than
+  the lookback delta (the exporter is stuck), ``series.end`` is earlier than ``end`` and the
+  caller decides how stale is too stale (compare ``end - series.end`` with a few steps).
+  Nothing is extrapolated.
 - **Errors, never placeholder numbers.** No series at all, or Prometheus unreachable, timing out
   or answering 5xx, raises :class:`MetricsUnavailable` (transient: retry next loop). A query
   Prometheus rejects (400: bad PromQL) or one that returns more than one series raises
