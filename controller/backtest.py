@@ -25,6 +25,7 @@ from controller.simulator import (
 )
 from controller.spec import GatewayAutoscalerSpec
 from forecasts.base import DAY
+from forecasts.errors import TraceFormatError
 from forecasts.series import LoadSeries, format_timestamp, load_trace
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "default_score_from",
     "load_for_replay",
     "prepare_trace",
+    "read_trace",
     "replay",
     "report",
     "run_trace",
@@ -75,6 +77,38 @@ def backtest_spec(
             node = node.setdefault(key, {})
         node[leaf] = value
     return GatewayAutoscalerSpec.model_validate(body)
+
+
+def read_trace(path: str | Path) -> LoadSeries:
+    """:func:`~forecasts.series.load_trace`, with the file checked first for what that reader
+    reports at the wrong line (a byte that is not UTF-8).
+
+    Raises :class:`TraceFormatError` naming the file and the line.
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError:
+        data = b""  # load_trace says why it cannot be read
+    _check_utf8(path, data)
+    return load_trace(path)
+
+
+def _check_utf8(path: Path, data: bytes) -> None:
+    """Refuse a byte that is not UTF-8 with the line it is on.
+
+    The csv reader decodes its file a block at a time, so the line it has reached when a
+    block fails to decode is up to a block's worth of lines before the bad byte.
+    """
+    try:
+        data.decode("utf-8")  # a byte order mark decodes, and load_trace reads past it
+    except UnicodeDecodeError as exc:
+        before = data[: exc.start].decode("utf-8")
+        line = before.replace("\r\n", "\n").replace("\r", "\n").count("\n") + 1
+        raise TraceFormatError(
+            f"{path}:{line}: not UTF-8 text (byte 0x{data[exc.start]:02x}); "
+            "save the trace as a UTF-8 CSV"
+        ) from None
 
 
 def prepare_trace(series: LoadSeries, scenario: Scenario) -> LoadSeries:
@@ -186,7 +220,7 @@ def load_for_replay(
     """
     started = time.perf_counter()
     label = str(Path(path))
-    raw = series if series is not None else load_trace(path)
+    raw = series if series is not None else read_trace(path)
     try:
         load = prepare_trace(raw, scenario)
     except ValueError as exc:

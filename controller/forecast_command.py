@@ -52,6 +52,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from controller.backtest import read_trace
 from controller.durations import parse_duration
 from controller.planner import MIN_FIT_STEP
 from forecasts.base import FittedModel, FloatArray, Forecast
@@ -66,7 +67,7 @@ from forecasts.evaluation import (
     forecast_report,
 )
 from forecasts.registry import create, model_names
-from forecasts.series import LoadSeries, format_timestamp, load_trace, parse_timestamp
+from forecasts.series import LoadSeries, format_timestamp, parse_timestamp
 
 __all__ = [
     "PROGRESS_EVERY",
@@ -246,7 +247,7 @@ def _run_accuracy(args: argparse.Namespace, horizon: float) -> int:
     series: dict[str, LoadSeries] = {}
     try:
         for stem, path in paths.items():
-            series[stem] = load_trace(path)
+            series[stem] = read_trace(path)
     except ForecastError as exc:
         return _fail(str(exc))
     try:
@@ -544,7 +545,7 @@ def _load(value: float) -> float:
 def _run_show(args: argparse.Namespace, *, model: str, horizon: float) -> int:
     path = args.traces[0]
     try:
-        series = load_trace(path)
+        series = read_trace(path)
     except ForecastError as exc:
         return _fail(str(exc))
     at = series.end

@@ -253,3 +253,32 @@ def test_a_coarse_trace_resampled_to_minutes_keeps_its_last_sample() -> None:
     minutes = coarse.resample(60.0)
     assert minutes.end == coarse.end
     assert minutes.values[-1] == coarse.values[-1]
+
+
+def minutes(count: int) -> list[str]:
+    """``count`` per-minute timestamps from 2024-01-01, UTC."""
+    first = datetime.fromisoformat("2024-01-01T00:00:00+00:00")
+    return [(first + timedelta(minutes=i)).strftime("%Y-%m-%dT%H:%M:%SZ") for i in range(count)]
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n"], ids=["lf", "crlf"])
+@pytest.mark.parametrize("line", [2, 300, 3001])
+@pytest.mark.parametrize("command", ["backtest", "forecast"])
+def test_a_byte_that_is_not_utf8_is_reported_on_its_own_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str, line: int, newline: str
+) -> None:
+    """The csv reader decodes its file a block at a time, so the line it had reached when a
+    block would not decode was up to a block's worth of lines early (207 for 300, and 0 for
+    the first block): the error names the bad byte's own line."""
+    from controller.cli import main
+
+    body = [b"timestamp,load"] + [
+        f"{stamp},{100 + i % 7}".encode() for i, stamp in enumerate(minutes(3100))
+    ]
+    body[line - 1] = body[line - 1].replace(b",", b",\xff", 1)
+    path = tmp_path / "latin.csv"
+    path.write_bytes(newline.encode().join(body) + newline.encode())
+    assert main([command, str(path), "--jobs", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert f"{path}:{line}: not UTF-8 text (byte 0xff); save the trace as a UTF-8 CSV" in err
