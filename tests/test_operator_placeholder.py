@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import re
 from typing import Any
 
 from controller.operator.capacity import quantity
@@ -121,7 +122,9 @@ def test_fields_the_gateway_dropped_leave_the_placeholder_too(
     what it does not name), so its nodes are of the kind the gateway now runs on."""
     old = placeholder_deployment(
         GWA,
-        shaped({"tidal.dev/pool": "cloud", "node.kubernetes.io/instance-type": "m5"}, affinity=ZONE_A),
+        shaped(
+            {"tidal.dev/pool": "cloud", "node.kubernetes.io/instance-type": "m5"}, affinity=ZONE_A
+        ),
         5,
     )
     old["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]["memory"] = "1Gi"
@@ -135,3 +138,207 @@ def test_fields_the_gateway_dropped_leave_the_placeholder_too(
     assert set(pod["containers"][0]["resources"]["requests"]) == {"cpu"}
     # Now in step: the next loop writes nothing.
     assert not kube.apply_placeholder(desired, existing(kube_api, desired))
+
+
+# --- the gateway pod's effective request ------------------------------------------------------
+#
+# The scheduler reserves, per resource, the larger of the running containers' sum (app containers
+# and restartable "sidecar" init containers) and each init container's phase (the init container
+# with the sidecars started before it), plus the RuntimeClass's overhead. One pause container
+# stands in for all of it.
+
+
+def resources_of(desired: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The placeholder container's requests and limits, by value."""
+    pod = desired["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    resources = container["resources"]
+    return {
+        kind: {k: quantity(v) for k, v in (resources.get(kind) or {}).items()}
+        for kind in ("requests", "limits")
+    }
+
+
+def with_init(body: dict[str, Any], *init: dict[str, Any]) -> dict[str, Any]:
+    body = copy.deepcopy(body)
+    body["spec"]["template"]["spec"]["initContainers"] = [
+        {"name": f"init{i}", "image": "init", **container} for i, container in enumerate(init)
+    ]
+    return body
+
+
+def test_an_init_container_larger_than_the_app_containers_sets_the_request() -> None:
+    """An init container runs alone, before the app containers: the pod reserves the larger of
+    it and the app containers' sum, resource by resource."""
+    gateway = with_init(
+        TWO_CONTAINERS,
+        {"resources": {"requests": {"cpu": "2", "memory": "256Mi"}}},
+        {"resources": {"requests": {"cpu": "1500m", "ephemeral-storage": "1Gi"}}},
+    )
+    assert resources_of(placeholder_deployment(GWA, gateway, 3)) == {
+        "requests": {
+            "cpu": quantity("2"),
+            "memory": quantity("1536Mi"),
+            "ephemeral-storage": quantity("1Gi"),
+        },
+        "limits": {},
+    }
+
+
+def test_a_sidecar_init_container_runs_beside_the_app_containers() -> None:
+    """A restartable init container (``restartPolicy: Always``) keeps running: it adds to the app
+    containers' sum, and to each init container started after it (not before it)."""
+    gateway = with_init(
+        TWO_CONTAINERS,  # 750m, 1536Mi
+        {"resources": {"requests": {"cpu": "1"}}},  # alone: 1
+        {"restartPolicy": "Always", "resources": {"requests": {"cpu": "0.2", "memory": "128Mi"}}},
+        {"resources": {"requests": {"cpu": "900m", "memory": "64Mi"}}},  # with the sidecar: 1.1
+    )
+    assert resources_of(placeholder_deployment(GWA, gateway, 3))["requests"] == {
+        "cpu": quantity("1.1"),
+        "memory": quantity("1664Mi"),  # 1536Mi + the sidecar's 128Mi
+    }
+    # A sidecar larger than any init phase: the running sum wins.
+    sidecar = with_init(
+        TWO_CONTAINERS,
+        {"restartPolicy": "Always", "resources": {"requests": {"cpu": "500m"}}},
+        {"resources": {"requests": {"cpu": "1"}}},
+    )
+    assert resources_of(placeholder_deployment(GWA, sidecar, 3))["requests"] == {
+        "cpu": quantity("1.5"),
+        "memory": quantity("1536Mi"),
+    }
+
+
+def test_limits_stand_for_the_requests_a_container_leaves_out() -> None:
+    """A container with a limit and no request is given the limit as its request when its pod is
+    created (a Deployment's template keeps only the limit)."""
+    gateway = cloud({"cpu": "250m"})
+    gateway["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"] = {
+        "cpu": "1",
+        "memory": "1Gi",
+    }
+    gateway = with_init(gateway, {"resources": {"limits": {"memory": "2Gi"}}})
+    assert resources_of(placeholder_deployment(GWA, gateway, 3))["requests"] == {
+        "cpu": quantity("250m"),
+        "memory": quantity("2Gi"),
+    }
+
+
+def test_the_gateway_runtime_class_brings_its_overhead_to_the_placeholder() -> None:
+    """A pod's overhead comes from its RuntimeClass, set on each pod at admission (not on a
+    Deployment's template): the placeholder runs under the gateway's RuntimeClass, so its pods
+    are given the same overhead (and the class's node selector and tolerations), and its
+    container does not ask for the overhead a second time."""
+    gateway = copy.deepcopy(TWO_CONTAINERS)
+    gateway["spec"]["template"]["spec"]["runtimeClassName"] = "kata"
+    gateway["spec"]["template"]["spec"]["overhead"] = {"cpu": "250m", "memory": "160Mi"}
+    desired = placeholder_deployment(GWA, gateway, 3)
+    pod = desired["spec"]["template"]["spec"]
+    assert pod["runtimeClassName"] == "kata"
+    assert "overhead" not in pod  # admission sets it; one that differs is refused
+    assert resources_of(desired)["requests"] == {
+        "cpu": quantity("750m"),
+        "memory": quantity("1536Mi"),
+    }
+
+
+def test_a_runtime_class_the_gateway_dropped_leaves_the_placeholder_too(
+    kube_api: KubeEmulatorHandle,
+) -> None:
+    old = copy.deepcopy(TWO_CONTAINERS)
+    old["spec"]["template"]["spec"]["runtimeClassName"] = "kata"
+    kube_api.create(placeholder_deployment(GWA, old, 3))
+    kube = KubeClient(kube_api.api_client())
+    desired = placeholder_deployment(GWA, TWO_CONTAINERS, 3)
+    assert kube.apply_placeholder(desired, existing(kube_api, desired))
+    assert "runtimeClassName" not in existing(kube_api, desired)["spec"]["template"]["spec"]
+    assert not kube.apply_placeholder(desired, existing(kube_api, desired))
+
+
+def limited(body: dict[str, Any]) -> dict[str, Any]:
+    """``body`` with a limit equal to each request but CPU's and memory's, as the API server
+    requires of extended resources and hugepages."""
+    for container in body["spec"]["template"]["spec"]["containers"]:
+        requests = container["resources"]["requests"]
+        container["resources"]["limits"] = {
+            k: v for k, v in requests.items() if k not in ("cpu", "memory")
+        }
+    return body
+
+
+#: A gateway pod with a GPU in each of two containers and hugepages in one.
+GPUS = limited(
+    cloud(
+        {"cpu": "1", "memory": "2Gi", "nvidia.com/gpu": "1", "hugepages-2Mi": "512Mi"},
+        {"cpu": "500m", "memory": "1Gi", "nvidia.com/gpu": "1"},
+    )
+)
+
+
+def test_an_extended_resource_is_limited_to_its_request() -> None:
+    """Extended resources (and hugepages) cannot be overcommitted: the API server refuses a
+    container that requests one without a limit equal to the request. CPU and memory stay
+    without a limit: the placeholder's pause container uses next to nothing."""
+    assert resources_of(placeholder_deployment(GWA, GPUS, 3)) == {
+        "requests": {
+            "cpu": quantity("1.5"),
+            "memory": quantity("3Gi"),
+            "nvidia.com/gpu": quantity("2"),
+            "hugepages-2Mi": quantity("512Mi"),
+        },
+        "limits": {"nvidia.com/gpu": quantity("2"), "hugepages-2Mi": quantity("512Mi")},
+    }
+
+
+def test_an_extended_resource_the_gateway_dropped_leaves_the_placeholder_too(
+    kube_api: KubeEmulatorHandle,
+) -> None:
+    """The placeholder is written with its limits, kept while they hold, and loses the limit
+    with the request when the gateway stops asking for a GPU."""
+    kube = KubeClient(kube_api.api_client())
+    desired = placeholder_deployment(GWA, GPUS, 3)
+    assert kube.apply_placeholder(desired, None)
+    assert not kube.apply_placeholder(desired, existing(kube_api, desired))
+    fewer = copy.deepcopy(GPUS)
+    for container in fewer["spec"]["template"]["spec"]["containers"]:
+        for kind in ("requests", "limits"):
+            container["resources"][kind].pop("nvidia.com/gpu")
+    desired = placeholder_deployment(GWA, fewer, 3)
+    assert kube.apply_placeholder(desired, existing(kube_api, desired))
+    assert resources_of(existing(kube_api, desired)) == {
+        "requests": {
+            "cpu": quantity("1.5"),
+            "memory": quantity("3Gi"),
+            "hugepages-2Mi": quantity("512Mi"),
+        },
+        "limits": {"hugepages-2Mi": quantity("512Mi")},
+    }
+    assert not kube.apply_placeholder(desired, existing(kube_api, desired))
+
+
+#: A Kubernetes quantity: a decimal number and an optional binary, decimal or exponent suffix.
+QUANTITY = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([KMGTPE]i|[numkMGTPE]|[eE][+-]?\d+)?")
+
+
+def test_summed_quantities_are_written_as_plain_decimals() -> None:
+    """Sums of any quantity form are sent as plain decimal text, which the API server reads
+    whatever the size; a single term is sent as the gateway wrote it."""
+    gateway = cloud(
+        {"cpu": "1.5", "memory": "1e3", "example.com/foo": "1k"},
+        {"cpu": "500m", "memory": "1e3", "example.com/foo": "1k"},
+        {"cpu": "100n", "ephemeral-storage": "1Gi"},
+    )
+    requests = resources_of(placeholder_deployment(GWA, gateway, 3))["requests"]
+    assert requests == {
+        "cpu": quantity("2.0000001"),
+        "memory": quantity("2000"),
+        "example.com/foo": quantity("2000"),
+        "ephemeral-storage": quantity("1Gi"),
+    }
+    container = placeholder_deployment(GWA, gateway, 3)["spec"]["template"]["spec"]["containers"][0]
+    written = container["resources"]["requests"]
+    assert written["ephemeral-storage"] == "1Gi"
+    for value in (*written.values(), *(container["resources"].get("limits") or {}).values()):
+        assert re.fullmatch(r"\d+(\.\d+)?", value) or value == "1Gi", value
+        assert QUANTITY.fullmatch(value), value

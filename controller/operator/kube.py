@@ -191,11 +191,12 @@ def placeholder_deployment(gwa: Mapping[str, Any], cloud: Mapping[str, Any], rep
     meta = gwa.get("metadata") or {}
     name = placeholder_name(str(meta.get("name")))
     template = ((cloud.get("spec") or {}).get("template") or {}).get("spec") or {}
-    requests: dict[str, Any] = {}
-    for container in template.get("containers") or []:
-        for key, value in ((container.get("resources") or {}).get("requests") or {}).items():
-            # One pause container stands in for all of the gateway pod's containers.
-            requests[key] = value if key not in requests else _add_quantities(requests[key], value)
+    # One pause container stands in for all of the gateway pod's containers.
+    requests = _pod_requests(template)
+    resources: Obj = {"requests": requests}
+    limits = {key: value for key, value in requests.items() if not _overcommittable(key)}
+    if limits:
+        resources["limits"] = limits
     labels = {**MANAGED_BY, "tidal.dev/placeholder-for": str(meta.get("name"))}
     pod_spec: Obj = {
         "priorityClassName": PLACEHOLDER_PRIORITY_CLASS,
@@ -212,7 +213,7 @@ def placeholder_deployment(gwa: Mapping[str, Any], cloud: Mapping[str, Any], rep
             {
                 "name": "pause",
                 "image": PLACEHOLDER_IMAGE,
-                "resources": {"requests": requests},
+                "resources": resources,
                 "securityContext": {
                     "allowPrivilegeEscalation": False,
                     "readOnlyRootFilesystem": True,
@@ -221,7 +222,7 @@ def placeholder_deployment(gwa: Mapping[str, Any], cloud: Mapping[str, Any], rep
             }
         ],
     }
-    for key in ("nodeSelector", "tolerations", "affinity"):
+    for key in _COPIED:
         if template.get(key):
             pod_spec[key] = template[key]
     body: Obj = {
@@ -248,10 +249,63 @@ def placeholder_deployment(gwa: Mapping[str, Any], cloud: Mapping[str, Any], rep
     return body
 
 
+def _pod_requests(pod: Mapping[str, Any]) -> dict[str, Any]:
+    """What the scheduler reserves on a node for one pod of the pod spec ``pod``, per resource.
+
+    The running containers add up: the app containers and the restartable init containers
+    (``restartPolicy: Always``, sidecars), which keep running. Each other init container runs
+    alone, beside the sidecars started before it. The pod asks for the larger of the two. A
+    container's limit stands for a request it leaves out (the API server defaults each pod's
+    requests so, not a Deployment's template). The pod overhead is not here: it comes with the
+    RuntimeClass, which the placeholder copies. A value that is not summed keeps its text.
+    """
+    running: dict[str, Any] = {}
+    for container in pod.get("containers") or []:
+        _add_to(running, _container_requests(container))
+    sidecars: dict[str, Any] = {}
+    init: dict[str, Any] = {}
+    for container in pod.get("initContainers") or []:
+        own = _container_requests(container)
+        if container.get("restartPolicy") == "Always":
+            _add_to(running, own)
+            _add_to(sidecars, own)
+            _max_to(init, sidecars)
+        else:
+            _max_to(init, _add_to(dict(sidecars), own))
+    return _max_to(running, init)
+
+
+def _container_requests(container: Mapping[str, Any]) -> dict[str, Any]:
+    resources = container.get("resources") or {}
+    return {**(resources.get("limits") or {}), **(resources.get("requests") or {})}
+
+
+def _add_to(total: dict[str, Any], more: Mapping[str, Any]) -> dict[str, Any]:
+    for key, value in more.items():
+        total[key] = value if key not in total else _add_quantities(total[key], value)
+    return total
+
+
+def _max_to(peak: dict[str, Any], other: Mapping[str, Any]) -> dict[str, Any]:
+    for key, value in other.items():
+        if key not in peak or quantity(value) > quantity(peak[key]):
+            peak[key] = value
+    return peak
+
+
+def _overcommittable(resource: str) -> bool:
+    """Whether a container may request ``resource`` without a limit, or below it: Kubernetes'
+    own resources (no domain, or ``kubernetes.io``) but hugepages. Extended resources
+    (``nvidia.com/gpu``) and hugepages need a limit equal to the request."""
+    native = "/" not in resource or "kubernetes.io/" in resource
+    return native and not resource.startswith("hugepages-")
+
+
 def _add_quantities(a: object, b: object) -> str:
-    """The sum as plain decimal text (``0.750``): the API server stores it in its own canonical
-    form (``750m``), so :func:`_contains` compares quantities by value, not by text."""
-    return str(quantity(a) + quantity(b))
+    """The sum as plain decimal text (``0.750``, never ``2E+3``): the API server stores it in
+    its own canonical form (``750m``), so :func:`_contains` compares quantities by value, not
+    by text."""
+    return format(quantity(a) + quantity(b), "f")
 
 
 @contextmanager
@@ -463,8 +517,9 @@ class KubeClient:
         raise AssertionError("unreachable")  # pragma: no cover
 
 
-#: Pod-spec fields the placeholder copies from the cloud gateway's template, or leaves out.
-_COPIED = ("nodeSelector", "tolerations", "affinity")
+#: Pod-spec fields the placeholder copies from the cloud gateway's template, or leaves out. The
+#: RuntimeClass brings the pod overhead (set on each pod at admission) and its own scheduling.
+_COPIED = ("nodeSelector", "tolerations", "affinity", "runtimeClassName")
 
 
 def _pod_spec(deployment: Mapping[str, Any]) -> Mapping[str, Any]:
