@@ -41,6 +41,7 @@ __all__ = [
     "Forecaster",
     "PreparedHistory",
     "calibrating_origins",
+    "known_after",
     "level_changes",
     "new_observations",
     "origin_means",
@@ -52,6 +53,7 @@ __all__ = [
 ]
 
 FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
 DAY = 86400.0
 WEEK = 7 * DAY
 
@@ -312,10 +314,19 @@ class PreparedHistory:
     #: a sample is missing: the load within a bucket, which capacity serves sample by sample.
     #: None when the history was not aggregated (one sample per bucket).
     samples: FloatArray | None = None
+    #: Which ``values`` were filled in over a gap, from the samples on both sides of it. None
+    #: when none was.
+    filled: BoolArray | None = None
 
     @property
     def end(self) -> float:
         return self.start + self.step * (self.values.size - 1)
+
+    @property
+    def known(self) -> BoolArray:
+        """Which ``values`` were observed: a filled one is no load anyone saw, and a forecast
+        made inside its gap would have used the first sample after the gap."""
+        return np.ones(self.values.size, dtype=bool) if self.filled is None else ~self.filled
 
     def within_tail(self, values: FloatArray) -> FloatArray | None:
         """Each sample's deviation from ``values`` (the last buckets' values, as a model keeps
@@ -378,12 +389,15 @@ def prepare_history(
     missing = float(np.isnan(span).mean())
     if missing > 0.5:
         raise blamed or InsufficientHistory(f"{what} is {missing:.0%} missing samples")
+    filled = None
     if missing:
         idx = np.arange(span.size)
-        ok = ~np.isnan(span)
-        span = np.interp(idx, idx[ok], span[ok])
+        filled = np.isnan(span)
+        span = np.interp(idx, idx[~filled], span[~filled])
     samples = None if block is None else block[first : last + 1]
-    return PreparedHistory(series.start + first * series.step, series.step, span, missing, samples)
+    return PreparedHistory(
+        series.start + first * series.step, series.step, span, missing, samples, filled
+    )
 
 
 def _enough(history: LoadSeries, fit_step: float, min_points: int) -> bool:
@@ -516,6 +530,14 @@ def values_after(prepared: PreparedHistory, fitted_until: float) -> FloatArray |
     if abs(position - index) > 1e-6 or index < 0 or index >= prepared.values.size:
         return None
     return prepared.values[index + 1 :]
+
+
+def known_after(prepared: PreparedHistory, fitted_until: float) -> BoolArray | None:
+    """Which of :func:`values_after`'s values were observed (False: filled in over a gap)."""
+    values = values_after(prepared, fitted_until)
+    if values is None:
+        return None
+    return prepared.known[prepared.values.size - values.size :]
 
 
 def scale_floor(values: FloatArray) -> float:

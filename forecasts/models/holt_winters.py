@@ -28,10 +28,12 @@ import numpy as np
 
 from forecasts.base import (
     DAY,
+    BoolArray,
     Calibration,
     FittedModel,
     FloatArray,
     PreparedHistory,
+    known_after,
     level_changes,
     scale_floor,
     values_after,
@@ -135,6 +137,8 @@ class _FittedHoltWinters(FittedModel):
     level: FloatArray
     trend: FloatArray
     season: FloatArray
+    # Which of ``values`` were observed (False: filled in over a gap).
+    known: BoolArray
     record: ForecastRecord | None = None
 
     def _advanced(self, observed: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
@@ -195,6 +199,7 @@ class HoltWinters(SmoothingForecaster):
             record=self._record(previous, prepared),
             floor=scale_floor(prepared.values),
             values=prepared.values,
+            known=prepared.known,
             level=level,
             trend=trend,
             season=season,
@@ -210,7 +215,8 @@ class HoltWinters(SmoothingForecaster):
         ):
             return None
         new = values_after(prepared, previous.fitted_until)
-        if new is None:
+        known = known_after(prepared, previous.fitted_until)
+        if new is None or known is None:
             return None
         level, trend, season = run_recursion(
             previous.params,
@@ -226,6 +232,7 @@ class HoltWinters(SmoothingForecaster):
             record=self._record(previous, prepared),
             floor=previous.floor,
             values=np.concatenate([previous.values, new]),
+            known=np.concatenate([previous.known, known]),
             level=np.concatenate([previous.level, level]),
             trend=np.concatenate([previous.trend, trend]),
             season=np.concatenate([previous.season, season]),
@@ -240,6 +247,7 @@ class HoltWinters(SmoothingForecaster):
         record: ForecastRecord | None,
         floor: float,
         values: FloatArray,
+        known: BoolArray,
         level: FloatArray,
         trend: FloatArray,
         season: FloatArray,
@@ -249,6 +257,7 @@ class HoltWinters(SmoothingForecaster):
         # Keep only the tail that the calibration and the next cheap refit need.
         keep = math.ceil(self.calibration_window / prepared.step) + lead + m + 2
         values, level, trend, season = values[-keep:], level[-keep:], trend[-keep:], season[-keep:]
+        known = known[-keep:]
         origins = calibration_origins(
             values.size, step=prepared.step, first=m - 1, window=self.calibration_window
         )
@@ -264,6 +273,7 @@ class HoltWinters(SmoothingForecaster):
             record=record,
             within=prepared.within_tail(values),
             changes=level_changes(prepared),
+            known=known,
         )
         return _FittedHoltWinters(
             name=self.name,
@@ -278,6 +288,7 @@ class HoltWinters(SmoothingForecaster):
             level=level,
             trend=trend,
             season=season,
+            known=known,
             record=record,
         )
 

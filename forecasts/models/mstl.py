@@ -54,10 +54,12 @@ from scipy.signal import lfilter
 
 from forecasts.base import (
     WEEK,
+    BoolArray,
     Calibration,
     FittedModel,
     FloatArray,
     PreparedHistory,
+    known_after,
     level_changes,
     origin_means,
     origins_matrix,
@@ -251,6 +253,8 @@ class _FittedMSTL(FittedModel):
     deseasonalised: FloatArray
     level: FloatArray
     trend: FloatArray
+    # Which of ``values`` were observed (False: filled in over a gap).
+    known: BoolArray
     record: ForecastRecord | None = None
 
     def season(self, start: int, count: int) -> FloatArray:
@@ -336,6 +340,7 @@ class MSTL(SmoothingForecaster):
             periods=periods,
             profile_width=width,
             values=values,
+            known=prepared.known,
             deseasonalised=deseasonalised,
             level=level,
             trend=trend,
@@ -349,7 +354,8 @@ class MSTL(SmoothingForecaster):
         ):
             return None
         new = values_after(prepared, previous.fitted_until)
-        if new is None:
+        known = known_after(prepared, previous.fitted_until)
+        if new is None or known is None:
             return None
         deseasonalised = new - previous.season(previous.advanced, new.size)
         level, trend = advance_level(
@@ -369,6 +375,7 @@ class MSTL(SmoothingForecaster):
             periods=previous.periods,
             profile_width=previous.profile_width,
             values=np.concatenate([previous.values, new]),
+            known=np.concatenate([previous.known, known]),
             deseasonalised=np.concatenate([previous.deseasonalised, deseasonalised]),
             level=np.concatenate([previous.level, level]),
             trend=np.concatenate([previous.trend, trend]),
@@ -387,13 +394,14 @@ class MSTL(SmoothingForecaster):
         periods: tuple[int, ...],
         profile_width: int,
         values: FloatArray,
+        known: BoolArray,
         deseasonalised: FloatArray,
         level: FloatArray,
         trend: FloatArray,
     ) -> _FittedMSTL:
         lead = self.lead_steps(prepared.step)
         keep = math.ceil(self.calibration_window / prepared.step) + lead + 2
-        values, deseasonalised = values[-keep:], deseasonalised[-keep:]
+        values, deseasonalised, known = values[-keep:], deseasonalised[-keep:], known[-keep:]
         level, trend = level[-keep:], trend[-keep:]
         origins = calibration_origins(
             values.size, step=prepared.step, first=0, window=self.calibration_window
@@ -415,6 +423,7 @@ class MSTL(SmoothingForecaster):
             record=record,
             within=prepared.within_tail(values),
             changes=level_changes(prepared),
+            known=known,
         )
         return _FittedMSTL(
             name=self.name,
@@ -430,6 +439,7 @@ class MSTL(SmoothingForecaster):
             periods=periods,
             profile_width=profile_width,
             values=values,
+            known=known,
             deseasonalised=deseasonalised,
             level=level,
             trend=trend,

@@ -87,11 +87,15 @@ class SeasonalNaive(Forecaster):
         values = prepared.values
         season = prepared.season_steps(self.season)
         first = max(season - 1, values.size - 1 - round(CALIBRATION_WINDOW / prepared.step))
-        origins, actual = origins_matrix(values, first, lead)
+        # A value filled in over a gap is no actual, and no forecast is made from inside the
+        # gap: its filled values lean on the first sample after it.
+        known = prepared.known
+        origins, actual = origins_matrix(np.where(known, values, np.nan), first, lead)
         times = prepared.start + prepared.step * origins.astype(np.float64)
         kept = calibrating_origins(
             times, level_changes(prepared), reach=lead * prepared.step, step=prepared.step
         )
+        kept &= known[origins]
         origins, actual = origins[kept], actual[kept]
         h = np.arange(1, lead + 1)[None, :]
         # Forecast of o+h is the value one season before it, taken from what was known at o.

@@ -16,12 +16,14 @@ import numpy as np
 
 from forecasts.base import (
     DAY,
+    BoolArray,
     Calibration,
     FittedModel,
     FloatArray,
     Forecaster,
     PreparedHistory,
     calibrating_origins,
+    known_after,
     prepare_history,
     values_after,
 )
@@ -123,16 +125,25 @@ def merge_records(older: ForecastRecord | None, newer: ForecastRecord) -> Foreca
 def carried_record(
     previous: FittedModel, prepared: PreparedHistory, lead: int
 ) -> ForecastRecord | None:
-    """``previous``'s honest record, extended by its forecasts over the samples since its fit."""
+    """``previous``'s honest record, extended by its forecasts over the samples since its fit.
+
+    No forecast is recorded from an origin inside a gap that the history fills in: the values
+    there lean on the first sample after the gap, which was not known at the origin. A forecast
+    made there is the one from the last sample before the gap, further ahead, and that one is
+    recorded already.
+    """
     record: ForecastRecord | None = previous.record
     if previous.step != prepared.step:
         return None
     new = values_after(prepared, previous.fitted_until)
-    if new is None or new.size == 0:
+    known = known_after(prepared, previous.fitted_until)
+    if new is None or known is None or new.size == 0:
         return record
     paths = previous.backtest_paths(new, lead)
     times = previous.fitted_until + previous.step * np.arange(new.size, dtype=np.float64)
-    return merge_records(record, ForecastRecord(times, paths))
+    # Row i is made after new[:i]: at the fit's last sample, then at each new one.
+    made = np.concatenate([[True], known[:-1]])
+    return merge_records(record, ForecastRecord(times[made], paths[made]))
 
 
 def calibrate(
@@ -147,6 +158,7 @@ def calibrate(
     record: ForecastRecord | None,
     within: FloatArray | None = None,
     changes: tuple[float, ...] = (),
+    known: BoolArray | None = None,
 ) -> tuple[Calibration, ForecastRecord]:
     """Calibrate on the errors of forecasts from ``origins`` (indices into ``values``, which ends
     at time ``end``), honest wherever possible, and return the updated honest record.
@@ -157,7 +169,10 @@ def calibrate(
     honest one from ``record`` when there is one. ``within`` (rows aligned with ``values``)
     holds each bucket's samples' deviations from its value there, when the history was
     aggregated (:meth:`PreparedHistory.within_tail`). After lasting ``changes`` of level, the
-    origins :func:`~forecasts.base.calibrating_origins` retires are left out.
+    origins :func:`~forecasts.base.calibrating_origins` retires are left out. ``known``
+    (aligned with ``values``) says which values were observed: a value filled in over a gap is
+    no actual to measure an error against, and no forecast is made from inside the gap (its
+    filled values lean on the first sample after it), nor kept in the record.
     """
     lead = predicted.shape[1]
     times = end - step * (values.size - 1 - origins.astype(np.float64))
@@ -175,9 +190,16 @@ def calibrate(
         predicted[match] = merged.predicted[pos[match]]
     if times.size:
         inside = merged.origins >= times[0] - 1e-6
+        if known is not None:
+            # No forecast from inside a filled gap is honest (:func:`carried_record`).
+            at = values.size - 1 - np.round((end - merged.origins) / step).astype(np.int64)
+            inside &= known[np.clip(at, 0, values.size - 1)] | (at < 0) | (at >= values.size)
         merged = ForecastRecord(merged.origins[inside], merged.predicted[inside])
     # The record keeps every honest row: a retired origin may count again later.
     kept = calibrating_origins(times, changes, reach=lead * step, step=step)
+    if known is not None:
+        kept &= known[origins]
+        values = np.where(known, values, np.nan)
     origins, predicted = origins[kept], predicted[kept]
     calibration = calibration_from_paths(
         shifted(values, origins, lead),
