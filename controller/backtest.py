@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import csv
+import io
 import math
 import time
 from collections.abc import Callable
@@ -26,7 +29,7 @@ from controller.simulator import (
 from controller.spec import GatewayAutoscalerSpec
 from forecasts.base import DAY
 from forecasts.errors import TraceFormatError
-from forecasts.series import LoadSeries, format_timestamp, load_trace
+from forecasts.series import LoadSeries, format_timestamp, load_trace, parse_timestamp
 
 __all__ = [
     "POLICIES",
@@ -79,9 +82,19 @@ def backtest_spec(
     return GatewayAutoscalerSpec.model_validate(body)
 
 
+#: A trace whose grid would be more than this share gaps, or hold more than this many missing
+#: samples, is refused: a mistyped date (2204 for 2024) would make millions of empty steps.
+MOST_GAP_SHARE = 0.99
+MOST_GAP_STEPS = 2**24
+#: The most minutes a backtest replays, about 32 years: a coarse trace with a mistyped date
+#: would otherwise be interpolated onto a grid of a hundred million minutes.
+MOST_MINUTES = 2**24
+
+
 def read_trace(path: str | Path) -> LoadSeries:
     """:func:`~forecasts.series.load_trace`, with the file checked first for what that reader
-    reports at the wrong line (a byte that is not UTF-8).
+    reports at the wrong line (a byte that is not UTF-8) or runs out of memory on (a date far
+    from the others, which makes a grid of millions of empty steps).
 
     Raises :class:`TraceFormatError` naming the file and the line.
     """
@@ -90,18 +103,18 @@ def read_trace(path: str | Path) -> LoadSeries:
         data = path.read_bytes()
     except OSError:
         data = b""  # load_trace says why it cannot be read
-    _check_utf8(path, data)
+    _check_span(path, _check_utf8(path, data))
     return load_trace(path)
 
 
-def _check_utf8(path: Path, data: bytes) -> None:
-    """Refuse a byte that is not UTF-8 with the line it is on.
+def _check_utf8(path: Path, data: bytes) -> str:
+    """The file's text; a byte that is not UTF-8 is refused with the line it is on.
 
     The csv reader decodes its file a block at a time, so the line it has reached when a
     block fails to decode is up to a block's worth of lines before the bad byte.
     """
     try:
-        data.decode("utf-8")  # a byte order mark decodes, and load_trace reads past it
+        return data.decode("utf-8")  # a byte order mark decodes, and load_trace reads past it
     except UnicodeDecodeError as exc:
         before = data[: exc.start].decode("utf-8")
         line = before.replace("\r\n", "\n").replace("\r", "\n").count("\n") + 1
@@ -111,11 +124,54 @@ def _check_utf8(path: Path, data: bytes) -> None:
         ) from None
 
 
+def _check_span(path: Path, text: str) -> None:
+    """Refuse a trace whose grid, at its median step, would be mostly gaps (see
+    :data:`MOST_GAP_SHARE` and :data:`MOST_GAP_STEPS`), naming the rows of its longest gap.
+
+    Only the timestamps are read: a row that cannot be read is left to load_trace to name.
+    """
+    stamps: list[tuple[float, int, str]] = []  # (time, line, the timestamp as written)
+    try:
+        reader = csv.reader(io.StringIO(text, newline=""))
+        next(reader, None)  # the header
+        for line, row in enumerate(reader, start=2):  # numbered as load_trace numbers them
+            if row:
+                with contextlib.suppress(ValueError):
+                    stamps.append((parse_timestamp(row[0]), line, row[0].strip()))
+    except csv.Error:
+        return
+    if len(stamps) < 2:
+        return
+    times = np.array([when for when, _line, _text in stamps])
+    step = float(np.median(np.diff(times)))
+    if not step > 0:
+        return  # rows out of order: load_trace names the first
+    rows = len(stamps)
+    steps = round(float(times.max() - times.min()) / step) + 1
+    gaps = steps - rows
+    if gaps <= min(MOST_GAP_SHARE / (1 - MOST_GAP_SHARE) * rows, MOST_GAP_STEPS):
+        return
+    widest = int(np.argmax(np.diff(times)))
+    (before, line_before, text_before), (after, line, text_after) = stamps[widest : widest + 2]
+    raise TraceFormatError(
+        f"{path}:{line}: timestamp {text_after} is {(after - before) / DAY:,.0f} days after "
+        f"the row before it ({text_before}, line {line_before}): its {rows:,} rows would "
+        f"span {steps:,} samples at the trace's {step:g}s step (a mistyped date?)"
+    )
+
+
 def prepare_trace(series: LoadSeries, scenario: Scenario) -> LoadSeries:
     """Per-minute load (coarser traces interpolated); its p99 needs ``peak_replicas``.
 
     ValueError says why a trace cannot be replayed; the caller names the trace.
     """
+    minutes = math.floor((series.end - series.start) / MINUTE + 1e-6) + 1
+    if minutes > MOST_MINUTES:
+        raise ValueError(
+            f"the trace runs from {format_timestamp(series.start)} to "
+            f"{format_timestamp(series.end)}: {minutes:,} minutes, more than the "
+            f"{MOST_MINUTES:,} a backtest replays (a mistyped date?)"
+        )
     minute = series.resample(MINUTE) if series.step > MINUTE else series
     if minute.step != MINUTE:
         minute = minute.aggregate(MINUTE)

@@ -337,3 +337,74 @@ def test_a_plot_that_fails_keeps_the_report(
         f"tidal backtest: --plot {tmp_path / 'p.png'}: the report stands, the plot failed: "
         "disk full\n"
     )
+
+
+def _mistype(stamp: str, year: str) -> str:
+    """``stamp`` with its year typed as ``year``."""
+    return year + stamp[4:]
+
+
+@pytest.mark.parametrize(
+    ("command", "typo", "says"),
+    [
+        (
+            "backtest",
+            -1,
+            ":2881: timestamp 2204-01-02T23:59:00Z is 67,204 days after the row "
+            "before it (2020-01-02T23:58:00Z, line 2880): its 2,880 rows would span 96,776,640 "
+            "samples at the trace's 60s step (a mistyped date?)",
+        ),
+        ("forecast", -1, ":2881: timestamp 2204-01-02T23:59:00Z is 67,204 days after"),
+        (
+            "backtest",
+            0,
+            ":3: timestamp 2020-01-01T00:01:00Z is 3,652 days after the row "
+            "before it (2010-01-01T00:00:00Z, line 2)",
+        ),
+    ],
+    ids=["last-row-backtest", "last-row-forecast", "first-row"],
+)
+def test_a_mistyped_year_is_refused_with_its_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str, typo: int, says: str
+) -> None:
+    """2204 for 2020 in the last row made a grid of 97 million minutes and ran out of memory;
+    2010 in the first, five million. Refused before the grid is made, naming the row."""
+    lines = [format_time(START + 60.0 * i) for i in range(2880)]
+    lines[typo] = _mistype(lines[typo], "2204" if typo else "2010")
+    trace = tmp_path / "t.csv"
+    trace.write_text(
+        "timestamp,load\n" + "".join(f"{s},{_daily(i)}\n" for i, s in enumerate(lines))
+    )
+    assert main([command, str(trace), "--jobs", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{trace}{says}" in err
+
+
+def test_a_coarse_trace_spanning_centuries_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two rows 184 years apart are one step of the trace, but 97 million minutes once
+    interpolated to the backtest's minutes: refused with the dates, not run out of memory."""
+    trace = tmp_path / "two.csv"
+    trace.write_text("timestamp,load\n2020-01-01T00:00:00Z,5\n2204-01-01T00:00:00Z,6\n")
+    assert main(["backtest", str(trace), "--jobs", "1"]) == 2
+    assert capsys.readouterr().err == (
+        f"tidal backtest: {trace}: the trace runs from 2020-01-01T00:00:00Z to "
+        "2204-01-01T00:00:00Z: 96,773,761 minutes, more than the 16,777,216 a backtest replays "
+        "(a mistyped date?)\n"
+    )
+
+
+def test_a_long_outage_is_not_a_mistyped_date(tmp_path: Path) -> None:
+    """Two days, sixty days without a row, two days: most of the grid is a gap, but not 99%
+    of it; such a trace is read (and its gap warned about by the backtest)."""
+    from controller.backtest import read_trace
+
+    minutes = [*range(2880), *range(64 * 1440, 66 * 1440)]
+    trace = tmp_path / "outage.csv"
+    trace.write_text(
+        "timestamp,load\n"
+        + "".join(f"{format_time(START + 60.0 * m)},{_daily(m)}\n" for m in minutes)
+    )
+    series = read_trace(trace)
+    assert series.step == 60.0 and len(series) == 66 * 1440
