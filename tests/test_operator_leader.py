@@ -397,3 +397,37 @@ def test_a_stopped_election_thread_makes_the_operator_unhealthy(
         assert operator._healthy() == (False, "the leader election thread has stopped")
     finally:
         operator.models.shutdown()
+
+
+def series_of(operator: Operator, gwa: str) -> list[str]:
+    """Every exported sample about the object named ``gwa``: gauges, counters, histograms."""
+    return [
+        sample.name
+        for family in operator.metrics.registry.collect()
+        for sample in family.samples
+        if sample.labels.get("gwa") == gwa
+    ]
+
+
+def test_a_deleted_object_leaves_no_series_and_one_made_again_keeps_its_own(
+    cluster: KubeEmulatorHandle,
+) -> None:
+    """Deleting an object drops its counters and histograms as well as its gauges; an object
+    deleted and made again under the same name (a new uid) keeps the series of its name."""
+    clock = Clock()
+    operator, _lease = operator_leading(cluster, clock, "eu", "us")
+    try:
+        operator.run_once()
+        assert "tidal_reconcile_seconds_count" in series_of(operator, "gateway-eu")
+        cluster.delete(GWAS, "gateway-eu", namespace=NAMESPACE)
+        operator.run_once()
+        assert series_of(operator, "gateway-eu") == []
+        assert "tidal_reconcile_seconds_count" in series_of(operator, "gateway-us")
+        cluster.delete(GWAS, "gateway-us", namespace=NAMESPACE)
+        cluster.create(gwa_body("us"))  # the same name, a new uid
+        operator.run_once()
+        assert "tidal_reconcile_seconds_count" in series_of(operator, "gateway-us")
+        planned = [n for n in series_of(operator, "gateway-us") if n.startswith("tidal_planned")]
+        assert planned
+    finally:
+        operator.models.shutdown()

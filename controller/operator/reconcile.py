@@ -213,7 +213,16 @@ class Reconciler:
         """Drop memory of objects that are gone (by uid), and their metrics."""
         for key in set(self._memory) - live:
             memory = self._memory.pop(key)
-            if memory.region is not None:
+            # An object deleted and made again under its name (a new uid) keeps the series the
+            # name labels; only a region it no longer has goes.
+            again = [
+                m
+                for k, m in self._memory.items()
+                if k in live and (m.name, m.namespace) == (memory.name, memory.namespace)
+            ]
+            if not again:
+                self.metrics.forget_object(memory.name, memory.namespace, memory.region)
+            elif memory.region is not None and all(m.region != memory.region for m in again):
                 self.metrics.forget(memory.name, memory.namespace, memory.region)
         self.models.prune(live)
 
