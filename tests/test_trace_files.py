@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from datetime import datetime, timedelta
@@ -282,3 +283,30 @@ def test_a_byte_that_is_not_utf8_is_reported_on_its_own_line(
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert f"{path}:{line}: not UTF-8 text (byte 0xff); save the trace as a UTF-8 CSV" in err
+
+
+@pytest.mark.parametrize("sign", [1, -1], ids=["late", "early"])
+def test_millisecond_jitter_in_a_per_minute_trace_is_read_as_minutes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], sign: int
+) -> None:
+    """Timestamps up to 0.4 s late (or early) make the median step 60.037 s (or 59.963 s): the
+    backtest accepted one and refused the other, and tidal forecast refused both. Either is a
+    per-minute trace, read as the same minutes as the trace without jitter."""
+    from controller.backtest import read_trace
+    from controller.cli import main
+
+    first = datetime.fromisoformat("2024-01-01T00:00:00+00:00")
+    loads = [100 + 50 * np.sin(2 * np.pi * i / 1440) for i in range(3 * 1440)]
+    clean, jittered = tmp_path / "clean.csv", tmp_path / "jittered.csv"
+    for path, jitter in ((clean, 0), (jittered, sign)):
+        late = [jitter * (i * 37 % 400) for i in range(len(loads))]
+        stamps = [first + timedelta(minutes=i, milliseconds=ms) for i, ms in enumerate(late)]
+        body = "".join(f"{t.isoformat()},{y}\n" for t, y in zip(stamps, loads, strict=True))
+        path.write_text("timestamp,load\n" + body, encoding="utf-8")
+    read, expected = read_trace(jittered), read_trace(clean)
+    assert (read.start, read.step, len(read)) == (expected.start, 60.0, len(expected))
+    assert np.allclose(read.values, expected.values, atol=0.1)
+    assert main(["backtest", str(jittered), "--jobs", "1", "--json", "--policies", "oracle"]) == 0
+    argv = ["forecast", str(jittered), "--jobs", "1", "--json", "--models", "seasonal-naive"]
+    assert main(argv) == 0
+    assert "jittered" in json.loads(capsys.readouterr().out.splitlines()[-1])["traces"]
