@@ -23,8 +23,9 @@ from __future__ import annotations
 import math
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -49,6 +50,7 @@ __all__ = [
     "prepare_history",
     "scale_floor",
     "significantly_lower",
+    "unless_beaten",
     "values_after",
 ]
 
@@ -692,3 +694,31 @@ def significantly_lower(challenger: FloatArray, held: FloatArray, *, lead: int) 
     # The p-value is two-sided, from the normal distribution (HAC leaves ``use_t`` off): half
     # of it is the one-sided p-value of a negative mean.
     return math.isfinite(t) and t < 0 and float(fitted.pvalues[0]) / 2 < SIGNIFICANCE
+
+
+Choice = TypeVar("Choice")
+
+
+def unless_beaten(
+    held: Choice,
+    scores: Mapping[Choice, float],
+    losses: Mapping[Choice, FloatArray],
+    *,
+    lead: int,
+) -> Choice:
+    """``held``, unless a rival beats it beyond chance: then the rival with the lowest score
+    among those that do.
+
+    A rival beats it when its score is lower and its per-origin ``losses`` are lower beyond
+    chance (:func:`significantly_lower`). The lowest score of all does not win by itself: a
+    rival lower than ``held`` by no more than chance is no reason to swap, whatever another
+    rival did.
+    """
+    beaters = [
+        rival
+        for rival, score in scores.items()
+        if rival != held
+        and score < scores[held]
+        and significantly_lower(losses[rival], losses[held], lead=lead)
+    ]
+    return min(beaters, key=scores.__getitem__) if beaters else held

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from forecasts import create
-from forecasts.base import DAY, significantly_lower
-from forecasts.models.auto import _FittedAuto, _held
+from forecasts.base import DAY, significantly_lower, unless_beaten
+from forecasts.models.auto import Auto, _FittedAuto, _preferred
 from forecasts.models.holt_winters import HoltWinters, run_recursion
 from forecasts.models.mstl import (
     MSTL,
@@ -288,10 +288,10 @@ def test_auto_keeps_its_choice_against_a_rival_no_better_than_chance() -> None:
         losses = {held: mine, rival: close}
         scores = _means(losses)
         assert scores[rival] < scores[held]
-        assert _held(earlier, scores, losses, lead=12) == held
+        assert _preferred(earlier, scores, losses, lead=12) == held
         # Beyond chance: the rival takes the place.
         beaten = {held: mine, rival: mine - 10.0}
-        assert _held(earlier, _means(beaten), beaten, lead=12) is None
+        assert _preferred(earlier, _means(beaten), beaten, lead=12) == rival
 
 
 def test_auto_without_a_choice_to_keep_holds_the_richest_model_against_chance() -> None:
@@ -303,13 +303,61 @@ def test_auto_without_a_choice_to_keep_holds_the_richest_model_against_chance() 
     losses = {"mstl": mine, "seasonal-naive": close}
     unfaced = _chosen_before(previous, "seasonal-naive", faced=("seasonal-naive",))
     for earlier in (None, unfaced):
-        assert _held(earlier, _means(losses), losses, lead=12) == "mstl"
+        assert _preferred(earlier, _means(losses), losses, lead=12) == "mstl"
         beaten = {"mstl": mine, "seasonal-naive": mine - 10.0}
-        assert _held(earlier, _means(beaten), beaten, lead=12) is None
+        assert _preferred(earlier, _means(beaten), beaten, lead=12) == "seasonal-naive"
     # Without MSTL scored, the richest left (Holt-Winters) holds it.
     losses = {"holt-winters": mine, "seasonal-naive": close}
-    assert _held(None, _means(losses), losses, lead=12) == "holt-winters"
-    assert _held(None, {}, {}, lead=12) is None
+    assert _preferred(None, _means(losses), losses, lead=12) == "holt-winters"
+    assert _preferred(None, {}, {}, lead=12) is None
+
+
+def test_auto_swaps_only_to_a_rival_that_beat_its_model_beyond_chance(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Holt-Winters chosen a day before; on the new hold-out MSTL is lower at every origin,
+    give or take, and seasonal naive lower still on average but by far less than its errors
+    wander. Only MSTL beat Holt-Winters beyond chance, so MSTL takes the place, not the lowest
+    score."""
+    rng = np.random.default_rng(8)
+    size = 576  # two days of 5-minute origins
+    held = _losses(rng, size, 100.0)
+    steady = held - 2.0 + rng.normal(0.0, 0.5, size)
+    wander = _losses(rng, size, 0.0)
+    noisy = held - 2.5 + 40.0 * (wander - wander.mean())
+    losses = {"holt-winters": held, "mstl": steady, "seasonal-naive": noisy}
+    scores = _means(losses)
+    lead = 24  # two hours of 5-minute steps, auto's default horizon
+    assert scores["seasonal-naive"] < scores["mstl"] < scores["holt-winters"]
+    assert significantly_lower(steady, held, lead=lead)
+    assert not significantly_lower(noisy, held, lead=lead)
+    history = seasonal(days=5)
+    previous = create("auto").fit(series(history.values[:-288]))
+    earlier = _chosen_before(previous, "holt-winters", faced=tuple(losses))
+    levels = dict.fromkeys(losses, 100.0)
+    monkeypatch.setattr(Auto, "_scores", lambda *_args, **_kwargs: (scores, {}, levels, losses))
+    fitted = create("auto").fit(history, previous=earlier)
+    assert fitted.chosen_at == history.end  # a day on: chosen again
+    assert fitted.name == "mstl"
+
+
+def test_a_choice_held_unless_beaten_goes_to_the_lowest_of_those_that_beat_it() -> None:
+    """The rule MSTL's profile width and ``auto`` share: among several rivals that beat the
+    held choice beyond chance the lowest score wins; one lower only by chance wins nothing."""
+    rng = np.random.default_rng(9)
+    held = _losses(rng, 300, 100.0)
+    wander = _losses(rng, 300, 0.0)
+    losses = {
+        1: held,
+        3: held - 3.0 + rng.normal(0.0, 0.5, 300),  # beats it
+        5: held - 4.0 + rng.normal(0.0, 0.5, 300),  # beats it by more
+        7: held - 5.0 + 60.0 * (wander - wander.mean()),  # lowest, within its noise
+    }
+    scores = _means(losses)
+    assert min(scores, key=scores.__getitem__) == 7
+    assert unless_beaten(1, scores, losses, lead=12) == 5
+    assert unless_beaten(1, {1: scores[1], 7: scores[7]}, losses, lead=12) == 1
+    assert unless_beaten(5, scores, losses, lead=12) == 5
 
 
 def _mine_and_close() -> tuple[np.ndarray, np.ndarray]:

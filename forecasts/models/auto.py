@@ -17,8 +17,10 @@ A full fit:
    improve; the band is calibrated afterwards on the winner's own errors either way). A model
    chosen before against the same candidates keeps its place unless one of them is better by
    more than chance: a one-sided Diebold-Mariano test at 5% of the per-origin errors, with
-   Newey-West standard errors for the overlapping leads. Two models a hold-out cannot tell
-   apart would otherwise swap on its noise, and each swap changes the plan's band at once.
+   Newey-West standard errors for the overlapping leads; then the place goes to the lowest
+   error among the candidates that are, not to a lower one that is not. Two models a hold-out
+   cannot tell apart would otherwise swap on its noise, and each swap changes the plan's band
+   at once.
    Without such a model (the first choice, or one made before a candidate could be scored),
    the richest candidate scored holds the place on the same terms: seasonal naive repeats a
    noisy day, noise and all, where the smoothing models average it away, and a short hold-out
@@ -58,7 +60,7 @@ from forecasts.base import (
     new_observations,
     origin_means,
     prepare_history,
-    significantly_lower,
+    unless_beaten,
 )
 from forecasts.errors import InsufficientHistory
 from forecasts.models.holt_winters import HoltWinters
@@ -179,9 +181,9 @@ class Auto(Forecaster):
             history, prepared.end, self._holdout(span, prepared.step), lead
         )
         order = sorted(scores, key=scores.__getitem__) if scores else list(self.candidates)
-        held = _held(previous, scores, losses, lead=lead)
-        if held is not None:
-            order = [held, *(name for name in order if name != held)]
+        preferred = _preferred(previous, scores, losses, lead=lead)
+        if preferred is not None:
+            order = [preferred, *(name for name in order if name != preferred)]
         for name in order:
             forecaster = self.candidates[name]
             # The same model chosen again is re-estimated from its earlier fit, as it would be
@@ -279,22 +281,24 @@ class Auto(Forecaster):
         return scores, records, levels, losses
 
 
-def _held(
+def _preferred(
     previous: FittedModel | None,
     scores: dict[str, float],
     losses: dict[str, FloatArray],
     *,
     lead: int,
 ) -> str | None:
-    """The model that keeps its place unless a candidate beats it beyond chance.
+    """The model to fit first: the one that holds the place, unless a candidate beats it
+    beyond chance, and then the lowest score among the candidates that do
+    (:func:`~forecasts.base.unless_beaten`).
 
-    That is the model chosen before, when it is scored now and faced, at that choice, every
-    candidate scored now: a model chosen without facing a candidate (too short a history to
-    score it) holds no place against it. Otherwise it is the richest candidate scored, the
-    last of :data:`CANDIDATES`: seasonal naive repeats one noisy day, so its errors carry that
-    day's noise on top of the next one's where the smoothing models average it away, and a
-    hold-out of a few hours rarely tells them apart. None when nothing is scored, or when a
-    candidate with a lower score beats that model beyond chance.
+    The place is held by the model chosen before, when it is scored now and faced, at that
+    choice, every candidate scored now: a model chosen without facing a candidate (too short a
+    history to score it) holds no place against it. Otherwise it is held by the richest
+    candidate scored, the last of :data:`CANDIDATES`: seasonal naive repeats one noisy day, so
+    its errors carry that day's noise on top of the next one's where the smoothing models
+    average it away, and a hold-out of a few hours rarely tells them apart. None when nothing
+    is scored.
     """
     held: str | None
     if (
@@ -307,7 +311,4 @@ def _held(
         held = next((model.name for model in reversed(CANDIDATES) if model.name in losses), None)
     if held is None:
         return None
-    rivals = [name for name in scores if scores[name] < scores[held]]
-    if any(significantly_lower(losses[name], losses[held], lead=lead) for name in rivals):
-        return None
-    return held
+    return unless_beaten(held, scores, losses, lead=lead)

@@ -15,7 +15,8 @@
    forecast with each width, and the lowest multi-step error wins. On a noisy series a profile
    taken from a few cycles is mostly their noise; on a clean one it keeps its detail. A
    re-estimation keeps the width chosen before unless a width with a lower error beats it
-   beyond chance (the Diebold-Mariano test by which ``auto`` keeps its model). The history
+   beyond chance (the Diebold-Mariano test by which ``auto`` keeps its model), and then takes
+   the lowest error among the widths that do. The history
    is deseasonalised with that same repeated profile, so the fitted state, its calibration
    and every later advance all see the season exactly as a forecast will.
 3. The deseasonalised level follows damped-trend exponential smoothing (error-correction form,
@@ -64,7 +65,7 @@ from forecasts.base import (
     origin_means,
     origins_matrix,
     scale_floor,
-    significantly_lower,
+    unless_beaten,
     values_after,
 )
 from forecasts.errors import FitFailed
@@ -517,12 +518,13 @@ class MSTL(SmoothingForecaster):
         day is held out (less when the history cannot spare it beyond the two cycles STL needs)
         and the rest decomposed; each width of :func:`profile_widths` smooths that profile,
         which then forecasts the held-out samples with the level's best parameters; the width
-        with the lowest multi-step error wins, unless ``earlier`` (the width chosen before) is
-        one of them and no width with a lower error beats it beyond chance (the one-sided
-        Diebold-Mariano test :func:`~forecasts.base.significantly_lower`, as ``auto`` keeps
-        its model): a day's errors rarely tell neighbouring widths apart, and each swap moves
-        the profile, and so the plan, at once. When too little can be held out to judge, the
-        profile is left as it is.
+        with the lowest multi-step error wins. When ``earlier`` (the width chosen before) is
+        one of them, it stays unless a width with a lower error beats it beyond chance (the
+        one-sided Diebold-Mariano test :func:`~forecasts.base.significantly_lower`, as
+        ``auto`` keeps its model), and then the lowest error among the widths that do wins
+        (:func:`~forecasts.base.unless_beaten`): a day's errors rarely tell neighbouring widths
+        apart, and each swap moves the profile, and so the plan, at once. When too little can
+        be held out to judge, the profile is left as it is.
         """
         widths = profile_widths(daily)
         # A day held out, or what the history can spare beyond the two cycles STL needs.
@@ -543,13 +545,9 @@ class MSTL(SmoothingForecaster):
             deseasonalised = values - profile[phases]
             params, losses[width] = estimate_level(deseasonalised, lead=lead, burn_in=head.size - 1)
             errors[width] = level_errors(params, deseasonalised, lead=lead, burn_in=head.size - 1)
-        best = min(widths, key=losses.__getitem__)
-        if earlier is None or earlier not in losses or earlier == best:
-            return best
-        rivals = [width for width in widths if losses[width] < losses[earlier]]
-        if any(significantly_lower(errors[w], errors[earlier], lead=lead) for w in rivals):
-            return best
-        return earlier
+        if earlier is None or earlier not in losses:
+            return min(widths, key=losses.__getitem__)
+        return unless_beaten(earlier, losses, errors, lead=lead)
 
     @staticmethod
     def _decompose(values: FloatArray, periods: tuple[int, ...]) -> list[FloatArray]:
