@@ -6,15 +6,24 @@ import argparse
 import sys
 import warnings
 from collections.abc import Sequence
+from typing import NoReturn
 
 __all__ = ["main"]
+
+
+class _Parser(argparse.ArgumentParser):
+    """A bad flag is one line, as every other error of tidal's is: argparse's usage, a dozen
+    lines above it, is left to --help. Exit code 2, as argparse's."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
 
 
 def _build_parser() -> argparse.ArgumentParser:
     from controller import backtest_command, demo, forecast_command
     from controller.operator import command as operator_command
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="tidal",
         description="Predictive, capacity-tier aware autoscaling of chat gateways.",
     )
@@ -61,7 +70,11 @@ def _one_line(message: Warning | str, category: type[Warning], *_: object, **__:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # named by the command they were given to, not by tidal's own parser
+        _Parser(prog=f"{parser.prog} {args.command}").error(
+            f"unrecognized arguments: {' '.join(unknown)}"
+        )
     formatted = warnings.formatwarning
     warnings.formatwarning = _one_line
     try:

@@ -408,3 +408,36 @@ def test_a_long_outage_is_not_a_mistyped_date(tmp_path: Path) -> None:
     )
     series = read_trace(trace)
     assert series.step == 60.0 and len(series) == 66 * 1440
+
+
+@pytest.mark.parametrize(
+    ("argv", "says"),
+    [
+        (
+            ["backtest", "t.csv", "--jobs", "x"],
+            "tidal backtest: argument --jobs: invalid int value: 'x' (see tidal backtest --help)",
+        ),
+        (["backtest", "t.csv", "--limit-by", "Pods"], "tidal backtest: argument --limit-by: "),
+        (["backtest"], "tidal backtest: the following arguments are required: TRACE.csv"),
+        (
+            ["backtest", "t.csv", "--nope"],
+            "tidal backtest: unrecognized arguments: --nope (see tidal backtest --help)",
+        ),
+        (["demo", "--every", "x"], "tidal demo: argument --every: invalid float value: 'x'"),
+        (["forecast", "t.csv", "--quantile", "x"], "tidal forecast: argument --quantile: "),
+        (["bogus"], "tidal: argument COMMAND: invalid choice: 'bogus'"),
+        ([], "tidal: the following arguments are required: COMMAND (see tidal --help)"),
+    ],
+    ids=["type", "choice", "missing", "unknown", "demo", "forecast", "command", "no-command"],
+)
+def test_a_bad_flag_is_one_line_without_the_usage(
+    capsys: pytest.CaptureFixture[str], argv: list[str], says: str
+) -> None:
+    """argparse printed its usage, a dozen lines, above the error; every other error of
+    tidal's is one line naming the command. Still exit 2."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(says)
+    assert "usage" not in err
