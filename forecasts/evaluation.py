@@ -7,7 +7,10 @@ For each trace:
 - forecast origins are every whole hour over the trace's last quarter (every step when the
   step is longer than an hour), as long as the whole horizon lies inside the trace;
 - at every origin each model forecasts the horizon (at least one step) from the history up to
-  the origin, and the forecasts are compared with what happened next.
+  the origin, and the forecasts are compared with what happened next;
+- every model of a trace is scored on the same origins: those where each of them could fit
+  (a model that needs more history than another, or a stretch too gappy for one, leaves an
+  origin out for all). A trace with no such origin is refused, with each model's count.
 
 Refit policy (honest, and the one the operator uses): at every origin the model is refitted
 with the previous fit as ``previous``. Each model then decides: a full estimation when its
@@ -44,7 +47,7 @@ from typing import Any
 
 import numpy as np
 
-from forecasts.base import DAY, FittedModel, FloatArray
+from forecasts.base import DAY, BoolArray, FittedModel, FloatArray
 from forecasts.errors import ForecastError, InsufficientHistory
 from forecasts.registry import create, model_names
 from forecasts.series import LoadSeries, load_trace
@@ -61,6 +64,7 @@ __all__ = [
     "evaluation_series",
     "fit_step_for",
     "forecast_report",
+    "score_together",
 ]
 
 FIT_STEP = 300.0
@@ -103,9 +107,19 @@ class ModelBacktest:
     fit_seconds: FloatArray  # wall time of the full fits
     chosen: tuple[str, ...]  # the fitted model's name at each origin (``auto`` picks one)
 
-    def metrics(self, *, quantile: float, scale: float) -> dict[str, float]:
-        known = np.isfinite(self.actual)
-        actual, point, upper = self.actual[known], self.point[known], self.upper[known]
+    @property
+    def forecast_at(self) -> BoolArray:
+        """The origins (rows) where the model could fit, and forecast."""
+        return np.asarray(np.isfinite(self.point).all(axis=1))
+
+    def metrics(
+        self, *, quantile: float, scale: float, origins: BoolArray | None = None
+    ) -> dict[str, float]:
+        """The metrics over ``origins`` (a row mask; default: every origin it forecast from)."""
+        rows = self.forecast_at if origins is None else origins
+        known = np.isfinite(self.actual[rows]) & np.isfinite(self.point[rows])
+        actual = self.actual[rows][known]
+        point, upper = self.point[rows][known], self.upper[rows][known]
         if actual.size == 0:
             raise InsufficientHistory(f"{self.model}: no forecast could be scored")
         gap = actual - upper
@@ -241,6 +255,31 @@ def backtest_model(
     )
 
 
+def score_together(
+    backtests: Mapping[str, ModelBacktest], *, quantile: float, scale: float
+) -> dict[str, dict[str, float]]:
+    """The metrics of each model on one trace, all on the origins where every model forecast.
+
+    A model that could not fit at some origins (too little history before the first ones, or a
+    stretch too gappy for it) would otherwise be scored on fewer, later origins than another,
+    and the two scores would not compare. Raises :class:`InsufficientHistory`, with each
+    model's count, when no origin is left.
+    """
+    common = np.logical_and.reduce([backtest.forecast_at for backtest in backtests.values()])
+    if not common.any():
+        counts = ", ".join(
+            f"{model} at {int(backtest.forecast_at.sum())}" for model, backtest in backtests.items()
+        )
+        raise InsufficientHistory(
+            f"no forecast origin where every model could forecast, so none to compare them on "
+            f"({counts} of {common.size} origins)"
+        )
+    return {
+        model: backtest.metrics(quantile=quantile, scale=scale, origins=common)
+        for model, backtest in backtests.items()
+    }
+
+
 def _as_series(trace: str | Path | LoadSeries) -> LoadSeries:
     return trace if isinstance(trace, LoadSeries) else load_trace(trace)
 
@@ -266,16 +305,15 @@ def evaluate_trace(
     """
     series = evaluation_series(_as_series(trace))
     scale = _scale(series, horizon=horizon)
-    report: dict[str, dict[str, float]] = {}
+    backtests: dict[str, ModelBacktest] = {}
     for model in models or default_models():
         callback = None
         if progress is not None:
             callback = _bind(progress, model)
-        backtest = backtest_model(
+        backtests[model] = backtest_model(
             series, model, horizon=horizon, quantile=quantile, progress=callback
         )
-        report[model] = backtest.metrics(quantile=quantile, scale=scale)
-    return {"models": report}
+    return {"models": score_together(backtests, quantile=quantile, scale=scale)}
 
 
 def _bind(progress: Callable[[str, int, int], None], model: str) -> Callable[[int, int], None]:
@@ -290,13 +328,13 @@ def _job(
     quantile: float,
     ticks: Any,
     stop: Any = None,
-) -> dict[str, float]:
+) -> ModelBacktest:
     """One (trace, model) evaluation in a worker process; progress goes through ``ticks``, and
-    the evaluation ends at its next forecast origin once ``stop`` (an event) is set."""
+    the evaluation ends at its next forecast origin once ``stop`` (an event) is set. It is
+    scored once every model of the trace is done (:func:`score_together`)."""
     if stop is not None and stop.is_set():  # queued before another failed: not started
         raise _Stopped(f"{name}/{model}: stopped after another evaluation failed")
     series = evaluation_series(_as_series(trace))
-    scale = _scale(series, horizon=horizon)
 
     def tick(done: int, total: int) -> None:
         if stop is not None and stop.is_set():
@@ -304,8 +342,7 @@ def _job(
         if ticks is not None:
             ticks.put((name, model, done, total))
 
-    backtest = backtest_model(series, model, horizon=horizon, quantile=quantile, progress=tick)
-    return backtest.metrics(quantile=quantile, scale=scale)
+    return backtest_model(series, model, horizon=horizon, quantile=quantile, progress=tick)
 
 
 class _Stopped(Exception):
@@ -345,19 +382,21 @@ def evaluate_traces(
         with _naming(name):
             series = check_evaluable(_as_series(trace), models=names, horizon=horizon)
         checked.append((name, series))
-    results: dict[str, dict[str, dict[str, float]]] = {name: {} for name, _ in checked}
+    backtests: dict[str, dict[str, ModelBacktest]] = {name: {} for name, _ in checked}
     if workers <= 1:
+        results: dict[str, dict[str, dict[str, float]]] = {}
         for name, series in checked:
             with _naming(name):
-                scale = _scale(series, horizon=horizon)
                 for model in names:
                     callback = None
                     if progress is not None:
                         callback = _bind(_bind_trace(progress, name), model)
-                    backtest = backtest_model(
+                    backtests[name][model] = backtest_model(
                         series, model, horizon=horizon, quantile=quantile, progress=callback
                     )
-                    results[name][model] = backtest.metrics(quantile=quantile, scale=scale)
+                results[name] = score_together(
+                    backtests[name], quantile=quantile, scale=_scale(series, horizon=horizon)
+                )
         return results
     # The costliest jobs first (auto fits every candidate), so the pool ends together.
     order = sorted(
@@ -367,7 +406,7 @@ def evaluate_traces(
     with Manager() as manager, ProcessPoolExecutor(max_workers=workers) as pool:
         ticks = manager.Queue() if progress is not None else None
         stop = manager.Event()
-        futures: dict[Future[dict[str, float]], tuple[str, str]] = {
+        futures: dict[Future[ModelBacktest], tuple[str, str]] = {
             pool.submit(_job, name, series, model, horizon, quantile, ticks, stop): (name, model)
             for name, series, model in order
         }
@@ -387,9 +426,16 @@ def evaluate_traces(
             _drain(ticks, progress, wait=0.2 if pending else 0.0)
         _drain(ticks, progress, wait=0.0)
         for future, (name, model) in futures.items():
-            results[name][model] = future.result()
-    # Keep the requested model order inside each trace.
-    return {name: {m: results[name][m] for m in names} for name, _ in checked}
+            backtests[name][model] = future.result()
+    scored: dict[str, dict[str, dict[str, float]]] = {}
+    for name, series in checked:
+        with _naming(name):
+            # In the requested model order.
+            together = {model: backtests[name][model] for model in names}
+            scored[name] = score_together(
+                together, quantile=quantile, scale=_scale(series, horizon=horizon)
+            )
+    return scored
 
 
 def _named(trace: str, error: BaseException) -> BaseException:

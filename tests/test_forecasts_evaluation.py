@@ -10,15 +10,19 @@ import numpy as np
 import pytest
 
 from forecasts import evaluation
-from forecasts.errors import FitFailed, ForecastError
+from forecasts.errors import FitFailed, ForecastError, InsufficientHistory
 from forecasts.evaluation import (
+    ModelBacktest,
     TraceEvaluationFailed,
+    backtest_model,
     evaluate_trace,
     evaluate_traces,
     evaluation_series,
     fit_step_for,
     forecast_report,
     origin_indices,
+    score_together,
+    seasonal_naive_scale,
 )
 from forecasts.series import LoadSeries
 from tests.forecast_series import seasonal
@@ -181,3 +185,58 @@ def test_trace_evaluation_failed_survives_pickling() -> None:
     """The error crosses a process boundary with its trace and detail intact."""
     error = pickle.loads(pickle.dumps(TraceEvaluationFailed("wc98", "too short")))
     assert (error.trace, error.detail, str(error)) == ("wc98", "too short", "wc98: too short")
+
+
+@pytest.mark.parametrize(
+    "jobs",
+    [
+        pytest.param(None, id="one-trace"),
+        pytest.param(1, id="in-process"),
+        pytest.param(2, id="pool"),
+    ],
+)
+def test_every_model_is_scored_on_the_same_origins(jobs: int | None) -> None:
+    """On 2.65 days Holt-Winters cannot fit at the first origin (it needs two days and a lead
+    before it), seasonal naive can: both are scored on the origins where both forecast, not
+    seasonal naive on one more."""
+    history = seasonal(days=2.65)
+    evaluated = evaluation_series(history)
+    naive = backtest_model(evaluated, "seasonal-naive", horizon=1800.0)
+    smooth = backtest_model(evaluated, "holt-winters", horizon=1800.0)
+    both = np.isfinite(smooth.point[:, 0])
+    assert np.isfinite(naive.point[:, 0]).all() and both[1:].all() and not both[0]
+    origins, _ = origin_indices(evaluated, horizon=1800.0)
+    scale = seasonal_naive_scale(evaluated.values[: int(origins[0]) + 1], 288)
+    on_both = float(np.abs(naive.actual[both] - naive.point[both]).mean()) / scale
+    on_all = float(np.abs(naive.actual - naive.point).mean()) / scale
+    assert round(on_both, 4) != round(on_all, 4)  # the extra origin moves the score
+    covered = float((naive.actual[both] <= naive.upper[both]).mean())
+    models = ["seasonal-naive", "holt-winters"]
+    if jobs is None:
+        report = evaluate_trace(history, models=models)["models"]
+    else:
+        report = evaluate_traces({"short": history}, models=models, jobs=jobs)["short"]
+    assert list(report) == models
+    assert report["seasonal-naive"]["mase"] == pytest.approx(on_both, abs=1e-4)
+    assert report["seasonal-naive"]["coverage"] == pytest.approx(covered, abs=1e-4)
+
+
+def test_models_without_an_origin_in_common_are_refused_with_their_counts() -> None:
+    """Models that forecast at different origins only leave nothing to compare them on."""
+    point = np.array([[1.0], [np.nan]])
+
+    def made(rows: np.ndarray) -> ModelBacktest:
+        return ModelBacktest(
+            model="m",
+            step=300.0,
+            origins=np.array([0.0, 300.0]),
+            point=rows,
+            upper=rows,
+            actual=np.ones((2, 1)),
+            fit_seconds=np.empty(0),
+            chosen=(),
+        )
+
+    backtests = {"early": made(point), "late": made(point[::-1])}
+    with pytest.raises(InsufficientHistory, match="early at 1, late at 1 of 2 origins"):
+        score_together(backtests, quantile=0.95, scale=1.0)
