@@ -28,6 +28,7 @@ from controller.backtest import (
     report,
     summary,
 )
+from controller.cli import rich_console
 from controller.durations import parse_duration
 from controller.simulator import Scenario
 from controller.spec import LimitBy, format_validation_error
@@ -287,10 +288,9 @@ def _named(trace: PreparedTrace, error: object) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    err = Console(stderr=True, soft_wrap=True)
+    err = rich_console(stderr=True, soft_wrap=True)
 
     def fail(message: str) -> int:
         err.print(f"tidal backtest: {message}", markup=False, highlight=False)
@@ -414,7 +414,7 @@ def run(args: argparse.Namespace) -> int:
         json.dump(result, sys.stdout)
         sys.stdout.write("\n")
     else:
-        print_table(result, Console())
+        print_table(result, rich_console())
     if plot is not None:
         from controller.plotting import plot_backtest
 

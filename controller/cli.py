@@ -3,12 +3,52 @@
 from __future__ import annotations
 
 import argparse
+import errno
+import os
 import sys
 import warnings
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
-__all__ = ["main"]
+if TYPE_CHECKING:
+    from rich.console import Console
+
+__all__ = ["main", "rich_console"]
+
+
+def rich_console(**options: Any) -> Console:
+    """A rich console (``Console(**options)``) whose broken pipe :func:`main` handles.
+
+    Rich's own handling ends the program with exit code 1, so a report piped to ``head``
+    would look like a failure.
+    """
+    from rich.console import Console
+
+    class _Console(Console):
+        def on_broken_pipe(self) -> None:
+            self.quiet = True  # nothing more is written to a reader that has gone
+            raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
+
+    return _Console(**options)
+
+
+def _reader_gone() -> int:
+    """Exit code 0, quietly, when the reader of the output has gone (``tidal ... | head -1``).
+
+    As ``head`` asks, the rest of the output is not written: the command did what it was
+    asked up to where the reader stopped, so it is not a failure (Python ignores SIGPIPE,
+    so there is no 141 to keep), and ``set -o pipefail`` scripts are not failed by it.
+    Standard output goes to /dev/null so that Python's flush at exit fails no second time
+    with "Exception ignored ... BrokenPipeError" and exit code 120.
+    """
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return 0  # not a file (a test's capture): nothing is flushed at exit
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
+    return 0
 
 
 class _Parser(argparse.ArgumentParser):
@@ -78,12 +118,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     formatted = warnings.formatwarning
     warnings.formatwarning = _one_line
     try:
-        return int(args.handler(args))
+        code = int(args.handler(args))
+        sys.stdout.flush()  # output still buffered meets a reader gone here, not at exit
+        return code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:
-        return 0
+        return _reader_gone()
     finally:
         warnings.formatwarning = formatted
 

@@ -25,6 +25,7 @@ from controller.backtest import (
     report,
     summary,
 )
+from controller.cli import rich_console
 from controller.simulator import Scenario, TidalPolicy, oracle_need, simulate
 from controller.spec import format_validation_error
 from forecasts.base import DAY
@@ -97,10 +98,8 @@ def _clock(ts: float) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rich.console import Console
-
-    console = Console()
-    err = Console(stderr=True, soft_wrap=True)
+    console = rich_console()
+    err = rich_console(stderr=True, soft_wrap=True)
 
     def fail(message: str) -> int:
         err.print(f"tidal demo: {message}", markup=False, highlight=False)

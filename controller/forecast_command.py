@@ -53,6 +53,7 @@ from typing import Any, TextIO
 import numpy as np
 
 from controller.backtest import read_trace
+from controller.cli import rich_console
 from controller.durations import parse_duration
 from controller.planner import MIN_FIT_STEP
 from forecasts.base import FittedModel, FloatArray, Forecast
@@ -297,10 +298,9 @@ def _evaluate(
     *,
     quiet: bool,
 ) -> dict[str, dict[str, dict[str, float]]]:
-    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 
-    console = Console(stderr=True)
+    console = rich_console(stderr=True)
     if not console.is_terminal:
         # A bar draws nothing in a log: plain lines show that a long run is alive.
         lines = _ProgressLines(list(series), models)
@@ -376,7 +376,6 @@ class _ProgressLines:
 
 
 def _print_table(report: dict[str, Any]) -> None:
-    from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
@@ -397,7 +396,7 @@ def _print_table(report: dict[str, Any]) -> None:
                 f"{m['fit_seconds']:.3f}",
             )
         table.add_section()
-    Console().print(table)
+    rich_console().print(table)
 
 
 def _plot(
@@ -619,10 +618,9 @@ def _print_shown(report: dict[str, Any], *, as_json: bool) -> None:
         json.dump(report, sys.stdout)
         sys.stdout.write("\n")
         return
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console()
+    console = rich_console()
     source = report["source"]
     where = source.get("trace") or f"{source['prometheus_url']}, query {source['query']!r}"
     model = report["model"]

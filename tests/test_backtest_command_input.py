@@ -8,6 +8,8 @@ import json
 import math
 import os
 import re
+import subprocess
+import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -441,3 +443,41 @@ def test_a_bad_flag_is_one_line_without_the_usage(
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith(says)
     assert "usage" not in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "unbuffered"),
+    [
+        (["backtest", "--policies", "oracle"], False),
+        (["backtest", "--policies", "oracle", "--json"], False),
+        (["backtest", "--policies", "oracle", "--json"], True),
+        (["forecast", "--models", "seasonal-naive", "--json"], False),
+    ],
+    ids=["table", "json", "json-unbuffered", "forecast-json"],
+)
+def test_a_reader_that_has_gone_ends_the_command_quietly(
+    tmp_path: Path, argv: list[str], unbuffered: bool
+) -> None:
+    """``tidal backtest ... | head -1``: the reader stops reading, and what it did not read is
+    not wanted. Exit 0 with nothing on stderr, not rich's exit 1 or Python's 120 and
+    "Exception ignored ... BrokenPipeError" when it flushes the output at exit."""
+    trace = _write_trace(tmp_path / "t.csv", 2 * 1440)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    if unbuffered:
+        env["PYTHONUNBUFFERED"] = "1"
+    read, write = os.pipe()
+    os.close(read)  # a reader gone before the first line is written
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "controller", argv[0], str(trace), "--jobs", "1", *argv[1:]],
+            stdout=write,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            timeout=300,
+        )
+    finally:
+        os.close(write)
+    progress = ("t: ", "tidal forecast: t: ")
+    problems = [line for line in done.stderr.splitlines() if not line.startswith(progress)]
+    assert (done.returncode, problems) == (0, [])
