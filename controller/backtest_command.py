@@ -308,19 +308,19 @@ def run(args: argparse.Namespace) -> int:
     if unknown:
         return fail(f"unknown policy {unknown[0]!r}; known: {', '.join(POLICIES)}")
     score_from = None
-    if args.score_from:
+    if args.score_from is not None:
         try:
             score_from = parse_timestamp(args.score_from)
         except ValueError:
             return fail(f"--score-from {args.score_from!r} is not an ISO-8601 timestamp")
     plot = None
-    if args.plot:
+    if args.plot is not None:
         from controller.plotting import plot_path
 
         try:
             plot = plot_path(args.plot)
         except ValueError as exc:
-            return fail(f"--plot {args.plot}: {exc}")
+            return fail(f"--plot {args.plot or repr(args.plot)}: {exc}")
     seen: dict[str, str] = {}
     for path in args.traces:
         if not Path(path).is_file():

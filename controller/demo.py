@@ -124,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         plot = plot_path(args.plot)
     except ValueError as exc:
-        return fail(f"--plot {args.plot}: {exc}")
+        return fail(f"--plot {args.plot or repr(args.plot)}: {exc}")
     trace = _bundled_trace()
     earliest, latest = _starts(trace, args.days)
     if not earliest <= start <= latest:

@@ -184,16 +184,16 @@ def run(args: argparse.Namespace) -> int:
         mode = _mode(args)
     except ValueError as exc:
         return _fail(str(exc))
-    if args.plot:
+    if args.plot is not None:
         from controller.plotting import plot_path
 
         try:
             args.plot = str(plot_path(args.plot))  # checked before minutes of work
         except ValueError as exc:
-            return _fail(f"--plot {args.plot}: {exc}")
+            return _fail(f"--plot {args.plot or repr(args.plot)}: {exc}")
     if mode == "accuracy":
         return _run_accuracy(args, horizon)
-    model = args.model or DEFAULT_MODEL
+    model = DEFAULT_MODEL if args.model is None else args.model
     if model not in model_names():
         return _fail(_unknown_model(model))
     if mode == "show":
@@ -577,7 +577,10 @@ def _run_show(args: argparse.Namespace, *, model: str, horizon: float) -> int:
 def _run_live(args: argparse.Namespace, *, model: str, horizon: float) -> int:
     from controller.operator.prometheus_source import MetricsUnavailable, PrometheusLoadSource
 
-    texts = {"--step": args.step or DEFAULT_STEP, "--history": args.history or DEFAULT_HISTORY}
+    texts = {
+        "--step": DEFAULT_STEP if args.step is None else args.step,
+        "--history": DEFAULT_HISTORY if args.history is None else args.history,
+    }
     durations: dict[str, float] = {}
     for flag, text in texts.items():
         try:

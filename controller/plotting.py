@@ -23,8 +23,15 @@ def plot_path(text: str | Path) -> Path:
     """Where a plot goes, checked before any replay so that a long run does not end in an error.
 
     The plot is a PNG: a name without a suffix gets ``.png`` (as matplotlib would add, unsaid),
-    and any other suffix is refused. ValueError says what is wrong with the name.
+    and any other suffix is refused. A folder is refused too, not written beside as
+    ``FOLDER.png``: the name of the file is the caller's to give. ValueError says what is wrong
+    with the name.
     """
+    if not str(text).strip():
+        raise ValueError("names no file: give the .png file to write")
+    if Path(text).is_dir() or str(text).endswith(("/", os.sep)):
+        what = "is" if Path(text).is_dir() else "names"
+        raise ValueError(f"{what} a folder: give the .png file to write, in it or elsewhere")
     path = Path(text)
     if not path.suffix:
         path = path.with_name(path.name + ".png")

@@ -481,3 +481,49 @@ def test_a_reader_that_has_gone_ends_the_command_quietly(
     progress = ("t: ", "tidal forecast: t: ")
     problems = [line for line in done.stderr.splitlines() if not line.startswith(progress)]
     assert (done.returncode, problems) == (0, [])
+
+
+@pytest.mark.parametrize(
+    ("command", "flags", "says"),
+    [
+        ("backtest", ["--plot", "{dir}"], "--plot {dir}: is a folder: give the .png file"),
+        ("backtest", ["--plot", "{dir}/new/"], "--plot {dir}/new/: names a folder"),
+        ("backtest", ["--plot", ""], "--plot '': names no file: give the .png file to write"),
+        ("backtest", ["--score-from", ""], "--score-from '' is not an ISO-8601 timestamp"),
+        ("demo", ["--plot", "{dir}"], "--plot {dir}: is a folder"),
+        ("demo", ["--plot", ""], "--plot '': names no file"),
+        ("forecast", ["--plot", ""], "error: --plot '': names no file"),
+        ("forecast", ["--show", "--model", ""], "error: unknown forecast model ''"),
+        (
+            "forecast",
+            ["--prometheus-url", "http://127.0.0.1:9", "--query", "up", "--step", ""],
+            "error: --step: '' is not a duration",
+        ),
+    ],
+    ids=[
+        "plot-folder",
+        "plot-slash",
+        "plot-empty",
+        "score-from-empty",
+        "demo-plot-folder",
+        "demo-plot-empty",
+        "forecast-plot-empty",
+        "forecast-model-empty",
+        "forecast-step-empty",
+    ],
+)
+def test_a_folder_or_an_empty_value_is_refused_with_its_flag(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str, flags: list[str], says: str
+) -> None:
+    """--plot FOLDER wrote FOLDER.png beside it; an empty --plot, --score-from, or (tidal
+    forecast) --model or --step was taken for the flag left out. Each is refused, exit 2."""
+    folder = tmp_path / "plots"
+    folder.mkdir()
+    trace = _write_trace(tmp_path / "t.csv", 600)
+    argv = [command, *([] if command == "demo" or "--query" in flags else [str(trace)])]
+    argv += [flag.format(dir=folder) for flag in flags]
+    assert main([*argv, *(["--jobs", "1"] if command == "backtest" else [])]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"tidal {command}: {says.format(dir=folder)}")
+    assert err.count("\n") == 1
+    assert not (tmp_path / "plots.png").exists()
