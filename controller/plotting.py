@@ -62,6 +62,7 @@ def plot_backtest(
     import matplotlib.pyplot as plt
 
     from controller.backtest import PER_REPLICA
+    from controller.simulator import first_scored
 
     per = per_replica or PER_REPLICA
     policies = list(runs[0].results)
@@ -73,7 +74,7 @@ def plot_backtest(
         sharey="row",
     )
     for row, run in enumerate(runs):
-        first = run.load.index_of(run.score_from)
+        first = first_scored(run.load, run.score_from)  # where the results start
         for col, name in enumerate(policies):
             result = run.results[name]
             n = result.ready_physical.size

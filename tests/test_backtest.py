@@ -346,6 +346,32 @@ def test_scoring_starts_where_the_replay_starts(tmp_path: Path) -> None:
     assert oracle["unserved_fraction"] == 0.0
 
 
+def test_the_plot_starts_where_the_scoring_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A --score-from inside the first minute is scored from the second (the first scored
+    minute needs one of history): the plot drew each policy's first minute at the trace's
+    first, a minute early, against the load of the minute before."""
+    import matplotlib.pyplot as plt
+
+    from controller.plotting import plot_backtest
+
+    drawn: list[object] = []
+    monkeypatch.setattr(plt, "close", drawn.append)  # keep the figure to look at
+    start = 1577836800.0
+    series = LoadSeries(start, 60.0, np.array([1.0, 1, 5, 9, 9, 9, 3, 1]))
+    run = run_trace("early.csv", scenario=Scenario(), score_from=start + 30.0, series=series)
+    plot_backtest([run], tmp_path / "early.png")
+    (figure,) = drawn
+    axes = figure.axes[0]  # type: ignore[attr-defined]
+    (load,) = [line for line in axes.get_lines() if line.get_label().startswith("load")]
+    first = np.datetime64(int((start + 60.0) * 1000), "ms")
+    assert load.get_xdata()[0] == first
+    assert np.array_equal(load.get_ydata(), run.load.values[1:] / 5000)
+    monkeypatch.undo()
+    plt.close(figure)  # type: ignore[arg-type]
+
+
 def test_policies_never_see_the_future() -> None:
     """With a metric delay longer than the history before the first scored minute, a policy
     sees nothing rather than samples from later in the trace."""
