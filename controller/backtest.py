@@ -191,9 +191,13 @@ def _check_span(path: Path, text: str) -> None:
     )
 
 
-def prepare_trace(series: LoadSeries, scenario: Scenario) -> LoadSeries:
+def prepare_trace(
+    series: LoadSeries, scenario: Scenario, *, headroom: float | None = None
+) -> LoadSeries:
     """Per-minute load (coarser traces interpolated); its p99 needs ``peak_replicas``.
 
+    ``headroom`` is the spec's (None: the CRD default): the replicas the peak needs are
+    counted with it, as the planner and the HPA count them, against :data:`REPLICA_CAP`.
     ValueError says why a trace cannot be replayed; the caller names the trace.
     """
     series = on_whole_seconds(series)
@@ -225,13 +229,18 @@ def prepare_trace(series: LoadSeries, scenario: Scenario) -> LoadSeries:
             f"a load of {np.nanmax(values):g} is too far above the 99th percentile "
             f"({p99:g}) to scale"
         )
-    peak = float(np.nanmax(scaled)) / PER_REPLICA
-    if peak > REPLICA_CAP:
-        # Capped, tidal and the HPA would leave load unserved that the oracle serves.
+    if headroom is None:
+        headroom = float(GatewayAutoscalerSpec.model_fields["headroom"].default)
+    # As the planner's replicas_for counts them: tidal and the HPA size for the load with
+    # headroom on top, and capped, they would hold less than they were asked for.
+    need = float(np.nanmax(scaled)) * (1.0 + headroom) / PER_REPLICA
+    if need - 1e-9 > REPLICA_CAP:
+        replicas = f"{math.ceil(need - 1e-9):,}" if need < 1e12 else f"{need:.3g}"
         raise ValueError(
-            f"its highest load ({np.nanmax(values):g}) needs {peak:.3g} replicas once its 99th "
-            f"percentile needs --peak-replicas {scenario.peak_replicas}, more than the "
-            f"{REPLICA_CAP:,} a backtest can hold: a lower --peak-replicas, or a glitch to fix"
+            f"its highest load ({np.nanmax(values):g}) needs {replicas} replicas with "
+            f"--headroom {headroom:g} once its 99th percentile needs --peak-replicas "
+            f"{scenario.peak_replicas}, more than the {REPLICA_CAP:,} a backtest can hold: "
+            "a lower --peak-replicas or --headroom, or a glitch to fix"
         )
     return LoadSeries(minute.start, MINUTE, scaled)
 
@@ -301,16 +310,18 @@ def load_for_replay(
     score_from: float | None = None,
     series: LoadSeries | None = None,
     name: str | None = None,
+    headroom: float | None = None,
 ) -> PreparedTrace:
     """Read, scale and check one trace, so that bad input fails before any replay starts.
 
-    Every error names the file: :class:`ForecastError` from reading it, ValueError otherwise.
+    ``headroom`` is the spec's (None: the CRD default), for :func:`prepare_trace`. Every
+    error names the file: :class:`ForecastError` from reading it, ValueError otherwise.
     """
     started = time.perf_counter()
     label = str(Path(path))
     raw = series if series is not None else read_trace(path)
     try:
-        load = prepare_trace(raw, scenario)
+        load = prepare_trace(raw, scenario, headroom=headroom)
     except ValueError as exc:
         raise ValueError(f"{label}: {exc}") from exc
     begin = default_score_from(load) if score_from is None else score_from
@@ -380,7 +391,12 @@ def run_trace(
 ) -> TraceRun:
     """:func:`load_for_replay`, then :func:`replay`."""
     trace = load_for_replay(
-        path, scenario=scenario, score_from=score_from, series=series, name=name
+        path,
+        scenario=scenario,
+        score_from=score_from,
+        series=series,
+        name=name,
+        headroom=(spec_overrides or {}).get("headroom"),
     )
     return replay(
         trace,

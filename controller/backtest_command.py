@@ -335,7 +335,14 @@ def run(args: argparse.Namespace) -> int:
     problems: list[str] = []
     for path in args.traces:
         try:
-            traces.append(load_for_replay(path, scenario=scenario, score_from=score_from))
+            traces.append(
+                load_for_replay(
+                    path,
+                    scenario=scenario,
+                    score_from=score_from,
+                    headroom=overrides.get("headroom"),
+                )
+            )
         except (ForecastError, ValueError) as exc:
             problems.append(str(exc))
     for message in problems:
