@@ -28,6 +28,12 @@ What the caller can rely on:
   :class:`QueryError` (permanent: the spec must change). Both messages name the query. The
   ``reason`` and ``transient`` attributes follow ``controller.operator.errors``; ``QueryError``
   subclasses ``MetricsUnavailable`` so that a caller catching the latter never misses one.
+- **Slow is not unreachable.** Prometheus is told to give up on a query (its ``timeout``
+  parameter) a little before the client stops waiting (:func:`server_timeout`), so a query too
+  slow to finish comes back as Prometheus's own "query timed out", named as such and not asked
+  again. Only a Prometheus that does not answer at all, or cannot be connected to, raises
+  :class:`PrometheusUnreachable` (a ``MetricsUnavailable``, same reason): the operator then
+  stops asking it for the rest of its pass.
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ import numpy as np
 import requests
 from prometheus_api_client import PrometheusConnect
 from prometheus_api_client.exceptions import PrometheusApiClientException
+from urllib3 import exceptions as urllib3_exceptions
 from urllib3.util.retry import Retry
 
 from forecasts.series import LoadSeries, format_timestamp
@@ -52,8 +59,10 @@ __all__ = [
     "MAX_POINTS",
     "MetricsUnavailable",
     "PrometheusLoadSource",
+    "PrometheusUnreachable",
     "QueryError",
     "plan_chunks",
+    "server_timeout",
 ]
 
 # Prometheus's hard limit per series in one query_range
@@ -83,6 +92,24 @@ class QueryError(MetricsUnavailable):
     transient = False
 
 
+class PrometheusUnreachable(MetricsUnavailable):
+    """Prometheus did not answer: no connection, or no reply within the client's timeout.
+
+    Its reason stays ``MetricsUnavailable``; the type tells a caller that asking again at once,
+    for another query, would most likely cost another whole timeout.
+    """
+
+
+def server_timeout(timeout: float) -> float:
+    """The ``timeout`` Prometheus is sent when the client waits ``timeout`` seconds.
+
+    A tenth less, and at least half a second less, so that Prometheus's own "query timed out"
+    reaches the client before the client gives up (it would otherwise read as unreachable);
+    never less than half the client's timeout.
+    """
+    return max(timeout - max(0.1 * timeout, 0.5), 0.5 * timeout)
+
+
 def plan_chunks(
     start: float, end: float, step: float, max_points: int = MAX_POINTS
 ) -> Iterator[tuple[float, float]]:
@@ -107,10 +134,12 @@ def plan_chunks(
 class PrometheusLoadSource:
     """Reads a region's load from Prometheus over its HTTP API.
 
-    ``retries`` connection attempts are made per request, with a short backoff, so that a
-    Prometheus that is down costs a loop about ``timeout`` seconds, not minutes. A
-    ``Retry-After`` header (429 or 503 from a proxy or a query frontend) is not obeyed: the
-    next loop retries.
+    ``retries`` more connection attempts are made per request, with a short backoff, so that a
+    Prometheus that is down costs a loop about ``timeout`` seconds, not minutes; an answer that
+    does not come within ``timeout`` is not waited for again. A 502, 503 or 504 is asked again
+    ``retries`` times at once, except Prometheus's own "query timed out" (the same query would
+    time out again). A ``Retry-After`` header (429 or 503 from a proxy or a query frontend) is
+    not obeyed: the next loop retries.
     """
 
     def __init__(
@@ -124,12 +153,16 @@ class PrometheusLoadSource:
     ) -> None:
         self.url = url.rstrip("/")
         self.timeout = timeout
+        #: What Prometheus is told to spend on a query at most (:func:`server_timeout`).
+        self.server_timeout = server_timeout(timeout)
+        self.retries = retries
+        # Connections only: 5xx answers are retried by ``_call``, which reads their body.
         retry = Retry(
             total=retries,
             connect=retries,
             read=0,
+            status=0,
             backoff_factor=0.2,
-            status_forcelist=(502, 503, 504),
             allowed_methods=("GET", "POST"),
             raise_on_status=False,
             # A proxy's or query frontend's "Retry-After: 600" would hold the loop that long.
@@ -189,7 +222,7 @@ class PrometheusLoadSource:
         result = self._call(
             query,
             lambda: self._prometheus.custom_query(
-                query, params={"timeout": _seconds(self.timeout)}, timeout=self.timeout
+                query, params={"timeout": _seconds(self.server_timeout)}, timeout=self.timeout
             ),
         )
         if isinstance(result, Sequence) and len(result) == 2 and not isinstance(result[0], Mapping):
@@ -216,7 +249,7 @@ class PrometheusLoadSource:
             "start": f"{first:.3f}",
             "end": f"{last:.3f}",
             "step": _seconds(step),
-            "timeout": _seconds(self.timeout),
+            "timeout": _seconds(self.server_timeout),
         }
         result: list[Any] = self._call(
             query,
@@ -238,6 +271,16 @@ class PrometheusLoadSource:
         return result
 
     def _call(self, query: str, request: Any) -> Any:
+        attempt = 0
+        while True:
+            try:
+                return self._call_once(query, request)
+            except _Failed as failed:
+                if attempt >= self.retries or failed.timed_out:
+                    raise failed.error from failed.__cause__
+                attempt += 1
+
+    def _call_once(self, query: str, request: Any) -> Any:
         try:
             return request()
         except requests.JSONDecodeError as exc:  # reached, but not Prometheus (a proxy's page)
@@ -246,22 +289,32 @@ class PrometheusLoadSource:
                 query=query,
             ) from exc
         except requests.RequestException as exc:
-            raise MetricsUnavailable(
+            raise PrometheusUnreachable(
                 f"Prometheus at {self.url} is unreachable for query {query!r}: "
-                f"{type(exc).__name__}",
+                f"{self._no_answer(exc)}",
                 query=query,
             ) from exc
         except PrometheusApiClientException as exc:
             match = _STATUS_RE.search(str(exc))
             status = int(match.group(1)) if match else None
+            error, kind = _error_fields(exc)
             if status == 400:
                 raise QueryError(
-                    f"Prometheus rejected query {query!r}: {_error_text(exc)}", query=query
+                    f"Prometheus rejected query {query!r}: {error}", query=query
                 ) from exc
-            raise MetricsUnavailable(
-                f"Prometheus failed query {query!r} (HTTP {status}): {_error_text(exc)}",
-                query=query,
-            ) from exc
+            if kind == "timeout":
+                problem = MetricsUnavailable(
+                    f"Prometheus timed out on query {query!r} after "
+                    f"{self.server_timeout:g}s (HTTP {status}): {error}",
+                    query=query,
+                )
+            else:
+                problem = MetricsUnavailable(
+                    f"Prometheus failed query {query!r} (HTTP {status}): {error}", query=query
+                )
+            if status in _RETRIED:
+                raise _Failed(problem, timed_out=kind == "timeout") from exc
+            raise problem from exc
         except (ValueError, KeyError, TypeError) as exc:
             # A body that is not the JSON Prometheus sends (``{"status": "success"}`` without
             # ``data``, say): the operator and ``tidal forecast`` say so instead of crashing.
@@ -269,6 +322,28 @@ class PrometheusLoadSource:
                 f"Prometheus at {self.url} sent an unreadable answer to query {query!r}",
                 query=query,
             ) from exc
+
+    def _no_answer(self, exc: requests.RequestException) -> str:
+        """No answer within the timeout (requests words a read timeout that urllib3 gave up
+        retrying as a ``ConnectionError``), else the exception's type."""
+        wrapped = exc.args[0] if exc.args else None
+        reason = getattr(wrapped, "reason", wrapped)
+        if isinstance(exc, requests.Timeout) or isinstance(reason, urllib3_exceptions.TimeoutError):
+            return f"no answer within {self.timeout:g}s"
+        return type(exc).__name__
+
+
+#: Statuses asked again (a proxy's or a query frontend's passing trouble).
+_RETRIED = frozenset({502, 503, 504})
+
+
+class _Failed(Exception):
+    """A 5xx answer that ``_call`` may ask again; ``error`` is what to raise if it does not."""
+
+    def __init__(self, error: MetricsUnavailable, *, timed_out: bool) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.timed_out = timed_out
 
 
 def _seconds(value: float) -> str:
@@ -288,24 +363,27 @@ def _finite_or_nan(text: Any) -> float:
     return value if math.isfinite(value) else math.nan
 
 
-def _error_text(exc: Exception) -> str:
-    """Prometheus's own ``error`` field out of the client's exception text, if there is one.
+def _error_fields(exc: Exception) -> tuple[str, str | None]:
+    """Prometheus's own ``error`` and ``errorType`` out of the client's exception text.
 
     The client puts ``repr(response.content)`` in its message (``HTTP Status Code 400
     (b'{...}')``): the body is read back from that literal and decoded as JSON, so that an
     error quoting a name (``unknown function with name "foo"``) keeps its quotes and its end.
+    Without a Prometheus body, the exception's text and no type.
     """
     text = str(exc)
     match = _BODY_RE.search(text)
     if match is not None:
         try:
             body = ast.literal_eval(match.group(1))
-            error = json.loads(body).get("error") if isinstance(body, bytes) else None
-        except (ValueError, SyntaxError, AttributeError, UnicodeDecodeError):
-            error = None
-        if isinstance(error, str) and error:
-            return error
-    return text
+            fields = json.loads(body) if isinstance(body, bytes) else None
+        except (ValueError, SyntaxError, UnicodeDecodeError):
+            fields = None
+        if isinstance(fields, dict):
+            error, kind = fields.get("error"), fields.get("errorType")
+            if isinstance(error, str) and error:
+                return error, kind if isinstance(kind, str) else None
+    return text, None
 
 
 def _datetime(when: float) -> datetime:

@@ -72,7 +72,12 @@ class OperatorSettings(BaseSettings):
         default_factory=dict, description="Extra HTTP headers, 'Name: value, Name: value'"
     )
     prometheus_disable_ssl: bool = Field(default=False, description="Skip TLS verification")
-    prometheus_timeout: Seconds = Field(default=10.0, gt=0, description="Per-request timeout")
+    prometheus_timeout: Seconds = Field(
+        default=10.0,
+        gt=0,
+        description="Per-request timeout; Prometheus is told to give up on a query a tenth "
+        "(at least 0.5s) sooner",
+    )
 
     # The loop
     loop_interval: Seconds = Field(

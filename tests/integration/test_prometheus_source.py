@@ -350,3 +350,90 @@ def test_a_retry_after_header_does_not_hold_the_loop(status: int) -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+# Dozens of cheap terms: Prometheus checks its deadline between them, so it gives up close to
+# its timeout; unbounded, the sum takes seconds.
+SLOW_QUERY = " + ".join(["count_over_time(vector(1)[20m:10ms])"] * 200)
+
+
+def test_a_query_too_slow_is_prometheus_s_timeout_not_unreachable(
+    prometheus: PrometheusServer,
+) -> None:
+    """Prometheus is told to give up before the client stops waiting: a query too slow to finish
+    comes back as its own "query timed out", within the client's timeout and asked once, not
+    as an unreachable Prometheus (which would stop the operator asking for the whole pass)."""
+    with PrometheusLoadSource(prometheus.url, timeout=1.0) as source:
+        for read in (
+            lambda: source.read_history(SLOW_QUERY, start=NOW - 600, end=NOW, step=60),
+            lambda: source.current(SLOW_QUERY),
+        ):
+            started = time.monotonic()
+            with pytest.raises(MetricsUnavailable) as error:
+                read()
+            took = time.monotonic() - started
+            message = str(error.value).replace(SLOW_QUERY, "SLOW_QUERY")
+            assert "query timed out" in message and "unreachable" not in message, message
+            assert "HTTP 503" in message and error.value.transient is True
+            assert took < 1.0, f"{took:.2f}s for a client timeout of 1s"
+
+
+@pytest.mark.parametrize(("timeout", "sent"), [(10.0, 9.0), (2.5, 2.0), (0.4, 0.2)])
+def test_prometheus_is_told_a_shorter_timeout_than_the_client_s(
+    source: PrometheusLoadSource, monkeypatch: pytest.MonkeyPatch, timeout: float, sent: float
+) -> None:
+    """A tenth less than the client's timeout, at least half a second less, never under half."""
+    seen: list[tuple[str, float]] = []
+    with PrometheusLoadSource(source.url, timeout=timeout) as spied:
+        for name in ("custom_query", "custom_query_range"):
+            original = getattr(spied._prometheus, name)
+
+            def spy(q: str, *, original: Any = original, name: str = name, **kwargs: Any) -> Any:
+                seen.append((name, float(kwargs["params"]["timeout"])))
+                assert kwargs["timeout"] == timeout
+                return original(q, **kwargs)
+
+            monkeypatch.setattr(spied._prometheus, name, spy)
+        spied.read_history(query(EU), start=NOW - 600, end=NOW, step=60)
+        spied.current(query(EU))
+    assert seen == [("custom_query_range", sent), ("custom_query", sent)]
+
+
+@pytest.mark.parametrize(("kind", "asked"), [("timeout", 1), ("unavailable", 2)])
+def test_prometheus_s_own_timeout_is_not_asked_again(kind: str, asked: int) -> None:
+    """A 503 is asked once more (a proxy's passing trouble), but not Prometheus's "query timed
+    out": the same query would time out again, and the read would cost twice the wait."""
+    import http.server
+    import threading
+
+    requests_seen: list[str] = []
+
+    class Failing(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            requests_seen.append(self.path)
+            body = f'{{"status":"error","errorType":"{kind}","error":"{kind} here"}}'.encode()
+            self.send_response(503)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Failing)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        with (
+            PrometheusLoadSource(url, timeout=2) as source,
+            pytest.raises(MetricsUnavailable, match=f"HTTP 503.*{kind} here") as error,
+        ):
+            source.read_history("up", start=NOW - 600, end=NOW, step=60)
+        assert ("timed out" in str(error.value)) is (kind == "timeout")
+        assert "unreachable" not in str(error.value)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert len(requests_seen) == asked, requests_seen
