@@ -179,3 +179,21 @@ def test_once_on_an_empty_cluster_succeeds(
         path = kube.write_kubeconfig(tmp_path / "config")
         code, _out, err = run(["--once", "--kubeconfig", str(path)], capsys)
     assert code == 0, err
+
+
+@pytest.mark.parametrize(("election", "leading"), [(False, b"1.0"), (True, b"0.0")])
+def test_without_an_election_the_instance_says_it_leads(
+    tmp_path: Path, election: bool, leading: bytes
+) -> None:
+    """With leader election off (``--once``, a single replica) the instance acts as leader from
+    the start, and ``tidal_leader`` says so; with it on, 0 until the lease is won."""
+    path = kubeconfig(tmp_path / "config", f"http://127.0.0.1:{closed_port()}")
+    settings = command.OperatorSettings(
+        kubeconfig=str(path), leader_election=election, metrics_port=0
+    )
+    operator = command.Operator(settings)
+    try:
+        assert operator.is_leader() is not election
+        assert b"\ntidal_leader " + leading + b"\n" in operator.metrics.exposition()
+    finally:
+        operator.models.shutdown()

@@ -5,7 +5,10 @@ object) and reconciles each GatewayAutoscaler in turn; a failing object costs on
 turn. A spec change is acted on promptly: a watch on the CRs wakes the loop when an object
 appears or its ``spec`` changes (compared by content, so status writes never wake it, whatever
 the API server does with ``metadata.generation``). The watch is re-opened every ``watch_poll``
-seconds, which also bounds how long a stop waits for it.
+seconds, which also bounds how long a stop waits for it. A Prometheus that does not answer costs
+a pass one timeout, not one per object: once a read of the pass finds it unreachable, the
+pass's other objects are told so at once (:class:`~controller.operator.sources.PassReads`) and
+hold their replicas, so a partition cannot stretch a pass past the liveness limit.
 
 ``tidal run`` exits 2, with one line on standard error naming the flag (or environment
 variable, or file) at fault, when its settings or its kubeconfig are unusable; ``--once``
@@ -41,7 +44,7 @@ from controller.operator.logs import configure_logging
 from controller.operator.metrics import HealthServer, OperatorMetrics
 from controller.operator.reconcile import Outcome, Reconciler
 from controller.operator.settings import OperatorSettings
-from controller.operator.sources import LoadSource, make_load_source
+from controller.operator.sources import LoadSource, PassReads, make_load_source
 from controller.spec import GROUP, PLURAL, VERSION
 
 __all__ = ["Operator", "add_arguments", "run", "settings_from_args"]
@@ -69,6 +72,8 @@ class Operator:
         # Audit logs (and the HA tests) tell the replicas apart by user agent.
         self.kube.api_client.user_agent = f"tidal-operator ({settings.identity})"
         self.source = source if source is not None else make_load_source(settings)
+        # A Prometheus that does not answer costs a pass one timeout, not one per object.
+        self.reads = PassReads(self.source)
         self.metrics = OperatorMetrics()
         self.models = ModelStore(workers=settings.fit_workers, retry=settings.fit_retry)
         self.elector: LeaderElector | None = None
@@ -83,7 +88,7 @@ class Operator:
                 on_change=self._leadership_changed,
             )
         self.reconciler = Reconciler(
-            self.kube, self.source, self.models, self.metrics, settings, is_leader=self.is_leader
+            self.kube, self.reads, self.models, self.metrics, settings, is_leader=self.is_leader
         )
         self.health: HealthServer | None = None
         self.loops = 0
@@ -94,6 +99,8 @@ class Operator:
         self._started_election = False
         self._loop_failure: str | None = None
         self._threads: list[threading.Thread] = []
+        if self.elector is None:
+            self.metrics.leader.set(1)  # without an election this instance always leads
 
     # --- leadership and health -------------------------------------------------------------
 
@@ -176,10 +183,14 @@ class Operator:
             key = f"{meta.get('namespace')}/{meta.get('name')}"
             live.add(str(meta.get("uid") or key))
             named.append((key, obj))
-        for key, obj in named:
-            if not self.is_leader():
-                break
-            outcomes[key] = self.reconciler.reconcile(obj, snapshot)
+        self.reads.begin_pass()
+        try:
+            for key, obj in named:
+                if not self.is_leader():
+                    break
+                outcomes[key] = self.reconciler.reconcile(obj, snapshot)
+        finally:
+            self.reads.end_pass()
         self.reconciler.forget(live)
         if not self.is_leader():
             self._withdraw_object_gauges()

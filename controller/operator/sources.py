@@ -1,23 +1,77 @@
-"""Where the operator gets load histories: a :class:`PrometheusLoadSource` built from settings."""
+"""Where the operator gets load histories: a :class:`PrometheusLoadSource` built from settings,
+read through a :class:`PassReads` so that a Prometheus that does not answer costs a pass one
+timeout, not one per object."""
 
 from __future__ import annotations
 
 import base64
+import threading
 from typing import Any, Protocol
 
 from controller.operator.prometheus_source import (
     MetricsUnavailable,
     PrometheusLoadSource,
+    PrometheusUnreachable,
     QueryError,
 )
 from controller.operator.settings import OperatorSettings
 from forecasts.series import LoadSeries
 
-__all__ = ["LoadSource", "MetricsUnavailable", "QueryError", "make_load_source", "metrics_reason"]
+__all__ = [
+    "LoadSource",
+    "MetricsUnavailable",
+    "PassReads",
+    "PrometheusUnreachable",
+    "QueryError",
+    "make_load_source",
+    "metrics_reason",
+]
 
 
 class LoadSource(Protocol):
     def read_history(self, query: str, *, start: float, end: float, step: float) -> LoadSeries: ...
+
+
+class PassReads:
+    """``source`` read by the loop one pass at a time: unreachable once, unreachable for the pass.
+
+    Each object's history is read on the loop, one after another. A Prometheus that accepts
+    connections and never answers (a partition, an overload) would cost every object a whole
+    timeout, and a pass of a few regions would outlast the liveness probe. Between
+    :meth:`begin_pass` and :meth:`end_pass`, once a read on the loop's thread raised
+    :class:`PrometheusUnreachable`, the pass's other reads raise it at once, naming their own
+    query and the first failure: those objects hold their replicas as for any missing data
+    (``Ready=False``, reason ``MetricsUnavailable``). The next pass asks Prometheus again.
+
+    Reads from other threads (the fits, off the loop) go straight to ``source`` and do not
+    mark the pass.
+    """
+
+    def __init__(self, source: LoadSource) -> None:
+        self.source = source
+        self._loop: int | None = None
+        self._down: PrometheusUnreachable | None = None
+
+    def begin_pass(self) -> None:
+        """The calling thread starts a pass: Prometheus is asked again."""
+        self._loop, self._down = threading.get_ident(), None
+
+    def end_pass(self) -> None:
+        self._loop, self._down = None, None
+
+    def read_history(self, query: str, *, start: float, end: float, step: float) -> LoadSeries:
+        on_loop = self._loop is not None and threading.get_ident() == self._loop
+        down = self._down if on_loop else None
+        if down is not None:
+            raise PrometheusUnreachable(
+                f"query {query!r} was not sent: earlier in this pass, {down}", query=query
+            )
+        try:
+            return self.source.read_history(query, start=start, end=end, step=step)
+        except PrometheusUnreachable as exc:
+            if on_loop:
+                self._down = exc
+            raise
 
 
 def metrics_reason(exc: MetricsUnavailable) -> str:

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 
+from controller.operator import Operator, OperatorSettings
 from forecasts.series import LoadSeries
 from tests.integration.operator_cluster import (
     GWAS,
     NAMESPACE,
+    add_region,
     condition,
     gwa_body,
     load_spec,
@@ -212,3 +217,87 @@ def test_physical_node_not_ready_moves_replicas_to_cloud(
             timeout=10,
             what="status.physical.capacity down to 8",
         )
+
+
+@contextlib.contextmanager
+def silent_prometheus() -> Iterator[str]:
+    """A Prometheus URL on loopback whose socket accepts connections and never answers, as a
+    partitioned or overloaded server does (a refused connection fails at once)."""
+    listener = socket.create_server(("127.0.0.1", 0), backlog=64)
+    listener.settimeout(0.1)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            held.append(conn)
+
+    thread = threading.Thread(target=accept, name="silent-prometheus", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        listener.close()
+        for conn in held:
+            conn.close()
+
+
+def pools(kube: KubeEmulatorHandle, region: str) -> tuple[int, int]:
+    """The physical and cloud replicas of ``add_region``'s Deployments."""
+    return replicas(kube, f"gateway-{region}"), replicas(kube, f"gateway-{region}-cloud")
+
+
+def test_a_prometheus_that_never_answers_costs_a_pass_one_timeout(
+    kube_api: KubeEmulatorHandle,
+) -> None:
+    """Prometheus accepts connections and never answers: the first object's read costs one
+    timeout and the pass's other objects are told at once that it is unreachable, so a pass of
+    many regions stays well inside the liveness limit. Each holds its replicas with
+    Ready=False (MetricsUnavailable) naming its own query; the next pass asks again."""
+    regions = [f"r{i}" for i in range(5)]
+    for region in regions:
+        add_region(kube_api, region)
+        kube_api.create(gwa_body(region))
+    timeout = 1.0
+    with silent_prometheus() as url:
+        settings = OperatorSettings(
+            prometheus_url=url,
+            prometheus_timeout=timeout,
+            leader_election=False,
+            metrics_port=0,
+            fit_retry=60,
+        )
+        operator = Operator(settings, api_client=kube_api.api_client())
+        scaled: list[list[tuple[int, int]]] = []
+        try:
+            for _ in range(2):
+                started = time.monotonic()
+                outcomes = operator.run_once()
+                took = time.monotonic() - started
+                # One timeout, not one per object (five would take at least 5 s).
+                assert timeout <= took < 2.5 * timeout, f"a pass took {took:.1f}s"
+                assert sorted(outcomes) == [f"{NAMESPACE}/gateway-{r}" for r in regions]
+                messages = [outcomes[f"{NAMESPACE}/gateway-{r}"].message for r in regions]
+                assert all(not o.ok for o in outcomes.values())
+                assert {o.reason for o in outcomes.values()} == {"MetricsUnavailable"}
+                assert all(f"no answer within {timeout:g}s" in m for m in messages), messages
+                asked = [m for m in messages if "was not sent: earlier in this pass" not in m]
+                assert len(asked) == 1, messages
+                scaled.append([pools(kube_api, r) for r in regions])
+        finally:
+            operator.models.shutdown()
+    for region in regions:
+        ready = condition(kube_api, f"gateway-{region}", "Ready")
+        assert ready is not None and ready["status"] == "False"
+        assert ready["reason"] == "MetricsUnavailable"
+        assert f'gateway_active_connections{{region="{region}"}}' in ready["message"]
+        assert "unreachable" in ready["message"] and "no scale-down" in ready["message"]
+    # Nothing taken away (the physical pool is kept warm, as with any missing data), and held.
+    assert scaled[0] == scaled[1]
+    assert all(physical >= 2 for physical, _cloud in scaled[1]), scaled

@@ -1,0 +1,80 @@
+"""``PassReads``: within one pass of the loop, a Prometheus found unreachable is not asked again."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from controller.operator.sources import (
+    MetricsUnavailable,
+    PassReads,
+    PrometheusUnreachable,
+)
+from forecasts.series import LoadSeries
+
+
+class Scripted:
+    """A load source that fails as told per query and records what it was asked."""
+
+    def __init__(self, failures: dict[str, MetricsUnavailable]) -> None:
+        self.failures = failures
+        self.asked: list[str] = []
+
+    def read_history(self, query: str, *, start: float, end: float, step: float) -> LoadSeries:
+        self.asked.append(query)
+        if query in self.failures:
+            raise self.failures[query]
+        return LoadSeries(start, step, np.ones(3))
+
+
+def read(reads: PassReads, query: str) -> LoadSeries:
+    return reads.read_history(query, start=0, end=120, step=60)
+
+
+def test_unreachable_once_is_unreachable_for_the_rest_of_the_pass() -> None:
+    source = Scripted({"a": PrometheusUnreachable("no answer within 1s", query="a")})
+    reads = PassReads(source)
+    reads.begin_pass()
+    with pytest.raises(PrometheusUnreachable):
+        read(reads, "a")
+    with pytest.raises(PrometheusUnreachable) as error:
+        read(reads, "b")
+    assert error.value.query == "b" and error.value.reason == "MetricsUnavailable"
+    assert str(error.value) == "query 'b' was not sent: earlier in this pass, no answer within 1s"
+    assert source.asked == ["a"]
+
+    # Reads off the loop (the fits) still ask, and do not mark the pass.
+    off_loop: list[object] = []
+    thread = threading.Thread(target=lambda: off_loop.append(read(reads, "b")))
+    thread.start()
+    thread.join()
+    assert isinstance(off_loop[0], LoadSeries) and source.asked == ["a", "b"]
+    reads.end_pass()
+
+    # The next pass asks again.
+    reads.begin_pass()
+    assert len(read(reads, "b")) == 3
+    reads.end_pass()
+    assert source.asked == ["a", "b", "b"]
+
+
+def test_other_failures_do_not_stop_the_pass() -> None:
+    """No data, a rejected query, Prometheus's own time-out: only that object is affected."""
+    source = Scripted({"a": MetricsUnavailable("query timed out", query="a")})
+    reads = PassReads(source)
+    reads.begin_pass()
+    with pytest.raises(MetricsUnavailable):
+        read(reads, "a")
+    assert len(read(reads, "b")) == 3
+    reads.end_pass()
+
+
+def test_reads_outside_a_pass_are_not_stopped() -> None:
+    source = Scripted({"a": PrometheusUnreachable("refused", query="a")})
+    reads = PassReads(source)
+    for _ in range(2):
+        with pytest.raises(PrometheusUnreachable):
+            read(reads, "a")
+    assert source.asked == ["a", "a"]
