@@ -76,7 +76,11 @@ class OperatorMetrics:
             ("gwa", "namespace", "reason"),
             registry=r,
         )
-        self.leader = Gauge("tidal_leader", "1 while this instance holds the lease", registry=r)
+        self.leader = Gauge(
+            "tidal_leader",
+            "1 while this instance leads: holds the lease, or runs without leader election",
+            registry=r,
+        )
 
     def forget(self, gwa: str, namespace: str, region: str) -> None:
         """Drop an object's per-object gauges (it was deleted or its region changed)."""
