@@ -100,7 +100,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"comma-separated policies (default: {','.join(POLICIES)})",
     )
     parser.add_argument(
-        "--jobs", type=int, default=0, help="traces replayed in parallel (default: cores)"
+        "--jobs", type=int, default=0, help="traces replayed in parallel (default 0: cores)"
     )
     defaults = Scenario()
     parser.add_argument(
@@ -301,6 +301,8 @@ def run(args: argparse.Namespace) -> int:
         overrides = spec_overrides_from_args(args, scenario)
     except ValueError as exc:
         return fail(str(exc))
+    if args.jobs < 0:
+        return fail(f"--jobs must be 0 (one per core) or more, got {args.jobs}")
     policies = tuple(p.strip() for p in args.policies.split(",") if p.strip())
     if not policies:
         return fail(f"--policies {args.policies!r} names no policy; known: {', '.join(POLICIES)}")

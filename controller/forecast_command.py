@@ -180,6 +180,8 @@ def run(args: argparse.Namespace) -> int:
     # The CRD's bounds (spec.forecast.quantile): at 0.5 the "upper" band is the median.
     if not 0.5 < args.quantile < 1.0:
         return _fail(f"--quantile must be in (0.5, 1), got {args.quantile}")
+    if args.jobs is not None and args.jobs < 1:
+        return _fail(f"--jobs must be at least 1, got {args.jobs}")
     try:
         mode = _mode(args)
     except ValueError as exc:

@@ -567,3 +567,21 @@ def test_the_replica_cap_counts_the_headroom(
     )
     with pytest.raises(ValueError, match=r"needs 110,500 replicas with --headroom 0\.3"):
         load_for_replay(fits, scenario=Scenario(), headroom=0.3)
+
+
+@pytest.mark.parametrize(
+    ("command", "jobs", "says"),
+    [
+        ("backtest", "-1", "tidal backtest: --jobs must be 0 (one per core) or more, got -1\n"),
+        ("forecast", "0", "tidal forecast: error: --jobs must be at least 1, got 0\n"),
+        ("forecast", "-2", "tidal forecast: error: --jobs must be at least 1, got -2\n"),
+    ],
+    ids=["backtest-negative", "forecast-zero", "forecast-negative"],
+)
+def test_a_number_of_jobs_below_one_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str, jobs: str, says: str
+) -> None:
+    """A negative --jobs (or none for tidal forecast) was run as one process, unsaid."""
+    trace = _write_trace(tmp_path / "t.csv", 600)
+    assert main([command, str(trace), "--json", "--jobs", jobs]) == 2
+    assert capsys.readouterr().err == says
