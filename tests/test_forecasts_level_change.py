@@ -3,8 +3,6 @@ it, are retired."""
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 
@@ -16,7 +14,7 @@ from forecasts.base import (
     level_changes,
     prepare_history,
 )
-from forecasts.models.smoothing import ForecastRecord, calibrate
+from forecasts.models.smoothing import calibrate
 from forecasts.series import LoadSeries
 from tests.forecast_series import START, STEP, series
 

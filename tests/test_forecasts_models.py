@@ -468,7 +468,9 @@ def test_a_weekly_profile_s_first_band_matches_the_errors_that_follow() -> None:
     for origin in np.arange(fit_at, fit_at + 7 * DAY, 900.0):
         forecast = fitted.forecast(history.until(origin), horizon=1800.0)
         actual = history.values[history.index_of(forecast.times()[0])]
-        errors.append((actual - forecast.point[0]) / (forecast.point[0] + fitted.calibration.scale_floor))
+        errors.append(
+            (actual - forecast.point[0]) / (forecast.point[0] + fitted.calibration.scale_floor)
+        )
     band = fitted.calibration.quantile(0.95, 1)[0]
     assert 0.75 < band / np.quantile(errors, 0.95) < 1.33
     clean = create("mstl").fit(_weekdays_and_weekends(28, noise=0.0).until(fit_at))
