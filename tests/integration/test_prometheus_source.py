@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import http.server
 import math
+import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -280,6 +283,38 @@ def poll(read: Callable[[], Any], done: Callable[[Any], bool], timeout: float = 
     raise AssertionError(f"condition not met within {timeout}s; last result {last!r}")
 
 
+@contextmanager
+def answering(
+    status: int, body: bytes, headers: dict[str, str] | None = None
+) -> Iterator[tuple[str, list[str]]]:
+    """A loopback HTTP server that answers every GET with ``status``, ``body`` (JSON) and
+    ``headers``: something other than Prometheus on its port. Yields its URL and the paths
+    asked, in order."""
+    asked: list[str] = []
+
+    class Stub(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            asked.append(self.path)
+            self.send_response(status)
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Stub)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", asked
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 @pytest.mark.parametrize(
     "body",
     [b'{"status": "success"}', b'{"status": "success", "data": {"result": 3}}', b"<html>"],
@@ -288,31 +323,12 @@ def poll(read: Callable[[], Any], done: Callable[[Any], bool], timeout: float = 
 def test_an_answer_that_is_not_prometheus_s_is_metrics_unavailable(body: bytes) -> None:
     """Something else on the port (a proxy's page, a half-compatible server): one error naming
     the URL and the query, not a KeyError from deep in the client."""
-    import http.server
-    import threading
-
-    class Odd(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Odd)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{server.server_address[1]}"
-    try:
-        with PrometheusLoadSource(url, timeout=2) as source:
-            with pytest.raises(MetricsUnavailable, match=r"unreadable answer to query 'up'"):
-                source.read_history("up", start=NOW - 600, end=NOW, step=60)
-    finally:
-        server.shutdown()
-        server.server_close()
+    with (
+        answering(200, body) as (url, _asked),
+        PrometheusLoadSource(url, timeout=2) as source,
+        pytest.raises(MetricsUnavailable, match=r"unreadable answer to query 'up'"),
+    ):
+        source.read_history("up", start=NOW - 600, end=NOW, step=60)
 
 
 @pytest.mark.parametrize("status", [429, 503])
@@ -320,36 +336,16 @@ def test_a_retry_after_header_does_not_hold_the_loop(status: int) -> None:
     """A proxy or query frontend in front of Prometheus that answers "busy, retry after 30 s"
     costs a read about its timeout, not the 30 s: the loop and the other regions go on, and
     the next loop retries."""
-    import http.server
-    import threading
-
-    class Busy(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            body = b'{"status":"error","errorType":"unavailable","error":"busy"}'
-            self.send_response(status)
-            self.send_header("Retry-After", "30")
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Busy)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{server.server_address[1]}"
-    try:
-        with PrometheusLoadSource(url, timeout=2) as source:
-            started = time.monotonic()
-            with pytest.raises(MetricsUnavailable, match=f"HTTP {status}") as error:
-                source.read_history("up", start=NOW - 600, end=NOW, step=60)
-            assert time.monotonic() - started < 5
-            assert error.value.transient is True
-    finally:
-        server.shutdown()
-        server.server_close()
+    body = b'{"status":"error","errorType":"unavailable","error":"busy"}'
+    with (
+        answering(status, body, {"Retry-After": "30"}) as (url, _asked),
+        PrometheusLoadSource(url, timeout=2) as source,
+    ):
+        started = time.monotonic()
+        with pytest.raises(MetricsUnavailable, match=f"HTTP {status}") as error:
+            source.read_history("up", start=NOW - 600, end=NOW, step=60)
+        assert time.monotonic() - started < 5
+        assert error.value.transient is True
 
 
 # Dozens of cheap terms: Prometheus checks its deadline between them, so it gives up close to
@@ -403,37 +399,13 @@ def test_prometheus_is_told_a_shorter_timeout_than_the_client_s(
 def test_prometheus_s_own_timeout_is_not_asked_again(kind: str, asked: int) -> None:
     """A 503 is asked once more (a proxy's passing trouble), but not Prometheus's "query timed
     out": the same query would time out again, and the read would cost twice the wait."""
-    import http.server
-    import threading
-
-    requests_seen: list[str] = []
-
-    class Failing(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            requests_seen.append(self.path)
-            body = f'{{"status":"error","errorType":"{kind}","error":"{kind} here"}}'.encode()
-            self.send_response(503)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Failing)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{server.server_address[1]}"
-    try:
-        with (
-            PrometheusLoadSource(url, timeout=2) as source,
-            pytest.raises(MetricsUnavailable, match=f"HTTP 503.*{kind} here") as error,
-        ):
-            source.read_history("up", start=NOW - 600, end=NOW, step=60)
-        assert ("timed out" in str(error.value)) is (kind == "timeout")
-        assert "unreachable" not in str(error.value)
-    finally:
-        server.shutdown()
-        server.server_close()
-    assert len(requests_seen) == asked, requests_seen
+    body = f'{{"status":"error","errorType":"{kind}","error":"{kind} here"}}'.encode()
+    with (
+        answering(503, body) as (url, asked_for),
+        PrometheusLoadSource(url, timeout=2) as source,
+        pytest.raises(MetricsUnavailable, match=f"HTTP 503.*{kind} here") as error,
+    ):
+        source.read_history("up", start=NOW - 600, end=NOW, step=60)
+    assert ("timed out" in str(error.value)) is (kind == "timeout")
+    assert "unreachable" not in str(error.value)
+    assert len(asked_for) == asked, asked_for
