@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import csv
-import io
 import math
 import time
 from collections.abc import Callable
@@ -28,8 +25,7 @@ from controller.simulator import (
 )
 from controller.spec import GatewayAutoscalerSpec
 from forecasts.base import DAY
-from forecasts.errors import TraceFormatError
-from forecasts.series import LoadSeries, format_timestamp, load_trace, parse_timestamp
+from forecasts.series import LoadSeries, format_timestamp, load_trace
 
 __all__ = [
     "POLICIES",
@@ -41,7 +37,6 @@ __all__ = [
     "load_for_replay",
     "on_whole_seconds",
     "prepare_trace",
-    "read_trace",
     "replay",
     "report",
     "run_trace",
@@ -83,29 +78,9 @@ def backtest_spec(
     return GatewayAutoscalerSpec.model_validate(body)
 
 
-#: A trace whose grid would be more than this share gaps, or hold more than this many missing
-#: samples, is refused: a mistyped date (2204 for 2024) would make millions of empty steps.
-MOST_GAP_SHARE = 0.99
-MOST_GAP_STEPS = 2**24
 #: The most minutes a backtest replays, about 32 years: a coarse trace with a mistyped date
 #: would otherwise be interpolated onto a grid of a hundred million minutes.
 MOST_MINUTES = 2**24
-
-
-def read_trace(path: str | Path) -> LoadSeries:
-    """:func:`~forecasts.series.load_trace`, with the file checked first for what that reader
-    reports at the wrong line (a byte that is not UTF-8) or runs out of memory on (a date far
-    from the others, which makes a grid of millions of empty steps).
-
-    Raises :class:`TraceFormatError` naming the file and the line.
-    """
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError:
-        data = b""  # load_trace says why it cannot be read
-    _check_span(path, _check_utf8(path, data))
-    return on_whole_seconds(load_trace(path))
 
 
 def on_whole_seconds(series: LoadSeries) -> LoadSeries:
@@ -118,6 +93,10 @@ def on_whole_seconds(series: LoadSeries) -> LoadSeries:
     interpolated at its own time, and a step next to a missing sample is missing. The last
     sample is held up to a second short of half a step on, as load_trace holds it: a trace's
     grid at 60.037s ends before its last row, and would lose its last minute otherwise.
+
+    :func:`~forecasts.series.load_trace` rounds a trace file's timestamps so already (before
+    its grid is made, so that nothing is interpolated twice); this is for a series made in
+    memory (``series=`` of :func:`run_trace`), which :func:`prepare_trace` passes through it.
     """
     whole = float(round(series.step))
     jitter = abs(series.step - whole)
@@ -136,59 +115,6 @@ def on_whole_seconds(series: LoadSeries) -> LoadSeries:
     above = np.clip(np.ceil(position - 1e-9).astype(np.int64), 0, len(series) - 1)
     values[~(known[below] & known[above])] = np.nan
     return LoadSeries(start, whole, values)
-
-
-def _check_utf8(path: Path, data: bytes) -> str:
-    """The file's text; a byte that is not UTF-8 is refused with the line it is on.
-
-    The csv reader decodes its file a block at a time, so the line it has reached when a
-    block fails to decode is up to a block's worth of lines before the bad byte.
-    """
-    try:
-        return data.decode("utf-8")  # a byte order mark decodes, and load_trace reads past it
-    except UnicodeDecodeError as exc:
-        before = data[: exc.start].decode("utf-8")
-        line = before.replace("\r\n", "\n").replace("\r", "\n").count("\n") + 1
-        raise TraceFormatError(
-            f"{path}:{line}: not UTF-8 text (byte 0x{data[exc.start]:02x}); "
-            "save the trace as a UTF-8 CSV"
-        ) from None
-
-
-def _check_span(path: Path, text: str) -> None:
-    """Refuse a trace whose grid, at its median step, would be mostly gaps (see
-    :data:`MOST_GAP_SHARE` and :data:`MOST_GAP_STEPS`), naming the rows of its longest gap.
-
-    Only the timestamps are read: a row that cannot be read is left to load_trace to name.
-    """
-    stamps: list[tuple[float, int, str]] = []  # (time, line, the timestamp as written)
-    try:
-        reader = csv.reader(io.StringIO(text, newline=""))
-        next(reader, None)  # the header
-        for line, row in enumerate(reader, start=2):  # numbered as load_trace numbers them
-            if row:
-                with contextlib.suppress(ValueError):
-                    stamps.append((parse_timestamp(row[0]), line, row[0].strip()))
-    except csv.Error:
-        return
-    if len(stamps) < 2:
-        return
-    times = np.array([when for when, _line, _text in stamps])
-    step = float(np.median(np.diff(times)))
-    if not step > 0:
-        return  # rows out of order: load_trace names the first
-    rows = len(stamps)
-    steps = round(float(times.max() - times.min()) / step) + 1
-    gaps = steps - rows
-    if gaps <= min(MOST_GAP_SHARE / (1 - MOST_GAP_SHARE) * rows, MOST_GAP_STEPS):
-        return
-    widest = int(np.argmax(np.diff(times)))
-    (before, line_before, text_before), (after, line, text_after) = stamps[widest : widest + 2]
-    raise TraceFormatError(
-        f"{path}:{line}: timestamp {text_after} is {(after - before) / DAY:,.0f} days after "
-        f"the row before it ({text_before}, line {line_before}): its {rows:,} rows would "
-        f"span {steps:,} samples at the trace's {step:g}s step (a mistyped date?)"
-    )
 
 
 def prepare_trace(
@@ -319,7 +245,7 @@ def load_for_replay(
     """
     started = time.perf_counter()
     label = str(Path(path))
-    raw = series if series is not None else read_trace(path)
+    raw = series if series is not None else load_trace(path)
     try:
         load = prepare_trace(raw, scenario, headroom=headroom)
     except ValueError as exc:

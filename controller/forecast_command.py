@@ -52,7 +52,6 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from controller.backtest import read_trace
 from controller.cli import rich_console
 from controller.durations import parse_duration
 from controller.planner import MIN_FIT_STEP
@@ -68,7 +67,7 @@ from forecasts.evaluation import (
     forecast_report,
 )
 from forecasts.registry import create, model_names
-from forecasts.series import LoadSeries, format_timestamp, parse_timestamp
+from forecasts.series import LoadSeries, format_timestamp, load_trace, parse_timestamp
 
 __all__ = [
     "PROGRESS_EVERY",
@@ -250,7 +249,7 @@ def _run_accuracy(args: argparse.Namespace, horizon: float) -> int:
     series: dict[str, LoadSeries] = {}
     try:
         for stem, path in paths.items():
-            series[stem] = read_trace(path)
+            series[stem] = load_trace(path)
     except ForecastError as exc:
         return _fail(str(exc))
     try:
@@ -546,7 +545,7 @@ def _load(value: float) -> float:
 def _run_show(args: argparse.Namespace, *, model: str, horizon: float) -> int:
     path = args.traces[0]
     try:
-        series = read_trace(path)
+        series = load_trace(path)
     except ForecastError as exc:
         return _fail(str(exc))
     at = series.end

@@ -8,10 +8,11 @@ clocks; the edges convert.
 from __future__ import annotations
 
 import csv
+import io
 import math
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -174,6 +175,12 @@ _FOLDS_APART = 150 * 86400.0
 _FOLD_BEFORE = 4 * 3600.0
 
 
+#: A trace whose grid would be more than this share gaps, or hold more than this many missing
+#: samples, is refused: a mistyped date (2204 for 2024) would make millions of empty steps.
+MOST_GAP_SHARE = 0.99
+MOST_GAP_STEPS = 2**24
+
+
 def load_trace(path: str | Path) -> LoadSeries:
     """Read a ``timestamp,load`` CSV into a regular series at its own (median) step.
 
@@ -191,30 +198,31 @@ def load_trace(path: str | Path) -> LoadSeries:
     negative load is no load a gateway can carry (a glitch, or a query that subtracts): it is
     read as missing too, and one :class:`TraceWarning` names the first such line and how many
     there are, so that one bad sample does not lose the whole trace.
+
+    A byte that is not UTF-8 is refused with the line it is on. A median step within half a
+    second (and 1%) of a whole number of seconds is that number, as millisecond jitter makes
+    a per-minute trace's step 59.963s or 60.037s: see :func:`_on_whole_seconds`. A trace whose
+    grid would be mostly gaps (a mistyped date) is refused naming the rows of its longest gap
+    (see :data:`MOST_GAP_SHARE` and :data:`MOST_GAP_STEPS`), before the grid is made.
     """
     path = Path(path)
     try:
-        handle = path.open(newline="", encoding="utf-8-sig")  # a BOM (spreadsheet export) is fine
+        data = path.read_bytes()
     except OSError as exc:
         raise TraceFormatError(f"{path}: cannot read the trace: {exc.strerror}") from exc
-    with handle:
-        reader = csv.reader(handle)
-        try:
-            times, loads = _read_rows(path, reader)
-        except UnicodeDecodeError as exc:
-            bad = exc.object[exc.start : exc.start + 1].hex()
-            raise TraceFormatError(
-                f"{path}: not UTF-8 text (byte 0x{bad} after line {reader.line_num}); "
-                "save the trace as a UTF-8 CSV"
-            ) from exc
-        except csv.Error as exc:  # a stray quote, a cell over the csv module's field limit
-            raise TraceFormatError(f"{path}:{reader.line_num}: not a CSV row: {exc}") from exc
-    if len(times) < 2:
-        raise TraceFormatError(f"{path}: a trace needs at least two samples, found {len(times)}")
-    t = np.asarray(times)
-    y = np.asarray(loads)
-    step = float(np.median(np.diff(t)))
-    start = t[0]
+    text = _utf8_text(path, data)
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        rows = _read_rows(path, reader)
+    except csv.Error as exc:  # a stray quote, a cell over the csv module's field limit
+        raise TraceFormatError(f"{path}:{reader.line_num}: not a CSV row: {exc}") from exc
+    if len(rows.times) < 2:
+        raise TraceFormatError(
+            f"{path}: a trace needs at least two samples, found {len(rows.times)}"
+        )
+    t, step, start = _on_whole_seconds(np.asarray(rows.times))
+    _check_span(path, rows, t, step)
+    y = np.asarray(rows.loads)
     grid = np.arange(start, t[-1] + step / 2, step)
     known = ~np.isnan(y)
     if not known.any():
@@ -234,10 +242,87 @@ def load_trace(path: str | Path) -> LoadSeries:
     return LoadSeries(float(start), step, values)
 
 
-def _read_rows(path: Path, reader: Iterator[list[str]]) -> tuple[list[float], list[float]]:
+def _utf8_text(path: Path, data: bytes) -> str:
+    """The file's text, past a byte order mark (a spreadsheet export); a byte that is not
+    UTF-8 is refused with the line it is on.
+
+    Decoded whole, not a block at a time as a text file is read: the line the csv reader had
+    reached when a block failed to decode was up to a block's worth of lines before the bad
+    byte.
+    """
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        before = data[: exc.start].decode("utf-8")
+        line = before.replace("\r\n", "\n").replace("\r", "\n").count("\n") + 1
+        raise TraceFormatError(
+            f"{path}:{line}: not UTF-8 text (byte 0x{data[exc.start]:02x}); "
+            "save the trace as a UTF-8 CSV"
+        ) from None
+    return text.removeprefix("\ufeff")
+
+
+def _on_whole_seconds(times: FloatArray) -> tuple[FloatArray, float, float]:
+    """A trace's timestamps, its step and the start of its grid.
+
+    The step is the median of the timestamps' steps. Millisecond jitter makes it 59.963s or
+    60.037s for a trace written every minute, which was then refused or accepted by which side
+    of 60s the median fell on: a step within half a second (and 1%) of a whole number of
+    seconds is that number, and each timestamp is rounded to the second before the grid is
+    made, so that a sample on the minute but for jitter is that minute's load, not an
+    interpolation between it and its neighbour. Should rounding put two rows on the same
+    second (rows less than a second apart), the timestamps are kept and the grid starts on the
+    first one's second.
+    """
+    step = float(np.median(np.diff(times)))
+    whole = float(round(step))
+    jitter = abs(step - whole)
+    if whole < 1 or jitter == 0 or jitter > min(0.5, 0.01 * whole):
+        return times, step, float(times[0])
+    rounded = np.round(times)
+    if np.all(np.diff(rounded) > 0):
+        return rounded, whole, float(rounded[0])
+    return times, whole, float(rounded[0])
+
+
+def _check_span(path: Path, rows: _Rows, times: FloatArray, step: float) -> None:
+    """Refuse a trace whose grid at ``step`` would be mostly gaps (see :data:`MOST_GAP_SHARE`
+    and :data:`MOST_GAP_STEPS`), naming the rows of its longest gap.
+
+    ``times`` are the rows' timestamps, in order: all of them, or those read before a row out
+    of order (which is a mistyped date, if the rows before it already span a grid of gaps).
+    """
+    count = times.size
+    if count < 2 or not step > 0:
+        return
+    steps = round(float(times[-1] - times[0]) / step) + 1
+    gaps = steps - count
+    if gaps <= min(MOST_GAP_SHARE / (1 - MOST_GAP_SHARE) * count, MOST_GAP_STEPS):
+        return
+    widest = int(np.argmax(np.diff(times)))
+    days = (times[widest + 1] - times[widest]) / 86400.0
+    raise TraceFormatError(
+        f"{path}:{rows.lines[widest + 1]}: timestamp {rows.stamps[widest + 1]} is {days:,.0f} "
+        f"days after the row before it ({rows.stamps[widest]}, line {rows.lines[widest]}): "
+        f"its {count:,} rows would span {steps:,} samples at the trace's {step:g}s step "
+        "(a mistyped date?)"
+    )
+
+
+@dataclass
+class _Rows:
+    """A trace's samples, in order, with the line and the timestamp as written of each."""
+
+    times: list[float] = field(default_factory=list)
+    loads: list[float] = field(default_factory=list)
+    lines: list[int] = field(default_factory=list)
+    stamps: list[str] = field(default_factory=list)
+
+
+def _read_rows(path: Path, reader: Iterator[list[str]]) -> _Rows:
     """The samples of a trace's rows, in order: see :func:`load_trace`."""
-    times: list[float] = []
-    loads: list[float] = []
+    rows = _Rows()
+    times = rows.times
     shift = 0.0  # seconds added to local timestamps since the clock last went back
     folded_at: float | None = None
     first_negative: tuple[int, float] | None = None  # (line, load) of the first negative load
@@ -281,11 +366,18 @@ def _read_rows(path: Path, reader: Iterator[list[str]]) -> tuple[list[float], li
                     stacklevel=3,
                 )
         if times and when <= times[-1]:
+            # A row far on (a mistyped year) puts every row after it out of order: named
+            # as the date it is, if the rows so far would span a grid of gaps.
+            if len(times) >= 2:
+                so_far = np.asarray(times)
+                _check_span(path, rows, so_far, float(np.median(np.diff(so_far))))
             raise TraceFormatError(
                 f"{path}:{line_no}: timestamp {row[0]} is not after the previous one"
             )
         times.append(when)
-        loads.append(load)
+        rows.loads.append(load)
+        rows.lines.append(line_no)
+        rows.stamps.append(row[0].strip())
     if first_negative is not None:
         line_no, load = first_negative
         more = f", and {negatives - 1} more negative loads" if negatives > 1 else ""
@@ -294,7 +386,7 @@ def _read_rows(path: Path, reader: Iterator[list[str]]) -> tuple[list[float], li
             TraceWarning,
             stacklevel=3,
         )
-    return times, loads
+    return rows
 
 
 def _parse_load(path: Path, line_no: int, text: str) -> float:

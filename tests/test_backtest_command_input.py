@@ -20,6 +20,7 @@ import pytest
 
 from controller import backtest_command
 from controller.cli import main
+from forecasts.series import load_trace
 
 START = 1_577_836_800.0  # 2020-01-01T00:00:00Z
 
@@ -401,15 +402,13 @@ def test_a_coarse_trace_spanning_centuries_is_refused(
 def test_a_long_outage_is_not_a_mistyped_date(tmp_path: Path) -> None:
     """Two days, sixty days without a row, two days: most of the grid is a gap, but not 99%
     of it; such a trace is read (and its gap warned about by the backtest)."""
-    from controller.backtest import read_trace
-
     minutes = [*range(2880), *range(64 * 1440, 66 * 1440)]
     trace = tmp_path / "outage.csv"
     trace.write_text(
         "timestamp,load\n"
         + "".join(f"{format_time(START + 60.0 * m)},{_daily(m)}\n" for m in minutes)
     )
-    series = read_trace(trace)
+    series = load_trace(trace)
     assert series.step == 60.0 and len(series) == 66 * 1440
 
 

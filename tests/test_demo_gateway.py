@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from controller.demo_gateway.history import openmetrics_history
 from controller.demo_gateway.replayer import TraceReplay, default_start
+from forecasts.errors import TraceFormatError
 from forecasts.series import LoadSeries
 
 # p99 of [0, 100, ..., 100 x 99, spike] is 100: peak 50 makes 100 -> 50 connections.
@@ -55,3 +57,29 @@ def test_history_ends_where_the_replay_begins() -> None:
     assert [s[0] for s in samples] == ['gateway_active_connections{region="r"}'] * 4
     assert [float(s[2]) for s in samples] == [9760.0, 9820.0, 9880.0, 9940.0]
     assert [int(s[1]) for s in samples] == [TRACE.connections_at(t) for t in (60, 120, 180, 240)]
+
+
+@pytest.mark.parametrize("module", ["history", "replayer"])
+def test_a_mistyped_year_is_refused_with_its_line(tmp_path: Path, module: str) -> None:
+    """The gateway demo reads its trace with load_trace, as the backtest does: 2204 for 2020
+    in the last row is refused naming that row, before a grid of 97 million minutes is made
+    (or any connection opened, or any history written)."""
+    from controller.demo_gateway import history, replayer
+
+    stamps = [f"2020-01-01T{m // 60:02d}:{m % 60:02d}:00Z" for m in range(1440)]
+    stamps[-1] = "2204" + stamps[-1][4:]
+    trace = tmp_path / "typo.csv"
+    body = "".join(f"{stamp},{100 + i % 7}\n" for i, stamp in enumerate(stamps))
+    trace.write_text("timestamp,load\n" + body, encoding="utf-8")
+    out = tmp_path / "history.om"
+    args = ["--trace", str(trace), "--peak", "100"]
+    with pytest.raises(TraceFormatError) as caught:
+        if module == "history":
+            history.main([*args, "--region", "r", "--out", str(out)])
+        else:
+            replayer.main([*args, "--url", "ws://127.0.0.1:9/ws"])
+    assert str(caught.value).startswith(
+        f"{trace}:1441: timestamp 2204-01-01T23:59:00Z is 67,204 days after the row before it "
+        "(2020-01-01T23:58:00Z, line 1440)"
+    )
+    assert not out.exists()

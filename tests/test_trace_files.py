@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -184,7 +184,7 @@ def test_a_trace_without_any_load_names_the_file(tmp_path: Path) -> None:
 def test_a_trace_that_is_not_utf8_names_the_file(tmp_path: Path) -> None:
     path = tmp_path / "latin.csv"
     path.write_bytes("timestamp,load\n2024-01-01T00:00:00Z,1\n".encode("utf-16"))
-    with pytest.raises(TraceFormatError, match=r"latin\.csv: not UTF-8 text \(byte 0x"):
+    with pytest.raises(TraceFormatError, match=r"latin\.csv:1: not UTF-8 text \(byte 0xff\)"):
         load_trace(path)
 
 
@@ -292,7 +292,6 @@ def test_millisecond_jitter_in_a_per_minute_trace_is_read_as_minutes(
     """Timestamps up to 0.4 s late (or early) make the median step 60.037 s (or 59.963 s): the
     backtest accepted one and refused the other, and tidal forecast refused both. Either is a
     per-minute trace, read as the same minutes as the trace without jitter."""
-    from controller.backtest import read_trace
     from controller.cli import main
 
     first = datetime.fromisoformat("2024-01-01T00:00:00+00:00")
@@ -303,10 +302,77 @@ def test_millisecond_jitter_in_a_per_minute_trace_is_read_as_minutes(
         stamps = [first + timedelta(minutes=i, milliseconds=ms) for i, ms in enumerate(late)]
         body = "".join(f"{t.isoformat()},{y}\n" for t, y in zip(stamps, loads, strict=True))
         path.write_text("timestamp,load\n" + body, encoding="utf-8")
-    read, expected = read_trace(jittered), read_trace(clean)
+    read, expected = load_trace(jittered), load_trace(clean)
     assert (read.start, read.step, len(read)) == (expected.start, 60.0, len(expected))
     assert np.allclose(read.values, expected.values, atol=0.1)
     assert main(["backtest", str(jittered), "--jobs", "1", "--json", "--policies", "oracle"]) == 0
     argv = ["forecast", str(jittered), "--jobs", "1", "--json", "--models", "seasonal-naive"]
     assert main(argv) == 0
     assert "jittered" in json.loads(capsys.readouterr().out.splitlines()[-1])["traces"]
+
+
+def _jittered_minutes(path: Path, loads: list[float], sign: int) -> Path:
+    """A per-minute trace of ``loads`` from 2024-01-01, each row up to 0.4 s late (or early)."""
+    first = datetime.fromisoformat("2024-01-01T00:00:00+00:00")
+    stamps = [
+        first + timedelta(minutes=i, milliseconds=sign * (i * 37 % 400)) for i in range(len(loads))
+    ]
+    body = "".join(f"{t.isoformat()},{y:g}\n" for t, y in zip(stamps, loads, strict=True))
+    path.write_text("timestamp,load\n" + body, encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("sign", [1, -1], ids=["late", "early"])
+def test_a_one_minute_spike_in_a_jittered_per_minute_trace_keeps_its_height(
+    tmp_path: Path, sign: int
+) -> None:
+    """Each timestamp is rounded to the second before the grid is made, so the spike's minute
+    is its own load: the grid at the jittered step (60.037 s), interpolated again onto whole
+    minutes, took a share of its neighbours' load into it, and some of it into theirs."""
+    from controller.backtest import prepare_trace
+    from controller.simulator import Scenario
+
+    loads = [100.0] * 600
+    loads[300] = 1000.0  # its row is 0.3 s off the minute
+    series = load_trace(_jittered_minutes(tmp_path / "spike.csv", loads, sign))
+    assert (series.start, series.step) == (datetime(2024, 1, 1, tzinfo=UTC).timestamp(), 60.0)
+    assert np.array_equal(series.values, loads)
+    minute = prepare_trace(series, Scenario())
+    assert minute.values.max() == pytest.approx(10.0 * np.median(minute.values), rel=1e-12)
+    assert int(np.argmax(minute.values)) == 300
+
+
+def test_rows_less_than_a_second_apart_keep_their_timestamps(tmp_path: Path) -> None:
+    """Rounding would put two rows on the same second: the timestamps are kept (interpolated
+    onto the whole minutes), not reordered or merged."""
+    path = _jittered_minutes(tmp_path / "close.csv", [100.0 + i % 7 for i in range(600)], 1)
+    lines = path.read_text(encoding="utf-8").splitlines()
+    lines.insert(102, "2024-01-01T01:40:00.600000+00:00,150")  # 0.5 s after row 100's 0.1 s
+    lines[103] = "2024-01-01T01:40:01.400000+00:00,150"  # that row moved 0.8 s on
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    series = load_trace(path)
+    assert (series.start, series.step, len(series)) == (
+        datetime(2024, 1, 1, tzinfo=UTC).timestamp(),
+        60.0,
+        600,
+    )
+    assert np.isfinite(series.values).all()
+
+
+def test_a_mistyped_year_in_the_middle_is_named_as_the_date_it_is(tmp_path: Path) -> None:
+    """2204 for 2024 in row 1,000 put every row after it out of order: the rows before it
+    would span a grid of a hundred million minutes, and that is what is named, at its line,
+    rather than the row after it as out of order."""
+    stamps = minutes(3000)
+    stamps[999] = "2204" + stamps[999][4:]
+    path = tmp_path / "typo.csv"
+    path.write_text(
+        "timestamp,load\n" + "".join(f"{s},{100 + i % 7}\n" for i, s in enumerate(stamps)),
+        encoding="utf-8",
+    )
+    with pytest.raises(TraceFormatError) as caught:
+        load_trace(path)
+    assert str(caught.value).startswith(
+        f"{path}:1001: timestamp 2204-01-01T16:39:00Z is 65,743 days after the row before it "
+        "(2024-01-01T16:38:00Z, line 1000)"
+    )
