@@ -729,7 +729,8 @@ def test_a_recommendation_dated_ahead_of_now_grants_one_loop_once() -> None:
     spec = make_spec(
         **{"behavior.scaleDown.limitBy": "Replicas", "behavior.scaleDown.stabilization": "0s"}
     )
-    first = plan(spec, 1000.0, forecast(FLAT), state(60, 30, recs=(Recommendation(NOW + 3600, 10),)))
+    ahead = (Recommendation(NOW + 3600, 10),)
+    first = plan(spec, 1000.0, forecast(FLAT), state(60, 30, recs=ahead))
     assert first.physical.replicas + first.cloud.replicas == 80
     assert max(r.at for r in first.recommendations) == NOW
     second = plan_region(
@@ -745,7 +746,8 @@ def test_a_recommendation_dated_ahead_of_now_grants_one_loop_once() -> None:
 def test_a_recommendation_dated_ahead_of_now_leaves_the_window_a_window_later() -> None:
     """Stabilisation holds a future-dated high recommendation one window from now, no longer."""
     spec = make_spec(**{"behavior.scaleDown.limitBy": "Replicas"})
-    first = plan(spec, 1000.0, forecast(FLAT), state(60, 30, recs=(Recommendation(NOW + 3600, 90),)))
+    ahead = (Recommendation(NOW + 3600, 90),)
+    first = plan(spec, 1000.0, forecast(FLAT), state(60, 30, recs=ahead))
     assert first.total.replicas == 90 and first.total.reason is Reason.STABILIZATION
     later = plan_region(
         spec,

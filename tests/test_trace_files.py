@@ -54,7 +54,10 @@ def test_an_hourly_local_clock_that_repeats_a_timestamp_keeps_both(tmp_path: Pat
 
 @pytest.mark.parametrize(
     "dropped",
-    [pytest.param(23, id="the-first-pass-s-last-row"), pytest.param(24, id="the-repeat-s-first-row")],
+    [
+        pytest.param(23, id="the-first-pass-s-last-row"),
+        pytest.param(24, id="the-repeat-s-first-row"),
+    ],
 )
 def test_a_row_missing_where_the_clock_goes_back_is_a_gap_not_an_error(
     tmp_path: Path, dropped: int
@@ -99,8 +102,13 @@ def test_a_row_missing_where_the_clock_goes_back_is_a_gap_not_an_error(
             id="a-half-hourly-row-written-twice",
         ),
         pytest.param(
-            ["2024-11-03T00:00:00", "2024-11-03T01:00:00", "2024-11-03T02:00:00"]
-            + ["2024-11-03T01:15:00", "2024-11-03T02:15:00"],
+            [
+                "2024-11-03T00:00:00",
+                "2024-11-03T01:00:00",
+                "2024-11-03T02:00:00",
+                "2024-11-03T01:15:00",
+                "2024-11-03T02:15:00",
+            ],
             5,
             id="hourly-back-45-minutes",
         ),
