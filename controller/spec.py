@@ -28,6 +28,7 @@ __all__ = [
     "AUTO_MODEL",
     "MAX_HISTORY_POINTS",
     "MAX_NAME_LENGTH",
+    "MAX_REPLICAS_PER_NODE",
     "MAX_STEP_TEXT",
     "MIN_STEP",
     "Behavior",
@@ -67,6 +68,11 @@ MIN_FIT_STEP = timedelta(minutes=5)
 #: Longest ``load.step`` text the CRD accepts: it bounds the cost of the step's CEL rule, which
 #: the API server estimates from the longest string the field may hold.
 MAX_STEP_TEXT = 32
+#: Most ``cloud.replicasPerNode``. A kubelet runs 110 pods by default and about 750 at most on
+#: the largest cloud instances; the planner weighs a cloud node slot by slot (an array of
+#: ``replicasPerNode`` floats a node), so ``10000000`` took 5 s and 1.2 GB a plan and
+#: ``1000000000`` asked for 7.5 GB, stopping the operator and every other object with it.
+MAX_REPLICAS_PER_NODE = 1000
 #: Longest ``metadata.name``: the name is the value of the placeholder pods' label
 #: ``tidal.dev/placeholder-for``, and a label value holds at most 63 characters.
 MAX_NAME_LENGTH = 63
@@ -195,7 +201,11 @@ class CloudSpec(_Model):
         default=True, description="Request nodes ahead of time with low-priority placeholder pods"
     )
     replicas_per_node: int = Field(
-        default=10, ge=1, description="Gateway replicas one cloud node holds (placeholder rounding)"
+        default=10,
+        ge=1,
+        le=MAX_REPLICAS_PER_NODE,
+        description="Gateway replicas one cloud node holds (placeholder rounding), at most "
+        f"{MAX_REPLICAS_PER_NODE}",
     )
     fill_nodes: bool = Field(
         default=True,

@@ -1,0 +1,113 @@
+"""The API server (the CRD's schema and CEL rules) and the operator (pydantic) accept and refuse
+the same hostile specs, and a refusal names the field.
+
+``admission`` plays the API server offline: unknown fields and nulls of non-nullable fields
+are pruned, defaults applied top-down, then the schema and every CEL rule (cel-python) run.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import celpy
+import jsonschema
+import pydantic
+
+from controller import crd
+from controller.spec import GatewayAutoscalerSpec, format_validation_error
+from tests.test_crd import MINIMAL_SPEC
+
+
+def _spec_schema() -> dict[str, Any]:
+    root = crd.crd_manifest()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    return dict(root["properties"]["spec"])
+
+
+def _prune_and_default(node: dict[str, Any], value: Any) -> Any:
+    if not isinstance(value, dict) or "properties" not in node:
+        return value
+    out = {
+        key: item
+        for key, item in value.items()
+        if key in node["properties"]
+        and (item is not None or node["properties"][key].get("nullable"))
+    }
+    for key, sub in node["properties"].items():
+        if key not in out and "default" in sub:
+            out[key] = copy.deepcopy(sub["default"])
+        if key in out:
+            out[key] = _prune_and_default(sub, out[key])
+    return out
+
+
+def _cel_refusals(node: dict[str, Any], value: Any, path: str) -> list[str]:
+    if not isinstance(value, dict):
+        return []
+    out = []
+    for rule in node.get("x-kubernetes-validations", []):
+        env = celpy.Environment()
+        program = env.program(env.compile(rule["rule"]))
+        try:
+            admitted = bool(program.evaluate({"self": celpy.json_to_cel(value)}))
+        except celpy.CELEvalError as exc:  # the API server refuses on an evaluation error
+            admitted, rule = False, {"message": f"evaluation error {exc}"}
+        if not admitted:
+            out.append(f"{path}: {rule['message']}")
+    for key, sub in node.get("properties", {}).items():
+        if key in value:
+            out.extend(_cel_refusals(sub, value[key], f"{path}.{key}"))
+    return out
+
+
+def admission(spec: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """What the API server stores of ``spec``, and why it refuses it (empty: admitted)."""
+    schema = _spec_schema()
+    stored = _prune_and_default(schema, spec)
+    validator = jsonschema.Draft202012Validator(crd.openapi_to_json_schema(schema))
+    refusals = [
+        f"spec.{'.'.join(map(str, e.path))}: {e.message}" for e in validator.iter_errors(stored)
+    ]
+    return stored, refusals or _cel_refusals(schema, stored, "spec")
+
+
+def operator_refusal(spec: dict[str, Any]) -> str | None:
+    try:
+        GatewayAutoscalerSpec.model_validate(spec)
+    except pydantic.ValidationError as exc:
+        return format_validation_error(exc)
+    return None
+
+
+def with_field(dotted: str, value: Any) -> dict[str, Any]:
+    body = copy.deepcopy(MINIMAL_SPEC)
+    node = body
+    *parents, leaf = dotted.split(".")
+    for key in parents:
+        node = node.setdefault(key, {})
+    node[leaf] = value
+    return body
+
+
+def assert_both_refuse(dotted: str, value: Any, *, names: str | None = None) -> None:
+    """The API server refuses it naming ``names`` (the field by default), and so does pydantic."""
+    _stored, refusals = admission(with_field(dotted, value))
+    field = f"spec.{names or dotted}"
+    assert refusals, f"the API server admits {dotted}={value!r}"
+    assert any(field in refusal for refusal in refusals), refusals
+    problem = operator_refusal(with_field(dotted, value))
+    assert problem is not None and field in problem and "\n" not in problem, problem
+
+
+def assert_both_accept(dotted: str, value: Any) -> None:
+    stored, refusals = admission(with_field(dotted, value))
+    assert refusals == []
+    assert operator_refusal(stored) is None
+
+
+def test_replicas_per_node_is_bounded_on_both_sides() -> None:
+    """A huge cloud.replicasPerNode made every plan allocate a float per slot of a node (7.5 GB
+    at 10**9): both sides refuse more than a kubelet could ever run."""
+    assert_both_accept("cloud.replicasPerNode", 1000)
+    for value in (1001, 10_000_000, 10**9):
+        assert_both_refuse("cloud.replicasPerNode", value)
