@@ -46,6 +46,8 @@ from controller.spec import (
     GROUP,
     KIND,
     MAX_NAME_LENGTH,
+    MIN_FIT_STEP,
+    MIN_STEP,
     PLURAL,
     VERSION,
     GatewayAutoscaler,
@@ -74,19 +76,34 @@ CONDITION_TYPES = ("Ready", "ForecastReady", "Bursting", "CapacityLimited")
 # ``json_schema_extra={"x-kubernetes-validations": [...]}``; those are kept as they are.
 #
 # ``load.history / load.step`` (at most MAX_HISTORY_POINTS samples) has no rule: CEL's
-# ``duration()`` reads Go durations, which have no ``d`` or ``w``, so a rule cannot divide one
-# of these durations by another; pydantic refuses it and the object gets ``Ready=False``.
-# The step rule refuses only a step written as one part below a second (``10ms``, ``0999ms``,
-# ``0.5s``), the mistakes a person makes; pydantic refuses the rest (``500ms400ms``).
+# ``duration()`` reads Go durations, which have no ``d`` or ``w``, and a history is written in
+# days; pydantic refuses it and the object gets ``Ready=False``.
+# The step rules read a step written as a Go duration (``ms``, ``s``, ``m``, ``h``; at most five
+# digits before a point, so that Go's parser cannot overflow): at least 1s, and below 5m a
+# divisor of 5m in whole milliseconds, as pydantic's LoadSpec says. A step written with ``d`` or
+# ``w``, or a longer number, is left to pydantic.
+_GO_DURATION = "^(0*[0-9]{1,5}([.][0-9]+)?(ms|s|m|h))+$"
+_STEP = "duration(self.step)"
+_STEP_MS = f"{_STEP}.getMilliseconds()"
+_FIT_MS = round(MIN_FIT_STEP.total_seconds() * 1000)
+_MIN_STEP_TEXT = format_duration(MIN_STEP)
+_FIT_TEXT = format_duration(MIN_FIT_STEP)
 _CEL_RULES: dict[str, list[dict[str, str]]] = {
     "ReplicaBounds": [
         {"rule": "self.min <= self.max", "message": "replicas.min must not exceed replicas.max"},
     ],
     "LoadSpec": [
         {
-            "rule": "!has(self.step) || "
-            "!self.step.matches('^(0*[0-9]{1,3}([.][0-9]+)?ms|0+([.][0-9]+)?s)$')",
-            "message": "load.step must be at least 1s",
+            "rule": f"!has(self.step) || !self.step.matches('{_GO_DURATION}') || "
+            f"{_STEP} >= duration('{_MIN_STEP_TEXT}')",
+            "message": f"load.step must be at least {_MIN_STEP_TEXT}",
+        },
+        {
+            "rule": f"!has(self.step) || !self.step.matches('{_GO_DURATION}') || "
+            f"{_STEP} < duration('{_MIN_STEP_TEXT}') || {_STEP} >= duration('{_FIT_TEXT}') || "
+            f"({_FIT_MS} % {_STEP_MS} == 0 && duration(string({_STEP_MS}) + 'ms') == {_STEP})",
+            "message": f"load.step below {_FIT_TEXT} must divide {_FIT_TEXT} (the forecasts fit "
+            f"{_FIT_TEXT} means of whole samples): 15s, 30s or 1m, for example",
         },
     ],
     "GatewayAutoscalerSpec": [

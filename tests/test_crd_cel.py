@@ -13,13 +13,15 @@ import pydantic
 import pytest
 
 from controller import crd
+from controller.durations import parse_duration
 from controller.spec import LoadSpec
-from tests.test_crd import CEL_COUNTEREXAMPLES, MINIMAL_SPEC, STEP_RULE
+from tests.test_crd import CEL_COUNTEREXAMPLES, MINIMAL_SPEC, STEP_DIVIDES_RULE, STEP_RULE
 
 #: For each rule, an object it must admit (the counterexamples are in ``tests/test_crd.py``).
 ADMITTED: dict[str, dict[str, Any]] = {
     "self.min <= self.max": {"min": 2, "max": 5},
     STEP_RULE: {"query": "q", "perReplica": 1, "step": "1m"},
+    STEP_DIVIDES_RULE: {"query": "q", "perReplica": 1, "step": "15s"},
     "self.physical.deployment != self.cloud.deployment": MINIMAL_SPEC,
     "self.metadata.name.size() <= 63": {"metadata": {"name": "g" * 63}, "spec": MINIMAL_SPEC},
 }
@@ -67,25 +69,54 @@ def test_each_rule_compiles_refuses_its_counterexample_and_admits_a_valid_object
         "999.9ms",
         "0.5s",
         "00.25s",
+        "0.01m",
+        "0m",
+        "0h",
+        "500ms400ms",
         "1s",
         "1000ms",
         "01000ms",
+        "500ms500ms",
         "1.5s",
+        "1.2s",
+        "1.0001s",
+        "7s",
         "15s",
+        "45s",
+        "90s",
+        "1.5m",
         "1m",
+        "2m",
+        "2.5m",
+        "4m59s",
+        "5m",
+        "5m0.5s",
+        "7m",
+        "1h",
+        "1h30m",
+        "99999h",
     ],
 )
-def test_the_step_rule_refuses_what_pydantic_refuses_as_under_a_second(step: str) -> None:
-    """The schema refuses a step under 1s exactly when pydantic does (these all divide 5m)."""
+def test_the_step_rules_refuse_exactly_what_pydantic_refuses(step: str) -> None:
+    """A step written as a Go duration is refused by the schema exactly when pydantic refuses it:
+    below 1s, or below 5m without dividing it (the forecasts fit 5-minute means)."""
     value = {"query": "q", "perReplica": 1, "step": step}
     try:
-        LoadSpec.model_validate({**value, "history": "1h"})
+        LoadSpec.model_validate({**value, "history": parse_duration(step) * 10})
         accepted = True
     except pydantic.ValidationError:
         accepted = False
-    assert admits(STEP_RULE, value) is accepted
+    assert (admits(STEP_RULE, value) and admits(STEP_DIVIDES_RULE, value)) is accepted
+
+
+@pytest.mark.parametrize("step", ["1d", "0.0001d", "1w", "123456s"])
+def test_a_step_cel_cannot_read_is_left_to_pydantic(step: str) -> None:
+    """``d``, ``w`` and numbers of six digits or more are not Go durations CEL reads safely."""
+    value = {"query": "q", "perReplica": 1, "step": step}
+    assert admits(STEP_RULE, value) and admits(STEP_DIVIDES_RULE, value)
 
 
 def test_a_load_without_a_step_is_admitted() -> None:
     """The step has a default; a rule on an absent field must not fail the object."""
     assert admits(STEP_RULE, {"query": "q", "perReplica": 1})
+    assert admits(STEP_DIVIDES_RULE, {"query": "q", "perReplica": 1})

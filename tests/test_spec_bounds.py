@@ -13,6 +13,7 @@ from typing import Any
 import celpy
 import jsonschema
 import pydantic
+import pytest
 
 from controller import crd
 from controller.spec import GatewayAutoscalerSpec, format_validation_error
@@ -111,3 +112,17 @@ def test_replicas_per_node_is_bounded_on_both_sides() -> None:
     assert_both_accept("cloud.replicasPerNode", 1000)
     for value in (1001, 10_000_000, 10**9):
         assert_both_refuse("cloud.replicasPerNode", value)
+
+
+@pytest.mark.parametrize("step", ["90s", "45s", "2m", "1.5m", "4m59s", "0m", "0.01m", "0h"])
+def test_a_step_the_operator_refuses_is_refused_at_admission(step: str) -> None:
+    """A step below 1s written in minutes, or below 5m without dividing it, was admitted by the
+    API server and then left the object Ready=False, loop after loop."""
+    assert_both_refuse("load.step", step, names="load")
+    _stored, refusals = admission(with_field("load.step", step))
+    assert any("load.step" in refusal for refusal in refusals), refusals
+
+
+@pytest.mark.parametrize("step", ["5s", "15s", "2.5s", "1m", "2.5m", "5m", "7m", "1h", "1d"])
+def test_a_step_the_operator_accepts_is_admitted(step: str) -> None:
+    assert_both_accept("load.step", step)
