@@ -318,6 +318,24 @@ class GatewayAutoscalerSpec(_Model):
             )
         return self
 
+    @model_validator(mode="after")
+    def _history_outreaches_the_forecast(self) -> GatewayAutoscalerSpec:
+        # A model is fitted on more history than it forecasts: the planner reads the forecast
+        # over the horizon and over a new cloud node's lead time, from a fit up to forecast.refit
+        # old. A history no longer than that fails every fit, loop after loop, as a history too
+        # short, which reads as a region whose metrics are young.
+        reach, name = self.forecast.horizon, "forecast.horizon"
+        if self.cloud.node_lead_time > reach:
+            reach, name = self.cloud.node_lead_time, "cloud.nodeLeadTime"
+        if self.load.history <= reach + self.forecast.refit:
+            raise ValueError(
+                f"load.history {format_duration(self.load.history)} must be longer than {name} "
+                f"{format_duration(reach)} plus forecast.refit "
+                f"{format_duration(self.forecast.refit)}: no model can be fitted on a history "
+                "shorter than it forecasts"
+            )
+        return self
+
 
 class GatewayAutoscaler(_Model):
     """The whole object as read from the API; status is handled as plain data by the operator."""

@@ -8,15 +8,21 @@ are pruned, defaults applied top-down, then the schema and every CEL rule (cel-p
 from __future__ import annotations
 
 import copy
+from datetime import timedelta
 from typing import Any
 
 import celpy
 import jsonschema
+import numpy as np
 import pydantic
 import pytest
 
 from controller import crd
+from controller.planner import forecaster_for
 from controller.spec import GatewayAutoscalerSpec, format_validation_error
+from forecasts.errors import InsufficientHistory
+from forecasts.registry import model_names
+from forecasts.series import LoadSeries
 from tests.test_crd import MINIMAL_SPEC
 
 
@@ -126,3 +132,53 @@ def test_a_step_the_operator_refuses_is_refused_at_admission(step: str) -> None:
 @pytest.mark.parametrize("step", ["5s", "15s", "2.5s", "1m", "2.5m", "5m", "7m", "1h", "1d"])
 def test_a_step_the_operator_accepts_is_admitted(step: str) -> None:
     assert_both_accept("load.step", step)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "names"),
+    [
+        pytest.param({"forecast": {"horizon": "1d"}}, "forecast.horizon 1d", id="horizon"),
+        pytest.param(
+            {"forecast": {"horizon": "12h", "refit": "12h"}}, "forecast.horizon 12h", id="refit"
+        ),
+        pytest.param({"cloud": {"nodeLeadTime": "2d"}}, "cloud.nodeLeadTime 2d", id="lead-time"),
+    ],
+)
+def test_a_history_no_longer_than_the_forecast_reach_is_refused(
+    overrides: dict[str, dict[str, str]], names: str
+) -> None:
+    """load.history at or below max(horizon, nodeLeadTime) + refit: no fit could ever succeed
+    (below), and the object said only "history has N usable samples, M are needed"."""
+    body = copy.deepcopy(MINIMAL_SPEC)
+    body["load"]["history"] = "1d"
+    for section, fields in overrides.items():
+        body.setdefault(section, {}).update(fields)
+    body["cloud"]["deployment"] = MINIMAL_SPEC["cloud"]["deployment"]
+    problem = operator_refusal(body)
+    assert problem is not None
+    assert problem.startswith(f"spec: load.history 1d must be longer than {names}"), problem
+
+
+@pytest.mark.parametrize("model", model_names())
+def test_a_refused_history_fails_every_fit(model: str) -> None:
+    """The rule refuses nothing that could be fitted: at history == horizon + refit, every
+    registered model refuses the history as too short."""
+    spec = GatewayAutoscalerSpec.model_validate(
+        {**MINIMAL_SPEC, "load": {**MINIMAL_SPEC["load"], "history": "3d"}}
+    )
+    spec = spec.model_copy(
+        update={
+            "forecast": spec.forecast.model_copy(
+                update={"model": model, "horizon": timedelta(days=3) - spec.forecast.refit}
+            )
+        }
+    )
+    times = np.arange(3 * 1440) * 60.0
+    history = LoadSeries(0.0, 60.0, 1000.0 + 500.0 * np.sin(times / 86400.0 * 2 * np.pi))
+    with pytest.raises(InsufficientHistory):
+        forecaster_for(spec).fit(history)
+
+
+def test_a_history_longer_than_the_forecast_reach_is_accepted() -> None:
+    body = {**MINIMAL_SPEC, "load": {**MINIMAL_SPEC["load"], "history": "1d"}}
+    assert operator_refusal({**body, "forecast": {"horizon": "23h", "refit": "15m"}}) is None
