@@ -28,6 +28,7 @@ __all__ = [
     "AUTO_MODEL",
     "MAX_HISTORY_POINTS",
     "MAX_NAME_LENGTH",
+    "MAX_REPLICAS",
     "MAX_REPLICAS_PER_NODE",
     "MAX_STEP_TEXT",
     "MIN_STEP",
@@ -68,6 +69,10 @@ MIN_FIT_STEP = timedelta(minutes=5)
 #: Longest ``load.step`` text the CRD accepts: it bounds the cost of the step's CEL rule, which
 #: the API server estimates from the longest string the field may hold.
 MAX_STEP_TEXT = 32
+#: Most replicas any count of the spec may say: a Deployment's ``spec.replicas`` is an int32, so
+#: a plan above it is refused by the API server loop after loop (and a number beyond int64,
+#: which pydantic reads, is no number the API server stores).
+MAX_REPLICAS = 2**31 - 1
 #: Most ``cloud.replicasPerNode``. A kubelet runs 110 pods by default and about 750 at most on
 #: the largest cloud instances; the planner weighs a cloud node slot by slot (an array of
 #: ``replicasPerNode`` floats a node), so ``10000000`` took 5 s and 1.2 GB a plan and
@@ -162,8 +167,8 @@ class LoadSpec(_Model):
 class ReplicaBounds(_Model):
     """Bounds on the region's total replicas (physical plus cloud)."""
 
-    min: int = Field(default=1, ge=0)
-    max: int = Field(default=400, ge=1)
+    min: int = Field(default=1, ge=0, le=MAX_REPLICAS)
+    max: int = Field(default=400, ge=1, le=MAX_REPLICAS)
 
     @model_validator(mode="after")
     def _ordered(self) -> ReplicaBounds:
@@ -178,7 +183,10 @@ class PhysicalSpec(_Model):
     deployment: str = Field(min_length=1, max_length=253)  # a Kubernetes object name
     node_selector: dict[str, str] = Field(default_factory=dict)
     max_replicas: int | None = Field(
-        default=None, ge=0, description="Cap; by default computed from the nodes' allocatable"
+        default=None,
+        ge=0,
+        le=MAX_REPLICAS,
+        description="Cap; by default computed from the nodes' allocatable",
     )
     keep_warm: bool = Field(
         default=True,
@@ -193,7 +201,7 @@ class CloudSpec(_Model):
     """The gateway on rented cloud nodes, which takes the overflow."""
 
     deployment: str = Field(min_length=1, max_length=253)  # a Kubernetes object name
-    max_replicas: int = Field(default=200, ge=0)
+    max_replicas: int = Field(default=200, ge=0, le=MAX_REPLICAS)
     node_lead_time: Duration = Field(
         default=timedelta(minutes=5), description="A new cloud node's time to become schedulable"
     )
@@ -257,6 +265,7 @@ class ScaleDownBehavior(_Model):
     max_replicas_per_minute: int = Field(
         default=10,
         ge=1,
+        le=MAX_REPLICAS,
         description="Replicas removed per minute at most, counted as limitBy says",
     )
     limit_by: LimitBy = Field(
@@ -283,6 +292,7 @@ class ScaleUpBehavior(_Model):
     max_replicas_per_minute: int = Field(
         default=100,
         ge=1,
+        le=MAX_REPLICAS,
         description=(
             "Replicas added per minute at most. The cloud nodes for the replicas it holds back "
             "are asked for at once: a node takes its lead time to boot whenever it is asked for"

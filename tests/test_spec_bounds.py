@@ -182,3 +182,35 @@ def test_a_refused_history_fails_every_fit(model: str) -> None:
 def test_a_history_longer_than_the_forecast_reach_is_accepted() -> None:
     body = {**MINIMAL_SPEC, "load": {**MINIMAL_SPEC["load"], "history": "1d"}}
     assert operator_refusal({**body, "forecast": {"horizon": "23h", "refit": "15m"}}) is None
+
+
+COUNTS = [
+    "replicas.min",
+    "replicas.max",
+    "physical.maxReplicas",
+    "cloud.maxReplicas",
+    "behavior.scaleDown.maxReplicasPerMinute",
+    "behavior.scaleUp.maxReplicasPerMinute",
+]
+
+
+@pytest.mark.parametrize("dotted", COUNTS)
+def test_a_count_beyond_a_deployments_int32_is_refused_on_both_sides(dotted: str) -> None:
+    """A Deployment's replicas is an int32: pydantic read 2**31 and 10**20 (no int64 holds it,
+    the API server stores neither) and planned Deployments the API server then refused."""
+    for value in (2**31, 10**20):
+        body = with_field(dotted, value)
+        body["replicas"] = {"min": 0, "max": 2**31 - 1, **body.get("replicas", {})}
+        _stored, refusals = admission(body)
+        assert any(f"spec.{dotted}" in refusal for refusal in refusals), refusals
+        problem = operator_refusal(body)
+        assert problem is not None and problem.startswith(f"spec.{dotted}:"), problem
+
+
+@pytest.mark.parametrize("dotted", COUNTS)
+def test_the_largest_int32_count_is_accepted_on_both_sides(dotted: str) -> None:
+    body = with_field(dotted, 2**31 - 1)
+    body["replicas"] = {"min": 0, "max": 2**31 - 1, **body.get("replicas", {})}
+    stored, refusals = admission(body)
+    assert refusals == []
+    assert operator_refusal(stored) is None
