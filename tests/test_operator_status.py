@@ -225,3 +225,29 @@ def test_without_a_stabilisation_window_the_last_plan_s_time_is_kept() -> None:
     history = LoadSeries(T0 - 537.0, 60.0, np.full(10, 1000.0))
     plan = plan_region(spec, history=history, forecast=None, state=state, now=T0 + 3.0)
     assert plan.physical.replicas + plan.cloud.replicas == 89
+
+
+@pytest.mark.parametrize(
+    ("refit", "waited", "pending"),
+    [
+        ("15m", 14 * 60, True),
+        ("15m", 16 * 60, False),
+        ("0s", 60, True),
+        ("0s", 4 * 60, True),
+        ("0s", 6 * 60, False),
+    ],
+)
+def test_a_first_fit_keeps_the_reservation_at_least_a_fit_step(
+    refit: str, waited: float, pending: bool
+) -> None:
+    """Until a restart's first fit ends, what is reserved stays, for ``forecast.refit`` and
+    never less than a fit step: a ``refit: 0s`` (refit every pass) let it go at the first
+    pass."""
+    from concurrent.futures import Future
+
+    from controller.operator.fitting import FitState
+    from controller.operator.reconcile import _first_fit_pending
+
+    spec = GatewayAutoscalerSpec.model_validate(base_spec(forecast__refit=refit))
+    fit = FitState(fingerprint="x", running=Future(), started_at=1000.0)
+    assert _first_fit_pending(fit, spec, 1000.0 + waited) is pending

@@ -67,7 +67,13 @@ from controller.planner import (
     forecaster_for,
     plan_region,
 )
-from controller.spec import GatewayAutoscalerSpec, Mode, format_validation_error, name_problem
+from controller.spec import (
+    MIN_FIT_STEP,
+    GatewayAutoscalerSpec,
+    Mode,
+    format_validation_error,
+    name_problem,
+)
 from forecasts.base import FittedModel, Forecast
 from forecasts.errors import (
     FitFailed,
@@ -134,6 +140,24 @@ def _replicas(deployment: Mapping[str, Any] | None) -> int:
         return 0
     value = (deployment.get("spec") or {}).get("replicas")
     return 1 if value is None else int(value)  # the API's default for spec.replicas
+
+
+def _first_fit_pending(fit: FitState, spec: GatewayAutoscalerSpec, now: float) -> bool:
+    """Whether the object's first fit is on its way: until its first forecast, what is reserved
+    stays (a restart or a spec edit starts the fit afresh).
+
+    A fit that fails, or runs longer than ``forecast.refit`` (stuck, or queued behind others),
+    lets it go. Never a wait shorter than a fit step: a forecast changes no more often than
+    that, and a ``refit`` of ``0s`` (refit every pass) would otherwise let the reservation go
+    at the first pass of every restart.
+    """
+    return (
+        fit.fitted is None
+        and fit.problem is None
+        and fit.running is not None
+        and fit.started_at is not None
+        and now - fit.started_at < max(spec.forecast.refit, MIN_FIT_STEP).total_seconds()
+    )
 
 
 def _ready(deployment: Mapping[str, Any] | None) -> int | None:
@@ -520,17 +544,7 @@ class Reconciler:
             forecast_reason, forecast_problem = fit.problem
         else:
             forecast_problem = f"the first fit of {spec.forecast.model} is running"
-        # A restart or a spec edit starts the fit afresh: until its first forecast, what is
-        # reserved stays. A fit that fails, or runs longer than a refit interval (stuck, or
-        # queued behind others), lets it go, as does a forecast that fails.
-        pending = (
-            metrics_problem is None
-            and fit.fitted is None
-            and fit.problem is None
-            and fit.running is not None
-            and fit.started_at is not None
-            and now - fit.started_at < spec.forecast.refit.total_seconds()
-        )
+        pending = metrics_problem is None and _first_fit_pending(fit, spec, now)
 
         planner_settings = self._planner_settings(spec)
         plan_spec = spec
