@@ -114,6 +114,21 @@ def test_pod_requests_sum_containers_and_floor_by_init() -> None:
     assert pod_requests(spec) == {"cpu": Decimal(2), "memory": Decimal(2**30)}
 
 
+def test_pod_requests_count_sidecars_and_limits_as_the_scheduler_does() -> None:
+    """A sidecar (an init container with ``restartPolicy: Always``) keeps running beside the
+    app containers, so it adds to them; a limit stands for a request left out. The physical
+    pool's capacity and the placeholder read one rule."""
+    spec = {
+        "containers": [{"resources": {"limits": {"cpu": "1", "memory": "1Gi"}}}],
+        "initContainers": [
+            {"restartPolicy": "Always", "resources": {"requests": {"cpu": "500m"}}},
+            {"resources": {"requests": {"cpu": "1200m", "memory": "512Mi"}}},
+        ],
+    }
+    # Running: 1 + 0.5 cpu, 1Gi. The plain init container runs beside the sidecar: 1.7 cpu.
+    assert pod_requests(spec) == {"cpu": Decimal("1.7"), "memory": Decimal(2**30)}
+
+
 @pytest.mark.parametrize(
     ("toleration", "taint", "expected"),
     [

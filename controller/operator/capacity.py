@@ -18,6 +18,8 @@ from kubernetes.utils import parse_quantity
 
 __all__ = [
     "RESOURCES",
+    "container_requests_text",
+    "effective_requests",
     "gateway_pod_requests",
     "matches_labels",
     "matches_selector",
@@ -114,20 +116,58 @@ def node_is_schedulable(node: Obj, tolerations: Iterable[Obj] = ()) -> bool:
     return True
 
 
-def pod_requests(pod_spec: Obj) -> dict[str, Decimal]:
-    """Requests of a pod spec: the sum over containers, at least the largest init container's."""
-    total = dict.fromkeys(RESOURCES, Decimal(0))
+def effective_requests(pod_spec: Mapping[str, Any]) -> dict[str, Decimal]:
+    """What the scheduler reserves on a node for one pod of ``pod_spec``, per resource named.
+
+    The running containers add up: the app containers and the restartable init containers
+    (``restartPolicy: Always``, sidecars), which keep running. Each other init container runs
+    alone, beside the sidecars started before it. The pod asks for the larger of the two. A
+    container's limit stands for a request it leaves out, as the API server defaults a pod's
+    (not a Deployment template's). Pod overhead, which admission adds from the RuntimeClass,
+    is not counted.
+    """
+    running: dict[str, Decimal] = {}
     for container in pod_spec.get("containers") or []:
-        requests = (container.get("resources") or {}).get("requests") or {}
-        for name in RESOURCES:
-            if name in requests:
-                total[name] += quantity(requests[name])
+        _add_to(running, _container_requests(container))
+    sidecars: dict[str, Decimal] = {}
+    init: dict[str, Decimal] = {}
     for container in pod_spec.get("initContainers") or []:
-        requests = (container.get("resources") or {}).get("requests") or {}
-        for name in RESOURCES:
-            if name in requests:
-                total[name] = max(total[name], quantity(requests[name]))
+        own = _container_requests(container)
+        if container.get("restartPolicy") == "Always":
+            _add_to(running, own)
+            _add_to(sidecars, own)
+            _max_to(init, sidecars)
+        else:
+            _max_to(init, _add_to(dict(sidecars), own))
+    return _max_to(running, init)
+
+
+def container_requests_text(container: Mapping[str, Any]) -> dict[str, object]:
+    """A container's requests as written, its limits standing for the requests it leaves out."""
+    resources = container.get("resources") or {}
+    return {**(resources.get("limits") or {}), **(resources.get("requests") or {})}
+
+
+def _container_requests(container: Mapping[str, Any]) -> dict[str, Decimal]:
+    return {key: quantity(value) for key, value in container_requests_text(container).items()}
+
+
+def _add_to(total: dict[str, Decimal], more: Mapping[str, Decimal]) -> dict[str, Decimal]:
+    for key, value in more.items():
+        total[key] = total.get(key, Decimal(0)) + value
     return total
+
+
+def _max_to(peak: dict[str, Decimal], other: Mapping[str, Decimal]) -> dict[str, Decimal]:
+    for key, value in other.items():
+        peak[key] = max(peak.get(key, value), value)
+    return peak
+
+
+def pod_requests(pod_spec: Obj) -> dict[str, Decimal]:
+    """The cpu and memory one pod of ``pod_spec`` reserves (:func:`effective_requests`)."""
+    requests = effective_requests(pod_spec)
+    return {name: requests.get(name, Decimal(0)) for name in RESOURCES}
 
 
 def gateway_pod_requests(deployment: Obj) -> dict[str, Decimal]:

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 import urllib3
@@ -26,7 +27,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
-from controller.operator.capacity import quantity
+from controller.operator.capacity import container_requests_text, effective_requests, quantity
 from controller.operator.errors import (
     ClusterUnavailable,
     Conflict,
@@ -250,47 +251,19 @@ def placeholder_deployment(gwa: Mapping[str, Any], cloud: Mapping[str, Any], rep
 
 
 def _pod_requests(pod: Mapping[str, Any]) -> dict[str, Any]:
-    """What the scheduler reserves on a node for one pod of the pod spec ``pod``, per resource.
-
-    The running containers add up: the app containers and the restartable init containers
-    (``restartPolicy: Always``, sidecars), which keep running. Each other init container runs
-    alone, beside the sidecars started before it. The pod asks for the larger of the two. A
-    container's limit stands for a request it leaves out (the API server defaults each pod's
-    requests so, not a Deployment's template). The pod overhead is not here: it comes with the
-    RuntimeClass, which the placeholder copies. A value that is not summed keeps its text.
-    """
-    running: dict[str, Any] = {}
-    for container in pod.get("containers") or []:
-        _add_to(running, _container_requests(container))
-    sidecars: dict[str, Any] = {}
-    init: dict[str, Any] = {}
-    for container in pod.get("initContainers") or []:
-        own = _container_requests(container)
-        if container.get("restartPolicy") == "Always":
-            _add_to(running, own)
-            _add_to(sidecars, own)
-            _max_to(init, sidecars)
-        else:
-            _max_to(init, _add_to(dict(sidecars), own))
-    return _max_to(running, init)
-
-
-def _container_requests(container: Mapping[str, Any]) -> dict[str, Any]:
-    resources = container.get("resources") or {}
-    return {**(resources.get("limits") or {}), **(resources.get("requests") or {})}
-
-
-def _add_to(total: dict[str, Any], more: Mapping[str, Any]) -> dict[str, Any]:
-    for key, value in more.items():
-        total[key] = value if key not in total else _add_quantities(total[key], value)
-    return total
-
-
-def _max_to(peak: dict[str, Any], other: Mapping[str, Any]) -> dict[str, Any]:
-    for key, value in other.items():
-        if key not in peak or quantity(value) > quantity(peak[key]):
-            peak[key] = value
-    return peak
+    """The requests one pod of ``pod`` reserves (:func:`effective_requests`), as quantities
+    the API server reads: a value that one container asks for as it is keeps its text."""
+    written: dict[str, list[object]] = {}
+    for container in [*(pod.get("containers") or []), *(pod.get("initContainers") or [])]:
+        for key, value in container_requests_text(container).items():
+            written.setdefault(key, []).append(value)
+    return {
+        key: next(
+            (text for text in written.get(key, []) if quantity(text) == value),
+            _plain(value),
+        )
+        for key, value in effective_requests(pod).items()
+    }
 
 
 def _overcommittable(resource: str) -> bool:
@@ -301,11 +274,11 @@ def _overcommittable(resource: str) -> bool:
     return native and not resource.startswith("hugepages-")
 
 
-def _add_quantities(a: object, b: object) -> str:
-    """The sum as plain decimal text (``0.750``, never ``2E+3``): the API server stores it in
-    its own canonical form (``750m``), so :func:`_contains` compares quantities by value, not
-    by text."""
-    return format(quantity(a) + quantity(b), "f")
+def _plain(value: Decimal) -> str:
+    """A quantity as plain decimal text (``0.750``, never ``2E+3``): the API server stores it
+    in its own canonical form (``750m``), so :func:`_contains` compares quantities by value,
+    not by text."""
+    return format(value, "f")
 
 
 @contextmanager
