@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -233,7 +234,6 @@ def test_release_hands_over_at_once(kube: KubeEmulatorHandle) -> None:
     assert b.try_acquire_or_renew()
 
 
-
 @pytest.fixture
 def cluster() -> Iterator[KubeEmulatorHandle]:
     """A cluster of its own: the operator reconciles every object it lists."""
@@ -430,4 +430,43 @@ def test_a_deleted_object_leaves_no_series_and_one_made_again_keeps_its_own(
         planned = [n for n in series_of(operator, "gateway-us") if n.startswith("tidal_planned")]
         assert planned
     finally:
+        operator.models.shutdown()
+
+
+def test_a_fit_that_ends_after_its_object_is_deleted_brings_no_series_back(
+    cluster: KubeEmulatorHandle,
+) -> None:
+    """A live object's fit time is exported once its fit is collected; a fit still running
+    when its object is deleted (a running future cannot be cancelled) exports nothing when it
+    ends."""
+    release = threading.Event()
+
+    class SlowFits(FlatLoad):
+        def read_history(self, query: str, *, start: float, end: float, step: float) -> Any:
+            if threading.current_thread() is not threading.main_thread():
+                release.wait(30)  # the fit thread waits; the loop's reads go on
+            return super().read_history(query, start=start, end=end, step=step)
+
+    add_region(cluster, "eu", replicas=4)
+    add_region(cluster, "us", replicas=4)
+    cluster.create(gwa_body("eu"))
+    cluster.create(gwa_body("us"))
+    settings = OperatorSettings(leader_election=False, metrics_port=0, metrics_address="127.0.0.1")
+    operator = Operator(settings, api_client=cluster.api_client(), source=SlowFits(5_000.0))
+    try:
+        operator.run_once()
+        running = [state.running for state in operator.models._states.values()]
+        assert len(running) == 2 and all(fit is not None for fit in running)
+        cluster.delete(GWAS, "gateway-eu", namespace=NAMESPACE)
+        operator.run_once()
+        assert series_of(operator, "gateway-eu") == []
+        release.set()
+        for fit in running:
+            assert fit is not None
+            fit.exception(timeout=30)  # both fits have ended, the deleted object's too
+        operator.run_once()  # collects us's fit
+        assert series_of(operator, "gateway-eu") == []
+        assert "tidal_fit_seconds_count" in series_of(operator, "gateway-us")
+    finally:
+        release.set()
         operator.models.shutdown()

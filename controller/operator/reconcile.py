@@ -425,9 +425,7 @@ class Reconciler:
             node_hold=self.settings.node_hold,
         )
 
-    def _fit_job(
-        self, spec: GatewayAutoscalerSpec, labels: tuple[str, str]
-    ) -> Callable[[FittedModel | None], FittedModel]:
+    def _fit_job(self, spec: GatewayAutoscalerSpec) -> Callable[[FittedModel | None], FittedModel]:
         step = spec.load.step.total_seconds()
 
         def job(previous: FittedModel | None) -> FittedModel:
@@ -435,13 +433,9 @@ class Reconciler:
             history = self.source.read_history(
                 spec.load.query, start=end - spec.load.history.total_seconds(), end=end, step=step
             )
-            fitted = forecaster_for(spec, self._planner_settings(spec)).fit(
+            return forecaster_for(spec, self._planner_settings(spec)).fit(
                 history, previous=previous
             )
-            self.metrics.fit_seconds.labels(*labels, spec.forecast.model).observe(
-                fitted.fit_seconds
-            )
-            return fitted
 
         return job
 
@@ -518,9 +512,15 @@ class Reconciler:
             fingerprint=spec_fingerprint(spec),
             now=now,
             refit=spec.forecast.refit.total_seconds(),
-            fit=self._fit_job(spec, (name, namespace)),
+            fit=self._fit_job(spec),
             classify=self._classify_fit(bound),
         )
+        if fit.fitted is not None and fit.fitted_at == now:
+            # Collected in this pass: observed here, on the loop, while the object is known. A
+            # fit thread observing it would bring the series of a deleted object back.
+            self.metrics.fit_seconds.labels(name, namespace, spec.forecast.model).observe(
+                fit.fitted.fit_seconds
+            )
         metrics_problem: str | None = None
         metrics_failure = "MetricsUnavailable"
         forecast: Forecast | None = None
