@@ -93,7 +93,9 @@ class QueryError(MetricsUnavailable):
 
 
 class PrometheusUnreachable(MetricsUnavailable):
-    """Prometheus did not answer: no connection, or no reply within the client's timeout.
+    """Prometheus did not answer: no connection, no reply within the client's timeout, or a
+    502, 503 or 504 that is not Prometheus's own error (a proxy in front of it that could not
+    reach it), still so when asked again.
 
     Its reason stays ``MetricsUnavailable``; the type tells a caller that asking again at once,
     for another query, would most likely cost another whole timeout.
@@ -302,7 +304,16 @@ class PrometheusLoadSource:
                 raise QueryError(
                     f"Prometheus rejected query {query!r}: {error}", query=query
                 ) from exc
-            if kind == "timeout":
+            problem: MetricsUnavailable
+            if status in _RETRIED and kind is None:
+                # Not Prometheus's own error: a proxy or gateway in front of it that could not
+                # reach it, or got no answer in time (a 504 comes after that wait).
+                problem = PrometheusUnreachable(
+                    f"Prometheus at {self.url} is unreachable for query {query!r}: HTTP "
+                    f"{status} from what stands in front of it: {error}",
+                    query=query,
+                )
+            elif kind == "timeout":
                 problem = MetricsUnavailable(
                     f"Prometheus timed out on query {query!r} after "
                     f"{self.server_timeout:g}s (HTTP {status}): {error}",

@@ -17,9 +17,11 @@ from controller.operator.prometheus_source import (
     MAX_POINTS,
     MetricsUnavailable,
     PrometheusLoadSource,
+    PrometheusUnreachable,
     QueryError,
     plan_chunks,
 )
+from controller.operator.sources import PassReads
 from forecasts.series import LoadSeries, load_trace
 from tests.support.fixtures import TRACES_DIR
 from tests.support.prometheus_server import (
@@ -409,3 +411,20 @@ def test_prometheus_s_own_timeout_is_not_asked_again(kind: str, asked: int) -> N
     assert ("timed out" in str(error.value)) is (kind == "timeout")
     assert "unreachable" not in str(error.value)
     assert len(asked_for) == asked, asked_for
+
+
+@pytest.mark.parametrize("status", [502, 503, 504])
+def test_a_proxy_that_cannot_reach_prometheus_costs_the_pass_one_read(status: int) -> None:
+    """A proxy's own 502, 503 or 504 page (not Prometheus's JSON error) says Prometheus is out
+    of reach: once asked again, it is unreachable, and the pass's other reads are not sent."""
+    body = f"<html>{status} from the proxy</html>".encode()
+    with answering(status, body) as (url, asked), PrometheusLoadSource(url, timeout=2) as source:
+        reads = PassReads(source)
+        reads.begin_pass()
+        try:
+            for name in ("eu", "us", "ap"):
+                with pytest.raises(PrometheusUnreachable, match=f"HTTP {status}"):
+                    reads.read_history(name, start=NOW - 600, end=NOW, step=60)
+        finally:
+            reads.end_pass()
+    assert len(asked) == 2, asked  # the first read, asked once more; the others not sent
