@@ -177,8 +177,11 @@ _FOLD_BEFORE = 4 * 3600.0
 
 #: A trace whose grid would be more than this share gaps, or hold more than this many missing
 #: samples, is refused: a mistyped date (2204 for 2024) would make millions of empty steps.
+#: Gaps fewer than :data:`FEW_GAP_STEPS` cost nothing, whatever their share: a short trace
+#: with an outage (30 one-second rows, two hours out, 30 more) is read.
 MOST_GAP_SHARE = 0.99
 MOST_GAP_STEPS = 2**24
+FEW_GAP_STEPS = 2**20
 
 
 def load_trace(path: str | Path) -> LoadSeries:
@@ -286,8 +289,8 @@ def _on_whole_seconds(times: FloatArray) -> tuple[FloatArray, float, float]:
 
 
 def _check_span(path: Path, rows: _Rows, times: FloatArray, step: float) -> None:
-    """Refuse a trace whose grid at ``step`` would be mostly gaps (see :data:`MOST_GAP_SHARE`
-    and :data:`MOST_GAP_STEPS`), naming the rows of its longest gap.
+    """Refuse a trace whose grid at ``step`` would be mostly gaps (see :data:`MOST_GAP_SHARE`,
+    :data:`MOST_GAP_STEPS` and :data:`FEW_GAP_STEPS`), naming the rows of its longest gap.
 
     ``times`` are the rows' timestamps, in order: all of them, or those read before a row out
     of order (which is a mistyped date, if the rows before it already span a grid of gaps).
@@ -297,16 +300,27 @@ def _check_span(path: Path, rows: _Rows, times: FloatArray, step: float) -> None
         return
     steps = round(float(times[-1] - times[0]) / step) + 1
     gaps = steps - count
-    if gaps <= min(MOST_GAP_SHARE / (1 - MOST_GAP_SHARE) * count, MOST_GAP_STEPS):
+    if gaps <= FEW_GAP_STEPS or gaps <= min(
+        MOST_GAP_SHARE / (1 - MOST_GAP_SHARE) * count, MOST_GAP_STEPS
+    ):
         return
     widest = int(np.argmax(np.diff(times)))
-    days = (times[widest + 1] - times[widest]) / 86400.0
+    apart = _span_text(float(times[widest + 1] - times[widest]))
     raise TraceFormatError(
-        f"{path}:{rows.lines[widest + 1]}: timestamp {rows.stamps[widest + 1]} is {days:,.0f} "
-        f"days after the row before it ({rows.stamps[widest]}, line {rows.lines[widest]}): "
+        f"{path}:{rows.lines[widest + 1]}: timestamp {rows.stamps[widest + 1]} is {apart} "
+        f"after the row before it ({rows.stamps[widest]}, line {rows.lines[widest]}): "
         f"its {count:,} rows would span {steps:,} samples at the trace's {step:g}s step "
         "(a mistyped date?)"
     )
+
+
+def _span_text(seconds: float) -> str:
+    """A time apart in the largest unit it holds whole: ``67,160 days``, ``2 hours``."""
+    for unit, size in (("day", 86400.0), ("hour", 3600.0), ("minute", 60.0)):
+        if seconds >= size:
+            count = seconds / size
+            return f"{count:,.0f} {unit}{'' if round(count) == 1 else 's'}"
+    return f"{seconds:g} seconds"
 
 
 @dataclass
@@ -370,7 +384,14 @@ def _read_rows(path: Path, reader: Iterator[list[str]]) -> _Rows:
             # as the date it is, if the rows so far would span a grid of gaps.
             if len(times) >= 2:
                 so_far = np.asarray(times)
-                _check_span(path, rows, so_far, float(np.median(np.diff(so_far))))
+                # The trace's step from every row read, this one too, in order: their median,
+                # or with a few rows, where one far row is half of them, their closest two.
+                spaced = np.diff(np.sort(np.append(so_far, when)))
+                spaced = spaced[spaced > 0]
+                if not spaced.size:
+                    spaced = np.zeros(1)
+                step = float(np.median(spaced) if spaced.size > 3 else spaced.min())
+                _check_span(path, rows, so_far, step)
             raise TraceFormatError(
                 f"{path}:{line_no}: timestamp {row[0]} is not after the previous one"
             )

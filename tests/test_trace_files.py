@@ -367,12 +367,36 @@ def test_rows_less_than_a_second_apart_keep_their_timestamps(tmp_path: Path) -> 
     assert np.isfinite(series.values).all()
 
 
-def test_a_mistyped_year_in_the_middle_is_named_as_the_date_it_is(tmp_path: Path) -> None:
-    """2204 for 2024 in row 1,000 put every row after it out of order: the rows before it
-    would span a grid of a hundred million minutes, and that is what is named, at its line,
-    rather than the row after it as out of order."""
+@pytest.mark.parametrize(
+    ("row", "says"),
+    [
+        (
+            999,
+            ":1001: timestamp 2204-01-01T16:39:00Z is 65,743 days after the row before it "
+            "(2024-01-01T16:38:00Z, line 1000)",
+        ),
+        (
+            1,
+            ":3: timestamp 2204-01-01T00:01:00Z is 65,743 days after the row before it "
+            "(2024-01-01T00:00:00Z, line 2)",
+        ),
+        (
+            2,
+            ":4: timestamp 2204-01-01T00:02:00Z is 65,743 days after the row before it "
+            "(2024-01-01T00:01:00Z, line 3)",
+        ),
+    ],
+    ids=["row-1000", "row-2", "row-3"],
+)
+def test_a_mistyped_year_in_the_middle_is_named_as_the_date_it_is(
+    tmp_path: Path, row: int, says: str
+) -> None:
+    """2204 for 2024 in a row puts every row after it out of order: the rows before it would
+    span a grid of a hundred million minutes, and that is what is named, at its line, rather
+    than the row after it as out of order. In the second or third row too, where the far row is
+    half of those read and their median step is no step of the trace."""
     stamps = minutes(3000)
-    stamps[999] = "2204" + stamps[999][4:]
+    stamps[row] = "2204" + stamps[row][4:]
     path = tmp_path / "typo.csv"
     path.write_text(
         "timestamp,load\n" + "".join(f"{s},{100 + i % 7}\n" for i, s in enumerate(stamps)),
@@ -380,7 +404,22 @@ def test_a_mistyped_year_in_the_middle_is_named_as_the_date_it_is(tmp_path: Path
     )
     with pytest.raises(TraceFormatError) as caught:
         load_trace(path)
-    assert str(caught.value).startswith(
-        f"{path}:1001: timestamp 2204-01-01T16:39:00Z is 65,743 days after the row before it "
-        "(2024-01-01T16:38:00Z, line 1000)"
+    assert str(caught.value).startswith(f"{path}{says}")
+
+
+def test_a_short_trace_with_an_outage_is_no_mistyped_date(tmp_path: Path) -> None:
+    """Thirty one-second rows, two hours out, thirty more: 99% of the grid is the gap, but a
+    grid of 7,260 seconds costs nothing, so the trace is read, its gap missing."""
+    start = datetime(2024, 1, 1, tzinfo=UTC).timestamp()
+    seconds = [*range(30), *range(7200, 7230)]
+    path = tmp_path / "outage.csv"
+    path.write_text(
+        "timestamp,load\n"
+        + "".join(
+            f"{datetime.fromtimestamp(start + s, UTC).strftime('%Y-%m-%dT%H:%M:%SZ')},5\n"
+            for s in seconds
+        ),
+        encoding="utf-8",
     )
+    series = load_trace(path)
+    assert (series.step, len(series), int(np.isfinite(series.values).sum())) == (1.0, 7230, 60)
