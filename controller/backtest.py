@@ -35,7 +35,6 @@ __all__ = [
     "build_policies",
     "default_score_from",
     "load_for_replay",
-    "on_whole_seconds",
     "prepare_trace",
     "replay",
     "report",
@@ -83,40 +82,6 @@ def backtest_spec(
 MOST_MINUTES = 2**24
 
 
-def on_whole_seconds(series: LoadSeries) -> LoadSeries:
-    """``series`` on a whole number of seconds, if its step is one but for jitter.
-
-    A trace's step is the median of its timestamps' steps: millisecond jitter makes it 59.963s
-    or 60.037s for a trace written every minute, which was then refused or accepted by which
-    side of 60s the median fell on. A step within half a second (and 1%) of a whole number of
-    seconds is that number, from the start rounded to the second: the load at each new step is
-    interpolated at its own time, and a step next to a missing sample is missing. The last
-    sample is held up to a second short of half a step on, as load_trace holds it: a trace's
-    grid at 60.037s ends before its last row, and would lose its last minute otherwise.
-
-    :func:`~forecasts.series.load_trace` rounds a trace file's timestamps so already (before
-    its grid is made, so that nothing is interpolated twice); this is for a series made in
-    memory (``series=`` of :func:`run_trace`), which :func:`prepare_trace` passes through it.
-    """
-    whole = float(round(series.step))
-    jitter = abs(series.step - whole)
-    if len(series) < 2 or whole < 1 or jitter == 0 or jitter > min(0.5, 0.01 * whole):
-        return series
-    start = float(round(series.start))
-    reach = series.end + max(0.0, whole / 2 - 1.0)
-    count = math.floor((reach - start) / whole + 1e-6) + 1
-    times = start + whole * np.arange(count)
-    known = np.isfinite(series.values)
-    if not known.any():
-        return LoadSeries(start, whole, np.full(count, np.nan))
-    values = np.interp(times, series.times()[known], series.values[known])
-    position = (times - series.start) / series.step
-    below = np.clip(np.floor(position + 1e-9).astype(np.int64), 0, len(series) - 1)
-    above = np.clip(np.ceil(position - 1e-9).astype(np.int64), 0, len(series) - 1)
-    values[~(known[below] & known[above])] = np.nan
-    return LoadSeries(start, whole, values)
-
-
 def prepare_trace(
     series: LoadSeries, scenario: Scenario, *, headroom: float | None = None
 ) -> LoadSeries:
@@ -126,7 +91,6 @@ def prepare_trace(
     counted with it, as the planner and the HPA count them, against :data:`REPLICA_CAP`.
     ValueError says why a trace cannot be replayed; the caller names the trace.
     """
-    series = on_whole_seconds(series)
     minutes = math.floor((series.end - series.start) / MINUTE + 1e-6) + 1
     if minutes > MOST_MINUTES:
         raise ValueError(
