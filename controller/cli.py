@@ -110,11 +110,15 @@ def _one_line(message: Warning | str, category: type[Warning], *_: object, **__:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _build_parser()
-    args, unknown = parser.parse_known_args(argv)
-    if unknown:  # named by the command they were given to, not by tidal's own parser
-        _Parser(prog=f"{parser.prog} {args.command}").error(
-            f"unrecognized arguments: {' '.join(unknown)}"
-        )
+    words = list(sys.argv[1:] if argv is None else argv)
+    args, unknown = parser.parse_known_args(words)
+    if unknown:
+        # Named by what they were given to: tidal itself before the command's name, the
+        # command after it.
+        at = words.index(args.command)
+        given = words[:at] if any(word in unknown for word in words[:at]) else None
+        prog = parser.prog if given else f"{parser.prog} {args.command}"
+        _Parser(prog=prog).error(f"unrecognized arguments: {' '.join(given or unknown)}")
     formatted = warnings.formatwarning
     warnings.formatwarning = _one_line
     try:

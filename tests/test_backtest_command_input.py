@@ -425,12 +425,26 @@ def test_a_long_outage_is_not_a_mistyped_date(tmp_path: Path) -> None:
             ["backtest", "t.csv", "--nope"],
             "tidal backtest: unrecognized arguments: --nope (see tidal backtest --help)",
         ),
+        (
+            ["--nope", "backtest", "t.csv"],
+            "tidal: unrecognized arguments: --nope (see tidal --help)",
+        ),
         (["demo", "--every", "x"], "tidal demo: argument --every: invalid float value: 'x'"),
         (["forecast", "t.csv", "--quantile", "x"], "tidal forecast: argument --quantile: "),
         (["bogus"], "tidal: argument COMMAND: invalid choice: 'bogus'"),
         ([], "tidal: the following arguments are required: COMMAND (see tidal --help)"),
     ],
-    ids=["type", "choice", "missing", "unknown", "demo", "forecast", "command", "no-command"],
+    ids=[
+        "type",
+        "choice",
+        "missing",
+        "unknown",
+        "unknown-before-the-command",
+        "demo",
+        "forecast",
+        "command",
+        "no-command",
+    ],
 )
 def test_a_bad_flag_is_one_line_without_the_usage(
     capsys: pytest.CaptureFixture[str], argv: list[str], says: str
