@@ -22,7 +22,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from controller.durations import Duration, format_duration
-from forecasts.registry import model_names
+from forecasts.registry import create, model_names
 
 __all__ = [
     "AUTO_MODEL",
@@ -329,20 +329,28 @@ class GatewayAutoscalerSpec(_Model):
         return self
 
     @model_validator(mode="after")
-    def _history_outreaches_the_forecast(self) -> GatewayAutoscalerSpec:
-        # A model is fitted on more history than it forecasts: the planner reads the forecast
-        # over the horizon and over a new cloud node's lead time, from a fit up to forecast.refit
-        # old. A history no longer than that fails every fit, loop after loop, as a history too
-        # short, which reads as a region whose metrics are young.
-        reach, name = self.forecast.horizon, "forecast.horizon"
-        if self.cloud.node_lead_time > reach:
-            reach, name = self.cloud.node_lead_time, "cloud.nodeLeadTime"
-        if self.load.history <= reach + self.forecast.refit:
+    def _history_fits_the_model(self) -> GatewayAutoscalerSpec:
+        # A history too short for forecast.model fails every fit, loop after loop, as "N usable
+        # samples, M are needed", which reads as a region whose metrics are young. The need is
+        # the model's own (a day or two and a lead, at the fit step), over at least what the
+        # spec says the forecast reaches: forecast.horizon or cloud.nodeLeadTime, whichever is
+        # longer, from a fit up to forecast.refit old (the planner reads a little further).
+        fit_step = max(MIN_FIT_STEP, self.load.step)
+        reach = max(self.forecast.horizon, self.cloud.node_lead_time) + self.forecast.refit
+        forecaster = create(
+            self.forecast.model,
+            fit_step=fit_step.total_seconds(),
+            max_horizon=max(reach, timedelta(hours=1)).total_seconds(),
+        )
+        need = forecaster.least_points(fit_step.total_seconds())
+        if self.load.history / fit_step < need:
             raise ValueError(
-                f"load.history {format_duration(self.load.history)} must be longer than {name} "
-                f"{format_duration(reach)} plus forecast.refit "
-                f"{format_duration(self.forecast.refit)}: no model can be fitted on a history "
-                "shorter than it forecasts"
+                f"load.history {format_duration(self.load.history)} is too short for "
+                f"forecast.model {self.forecast.model}: it fits on at least {need} samples at "
+                f"its {format_duration(fit_step)} step, {format_duration(need * fit_step)} of "
+                f"history, with forecast.horizon {format_duration(self.forecast.horizon)}, "
+                f"cloud.nodeLeadTime {format_duration(self.cloud.node_lead_time)} and "
+                f"forecast.refit {format_duration(self.forecast.refit)}"
             )
         return self
 

@@ -8,7 +8,6 @@ are pruned, defaults applied top-down, then the schema and every CEL rule (cel-p
 from __future__ import annotations
 
 import copy
-from datetime import timedelta
 from typing import Any
 
 import celpy
@@ -135,52 +134,68 @@ def test_a_step_the_operator_accepts_is_admitted(step: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("overrides", "names"),
+    ("history", "overrides", "says"),
     [
-        pytest.param({"forecast": {"horizon": "1d"}}, "forecast.horizon 1d", id="horizon"),
+        pytest.param("1d", {}, "auto: it fits on at least 301 samples", id="a-day-for-auto"),
         pytest.param(
-            {"forecast": {"horizon": "12h", "refit": "12h"}}, "forecast.horizon 12h", id="refit"
+            "2d",
+            {"forecast": {"model": "holt-winters"}},
+            "holt-winters: it fits on at least 589 samples",
+            id="two-days-for-holt-winters",
         ),
-        pytest.param({"cloud": {"nodeLeadTime": "2d"}}, "cloud.nodeLeadTime 2d", id="lead-time"),
+        pytest.param(
+            "2d",
+            {"forecast": {"model": "seasonal-naive", "horizon": "1d"}},
+            "seasonal-naive: it fits on at least 580 samples",
+            id="a-long-horizon",
+        ),
+        pytest.param(
+            "3d", {"cloud": {"nodeLeadTime": "2d"}}, "auto: it fits on at least 868", id="lead"
+        ),
     ],
 )
-def test_a_history_no_longer_than_the_forecast_reach_is_refused(
-    overrides: dict[str, dict[str, str]], names: str
+def test_a_history_too_short_for_its_model_is_refused(
+    history: str, overrides: dict[str, dict[str, str]], says: str
 ) -> None:
-    """load.history at or below max(horizon, nodeLeadTime) + refit: no fit could ever succeed
-    (below), and the object said only "history has N usable samples, M are needed"."""
+    """A history shorter than forecast.model fits on (a day or two and the forecast's reach)
+    failed every fit, loop after loop, as "N usable samples, M are needed", which reads as a
+    region whose metrics are young. Refused, naming the field, the model and its need."""
     body = copy.deepcopy(MINIMAL_SPEC)
-    body["load"]["history"] = "1d"
+    body["load"]["history"] = history
     for section, fields in overrides.items():
         body.setdefault(section, {}).update(fields)
     body["cloud"]["deployment"] = MINIMAL_SPEC["cloud"]["deployment"]
     problem = operator_refusal(body)
     assert problem is not None
-    assert problem.startswith(f"spec: load.history 1d must be longer than {names}"), problem
+    assert problem.startswith(f"spec: load.history {history} is too short for forecast.model")
+    assert says in problem, problem
 
 
 @pytest.mark.parametrize("model", model_names())
 def test_a_refused_history_fails_every_fit(model: str) -> None:
-    """The rule refuses nothing that could be fitted: at history == horizon + refit, every
-    registered model refuses the history as too short."""
+    """The rule refuses nothing that could be fitted: a history a bucket shorter than the
+    least it accepts fails the fit of the planner's forecaster, whatever the model."""
     spec = GatewayAutoscalerSpec.model_validate(
-        {**MINIMAL_SPEC, "load": {**MINIMAL_SPEC["load"], "history": "3d"}}
+        {**MINIMAL_SPEC, "forecast": {"model": model, "horizon": "2h"}}
     )
-    spec = spec.model_copy(
-        update={
-            "forecast": spec.forecast.model_copy(
-                update={"model": model, "horizon": timedelta(days=3) - spec.forecast.refit}
-            )
-        }
-    )
-    times = np.arange(3 * 1440) * 60.0
+    least = None
+    for days in np.arange(0.5, 4.0, 5 / 1440):
+        body = copy.deepcopy(MINIMAL_SPEC)
+        body["load"]["history"] = f"{round(days * 1440)}m"
+        body["forecast"] = {"model": model, "horizon": "2h"}
+        if operator_refusal(body) is None:
+            least = round(days * 1440)
+            break
+    assert least is not None
+    minutes = least - 5  # a bucket short of the least accepted
+    times = np.arange(minutes) * 60.0
     history = LoadSeries(0.0, 60.0, 1000.0 + 500.0 * np.sin(times / 86400.0 * 2 * np.pi))
     with pytest.raises(InsufficientHistory):
         forecaster_for(spec).fit(history)
 
 
-def test_a_history_longer_than_the_forecast_reach_is_accepted() -> None:
-    body = {**MINIMAL_SPEC, "load": {**MINIMAL_SPEC["load"], "history": "1d"}}
+def test_a_history_long_enough_for_its_model_is_accepted() -> None:
+    body = {**MINIMAL_SPEC, "load": {**MINIMAL_SPEC["load"], "history": "3d"}}
     assert operator_refusal({**body, "forecast": {"horizon": "23h", "refit": "15m"}}) is None
 
 

@@ -152,6 +152,10 @@ class Auto(Forecaster):
             model.name: model(**options) for model in CANDIDATES
         }
 
+    def least_points(self, step: float) -> int:
+        """The fewest known samples any candidate fits on: with fewer, none can be chosen."""
+        return min(candidate.least_points(step) for candidate in self.candidates.values())
+
     def _fit(self, history: LoadSeries, *, previous: FittedModel | None) -> FittedModel:
         step = max(self.fit_step, history.step)
         lead = self.lead_steps(step)
