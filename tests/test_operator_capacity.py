@@ -299,3 +299,77 @@ def test_gateway_pods_are_room_whatever_the_selector_form(
     gw = gateway(selector=selector)
     assert physical_capacity([node("a"), node("b")], own, node_selector=POOL, gateway=gw) == 16
     assert physical_capacity([node("a")], [canary], node_selector=POOL, gateway=gw) == with_canary
+
+
+def pinned_gateway(**template: Any) -> dict[str, Any]:
+    """:func:`gateway` with ``template`` merged into its pod spec (a node selector, affinity)."""
+    body = gateway()
+    body["spec"]["template"]["spec"].update(template)
+    return body
+
+
+CLOUD = {"tidal.dev/pool": "cloud"}
+
+
+def required(*terms: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": list(terms)}
+        }
+    }
+
+
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [
+        pytest.param({}, 16, id="no-pin-every-node"),
+        pytest.param({"nodeSelector": POOL}, 8, id="node-selector"),
+        pytest.param(
+            {
+                "affinity": required(
+                    {
+                        "matchExpressions": [
+                            {"key": "tidal.dev/pool", "operator": "NotIn", "values": ["cloud"]}
+                        ]
+                    }
+                )
+            },
+            8,
+            id="affinity-not-in",
+        ),
+        pytest.param(
+            {
+                "affinity": required(
+                    {"matchExpressions": [{"key": "gen", "operator": "Gt", "values": ["5"]}]},
+                    {"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["p"]}]},
+                )
+            },
+            16,
+            id="terms-are-ored",
+        ),
+        pytest.param(
+            {
+                "affinity": required(
+                    {"matchExpressions": [{"key": "gen", "operator": "Lt", "values": ["5"]}]}
+                )
+            },
+            8,
+            id="lt-on-an-integer-label",
+        ),
+        pytest.param({"affinity": required({})}, 0, id="an-empty-term-matches-nothing"),
+    ],
+)
+def test_capacity_counts_only_nodes_the_gateway_pods_may_go_to(
+    template: dict[str, Any], expected: int
+) -> None:
+    """An empty physical.nodeSelector (the default) matches every node, a cloud node too:
+    the gateway's own node selector and required node affinity still keep its pods off the
+    nodes they may not go to, and those nodes are no room for it."""
+    nodes = [
+        node("p", labels={**POOL, "gen": "4"}),
+        node("c", labels={**CLOUD, "gen": "6"}),
+    ]
+    assert (
+        physical_capacity(nodes, [], node_selector={}, gateway=pinned_gateway(**template))
+        == expected
+    )

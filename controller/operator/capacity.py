@@ -1,8 +1,9 @@
 """Physical capacity from the cluster's nodes and pods, as plain API dicts in, a count out.
 
 Pure functions over the JSON the API server returns, so that they are table-tested without a
-cluster. The rule (issue 4): over the nodes that match the physical ``nodeSelector`` and are
-Ready and schedulable, the sum of ``floor((allocatable - requests of other pods) / gateway pod
+cluster. The rule (issue 4): over the nodes that match the physical ``nodeSelector``, that the
+gateway's pods may go to (their own node selector and required node affinity), and are Ready
+and schedulable, the sum of ``floor((allocatable - requests of other pods) / gateway pod
 requests)``, the minimum over cpu, memory and the pod count. The gateway's own pods are not
 "other": the room they use is room the gateway has.
 """
@@ -23,6 +24,7 @@ __all__ = [
     "gateway_pod_requests",
     "matches_labels",
     "matches_selector",
+    "node_admits",
     "node_is_schedulable",
     "physical_capacity",
     "pod_requests",
@@ -116,6 +118,47 @@ def node_is_schedulable(node: Obj, tolerations: Iterable[Obj] = ()) -> bool:
     return True
 
 
+def node_admits(node: Obj, pod_spec: Mapping[str, Any]) -> bool:
+    """Whether the scheduler may place a pod of ``pod_spec`` on ``node`` by its labels: the
+    pod's ``nodeSelector``, and its required node affinity (any of its ``nodeSelectorTerms``,
+    each with all of its ``matchExpressions`` and ``matchFields``).
+
+    A node that the gateway's own pods cannot go to is no room for them, whatever
+    ``physical.nodeSelector`` says (an empty one, the default, matches every node). An unknown
+    operator raises ValueError, as :func:`matches_selector` does.
+    """
+    meta = node.get("metadata") or {}
+    labels = meta.get("labels") or {}
+    if not matches_labels(labels, pod_spec.get("nodeSelector") or {}):
+        return False
+    required = ((pod_spec.get("affinity") or {}).get("nodeAffinity") or {}).get(
+        "requiredDuringSchedulingIgnoredDuringExecution"
+    )
+    if not required:
+        return True
+    fields = {"metadata.name": str(meta.get("name", ""))}
+    return any(
+        (term.get("matchExpressions") or term.get("matchFields"))
+        and all(_node_requirement(labels, r) for r in term.get("matchExpressions") or [])
+        and all(_node_requirement(fields, r) for r in term.get("matchFields") or [])
+        for term in required.get("nodeSelectorTerms") or []
+    )
+
+
+def _node_requirement(labels: Mapping[str, str], requirement: Mapping[str, Any]) -> bool:
+    """One ``NodeSelectorRequirement``: a label selector's operators, and ``Gt``/``Lt``, which
+    compare the label as an integer (a label that is none matches neither)."""
+    operator = requirement.get("operator")
+    if operator not in ("Gt", "Lt"):
+        return matches_selector(labels, {"matchExpressions": [requirement]})
+    key, values = requirement.get("key"), requirement.get("values") or ()
+    try:
+        have, bound = int(labels[key]), int(values[0])
+    except (KeyError, IndexError, TypeError, ValueError):
+        return False
+    return have > bound if operator == "Gt" else have < bound
+
+
 def effective_requests(pod_spec: Mapping[str, Any]) -> dict[str, Decimal]:
     """What the scheduler reserves on a node for one pod of ``pod_spec``, per resource named.
 
@@ -202,9 +245,9 @@ def physical_capacity(
 ) -> int:
     """Gateway replicas the physical pool holds; raises ValueError when it cannot be known.
 
-    ``gateway`` is the physical Deployment: its pod template gives the requests and
-    tolerations, its ``spec.selector`` (``matchLabels`` and ``matchExpressions``) and namespace
-    tell its own pods apart.
+    ``gateway`` is the physical Deployment: its pod template gives the requests, the nodes its
+    pods may go to (:func:`node_admits`) and the taints they tolerate; its ``spec.selector``
+    (``matchLabels`` and ``matchExpressions``) and namespace tell its own pods apart.
     """
     spec = gateway.get("spec") or {}
     namespace = (gateway.get("metadata") or {}).get("namespace", "")
@@ -223,6 +266,7 @@ def physical_capacity(
         str((node.get("metadata") or {}).get("name")): node
         for node in nodes
         if matches_labels((node.get("metadata") or {}).get("labels"), node_selector)
+        and node_admits(node, template)
         and node_is_schedulable(node, tolerations)
     }
     used: dict[str, dict[str, Decimal]] = {
