@@ -151,7 +151,7 @@ def _node_requirement(labels: Mapping[str, str], requirement: Mapping[str, Any])
     operator = requirement.get("operator")
     if operator not in ("Gt", "Lt"):
         return matches_selector(labels, {"matchExpressions": [requirement]})
-    key, values = requirement.get("key"), requirement.get("values") or ()
+    key, values = str(requirement.get("key")), list(requirement.get("values") or [])
     try:
         have, bound = int(labels[key]), int(values[0])
     except (KeyError, IndexError, TypeError, ValueError):
