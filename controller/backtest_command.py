@@ -303,12 +303,20 @@ def run(args: argparse.Namespace) -> int:
         return fail(str(exc))
     if args.jobs < 0:
         return fail(f"--jobs must be 0 (one per core) or more, got {args.jobs}")
-    policies = tuple(p.strip() for p in args.policies.split(",") if p.strip())
-    if not policies:
+    policies = tuple(p.strip() for p in args.policies.split(","))
+    if not any(policies):
         return fail(f"--policies {args.policies!r} names no policy; known: {', '.join(POLICIES)}")
+    if "" in policies:
+        return fail(f"--policies {args.policies!r} holds an empty name between its commas")
     unknown = [p for p in policies if p not in POLICIES]
     if unknown:
-        return fail(f"unknown policy {unknown[0]!r}; known: {', '.join(POLICIES)}")
+        return fail(
+            f"--policies {args.policies!r}: unknown policy {unknown[0]!r}; known: "
+            f"{', '.join(POLICIES)}"
+        )
+    twice = [p for i, p in enumerate(policies) if p in policies[:i]]
+    if twice:
+        return fail(f"--policies {args.policies!r} names {twice[0]} twice")
     score_from = None
     if args.score_from is not None:
         try:

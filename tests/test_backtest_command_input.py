@@ -190,7 +190,11 @@ def test_a_few_minutes_without_load_are_not_warned_about(
     assert "no load sample" not in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("policies", ["", " , "], ids=["empty", "commas"])
+@pytest.mark.parametrize(
+    "policies",
+    ["", " , ", "hpa,,oracle", "hpa,hpa", "tidal,bogus"],
+    ids=["empty", "commas", "an-empty-one", "one-twice", "unknown"],
+)
 def test_no_policy_is_refused(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], policies: str
 ) -> None:
