@@ -470,3 +470,38 @@ def test_a_fit_that_ends_after_its_object_is_deleted_brings_no_series_back(
     finally:
         release.set()
         operator.models.shutdown()
+
+
+def test_a_long_pass_that_gets_on_is_alive_and_a_stuck_object_is_not(
+    cluster: KubeEmulatorHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """/healthz failed once a pass ran past its limit (3 loops, 180 s by default), though it
+    finished an object every 150 s: many regions read slowly (a Prometheus timing out every
+    query) made the kubelet restart the operator, fits and all. Now the loop is alive while it
+    finishes objects; an object that takes longer than the limit still fails it."""
+    from controller.operator import command
+
+    now = {"t": 1000.0}
+    monkeypatch.setattr(command.time, "monotonic", lambda: now["t"])
+    clock = Clock()
+    operator, _lease = operator_leading(cluster, clock, "eu", "us", "ap")
+    operator._last_loop = operator._last_progress = now["t"]
+    reconcile = operator.reconciler.reconcile
+    seen: list[tuple[bool, str]] = []
+
+    def slow(obj: Mapping[str, Any], snapshot: ClusterSnapshot) -> Outcome:
+        now["t"] += 150.0 if len(seen) < 3 else 200.0
+        seen.append(operator._healthy())
+        return reconcile(obj, snapshot)
+
+    try:
+        operator.reconciler.reconcile = slow  # type: ignore[method-assign]
+        operator.run_once()
+        assert [ok for ok, _ in seen] == [True, True, True]  # 450 s into a 180 s limit
+        operator.run_once()  # the first object of this pass takes 200 s
+        ok, why = seen[3]
+        assert not ok and why == (
+            "the loop has not completed for 650s, nor finished an object for 200s"
+        )
+    finally:
+        operator.models.shutdown()

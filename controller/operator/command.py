@@ -96,6 +96,8 @@ class Operator:
         self._wake = threading.Event()
         self._specs: dict[str, str] = {}
         self._last_loop = time.monotonic()
+        #: When the loop last finished an object: a long pass that gets on is alive.
+        self._last_progress = self._last_loop
         self._started_election = False
         self._loop_failure: str | None = None
         self._threads: list[threading.Thread] = []
@@ -143,10 +145,14 @@ class Operator:
     def _healthy(self) -> tuple[bool, str]:
         if self.elector is not None and self._started_election and not self.elector.running:
             return False, "the leader election thread has stopped"
-        age = time.monotonic() - self._last_loop
+        now = time.monotonic()
+        age = now - max(self._last_loop, self._last_progress)
         limit = max(3 * self.settings.loop_interval, 60.0)
         if age > limit:
-            return False, f"the loop has not completed for {age:.0f}s"
+            return False, (
+                f"the loop has not completed for {now - self._last_loop:.0f}s, nor finished "
+                f"an object for {age:.0f}s"
+            )
         return True, "ok"
 
     def _ready(self) -> tuple[bool, str]:
@@ -189,6 +195,9 @@ class Operator:
                 if not self.is_leader():
                     break
                 outcomes[key] = self.reconciler.reconcile(obj, snapshot)
+                # Alive while it gets on: a pass over many objects, each read slowly (a
+                # Prometheus that times out every query), is slow, not stuck.
+                self._last_progress = time.monotonic()
         finally:
             self.reads.end_pass()
         self.reconciler.forget(live)
