@@ -31,7 +31,8 @@ What the caller can rely on:
 - **Slow is not unreachable.** Prometheus is told to give up on a query (its ``timeout``
   parameter) a little before the client stops waiting (:func:`server_timeout`), so a query too
   slow to finish comes back as Prometheus's own "query timed out", named as such and not asked
-  again. Only a Prometheus that does not answer at all, or cannot be connected to, raises
+  again. Only a Prometheus that does not answer at all, cannot be connected to, or stands
+  behind a proxy that says so (its own 502, 503 or 504, not Prometheus's error) raises
   :class:`PrometheusUnreachable` (a ``MetricsUnavailable``, same reason): the operator then
   stops asking it for the rest of its pass.
 """
