@@ -42,7 +42,6 @@ __all__ = [
     "Forecaster",
     "PreparedHistory",
     "calibrating_origins",
-    "known_after",
     "level_changes",
     "new_observations",
     "origin_means",
@@ -524,22 +523,17 @@ class Forecaster(ABC):
     def _fit(self, history: LoadSeries, *, previous: FittedModel | None) -> FittedModel: ...
 
 
-def values_after(prepared: PreparedHistory, fitted_until: float) -> FloatArray | None:
-    """The prepared values strictly after ``fitted_until``, or None when ``prepared`` does not
-    reach back to ``fitted_until`` (then a cheap refit cannot continue the earlier state)."""
+def values_after(
+    prepared: PreparedHistory, fitted_until: float
+) -> tuple[FloatArray, BoolArray] | None:
+    """The prepared values strictly after ``fitted_until``, and which of them were observed
+    (False: filled in over a gap); None when ``prepared`` does not reach back to
+    ``fitted_until`` (then a cheap refit cannot continue the earlier state)."""
     position = (fitted_until - prepared.start) / prepared.step
     index = round(position)
     if abs(position - index) > 1e-6 or index < 0 or index >= prepared.values.size:
         return None
-    return prepared.values[index + 1 :]
-
-
-def known_after(prepared: PreparedHistory, fitted_until: float) -> BoolArray | None:
-    """Which of :func:`values_after`'s values were observed (False: filled in over a gap)."""
-    values = values_after(prepared, fitted_until)
-    if values is None:
-        return None
-    return prepared.known[prepared.values.size - values.size :]
+    return prepared.values[index + 1 :], prepared.known[index + 1 :]
 
 
 def scale_floor(values: FloatArray) -> float:

@@ -33,7 +33,6 @@ from forecasts.base import (
     FittedModel,
     FloatArray,
     PreparedHistory,
-    known_after,
     level_changes,
     scale_floor,
     values_after,
@@ -214,10 +213,10 @@ class HoltWinters(SmoothingForecaster):
             or prepared.end - previous.estimated_until >= self.reestimate_every
         ):
             return None
-        new = values_after(prepared, previous.fitted_until)
-        known = known_after(prepared, previous.fitted_until)
-        if new is None or known is None:
+        after = values_after(prepared, previous.fitted_until)
+        if after is None:
             return None
+        new, known = after
         level, trend, season = run_recursion(
             previous.params,
             new,

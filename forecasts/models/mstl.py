@@ -60,7 +60,6 @@ from forecasts.base import (
     FittedModel,
     FloatArray,
     PreparedHistory,
-    known_after,
     level_changes,
     origin_means,
     origins_matrix,
@@ -354,10 +353,10 @@ class MSTL(SmoothingForecaster):
             or prepared.end - previous.estimated_until >= self.reestimate_every
         ):
             return None
-        new = values_after(prepared, previous.fitted_until)
-        known = known_after(prepared, previous.fitted_until)
-        if new is None or known is None:
+        after = values_after(prepared, previous.fitted_until)
+        if after is None:
             return None
+        new, known = after
         deseasonalised = new - previous.season(previous.advanced, new.size)
         level, trend = advance_level(
             previous.params,

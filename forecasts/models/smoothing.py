@@ -23,7 +23,6 @@ from forecasts.base import (
     Forecaster,
     PreparedHistory,
     calibrating_origins,
-    known_after,
     prepare_history,
     values_after,
 )
@@ -135,10 +134,10 @@ def carried_record(
     record: ForecastRecord | None = previous.record
     if previous.step != prepared.step:
         return None
-    new = values_after(prepared, previous.fitted_until)
-    known = known_after(prepared, previous.fitted_until)
-    if new is None or known is None or new.size == 0:
+    after = values_after(prepared, previous.fitted_until)
+    if after is None or after[0].size == 0:
         return record
+    new, known = after
     paths = previous.backtest_paths(new, lead)
     times = previous.fitted_until + previous.step * np.arange(new.size, dtype=np.float64)
     # Row i is made after new[:i]: at the fit's last sample, then at each new one.
