@@ -569,16 +569,15 @@ def plan_region(
     not_ready_physical, not_ready_cloud = state.starting or (0, 0)
     not_ready_physical = max(0, not_ready_physical - lost)
     carrying = live_total - not_ready_physical - not_ready_cloud
-    held_starting = spec.behavior.scale_down.hold_starting
-    starting = None if held_starting else state.starting
     starting_physical, starting_cloud = (
-        (0, 0) if held_starting else (not_ready_physical, not_ready_cloud)
+        (0, 0) if spec.behavior.scale_down.hold_starting else (not_ready_physical, not_ready_cloud)
     )
-    running = live_total if held_starting else carrying
+    running = live_total - starting_physical - starting_cloud
     if load is not None and raw_total < live_total:
         # Bounds after stabilisation, as the HPA applies them: a lowered replicas.max holds.
         held = min(live_total, spec.replicas.max, max(r.replicas for r in recommendations))
-        stable = held if starting is None else max(raw_total, min(held, running))
+        # Held is never below raw_total (it is one of the recommendations, within the bounds).
+        stable = max(raw_total, min(held, running))
         if stable > raw_total:
             message = f"highest recommendation of the last {window:.0f}s is {held}"
             if stable < held:
