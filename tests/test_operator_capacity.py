@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from controller.operator.capacity import (
+    effective_requests,
     matches_selector,
     node_is_schedulable,
     physical_capacity,
@@ -127,6 +128,91 @@ def test_pod_requests_count_sidecars_and_limits_as_the_scheduler_does() -> None:
     }
     # Running: 1 + 0.5 cpu, 1Gi. The plain init container runs beside the sidecar: 1.7 cpu.
     assert pod_requests(spec) == {"cpu": Decimal("1.7"), "memory": Decimal(2**30)}
+
+
+def pod_level(
+    requests: dict[str, str] | None = None,
+    limits: dict[str, str] | None = None,
+    *containers: dict[str, Any],
+) -> dict[str, Any]:
+    """A pod spec with pod-level ``resources`` over ``containers`` (their ``resources``)."""
+    resources = {k: v for k, v in (("requests", requests), ("limits", limits)) if v is not None}
+    return {
+        "resources": resources,
+        "containers": [{"name": f"c{i}", "resources": r} for i, r in enumerate(containers)],
+    }
+
+
+APP = {"requests": {"cpu": "500m", "memory": "1Gi"}}
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        pytest.param(
+            pod_level({"cpu": "2", "memory": "3Gi"}, None, APP, APP),
+            {"cpu": Decimal(2), "memory": Decimal(3 * 2**30)},
+            id="pod-requests-over-the-containers",
+        ),
+        pytest.param(
+            pod_level({"cpu": "2"}, None, APP),
+            {"cpu": Decimal(2), "memory": Decimal(2**30)},
+            id="pod-requests-one-resource-the-containers-the-other",
+        ),
+        pytest.param(
+            pod_level(None, {"cpu": "4", "memory": "8Gi"}, {"requests": {"cpu": "500m"}}),
+            {"cpu": Decimal("0.5"), "memory": Decimal(8 * 2**30)},
+            id="pod-limit-stands-for-a-request-no-container-makes",
+        ),
+        pytest.param(
+            pod_level({"memory": "2Gi"}, {"cpu": "1", "memory": "4Gi"}),
+            {"cpu": Decimal(1), "memory": Decimal(2 * 2**30)},
+            id="pod-limit-not-over-a-pod-request",
+        ),
+        pytest.param(
+            pod_level({}, {}, APP),
+            {"cpu": Decimal("0.5"), "memory": Decimal(2**30)},
+            id="empty-pod-resources",
+        ),
+    ],
+)
+def test_pod_level_resources_take_the_place_of_the_containers(
+    spec: dict[str, Any], expected: dict[str, Decimal]
+) -> None:
+    """Pod-level requests (Kubernetes 1.32+) are what the scheduler reserves for cpu and
+    memory, the containers' inside them; a pod-level limit stands for a pod-level request
+    left out where no container asks for the resource, as the API server defaults it."""
+    assert pod_requests(spec) == expected
+
+
+def test_pod_level_hugepages_limit_is_the_request() -> None:
+    """Hugepages are never overcommitted: the pod-level limit is the pod's request, the
+    containers' inside it; resources a pod cannot name at pod level stay the containers'."""
+    spec = pod_level(
+        None,
+        {"hugepages-2Mi": "1Gi", "ephemeral-storage": "9Gi"},
+        {
+            "requests": {"cpu": "1", "ephemeral-storage": "1Gi"},
+            "limits": {"hugepages-2Mi": "512Mi"},
+        },
+    )
+    assert effective_requests(spec) == {
+        "cpu": Decimal(1),
+        "hugepages-2Mi": Decimal(2**30),
+        "ephemeral-storage": Decimal(2**30),
+    }
+
+
+def test_capacity_counts_pod_level_requests() -> None:
+    """Both the gateway's pod-level requests and another pod's take their room: a gateway of
+    one 1-cpu container inside a 2-cpu pod fits 4 times on 8 cpus, 3 times beside a pod of
+    1.5 cpus at pod level over a container of none."""
+    gw = gateway()
+    gw["spec"]["template"]["spec"]["resources"] = {"requests": {"cpu": "2"}}
+    assert physical_capacity([node("a")], [], node_selector=POOL, gateway=gw) == 4
+    other = pod("a")
+    other["spec"]["resources"] = {"requests": {"cpu": "1500m"}}
+    assert physical_capacity([node("a")], [other], node_selector=POOL, gateway=gw) == 3
 
 
 @pytest.mark.parametrize(

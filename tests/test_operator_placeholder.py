@@ -225,6 +225,21 @@ def test_limits_stand_for_the_requests_a_container_leaves_out() -> None:
     }
 
 
+def test_pod_level_requests_are_what_the_placeholder_reserves() -> None:
+    """A gateway pod with pod-level requests (Kubernetes 1.32+) reserves those for cpu and
+    memory, whatever its containers ask for inside them: so does its placeholder, the
+    quantities written as the gateway wrote them."""
+    gateway = copy.deepcopy(TWO_CONTAINERS)  # 750m, 1536Mi in its containers
+    gateway["spec"]["template"]["spec"]["resources"] = {
+        "requests": {"cpu": "2"},
+        "limits": {"cpu": "4", "memory": "4Gi"},
+    }
+    desired = placeholder_deployment(GWA, gateway, 3)
+    assert resources_of(desired)["requests"] == {"cpu": quantity("2"), "memory": quantity("1536Mi")}
+    written = desired["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]
+    assert written["cpu"] == "2"
+
+
 def test_the_gateway_runtime_class_brings_its_overhead_to_the_placeholder() -> None:
     """A pod's overhead comes from its RuntimeClass, set on each pod at admission (not on a
     Deployment's template): the placeholder runs under the gateway's RuntimeClass, so its pods

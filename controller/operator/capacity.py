@@ -28,6 +28,7 @@ __all__ = [
     "node_is_schedulable",
     "physical_capacity",
     "pod_requests",
+    "pod_requests_text",
     "quantity",
     "tolerates",
 ]
@@ -168,6 +169,12 @@ def effective_requests(pod_spec: Mapping[str, Any]) -> dict[str, Decimal]:
     container's limit stands for a request it leaves out, as the API server defaults a pod's
     (not a Deployment template's). Pod overhead, which admission adds from the RuntimeClass,
     is not counted.
+
+    Pod-level resources (``spec.resources``: Kubernetes 1.32+, beta and on by default from
+    1.34) take the place of the containers' total for what a pod may name there (cpu and
+    memory, and hugepages where the cluster allows them): the pod reserves its pod-level
+    request, the containers' fitting inside it. A pod-level limit stands for a pod-level
+    request left out, as the API server defaults a pod's (below).
     """
     running: dict[str, Decimal] = {}
     for container in pod_spec.get("containers") or []:
@@ -182,7 +189,32 @@ def effective_requests(pod_spec: Mapping[str, Any]) -> dict[str, Decimal]:
             _max_to(init, sidecars)
         else:
             _max_to(init, _add_to(dict(sidecars), own))
-    return _max_to(running, init)
+    total = _max_to(running, init)
+    resources = pod_spec.get("resources") or {}
+    requests = resources.get("requests") or {}
+    for key, value in (resources.get("limits") or {}).items():
+        # The API server defaults a missing pod-level request of cpu or memory to the
+        # containers' total when they name it, else to the pod-level limit; of hugepages,
+        # which are never overcommitted, to the pod-level limit.
+        hugepages = key.startswith("hugepages-")
+        if _pod_level(key) and key not in requests and (hugepages or key not in total):
+            total[key] = quantity(value)
+    for key, value in requests.items():
+        if _pod_level(key):
+            total[key] = quantity(value)
+    return total
+
+
+def pod_requests_text(pod_spec: Mapping[str, Any]) -> dict[str, object]:
+    """The pod-level requests of ``pod_spec`` as written, its pod-level limits beside them
+    (:func:`effective_requests` says where a limit counts)."""
+    resources = pod_spec.get("resources") or {}
+    return {**(resources.get("limits") or {}), **(resources.get("requests") or {})}
+
+
+def _pod_level(resource: str) -> bool:
+    """Whether a pod may name ``resource`` at pod level: cpu, memory and hugepages."""
+    return resource in RESOURCES or resource.startswith("hugepages-")
 
 
 def container_requests_text(container: Mapping[str, Any]) -> dict[str, object]:

@@ -27,7 +27,12 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
-from controller.operator.capacity import container_requests_text, effective_requests, quantity
+from controller.operator.capacity import (
+    container_requests_text,
+    effective_requests,
+    pod_requests_text,
+    quantity,
+)
 from controller.operator.errors import (
     ClusterUnavailable,
     Conflict,
@@ -251,12 +256,15 @@ def placeholder_deployment(gwa: Mapping[str, Any], cloud: Mapping[str, Any], rep
 
 
 def _pod_requests(pod: Mapping[str, Any]) -> dict[str, Any]:
-    """The requests one pod of ``pod`` reserves (:func:`effective_requests`), as quantities
-    the API server reads: a value that one container asks for as it is keeps its text."""
+    """The requests one pod of ``pod`` reserves (:func:`effective_requests`, pod-level
+    resources included), as quantities the API server reads: a value that one container, or
+    the pod as a whole, asks for as it is keeps its text."""
     written: dict[str, list[object]] = {}
     for container in [*(pod.get("containers") or []), *(pod.get("initContainers") or [])]:
         for key, value in container_requests_text(container).items():
             written.setdefault(key, []).append(value)
+    for key, value in pod_requests_text(pod).items():
+        written.setdefault(key, []).append(value)
     return {
         key: next(
             (text for text in written.get(key, []) if quantity(text) == value),
