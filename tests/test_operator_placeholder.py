@@ -6,7 +6,7 @@ import copy
 import re
 from typing import Any
 
-from controller.operator.capacity import quantity
+from controller.operator.capacity import matches_selector, quantity
 from controller.operator.kube import KubeClient, placeholder_deployment, placeholder_name
 from tests.support.kube_emulator import KubeEmulatorHandle
 
@@ -137,6 +137,103 @@ def test_fields_the_gateway_dropped_leave_the_placeholder_too(
     assert "affinity" not in pod
     assert set(pod["containers"][0]["resources"]["requests"]) == {"cpu"}
     # Now in step: the next loop writes nothing.
+    assert not kube.apply_placeholder(desired, existing(kube_api, desired))
+
+
+def spread(key: str, when: str, skew: int = 1, **more: Any) -> dict[str, Any]:
+    """A topology spread constraint over the gateway's own pods (``app: gateway``)."""
+    return {
+        "topologyKey": key,
+        "whenUnsatisfiable": when,
+        "maxSkew": skew,
+        "labelSelector": {"matchLabels": {"app": "gateway"}},
+        **more,
+    }
+
+
+ZONE = "topology.kubernetes.io/zone"
+
+
+def test_placeholders_spread_among_themselves_as_the_gateway_pods_do() -> None:
+    """The gateway spreads its pods over zones (DoNotSchedule) and hosts (ScheduleAnyway), each
+    constraint selecting its own pods, which no placeholder matches: the placeholders carry
+    each constraint with its selector made theirs, so they are counted and spread over the
+    same domains with the same skew, and reserve nodes in every zone the gateway grows in."""
+    gateway = shaped(
+        {"tidal.dev/pool": "cloud"},
+        topologySpreadConstraints=[
+            spread(
+                ZONE,
+                "DoNotSchedule",
+                minDomains=3,
+                nodeAffinityPolicy="Honor",
+                nodeTaintsPolicy="Honor",
+                matchLabelKeys=["pod-template-hash"],
+            ),
+            spread("kubernetes.io/hostname", "ScheduleAnyway", 2),
+        ],
+    )
+    desired = placeholder_deployment(GWA, gateway, 6)
+    template = desired["spec"]["template"]
+    constraints = template["spec"]["topologySpreadConstraints"]
+    ours = desired["spec"]["selector"]
+    assert matches_selector(template["metadata"]["labels"], ours)
+    assert not matches_selector({"app": "gateway"}, ours)
+    assert constraints == [
+        {
+            "topologyKey": ZONE,
+            "whenUnsatisfiable": "DoNotSchedule",
+            "maxSkew": 1,
+            "minDomains": 3,
+            "nodeAffinityPolicy": "Honor",
+            "nodeTaintsPolicy": "Honor",
+            "labelSelector": ours,
+        },
+        {
+            "topologyKey": "kubernetes.io/hostname",
+            "whenUnsatisfiable": "ScheduleAnyway",
+            "maxSkew": 2,
+            "labelSelector": ours,
+        },
+    ]
+    # The gateway's template is left as it was.
+    assert gateway["spec"]["template"]["spec"]["topologySpreadConstraints"][0]["labelSelector"] == {
+        "matchLabels": {"app": "gateway"}
+    }
+
+
+def test_constraints_alike_once_rewritten_are_one_at_the_smaller_skew() -> None:
+    """Two zone constraints over two sets of the gateway's pods select the same placeholders
+    once rewritten; the API server refuses a topology key and ``whenUnsatisfiable`` twice."""
+    other = spread(ZONE, "DoNotSchedule", 3)
+    other["labelSelector"] = {"matchLabels": {"tier": "edge"}}
+    gateway = shaped({}, topologySpreadConstraints=[other, spread(ZONE, "DoNotSchedule", 1)])
+    (constraint,) = placeholder_deployment(GWA, gateway, 6)["spec"]["template"]["spec"][
+        "topologySpreadConstraints"
+    ]
+    assert constraint["maxSkew"] == 1
+
+
+def test_spread_constraints_the_gateway_dropped_leave_the_placeholder_too(
+    kube_api: KubeEmulatorHandle,
+) -> None:
+    """The placeholder follows the gateway's constraints as they change, and loses them when
+    the gateway does (a merge patch keeps a field it does not name)."""
+    kube = KubeClient(kube_api.api_client())
+    zones = shaped({}, topologySpreadConstraints=[spread(ZONE, "DoNotSchedule")])
+    desired = placeholder_deployment(GWA, zones, 3)
+    assert kube.apply_placeholder(desired, None)
+    assert not kube.apply_placeholder(desired, existing(kube_api, desired))
+    looser = shaped({}, topologySpreadConstraints=[spread(ZONE, "DoNotSchedule", 2)])
+    desired = placeholder_deployment(GWA, looser, 3)
+    assert kube.apply_placeholder(desired, existing(kube_api, desired))
+    pod = existing(kube_api, desired)["spec"]["template"]["spec"]
+    assert [c["maxSkew"] for c in pod["topologySpreadConstraints"]] == [2]
+    desired = placeholder_deployment(GWA, shaped({}), 3)
+    assert kube.apply_placeholder(desired, existing(kube_api, desired))
+    assert (
+        "topologySpreadConstraints" not in existing(kube_api, desired)["spec"]["template"]["spec"]
+    )
     assert not kube.apply_placeholder(desired, existing(kube_api, desired))
 
 

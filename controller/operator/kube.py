@@ -231,13 +231,17 @@ def placeholder_deployment(gwa: Mapping[str, Any], cloud: Mapping[str, Any], rep
     for key in _COPIED:
         if template.get(key):
             pod_spec[key] = template[key]
+    selector = {"matchLabels": {"tidal.dev/placeholder-for": str(meta.get("name"))}}
+    spread = _spread_among_placeholders(template.get("topologySpreadConstraints"), selector)
+    if spread:
+        pod_spec["topologySpreadConstraints"] = spread
     body: Obj = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": {"name": name, "namespace": meta.get("namespace"), "labels": labels},
         "spec": {
             "replicas": replicas,
-            "selector": {"matchLabels": {"tidal.dev/placeholder-for": str(meta.get("name"))}},
+            "selector": selector,
             "template": {"metadata": {"labels": labels}, "spec": pod_spec},
         },
     }
@@ -253,6 +257,34 @@ def placeholder_deployment(gwa: Mapping[str, Any], cloud: Mapping[str, Any], rep
             }
         ]
     return body
+
+
+def _spread_among_placeholders(constraints: Any, selector: Mapping[str, Any]) -> list[Obj]:
+    """The gateway's topology spread constraints, each spreading the placeholder pods among
+    themselves (``selector``, the placeholder Deployment's) instead of the gateway's pods.
+
+    A gateway constraint selects the gateway's pods, which placeholders do not match: copied
+    as it is, it would count no placeholder, so every placeholder could go to (and have the
+    cluster autoscaler boot nodes in) one zone, where the gateway pods that will preempt them
+    may not all go. Spread like the gateway's pods (the same topology key, skew,
+    ``whenUnsatisfiable``, ``minDomains`` and node affinity and taint policies, so over the
+    same domains), the placeholders hold room in every domain as evenly as the gateway's
+    constraint makes its own pods spread when it grows. What this does not follow: a gateway
+    already uneven across domains fills the emptier ones first. No selector counts gateway
+    pods and placeholders together unless placeholders carry the gateway's labels, and with
+    them its Services' traffic. ``matchLabelKeys`` is left out: its keys name the gateway
+    pods' labels, and placeholders of every revision hold room alike. Constraints that become
+    alike (one topology key and ``whenUnsatisfiable``, which the API server refuses twice)
+    are one, at the smaller skew.
+    """
+    spread: dict[tuple[object, object], Obj] = {}
+    for constraint in constraints or []:
+        own = {k: v for k, v in constraint.items() if k not in ("labelSelector", "matchLabelKeys")}
+        own["labelSelector"] = dict(selector)
+        key = (own.get("topologyKey"), own.get("whenUnsatisfiable"))
+        if key not in spread or own.get("maxSkew", 1) < spread[key].get("maxSkew", 1):
+            spread[key] = own
+    return list(spread.values())
 
 
 def _pod_requests(pod: Mapping[str, Any]) -> dict[str, Any]:
@@ -413,7 +445,7 @@ class KubeClient:
             return False
         spec = json.loads(json.dumps(desired["spec"]))
         pod, had = spec["template"]["spec"], _pod_spec(existing)
-        for key in _COPIED:
+        for key in _TAKEN:
             # A merge patch keeps what it does not name: null out what the gateway dropped.
             if had.get(key) is not None or pod.get(key) is not None:
                 pod[key] = _replacing(had.get(key), pod.get(key))
@@ -501,6 +533,9 @@ class KubeClient:
 #: Pod-spec fields the placeholder copies from the cloud gateway's template, or leaves out. The
 #: RuntimeClass brings the pod overhead (set on each pod at admission) and its own scheduling.
 _COPIED = ("nodeSelector", "tolerations", "affinity", "runtimeClassName")
+#: Pod-spec fields the placeholder takes from the template, copied or rewritten
+#: (:func:`_spread_among_placeholders`): it keeps none that the template dropped.
+_TAKEN = (*_COPIED, "topologySpreadConstraints")
 
 
 def _pod_spec(deployment: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -517,7 +552,7 @@ def _stale_copies(existing: Mapping[str, Any], desired: Mapping[str, Any]) -> bo
     template no longer has (:func:`_contains` lets extra fields pass: the API server adds its
     defaults, but adds none to these)."""
     have, want = _pod_spec(existing), _pod_spec(desired)
-    if any(not _same(have.get(key) or None, want.get(key) or None) for key in _COPIED):
+    if any(not _same(have.get(key) or None, want.get(key) or None) for key in _TAKEN):
         return True
 
     def requests(pod: Mapping[str, Any]) -> list[Any]:
