@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import copy
-import re
 from typing import Any
 
-from controller.operator.capacity import matches_selector, quantity
-from controller.operator.kube import KubeClient, placeholder_deployment, placeholder_name
+import pytest
+
+from controller.operator.capacity import effective_requests, matches_selector, quantity
+from controller.operator.kube import (
+    PLACEHOLDER_IMAGE,
+    KubeClient,
+    placeholder_deployment,
+    placeholder_name,
+)
 from tests.support.kube_emulator import KubeEmulatorHandle
 
 DEPLOYMENTS = "apps/v1/deployments"
@@ -28,11 +34,22 @@ def cloud(*requests: dict[str, str]) -> dict[str, Any]:
 TWO_CONTAINERS = cloud({"cpu": "250m", "memory": "1Gi"}, {"cpu": "500m", "memory": "512Mi"})
 
 
+def pod_of(desired: dict[str, Any]) -> dict[str, Any]:
+    """The placeholder's pod spec."""
+    spec: dict[str, Any] = desired["spec"]["template"]["spec"]
+    return spec
+
+
+def reserved(desired: dict[str, Any]) -> dict[str, Any]:
+    """What the scheduler reserves for one placeholder pod, read off its own pod spec."""
+    return effective_requests(pod_of(desired))
+
+
 def server(kube_api: KubeEmulatorHandle, desired: dict[str, Any], **requests: str) -> KubeClient:
-    """The placeholder stored as the API server keeps it (quantities in canonical form, which
-    the emulator does not rewrite by itself), and a client to the emulator."""
+    """The placeholder stored as the API server keeps it (its first container's quantities in
+    canonical form, which the emulator does not rewrite by itself), and a client to it."""
     body = copy.deepcopy(desired)
-    body["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"] = requests
+    pod_of(body)["containers"][0]["resources"]["requests"] = requests
     kube_api.create(body)
     return KubeClient(kube_api.api_client())
 
@@ -46,45 +63,59 @@ def patches(kube_api: KubeEmulatorHandle) -> list[str]:
     return [r.url.path for r in kube_api.requests() if r.method.value.upper() == "PATCH"]
 
 
-def test_requests_of_all_containers_add_up() -> None:
-    """One pause container asks for what the whole gateway pod asks for."""
-    desired = placeholder_deployment(GWA, TWO_CONTAINERS, 3)
-    requests = desired["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]
-    assert {k: quantity(v) for k, v in requests.items()} == {
-        "cpu": quantity("750m"),
-        "memory": quantity("1536Mi"),
-    }
+def test_a_pause_container_stands_for_each_gateway_container() -> None:
+    """Each of the gateway pod's containers has its pause container, of its name and with its
+    requests as written; together they reserve what the gateway pod reserves."""
+    pod = pod_of(placeholder_deployment(GWA, TWO_CONTAINERS, 3))
+    assert [(c["name"], c["image"], c["resources"]) for c in pod["containers"]] == [
+        ("c0", PLACEHOLDER_IMAGE, {"requests": {"cpu": "250m", "memory": "1Gi"}}),
+        ("c1", PLACEHOLDER_IMAGE, {"requests": {"cpu": "500m", "memory": "512Mi"}}),
+    ]
+    assert effective_requests(pod) == {"cpu": quantity("750m"), "memory": quantity("1536Mi")}
+
+
+#: A gateway pod whose quantities the API server stores in another form (``500m``, ``1Gi``).
+UNCANONICAL = cloud({"cpu": "0.5", "memory": "1024Mi"})
 
 
 def test_a_placeholder_the_server_canonicalised_is_not_patched(
     kube_api: KubeEmulatorHandle,
 ) -> None:
-    """Summed requests are sent as ``0.750`` and stored as ``750m``: the same quantity, so the
-    next loop writes nothing, instead of patching the placeholder on every loop."""
-    desired = placeholder_deployment(GWA, TWO_CONTAINERS, 3)
-    kube = server(kube_api, desired, cpu="750m", memory="1536Mi")
+    """Quantities are sent as the gateway wrote them (``0.5``) and stored in canonical form
+    (``500m``): the same quantity, so the next loop writes nothing, instead of patching the
+    placeholder on every loop."""
+    desired = placeholder_deployment(GWA, UNCANONICAL, 3)
+    kube = server(kube_api, desired, cpu="500m", memory="1Gi")
     assert not kube.apply_placeholder(desired, existing(kube_api, desired))
     assert patches(kube_api) == []
 
 
 def test_a_placeholder_with_other_requests_is_patched(kube_api: KubeEmulatorHandle) -> None:
     """A real change of the gateway's requests still reaches the placeholder."""
-    desired = placeholder_deployment(GWA, TWO_CONTAINERS, 3)
-    kube = server(kube_api, desired, cpu="500m", memory="1536Mi")
+    desired = placeholder_deployment(GWA, UNCANONICAL, 3)
+    kube = server(kube_api, desired, cpu="250m", memory="1Gi")
     assert kube.apply_placeholder(desired, existing(kube_api, desired))
     assert patches(kube_api) == [f"/apis/apps/v1/namespaces/chat/deployments/{PLACEHOLDER}"]
-    cpu = existing(kube_api, desired)["spec"]["template"]["spec"]["containers"][0]
-    assert quantity(cpu["resources"]["requests"]["cpu"]) == quantity("750m")
+    cpu = pod_of(existing(kube_api, desired))["containers"][0]
+    assert quantity(cpu["resources"]["requests"]["cpu"]) == quantity("500m")
 
 
 def test_placeholders_pass_the_restricted_pod_security_standard() -> None:
     """A gateway namespace that enforces Pod Security "restricted" accepts the Deployment
-    whatever its pods say, then refuses each pod: the placeholder's pods must pass it."""
-    pod = placeholder_deployment(GWA, TWO_CONTAINERS, 3)["spec"]["template"]["spec"]
+    whatever its pods say, then refuses each pod: the placeholder's pods must pass it, each
+    of their containers, init containers and sidecars included."""
+    gateway = with_init(
+        TWO_CONTAINERS,
+        {"restartPolicy": "Always", "resources": {"requests": {"cpu": "100m"}}},
+        {"resources": {"requests": {"cpu": "1"}}},
+    )
+    pod = pod_of(placeholder_deployment(GWA, gateway, 3))
     security = pod["securityContext"]
     assert security["runAsNonRoot"] is True and security["runAsUser"] > 0
     assert security["seccompProfile"] == {"type": "RuntimeDefault"}
-    for container in pod["containers"]:
+    containers = [*pod["containers"], *pod["initContainers"]]
+    assert len(containers) == 4
+    for container in containers:
         context = container["securityContext"]
         assert context["allowPrivilegeEscalation"] is False
         assert context["capabilities"]["drop"] == ["ALL"]
@@ -241,19 +272,9 @@ def test_spread_constraints_the_gateway_dropped_leave_the_placeholder_too(
 #
 # The scheduler reserves, per resource, the larger of the running containers' sum (app containers
 # and restartable "sidecar" init containers) and each init container's phase (the init container
-# with the sidecars started before it), plus the RuntimeClass's overhead. One pause container
-# stands in for all of it.
-
-
-def resources_of(desired: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The placeholder container's requests and limits, by value."""
-    pod = desired["spec"]["template"]["spec"]
-    (container,) = pod["containers"]
-    resources = container["resources"]
-    return {
-        kind: {k: quantity(v) for k, v in (resources.get(kind) or {}).items()}
-        for kind in ("requests", "limits")
-    }
+# with the sidecars started before it), or the pod-level request, plus the RuntimeClass's
+# overhead. The placeholder pod has a pause container for each of the gateway pod's containers,
+# so the scheduler reserves the same for it.
 
 
 def with_init(body: dict[str, Any], *init: dict[str, Any]) -> dict[str, Any]:
@@ -272,13 +293,10 @@ def test_an_init_container_larger_than_the_app_containers_sets_the_request() -> 
         {"resources": {"requests": {"cpu": "2", "memory": "256Mi"}}},
         {"resources": {"requests": {"cpu": "1500m", "ephemeral-storage": "1Gi"}}},
     )
-    assert resources_of(placeholder_deployment(GWA, gateway, 3)) == {
-        "requests": {
-            "cpu": quantity("2"),
-            "memory": quantity("1536Mi"),
-            "ephemeral-storage": quantity("1Gi"),
-        },
-        "limits": {},
+    assert reserved(placeholder_deployment(GWA, gateway, 3)) == {
+        "cpu": quantity("2"),
+        "memory": quantity("1536Mi"),
+        "ephemeral-storage": quantity("1Gi"),
     }
 
 
@@ -291,7 +309,7 @@ def test_a_sidecar_init_container_runs_beside_the_app_containers() -> None:
         {"restartPolicy": "Always", "resources": {"requests": {"cpu": "0.2", "memory": "128Mi"}}},
         {"resources": {"requests": {"cpu": "900m", "memory": "64Mi"}}},  # with the sidecar: 1.1
     )
-    assert resources_of(placeholder_deployment(GWA, gateway, 3))["requests"] == {
+    assert reserved(placeholder_deployment(GWA, gateway, 3)) == {
         "cpu": quantity("1.1"),
         "memory": quantity("1664Mi"),  # 1536Mi + the sidecar's 128Mi
     }
@@ -301,58 +319,91 @@ def test_a_sidecar_init_container_runs_beside_the_app_containers() -> None:
         {"restartPolicy": "Always", "resources": {"requests": {"cpu": "500m"}}},
         {"resources": {"requests": {"cpu": "1"}}},
     )
-    assert resources_of(placeholder_deployment(GWA, sidecar, 3))["requests"] == {
+    assert reserved(placeholder_deployment(GWA, sidecar, 3)) == {
         "cpu": quantity("1.5"),
         "memory": quantity("1536Mi"),
     }
 
 
+def test_init_pause_containers_exit_and_sidecars_keep_running() -> None:
+    """A pause container never exits by itself: one in place of an ordinary init container
+    would hold the pod in its init phase for good. It runs ``pause -v``, which prints the
+    version and exits, so the init containers run in turn as the gateway's do; a sidecar's
+    keeps running (``restartPolicy: Always``), as the app containers' do."""
+    gateway = with_init(
+        TWO_CONTAINERS,
+        {"resources": {"requests": {"cpu": "1"}}},
+        {"restartPolicy": "Always", "resources": {"requests": {"cpu": "0.2"}}},
+        {},
+    )
+    pod = pod_of(placeholder_deployment(GWA, gateway, 3))
+    assert [(c["name"], c.get("args"), c.get("restartPolicy")) for c in pod["initContainers"]] == [
+        ("init0", ["-v"], None),
+        ("init1", None, "Always"),
+        ("init2", ["-v"], None),
+    ]
+    assert "resources" not in pod["initContainers"][2]  # the gateway's asks for nothing
+    assert all("args" not in c and "restartPolicy" not in c for c in pod["containers"])
+
+
 def test_limits_stand_for_the_requests_a_container_leaves_out() -> None:
     """A container with a limit and no request is given the limit as its request when its pod is
-    created (a Deployment's template keeps only the limit)."""
+    created (a Deployment's template keeps only the limit): its pause container has the same
+    limit, and no request."""
     gateway = cloud({"cpu": "250m"})
     gateway["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"] = {
         "cpu": "1",
         "memory": "1Gi",
     }
     gateway = with_init(gateway, {"resources": {"limits": {"memory": "2Gi"}}})
-    assert resources_of(placeholder_deployment(GWA, gateway, 3))["requests"] == {
-        "cpu": quantity("250m"),
-        "memory": quantity("2Gi"),
-    }
+    desired = placeholder_deployment(GWA, gateway, 3)
+    assert reserved(desired) == {"cpu": quantity("250m"), "memory": quantity("2Gi")}
+    assert pod_of(desired)["initContainers"][0]["resources"] == {"limits": {"memory": "2Gi"}}
 
 
 def test_pod_level_requests_are_what_the_placeholder_reserves() -> None:
     """A gateway pod with pod-level requests (Kubernetes 1.32+) reserves those for cpu and
-    memory, whatever its containers ask for inside them: so does its placeholder, the
-    quantities written as the gateway wrote them."""
+    memory, whatever its containers ask for inside them: so does its placeholder, which has
+    the same pod-level resources over the same containers."""
     gateway = copy.deepcopy(TWO_CONTAINERS)  # 750m, 1536Mi in its containers
-    gateway["spec"]["template"]["spec"]["resources"] = {
-        "requests": {"cpu": "2"},
-        "limits": {"cpu": "4", "memory": "4Gi"},
-    }
+    pod_level = {"requests": {"cpu": "2"}, "limits": {"cpu": "4", "memory": "4Gi"}}
+    gateway["spec"]["template"]["spec"]["resources"] = pod_level
     desired = placeholder_deployment(GWA, gateway, 3)
-    assert resources_of(desired)["requests"] == {"cpu": quantity("2"), "memory": quantity("1536Mi")}
-    written = desired["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]
-    assert written["cpu"] == "2"
+    assert reserved(desired) == {"cpu": quantity("2"), "memory": quantity("1536Mi")}
+    assert pod_of(desired)["resources"] == pod_level
+
+
+def test_pod_level_resources_the_gateway_dropped_leave_the_placeholder_too(
+    kube_api: KubeEmulatorHandle,
+) -> None:
+    """A placeholder that kept pod-level requests the gateway no longer has would go on
+    reserving them."""
+    gateway = copy.deepcopy(TWO_CONTAINERS)
+    gateway["spec"]["template"]["spec"]["resources"] = {"requests": {"cpu": "2"}}
+    kube = KubeClient(kube_api.api_client())
+    assert kube.apply_placeholder(placeholder_deployment(GWA, gateway, 3), None)
+    desired = placeholder_deployment(GWA, TWO_CONTAINERS, 3)
+    assert kube.apply_placeholder(desired, existing(kube_api, desired))
+    assert reserved(existing(kube_api, desired)) == {
+        "cpu": quantity("750m"),
+        "memory": quantity("1536Mi"),
+    }
+    assert not kube.apply_placeholder(desired, existing(kube_api, desired))
 
 
 def test_the_gateway_runtime_class_brings_its_overhead_to_the_placeholder() -> None:
     """A pod's overhead comes from its RuntimeClass, set on each pod at admission (not on a
     Deployment's template): the placeholder runs under the gateway's RuntimeClass, so its pods
     are given the same overhead (and the class's node selector and tolerations), and its
-    container does not ask for the overhead a second time."""
+    containers do not ask for the overhead a second time."""
     gateway = copy.deepcopy(TWO_CONTAINERS)
     gateway["spec"]["template"]["spec"]["runtimeClassName"] = "kata"
     gateway["spec"]["template"]["spec"]["overhead"] = {"cpu": "250m", "memory": "160Mi"}
     desired = placeholder_deployment(GWA, gateway, 3)
-    pod = desired["spec"]["template"]["spec"]
+    pod = pod_of(desired)
     assert pod["runtimeClassName"] == "kata"
     assert "overhead" not in pod  # admission sets it; one that differs is refused
-    assert resources_of(desired)["requests"] == {
-        "cpu": quantity("750m"),
-        "memory": quantity("1536Mi"),
-    }
+    assert reserved(desired) == {"cpu": quantity("750m"), "memory": quantity("1536Mi")}
 
 
 def test_a_runtime_class_the_gateway_dropped_leaves_the_placeholder_too(
@@ -364,7 +415,7 @@ def test_a_runtime_class_the_gateway_dropped_leaves_the_placeholder_too(
     kube = KubeClient(kube_api.api_client())
     desired = placeholder_deployment(GWA, TWO_CONTAINERS, 3)
     assert kube.apply_placeholder(desired, existing(kube_api, desired))
-    assert "runtimeClassName" not in existing(kube_api, desired)["spec"]["template"]["spec"]
+    assert "runtimeClassName" not in pod_of(existing(kube_api, desired))
     assert not kube.apply_placeholder(desired, existing(kube_api, desired))
 
 
@@ -388,19 +439,30 @@ GPUS = limited(
 )
 
 
+def limits_of(desired: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each placeholder container's limits, by value."""
+    return [
+        {k: quantity(v) for k, v in ((c.get("resources") or {}).get("limits") or {}).items()}
+        for c in pod_of(desired)["containers"]
+    ]
+
+
 def test_an_extended_resource_is_limited_to_its_request() -> None:
     """Extended resources (and hugepages) cannot be overcommitted: the API server refuses a
-    container that requests one without a limit equal to the request. CPU and memory stay
-    without a limit: the placeholder's pause container uses next to nothing."""
-    assert resources_of(placeholder_deployment(GWA, GPUS, 3)) == {
-        "requests": {
-            "cpu": quantity("1.5"),
-            "memory": quantity("3Gi"),
-            "nvidia.com/gpu": quantity("2"),
-            "hugepages-2Mi": quantity("512Mi"),
-        },
-        "limits": {"nvidia.com/gpu": quantity("2"), "hugepages-2Mi": quantity("512Mi")},
+    container that requests one without a limit equal to the request. Each pause container
+    has its gateway container's, and CPU and memory stay without the limit the gateway's
+    containers do not set."""
+    desired = placeholder_deployment(GWA, GPUS, 3)
+    assert reserved(desired) == {
+        "cpu": quantity("1.5"),
+        "memory": quantity("3Gi"),
+        "nvidia.com/gpu": quantity("2"),
+        "hugepages-2Mi": quantity("512Mi"),
     }
+    assert limits_of(desired) == [
+        {"nvidia.com/gpu": quantity("1"), "hugepages-2Mi": quantity("512Mi")},
+        {"nvidia.com/gpu": quantity("1")},
+    ]
 
 
 def test_an_extended_resource_the_gateway_dropped_leaves_the_placeholder_too(
@@ -418,39 +480,136 @@ def test_an_extended_resource_the_gateway_dropped_leaves_the_placeholder_too(
             container["resources"][kind].pop("nvidia.com/gpu")
     desired = placeholder_deployment(GWA, fewer, 3)
     assert kube.apply_placeholder(desired, existing(kube_api, desired))
-    assert resources_of(existing(kube_api, desired)) == {
-        "requests": {
-            "cpu": quantity("1.5"),
-            "memory": quantity("3Gi"),
-            "hugepages-2Mi": quantity("512Mi"),
-        },
-        "limits": {"hugepages-2Mi": quantity("512Mi")},
+    stored = existing(kube_api, desired)
+    assert reserved(stored) == {
+        "cpu": quantity("1.5"),
+        "memory": quantity("3Gi"),
+        "hugepages-2Mi": quantity("512Mi"),
     }
+    assert limits_of(stored) == [{"hugepages-2Mi": quantity("512Mi")}, {}]
     assert not kube.apply_placeholder(desired, existing(kube_api, desired))
 
 
-#: A Kubernetes quantity: a decimal number and an optional binary, decimal or exponent suffix.
-QUANTITY = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([KMGTPE]i|[numkMGTPE]|[eE][+-]?\d+)?")
+def test_containers_the_gateway_dropped_leave_the_placeholder_too(
+    kube_api: KubeEmulatorHandle,
+) -> None:
+    """The gateway loses an init container and a container's limit: so does the placeholder
+    (a merge patch keeps a field it does not name, and lets a field the API server added
+    pass), and it is in step afterwards."""
+    gateway = with_init(TWO_CONTAINERS, {"resources": {"requests": {"cpu": "2"}}})
+    gateway["spec"]["template"]["spec"]["containers"][1]["resources"]["limits"] = {"memory": "1Gi"}
+    kube = KubeClient(kube_api.api_client())
+    assert kube.apply_placeholder(placeholder_deployment(GWA, gateway, 3), None)
+    desired = placeholder_deployment(GWA, TWO_CONTAINERS, 3)
+    assert kube.apply_placeholder(desired, existing(kube_api, desired))
+    pod = pod_of(existing(kube_api, desired))
+    assert "initContainers" not in pod
+    assert "limits" not in pod["containers"][1]["resources"]
+    assert reserved(existing(kube_api, desired)) == reserved(desired)
+    assert not kube.apply_placeholder(desired, existing(kube_api, desired))
 
 
-def test_summed_quantities_are_written_as_plain_decimals() -> None:
-    """Sums of any quantity form are sent as plain decimal text, which the API server reads
-    whatever the size; a single term is sent as the gateway wrote it."""
-    gateway = cloud(
-        {"cpu": "1.5", "memory": "1e3", "example.com/foo": "1k"},
-        {"cpu": "500m", "memory": "1e3", "example.com/foo": "1k"},
-        {"cpu": "100n", "ephemeral-storage": "1Gi"},
+# --- admitted wherever the gateway pod is -----------------------------------------------------
+#
+# A LimitRange acts on each container: it gives a container without a limit the default limit,
+# and one without a request (or a limit standing for it) the default request, then refuses a
+# container whose request is above its limit or below the minimum, whose limit is above the
+# maximum, or whose limit is more than maxLimitRequestRatio times its request.
+
+
+def admitted(pod: dict[str, Any], limits: dict[str, dict[str, str]]) -> dict[str, Any] | None:
+    """``pod`` as a ``Container`` LimitRange item leaves it, or None when it refuses it."""
+    pod = copy.deepcopy(pod)
+    for container in [*pod["containers"], *(pod.get("initContainers") or [])]:
+        written = container.get("resources") or {}
+        limit = {**limits.get("default", {}), **(written.get("limits") or {})}
+        request = {
+            **limits.get("defaultRequest", {}),
+            **(written.get("limits") or {}),
+            **(written.get("requests") or {}),
+        }
+        container["resources"] = {"requests": request, "limits": limit}
+        for key, value in request.items():
+            if key in limit and quantity(value) > quantity(limit[key]):
+                return None
+        for key, least in limits.get("min", {}).items():
+            if key not in request or quantity(request[key]) < quantity(least):
+                return None
+        for key, most in limits.get("max", {}).items():
+            if key not in limit or quantity(limit[key]) > quantity(most):
+                return None
+        for key, ratio in limits.get("maxLimitRequestRatio", {}).items():
+            if key not in limit or not quantity(request.get(key, 0)):
+                return None
+            if quantity(limit[key]) > quantity(ratio) * quantity(request[key]):
+                return None
+    return pod
+
+
+#: A namespace's bounds on each container: a memory limit of 1Gi (default and maximum) and
+#: room above every request the shapes below make.
+LIMIT_RANGE = {
+    "default": {"cpu": "2", "memory": "1Gi"},
+    "defaultRequest": {"cpu": "100m", "memory": "128Mi"},
+    "max": {"memory": "1Gi"},
+    "min": {"memory": "64Mi"},
+    "maxLimitRequestRatio": {"cpu": "20"},
+}
+
+
+def container(name: str, **resources: dict[str, str]) -> dict[str, Any]:
+    return {"name": name, "image": "gateway", "resources": resources}
+
+
+def gateway_of(*containers: dict[str, Any], **pod: Any) -> dict[str, Any]:
+    return {"spec": {"template": {"spec": {"containers": list(containers), **pod}}}}
+
+
+SHAPES = {
+    # 1280Mi in all, each container within the 1Gi limit.
+    "two-containers": gateway_of(
+        container("app", requests={"cpu": "250m", "memory": "768Mi"}, limits={"memory": "1Gi"}),
+        container("log", requests={"cpu": "500m", "memory": "512Mi"}),
+    ),
+    # The init phase (1 cpu and 1Gi beside the sidecar's 100m and 256Mi) tops the running sum.
+    "sidecar-and-init": gateway_of(
+        container("app", requests={"cpu": "500m", "memory": "512Mi"}),
+        initContainers=[
+            {
+                **container("mesh", requests={"cpu": "100m", "memory": "256Mi"}),
+                "restartPolicy": "Always",
+            },
+            container("migrate", requests={"cpu": "1", "memory": "1Gi"}),
+            container("wait"),
+        ],
+    ),
+    # Limits standing for requests: 1.2 cpu, 1.5Gi.
+    "limits-only": gateway_of(
+        container("app", limits={"cpu": "1", "memory": "1Gi"}),
+        container("log", requests={"cpu": "200m"}, limits={"memory": "512Mi"}),
+    ),
+    # Pod-level requests over containers inside them.
+    "pod-level": gateway_of(
+        container("app", requests={"cpu": "500m", "memory": "512Mi"}),
+        container("log", requests={"memory": "512Mi"}),
+        resources={"requests": {"cpu": "2", "memory": "1536Mi"}, "limits": {"memory": "2Gi"}},
+    ),
+}
+
+
+@pytest.mark.parametrize("gateway", list(SHAPES.values()), ids=list(SHAPES))
+def test_a_placeholder_is_admitted_wherever_the_gateway_pod_is(gateway: dict[str, Any]) -> None:
+    """A LimitRange whose default container limit (1Gi of memory) is below the gateway pod's
+    total, but above each of its containers, admits the gateway's pods: it admits the
+    placeholder's, whose containers are the gateway's, and the scheduler reserves the same for
+    both, as written and once the LimitRange filled in its defaults."""
+    template = gateway["spec"]["template"]["spec"]
+    pod = pod_of(placeholder_deployment(GWA, gateway, 3))
+    assert effective_requests(pod) == effective_requests(template)
+    gateway_pod, placeholder_pod = admitted(template, LIMIT_RANGE), admitted(pod, LIMIT_RANGE)
+    assert gateway_pod is not None, "the shape is meant to be admitted"
+    assert placeholder_pod is not None, (
+        "the placeholder is refused where the gateway pod is admitted"
     )
-    requests = resources_of(placeholder_deployment(GWA, gateway, 3))["requests"]
-    assert requests == {
-        "cpu": quantity("2.0000001"),
-        "memory": quantity("2000"),
-        "example.com/foo": quantity("2000"),
-        "ephemeral-storage": quantity("1Gi"),
-    }
-    container = placeholder_deployment(GWA, gateway, 3)["spec"]["template"]["spec"]["containers"][0]
-    written = container["resources"]["requests"]
-    assert written["ephemeral-storage"] == "1Gi"
-    for value in (*written.values(), *(container["resources"].get("limits") or {}).values()):
-        assert re.fullmatch(r"\d+(\.\d+)?", value) or value == "1Gi", value
-        assert QUANTITY.fullmatch(value), value
+    assert effective_requests(placeholder_pod) == effective_requests(gateway_pod)
+    assert effective_requests(template)["memory"] > quantity(LIMIT_RANGE["default"]["memory"])

@@ -28,7 +28,6 @@ __all__ = [
     "node_is_schedulable",
     "physical_capacity",
     "pod_requests",
-    "pod_requests_text",
     "quantity",
     "tolerates",
 ]
@@ -203,13 +202,6 @@ def effective_requests(pod_spec: Mapping[str, Any]) -> dict[str, Decimal]:
         if _pod_level(key):
             total[key] = quantity(value)
     return total
-
-
-def pod_requests_text(pod_spec: Mapping[str, Any]) -> dict[str, object]:
-    """The pod-level requests of ``pod_spec`` as written, its pod-level limits beside them
-    (:func:`effective_requests` says where a limit counts)."""
-    resources = pod_spec.get("resources") or {}
-    return {**(resources.get("limits") or {}), **(resources.get("requests") or {})}
 
 
 def _pod_level(resource: str) -> bool:

@@ -18,7 +18,6 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any
 
 import urllib3
@@ -27,12 +26,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
-from controller.operator.capacity import (
-    container_requests_text,
-    effective_requests,
-    pod_requests_text,
-    quantity,
-)
+from controller.operator.capacity import quantity
 from controller.operator.errors import (
     ClusterUnavailable,
     Conflict,
@@ -193,17 +187,23 @@ def placeholder_deployment(gwa: Mapping[str, Any], cloud: Mapping[str, Any], rep
     Low priority (``tidal-placeholder``, below every real workload) so that the scheduler
     evicts them as soon as a gateway needs the room, while the nodes they made the cluster
     autoscaler boot stay.
+
+    A placeholder pod has a pause container for each of the gateway pod's containers, init
+    containers and sidecars included, in their order and with their requests and limits as
+    written, and the gateway pod's pod-level ``resources``. The scheduler so reserves for it
+    what it reserves for a gateway pod (:func:`~controller.operator.capacity.effective_requests`
+    reads the same numbers), and whatever acts on each container acts alike on both: a
+    LimitRange's default limit or request, its min, max and ratio. One pause container asking
+    for the whole pod would be refused in a namespace whose default container limit is below
+    that total, where the gateway's smaller containers are admitted, and nothing would be
+    reserved. A pause container that stands for an ordinary init container exits at once
+    (``pause -v`` prints its version), so that the pod starts as the gateway's does.
     """
     meta = gwa.get("metadata") or {}
     name = placeholder_name(str(meta.get("name")))
     template = ((cloud.get("spec") or {}).get("template") or {}).get("spec") or {}
-    # One pause container stands in for all of the gateway pod's containers.
-    requests = _pod_requests(template)
-    resources: Obj = {"requests": requests}
-    limits = {key: value for key, value in requests.items() if not _overcommittable(key)}
-    if limits:
-        resources["limits"] = limits
     labels = {**MANAGED_BY, "tidal.dev/placeholder-for": str(meta.get("name"))}
+    containers = [_pause(c) for c in template.get("containers") or []]
     pod_spec: Obj = {
         "priorityClassName": PLACEHOLDER_PRIORITY_CLASS,
         "terminationGracePeriodSeconds": 0,
@@ -215,19 +215,11 @@ def placeholder_deployment(gwa: Mapping[str, Any], cloud: Mapping[str, Any], rep
             "runAsGroup": PLACEHOLDER_USER,
             "seccompProfile": {"type": "RuntimeDefault"},
         },
-        "containers": [
-            {
-                "name": "pause",
-                "image": PLACEHOLDER_IMAGE,
-                "resources": resources,
-                "securityContext": {
-                    "allowPrivilegeEscalation": False,
-                    "readOnlyRootFilesystem": True,
-                    "capabilities": {"drop": ["ALL"]},
-                },
-            }
-        ],
+        "containers": containers or [_pause({"name": "pause"})],
     }
+    init = [_pause(c, init=True) for c in template.get("initContainers") or []]
+    if init:
+        pod_spec["initContainers"] = init
     for key in _COPIED:
         if template.get(key):
             pod_spec[key] = template[key]
@@ -287,38 +279,29 @@ def _spread_among_placeholders(constraints: Any, selector: Mapping[str, Any]) ->
     return list(spread.values())
 
 
-def _pod_requests(pod: Mapping[str, Any]) -> dict[str, Any]:
-    """The requests one pod of ``pod`` reserves (:func:`effective_requests`, pod-level
-    resources included), as quantities the API server reads: a value that one container, or
-    the pod as a whole, asks for as it is keeps its text."""
-    written: dict[str, list[object]] = {}
-    for container in [*(pod.get("containers") or []), *(pod.get("initContainers") or [])]:
-        for key, value in container_requests_text(container).items():
-            written.setdefault(key, []).append(value)
-    for key, value in pod_requests_text(pod).items():
-        written.setdefault(key, []).append(value)
-    return {
-        key: next(
-            (text for text in written.get(key, []) if quantity(text) == value),
-            _plain(value),
-        )
-        for key, value in effective_requests(pod).items()
+def _pause(container: Mapping[str, Any], *, init: bool = False) -> Obj:
+    """A pause container in place of ``container``: its name, requests and limits as written
+    (quantities, which the API server canonicalises, are compared by value, see
+    :func:`_contains`), its ``restartPolicy`` when it is a sidecar. One for an ordinary init
+    container exits at once (``-v``): it would otherwise hold the pod in its init phase."""
+    resources = container.get("resources") or {}
+    own: Obj = {
+        "name": container.get("name"),
+        "image": PLACEHOLDER_IMAGE,
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "capabilities": {"drop": ["ALL"]},
+        },
     }
-
-
-def _overcommittable(resource: str) -> bool:
-    """Whether a container may request ``resource`` without a limit, or below it: Kubernetes'
-    own resources (no domain, or ``kubernetes.io``) but hugepages. Extended resources
-    (``nvidia.com/gpu``) and hugepages need a limit equal to the request."""
-    native = "/" not in resource or "kubernetes.io/" in resource
-    return native and not resource.startswith("hugepages-")
-
-
-def _plain(value: Decimal) -> str:
-    """A quantity as plain decimal text (``0.750``, never ``2E+3``): the API server stores it
-    in its own canonical form (``750m``), so :func:`_contains` compares quantities by value,
-    not by text."""
-    return format(value, "f")
+    kept = {kind: dict(resources[kind]) for kind in ("requests", "limits") if resources.get(kind)}
+    if kept:
+        own["resources"] = kept
+    if init and container.get("restartPolicy") == "Always":
+        own["restartPolicy"] = "Always"
+    elif init:
+        own["args"] = ["-v"]
+    return own
 
 
 @contextmanager
@@ -445,7 +428,7 @@ class KubeClient:
             return False
         spec = json.loads(json.dumps(desired["spec"]))
         pod, had = spec["template"]["spec"], _pod_spec(existing)
-        for key in _TAKEN:
+        for key in (*_TAKEN, "initContainers"):
             # A merge patch keeps what it does not name: null out what the gateway dropped.
             if had.get(key) is not None or pod.get(key) is not None:
                 pod[key] = _replacing(had.get(key), pod.get(key))
@@ -531,8 +514,9 @@ class KubeClient:
 
 
 #: Pod-spec fields the placeholder copies from the cloud gateway's template, or leaves out. The
-#: RuntimeClass brings the pod overhead (set on each pod at admission) and its own scheduling.
-_COPIED = ("nodeSelector", "tolerations", "affinity", "runtimeClassName")
+#: RuntimeClass brings the pod overhead (set on each pod at admission) and its own scheduling;
+#: ``resources`` holds the pod-level requests and limits (Kubernetes 1.32+).
+_COPIED = ("nodeSelector", "tolerations", "affinity", "runtimeClassName", "resources")
 #: Pod-spec fields the placeholder takes from the template, copied or rewritten
 #: (:func:`_spread_among_placeholders`): it keeps none that the template dropped.
 _TAKEN = (*_COPIED, "topologySpreadConstraints")
@@ -548,18 +532,32 @@ def _same(a: Any, b: Any, *, quantities: bool = False) -> bool:
 
 
 def _stale_copies(existing: Mapping[str, Any], desired: Mapping[str, Any]) -> bool:
-    """Whether the placeholder holds a copied field, or a resource request, that the gateway's
-    template no longer has (:func:`_contains` lets extra fields pass: the API server adds its
-    defaults, but adds none to these)."""
+    """Whether the placeholder holds a copied field, or a container, request or limit, that
+    the gateway's template no longer has (:func:`_contains` lets extra fields pass: the API
+    server adds its defaults, to containers too, but adds none to these)."""
     have, want = _pod_spec(existing), _pod_spec(desired)
     if any(not _same(have.get(key) or None, want.get(key) or None) for key in _TAKEN):
         return True
 
-    def requests(pod: Mapping[str, Any]) -> list[Any]:
-        containers = pod.get("containers") or []
-        return [(c.get("resources") or {}).get("requests") or {} for c in containers]
+    def shapes(pod: Mapping[str, Any]) -> list[Any]:
+        """Each container as the placeholder writes it, nothing the API server adds."""
+        containers = [*(pod.get("containers") or []), *(pod.get("initContainers") or [])]
+        return [
+            {
+                "init": index >= len(pod.get("containers") or []),
+                "name": c.get("name"),
+                "image": c.get("image"),
+                "args": c.get("args") or None,
+                "restartPolicy": c.get("restartPolicy"),
+                "resources": {
+                    kind: (c.get("resources") or {}).get(kind) or None
+                    for kind in ("requests", "limits")
+                },
+            }
+            for index, c in enumerate(containers)
+        ]
 
-    return not _same(requests(have), requests(want), quantities=True)
+    return not _same(shapes(have), shapes(want))
 
 
 def _replacing(old: Any, new: Any) -> Any:
