@@ -22,7 +22,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from controller.durations import Duration, format_duration
-from forecasts.registry import create, model_names
+from forecasts.registry import model_names
 
 __all__ = [
     "AUTO_MODEL",
@@ -332,25 +332,25 @@ class GatewayAutoscalerSpec(_Model):
     def _history_fits_the_model(self) -> GatewayAutoscalerSpec:
         # A history too short for forecast.model fails every fit, loop after loop, as "N usable
         # samples, M are needed", which reads as a region whose metrics are young. The need is
-        # the model's own (a day or two and a lead, at the fit step), over at least what the
-        # spec says the forecast reaches: forecast.horizon or cloud.nodeLeadTime, whichever is
-        # longer, from a fit up to forecast.refit old (the planner reads a little further).
+        # that of the forecaster the planner fits (a day or two and a lead, at the fit step),
+        # with the driver's defaults: its forecasts reach forecast.horizon, or a cloud node's
+        # boot (cloud.nodeLeadTime, a loop and a pod's start) and the least time the node is
+        # then held, whichever is longer, from a fit up to forecast.refit old.
+        from controller.planner import forecast_reach, forecaster_for  # planner imports spec
+
         fit_step = max(MIN_FIT_STEP, self.load.step)
-        reach = max(self.forecast.horizon, self.cloud.node_lead_time) + self.forecast.refit
-        forecaster = create(
-            self.forecast.model,
-            fit_step=fit_step.total_seconds(),
-            max_horizon=max(reach, timedelta(hours=1)).total_seconds(),
-        )
-        need = forecaster.least_points(fit_step.total_seconds())
+        need = forecaster_for(self).least_points(fit_step.total_seconds())
         if self.load.history / fit_step < need:
+            reach = timedelta(seconds=forecast_reach(self)) + self.forecast.refit
             raise ValueError(
                 f"load.history {format_duration(self.load.history)} is too short for "
                 f"forecast.model {self.forecast.model}: it fits on at least {need} samples at "
                 f"its {format_duration(fit_step)} step, {format_duration(need * fit_step)} of "
-                f"history, with forecast.horizon {format_duration(self.forecast.horizon)}, "
-                f"cloud.nodeLeadTime {format_duration(self.cloud.node_lead_time)} and "
-                f"forecast.refit {format_duration(self.forecast.refit)}"
+                f"history, for forecasts {format_duration(max(reach, timedelta(hours=1)))} "
+                f"ahead (an hour at least; forecast.horizon "
+                f"{format_duration(self.forecast.horizon)}, or cloud.nodeLeadTime "
+                f"{format_duration(self.cloud.node_lead_time)} and a node's least hold, from "
+                f"a fit up to forecast.refit {format_duration(self.forecast.refit)} old)"
             )
         return self
 

@@ -159,9 +159,10 @@ class Auto(Forecaster):
     def _fit(self, history: LoadSeries, *, previous: FittedModel | None) -> FittedModel:
         step = max(self.fit_step, history.step)
         lead = self.lead_steps(step)
-        # Validates the whole history (negative, missing, too short) before anything is fitted.
+        # Validates the whole history (negative, missing, too short for every candidate) before
+        # anything is fitted: a short history names the least need, not the last candidate's.
         prepared = prepare_history(
-            history, fit_step=self.fit_step, min_points=lead + 2, what="history"
+            history, fit_step=self.fit_step, min_points=self.least_points(step), what="history"
         )
         span = prepared.end - prepared.start
         scorable = self._scorable(span, prepared.step)
