@@ -8,12 +8,15 @@ import numpy as np
 import pytest
 
 from controller.planner import (
+    Decision,
     Plan,
     PlannerSettings,
     Reason,
     Recommendation,
     RegionState,
     _window_max,
+    forecast_reach,
+    forecaster_for,
     plan_region,
     replicas_for,
 )
@@ -775,3 +778,692 @@ def test_a_move_between_pools_keeps_no_replica_that_is_not_ready() -> None:
     spec = make_spec(**{"behavior.scaleDown.holdStarting": False})
     p = plan(spec, 5000.0, forecast([5000.0] * 40), state(40, 20, ready=(40, 0)))
     assert (p.physical.replicas, p.cloud.replicas) == (50, 0)
+
+
+# Rules the table tests above leave open: each case names the rule it pins down.
+
+
+def sampled(values: list[float], *, step: float = 60.0, age: float = 0.0) -> LoadSeries:
+    """A history of ``values`` ``step`` apart whose last slot is ``age`` seconds old."""
+    return LoadSeries(NOW - age - step * (len(values) - 1), step, np.asarray(values, dtype=float))
+
+
+def forecast_from(origin: float, path: list[float], *, step: float = 60.0) -> Forecast:
+    """A forecast made at ``origin`` (an earlier fit) whose band is its point."""
+    point = np.asarray(path, dtype=float)
+    calibration = Calibration.from_forecasts(
+        np.ones((50, point.size)), np.ones((50, point.size)), scale_floor=0.0
+    )
+    return Forecast("test", origin, step, point, calibration)
+
+
+def lead_forecast(path: list[float], errors: list[float]) -> Forecast:
+    """A forecast from ``NOW`` every past forecast of which missed step ``i`` by ``errors[i]``
+    (relative): its band is certain, and differs with the lead time."""
+    point = np.asarray(path, dtype=float)
+    actual = np.repeat(1.0 + np.asarray(errors)[None, :], 50, axis=0)
+    calibration = Calibration.from_forecasts(actual, np.ones_like(actual), scale_floor=0.0)
+    return Forecast("test", NOW, 60.0, point, calibration)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "reach", "fit_step", "max_horizon"),
+    [
+        # A pod's start, a loop, a node's boot (5m) and its least hold (10m): 17m, under 30m.
+        pytest.param({}, 1800.0, 300.0, 3600.0, id="horizon"),
+        pytest.param({"cloud.nodeLeadTime": "60m"}, 4320.0, 300.0, 5220.0, id="node-boot"),
+        pytest.param({"forecast.horizon": "2h"}, 7200.0, 300.0, 8100.0, id="long-horizon"),
+        pytest.param({"load.step": "10m"}, 1800.0, 600.0, 3600.0, id="coarse-load-step"),
+    ],
+)
+def test_the_forecaster_reaches_as_far_as_the_planner_reads(
+    overrides: dict[str, Any], reach: float, fit_step: float, max_horizon: float
+) -> None:
+    """The planner reads the horizon, or a node's boot and least hold after a pod start and a
+    loop, whichever is longer; the forecaster is fitted at max(5m, load.step) and calibrated
+    that far plus a refit's age (15m), an hour at least."""
+    spec = make_spec(**overrides)
+    assert forecast_reach(spec) == reach
+    forecaster = forecaster_for(spec)
+    assert (forecaster.fit_step, forecaster.max_horizon) == (fit_step, max_horizon)
+
+
+@pytest.mark.parametrize(
+    ("load", "headroom", "replicas"),
+    [
+        # 3000 * 1.1 / 100 is 33.000000000000007 in floating point: 33 replicas, not 34.
+        pytest.param(3000.0, 0.1, 33, id="exact-with-headroom"),
+        pytest.param(3000.5, 0.0, 31, id="a-fraction-above"),
+        pytest.param(-500.0, 0.0, 0, id="below-zero-needs-none"),
+    ],
+)
+def test_replicas_for_counts_whole_replicas(load: float, headroom: float, replicas: int) -> None:
+    """A load of exactly n replicas' worth needs n, a hair more needs n + 1, none needs none."""
+    assert replicas_for(load, make_spec(headroom=headroom)) == replicas
+
+
+@pytest.mark.parametrize(
+    ("values", "start", "end", "sample_step", "highest"),
+    [
+        # The path's highest point inside the window, above both its ends.
+        pytest.param([10.0, 20.0, 10.0], 350.0, 800.0, 300.0, 20.0, id="peak-inside"),
+        # What the path did before the window (a fit some minutes old) is not read.
+        pytest.param([50.0, 10.0, 10.0], 650.0, 800.0, 300.0, 10.0, id="before-the-window"),
+        # Samples coarser than the step: each bucket is one sample, at its own time.
+        pytest.param([10.0, 20.0, 30.0], 600.0, 600.0, 600.0, 20.0, id="coarse-samples"),
+    ],
+)
+def test_the_window_reads_the_path_inside_it(
+    values: list[float], start: float, end: float, sample_step: float, highest: float
+) -> None:
+    times = np.array([300.0, 600.0, 900.0])
+    got = _window_max(times, np.asarray(values), 300.0, start, end, sample_step=sample_step)
+    assert got == pytest.approx(highest)
+
+
+NAN = float("nan")
+
+
+@pytest.mark.parametrize(
+    ("values", "step", "load"),
+    [
+        pytest.param([3000.0] * 9 + [4000.0], 60.0, 4000.0, id="the-newest"),
+        pytest.param([3000.0] * 8 + [5000.0, -3.0], 60.0, 5000.0, id="the-one-before-a-glitch"),
+        pytest.param([3000.0] * 9 + [float("inf")], 60.0, 3000.0, id="infinity-is-no-sample"),
+        # Among the last 32 samples (5 s apart: fresh), no further back.
+        pytest.param([NAN] * 9 + [4000.0] + [NAN] * 30, 5.0, 4000.0, id="the-31st-newest"),
+        pytest.param([NAN] * 7 + [4000.0] + [NAN] * 32, 5.0, None, id="not-the-33rd"),
+        pytest.param([4000.0] + [NAN] * 9, 5.0, 4000.0, id="the-first-of-a-short-history"),
+    ],
+)
+def test_the_load_is_the_newest_finite_sample(
+    values: list[float], step: float, load: float | None
+) -> None:
+    p = plan_region(
+        make_spec(),
+        history=sampled(values, step=step),
+        forecast=None,
+        state=state(10, capacity=100),
+        now=NOW,
+    )
+    assert p.load == load
+    if load is None:
+        assert p.total.message.startswith("no load sample: holding 10 replicas")
+
+
+@pytest.mark.parametrize(
+    ("values", "age", "message"),
+    [
+        pytest.param([2000.0], 300.0, "load 2000 needs 20 now", id="exactly-stale-after-is-fresh"),
+        pytest.param(
+            [-7.0],
+            300.0,
+            "the last load sample is negative (-7), no load: the query is wrong: holding 30 "
+            "replicas, never scaling down on missing data",
+            id="negative-exactly-stale-after",
+        ),
+        pytest.param(
+            [2000.0],
+            900.0,
+            "the last load sample is 900s old: holding 30 replicas, never scaling down on "
+            "missing data",
+            id="stale",
+        ),
+    ],
+)
+def test_a_sample_is_fresh_up_to_stale_after(values: list[float], age: float, message: str) -> None:
+    """A sample older than stale_after (300 s) is stale; one exactly that old is not."""
+    p = plan_region(
+        make_spec(),
+        history=sampled([NAN] * 3 + values, age=age),
+        forecast=forecast(FLAT),
+        state=state(30, capacity=100),
+        now=NOW,
+    )
+    assert p.total.message == message
+
+
+@pytest.mark.parametrize(
+    ("overrides", "load", "st", "reason"),
+    [
+        # Exactly replicas.min, exactly replicas.max, exactly the forecast: the load's own reason.
+        pytest.param({"replicas.min": 10}, 1000.0, state(10), Reason.REACTIVE_FLOOR, id="min"),
+        pytest.param({"replicas.max": 30}, 3000.0, state(30), Reason.REACTIVE_FLOOR, id="max"),
+        pytest.param({}, 1000.0, state(10), Reason.REACTIVE_FLOOR, id="forecast-equal-to-load"),
+        # The recent recommendations are no higher than this one: nothing is held.
+        pytest.param(
+            {},
+            2000.0,
+            state(30, recs=(Recommendation(NOW - 60, 20),)),
+            Reason.REACTIVE_FLOOR,
+            id="window-no-higher",
+        ),
+    ],
+)
+def test_a_bound_reached_exactly_is_not_the_reason(
+    overrides: dict[str, Any], load: float, st: RegionState, reason: Reason
+) -> None:
+    """A bound or a rule that changes nothing is not named: the total keeps its own reason, and
+    a replicas.max the plan reaches exactly cuts nothing it wants."""
+    spec = make_spec(**{"behavior.scaleDown.limitBy": "Replicas", **overrides})
+    p = plan(spec, load, forecast([load] * 40), st)
+    assert p.total.replicas == replicas_for(load, spec)
+    assert p.total.reason is reason
+    assert (p.capacity_limited, p.capacity_limit) == (None, None)
+
+
+def test_keep_warm_is_not_the_reason_when_the_load_fills_the_pool() -> None:
+    p = plan(make_spec(**{"physical.keepWarm": True}), 6000.0, forecast([6000.0] * 40), state(60))
+    assert p.physical.replicas == 60
+    assert p.physical.reason is Reason.REACTIVE_FLOOR
+
+
+def test_keep_warm_stays_within_replicas_max() -> None:
+    """keepWarm fills the physical pool up to replicas.max, not past it."""
+    spec = make_spec(**{"physical.keepWarm": True, "replicas.max": 40})
+    p = plan(spec, 1000.0, forecast(FLAT), state(40))
+    assert (p.physical.replicas, p.physical.reason) == (40, Reason.KEEP_WARM)
+
+
+def test_cloud_max_replicas_reached_exactly_is_not_exhausted() -> None:
+    p = plan(make_spec(**{"cloud.maxReplicas": 20}), 8000.0, forecast([8000.0] * 40), state(60, 20))
+    assert p.cloud.replicas == 20
+    assert p.cloud.reason is Reason.PHYSICAL_CAPACITY_EXHAUSTED
+    assert p.capacity_limited is None
+
+
+def test_the_forecast_message_names_its_numbers() -> None:
+    """The window read is a pod's start plus one loop: two minutes with the default settings."""
+    p = plan(make_spec(), 1000.0, forecast([2000.0] * 40), state(20))
+    assert p.total.message == "forecast q0.95 of 2000 by 120s from now needs 20"
+
+
+@pytest.mark.parametrize(
+    ("path", "total"),
+    [
+        # A rise at the window's end (120 s) is read, one a minute later is not yet.
+        pytest.param([1000.0, 3000.0] + [3000.0] * 38, 30, id="rise-at-the-window-end"),
+        pytest.param([1000.0] * 2 + [3000.0] * 38, 10, id="rise-after-the-window"),
+    ],
+)
+def test_the_forecast_is_read_over_a_pod_start_and_a_loop(path: list[float], total: int) -> None:
+    p = plan(make_spec(), 1000.0, forecast(path), state(10, capacity=100))
+    assert p.total.replicas == total
+
+
+def test_a_missing_forecast_is_named_when_no_problem_is_given() -> None:
+    p = plan(make_spec(), 2000.0, None, state(10, capacity=100))
+    assert p.forecast_problem == "no forecast"
+    assert p.total.message == "reactive sizing for load 2000: no forecast"
+
+
+def test_missing_load_still_rises_to_the_forecast() -> None:
+    """Without a fresh sample the plan holds what runs, and still adds what the forecast
+    needs above it."""
+    p = plan(make_spec(), 0.0, forecast([5000.0] * 40), state(30), age=900.0)
+    assert (p.total.replicas, p.total.reason) == (50, Reason.FALLBACK)
+    assert "holding 50 replicas" in p.total.message
+
+
+def test_missing_load_holds_nothing_when_nothing_runs_and_min_is_zero() -> None:
+    p = plan(make_spec(**{"replicas.min": 0}), 0.0, None, state(0), age=900.0)
+    assert (p.total.replicas, p.physical.replicas, p.cloud.replicas) == (0, 0, 0)
+    assert p.total.reason is Reason.FALLBACK
+
+
+@pytest.mark.parametrize(
+    ("physical_max", "capacity", "physical", "cloud"),
+    [
+        pytest.param(80, 60, 60, 20, id="max-above-the-nodes-capacity"),
+        pytest.param(None, 0, 0, 30, id="no-physical-capacity"),
+    ],
+)
+def test_physical_capacity_is_the_lower_of_the_nodes_and_physical_max(
+    physical_max: int | None, capacity: int, physical: int, cloud: int
+) -> None:
+    spec = make_spec(**{"physical.maxReplicas": physical_max})
+    load = 100.0 * (physical + cloud)
+    p = plan(spec, load, forecast([load] * 40), state(physical, cloud, capacity=capacity))
+    assert (p.physical_capacity, p.physical.replicas, p.cloud.replicas) == (
+        capacity,
+        physical,
+        cloud,
+    )
+
+
+def test_one_cloud_replica_fills_its_node() -> None:
+    p = plan(make_spec(**{"cloud.fillNodes": True}), 6100.0, forecast([6100.0] * 40), state(60))
+    assert (p.physical.replicas, p.cloud.replicas) == (60, 10)
+
+
+def test_a_forecast_beyond_physical_and_cloud_max_is_capacity_limited() -> None:
+    """The point forecast wants 75, more than physical capacity and cloud.maxReplicas hold:
+    the plan asks for it and says what holds it back. The band above the point stays off the
+    cloud node cloud.maxReplicas cannot hold."""
+    spec = make_spec(**{"cloud.maxReplicas": 5})
+    p = plan(spec, 6000.0, forecast([7500.0] * 40, spread=0.1), state(60, 5))
+    assert (p.total.replicas, p.total.reason) == (75, Reason.FORECAST)
+    assert (p.physical.replicas, p.cloud.replicas) == (60, 5)
+    assert p.capacity_limit is Reason.CLOUD_CAPACITY_EXHAUSTED
+    assert p.capacity_limited == (
+        "75 replicas wanted, physical capacity 60 plus cloud.maxReplicas 5 hold 65"
+    )
+
+
+def test_a_cloud_max_short_of_a_whole_node_bounds_the_band() -> None:
+    """cloud.maxReplicas 25: the band's third node is held only as far as the 25th replica."""
+    spec = make_spec(**{"cloud.maxReplicas": 25})
+    p = plan(spec, 8000.0, forecast([8000.0] * 40, spread=0.125), state(60, 20))
+    assert (p.physical.replicas, p.cloud.replicas, p.total.replicas) == (60, 25, 85)
+    assert p.reserve.replicas == 25
+
+
+def test_the_band_runs_on_the_physical_pool_when_no_cloud_node_is_worth_it() -> None:
+    """Rare spikes buy no cloud node, but the physical pool is paid for: the band runs there."""
+    fc = mixed_forecast(3000.0, {0.0: 93, 1.5: 7})
+    p = plan(make_spec(), 3000.0, fc, state(60, capacity=60))
+    assert (p.total.replicas, p.total.reason) == (60, Reason.FORECAST)
+    assert (p.physical.replicas, p.cloud.replicas) == (60, 0)
+
+
+def test_a_forecast_covering_exactly_the_pod_window_is_used() -> None:
+    """Two minute steps reach a pod's start plus one loop: enough to plan on."""
+    p = plan(make_spec(), 1000.0, forecast([3000.0, 3000.0]), state(10, capacity=100))
+    assert (p.total.replicas, p.total.reason) == (30, Reason.FORECAST)
+
+
+@pytest.mark.parametrize(
+    ("spike", "peak", "peak_at"),
+    [
+        # The forecast was made two minutes ago; the horizon is 30 minutes from now.
+        pytest.param(1, 1000.0, NOW + 60, id="bucket-ending-now-is-past"),
+        pytest.param(31, 5000.0, NOW + 1800, id="last-bucket-of-the-horizon"),
+        pytest.param(32, 1000.0, NOW + 60, id="first-bucket-past-the-horizon"),
+    ],
+)
+def test_the_reported_peak_is_within_the_horizon_from_now(
+    spike: int, peak: float, peak_at: float
+) -> None:
+    path = [1000.0] * 40
+    path[spike] = 5000.0
+    p = plan(make_spec(), 1000.0, forecast_from(NOW - 120, path), state(10, capacity=100))
+    assert (p.forecast_peak, p.forecast_peak_at) == (peak, peak_at)
+
+
+@pytest.mark.parametrize(
+    ("errors", "total", "cloud", "reserved"),
+    [
+        # The band crosses capacity by two replicas for the first three minutes, then not
+        # until minute 11: worth a node once booted (placeholders), not one now.
+        pytest.param([0.12] * 3 + [0.0] * 8 + [0.2] * 29, 60, 0, 10, id="later-risk-waits"),
+        # Across capacity from the start: the node is worth holding now, and pods fill it.
+        pytest.param([0.2] * 40, 66, 6, 10, id="risk-now-runs"),
+    ],
+)
+def test_band_pods_run_only_on_nodes_worth_holding_now(
+    errors: list[float], total: int, cloud: int, reserved: int
+) -> None:
+    """A node is worth holding for the coming minutes when the band's expected use over a
+    pod's start and the hold reaches 1 - q of it; pods run the band only on such nodes, and a
+    node worth holding only once a new one would be booted waits in placeholders."""
+    p = plan(make_spec(), 5500.0, lead_forecast([5500.0] * 40, errors), state(60))
+    assert (p.total.replicas, p.cloud.replicas, p.reserve.replicas) == (total, cloud, reserved)
+
+
+def test_the_band_runs_on_cloud_nodes_a_point_ramp_buys() -> None:
+    """The point forecast rises to 80 in four minutes: its two cloud nodes are bought
+    regardless, so the band above the point (75 for the next two minutes) runs on them now."""
+    path = [5000.0] * 3 + [8000.0] * 2 + [5000.0] * 35
+    p = plan(make_spec(), 5000.0, lead_forecast(path, [0.5] * 2 + [0.0] * 38), state(60))
+    assert (p.total.replicas, p.physical.replicas, p.cloud.replicas) == (75, 60, 15)
+    assert p.reserve.replicas == 20
+
+
+def test_a_node_whose_use_reaches_its_price_exactly_is_held() -> None:
+    """q0.75: a node is worth it when it serves 1/4 of what it is paid for. Four of its ten
+    slots are used all along, 4 x 600 s of the 10 x 960 s paid (a 5-minute boot, a pod start,
+    the 10-minute hold): exactly a quarter, which reaches the price."""
+    spec = make_spec(**{"forecast.quantile": 0.75})
+    p = plan(spec, 5000.0, lead_forecast([5000.0] * 40, [0.28] * 40), state(60))
+    assert (p.total.replicas, p.cloud.replicas, p.reserve.replicas) == (64, 4, 10)
+
+
+@pytest.mark.parametrize(
+    ("spikes", "reserved"),
+    [
+        # Ten slots used 7.75% of the 600 s each: 465 replica-seconds, under 5% of 9600.
+        pytest.param(31, 0, id="just-below-the-price"),
+        # 8.5%: 510, above it.
+        pytest.param(34, 10, id="just-above-the-price"),
+    ],
+)
+def test_a_node_is_paid_from_its_request_to_the_end_of_its_hold(spikes: int, reserved: int) -> None:
+    """A cloud node asked for now is paid through its boot (5 minutes), a pod's start on it
+    (1 minute) and the 10-minute hold: 960 s for each of its 10 slots."""
+    fc = mixed_forecast(5500.0, {0.0: 400 - spikes, 0.27: spikes})
+    p = plan(make_spec(), 5500.0, fc, state(60))
+    assert p.reserve.replicas == reserved
+
+
+@pytest.mark.parametrize(
+    ("ready", "after"),
+    [
+        # The physical pool's readiness unknown: every replica is held, as with both unknown.
+        pytest.param((None, 15), (60, 40), id="physical-readiness-unknown-held"),
+    ],
+)
+def test_hold_starting_needs_both_pools_readiness(
+    ready: tuple[int | None, int | None], after: tuple[int, int]
+) -> None:
+    spec = make_spec(**{"behavior.scaleDown.holdStarting": False})
+    recs = (Recommendation(NOW - 120, 100),)
+    p = plan(spec, 3000.0, forecast(FLAT), state(60, 40, recs=recs, ready=ready))
+    assert (p.physical.replicas, p.cloud.replicas) == after
+    assert p.total.reason is Reason.STABILIZATION
+    assert "cancelled" not in p.total.message
+
+
+def test_physical_replicas_still_starting_are_cancelled_too() -> None:
+    """holdStarting false: 20 physical replicas still starting are not held by a recent
+    recommendation of 80; the 60 ready ones are."""
+    spec = make_spec(**{"behavior.scaleDown.holdStarting": False})
+    recs = (Recommendation(NOW - 120, 80),)
+    p = plan(spec, 3000.0, forecast(FLAT), state(60, 20, capacity=100, recs=recs, ready=(40, 20)))
+    assert (p.total.replicas, p.total.reason) == (60, Reason.STABILIZATION)
+    assert "60 are ready, the ones still starting are cancelled" in p.total.message
+
+
+def test_stabilisation_says_nothing_is_cancelled_when_nothing_starts() -> None:
+    recs = (Recommendation(NOW - 60.0, 80),)
+    p = plan(make_spec(), 2000.0, forecast([2000.0] * 40), state(40, recs=recs))
+    assert (p.total.replicas, p.total.reason) == (40, Reason.STABILIZATION)
+    assert "cancelled" not in p.total.message
+
+
+def test_a_recommendation_a_whole_window_old_is_forgotten() -> None:
+    spec = make_spec(**{"behavior.scaleDown.limitBy": "Replicas"})
+    recs = (Recommendation(NOW - 600, 30),)
+    p = plan(spec, 1000.0, forecast(FLAT), state(30, capacity=100, recs=recs))
+    assert (p.physical.replicas, p.physical.reason) == (20, Reason.RATE_LIMIT)
+    assert [r.at for r in p.recommendations] == [NOW]
+
+
+@pytest.mark.parametrize(
+    ("st", "hold", "after"),
+    [
+        # More replicas ready than asked for (a rollout's surge): none is starting, the plan
+        # removes them at the rate limit as if exactly as many were ready.
+        pytest.param(state(60, capacity=100, ready=(65, 0)), False, (50, 0), id="physical-surge"),
+        pytest.param(state(60, 30, ready=(60, 35)), False, (60, 20), id="cloud-surge"),
+        # Readiness unknown and capacity down to 40: the 20 above it are lost, the 40 left go
+        # at the rate limit (none counts as starting).
+        pytest.param(state(60, capacity=40), False, (30, 0), id="lost-readiness-unknown"),
+        # 10 physical replicas still starting are cancelled at once, the ready ones at the rate.
+        pytest.param(
+            state(60, capacity=100, ready=(50, 0)), False, (40, 0), id="physical-starting"
+        ),
+    ],
+)
+def test_scale_down_counts_only_ready_replicas_against_the_rate_limit(
+    st: RegionState, hold: bool, after: tuple[int, int]
+) -> None:
+    spec = make_spec(
+        **{"behavior.scaleDown.holdStarting": hold, "behavior.scaleDown.limitBy": "Replicas"}
+    )
+    p = plan(spec, 1000.0, forecast(FLAT), st)
+    assert (p.physical.replicas, p.cloud.replicas) == after
+
+
+@pytest.mark.parametrize(
+    "ready",
+    [
+        pytest.param((30, 0), id="some-starting"),
+        pytest.param((45, 0), id="more-ready-than-asked"),
+    ],
+)
+def test_physical_replicas_within_capacity_are_not_lost(ready: tuple[int, int]) -> None:
+    """40 physical replicas, capacity 60: replicas still starting are on nodes that hold them,
+    not lost, and 45 ready (a rollout's surge) are not 45 running; the pool grows from 40 at
+    the scale-up limit."""
+    spec = make_spec(**{"behavior.scaleUp.maxReplicasPerMinute": 5})
+    p = plan(spec, 6000.0, forecast([6000.0] * 40), state(40, capacity=60, ready=ready))
+    assert (p.physical.replicas, p.cloud.replicas) == (45, 0)
+
+
+def test_starting_cloud_replicas_do_not_speed_up_the_rate_limit() -> None:
+    """10 cloud replicas still starting (held: holdStarting true) carry no users: the 90 ready
+    carry 60 replicas' worth, so 15 may go this minute, not 16."""
+    p = plan(make_spec(), 6000.0, forecast(FLAT), state(60, 40, ready=(60, 30)))
+    assert (p.physical.replicas, p.cloud.replicas) == (60, 25)
+
+
+def test_load_counted_rate_limit_never_below_the_plain_count_when_few_are_ready() -> None:
+    """5 ready replicas carry 1 replica's worth: the budget is still 10, not the 5 that carry
+    anything (25 cloud replicas starting, held, count against it)."""
+    p = plan(make_spec(), 100.0, forecast([100.0] * 40), state(5, 30, ready=(5, 0)))
+    assert (p.physical.replicas, p.cloud.replicas) == (5, 20)
+
+
+def test_load_counted_rate_limit_is_exact_with_headroom() -> None:
+    """Headroom 0.1: 2400 is 26.4 full replicas' worth over 66 replicas, so 25 of them carry
+    the 10 the limit allows, though 10 * 66 / 26.4 is 24.999999999999996 in floating point."""
+    p = plan(make_spec(headroom=0.1), 2400.0, forecast(FLAT), state(66, capacity=100))
+    assert p.physical.replicas == 66 - 25
+
+
+@pytest.mark.parametrize(
+    ("recs", "removed"),
+    [
+        pytest.param((Recommendation(NOW - 45, 90),), 7, id="three-quarters-of-a-minute"),
+        pytest.param((Recommendation(NOW, 90),), 1, id="a-pass-at-the-same-instant"),
+        pytest.param(
+            (Recommendation(NOW - 600, 90), Recommendation(NOW - 30, 90)), 5, id="the-latest-pass"
+        ),
+    ],
+)
+def test_scale_down_limit_counts_whole_replicas_since_the_last_plan(
+    recs: tuple[Recommendation, ...], removed: int
+) -> None:
+    """10 a minute: 7.5 in 45 s is 7; the last plan is the latest one; at least one a pass."""
+    spec = make_spec(
+        **{"behavior.scaleDown.stabilization": "0s", "behavior.scaleDown.limitBy": "Replicas"}
+    )
+    p = plan(spec, 1000.0, forecast(FLAT), state(60, 30, recs=recs))
+    assert 90 - (p.physical.replicas + p.cloud.replicas) == removed
+
+
+@pytest.mark.parametrize(
+    ("since", "added"),
+    [
+        pytest.param(None, 10, id="first-plan"),
+        pytest.param(30.0, 5, id="half-a-loop-ago"),
+        pytest.param(45.0, 7, id="three-quarters"),
+        pytest.param(3.0, 1, id="an-extra-pass"),
+        pytest.param(0.0, 1, id="same-instant"),
+    ],
+)
+def test_scale_up_limit_counts_whole_replicas_since_the_last_plan(
+    since: float | None, added: int
+) -> None:
+    """maxReplicasPerMinute bounds replicas added a minute, not a pass; at least one a pass."""
+    spec = make_spec(**{"behavior.scaleUp.maxReplicasPerMinute": 10})
+    recs = () if since is None else (Recommendation(NOW - since, 10),)
+    p = plan(spec, 6000.0, forecast([6000.0] * 40), state(10, capacity=100, recs=recs))
+    assert p.physical.replicas - 10 == added
+
+
+@pytest.mark.parametrize(
+    ("overrides", "st", "load", "after"),
+    [
+        # 5 cloud replicas go first, the 5 left of the budget of 10 from the physical pool.
+        pytest.param({}, state(60, 5), 4000.0, (55, 0), id="physical-gets-what-cloud-left"),
+        pytest.param({}, state(60, 10), 4000.0, (60, 0), id="cloud-takes-the-whole-budget"),
+        # A cordoned node's 20 ready replicas above capacity leave at the rate limit; the 10
+        # cloud replicas still starting are cancelled, which costs the budget nothing.
+        pytest.param(
+            {"behavior.scaleDown.holdStarting": False},
+            state(80, 20, ready=(80, 10)),
+            7500.0,
+            (70, 15),
+            id="cancelled-cloud-cost-nothing",
+        ),
+    ],
+)
+def test_scale_down_budget_is_shared_cloud_first(
+    overrides: dict[str, Any], st: RegionState, load: float, after: tuple[int, int]
+) -> None:
+    spec = make_spec(**{"behavior.scaleDown.limitBy": "Replicas", **overrides})
+    p = plan(spec, load, forecast([load] * 40), st)
+    assert (p.physical.replicas, p.cloud.replicas) == after
+
+
+@pytest.mark.parametrize(
+    ("physical", "after"),
+    [
+        pytest.param(58, (60, 3), id="cloud-gets-what-physical-left"),
+        pytest.param(55, (60, 0), id="physical-takes-the-whole-budget"),
+    ],
+)
+def test_scale_up_budget_is_shared_physical_first(physical: int, after: tuple[int, int]) -> None:
+    spec = make_spec(**{"behavior.scaleUp.maxReplicasPerMinute": 5})
+    p = plan(spec, 8000.0, forecast([8000.0] * 40), state(physical))
+    assert (p.physical.replicas, p.cloud.replicas) == after
+
+
+# More moves, with their load and bounds: (physical, cloud), capacity, ready, load, bounds ->
+# (physical, cloud) planned, and the pool kept until its replacements are ready (if any).
+MORE_MOVES = [
+    # Cloud held back by the scale-up limit: the ready physical ones stay, up to the plan's 80
+    # but never above what runs.
+    pytest.param((60, 0), 40, (60, 0), 8000.0, {}, (60, 5), "physical", id="kept-no-more-than-run"),
+    pytest.param((60, 5), 40, (60, 5), 6000.0, {}, (55, 10), "physical", id="ready-cloud-count"),
+    pytest.param((60, 0), 40, (60, 0), 5500.0, {}, (55, 5), "physical", id="kept-to-the-plan"),
+    pytest.param((60, 0), 40, (60, 0), 5000.0, {}, (50, 5), None, id="rate-limit-keeps-enough"),
+    pytest.param((30, 10), 60, (30, 10), 6000.0, {}, (35, 10), "cloud", id="cloud-never-grows"),
+    pytest.param((30, 10), 60, (30, 15), 6000.0, {}, (35, 10), "cloud", id="cloud-surge"),
+    pytest.param((40, 20), 60, (40, 10), 6000.0, {}, (45, 15), "cloud", id="plan-total-kept"),
+    pytest.param((50, 20), 60, (50, 20), 6000.0, {}, (55, 10), None, id="rate-limit-keeps-cloud"),
+    # Lowered pool bounds: replicas above them go at the scale-down rate, wanted or not.
+    pytest.param(
+        (60, 30), 60, (60, 30), 9000.0, {"cloud.maxReplicas": 10}, (60, 20), None, id="cloud-max"
+    ),
+    pytest.param(
+        (60, 5), 40, (60, 5), 6500.0, {"cloud.maxReplicas": 5}, (50, 5), None, id="cordoned"
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("running", "capacity", "ready", "load", "bounds", "expected", "kept"), MORE_MOVES
+)
+def test_moves_keep_ready_replicas_and_no_more(
+    running: tuple[int, int],
+    capacity: int,
+    ready: tuple[int, int],
+    load: float,
+    bounds: dict[str, int],
+    expected: tuple[int, int],
+    kept: str | None,
+) -> None:
+    """A move keeps the ready replicas it takes away until their replacements are ready, and
+    never fewer than the plan's total less the other pool's new count; never more than run,
+    nor more than the plan needs; a pool whose rate limit keeps enough says so."""
+    spec = make_spec(
+        **{
+            "behavior.scaleUp.maxReplicasPerMinute": 5,
+            "behavior.scaleDown.limitBy": "Replicas",
+            **bounds,
+        }
+    )
+    p = plan(spec, load, forecast([load] * 40), state(*running, capacity=capacity, ready=ready))
+    assert (p.physical.replicas, p.cloud.replicas) == expected
+    assert ("until the cloud replicas" in p.physical.message) == (kept == "physical")
+    assert ("until the physical replicas" in p.cloud.message) == (kept == "cloud")
+    if kept == "physical":
+        assert p.physical.message == (
+            f"keeping {expected[0]} ready physical replicas until the cloud replicas replacing "
+            "them are ready"
+        )
+
+
+@pytest.mark.parametrize(
+    ("st", "load", "kwargs", "reserved", "stays"),
+    [
+        # Rate limited down to 20 cloud replicas without a forecast: they stay reserved.
+        pytest.param(state(60, 30), 1000.0, {}, 20, False, id="fallback-cloud-still-running"),
+        # No forecast pending (the default): the reservation goes down to what runs.
+        pytest.param(state(60, 20, reserved=50), 8000.0, {}, 20, False, id="not-pending"),
+        pytest.param(
+            state(60, 20, reserved=10),
+            8000.0,
+            {"forecast_pending": True},
+            20,
+            False,
+            id="pending-below-what-runs",
+        ),
+        pytest.param(
+            state(60, 40, reserved=50), 0.0, {"age": 900.0}, 50, False, id="stale-not-pending"
+        ),
+    ],
+)
+def test_a_fallback_reservation_holds_what_runs(
+    st: RegionState, load: float, kwargs: dict[str, Any], reserved: int, stays: bool
+) -> None:
+    """Without a forecast the reservation is never below the cloud replicas that run; it
+    keeps more only for a forecast on its way, or while the load is missing, and says the
+    reservation stays only when it keeps one above them for a forecast on its way."""
+    spec = make_spec(**{"behavior.scaleDown.limitBy": "Replicas"})
+    p = plan(spec, load, None, st, forecast_problem="no model", **kwargs)
+    assert p.reserve.replicas == reserved
+    assert p.reserve.reason is Reason.FALLBACK
+    assert ("stay until it comes" in p.reserve.message) == stays
+
+
+def test_no_reservation_beyond_the_cloud_replicas_says_so() -> None:
+    p = plan(make_spec(), 8000.0, forecast([8000.0] * 40), state(60, 20))
+    assert p.reserve == Decision(
+        20, Reason.PHYSICAL_CAPACITY_EXHAUSTED, "no capacity beyond the cloud replicas is needed"
+    )
+
+
+def test_a_ramp_beyond_what_the_scale_up_limit_holds_back_is_reserved_for() -> None:
+    """The limit holds back 25 cloud replicas, and the point forecast needs 120 within a node's
+    lead time: the reservation is the forecast's 60, not the 30 held back."""
+    spec = make_spec(**{"behavior.scaleUp.maxReplicasPerMinute": 5})
+    ramp = [9000.0] * 3 + [12000.0] * 37
+    p = plan(spec, 9000.0, forecast(ramp), state(60))
+    assert p.cloud.replicas == 5
+    assert (p.reserve.replicas, p.reserve.reason) == (60, Reason.FORECAST)
+    assert p.reserve.message == (
+        "the point forecast needs 120 within the node lead time; 55 held by placeholders"
+    )
+
+
+def test_the_reservation_stays_within_cloud_max_replicas() -> None:
+    ramp = [9000.0] * 3 + [12000.0] * 37
+    p = plan(make_spec(**{"cloud.maxReplicas": 40}), 9000.0, forecast(ramp), state(60, 30))
+    assert (p.cloud.replicas, p.reserve.replicas) == (30, 40)
+
+
+def test_a_ramp_reservation_names_its_numbers() -> None:
+    ramp = [5000.0] * 4 + [9000.0] * 36
+    p = plan(make_spec(), 5000.0, forecast(ramp), state(50, capacity=60))
+    assert p.reserve.message == (
+        "the point forecast needs 90 within the node lead time; 30 held by placeholders"
+    )
+
+
+def test_placeholders_and_bursting_count_from_the_state() -> None:
+    """A paused region with nothing reserved holds no placeholders, and one cloud replica is
+    bursting."""
+    st = RegionState(physical_replicas=7, cloud_replicas=1, physical_capacity=60)
+    p = plan(make_spec(mode="Paused"), 9000.0, forecast(FLAT), st)
+    assert (p.reserve.replicas, p.placeholders, p.bursting) == (0, 0, True)
+    assert not plan(make_spec(), 1000.0, forecast(FLAT), state(10)).bursting
+
+
+def test_starting_counts_replicas_asked_for_and_not_ready() -> None:
+    """More ready than asked for (a rollout's surge) is none starting, not fewer than none."""
+    st = RegionState(60, 30, 100, physical_ready=65, cloud_ready=25)
+    assert st.starting == (0, 5)
+    assert RegionState(60, 30, 100, physical_ready=65).starting is None
