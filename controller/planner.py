@@ -261,7 +261,7 @@ def _newest(
 ) -> tuple[float, float] | None:
     """The newest finite sample among the last 32 that ``accept`` takes, and its time."""
     values = history.values
-    for i in range(values.size - 1, max(-1, values.size - 32), -1):
+    for i in range(values.size - 1, max(-1, values.size - 33), -1):
         if math.isfinite(values[i]) and accept(float(values[i])):
             return history.start + i * history.step, float(values[i])
     return None
@@ -575,11 +575,18 @@ def plan_region(
     running = live_total - starting_physical - starting_cloud
     if load is not None and raw_total < live_total:
         # Bounds after stabilisation, as the HPA applies them: a lowered replicas.max holds.
-        held = min(live_total, spec.replicas.max, max(r.replicas for r in recommendations))
+        highest = max(r.replicas for r in recommendations)
+        held = min(live_total, spec.replicas.max, highest)
         # Held is never below raw_total (it is one of the recommendations, within the bounds).
         stable = max(raw_total, min(held, running))
         if stable > raw_total:
-            message = f"highest recommendation of the last {window:.0f}s is {held}"
+            message = f"highest recommendation of the last {window:.0f}s is {highest}"
+            if held < highest:
+                message += (
+                    f"; holding the {held} that run"
+                    if held == live_total
+                    else f"; holding replicas.max {held}"
+                )
             if stable < held:
                 message += f"; {stable} are ready, the ones still starting are cancelled"
             total = Decision(stable, Reason.STABILIZATION, message)
@@ -636,7 +643,9 @@ def plan_region(
         down_budget -= max(0, cur_cloud - cloud_new - starting_cloud)
     if physical_target < cur_physical:
         if cloud_new > cloud_target:
-            physical_new = cur_physical
+            # The cloud goes first: the physical pool only loses the replicas still starting,
+            # cancelled outside the limit (none with ``holdStarting: true``).
+            physical_new = max(physical_target, cur_physical - starting_physical)
         else:
             physical_new = max(
                 physical_target, cur_physical - starting_physical - max(0, down_budget)

@@ -872,6 +872,7 @@ NAN = float("nan")
         pytest.param([3000.0] * 9 + [float("inf")], 60.0, 3000.0, id="infinity-is-no-sample"),
         # Among the last 32 samples (5 s apart: fresh), no further back.
         pytest.param([NAN] * 9 + [4000.0] + [NAN] * 30, 5.0, 4000.0, id="the-31st-newest"),
+        pytest.param([NAN] * 8 + [4000.0] + [NAN] * 31, 5.0, 4000.0, id="the-32nd-newest"),
         pytest.param([NAN] * 7 + [4000.0] + [NAN] * 32, 5.0, None, id="not-the-33rd"),
         pytest.param([4000.0] + [NAN] * 9, 5.0, 4000.0, id="the-first-of-a-short-history"),
     ],
@@ -1171,6 +1172,30 @@ def test_physical_replicas_still_starting_are_cancelled_too() -> None:
     p = plan(spec, 3000.0, forecast(FLAT), state(60, 20, capacity=100, recs=recs, ready=(40, 20)))
     assert (p.total.replicas, p.total.reason) == (60, Reason.STABILIZATION)
     assert "60 are ready, the ones still starting are cancelled" in p.total.message
+
+
+def test_physical_replicas_starting_are_cancelled_while_the_cloud_drains() -> None:
+    """holdStarting false: physical replicas still starting are cancelled at once, outside the
+    rate limit, even while the cloud pool is still being drained at it. They were kept until
+    the cloud reached its target (60 physical where 50 are ready; found by mutation testing)."""
+    spec = make_spec(
+        **{"behavior.scaleDown.holdStarting": False, "behavior.scaleDown.limitBy": "Replicas"}
+    )
+    p = plan(spec, 1000.0, forecast(FLAT), state(60, 30, capacity=100, ready=(50, 30)))
+    assert (p.physical.replicas, p.cloud.replicas) == (50, 20)
+    assert p.cloud.reason is Reason.RATE_LIMIT
+
+
+def test_stabilisation_names_the_highest_recommendation_and_what_it_holds() -> None:
+    """The message gives the window's highest recommendation (80), and the count held when what
+    runs (40) is below it; it gave 40 as the highest recommendation."""
+    recs = (Recommendation(NOW - 60.0, 80),)
+    p = plan(make_spec(), 2000.0, forecast([2000.0] * 40), state(40, recs=recs))
+    assert (p.total.replicas, p.total.reason) == (40, Reason.STABILIZATION)
+    assert p.total.message.startswith("highest recommendation of the last 600s is 80;"), (
+        p.total.message
+    )
+    assert "holding the 40 that run" in p.total.message
 
 
 def test_stabilisation_says_nothing_is_cancelled_when_nothing_starts() -> None:
