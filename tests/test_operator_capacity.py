@@ -9,6 +9,7 @@ import pytest
 
 from controller.operator.capacity import (
     effective_requests,
+    gateway_pod_requests,
     matches_selector,
     node_is_schedulable,
     physical_capacity,
@@ -459,3 +460,264 @@ def test_capacity_counts_only_nodes_the_gateway_pods_may_go_to(
         physical_capacity(nodes, [], node_selector={}, gateway=pinned_gateway(**template))
         == expected
     )
+
+
+# Rules the mutation run over capacity.py found open (tests/test_operator_capacity.py alone).
+
+
+@pytest.mark.parametrize("value", [True, False, None, [1]], ids=["true", "false", "null", "list"])
+def test_quantity_rejects_what_is_no_quantity_as_value_error(value: Any) -> None:
+    """A quantity is a string or a number; a boolean is neither (though Python's bool is an
+    int), and every bad value is the ValueError capacity's callers handle."""
+    with pytest.raises(ValueError):
+        quantity(value)
+
+
+@pytest.mark.parametrize(
+    ("labels", "selector", "expected"),
+    [
+        ({"app": "gw"}, {"matchExpressions": [expression("tier", "In", "edge")]}, False),
+        (None, {"matchExpressions": [expression("tier", "In", "edge")]}, False),
+        (None, {"matchExpressions": [expression("tier", "NotIn", "edge")]}, True),
+        (None, {"matchExpressions": [expression("tier", "DoesNotExist")]}, True),
+        ({"app": "gw"}, {"matchExpressions": [{"key": "app", "operator": "Exists"}]}, True),
+        (
+            {"app": "gw"},
+            {"matchExpressions": [{"key": "app", "operator": "DoesNotExist"}]},
+            False,
+        ),
+    ],
+    ids=[
+        "in-missing-key",
+        "in-no-labels",
+        "notin-no-labels",
+        "does-not-exist-no-labels",
+        "exists-values-omitted",
+        "does-not-exist-values-omitted",
+    ],
+)
+def test_matches_selector_on_objects_as_the_api_serves_them(
+    labels: dict[str, str] | None, selector: dict[str, Any], expected: bool
+) -> None:
+    """``In`` needs the key (apimachinery's Requirement.Matches); an object without labels
+    and an Exists/DoesNotExist requirement without ``values`` (both omitted when empty in the
+    API's JSON) are read as empty, not refused."""
+    assert matches_selector(labels, selector) is expected
+
+
+def test_exists_toleration_matches_any_value() -> None:
+    """``operator: Exists`` is a wildcard for the taint's value (v1.Toleration.ToleratesTaint)."""
+    taint = {"key": "dedicated", "value": "gw", "effect": "NoSchedule"}
+    assert tolerates([{"key": "dedicated", "operator": "Exists"}], taint) is True
+    assert tolerates([{"key": "other", "operator": "Exists"}], taint) is False
+
+
+def conditioned(*conditions: tuple[str, str]) -> dict[str, Any]:
+    """:func:`node` with ``status.conditions`` replaced (none at all when empty: omitted)."""
+    body = node("a")
+    if conditions:
+        body["status"]["conditions"] = [{"type": t, "status": s} for t, s in conditions]
+    else:
+        del body["status"]["conditions"]
+    return body
+
+
+@pytest.mark.parametrize(
+    ("the_node", "expected"),
+    [
+        (conditioned(), False),
+        (conditioned(("Ready", "False"), ("MemoryPressure", "True")), False),
+        (conditioned(("MemoryPressure", "False"), ("Ready", "True")), True),
+    ],
+    ids=["no-conditions-yet", "another-condition-true", "ready-among-others"],
+)
+def test_only_the_ready_condition_makes_a_node_ready(
+    the_node: dict[str, Any], expected: bool
+) -> None:
+    """A node is Ready by its ``Ready`` condition alone; one that has reported no condition
+    yet (the list omitted) is not."""
+    assert node_is_schedulable(the_node) is expected
+
+
+def bare_node(name: str, allocatable: dict[str, str] | None) -> dict[str, Any]:
+    """A Ready node as the API serves it with nothing optional set: no labels, and
+    ``allocatable`` only when given (omitted when empty)."""
+    status: dict[str, Any] = {"conditions": [{"type": "Ready", "status": "True"}]}
+    if allocatable is not None:
+        status["allocatable"] = allocatable
+    return {"metadata": {"name": name}, "spec": {}, "status": status}
+
+
+def unlabelled_pod(node_name: str, namespace: str, cpu: str) -> dict[str, Any]:
+    body = pod(node_name, cpu=cpu, namespace=namespace)
+    del body["metadata"]["labels"]
+    return body
+
+
+SPARSE_CASES = [
+    ("max-replicas-above-the-room", [node("a")], [], {}, 10, 8),
+    ("pod-count-full", [node("a", pods="2")], [pod("a"), pod("a")], {}, None, 0),
+    (
+        "pods-beyond-the-count-cost-only-their-node",
+        [node("a", pods="2"), node("b")],
+        [pod("a")] * 3,
+        {},
+        None,
+        8,
+    ),
+    (
+        "no-cpu-allocatable-holds-nothing",
+        [bare_node("a", {"memory": "32Gi", "pods": "110"})],
+        [],
+        {},
+        None,
+        0,
+    ),
+    ("no-allocatable-holds-nothing", [bare_node("a", None), node("b")], [], {}, None, 8),
+    (
+        "unlabelled-node-under-an-empty-selector",
+        [bare_node("a", {"cpu": "4", "memory": "32Gi", "pods": "110"})],
+        [],
+        {},
+        None,
+        4,
+    ),
+    (
+        "unlabelled-node-outside-a-selector",
+        [bare_node("a", {"cpu": "4", "memory": "32Gi", "pods": "110"}), node("b")],
+        [],
+        POOL,
+        None,
+        8,
+    ),
+    (
+        "gateway-labels-in-another-namespace-take-room",
+        [node("a")],
+        [pod("a", cpu="1", namespace="other", labels={"app": "gw"})] * 3,
+        POOL,
+        None,
+        5,
+    ),
+    (
+        "unlabelled-pod-takes-room",
+        [node("a")],
+        [unlabelled_pod("a", "chat", "2")],
+        POOL,
+        None,
+        6,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("nodes", "pods", "node_selector", "max_replicas", "expected"),
+    [case[1:] for case in SPARSE_CASES],
+    ids=[case[0] for case in SPARSE_CASES],
+)
+def test_physical_capacity_on_sparse_and_full_nodes(
+    nodes: Any, pods: Any, node_selector: dict[str, str], max_replicas: int | None, expected: int
+) -> None:
+    """maxReplicas only caps; a node holds no more pods than its ``allocatable.pods`` and a
+    node past it takes nothing from the others; a resource a node does not report is none
+    (the scheduler's NodeInfo reads a missing allocatable as zero); an empty physical
+    nodeSelector takes a node without labels; a Deployment's selector owns pods of its own
+    namespace only. The gateway's selector here is matchExpressions alone."""
+    gw = gateway(selector={"matchExpressions": [expression("app", "In", "gw")]})
+    assert (
+        physical_capacity(
+            nodes, pods, node_selector=node_selector, gateway=gw, max_replicas=max_replicas
+        )
+        == expected
+    )
+
+
+def sized(name: str, cpu: str, **labels: str) -> dict[str, Any]:
+    """A pool node named ``name`` holding ``cpu`` gateway pods of 1 cpu, with ``labels``."""
+    return node(name, cpu=cpu, labels={**POOL, **labels})
+
+
+def term(**parts: Any) -> dict[str, Any]:
+    return {"affinity": required(parts)}
+
+
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [
+        pytest.param(term(matchExpressions=[expression("gen", "Gt", "5")]), 4, id="gt-strict"),
+        pytest.param(term(matchExpressions=[expression("gen", "Lt", "5")]), 1, id="lt-strict"),
+        pytest.param(
+            term(matchExpressions=[expression("gen", "Gt", "-1")]),
+            7,
+            id="gt-skips-missing-and-non-integer-labels",
+        ),
+        pytest.param(
+            term(matchFields=[expression("metadata.name", "In", "g5")]), 2, id="match-fields"
+        ),
+        pytest.param(
+            term(matchFields=[expression("metadata.name", "NotIn", "g5", "text")]),
+            13,
+            id="match-fields-not-in",
+        ),
+        pytest.param(
+            term(
+                matchExpressions=[expression("gen", "Exists")],
+                matchFields=[expression("metadata.name", "In", "g4", "none")],
+            ),
+            1,
+            id="expressions-and-fields-both-hold",
+        ),
+    ],
+)
+def test_node_affinity_operators_as_the_scheduler_reads_them(
+    template: dict[str, Any], expected: int
+) -> None:
+    """``Gt``/``Lt`` compare the node's label, parsed as an integer, strictly with the one
+    value; a node without the label, or with one that is no integer, matches neither
+    (apimachinery's Requirement.Matches). ``matchFields`` selects by ``metadata.name``, and a
+    term needs all its expressions and fields. Each node holds a different count, so the sum
+    names the nodes chosen: g4 1, g5 2, g6 4, none 8, text 16."""
+    nodes = [
+        sized("g4", "1", gen="4"),
+        sized("g5", "2", gen="5"),
+        sized("g6", "4", gen="6"),
+        sized("none", "8"),
+        sized("text", "16", gen="new"),
+    ]
+    assert (
+        physical_capacity(nodes, [], node_selector=POOL, gateway=pinned_gateway(**template))
+        == expected
+    )
+
+
+def test_gateway_pod_requests_reads_the_deployment_template() -> None:
+    """One pod of the Deployment's template: its requests, cpu and memory."""
+    assert gateway_pod_requests(gateway(cpu="1500m", memory="3Gi")) == {
+        "cpu": Decimal("1.5"),
+        "memory": Decimal(3 * 2**30),
+    }
+    assert gateway_pod_requests(gateway(cpu="2", memory=None)) == {
+        "cpu": Decimal(2),
+        "memory": Decimal(0),
+    }
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        pytest.param(
+            {"containers": [{"name": "bare"}, {"name": "app", "resources": APP}]},
+            {"cpu": Decimal("0.5"), "memory": Decimal(2**30)},
+            id="container-without-resources-asks-nothing",
+        ),
+        pytest.param(
+            pod_level(None, {"ephemeral-storage": "9Gi"}, {"requests": {"cpu": "1"}}),
+            {"cpu": Decimal(1)},
+            id="pod-level-limit-of-an-unsupported-resource-is-no-request",
+        ),
+    ],
+)
+def test_effective_requests_edges(spec: dict[str, Any], expected: dict[str, Decimal]) -> None:
+    """A container that sets no resources reserves nothing; the scheduler's PodRequests
+    takes pod-level values only for what a pod may name there (cpu, memory, hugepages), so a
+    pod-level limit of anything else stands for no request."""
+    assert effective_requests(spec) == expected
