@@ -721,3 +721,39 @@ def test_effective_requests_edges(spec: dict[str, Any], expected: dict[str, Deci
     takes pod-level values only for what a pod may name there (cpu, memory, hugepages), so a
     pod-level limit of anything else stands for no request."""
     assert effective_requests(spec) == expected
+
+
+@pytest.mark.parametrize(
+    ("label", "counted"),
+    [
+        pytest.param("6", True, id="an-integer"),
+        pytest.param("+6", True, id="a-signed-integer"),
+        pytest.param("1_0", False, id="digits-with-an-underscore"),
+        pytest.param(" 10", False, id="a-space"),
+        pytest.param("99999999999999999999", False, id="beyond-int64"),
+        pytest.param("9223372036854775807", True, id="the-largest-int64"),
+    ],
+)
+def test_gt_reads_a_label_as_the_scheduler_parses_it(label: str, counted: bool) -> None:
+    """``Gt``/``Lt`` parse a label as Go's ``ParseInt(value, 10, 64)`` does: Python's ``int``
+    also took ``1_0`` and integers past int64, which the scheduler matches with neither, so
+    such a node was counted as room for the gateway (found by mutation testing)."""
+    gw = pinned_gateway(**term(matchExpressions=[expression("gen", "Gt", "5")]))
+    nodes = [sized("n", "8", gen=label)]
+    assert physical_capacity(nodes, [], node_selector=POOL, gateway=gw) == (8 if counted else 0)
+
+
+@pytest.mark.parametrize(
+    ("operator", "expected"),
+    [
+        pytest.param("Equal", True, id="equal"),
+        pytest.param("Gt", False, id="alpha-gt"),
+        pytest.param("Equals", False, id="a-typo"),
+    ],
+)
+def test_a_toleration_of_another_operator_tolerates_nothing(operator: str, expected: bool) -> None:
+    """``Exists`` and ``Equal`` are the operators a toleration matches by here; any other was
+    read as ``Equal``, though ``ToleratesTaint`` refuses an operator it does not know, and the
+    alpha ``Gt`` compares numbers (5 is not greater than 5)."""
+    taint = {"key": "k", "value": "5", "effect": "NoSchedule"}
+    assert tolerates([{"key": "k", "operator": operator, "value": "5"}], taint) is expected

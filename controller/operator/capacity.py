@@ -11,6 +11,7 @@ requests)``, the minimum over cpu, memory and the pod count. The gateway's own p
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import Any
@@ -84,7 +85,12 @@ def matches_selector(labels: Mapping[str, str] | None, selector: Mapping[str, An
 
 
 def tolerates(tolerations: Iterable[Obj], taint: Obj) -> bool:
-    """Whether any toleration matches the taint (``v1.Toleration.ToleratesTaint``)."""
+    """Whether any toleration matches the taint (``v1.Toleration.ToleratesTaint``).
+
+    ``Exists`` matches any value, ``Equal`` (the default) the taint's own. Any other operator
+    (the alpha ``Gt`` and ``Lt``, or a typo) tolerates nothing here: a node is then counted as
+    no room, never as room the scheduler may refuse.
+    """
     for toleration in tolerations:
         effect = toleration.get("effect")
         if effect and effect != taint.get("effect"):
@@ -97,7 +103,9 @@ def tolerates(tolerations: Iterable[Obj], taint: Obj) -> bool:
             continue
         if key != taint.get("key"):
             continue
-        if operator == "Exists" or toleration.get("value", "") == taint.get("value", ""):
+        if operator == "Exists":
+            return True
+        if operator in ("", "Equal") and toleration.get("value", "") == taint.get("value", ""):
             return True
     return False
 
@@ -152,11 +160,24 @@ def _node_requirement(labels: Mapping[str, str], requirement: Mapping[str, Any])
     if operator not in ("Gt", "Lt"):
         return matches_selector(labels, {"matchExpressions": [requirement]})
     key, values = str(requirement.get("key")), list(requirement.get("values") or [])
-    try:
-        have, bound = int(labels[key]), int(values[0])
-    except (KeyError, IndexError, TypeError, ValueError):
+    have = _int64(labels.get(key))
+    bound = _int64(values[0]) if values else None
+    if have is None or bound is None:
         return False
     return have > bound if operator == "Gt" else have < bound
+
+
+_INTEGER = re.compile(r"[+-]?[0-9]+")
+
+
+def _int64(text: object) -> int | None:
+    """``text`` as the scheduler reads a ``Gt``/``Lt`` operand (Go's ``ParseInt(text, 10,
+    64)``): decimal digits with an optional sign, within int64; otherwise None, which matches
+    neither. Python's ``int`` also takes ``1_0``, spaces and any size."""
+    if not isinstance(text, str) or not _INTEGER.fullmatch(text):
+        return None
+    value = int(text)
+    return value if -(2**63) <= value < 2**63 else None
 
 
 def effective_requests(pod_spec: Mapping[str, Any]) -> dict[str, Decimal]:
