@@ -29,6 +29,7 @@ from controller.simulator import (
     simulate,
 )
 from forecasts.series import LoadSeries
+from tests.support.fixtures import daily_sine_views
 
 METRICS = {
     "unserved_fraction",
@@ -550,18 +551,8 @@ def test_tidal_forecasts_from_a_bucket_as_soon_as_its_last_sample_is_seen(offset
     spec = backtest_spec("fresh", scenario=scenario, model="seasonal-naive")
     policy = TidalPolicy(spec, scenario)
     start = 1_700_000_100.0 - 1_700_000_100.0 % 300.0 + offset
-    minutes = 3 * 1440
-    values = 50_000.0 + 20_000.0 * np.sin(2 * np.pi * np.arange(minutes) / 1440)
     origins = []
-    for minute in range(minutes - 10, minutes):
-        view = PolicyView(
-            now=start + 60.0 * minute,
-            history=LoadSeries(start, 60.0, values[: minute + 1]),
-            physical_replicas=60,
-            cloud_replicas=0,
-            physical_capacity=60,
-            reserved=0,
-        )
+    for minute, view in daily_sine_views(start, 10):
         policy(minute, view)
         assert policy._forecast is not None
         origins.append(policy._forecast.origin - view.history.end)

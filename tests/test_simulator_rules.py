@@ -27,6 +27,7 @@ from controller.simulator import (
     simulate,
 )
 from forecasts.series import LoadSeries
+from tests.support.fixtures import daily_sine_views
 
 PER_REPLICA = 5000.0  # the backtest spec's perReplica
 
@@ -277,21 +278,10 @@ def test_tidal_forecasts_as_far_as_the_planner_reads_at_every_minute() -> None:
     policy = TidalPolicy(spec, scenario)
     reads = forecast_reach(spec, policy.settings)
     start = 1_700_000_100.0 - 1_700_000_100.0 % 300.0
-    minutes = 3 * 1440
-    values = 50_000.0 + 20_000.0 * np.sin(2 * np.pi * np.arange(minutes) / 1440)
-    for minute in range(minutes - 10, minutes):
-        now = start + 60.0 * minute
-        view = PolicyView(
-            now=now,
-            history=LoadSeries(start, 60.0, values[: minute + 1]),
-            physical_replicas=60,
-            cloud_replicas=0,
-            physical_capacity=60,
-            reserved=0,
-        )
+    for minute, view in daily_sine_views(start, 10):
         policy(minute, view)
         assert policy._forecast is not None
-        assert policy._forecast.end >= now + reads
+        assert policy._forecast.end >= view.now + reads
 
 
 def test_tidal_plans_with_the_live_staleness_unless_the_delay_is_longer() -> None:
@@ -311,18 +301,8 @@ def test_tidal_refits_every_refit_period_on_the_minute() -> None:
     assert spec.forecast.refit.total_seconds() == 900.0
     policy = TidalPolicy(spec, scenario)
     start = 1_700_000_100.0 - 1_700_000_100.0 % 300.0
-    minutes = 3 * 1440
-    values = 50_000.0 + 20_000.0 * np.sin(2 * np.pi * np.arange(minutes) / 1440)
     fits = []
-    for minute in range(minutes - 16, minutes):
-        view = PolicyView(
-            now=start + 60.0 * minute,
-            history=LoadSeries(start, 60.0, values[: minute + 1]),
-            physical_replicas=60,
-            cloud_replicas=0,
-            physical_capacity=60,
-            reserved=0,
-        )
+    for minute, view in daily_sine_views(start, 16):
         policy(minute, view)
         fits.append(policy.refits)
     assert fits == [1] * 15 + [2]

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
+from controller.simulator import PolicyView
 from forecasts.series import LoadSeries, load_trace
 from tests.support.kube_emulator import KubeEmulatorHandle, running_emulator
 from tests.support.prometheus_server import (
@@ -28,7 +29,7 @@ from tests.support.prometheus_server import (
     start_prometheus,
 )
 
-__all__ = ["TRACES_DIR", "kube_api", "prometheus_factory", "ramp_history"]
+__all__ = ["TRACES_DIR", "daily_sine_views", "kube_api", "prometheus_factory", "ramp_history"]
 
 TRACES_DIR = Path(
     os.environ.get("TIDAL_TRACES_DIR", Path(__file__).resolve().parents[3] / "shared" / "traces")
@@ -104,3 +105,25 @@ def ramp_history() -> Callable[..., LoadSeries]:
         return result
 
     return history
+
+
+def daily_sine_views(start: float, last_minutes: int) -> Sequence[tuple[int, PolicyView]]:
+    """``(minute, PolicyView)`` for each of the last ``last_minutes`` minutes of three days of
+    a daily sine (50,000 +- 20,000 a minute from ``start``), as a tidal policy on a full
+    physical pool of 60 with no cloud sees them."""
+    minutes = 3 * 1440
+    values = 50_000.0 + 20_000.0 * np.sin(2 * np.pi * np.arange(minutes) / 1440)
+    return [
+        (
+            minute,
+            PolicyView(
+                now=start + 60.0 * minute,
+                history=LoadSeries(start, 60.0, values[: minute + 1]),
+                physical_replicas=60,
+                cloud_replicas=0,
+                physical_capacity=60,
+                reserved=0,
+            ),
+        )
+        for minute in range(minutes - last_minutes, minutes)
+    ]
