@@ -8,7 +8,8 @@ Each policy (``tidal``, ``hpa``, ``oracle``) runs on its own copy of the same cl
   that finds no free slot is pending; pending pods make the cluster autoscaler request nodes, as
   Cluster Autoscaler does. A real pod preempts a placeholder at once (placeholders have the
   lowest priority). A node is given back once it has been unneeded for ``node_unneeded_time``
-  (Cluster Autoscaler's ``scale-down-unneeded-time``, 10 minutes by default). Pods are
+  (Cluster Autoscaler's ``scale-down-unneeded-time``, 10 minutes by default), counted from
+  when it is ready at the earliest: a node still booting is no candidate. Pods are
   packed: a node is unneeded once the pods and placeholders fit on one node fewer, as with a
   scheduler that scores ``MostAllocated``. Kubernetes' default ``LeastAllocated`` spreads them,
   and Cluster Autoscaler then takes back only nodes under half full (docs/backtest.md);
@@ -205,10 +206,14 @@ class ClusterModel:
         if needed > len(self.nodes):
             self.nodes.extend([minute + self.node_lag] * (needed - len(self.nodes)))
         # Give back nodes unneeded for ``node_unneeded_time`` (the latest-booting first).
+        # Cluster Autoscaler takes a node as a candidate only once it is registered and ready,
+        # so a node's clock starts when it is ready at the earliest: one still booting, or
+        # ready for less than that time, stays.
         self.needed_nodes.append(needed)
         keep = max(self.needed_nodes)
-        if len(self.needed_nodes) == self.needed_nodes.maxlen and keep < len(self.nodes):
-            del self.nodes[keep:]
+        settled = bisect_right(self.nodes, minute - self.unneeded)
+        if len(self.needed_nodes) == self.needed_nodes.maxlen and keep < settled:
+            del self.nodes[keep:settled]
             slots = bisect_right(self.nodes, minute) * per_node
             if len(self.cloud) > slots:
                 evicted = len(self.cloud) - slots

@@ -176,6 +176,60 @@ def test_pods_on_the_node_kept_stay_when_unneeded_nodes_go() -> None:
     assert cluster.removed == 20
 
 
+def test_a_node_unneeded_while_it_boots_goes_ten_minutes_after_it_is_ready() -> None:
+    """15 replicas on a cluster of 10 ask for a second node at minute 0, ready at minute 5 (the
+    default 5-minute boot). At minute 1 the target is 10 again: the node is unneeded from then
+    on. Cluster Autoscaler sees it as a candidate only once it is ready, so its 10 minutes run
+    from minute 5 to 15, not from 1 to 11."""
+    cluster = ClusterModel(Scenario())
+    cluster.warm_start(0, 10, 0)
+    cluster.apply(0, Targets(physical=0, cloud=15))
+    assert cluster.nodes[1] == 5
+    for minute in range(1, 15):
+        cluster.apply(minute, Targets(physical=0, cloud=10))
+        assert len(cluster.nodes) == 2, minute
+    cluster.apply(15, Targets(physical=0, cloud=10))
+    assert len(cluster.nodes) == 1
+    assert cluster.ready(16) == (0, 10)
+    assert cluster.removed == 0
+
+
+def test_a_node_unneeded_after_it_is_ready_goes_ten_minutes_later() -> None:
+    """The same node, needed until minute 7 (two minutes after it is ready): unneeded from
+    minute 8, it goes at minute 18."""
+    cluster = ClusterModel(Scenario())
+    cluster.warm_start(0, 10, 0)
+    for minute in range(8):
+        cluster.apply(minute, Targets(physical=0, cloud=15))
+    for minute in range(8, 18):
+        cluster.apply(minute, Targets(physical=0, cloud=10))
+        assert len(cluster.nodes) == 2, minute
+    cluster.apply(18, Targets(physical=0, cloud=10))
+    assert len(cluster.nodes) == 1
+    assert cluster.removed == 5
+
+
+def test_only_ready_nodes_go_when_some_still_boot() -> None:
+    """Three settled nodes hold 25 replicas; at minute 0 the target goes to 35, which asks for
+    a fourth node (ready at 5), and at minute 1 to 5. From minute 11 the two emptied settled
+    nodes have been unneeded for 10 minutes and go; the fourth, ready at 5, stays until 15."""
+    cluster = ClusterModel(Scenario())
+    cluster.warm_start(0, 25, 0)
+    cluster.apply(0, Targets(physical=0, cloud=35))
+    assert len(cluster.nodes) == 4
+    for minute in range(1, 11):
+        cluster.apply(minute, Targets(physical=0, cloud=5))
+        assert len(cluster.nodes) == 4, minute
+    cluster.apply(11, Targets(physical=0, cloud=5))
+    assert cluster.nodes == [-(10**6), 5]
+    assert cluster.ready(12) == (0, 5)
+    for minute in range(12, 15):
+        cluster.apply(minute, Targets(physical=0, cloud=5))
+        assert len(cluster.nodes) == 2, minute
+    cluster.apply(15, Targets(physical=0, cloud=5))
+    assert cluster.nodes == [-(10**6)]
+
+
 # -- the HPA -------------------------------------------------------------------------------
 
 
