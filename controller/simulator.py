@@ -259,10 +259,12 @@ class HpaPolicy:
     ) -> None:
         self.spec = spec
         self.tolerance = tolerance
-        # The recommendations of the last ``stabilization``, this minute's included. The HPA
-        # syncs every 15 s: the last high recommendation before a drop is seen is at most 15 s
-        # old then, and it leaves the window 285 to 300 s later, at the fifth minute's tick.
-        self.window = max(1, round(stabilization / MINUTE)) + 1
+        # The minutes whose recommendations are still in the window at a minute's tick, this
+        # minute's included. The HPA syncs every 15 s, at 0, 15, 30 and 45 s past the minute,
+        # and keeps the recommendations younger than ``stabilization`` (horizontal.go drops
+        # those at or before its cutoff). Minute k's last one, at k:45, is in the window at
+        # tick m while (m - k) * 60 - 45 < stabilization: 300 s keeps six minutes, 0 s one.
+        self.window = max(1, math.ceil((stabilization + 45.0) / MINUTE))
         #: (minute, recommendation): a sync without a metric records none.
         self.recent: deque[tuple[int, int]] = deque()
         self.target = target_per_replica(spec)

@@ -289,6 +289,30 @@ def test_hpa_stabilisation_never_raises_the_replicas() -> None:
     assert hpa(1, _view(1, 5 * per, 60, 100)) == Targets(physical=60, cloud=100)
 
 
+@pytest.mark.parametrize(
+    ("stabilization", "window"),
+    [(0.0, 1), (15.0, 1), (16.0, 2), (75.0, 2), (76.0, 3), (300.0, 6)],
+)
+def test_hpa_window_holds_the_minutes_whose_last_sync_is_younger_than_it(
+    stabilization: float, window: int
+) -> None:
+    """Minute k's last sync is at k:45. At tick m it is (m - k) * 60 - 45 s old, and in the
+    window while younger than the stabilisation: with 0 s or 15 s only this minute's syncs
+    count, with 16 s the minute before's too, 75 s reaches one minute back and 76 s two."""
+    spec = backtest_spec("hpa", scenario=Scenario())
+    assert HpaPolicy(spec, stabilization=stabilization).window == window
+
+
+def test_hpa_without_stabilisation_drops_at_the_first_low_recommendation() -> None:
+    """A 0 s window: 40 replicas' worth of load on 40 replicas, then 10's worth. The minute
+    the lower load is seen, the HPA goes to 10; nothing holds the minute before's 40."""
+    spec = backtest_spec("hpa", scenario=Scenario())
+    hpa = HpaPolicy(spec, stabilization=0.0)
+    per = target_per_replica(spec)
+    assert hpa(0, _view(0, 40 * per, 40)) == Targets(physical=40, cloud=0)
+    assert hpa(1, _view(1, 10 * per, 40)) == Targets(physical=10, cloud=0)
+
+
 def test_hpa_never_goes_below_min_replicas() -> None:
     """No load on 10 replicas: the HPA's first recommendation is minReplicas (1), not 0."""
     spec = backtest_spec("hpa", scenario=Scenario())
