@@ -757,3 +757,116 @@ def test_a_toleration_of_another_operator_tolerates_nothing(operator: str, expec
     alpha ``Gt`` compares numbers (5 is not greater than 5)."""
     taint = {"key": "k", "value": "5", "effect": "NoSchedule"}
     assert tolerates([{"key": "k", "operator": operator, "value": "5"}], taint) is expected
+
+
+# --- a gateway that keeps its pods apart ---------------------------------------------------
+
+HOST = "kubernetes.io/hostname"
+ZONE = "topology.kubernetes.io/zone"
+
+
+def apart(*terms: dict[str, Any]) -> dict[str, Any]:
+    """The default gateway (1 CPU, 2Gi) with required pod anti-affinity ``terms``."""
+    body = gateway()
+    body["spec"]["template"]["spec"]["affinity"] = {
+        "podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": list(terms)}
+    }
+    return body
+
+
+def anti_term(key: str, selector: dict[str, Any] | None = None, **more: Any) -> dict[str, Any]:
+    return {
+        "labelSelector": {"matchLabels": {"app": "gw"}} if selector is None else selector,
+        "topologyKey": key,
+        **more,
+    }
+
+
+def zoned(name: str, zone: str | None, **more: Any) -> dict[str, Any]:
+    labels = {**POOL, HOST: name}
+    if zone is not None:
+        labels[ZONE] = zone
+    return node(name, labels=labels, **more)
+
+
+def test_one_gateway_per_node_counts_each_node_with_room_once() -> None:
+    """Three 8-CPU nodes hold 8, 8 and 0 gateways by resources (the third is full); one per
+    node makes that 1, 1 and 0."""
+    nodes = [zoned("a", "z1"), zoned("b", "z1"), zoned("c", "z2")]
+    pods = [pod("c", cpu="8")]
+    assert physical_capacity(nodes, pods, node_selector=POOL, gateway=gateway()) == 16
+    assert physical_capacity(nodes, pods, node_selector=POOL, gateway=apart(anti_term(HOST))) == 2
+
+
+def test_one_gateway_per_zone_counts_each_zone_with_room_once() -> None:
+    """Zones z1 (two nodes) and z2 (one, full) and a node without a zone label, which no
+    zone term constrains: 1 + 0 + 8."""
+    nodes = [zoned("a", "z1"), zoned("b", "z1"), zoned("c", "z2"), zoned("d", None)]
+    pods = [pod("c", cpu="8")]
+    got = physical_capacity(nodes, pods, node_selector=POOL, gateway=apart(anti_term(ZONE)))
+    assert got == 1 + 0 + 8
+
+
+def test_a_gateway_pod_already_in_a_zone_is_its_one() -> None:
+    """The gateway's own pod on node b takes the room it uses as the gateway's: zone z1 still
+    holds one gateway pod, counted once."""
+    nodes = [zoned("a", "z1"), zoned("b", "z1")]
+    own = pod("b", cpu="1", memory="2Gi", namespace="chat", labels={"app": "gw"})
+    assert physical_capacity(nodes, [own], node_selector=POOL, gateway=apart(anti_term(ZONE))) == 1
+
+
+def test_another_pod_the_term_selects_takes_its_domain() -> None:
+    """A pod of another Deployment with the gateway's labels (so the term selects it) sits on
+    node b: b's host holds no gateway. One on a node outside the pool, in zone z1, takes z1
+    for a zone term. The same pod in another namespace is not selected."""
+    nodes = [zoned("a", "z1"), zoned("b", "z2"), node("cloud", labels={HOST: "cloud", ZONE: "z1"})]
+    stray = pod("b", namespace="chat", labels={"app": "gw", "track": "canary"})
+    canary = apart(anti_term(HOST))
+    canary["spec"]["selector"] = {"matchLabels": {"app": "gw", "track": "stable"}}
+    canary["spec"]["template"]["metadata"]["labels"] = {"app": "gw", "track": "stable"}
+    assert physical_capacity(nodes, [stray], node_selector=POOL, gateway=canary) == 1
+    outside = pod("cloud", namespace="chat", labels={"app": "gw", "track": "canary"})
+    by_zone = apart(anti_term(ZONE))
+    by_zone["spec"]["selector"] = canary["spec"]["selector"]
+    by_zone["spec"]["template"]["metadata"]["labels"] = {"app": "gw", "track": "stable"}
+    assert physical_capacity(nodes, [outside], node_selector=POOL, gateway=by_zone) == 1
+    elsewhere = pod("b", namespace="other", labels={"app": "gw", "track": "canary"})
+    assert physical_capacity(nodes, [elsewhere], node_selector=POOL, gateway=canary) == 2
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        anti_term(HOST, {"matchLabels": {"app": "db"}}),  # apart from another workload
+        anti_term(HOST, {}),  # an empty selector
+        anti_term(HOST, namespaces=["edge"]),  # the gateway's labels, another namespace
+        anti_term(HOST, namespaceSelector={"matchLabels": {"team": "chat"}}),  # not read here
+    ],
+    ids=["other-app", "empty-selector", "other-namespace", "namespace-labels"],
+)
+def test_terms_not_over_the_gateways_own_pods_leave_the_count(other: dict[str, Any]) -> None:
+    """Only a term over the gateway's own pods, in its namespace, limits how many of them a
+    domain holds."""
+    nodes = [zoned("a", "z1"), zoned("b", "z1")]
+    assert physical_capacity(nodes, [], node_selector=POOL, gateway=apart(other)) == 16
+
+
+@pytest.mark.parametrize(
+    "own",
+    [anti_term(HOST, namespaces=["chat", "edge"]), anti_term(HOST, namespaceSelector={})],
+    ids=["namespaces-listing-its-own", "every-namespace"],
+)
+def test_a_term_reaching_the_gateways_namespace_keeps_its_pods_apart(own: dict[str, Any]) -> None:
+    nodes = [zoned("a", "z1"), zoned("b", "z1")]
+    assert physical_capacity(nodes, [], node_selector=POOL, gateway=apart(own)) == 2
+
+
+def test_nodes_and_pods_may_be_read_once() -> None:
+    """Iterators work as lists do: the anti-affinity rule reads the pods a second time."""
+    nodes = [zoned("a", "z1"), zoned("b", "z1")]
+    stray = pod("a", namespace="chat", labels={"app": "gw", "track": "canary"})
+    canary = apart(anti_term(HOST))
+    canary["spec"]["selector"] = {"matchLabels": {"app": "gw", "track": "stable"}}
+    canary["spec"]["template"]["metadata"]["labels"] = {"app": "gw", "track": "stable"}
+    got = physical_capacity(iter(nodes), iter([stray]), node_selector=POOL, gateway=canary)
+    assert got == 1

@@ -613,3 +613,102 @@ def test_a_placeholder_is_admitted_wherever_the_gateway_pod_is(gateway: dict[str
     )
     assert effective_requests(placeholder_pod) == effective_requests(gateway_pod)
     assert effective_requests(template)["memory"] > quantity(LIMIT_RANGE["default"]["memory"])
+
+
+# --- keeping placeholders apart as the gateway keeps its pods apart ---------------------------
+
+HOST = "kubernetes.io/hostname"
+
+
+def apart(key: str, selector: dict[str, Any], **more: Any) -> dict[str, Any]:
+    """A pod (anti-)affinity term."""
+    return {"labelSelector": selector, "topologyKey": key, **more}
+
+
+def labelled(labels: dict[str, str], **pod: Any) -> dict[str, Any]:
+    """A cloud gateway whose pod template carries ``labels``."""
+    body = shaped({}, **pod)
+    body["spec"]["template"]["metadata"] = {"labels": labels}
+    return body
+
+
+def test_one_gateway_per_node_makes_one_placeholder_per_node() -> None:
+    """The gateway keeps its pods one per node (required) and away from a database
+    (preferred, and required in a zone). The placeholder keeps every term as it is, and gains
+    a twin of each term over gateway pods that selects placeholders: two placeholders on one
+    node would hold room for one gateway. The terms over other workloads get no twin."""
+    own = {"matchExpressions": [{"key": "app", "operator": "In", "values": ["gateway"]}]}
+    db = {"matchLabels": {"app": "db"}}
+    affinity = {
+        "podAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [apart(ZONE, db)]},
+        "podAntiAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": [
+                apart(HOST, own, matchLabelKeys=["pod-template-hash"]),
+                apart(ZONE, db),
+            ],
+            "preferredDuringSchedulingIgnoredDuringExecution": [
+                {"weight": 40, "podAffinityTerm": apart(HOST, db)},
+                {"weight": 70, "podAffinityTerm": apart(ZONE, own)},
+            ],
+        },
+    }
+    gateway = labelled({"app": "gateway", "tier": "edge"}, affinity=copy.deepcopy(affinity))
+    desired = placeholder_deployment(GWA, gateway, 4)
+    ours = desired["spec"]["selector"]
+    got = pod_of(desired)["affinity"]
+    assert got["podAffinity"] == affinity["podAffinity"]
+    anti = got["podAntiAffinity"]
+    assert anti["requiredDuringSchedulingIgnoredDuringExecution"] == [
+        apart(HOST, own, matchLabelKeys=["pod-template-hash"]),
+        apart(ZONE, db),
+        apart(HOST, ours),
+    ]
+    assert anti["preferredDuringSchedulingIgnoredDuringExecution"] == [
+        {"weight": 40, "podAffinityTerm": apart(HOST, db)},
+        {"weight": 70, "podAffinityTerm": apart(ZONE, own)},
+        {"weight": 70, "podAffinityTerm": apart(ZONE, ours)},
+    ]
+    # The twin selects the placeholder pods, and the gateway's template is left as it was.
+    assert matches_selector(desired["spec"]["template"]["metadata"]["labels"], ours)
+    assert gateway["spec"]["template"]["spec"]["affinity"] == affinity
+
+
+@pytest.mark.parametrize(
+    "term",
+    [
+        apart(HOST, {"matchLabels": {"app": "chat-gateway"}}),  # another workload
+        apart(HOST, {}),  # every pod: placeholders already count
+        apart(HOST, {"matchLabels": {"app": "gateway"}}, namespaces=["edge"]),
+        apart(HOST, {"matchLabels": {"app": "gateway"}}, namespaceSelector={}),
+    ],
+    ids=["other-app", "empty-selector", "namespaces", "namespace-selector"],
+)
+def test_terms_not_over_the_gateways_own_pods_get_no_twin(term: dict[str, Any]) -> None:
+    """Only a term over the gateway's pods in its own namespace is the gateway keeping its pods
+    apart; any other is copied alone."""
+    affinity = {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term]}}
+    gateway = labelled({"app": "gateway"}, affinity=copy.deepcopy(affinity))
+    assert pod_of(placeholder_deployment(GWA, gateway, 2))["affinity"] == affinity
+
+
+def test_a_placeholder_follows_the_gateway_dropping_its_anti_affinity(
+    kube_api: KubeEmulatorHandle,
+) -> None:
+    """The twin comes and goes with the gateway's term: the placeholder written with it is
+    patched once the gateway drops it, and left alone when nothing changed."""
+    kube = KubeClient(kube_api.api_client())
+    one_per_node = {
+        "podAntiAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": [
+                apart(HOST, {"matchLabels": {"app": "gateway"}})
+            ]
+        }
+    }
+    desired = placeholder_deployment(GWA, labelled({"app": "gateway"}, affinity=one_per_node), 3)
+    assert kube.apply_placeholder(desired, None)
+    assert not kube.apply_placeholder(desired, existing(kube_api, desired))
+    stored = existing(kube_api, desired)["spec"]["template"]["spec"]["affinity"]
+    assert len(stored["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]) == 2
+    desired = placeholder_deployment(GWA, labelled({"app": "gateway"}), 3)
+    assert kube.apply_placeholder(desired, existing(kube_api, desired))
+    assert "affinity" not in existing(kube_api, desired)["spec"]["template"]["spec"]

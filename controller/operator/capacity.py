@@ -292,8 +292,12 @@ def physical_capacity(
 
     ``gateway`` is the physical Deployment: its pod template gives the requests, the nodes its
     pods may go to (:func:`node_admits`) and the taints they tolerate; its ``spec.selector``
-    (``matchLabels`` and ``matchExpressions``) and namespace tell its own pods apart.
+    (``matchLabels`` and ``matchExpressions``) and namespace tell its own pods apart. A
+    required pod anti-affinity term of the template over the gateway's own pods (one per node,
+    or per zone) lets each domain of its topology key hold one of them at most.
+    Existing pods' own anti-affinity against the gateway is not read.
     """
+    nodes, pods = list(nodes), list(pods)
     spec = gateway.get("spec") or {}
     namespace = (gateway.get("metadata") or {}).get("namespace", "")
     selector = spec.get("selector") or {}
@@ -329,7 +333,7 @@ def physical_capacity(
         pod_counts[node_name] += 1
         for name, value in pod_requests(pod.get("spec") or {}).items():
             used[node_name][name] += value
-    total = 0
+    room: dict[str, int] = {}
     for name, node in eligible.items():
         allocatable = (node.get("status") or {}).get("allocatable") or {}
         fits = math.inf
@@ -341,7 +345,91 @@ def physical_capacity(
             fits = min(fits, max(0, math.floor(free / need)))
         if "pods" in allocatable:
             fits = min(fits, max(0, int(quantity(allocatable["pods"])) - pod_counts[name]))
-        total += int(fits)
+        room[name] = int(fits)
+    labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
+    for term in _terms_keeping_apart(template, labels, namespace):
+        _one_per_domain(room, nodes, term, pods, namespace=namespace, selector=selector)
+    total = sum(room.values())
     if max_replicas is not None:
         total = min(total, max_replicas)
     return total
+
+
+def _terms_keeping_apart(
+    template: Mapping[str, Any], labels: Mapping[str, str], namespace: str
+) -> list[Obj]:
+    """The gateway's required pod anti-affinity terms that select its own pods in its own
+    namespace: at most one of its pods per domain of the term's ``topologyKey``.
+
+    A term whose ``namespaceSelector`` names labels is left out: the namespaces' labels are
+    not read here (an empty one, every namespace, is kept)."""
+    anti = (template.get("affinity") or {}).get("podAntiAffinity") or {}
+    kept = []
+    for term in anti.get("requiredDuringSchedulingIgnoredDuringExecution") or []:
+        chosen = term.get("labelSelector")
+        if not chosen or not term.get("topologyKey"):
+            continue  # a nil selector matches no pod
+        spaces = term.get("namespaces") or []
+        every = term.get("namespaceSelector") == {}
+        if term.get("namespaceSelector") and not every:
+            continue
+        if spaces and namespace not in spaces and not every:
+            continue
+        if matches_selector(labels, chosen):
+            kept.append(term)
+    return kept
+
+
+def _one_per_domain(
+    room: dict[str, int],
+    nodes: list[Obj],
+    term: Obj,
+    pods: list[Obj],
+    *,
+    namespace: str,
+    selector: Mapping[str, Any],
+) -> None:
+    """Cap ``room`` (the eligible nodes' free slots, in order) at one gateway pod per domain
+    of ``term`` (the scheduler's InterPodAffinity filter), in place. ``nodes`` are all of the
+    cluster's: a pod on a node outside the pool still takes its domain.
+
+    A node without the term's topology label is no domain: the term does not hold there. A
+    domain holding a pod the term selects that is not the gateway's own (another Deployment
+    with the same labels) has no room; a gateway pod already there is its one. Nodes are kept
+    in order: the domain's room stays on its first node with any. With two terms whose domains
+    do not nest, this can count fewer than fit, never more.
+    """
+    key = str(term.get("topologyKey"))
+    chosen = term.get("labelSelector") or {}
+    spaces = set(term.get("namespaces") or []) or {namespace}
+    every = term.get("namespaceSelector") == {}
+    node_labels = {
+        str((node.get("metadata") or {}).get("name")): (node.get("metadata") or {}).get("labels")
+        or {}
+        for node in nodes
+    }
+    blocked: set[str] = set()
+    for pod in pods:
+        meta = pod.get("metadata") or {}
+        if (pod.get("status") or {}).get("phase") in _TERMINATED:
+            continue
+        if not every and meta.get("namespace") not in spaces:
+            continue
+        if not matches_selector(meta.get("labels"), chosen):
+            continue
+        if _is_gateway_pod(pod, namespace=namespace, selector=selector):
+            continue
+        node = node_labels.get(str((pod.get("spec") or {}).get("nodeName")))
+        if node is not None and key in node:
+            blocked.add(node[key])
+    taken: set[str] = set()
+    for name in room:
+        node = node_labels[name]
+        if key not in node:
+            continue
+        domain = node[key]
+        if domain in blocked or domain in taken:
+            room[name] = 0
+        elif room[name] > 0:
+            room[name] = 1
+            taken.add(domain)

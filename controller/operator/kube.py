@@ -26,7 +26,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
-from controller.operator.capacity import quantity
+from controller.operator.capacity import matches_selector, quantity
 from controller.operator.errors import (
     ClusterUnavailable,
     Conflict,
@@ -227,6 +227,12 @@ def placeholder_deployment(gwa: Mapping[str, Any], cloud: Mapping[str, Any], rep
     spread = _spread_among_placeholders(template.get("topologySpreadConstraints"), selector)
     if spread:
         pod_spec["topologySpreadConstraints"] = spread
+    gateway_labels = (((cloud.get("spec") or {}).get("template") or {}).get("metadata") or {}).get(
+        "labels"
+    ) or {}
+    affinity = _apart_like_the_gateway(template.get("affinity"), gateway_labels, selector)
+    if affinity:
+        pod_spec["affinity"] = affinity
     body: Obj = {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -277,6 +283,59 @@ def _spread_among_placeholders(constraints: Any, selector: Mapping[str, Any]) ->
         if key not in spread or own.get("maxSkew", 1) < spread[key].get("maxSkew", 1):
             spread[key] = own
     return list(spread.values())
+
+
+def _apart_like_the_gateway(
+    affinity: Any, gateway_labels: Mapping[str, str], selector: Mapping[str, Any]
+) -> Any:
+    """The gateway's affinity, with each pod anti-affinity term that keeps gateway pods apart
+    (its selector matches their labels, in their own namespace) given a twin that keeps
+    placeholders apart alike (``selector``, the placeholder Deployment's, same topology key
+    and, for a preferred term, weight).
+
+    Copied alone, a term "one gateway per node" selects gateway pods only: a placeholder
+    avoids nodes holding a gateway, where no gateway could go anyway, but several share one
+    node, which then holds room for a single gateway. With the twin, each placeholder holds a
+    node of its own, as each gateway pod the placeholders stand for would need. Gateway pods
+    do not count placeholders, so one still preempts a placeholder on a node without a
+    gateway. Other terms (apart from other workloads, together with them) are kept as they
+    are. ``matchLabelKeys`` and ``mismatchLabelKeys`` are left out of a twin: their keys
+    name the gateway pods' labels.
+    """
+    if not isinstance(affinity, Mapping):
+        return affinity
+    anti = affinity.get("podAntiAffinity")
+    if not isinstance(anti, Mapping):
+        return affinity
+
+    def twin(term: Mapping[str, Any]) -> Obj | None:
+        if term.get("namespaces") or term.get("namespaceSelector") is not None:
+            return None  # other namespaces than the gateway's own: not the gateway's term
+        try:
+            ours = matches_selector(gateway_labels, term.get("labelSelector") or {})
+        except ValueError:
+            return None  # the API server refuses such a selector: nothing to follow
+        if not term.get("labelSelector") or not ours:
+            return None
+        return {"labelSelector": dict(selector), "topologyKey": term.get("topologyKey")}
+
+    rewritten = dict(anti)
+    required = list(anti.get("requiredDuringSchedulingIgnoredDuringExecution") or [])
+    twins: list[Obj] = []
+    for t in map(twin, required):
+        if t and t not in twins:  # two terms over the gateway on one key: one twin
+            twins.append(t)
+    if twins:
+        rewritten["requiredDuringSchedulingIgnoredDuringExecution"] = [*required, *twins]
+    preferred = list(anti.get("preferredDuringSchedulingIgnoredDuringExecution") or [])
+    weighted = []
+    for entry in preferred:
+        term = twin(entry.get("podAffinityTerm") or {})
+        if term:
+            weighted.append({"weight": entry.get("weight"), "podAffinityTerm": term})
+    if weighted:
+        rewritten["preferredDuringSchedulingIgnoredDuringExecution"] = [*preferred, *weighted]
+    return {**affinity, "podAntiAffinity": rewritten}
 
 
 def _pause(container: Mapping[str, Any], *, init: bool = False) -> Obj:
