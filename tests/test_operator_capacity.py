@@ -870,3 +870,33 @@ def test_nodes_and_pods_may_be_read_once() -> None:
     canary["spec"]["template"]["metadata"]["labels"] = {"app": "gw", "track": "stable"}
     got = physical_capacity(iter(nodes), iter([stray]), node_selector=POOL, gateway=canary)
     assert got == 1
+
+
+def on_port(body: dict[str, Any], *ports: dict[str, Any]) -> dict[str, Any]:
+    body["spec"]["template"]["spec"]["containers"][0]["ports"] = list(ports)
+    return body
+
+
+def test_a_gateway_on_a_host_port_counts_one_per_node() -> None:
+    """Three nodes with room for 8 gateways each by resources. The gateway binds host port 443:
+    one per node. Another pod binds 443 on node b (no IP: every IP): b holds none. One on
+    node c binds 443 on one IP only, where the gateway binds every IP: they clash too. A pod
+    with UDP 443, or 443 on another IP than the gateway's own, does not clash."""
+    nodes = [zoned("a", "z1"), zoned("b", "z1"), zoned("c", "z1")]
+    gw = on_port(gateway(), {"containerPort": 8443, "hostPort": 443})
+    assert physical_capacity(nodes, [], node_selector=POOL, gateway=gw) == 3
+
+    def binding(node_name: str, **port: Any) -> dict[str, Any]:
+        body = pod(node_name)
+        body["spec"]["containers"][0]["ports"] = [{"containerPort": 1, **port}]
+        return body
+
+    pods = [binding("b", hostPort=443), binding("c", hostPort=443, hostIP="10.0.0.3")]
+    assert physical_capacity(nodes, pods, node_selector=POOL, gateway=gw) == 1
+    apart_ok = [binding("b", hostPort=443, protocol="UDP"), binding("c", hostPort=8443)]
+    assert physical_capacity(nodes, apart_ok, node_selector=POOL, gateway=gw) == 3
+    one_ip = on_port(gateway(), {"containerPort": 8443, "hostPort": 443, "hostIP": "10.0.0.1"})
+    assert physical_capacity(nodes, pods[1:], node_selector=POOL, gateway=one_ip) == 3
+    own = binding("a", hostPort=443)
+    own["metadata"].update(namespace="chat", labels={"app": "gw"})
+    assert physical_capacity(nodes, [own], node_selector=POOL, gateway=gw) == 3

@@ -712,3 +712,31 @@ def test_a_placeholder_follows_the_gateway_dropping_its_anti_affinity(
     desired = placeholder_deployment(GWA, labelled({"app": "gateway"}), 3)
     assert kube.apply_placeholder(desired, existing(kube_api, desired))
     assert "affinity" not in existing(kube_api, desired)["spec"]["template"]["spec"]
+
+
+def test_a_gateway_on_a_host_port_has_placeholders_on_it_too(
+    kube_api: KubeEmulatorHandle,
+) -> None:
+    """A gateway container binding host port 443 runs one per node (the scheduler's NodePorts
+    filter): its pause container asks for the same port, so placeholders go one per node too.
+    A port not bound on the node is left out. The placeholder follows the gateway when it
+    drops the host port."""
+    gateway = shaped({})
+    gateway["spec"]["template"]["spec"]["containers"][0]["ports"] = [
+        {"name": "wss", "containerPort": 8443, "hostPort": 443},
+        {"name": "metrics", "containerPort": 9090},
+        {"containerPort": 5000, "hostPort": 5000, "protocol": "UDP", "hostIP": "10.0.0.1"},
+    ]
+    desired = placeholder_deployment(GWA, gateway, 2)
+    assert pod_of(desired)["containers"][0]["ports"] == [
+        {"containerPort": 8443, "hostPort": 443, "protocol": "TCP"},
+        {"containerPort": 5000, "hostPort": 5000, "protocol": "UDP", "hostIP": "10.0.0.1"},
+    ]
+    kube = KubeClient(kube_api.api_client())
+    assert kube.apply_placeholder(desired, None)
+    assert not kube.apply_placeholder(desired, existing(kube_api, desired))
+    desired = placeholder_deployment(GWA, shaped({}), 2)
+    assert "ports" not in pod_of(desired)["containers"][0]
+    assert kube.apply_placeholder(desired, existing(kube_api, desired))
+    stored = existing(kube_api, desired)["spec"]["template"]["spec"]["containers"][0]
+    assert "ports" not in stored

@@ -294,7 +294,8 @@ def physical_capacity(
     pods may go to (:func:`node_admits`) and the taints they tolerate; its ``spec.selector``
     (``matchLabels`` and ``matchExpressions``) and namespace tell its own pods apart. A
     required pod anti-affinity term of the template over the gateway's own pods (one per node,
-    or per zone) lets each domain of its topology key hold one of them at most.
+    or per zone) lets each domain of its topology key hold one of them at most; a host port
+    (``hostPort``) lets each node hold one, and none where another pod holds that port.
     Existing pods' own anti-affinity against the gateway is not read.
     """
     nodes, pods = list(nodes), list(pods)
@@ -346,6 +347,9 @@ def physical_capacity(
         if "pods" in allocatable:
             fits = min(fits, max(0, int(quantity(allocatable["pods"])) - pod_counts[name]))
         room[name] = int(fits)
+    wanted = _host_ports(template)
+    if wanted:
+        _one_per_node_on_host_ports(room, wanted, pods, namespace=namespace, selector=selector)
     labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
     for term in _terms_keeping_apart(template, labels, namespace):
         _one_per_domain(room, nodes, term, pods, namespace=namespace, selector=selector)
@@ -433,3 +437,46 @@ def _one_per_domain(
         elif room[name] > 0:
             room[name] = 1
             taken.add(domain)
+
+
+def _host_ports(pod_spec: Mapping[str, Any]) -> set[tuple[str, str, int]]:
+    """(host IP, protocol, port) of each port the pod's containers bind on the node, as the
+    scheduler's NodePorts filter reads them (the app containers'; no IP is every IP)."""
+    return {
+        (str(port.get("hostIP") or "0.0.0.0"), str(port.get("protocol") or "TCP"), int(host))
+        for container in pod_spec.get("containers") or []
+        for port in container.get("ports") or []
+        if (host := port.get("hostPort"))
+    }
+
+
+def _ports_clash(a: set[tuple[str, str, int]], b: set[tuple[str, str, int]]) -> bool:
+    """Whether two pods' host ports cannot share a node: one protocol and port, on one IP or
+    on every IP."""
+    return any(
+        pa == pb and qa == qb and (ia == ib or "0.0.0.0" in (ia, ib))
+        for ia, pa, qa in a
+        for ib, pb, qb in b
+    )
+
+
+def _one_per_node_on_host_ports(
+    room: dict[str, int],
+    wanted: set[tuple[str, str, int]],
+    pods: list[Obj],
+    *,
+    namespace: str,
+    selector: Mapping[str, Any],
+) -> None:
+    """Cap ``room`` at one gateway pod per node, none on a node where another pod binds a port
+    the gateway binds, in place. A gateway pod already there holds its own port."""
+    for name in room:
+        room[name] = min(room[name], 1)
+    for pod in pods:
+        node_name = str((pod.get("spec") or {}).get("nodeName"))
+        if node_name not in room or (pod.get("status") or {}).get("phase") in _TERMINATED:
+            continue
+        if _is_gateway_pod(pod, namespace=namespace, selector=selector):
+            continue
+        if _ports_clash(wanted, _host_ports(pod.get("spec") or {})):
+            room[node_name] = 0

@@ -356,11 +356,38 @@ def _pause(container: Mapping[str, Any], *, init: bool = False) -> Obj:
     kept = {kind: dict(resources[kind]) for kind in ("requests", "limits") if resources.get(kind)}
     if kept:
         own["resources"] = kept
+    ports = _host_ports(container)
+    if ports:
+        own["ports"] = ports
     if init and container.get("restartPolicy") == "Always":
         own["restartPolicy"] = "Always"
     elif init:
         own["args"] = ["-v"]
     return own
+
+
+def _host_ports(container: Mapping[str, Any]) -> list[Obj]:
+    """The container's ports bound on the node (``hostPort``; a ``hostNetwork`` pod's ports
+    carry one too, set by the API server's defaults), as the placeholder declares them.
+
+    The scheduler's NodePorts filter keeps two pods asking for one host port off one node: a
+    gateway with a host port runs one per node, and so must its placeholders, or several of
+    them share a node that holds room for one gateway. Preemption frees the port for the
+    gateway. The pause container binds nothing; other ports do not affect scheduling and are
+    left out."""
+    kept = []
+    for port in container.get("ports") or []:
+        if not port.get("hostPort"):
+            continue
+        own = {
+            "containerPort": port.get("containerPort"),
+            "hostPort": port.get("hostPort"),
+            "protocol": port.get("protocol") or "TCP",
+        }
+        if port.get("hostIP"):
+            own["hostIP"] = port["hostIP"]
+        kept.append(own)
+    return kept
 
 
 @contextmanager
@@ -608,6 +635,7 @@ def _stale_copies(existing: Mapping[str, Any], desired: Mapping[str, Any]) -> bo
                 "image": c.get("image"),
                 "args": c.get("args") or None,
                 "restartPolicy": c.get("restartPolicy"),
+                "ports": c.get("ports") or None,
                 "resources": {
                     kind: (c.get("resources") or {}).get(kind) or None
                     for kind in ("requests", "limits")
