@@ -838,11 +838,10 @@ def test_another_pod_the_term_selects_takes_its_domain() -> None:
     "other",
     [
         anti_term(HOST, {"matchLabels": {"app": "db"}}),  # apart from another workload
-        anti_term(HOST, {}),  # an empty selector
         anti_term(HOST, namespaces=["edge"]),  # the gateway's labels, another namespace
         anti_term(HOST, namespaceSelector={"matchLabels": {"team": "chat"}}),  # not read here
     ],
-    ids=["other-app", "empty-selector", "other-namespace", "namespace-labels"],
+    ids=["other-app", "other-namespace", "namespace-labels"],
 )
 def test_terms_not_over_the_gateways_own_pods_leave_the_count(other: dict[str, Any]) -> None:
     """Only a term over the gateway's own pods, in its namespace, limits how many of them a
@@ -853,10 +852,18 @@ def test_terms_not_over_the_gateways_own_pods_leave_the_count(other: dict[str, A
 
 @pytest.mark.parametrize(
     "own",
-    [anti_term(HOST, namespaces=["chat", "edge"]), anti_term(HOST, namespaceSelector={})],
-    ids=["namespaces-listing-its-own", "every-namespace"],
+    [
+        anti_term(HOST, namespaces=["chat", "edge"]),
+        anti_term(HOST, namespaceSelector={}),
+        anti_term(HOST, namespaces=["chat"], namespaceSelector={"matchLabels": {"team": "x"}}),
+        anti_term(HOST, {}),
+    ],
+    ids=["namespaces-listing-its-own", "every-namespace", "listed-and-labelled", "every-pod"],
 )
 def test_a_term_reaching_the_gateways_namespace_keeps_its_pods_apart(own: dict[str, Any]) -> None:
+    """A term's namespaces are those it lists and those its namespace selector matches (all,
+    when empty): listing the gateway's own is enough. An empty label selector selects every
+    pod, the gateway's own among them (a nil one selects none)."""
     nodes = [zoned("a", "z1"), zoned("b", "z1")]
     assert physical_capacity(nodes, [], node_selector=POOL, gateway=apart(own)) == 2
 
@@ -900,3 +907,55 @@ def test_a_gateway_on_a_host_port_counts_one_per_node() -> None:
     own = binding("a", hostPort=443)
     own["metadata"].update(namespace="chat", labels={"app": "gw"})
     assert physical_capacity(nodes, [own], node_selector=POOL, gateway=gw) == 3
+
+
+def test_an_empty_label_selector_takes_any_pods_domain() -> None:
+    """An anti-affinity term with an empty label selector keeps the gateway off any node with
+    a pod of its namespace: node a holds another pod of ``chat``, so only b has room."""
+    nodes = [zoned("a", "z1"), zoned("b", "z1")]
+    neighbour = pod("a", namespace="chat", labels={"app": "cache"})
+    got = physical_capacity(
+        nodes, [neighbour], node_selector=POOL, gateway=apart(anti_term(HOST, {}))
+    )
+    assert got == 1
+
+
+def test_a_sidecars_host_port_counts_as_the_gateways() -> None:
+    """The scheduler counts the host ports of app containers and of sidecars (init containers
+    that run throughout), not of ordinary init containers: a sidecar on host port 80 makes
+    the gateway one per node; another pod's sidecar on 80 takes its node."""
+    nodes = [zoned("a", "z1"), zoned("b", "z1")]
+    gw = gateway()
+    gw["spec"]["template"]["spec"]["initContainers"] = [
+        {
+            "name": "proxy",
+            "restartPolicy": "Always",
+            "ports": [{"containerPort": 80, "hostPort": 80}],
+        }
+    ]
+    assert physical_capacity(nodes, [], node_selector=POOL, gateway=gw) == 2
+    other = pod("a")
+    other["spec"]["initContainers"] = [
+        {
+            "name": "proxy",
+            "restartPolicy": "Always",
+            "ports": [{"containerPort": 80, "hostPort": 80}],
+        }
+    ]
+    assert physical_capacity(nodes, [other], node_selector=POOL, gateway=gw) == 1
+    plain = gateway()
+    plain["spec"]["template"]["spec"]["initContainers"] = [
+        {"name": "setup", "ports": [{"containerPort": 80, "hostPort": 80}]}
+    ]
+    assert physical_capacity(nodes, [], node_selector=POOL, gateway=plain) == 16
+
+
+def test_a_gateway_on_the_host_network_binds_its_container_ports() -> None:
+    """A ``hostNetwork`` template carries no ``hostPort`` (the API server sets it in pods, not
+    in templates since Kubernetes 1.28): each container port is bound on the node all the
+    same, so one gateway per node."""
+    nodes = [zoned("a", "z1"), zoned("b", "z1")]
+    gw = on_port(gateway(), {"containerPort": 8080})
+    assert physical_capacity(nodes, [], node_selector=POOL, gateway=gw) == 16
+    gw["spec"]["template"]["spec"]["hostNetwork"] = True
+    assert physical_capacity(nodes, [], node_selector=POOL, gateway=gw) == 2

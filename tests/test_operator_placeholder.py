@@ -679,9 +679,11 @@ def test_one_gateway_per_node_makes_one_placeholder_per_node() -> None:
         apart(HOST, {"matchLabels": {"app": "chat-gateway"}}),  # another workload
         apart(HOST, {}),  # every pod: placeholders already count
         apart(HOST, {"matchLabels": {"app": "gateway"}}, namespaces=["edge"]),
-        apart(HOST, {"matchLabels": {"app": "gateway"}}, namespaceSelector={}),
+        apart(
+            HOST, {"matchLabels": {"app": "gateway"}}, namespaceSelector={"matchLabels": {"a": "b"}}
+        ),
     ],
-    ids=["other-app", "empty-selector", "namespaces", "namespace-selector"],
+    ids=["other-app", "empty-selector", "namespaces", "namespace-labels"],
 )
 def test_terms_not_over_the_gateways_own_pods_get_no_twin(term: dict[str, Any]) -> None:
     """Only a term over the gateway's pods in its own namespace is the gateway keeping its pods
@@ -740,3 +742,57 @@ def test_a_gateway_on_a_host_port_has_placeholders_on_it_too(
     assert kube.apply_placeholder(desired, existing(kube_api, desired))
     stored = existing(kube_api, desired)["spec"]["template"]["spec"]["containers"][0]
     assert "ports" not in stored
+
+
+@pytest.mark.parametrize(
+    "term",
+    [
+        apart(HOST, {"matchLabels": {"app": "gateway"}}, namespaces=["edge", "chat"]),
+        apart(HOST, {"matchLabels": {"app": "gateway"}}, namespaceSelector={}),
+        apart(
+            HOST,
+            {"matchLabels": {"app": "gateway"}},
+            namespaces=["chat"],
+            namespaceSelector={"matchLabels": {"a": "b"}},
+        ),
+        apart(HOST, {"matchLabels": {"app": "gateway"}}, namespaceSelector={"matchLabels": {}}),
+    ],
+    ids=["listing-its-own", "every-namespace", "listed-and-labelled", "empty-match-labels"],
+)
+def test_a_term_reaching_the_gateways_namespace_gets_a_twin(term: dict[str, Any]) -> None:
+    """A term's namespaces are those it lists and those its namespace selector matches (all,
+    when empty): one that reaches the gateway's own keeps the gateway's pods apart."""
+    affinity = {"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [term]}}
+    gateway = labelled({"app": "gateway"}, affinity=copy.deepcopy(affinity))
+    gateway["metadata"] = {"namespace": "chat"}
+    desired = placeholder_deployment(GWA, gateway, 2)
+    terms = pod_of(desired)["affinity"]["podAntiAffinity"][
+        "requiredDuringSchedulingIgnoredDuringExecution"
+    ]
+    assert terms == [term, apart(HOST, desired["spec"]["selector"])]
+
+
+def test_a_gateway_on_the_host_network_has_placeholders_on_its_ports() -> None:
+    """A ``hostNetwork`` template's container ports carry no ``hostPort`` (the API server sets
+    it in pods, not templates), yet each is bound on the node: the placeholder, on the pod
+    network, asks for each as a host port. An ordinary init container's port is left out (it
+    holds none once the pod runs); a sidecar's is kept."""
+    gateway = shaped({}, hostNetwork=True)
+    gateway["spec"]["template"]["spec"]["containers"][0]["ports"] = [{"containerPort": 8080}]
+    gateway["spec"]["template"]["spec"]["initContainers"] = [
+        {"name": "setup", "image": "i", "ports": [{"containerPort": 9000}]},
+        {
+            "name": "proxy",
+            "image": "p",
+            "restartPolicy": "Always",
+            "ports": [{"containerPort": 80}],
+        },
+    ]
+    pod = pod_of(placeholder_deployment(GWA, gateway, 2))
+    assert "hostNetwork" not in pod
+    assert pod["containers"][0]["ports"] == [
+        {"containerPort": 8080, "hostPort": 8080, "protocol": "TCP"}
+    ]
+    setup, proxy = pod["initContainers"]
+    assert "ports" not in setup
+    assert proxy["ports"] == [{"containerPort": 80, "hostPort": 80, "protocol": "TCP"}]

@@ -30,6 +30,7 @@ __all__ = [
     "physical_capacity",
     "pod_requests",
     "quantity",
+    "term_covers",
     "tolerates",
 ]
 
@@ -296,7 +297,8 @@ def physical_capacity(
     required pod anti-affinity term of the template over the gateway's own pods (one per node,
     or per zone) lets each domain of its topology key hold one of them at most; a host port
     (``hostPort``) lets each node hold one, and none where another pod holds that port.
-    Existing pods' own anti-affinity against the gateway is not read.
+    Not read: the gateway's anti-affinity against other workloads, and other pods' against
+    the gateway (both can make the count too high).
     """
     nodes, pods = list(nodes), list(pods)
     spec = gateway.get("spec") or {}
@@ -362,26 +364,34 @@ def physical_capacity(
 def _terms_keeping_apart(
     template: Mapping[str, Any], labels: Mapping[str, str], namespace: str
 ) -> list[Obj]:
-    """The gateway's required pod anti-affinity terms that select its own pods in its own
-    namespace: at most one of its pods per domain of the term's ``topologyKey``.
-
-    A term whose ``namespaceSelector`` names labels is left out: the namespaces' labels are
-    not read here (an empty one, every namespace, is kept)."""
+    """The gateway's required pod anti-affinity terms that select its own pods (``labels``, in
+    ``namespace``): at most one of its pods per domain of the term's ``topologyKey``. A nil
+    ``labelSelector`` selects no pod; an empty one selects every pod."""
     anti = (template.get("affinity") or {}).get("podAntiAffinity") or {}
     kept = []
     for term in anti.get("requiredDuringSchedulingIgnoredDuringExecution") or []:
         chosen = term.get("labelSelector")
-        if not chosen or not term.get("topologyKey"):
-            continue  # a nil selector matches no pod
-        spaces = term.get("namespaces") or []
-        every = term.get("namespaceSelector") == {}
-        if term.get("namespaceSelector") and not every:
+        if chosen is None or not term.get("topologyKey"):
             continue
-        if spaces and namespace not in spaces and not every:
-            continue
-        if matches_selector(labels, chosen):
+        if term_covers(term, namespace, namespace) and matches_selector(labels, chosen):
             kept.append(term)
     return kept
+
+
+def term_covers(term: Mapping[str, Any], own: str, namespace: str) -> bool:
+    """Whether a pod (anti-)affinity term of a pod in namespace ``own`` selects pods in
+    ``namespace``: the union of those ``namespaces`` lists and those ``namespaceSelector``
+    matches (every namespace when it is empty), or ``own`` when the term has neither.
+
+    Namespaces' labels are not read here: a labelled ``namespaceSelector`` adds none, so a
+    pod it would select in an unlisted namespace is not counted."""
+    listed = term.get("namespaces") or []
+    chooser = term.get("namespaceSelector")
+    if namespace in listed:
+        return True
+    if chooser is not None:
+        return not (chooser.get("matchLabels") or chooser.get("matchExpressions"))
+    return not listed and namespace == own
 
 
 def _one_per_domain(
@@ -405,8 +415,6 @@ def _one_per_domain(
     """
     key = str(term.get("topologyKey"))
     chosen = term.get("labelSelector") or {}
-    spaces = set(term.get("namespaces") or []) or {namespace}
-    every = term.get("namespaceSelector") == {}
     node_labels = {
         str((node.get("metadata") or {}).get("name")): (node.get("metadata") or {}).get("labels")
         or {}
@@ -417,7 +425,7 @@ def _one_per_domain(
         meta = pod.get("metadata") or {}
         if (pod.get("status") or {}).get("phase") in _TERMINATED:
             continue
-        if not every and meta.get("namespace") not in spaces:
+        if not term_covers(term, namespace, str(meta.get("namespace"))):
             continue
         if not matches_selector(meta.get("labels"), chosen):
             continue
@@ -440,14 +448,23 @@ def _one_per_domain(
 
 
 def _host_ports(pod_spec: Mapping[str, Any]) -> set[tuple[str, str, int]]:
-    """(host IP, protocol, port) of each port the pod's containers bind on the node, as the
-    scheduler's NodePorts filter reads them (the app containers'; no IP is every IP)."""
-    return {
-        (str(port.get("hostIP") or "0.0.0.0"), str(port.get("protocol") or "TCP"), int(host))
-        for container in pod_spec.get("containers") or []
-        for port in container.get("ports") or []
-        if (host := port.get("hostPort"))
-    }
+    """(host IP, protocol, port) of each port the pod binds on the node, as the scheduler's
+    NodePorts filter reads them: its app containers' and sidecars' (init containers that
+    run throughout). No IP is every IP. A ``hostNetwork`` pod binds each container port: the
+    API server sets ``hostPort`` so in a pod, but not in a Deployment's template."""
+    containers = [
+        *(pod_spec.get("containers") or []),
+        *(c for c in pod_spec.get("initContainers") or [] if c.get("restartPolicy") == "Always"),
+    ]
+    host_network = bool(pod_spec.get("hostNetwork"))
+    bound = set()
+    for container in containers:
+        for port in container.get("ports") or []:
+            host = port.get("hostPort") or (port.get("containerPort") if host_network else None)
+            if host:
+                ip = str(port.get("hostIP") or "0.0.0.0")
+                bound.add((ip, str(port.get("protocol") or "TCP"), int(host)))
+    return bound
 
 
 def _ports_clash(a: set[tuple[str, str, int]], b: set[tuple[str, str, int]]) -> bool:

@@ -26,7 +26,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
-from controller.operator.capacity import matches_selector, quantity
+from controller.operator.capacity import matches_selector, quantity, term_covers
 from controller.operator.errors import (
     ClusterUnavailable,
     Conflict,
@@ -203,7 +203,8 @@ def placeholder_deployment(gwa: Mapping[str, Any], cloud: Mapping[str, Any], rep
     name = placeholder_name(str(meta.get("name")))
     template = ((cloud.get("spec") or {}).get("template") or {}).get("spec") or {}
     labels = {**MANAGED_BY, "tidal.dev/placeholder-for": str(meta.get("name"))}
-    containers = [_pause(c) for c in template.get("containers") or []]
+    host_network = bool(template.get("hostNetwork"))
+    containers = [_pause(c, host_network=host_network) for c in template.get("containers") or []]
     pod_spec: Obj = {
         "priorityClassName": PLACEHOLDER_PRIORITY_CLASS,
         "terminationGracePeriodSeconds": 0,
@@ -217,7 +218,10 @@ def placeholder_deployment(gwa: Mapping[str, Any], cloud: Mapping[str, Any], rep
         },
         "containers": containers or [_pause({"name": "pause"})],
     }
-    init = [_pause(c, init=True) for c in template.get("initContainers") or []]
+    init = [
+        _pause(c, init=True, host_network=host_network)
+        for c in template.get("initContainers") or []
+    ]
     if init:
         pod_spec["initContainers"] = init
     for key in _COPIED:
@@ -230,7 +234,10 @@ def placeholder_deployment(gwa: Mapping[str, Any], cloud: Mapping[str, Any], rep
     gateway_labels = (((cloud.get("spec") or {}).get("template") or {}).get("metadata") or {}).get(
         "labels"
     ) or {}
-    affinity = _apart_like_the_gateway(template.get("affinity"), gateway_labels, selector)
+    gateway_namespace = str((cloud.get("metadata") or {}).get("namespace") or meta.get("namespace"))
+    affinity = _apart_like_the_gateway(
+        template.get("affinity"), gateway_labels, gateway_namespace, selector
+    )
     if affinity:
         pod_spec["affinity"] = affinity
     body: Obj = {
@@ -286,10 +293,10 @@ def _spread_among_placeholders(constraints: Any, selector: Mapping[str, Any]) ->
 
 
 def _apart_like_the_gateway(
-    affinity: Any, gateway_labels: Mapping[str, str], selector: Mapping[str, Any]
+    affinity: Any, gateway_labels: Mapping[str, str], namespace: str, selector: Mapping[str, Any]
 ) -> Any:
     """The gateway's affinity, with each pod anti-affinity term that keeps gateway pods apart
-    (its selector matches their labels, in their own namespace) given a twin that keeps
+    (its selector matches their labels in their ``namespace``) given a twin that keeps
     placeholders apart alike (``selector``, the placeholder Deployment's, same topology key
     and, for a preferred term, weight).
 
@@ -309,7 +316,7 @@ def _apart_like_the_gateway(
         return affinity
 
     def twin(term: Mapping[str, Any]) -> Obj | None:
-        if term.get("namespaces") or term.get("namespaceSelector") is not None:
+        if not term_covers(term, namespace, namespace):
             return None  # other namespaces than the gateway's own: not the gateway's term
         try:
             ours = matches_selector(gateway_labels, term.get("labelSelector") or {})
@@ -338,7 +345,7 @@ def _apart_like_the_gateway(
     return {**affinity, "podAntiAffinity": rewritten}
 
 
-def _pause(container: Mapping[str, Any], *, init: bool = False) -> Obj:
+def _pause(container: Mapping[str, Any], *, init: bool = False, host_network: bool = False) -> Obj:
     """A pause container in place of ``container``: its name, requests and limits as written
     (quantities, which the API server canonicalises, are compared by value, see
     :func:`_contains`), its ``restartPolicy`` when it is a sidecar. One for an ordinary init
@@ -356,19 +363,23 @@ def _pause(container: Mapping[str, Any], *, init: bool = False) -> Obj:
     kept = {kind: dict(resources[kind]) for kind in ("requests", "limits") if resources.get(kind)}
     if kept:
         own["resources"] = kept
-    ports = _host_ports(container)
+    sidecar = init and container.get("restartPolicy") == "Always"
+    # Only the containers that run throughout hold a port as the scheduler counts it.
+    ports = _host_ports(container, host_network=host_network) if sidecar or not init else []
     if ports:
         own["ports"] = ports
-    if init and container.get("restartPolicy") == "Always":
+    if sidecar:
         own["restartPolicy"] = "Always"
     elif init:
         own["args"] = ["-v"]
     return own
 
 
-def _host_ports(container: Mapping[str, Any]) -> list[Obj]:
-    """The container's ports bound on the node (``hostPort``; a ``hostNetwork`` pod's ports
-    carry one too, set by the API server's defaults), as the placeholder declares them.
+def _host_ports(container: Mapping[str, Any], *, host_network: bool = False) -> list[Obj]:
+    """The container's ports bound on the node, as the placeholder declares them: those with a
+    ``hostPort``, and with ``hostNetwork`` every one (the API server sets ``hostPort`` to the
+    container port in a pod, not in a Deployment's template). The placeholder itself is no
+    ``hostNetwork`` pod: it asks for the same host ports.
 
     The scheduler's NodePorts filter keeps two pods asking for one host port off one node: a
     gateway with a host port runs one per node, and so must its placeholders, or several of
@@ -377,11 +388,12 @@ def _host_ports(container: Mapping[str, Any]) -> list[Obj]:
     left out."""
     kept = []
     for port in container.get("ports") or []:
-        if not port.get("hostPort"):
+        host = port.get("hostPort") or (port.get("containerPort") if host_network else None)
+        if not host:
             continue
         own = {
             "containerPort": port.get("containerPort"),
-            "hostPort": port.get("hostPort"),
+            "hostPort": host,
             "protocol": port.get("protocol") or "TCP",
         }
         if port.get("hostIP"):
