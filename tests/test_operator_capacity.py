@@ -959,3 +959,72 @@ def test_a_gateway_on_the_host_network_binds_its_container_ports() -> None:
     assert physical_capacity(nodes, [], node_selector=POOL, gateway=gw) == 16
     gw["spec"]["template"]["spec"]["hostNetwork"] = True
     assert physical_capacity(nodes, [], node_selector=POOL, gateway=gw) == 2
+
+
+# --- required pod affinity and anti-affinity with other workloads ---------------------------
+
+
+def with_affinity(kind: str, *terms: dict[str, Any]) -> dict[str, Any]:
+    body = gateway()
+    body["spec"]["template"]["spec"]["affinity"] = {
+        kind: {"requiredDuringSchedulingIgnoredDuringExecution": list(terms)}
+    }
+    return body
+
+
+DB = {"matchLabels": {"app": "db"}}
+CACHE = {"matchLabels": {"app": "cache"}}
+
+
+def test_a_gateway_kept_away_from_another_workload_has_no_room_beside_it() -> None:
+    """The gateway keeps off any zone with a database pod of its namespace: zone z1 holds one
+    (on a node outside the pool), so z1's two nodes hold none; z2's node holds 8. A database
+    pod in another namespace does not count."""
+    nodes = [zoned("a", "z1"), zoned("b", "z1"), zoned("c", "z2"), node("x", labels={ZONE: "z1"})]
+    gw = with_affinity("podAntiAffinity", anti_term(ZONE, DB))
+    db = pod("x", namespace="chat", labels={"app": "db"})
+    assert physical_capacity(nodes, [db], node_selector=POOL, gateway=gw) == 8
+    elsewhere = pod("x", namespace="data", labels={"app": "db"})
+    assert physical_capacity(nodes, [elsewhere], node_selector=POOL, gateway=gw) == 24
+
+
+def test_a_pod_that_keeps_gateways_away_takes_its_node() -> None:
+    """A database pod on node a keeps gateways (``app: gw`` in ``chat``) off its host: a holds
+    none, b holds 8. Its term over another namespace's gateways keeps nothing off."""
+    nodes = [zoned("a", "z1"), zoned("b", "z1")]
+    db = pod("a", namespace="data", labels={"app": "db"})
+    db["spec"]["affinity"] = {
+        "podAntiAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": [
+                anti_term(HOST, {"matchLabels": {"app": "gw"}}, namespaces=["chat"])
+            ]
+        }
+    }
+    assert physical_capacity(nodes, [db], node_selector=POOL, gateway=gateway()) == 8
+    term = db["spec"]["affinity"]["podAntiAffinity"][
+        "requiredDuringSchedulingIgnoredDuringExecution"
+    ]
+    term[0]["namespaces"] = ["edge"]
+    assert physical_capacity(nodes, [db], node_selector=POOL, gateway=gateway()) == 16
+
+
+def test_a_gateway_that_must_sit_by_a_cache_has_room_only_in_its_zones() -> None:
+    """The gateway must share a zone with a cache pod of its namespace: one runs in z2, so only
+    z2's node holds gateways (8); a pool node without a zone label holds none. With no cache
+    pod anywhere, none."""
+    nodes = [zoned("a", "z1"), zoned("b", "z2"), zoned("d", None)]
+    gw = with_affinity("podAffinity", anti_term(ZONE, CACHE))
+    cache = pod("b", namespace="chat", labels={"app": "cache"})
+    assert physical_capacity(nodes, [cache], node_selector=POOL, gateway=gw) == 8
+    assert physical_capacity(nodes, [], node_selector=POOL, gateway=gw) == 0
+
+
+def test_gateways_kept_together_follow_the_first() -> None:
+    """A term that keeps the gateway's pods in one zone: with none placed, the first may go
+    anywhere and the rest follow it, so the count is the zone with most room (z1: 16, z2: 8).
+    With a gateway pod already in z2, z2's room (8) is all."""
+    nodes = [zoned("a", "z1"), zoned("b", "z1"), zoned("c", "z2")]
+    gw = with_affinity("podAffinity", anti_term(ZONE))
+    assert physical_capacity(nodes, [], node_selector=POOL, gateway=gw) == 16
+    own = pod("c", cpu="1", memory="2Gi", namespace="chat", labels={"app": "gw"})
+    assert physical_capacity(nodes, [own], node_selector=POOL, gateway=gw) == 8

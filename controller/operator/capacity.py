@@ -293,12 +293,11 @@ def physical_capacity(
 
     ``gateway`` is the physical Deployment: its pod template gives the requests, the nodes its
     pods may go to (:func:`node_admits`) and the taints they tolerate; its ``spec.selector``
-    (``matchLabels`` and ``matchExpressions``) and namespace tell its own pods apart. A
-    required pod anti-affinity term of the template over the gateway's own pods (one per node,
-    or per zone) lets each domain of its topology key hold one of them at most; a host port
-    (``hostPort``) lets each node hold one, and none where another pod holds that port.
-    Not read: the gateway's anti-affinity against other workloads, and other pods' against
-    the gateway (both can make the count too high).
+    (``matchLabels`` and ``matchExpressions``) and namespace tell its own pods apart. Required
+    pod affinity and anti-affinity count as the scheduler counts them (:func:`_inter_pod`):
+    a term keeping the gateway's pods apart (one per node, or per zone) lets each domain hold
+    one of them at most. A host port (``hostPort``) lets each node hold one, and none where
+    another pod holds that port.
     """
     nodes, pods = list(nodes), list(pods)
     spec = gateway.get("spec") or {}
@@ -353,29 +352,13 @@ def physical_capacity(
     if wanted:
         _one_per_node_on_host_ports(room, wanted, pods, namespace=namespace, selector=selector)
     labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
-    for term in _terms_keeping_apart(template, labels, namespace):
-        _one_per_domain(room, nodes, term, pods, namespace=namespace, selector=selector)
+    _inter_pod(
+        room, nodes, pods, template=template, labels=labels, namespace=namespace, selector=selector
+    )
     total = sum(room.values())
     if max_replicas is not None:
         total = min(total, max_replicas)
     return total
-
-
-def _terms_keeping_apart(
-    template: Mapping[str, Any], labels: Mapping[str, str], namespace: str
-) -> list[Obj]:
-    """The gateway's required pod anti-affinity terms that select its own pods (``labels``, in
-    ``namespace``): at most one of its pods per domain of the term's ``topologyKey``. A nil
-    ``labelSelector`` selects no pod; an empty one selects every pod."""
-    anti = (template.get("affinity") or {}).get("podAntiAffinity") or {}
-    kept = []
-    for term in anti.get("requiredDuringSchedulingIgnoredDuringExecution") or []:
-        chosen = term.get("labelSelector")
-        if chosen is None or not term.get("topologyKey"):
-            continue
-        if term_covers(term, namespace, namespace) and matches_selector(labels, chosen):
-            kept.append(term)
-    return kept
 
 
 def term_covers(term: Mapping[str, Any], own: str, namespace: str) -> bool:
@@ -394,57 +377,109 @@ def term_covers(term: Mapping[str, Any], own: str, namespace: str) -> bool:
     return not listed and namespace == own
 
 
-def _one_per_domain(
+def _inter_pod(
     room: dict[str, int],
     nodes: list[Obj],
-    term: Obj,
     pods: list[Obj],
     *,
+    template: Mapping[str, Any],
+    labels: Mapping[str, str],
     namespace: str,
     selector: Mapping[str, Any],
 ) -> None:
-    """Cap ``room`` (the eligible nodes' free slots, in order) at one gateway pod per domain
-    of ``term`` (the scheduler's InterPodAffinity filter), in place. ``nodes`` are all of the
-    cluster's: a pod on a node outside the pool still takes its domain.
+    """Apply the scheduler's InterPodAffinity filter to ``room`` (the eligible nodes' free
+    slots, in order), in place. Only required terms; ``nodes`` are all of the cluster's, so a
+    pod on a node outside the pool still counts in its domain (the nodes sharing the value of
+    the term's ``topologyKey``).
 
-    A node without the term's topology label is no domain: the term does not hold there. A
-    domain holding a pod the term selects that is not the gateway's own (another Deployment
-    with the same labels) has no room; a gateway pod already there is its one. Nodes are kept
-    in order: the domain's room stays on its first node with any. With two terms whose domains
-    do not nest, this can count fewer than fit, never more.
+    - The gateway's pod anti-affinity: no room in a domain holding a pod the term selects
+      other than the gateway's own; a term that selects the gateway's own pods lets each
+      domain hold one (its first node with room takes it; a gateway pod already there is
+      that one). A node without the topology label is in no domain: the term does not hold
+      there.
+    - Other pods' anti-affinity that selects the gateway's pods: no room in their domains.
+    - The gateway's pod affinity: room only in the domains holding a pod the term selects. A
+      term over the gateway's own pods, none of them placed, lets the first go anywhere and
+      the rest follow it: the room of the one domain with most.
+
+    With two terms whose domains do not nest, this can count fewer than fit, never more.
     """
-    key = str(term.get("topologyKey"))
-    chosen = term.get("labelSelector") or {}
-    node_labels = {
+    node_labels: dict[str, Mapping[str, str]] = {
         str((node.get("metadata") or {}).get("name")): (node.get("metadata") or {}).get("labels")
         or {}
         for node in nodes
     }
-    blocked: set[str] = set()
+    placed: list[tuple[Obj, Mapping[str, str]]] = []
     for pod in pods:
-        meta = pod.get("metadata") or {}
-        if (pod.get("status") or {}).get("phase") in _TERMINATED:
-            continue
-        if not term_covers(term, namespace, str(meta.get("namespace"))):
-            continue
-        if not matches_selector(meta.get("labels"), chosen):
-            continue
+        where = node_labels.get(str((pod.get("spec") or {}).get("nodeName")))
+        if where is not None and (pod.get("status") or {}).get("phase") not in _TERMINATED:
+            placed.append((pod, where))
+
+    def required(affinity: Any, kind: str) -> list[Obj]:
+        terms = ((affinity or {}).get(kind) or {}).get(
+            "requiredDuringSchedulingIgnoredDuringExecution"
+        ) or []
+        # A nil label selector selects no pod; an empty one selects every pod.
+        return [t for t in terms if t.get("labelSelector") is not None and t.get("topologyKey")]
+
+    def selects_gateway(term: Obj, own: str) -> bool:
+        return term_covers(term, own, namespace) and matches_selector(labels, term["labelSelector"])
+
+    def domains(term: Obj, *, own_too: bool) -> set[str]:
+        key = term["topologyKey"]
+        found = set()
+        for pod, where in placed:
+            meta = pod.get("metadata") or {}
+            if key not in where or not term_covers(term, namespace, str(meta.get("namespace"))):
+                continue
+            if not own_too and _is_gateway_pod(pod, namespace=namespace, selector=selector):
+                continue
+            if matches_selector(meta.get("labels"), term["labelSelector"]):
+                found.add(where[key])
+        return found
+
+    def shut(key: str, values: set[str]) -> None:
+        for name in room:
+            if node_labels[name].get(key) in values:
+                room[name] = 0
+
+    affinity = template.get("affinity")
+    apart = required(affinity, "podAntiAffinity")
+    for term in apart:
+        shut(term["topologyKey"], domains(term, own_too=False))
+    for pod, where in placed:
         if _is_gateway_pod(pod, namespace=namespace, selector=selector):
+            continue  # its terms are the template's, read above
+        own = str((pod.get("metadata") or {}).get("namespace"))
+        for term in required((pod.get("spec") or {}).get("affinity"), "podAntiAffinity"):
+            if term["topologyKey"] in where and selects_gateway(term, own):
+                shut(term["topologyKey"], {where[term["topologyKey"]]})
+    for term in required(affinity, "podAffinity"):
+        key = term["topologyKey"]
+        near = domains(term, own_too=True)
+        if not near and selects_gateway(term, namespace):
+            totals: dict[str, int] = {}
+            for name, slots in room.items():
+                if key in node_labels[name]:
+                    value = node_labels[name][key]
+                    totals[value] = totals.get(value, 0) + slots
+            if totals:
+                near = {max(totals, key=lambda value: totals[value])}
+        for name in room:
+            if node_labels[name].get(key) not in near:
+                room[name] = 0
+    for term in apart:
+        if not selects_gateway(term, namespace):
             continue
-        node = node_labels.get(str((pod.get("spec") or {}).get("nodeName")))
-        if node is not None and key in node:
-            blocked.add(node[key])
-    taken: set[str] = set()
-    for name in room:
-        node = node_labels[name]
-        if key not in node:
-            continue
-        domain = node[key]
-        if domain in blocked or domain in taken:
-            room[name] = 0
-        elif room[name] > 0:
-            room[name] = 1
-            taken.add(domain)
+        key, taken = term["topologyKey"], set()
+        for name in room:
+            if key not in node_labels[name]:
+                continue
+            if node_labels[name][key] in taken:
+                room[name] = 0
+            elif room[name] > 0:
+                room[name] = 1
+                taken.add(node_labels[name][key])
 
 
 def _host_ports(pod_spec: Mapping[str, Any]) -> set[tuple[str, str, int]]:
