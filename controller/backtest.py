@@ -29,11 +29,13 @@ from forecasts.series import LoadSeries, format_timestamp, load_trace
 
 __all__ = [
     "POLICIES",
+    "REPLICA_CAP",
     "PreparedTrace",
     "TraceRun",
     "backtest_spec",
     "build_policies",
     "default_score_from",
+    "hpa_spec",
     "load_for_replay",
     "prepare_trace",
     "replay",
@@ -158,6 +160,15 @@ class TraceRun:
         return tidal.unforecast_minutes / tidal.ready_physical.size, tidal.forecast_problem
 
 
+def hpa_spec(spec: GatewayAutoscalerSpec, scenario: Scenario) -> GatewayAutoscalerSpec:
+    """The spec the HPA runs with: tidal's (the same target per replica), with the scenario's
+    ``minReplicas``."""
+    least = scenario.hpa_min_replicas
+    if not 1 <= least <= spec.replicas.max:
+        raise ValueError(f"--hpa-min-replicas must be 1 to {spec.replicas.max}, got {least}")
+    return spec.model_copy(update={"replicas": spec.replicas.model_copy(update={"min": least})})
+
+
 def build_policies(
     spec: GatewayAutoscalerSpec, scenario: Scenario, need: np.ndarray, names: tuple[str, ...]
 ) -> dict[str, Policy]:
@@ -166,7 +177,7 @@ def build_policies(
         if policy == "tidal":
             table[policy] = TidalPolicy(spec, scenario)
         elif policy == "hpa":
-            table[policy] = HpaPolicy(spec)
+            table[policy] = HpaPolicy(hpa_spec(spec, scenario))
         elif policy == "oracle":
             table[policy] = OraclePolicy(need, scenario)
         else:

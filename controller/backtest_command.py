@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from controller.backtest import (
     POLICIES,
+    REPLICA_CAP,
     PreparedTrace,
     TraceRun,
     backtest_spec,
@@ -122,6 +123,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=defaults.replicas_per_node,
         help=f"replicas one cloud node holds (default {defaults.replicas_per_node})",
     )
+    parser.add_argument(
+        "--hpa-min-replicas",
+        type=int,
+        default=defaults.hpa_min_replicas,
+        help="the HPA's minReplicas (default 1, its own default; the physical capacity keeps "
+        "the physical pool warm, as tidal does)",
+    )
     for name, help_text in _DURATION_KNOBS.items():
         seconds = getattr(defaults, name)
         parser.add_argument(
@@ -160,6 +168,10 @@ def scenario_from_args(args: argparse.Namespace) -> Scenario:
             if raw < least:
                 raise ValueError(f"{flag} must be at least {least}, got {raw}")
             values[f.name] = raw
+    if values.get("hpa_min_replicas", 1) > REPLICA_CAP:
+        raise ValueError(
+            f"--hpa-min-replicas must be at most {REPLICA_CAP}, got {values['hpa_min_replicas']}"
+        )
     return Scenario(**values)
 
 

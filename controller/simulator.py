@@ -92,6 +92,9 @@ class Scenario:
     loop_interval: float = 60.0
     node_unneeded_time: float = 600.0
     peak_replicas: int = 100
+    #: The HPA's ``minReplicas``: 1, its documented default. Set to the physical capacity, it
+    #: keeps the physical pool warm as tidal's ``physical.keepWarm`` does.
+    hpa_min_replicas: int = 1
 
 
 @dataclass(frozen=True)

@@ -203,6 +203,31 @@ def test_stabilization_flag_sets_the_window_tidal_plans_with() -> None:
     assert hpa.window == 5 + 1  # HpaPolicy's own 300 s, whatever tidal's spec says
 
 
+def test_hpa_min_replicas_flag_keeps_the_hpas_physical_pool_warm() -> None:
+    """--hpa-min-replicas 60 reaches the HPA alone: with no load, it keeps 60 replicas (the
+    physical pool, warm), where its default minReplicas of 1 lets the pool go; tidal's spec
+    keeps its own minimum. The report's scenario says which was used."""
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    assert scenario_from_args(parser.parse_args(["t.csv"])).hpa_min_replicas == 1
+    scenario = scenario_from_args(parser.parse_args(["t.csv", "--hpa-min-replicas", "60"]))
+    spec = backtest_spec("r", scenario=scenario)
+    assert spec.replicas.min == 1
+    need = np.zeros(1, dtype=np.int64)
+    idle = PolicyView(
+        now=0.0,
+        history=LoadSeries(0.0, 60.0, np.array([0.0])),
+        physical_replicas=60,
+        cloud_replicas=0,
+        physical_capacity=60,
+        reserved=0,
+    )
+    warm = build_policies(spec, scenario, need, ("hpa",))["hpa"]
+    assert warm(0, idle) == Targets(physical=60, cloud=0)
+    cold = build_policies(spec, Scenario(), need, ("hpa",))["hpa"]
+    assert cold(0, idle) == Targets(physical=1, cloud=0)
+
+
 @pytest.mark.parametrize("flags", [["--limit-by", "Pods"], ["--hold-starting", "maybe"]])
 def test_spec_flags_refuse_unknown_values(flags: list[str]) -> None:
     """Only the CRD's values are accepted."""
@@ -224,6 +249,8 @@ def test_spec_flags_refuse_unknown_values(flags: list[str]) -> None:
         (["--headroom", "-0.1"], "--headroom -0.1: spec.headroom:"),
         (["--model", "prophet"], "--model prophet: spec.forecast:"),
         (["--stabilization", "soon"], "--stabilization soon: spec.behavior.scaleDown"),
+        (["--hpa-min-replicas", "0"], "--hpa-min-replicas must be at least 1"),
+        (["--hpa-min-replicas", "100001"], "--hpa-min-replicas must be at most 100000"),
     ],
     ids=[
         "peak",
@@ -236,6 +263,8 @@ def test_spec_flags_refuse_unknown_values(flags: list[str]) -> None:
         "headroom",
         "model",
         "stabilization",
+        "hpa-min-none",
+        "hpa-min-above-the-cap",
     ],
 )
 def test_bad_flags_are_named_before_any_replay(
