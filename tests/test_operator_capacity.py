@@ -1028,3 +1028,146 @@ def test_gateways_kept_together_follow_the_first() -> None:
     assert physical_capacity(nodes, [], node_selector=POOL, gateway=gw) == 16
     own = pod("c", cpu="1", memory="2Gi", namespace="chat", labels={"app": "gw"})
     assert physical_capacity(nodes, [own], node_selector=POOL, gateway=gw) == 8
+
+
+# --- mutation-tested edges of the inter-pod and host port rules ------------------------------
+
+
+def canary_apart(key: str) -> dict[str, Any]:
+    """A stable gateway kept one per ``key`` from every ``app: gw`` pod, canaries included."""
+    body = apart(anti_term(key))
+    body["spec"]["selector"] = {"matchLabels": {"app": "gw", "track": "stable"}}
+    body["spec"]["template"]["metadata"]["labels"] = {"app": "gw", "track": "stable"}
+    return body
+
+
+def unbound(body: dict[str, Any]) -> dict[str, Any]:
+    """``body`` as a pod the scheduler has not bound yet (no ``nodeName``)."""
+    del body["spec"]["nodeName"]
+    body["status"]["phase"] = "Pending"
+    return body
+
+
+def test_only_bound_unfinished_pods_take_a_domain() -> None:
+    """kube-scheduler's cache holds the pods bound to a node, less the Succeeded and Failed
+    ones (its pod informer filters them out): a finished canary on a, a failed one on b and
+    one not yet bound take no node, so one gateway per node gives 1 + 1 = 2."""
+    nodes = [zoned("a", "z1"), zoned("b", "z1")]
+    labels = {"app": "gw", "track": "canary"}
+    pods = [
+        pod("a", phase="Succeeded", namespace="chat", labels=labels),
+        pod("b", phase="Failed", namespace="chat", labels=labels),
+        unbound(pod("a", namespace="chat", labels=labels)),
+    ]
+    assert physical_capacity(nodes, pods, node_selector=POOL, gateway=canary_apart(HOST)) == 2
+
+
+def test_only_bound_unfinished_pods_hold_a_host_port() -> None:
+    """NodePorts reads the ports of the pods the scheduler's cache holds on the node: a
+    finished pod on a and a pod not yet bound hold no port 443. Node c is full by CPU, and
+    one pod per node never makes room where resources have none: a 1 + b 1 + c 0 = 2."""
+    nodes = [zoned("a", "z1"), zoned("b", "z1"), zoned("c", "z1")]
+    gw = on_port(apart(anti_term(HOST)), {"containerPort": 8443, "hostPort": 443})
+
+    def binding(body: dict[str, Any]) -> dict[str, Any]:
+        body["spec"]["containers"][0]["ports"] = [{"containerPort": 1, "hostPort": 443}]
+        return body
+
+    pods = [
+        binding(pod("a", phase="Succeeded")),
+        binding(unbound(pod("b"))),
+        pod("c", cpu="8"),
+    ]
+    assert physical_capacity(nodes, pods, node_selector=POOL, gateway=gw) == 2
+
+
+def test_host_ports_clash_on_one_ip_and_the_default_protocol() -> None:
+    """NodePorts: two pods clash on one protocol and port when they bind the same IP or one
+    binds every IP; a port without ``protocol`` is TCP (the API server's default). The
+    gateway binds TCP 443 on 10.0.0.1; a pod binding TCP 443 on 10.0.0.1 takes node a: 1."""
+    from controller.operator.capacity import _ports_clash
+
+    nodes = [zoned("a", "z1"), zoned("b", "z1")]
+    gw = on_port(gateway(), {"containerPort": 8443, "hostPort": 443, "hostIP": "10.0.0.1"})
+    other = pod("a")
+    other["spec"]["containers"][0]["ports"] = [
+        {"containerPort": 1, "hostPort": 443, "hostIP": "10.0.0.1", "protocol": "TCP"}
+    ]
+    assert physical_capacity(nodes, [other], node_selector=POOL, gateway=gw) == 1
+    tcp, udp = ("10.0.0.1", "TCP", 443), ("10.0.0.1", "UDP", 443)
+    assert _ports_clash({tcp}, {tcp})
+    assert not _ports_clash({tcp}, {udp})
+    assert _ports_clash({tcp}, {("0.0.0.0", "TCP", 443)})
+    assert not _ports_clash({tcp}, {("10.0.0.2", "TCP", 443)})
+
+
+def test_a_term_without_a_label_selector_selects_no_pod() -> None:
+    """In kube-scheduler a nil ``labelSelector`` selects no pod (an empty one selects all):
+    neither the gateway's term nor another pod's term without one keeps anything apart, so
+    two 8-CPU nodes hold 8 + 8 = 16."""
+    nodes = [zoned("a", "z1"), zoned("b", "z1")]
+    gw = apart({"topologyKey": HOST})
+    assert physical_capacity(nodes, [], node_selector=POOL, gateway=gw) == 16
+    db = pod("a", namespace="chat", labels={"app": "db"})
+    db["spec"]["affinity"] = {
+        "podAntiAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": [{"topologyKey": HOST}]
+        }
+    }
+    assert physical_capacity(nodes, [db], node_selector=POOL, gateway=gateway()) == 16
+
+
+def test_a_namespace_selector_by_expressions_reaches_only_matching_namespaces() -> None:
+    """A ``namespaceSelector`` with ``matchExpressions`` only selects the namespaces whose
+    labels match; namespace chat carries no ``team`` label here, so the term does not keep
+    the gateway's pods apart: 8 + 8 = 16."""
+    nodes = [zoned("a", "z1"), zoned("b", "z1")]
+    chooser = {"matchExpressions": [{"key": "team", "operator": "In", "values": ["chat"]}]}
+    gw = apart(anti_term(HOST, namespaceSelector=chooser))
+    assert physical_capacity(nodes, [], node_selector=POOL, gateway=gw) == 16
+
+
+def test_another_pods_term_without_namespaces_covers_its_own_namespace() -> None:
+    """A term listing no namespaces and no namespace selector selects pods in its own pod's
+    namespace: a database pod in chat keeping ``app: gw`` off its host takes node a: 0 + 8."""
+    nodes = [zoned("a", "z1"), zoned("b", "z1")]
+    db = pod("a", namespace="chat", labels={"app": "db"})
+    db["spec"]["affinity"] = {
+        "podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [anti_term(HOST)]}
+    }
+    assert physical_capacity(nodes, [db], node_selector=POOL, gateway=gateway()) == 8
+
+
+def test_a_pod_on_a_node_without_the_topology_label_is_in_no_domain() -> None:
+    """kube-scheduler counts a pod in a term's domain only when its node has the term's
+    topology label. A database pod sits on node d (no zone label): the gateway's zone term
+    against it, and its zone term against the gateway, keep nothing off, so three 8-CPU pool
+    nodes hold 24."""
+    nodes = [zoned("a", "z1"), zoned("b", "z2"), zoned("d", None)]
+    away = {
+        "podAntiAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": [
+                anti_term(ZONE, {"matchLabels": {"app": "gw"}}, namespaces=["chat"])
+            ]
+        }
+    }
+    db = pod("d", namespace="chat", labels={"app": "db"})
+    db["spec"]["affinity"] = away
+    gw = with_affinity("podAntiAffinity", anti_term(ZONE, DB))
+    assert physical_capacity(nodes, [db], node_selector=POOL, gateway=gw) == 24
+
+
+def test_gateways_kept_together_follow_the_zone_with_most_room_wherever_it_is_listed() -> None:
+    """With no gateway pod placed, the first may go to any zone and the rest must follow it:
+    the count is the zone with most room, z1 (a 8 + b 8 = 16), although z2 (c, 8) is listed
+    first."""
+    nodes = [zoned("c", "z2"), zoned("a", "z1"), zoned("b", "z1")]
+    gw = with_affinity("podAffinity", anti_term(ZONE))
+    assert physical_capacity(nodes, [], node_selector=POOL, gateway=gw) == 16
+
+
+def test_one_gateway_per_zone_counts_a_node_with_room_for_exactly_one() -> None:
+    """One gateway per zone: node a (1 CPU) holds exactly one 1-CPU gateway, so zone z1 holds
+    one gateway, whichever node it lands on: 1."""
+    nodes = [zoned("a", "z1", cpu="1"), zoned("b", "z1")]
+    assert physical_capacity(nodes, [], node_selector=POOL, gateway=apart(anti_term(ZONE))) == 1

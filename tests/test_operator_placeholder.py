@@ -796,3 +796,34 @@ def test_a_gateway_on_the_host_network_has_placeholders_on_its_ports() -> None:
     setup, proxy = pod["initContainers"]
     assert "ports" not in setup
     assert proxy["ports"] == [{"containerPort": 80, "hostPort": 80, "protocol": "TCP"}]
+
+
+# --- mutation-tested edges of the placeholder's anti-affinity twins ---------------------------
+
+
+def test_a_term_without_a_label_selector_gets_no_twin() -> None:
+    """In kube-scheduler a nil ``labelSelector`` selects no pod, so such a term keeps no
+    gateway pods apart: it is copied alone, 1 term and no twin."""
+    affinity = {
+        "podAntiAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": [{"topologyKey": HOST}]
+        }
+    }
+    gateway = labelled({"app": "gateway"}, affinity=copy.deepcopy(affinity))
+    assert pod_of(placeholder_deployment(GWA, gateway, 2))["affinity"] == affinity
+
+
+def test_a_gateway_only_preferring_its_pods_apart_has_placeholders_prefer_it_too() -> None:
+    """A preferred term over the gateway's own pods makes the scheduler score nodes holding
+    them lower; with no required terms the placeholder keeps that 1 term and gains 1 twin of
+    the same weight over placeholders, and no required list."""
+    preferred = [
+        {"weight": 50, "podAffinityTerm": apart(HOST, {"matchLabels": {"app": "gateway"}})}
+    ]
+    affinity = {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": preferred}}
+    gateway = labelled({"app": "gateway"}, affinity=copy.deepcopy(affinity))
+    desired = placeholder_deployment(GWA, gateway, 2)
+    twin = {"weight": 50, "podAffinityTerm": apart(HOST, desired["spec"]["selector"])}
+    assert pod_of(desired)["affinity"] == {
+        "podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [*preferred, twin]}
+    }
