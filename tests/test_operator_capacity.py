@@ -1171,3 +1171,25 @@ def test_one_gateway_per_zone_counts_a_node_with_room_for_exactly_one() -> None:
     one gateway, whichever node it lands on: 1."""
     nodes = [zoned("a", "z1", cpu="1"), zoned("b", "z1")]
     assert physical_capacity(nodes, [], node_selector=POOL, gateway=apart(anti_term(ZONE))) == 1
+
+
+def test_a_placeholder_carrying_the_gateways_terms_closes_no_zone() -> None:
+    """A placeholder in zone z1 carries the cloud gateway's "one per zone" term, which selects
+    gateway pods, as does the gateway on a node of its own. The scheduler preempts the
+    placeholder (the lowest priority) for a gateway, so z1 still holds one physical gateway:
+    1 + 1. Another workload's pod with the same term closes z1: 1."""
+    nodes = [zoned("a", "z1"), zoned("b", "z2"), node("x", labels={HOST: "x", ZONE: "z1"})]
+    keep_apart = {
+        "podAntiAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": [
+                anti_term(ZONE, {"matchLabels": {"app": "gw"}})
+            ]
+        }
+    }
+    placeholder = pod("x", namespace="chat", labels={"tidal.dev/placeholder-for": "gw"})
+    placeholder["spec"]["affinity"] = keep_apart
+    gw = apart(anti_term(ZONE))
+    assert physical_capacity(nodes, [placeholder], node_selector=POOL, gateway=gw) == 2
+    other = pod("x", namespace="chat", labels={"app": "cache"})
+    other["spec"]["affinity"] = keep_apart
+    assert physical_capacity(nodes, [other], node_selector=POOL, gateway=gw) == 1

@@ -19,6 +19,7 @@ from typing import Any
 from kubernetes.utils import parse_quantity
 
 __all__ = [
+    "PLACEHOLDER_LABEL",
     "RESOURCES",
     "container_requests_text",
     "effective_requests",
@@ -35,6 +36,8 @@ __all__ = [
 ]
 
 Obj = Mapping[str, Any]
+#: The label of Tidal's placeholder pods (its value names their GatewayAutoscaler).
+PLACEHOLDER_LABEL = "tidal.dev/placeholder-for"
 #: The resources capacity is computed over; the pod count is handled beside them.
 RESOURCES = ("cpu", "memory")
 _TERMINATED = frozenset({"Succeeded", "Failed"})
@@ -402,6 +405,9 @@ def _inter_pod(
       term over the gateway's own pods, none of them placed, lets the first go anywhere and
       the rest follow it: the room of the one domain with most.
 
+    Tidal's placeholder pods count for none of these: they carry the cloud gateway's terms,
+    and the scheduler preempts them for a gateway.
+
     With two terms whose domains do not nest, this can count fewer than fit, never more.
     """
     node_labels: dict[str, Mapping[str, str]] = {
@@ -412,8 +418,11 @@ def _inter_pod(
     placed: list[tuple[Obj, Mapping[str, str]]] = []
     for pod in pods:
         where = node_labels.get(str((pod.get("spec") or {}).get("nodeName")))
-        if where is not None and (pod.get("status") or {}).get("phase") not in _TERMINATED:
-            placed.append((pod, where))
+        if where is None or (pod.get("status") or {}).get("phase") in _TERMINATED:
+            continue
+        if PLACEHOLDER_LABEL in ((pod.get("metadata") or {}).get("labels") or {}):
+            continue  # the lowest priority: the scheduler preempts it for a gateway
+        placed.append((pod, where))
 
     def required(affinity: Any, kind: str) -> list[Obj]:
         terms = ((affinity or {}).get(kind) or {}).get(

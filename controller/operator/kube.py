@@ -26,7 +26,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
-from controller.operator.capacity import matches_selector, quantity, term_covers
+from controller.operator.capacity import PLACEHOLDER_LABEL, matches_selector, quantity, term_covers
 from controller.operator.errors import (
     ClusterUnavailable,
     Conflict,
@@ -202,7 +202,7 @@ def placeholder_deployment(gwa: Mapping[str, Any], cloud: Mapping[str, Any], rep
     meta = gwa.get("metadata") or {}
     name = placeholder_name(str(meta.get("name")))
     template = ((cloud.get("spec") or {}).get("template") or {}).get("spec") or {}
-    labels = {**MANAGED_BY, "tidal.dev/placeholder-for": str(meta.get("name"))}
+    labels = {**MANAGED_BY, PLACEHOLDER_LABEL: str(meta.get("name"))}
     host_network = bool(template.get("hostNetwork"))
     containers = [_pause(c, host_network=host_network) for c in template.get("containers") or []]
     pod_spec: Obj = {
@@ -227,7 +227,7 @@ def placeholder_deployment(gwa: Mapping[str, Any], cloud: Mapping[str, Any], rep
     for key in _COPIED:
         if template.get(key):
             pod_spec[key] = template[key]
-    selector = {"matchLabels": {"tidal.dev/placeholder-for": str(meta.get("name"))}}
+    selector = {"matchLabels": {PLACEHOLDER_LABEL: str(meta.get("name"))}}
     spread = _spread_among_placeholders(template.get("topologySpreadConstraints"), selector)
     if spread:
         pod_spec["topologySpreadConstraints"] = spread
