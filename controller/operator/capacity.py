@@ -21,6 +21,7 @@ from kubernetes.utils import parse_quantity
 __all__ = [
     "PLACEHOLDER_LABEL",
     "RESOURCES",
+    "bound_port",
     "container_requests_text",
     "effective_requests",
     "gateway_pod_requests",
@@ -504,11 +505,18 @@ def _host_ports(pod_spec: Mapping[str, Any]) -> set[tuple[str, str, int]]:
     bound = set()
     for container in containers:
         for port in container.get("ports") or []:
-            host = port.get("hostPort") or (port.get("containerPort") if host_network else None)
+            host = bound_port(port, host_network=host_network)
             if host:
                 ip = str(port.get("hostIP") or "0.0.0.0")
                 bound.add((ip, str(port.get("protocol") or "TCP"), int(host)))
     return bound
+
+
+def bound_port(port: Mapping[str, Any], *, host_network: bool) -> Any:
+    """The node port a container port binds, or None: its ``hostPort``, and with
+    ``hostNetwork`` its ``containerPort`` (the API server writes that into pods, not into a
+    Deployment's template)."""
+    return port.get("hostPort") or (port.get("containerPort") if host_network else None)
 
 
 def _ports_clash(a: set[tuple[str, str, int]], b: set[tuple[str, str, int]]) -> bool:

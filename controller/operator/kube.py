@@ -26,7 +26,13 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
-from controller.operator.capacity import PLACEHOLDER_LABEL, matches_selector, quantity, term_covers
+from controller.operator.capacity import (
+    PLACEHOLDER_LABEL,
+    bound_port,
+    matches_selector,
+    quantity,
+    term_covers,
+)
 from controller.operator.errors import (
     ClusterUnavailable,
     Conflict,
@@ -388,7 +394,7 @@ def _host_ports(container: Mapping[str, Any], *, host_network: bool = False) -> 
     left out."""
     kept = []
     for port in container.get("ports") or []:
-        host = port.get("hostPort") or (port.get("containerPort") if host_network else None)
+        host = bound_port(port, host_network=host_network)
         if not host:
             continue
         own = {
