@@ -369,6 +369,8 @@ class TidalPolicy:
         self.fit_seconds = 0.0
         self.reasons: dict[str, int] = {}
         self.last_plan: Plan | None = None
+        #: The forecast the last plan read (None when it planned without one).
+        self.last_forecast: Forecast | None = None
         self.forecast_point: list[float] = []
         self.forecast_upper: list[float] = []
         self._forecast_key: tuple[int, int] | None = None
@@ -417,6 +419,7 @@ class TidalPolicy:
                 except ForecastError as exc:
                     self.problem = str(exc)
                 self._forecast_key, self._forecast = key, forecast
+        self.last_forecast = forecast
         ahead = view.now + self.settings.pod_ready
         if forecast is not None:
             self.forecast_point.append(forecast.value_at(ahead))

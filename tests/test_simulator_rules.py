@@ -9,6 +9,9 @@ not taken from a run.
 
 from __future__ import annotations
 
+import math
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -360,6 +363,27 @@ def test_tidal_forecasts_as_far_as_the_planner_reads_at_every_minute() -> None:
         policy(minute, view)
         assert policy._forecast is not None
         assert policy._forecast.end >= view.now + reads
+
+
+def test_tidal_shows_the_forecast_its_last_plan_read_and_none_without_one() -> None:
+    """``last_forecast`` is the forecast the plan read (its value a pod start ahead is the
+    recorded point), and None once a plan has no forecast: a history of two minutes."""
+    scenario = Scenario()
+    spec = backtest_spec("read", scenario=scenario, model="seasonal-naive")
+    policy = TidalPolicy(spec, scenario)
+    start = 1_700_000_100.0 - 1_700_000_100.0 % 300.0
+    for minute, view in daily_sine_views(start, 3):
+        policy(minute, view)
+        assert policy.last_forecast is policy._forecast
+        ahead = view.now + policy.settings.pod_ready
+        assert policy.last_forecast.value_at(ahead) == policy.forecast_point[-1]
+    short = daily_sine_views(start, 3)[-1][1]
+    short = replace(short, now=short.now + 60.0, history=short.history.last(120.0))
+    # A refit is due (refit 15m has passed since the last fit): the short history fails it.
+    policy.fitted_at = -math.inf
+    policy(10**6, short)
+    assert policy.last_forecast is None
+    assert math.isnan(policy.forecast_point[-1])
 
 
 def test_tidal_plans_with_the_live_staleness_unless_the_delay_is_longer() -> None:
