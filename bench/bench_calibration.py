@@ -154,13 +154,16 @@ def plot(results: list[Measured], path: str) -> None:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6.5, 6))
-    ax.plot([0.005, 1], [0.005, 1], color="grey", lw=1, label="expected = used")
+    ax.plot([1e-4, 1], [1e-4, 1], color="grey", lw=1, label="expected = used")
     for result in results:
-        # A bin of a few hundred minutes x nodes is a handful of spikes: not drawn.
-        rows = [r for r in bins_table(result.expected.ravel(), result.used.ravel()) if r[1] >= 500]
-        x = [r[2] for r in rows]
-        y = [max(r[3], 0.005) for r in rows]
-        ax.plot(x, y, marker="o", label=result.name)
+        # A bin of a few hundred minutes x nodes is a handful of spikes, and a bin never used
+        # has no place on a log scale: neither is drawn.
+        rows = [
+            r
+            for r in bins_table(result.expected.ravel(), result.used.ravel())
+            if r[1] >= 500 and r[2] > 0 and r[3] > 0
+        ]
+        ax.plot([r[2] for r in rows], [r[3] for r in rows], marker="o", label=result.name)
     ax.axvline(results[0].price, color="black", ls=":", lw=1, label="the rule's price")
     ax.set_xscale("log")
     ax.set_yscale("log")
