@@ -55,7 +55,7 @@ bench-level-shift:
 	$(PYTHON) bench/bench_level_shift.py
 
 # Whether the odds the planner buys insurance nodes on are the odds the traces then had
-# (about 13 minutes on two cores; New York taxi alone takes 12).
+# (10 to 13 minutes on two cores, nearly all of it New York taxi's 186 days).
 bench-calibration:
 	$(PYTHON) bench/bench_calibration.py --plot docs/calibration.png
 

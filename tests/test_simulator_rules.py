@@ -379,7 +379,7 @@ def test_tidal_shows_the_forecast_its_last_plan_read_and_none_without_one() -> N
         assert policy.last_forecast.value_at(ahead) == policy.forecast_point[-1]
     short = daily_sine_views(start, 3)[-1][1]
     short = replace(short, now=short.now + 60.0, history=short.history.last(120.0))
-    # A refit is due (refit 15m has passed since the last fit): the short history fails it.
+    # Make a refit due: fitted on two minutes of history, the model fails.
     policy.fitted_at = -math.inf
     policy(10**6, short)
     assert policy.last_forecast is None
