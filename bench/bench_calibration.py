@@ -44,6 +44,7 @@ from controller.simulator import (
     simulate,
 )
 from forecasts.base import DAY
+from forecasts.errors import ForecastError
 from forecasts.series import load_trace
 
 #: Bins of expected use: fine near the price the rule compares against (0.08 by default).
@@ -192,10 +193,21 @@ def main(argv: list[str]) -> int:
     jobs = [(path, args.nodes, args.max_days) for path in traces]
     results: list[Measured] = []
     started = time.perf_counter()
-    with ProcessPoolExecutor(min(len(jobs), os.cpu_count() or 1)) as pool:
-        for result in pool.map(measure, jobs):
-            results.append(result)
-            print(f"{result.name}: {len(result.expected)} planned minutes, {result.seconds:.0f} s")
+    try:
+        with ProcessPoolExecutor(min(len(jobs), os.cpu_count() or 1)) as pool:
+            for result in pool.map(measure, jobs):
+                planned = f"{len(result.expected)} planned minutes"
+                print(f"{result.name}: {planned}, {result.seconds:.0f} s")
+                if len(result.expected):
+                    results.append(result)
+                else:
+                    print("  left out: no minute planned with a forecast (too short a trace?)")
+    except (ForecastError, ValueError) as exc:  # each names its trace
+        print(f"error: {exc}")
+        return 2
+    if not results:
+        print("nothing to compare: no trace had a minute planned with a forecast")
+        return 1
     print(f"\nThe rule holds a node once its expected use reaches {results[0].price:.3f}.")
     print("\n| trace | node past the pool | expected use | used | used / expected |")
     print("|---|---|---|---|---|")
