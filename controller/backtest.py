@@ -177,7 +177,11 @@ def build_policies(
         if policy == "tidal":
             table[policy] = TidalPolicy(spec, scenario)
         elif policy == "hpa":
-            table[policy] = HpaPolicy(hpa_spec(spec, scenario))
+            table[policy] = HpaPolicy(
+                hpa_spec(spec, scenario),
+                physical_per_machine=scenario.physical_per_machine,
+                replicas_per_node=scenario.replicas_per_node,
+            )
         elif policy == "oracle":
             table[policy] = OraclePolicy(need, scenario)
         else:

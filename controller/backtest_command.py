@@ -130,6 +130,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="the HPA's minReplicas (default 1, its own default; the physical capacity keeps "
         "the physical pool warm, as tidal does)",
     )
+    parser.add_argument(
+        "--physical-per-machine",
+        type=int,
+        default=None,
+        help="gateways one physical machine holds, for the order the HPA's ReplicaSet removes "
+        "pods in (default: as many as a cloud node, the cloud's go first; more: the physical "
+        "machines are the more crowded, and theirs go first)",
+    )
     for name, help_text in _DURATION_KNOBS.items():
         seconds = getattr(defaults, name)
         parser.add_argument(

@@ -95,6 +95,11 @@ class Scenario:
     #: The HPA's ``minReplicas``: 1, its documented default. Set to the physical capacity, it
     #: keeps the physical pool warm as tidal's ``physical.keepWarm`` does.
     hpa_min_replicas: int = 1
+    #: Gateways one physical machine holds, for the order the HPA's ReplicaSet removes pods
+    #: in. None: as many as a cloud node, where the newest pods (the cloud's, after a spike)
+    #: go first. More: the physical machines are more crowded, and the ReplicaSet removes pods
+    #: from the most crowded nodes first (``ActivePodsWithRanks``), physical ones before cloud.
+    physical_per_machine: int | None = None
 
 
 @dataclass(frozen=True)
@@ -251,17 +256,27 @@ class HpaPolicy:
     simulated minute, each checking the tolerance against the count the one before set);
     scale-down 100% per 15 s. A sync without a metric changes and records nothing. Its pods
     fill the physical pool first and overflow to cloud, where nodes are requested only once
-    pods are pending. It targets the per-replica load the planner provisions for, headroom
-    included.
+    pods are pending. On the way down its ReplicaSet removes the cloud's pods first (the
+    newest), or, with ``physical_per_machine`` above a cloud node's replicas, the physical
+    pool's until its machines are no more crowded than a cloud node. It targets the
+    per-replica load the planner provisions for, headroom included.
     """
 
     name = "hpa"
 
     def __init__(
-        self, spec: GatewayAutoscalerSpec, *, tolerance: float = 0.1, stabilization: float = 300.0
+        self,
+        spec: GatewayAutoscalerSpec,
+        *,
+        tolerance: float = 0.1,
+        stabilization: float = 300.0,
+        physical_per_machine: int | None = None,
+        replicas_per_node: int = 10,
     ) -> None:
         self.spec = spec
         self.tolerance = tolerance
+        self.physical_per_machine = physical_per_machine
+        self.replicas_per_node = replicas_per_node
         # The minutes whose recommendations are still in the window at a minute's tick, this
         # minute's included. The HPA syncs every 15 s, at 0, 15, 30 and 45 s past the minute,
         # and keeps the recommendations younger than ``stabilization`` (horizontal.go drops
@@ -308,9 +323,40 @@ class HpaPolicy:
         return self._split(reached, view)
 
     def _split(self, replicas: int, view: PolicyView) -> Targets:
-        """Physical first, the overflow to cloud."""
-        physical = min(replicas, view.physical_capacity)
-        return Targets(physical=physical, cloud=replicas - physical)
+        """Physical first, the overflow to cloud. On the way down, the cloud's pods go first,
+        unless the physical machines are the more crowded (``physical_per_machine``)."""
+        capacity = view.physical_capacity
+        per_machine = self.physical_per_machine
+        current = view.physical_replicas + view.cloud_replicas
+        if per_machine is None or per_machine <= self.replicas_per_node:
+            physical = min(replicas, capacity)
+            return Targets(physical=physical, cloud=replicas - physical)
+        physical, cloud = view.physical_replicas, view.cloud_replicas
+        if replicas >= current:
+            # A new pod prefers the physical pool while it has room.
+            added = min(replicas - current, max(0, capacity - physical))
+            return Targets(physical=physical + added, cloud=cloud + replicas - current - added)
+        # The ReplicaSet's ranking (kubernetes pkg/controller/controller_utils.go): pods that
+        # are not ready first, the cloud's pending and starting ones before the physical pool's
+        # starting ones; then the ready pods on the most crowded nodes. The physical pool's
+        # pods, spread over its machines, outrank a full cloud node's until a machine holds no
+        # more of them than a cloud node does.
+        drop = current - replicas
+        ready_cloud = cloud if view.cloud_ready is None else min(view.cloud_ready, cloud)
+        ready_physical = (
+            physical if view.physical_ready is None else min(view.physical_ready, physical)
+        )
+        starting_cloud, starting_physical = cloud - ready_cloud, physical - ready_physical
+        take = min(drop, starting_cloud)
+        cloud, drop = cloud - take, drop - take
+        take = min(drop, starting_physical)
+        physical, drop = physical - take, drop - take
+        machines = math.ceil(capacity / per_machine)
+        take = min(drop, max(0, physical - machines * self.replicas_per_node))
+        physical, drop = physical - take, drop - take
+        take = min(drop, cloud)
+        cloud, drop = cloud - take, drop - take
+        return Targets(physical=physical - drop, cloud=cloud)
 
 
 class OraclePolicy:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from dataclasses import asdict
 from datetime import timedelta
 from importlib import resources
 from pathlib import Path
@@ -228,6 +229,30 @@ def test_hpa_min_replicas_flag_keeps_the_hpas_physical_pool_warm() -> None:
     assert cold(0, idle) == Targets(physical=1, cloud=0)
 
 
+def test_physical_per_machine_flag_reaches_the_hpa_and_the_report() -> None:
+    """--physical-per-machine 30: the HPA removes the physical pool's pods first (its two
+    machines are more crowded than a 10-replica cloud node); without it, the cloud's."""
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    assert scenario_from_args(parser.parse_args(["t.csv"])).physical_per_machine is None
+    scenario = scenario_from_args(parser.parse_args(["t.csv", "--physical-per-machine", "30"]))
+    assert asdict(scenario)["physical_per_machine"] == 30
+    spec = backtest_spec("r", scenario=scenario)
+    need = np.zeros(1, dtype=np.int64)
+    idle = PolicyView(
+        now=0.0,
+        history=LoadSeries(0.0, 60.0, np.array([0.0])),
+        physical_replicas=60,
+        cloud_replicas=20,
+        physical_capacity=60,
+        reserved=20,
+    )
+    crowded = build_policies(spec, scenario, need, ("hpa",))["hpa"]
+    assert crowded._split(70, idle) == Targets(physical=50, cloud=20)
+    even = build_policies(spec, Scenario(), need, ("hpa",))["hpa"]
+    assert even._split(70, idle) == Targets(physical=60, cloud=10)
+
+
 @pytest.mark.parametrize("flags", [["--limit-by", "Pods"], ["--hold-starting", "maybe"]])
 def test_spec_flags_refuse_unknown_values(flags: list[str]) -> None:
     """Only the CRD's values are accepted."""
@@ -251,6 +276,7 @@ def test_spec_flags_refuse_unknown_values(flags: list[str]) -> None:
         (["--stabilization", "soon"], "--stabilization soon: spec.behavior.scaleDown"),
         (["--hpa-min-replicas", "0"], "--hpa-min-replicas must be at least 1"),
         (["--hpa-min-replicas", "100001"], "--hpa-min-replicas must be at most 100000"),
+        (["--physical-per-machine", "0"], "--physical-per-machine must be at least 1"),
     ],
     ids=[
         "peak",
@@ -265,6 +291,7 @@ def test_spec_flags_refuse_unknown_values(flags: list[str]) -> None:
         "stabilization",
         "hpa-min-none",
         "hpa-min-above-the-cap",
+        "physical-per-machine",
     ],
 )
 def test_bad_flags_are_named_before_any_replay(

@@ -280,6 +280,51 @@ def test_hpa_counts_a_load_of_exactly_n_replicas_as_n() -> None:
     assert HpaPolicy(spec)(0, _view(0, load, 30)) == Targets(physical=59, cloud=0)
 
 
+@pytest.mark.parametrize(
+    ("per_machine", "current", "ready", "replicas", "expected"),
+    [
+        # As many a machine as a cloud node (the default): the cloud's pods go first.
+        (None, (60, 30), (60, 30), 70, (60, 10)),
+        (10, (60, 30), (60, 30), 70, (60, 10)),
+        # 30 a machine: two machines, each more crowded than a full cloud node (10) until it
+        # holds 10: the physical pool goes down to 20 before the cloud loses a pod.
+        (30, (60, 30), (60, 30), 70, (40, 30)),
+        (30, (60, 30), (60, 30), 40, (20, 20)),
+        # Then the two pools tie, and the cloud's newer pods go before the physical ones.
+        (30, (60, 30), (60, 30), 5, (5, 0)),
+        # Pods not ready go first: the cloud's 5 starting, then the physical pool's 2.
+        (30, (60, 30), (58, 25), 80, (55, 25)),
+        # On the way up a new pod takes the physical pool's room first.
+        (30, (40, 30), (40, 30), 95, (60, 35)),
+        # The same count: no pod moves between the pools.
+        (30, (40, 30), (40, 30), 70, (40, 30)),
+    ],
+    ids=["default", "equal", "down-10", "down-30", "down-65", "starting", "up", "same"],
+)
+def test_hpa_removes_pods_from_the_more_crowded_machines_first(
+    per_machine: int | None,
+    current: tuple[int, int],
+    ready: tuple[int, int],
+    replicas: int,
+    expected: tuple[int, int],
+) -> None:
+    """The ReplicaSet's ranking (controller_utils.go): pods not ready first, then those on
+    the nodes holding most of the set's pods, spread over a physical pool of 60."""
+    spec = backtest_spec("hpa", scenario=Scenario())
+    hpa = HpaPolicy(spec, physical_per_machine=per_machine, replicas_per_node=10)
+    view = PolicyView(
+        now=0.0,
+        history=LoadSeries(0.0, 60.0, np.array([1.0])),
+        physical_replicas=current[0],
+        cloud_replicas=current[1],
+        physical_capacity=60,
+        reserved=current[1],
+        physical_ready=ready[0],
+        cloud_ready=ready[1],
+    )
+    assert hpa._split(replicas, view) == Targets(physical=expected[0], cloud=expected[1])
+
+
 def test_hpa_stabilisation_never_raises_the_replicas() -> None:
     """From 10, 400 replicas' worth of load gets 160 in a minute (four doublings); when the
     load falls to 5 replicas' worth the next minute, the window's highest recommendation (400)
