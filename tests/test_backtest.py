@@ -204,6 +204,18 @@ def test_stabilization_flag_sets_the_window_tidal_plans_with() -> None:
     assert hpa.window == 5 + 1  # HpaPolicy's own 300 s, whatever tidal's spec says
 
 
+def _idle_view(*, physical: int, cloud: int) -> PolicyView:
+    """What a policy sees with no load, ``physical`` and ``cloud`` replicas running."""
+    return PolicyView(
+        now=0.0,
+        history=LoadSeries(0.0, 60.0, np.array([0.0])),
+        physical_replicas=physical,
+        cloud_replicas=cloud,
+        physical_capacity=60,
+        reserved=cloud,
+    )
+
+
 def test_hpa_min_replicas_flag_keeps_the_hpas_physical_pool_warm() -> None:
     """--hpa-min-replicas 60 reaches the HPA alone: with no load, it keeps 60 replicas (the
     physical pool, warm), where its default minReplicas of 1 lets the pool go; tidal's spec
@@ -215,14 +227,7 @@ def test_hpa_min_replicas_flag_keeps_the_hpas_physical_pool_warm() -> None:
     spec = backtest_spec("r", scenario=scenario)
     assert spec.replicas.min == 1
     need = np.zeros(1, dtype=np.int64)
-    idle = PolicyView(
-        now=0.0,
-        history=LoadSeries(0.0, 60.0, np.array([0.0])),
-        physical_replicas=60,
-        cloud_replicas=0,
-        physical_capacity=60,
-        reserved=0,
-    )
+    idle = _idle_view(physical=60, cloud=0)
     warm = build_policies(spec, scenario, need, ("hpa",))["hpa"]
     assert warm(0, idle) == Targets(physical=60, cloud=0)
     cold = build_policies(spec, Scenario(), need, ("hpa",))["hpa"]
@@ -239,14 +244,7 @@ def test_physical_per_machine_flag_reaches_the_hpa_and_the_report() -> None:
     assert asdict(scenario)["physical_per_machine"] == 30
     spec = backtest_spec("r", scenario=scenario)
     need = np.zeros(1, dtype=np.int64)
-    idle = PolicyView(
-        now=0.0,
-        history=LoadSeries(0.0, 60.0, np.array([0.0])),
-        physical_replicas=60,
-        cloud_replicas=20,
-        physical_capacity=60,
-        reserved=20,
-    )
+    idle = _idle_view(physical=60, cloud=20)
     crowded = build_policies(spec, scenario, need, ("hpa",))["hpa"]
     assert crowded._split(70, idle) == Targets(physical=50, cloud=20)
     even = build_policies(spec, Scenario(), need, ("hpa",))["hpa"]
