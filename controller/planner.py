@@ -65,6 +65,7 @@ __all__ = [
     "RegionState",
     "forecaster_for",
     "plan_region",
+    "ready_replicas",
     "replicas_for",
     "target_per_replica",
 ]
@@ -361,7 +362,7 @@ def _fill_nodes(spec: GatewayAutoscalerSpec, cloud: int, capacity: int) -> int:
     return max(cloud, min(whole, spec.cloud.max_replicas, spec.replicas.max - capacity))
 
 
-def _ready(known: int | None, current: int) -> int:
+def ready_replicas(known: int | None, current: int) -> int:
     """Replicas ready in a pool: as reported, or all of them when the status does not say."""
     return current if known is None else min(known, current)
 
@@ -658,8 +659,8 @@ def plan_region(
         cloud_new = min(cloud_target, cur_cloud + max(0, up_budget) + lost)
     # A move between pools keeps the ready replicas it takes away until their replacements in
     # the other pool are ready: users are never left with less than the plan while it moves.
-    ready_physical = min(physical_new, _ready(state.physical_ready, cur_physical))
-    ready_cloud = min(cloud_new, _ready(state.cloud_ready, cur_cloud))
+    ready_physical = min(physical_new, ready_replicas(state.physical_ready, cur_physical))
+    ready_cloud = min(cloud_new, ready_replicas(state.cloud_ready, cur_cloud))
     moving = ""
     # Kept: the ready ones the replacements stand in for, and never fewer than the plan's
     # total less the other pool's new count (the scale-up limit may hold that back).
@@ -667,7 +668,7 @@ def plan_region(
         kept = max(
             cloud_new,
             min(cur_cloud, want - physical_new),
-            min(_ready(state.cloud_ready, cur_cloud), want - ready_physical),
+            min(ready_replicas(state.cloud_ready, cur_cloud), want - ready_physical),
         )
         if kept > cloud_new:
             cloud_new, moving = kept, "cloud"
@@ -675,7 +676,7 @@ def plan_region(
         kept = max(
             physical_new,
             min(cur_physical, want - cloud_new),
-            min(_ready(state.physical_ready, cur_physical), want - ready_cloud),
+            min(ready_replicas(state.physical_ready, cur_physical), want - ready_cloud),
         )
         if kept > physical_new:
             physical_new, moving = kept, "physical"

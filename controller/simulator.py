@@ -42,6 +42,7 @@ from controller.planner import (
     forecast_reach,
     forecaster_for,
     plan_region,
+    ready_replicas,
     target_per_replica,
 )
 from controller.spec import GatewayAutoscalerSpec
@@ -327,11 +328,11 @@ class HpaPolicy:
         unless the physical machines are the more crowded (``physical_per_machine``)."""
         capacity = view.physical_capacity
         per_machine = self.physical_per_machine
-        current = view.physical_replicas + view.cloud_replicas
         if per_machine is None or per_machine <= self.replicas_per_node:
             physical = min(replicas, capacity)
             return Targets(physical=physical, cloud=replicas - physical)
         physical, cloud = view.physical_replicas, view.cloud_replicas
+        current = physical + cloud
         if replicas >= current:
             # A new pod prefers the physical pool while it has room.
             added = min(replicas - current, max(0, capacity - physical))
@@ -342,11 +343,8 @@ class HpaPolicy:
         # pods, spread over its machines, outrank a full cloud node's until a machine holds no
         # more of them than a cloud node does.
         drop = current - replicas
-        ready_cloud = cloud if view.cloud_ready is None else min(view.cloud_ready, cloud)
-        ready_physical = (
-            physical if view.physical_ready is None else min(view.physical_ready, physical)
-        )
-        starting_cloud, starting_physical = cloud - ready_cloud, physical - ready_physical
+        starting_cloud = cloud - ready_replicas(view.cloud_ready, cloud)
+        starting_physical = physical - ready_replicas(view.physical_ready, physical)
         take = min(drop, starting_cloud)
         cloud, drop = cloud - take, drop - take
         take = min(drop, starting_physical)
