@@ -115,7 +115,13 @@ def prepare_trace(
             "there is no peak to scale to --peak-replicas"
         )
     with np.errstate(over="ignore"):
-        scaled = values * (scenario.peak_replicas * PER_REPLICA / p99)
+        factor = scenario.peak_replicas * PER_REPLICA / p99
+        if not math.isfinite(factor):
+            raise ValueError(
+                f"the load's 99th percentile ({p99:g}) is too close to zero to scale to "
+                "--peak-replicas: multiply the trace's loads by a constant"
+            )
+        scaled = values * factor
     if np.isinf(scaled).any():
         raise ValueError(
             f"a load of {np.nanmax(values):g} is too far above the 99th percentile "

@@ -50,7 +50,7 @@ import numpy as np
 from forecasts.base import DAY, BoolArray, FittedModel, FloatArray
 from forecasts.errors import ForecastError, InsufficientHistory
 from forecasts.registry import create, model_names
-from forecasts.series import LoadSeries, load_trace
+from forecasts.series import FIT_BUCKET, LoadSeries, load_trace
 
 __all__ = [
     "FIT_STEP",
@@ -67,7 +67,7 @@ __all__ = [
     "score_together",
 ]
 
-FIT_STEP = 300.0
+FIT_STEP = FIT_BUCKET
 ORIGIN_EVERY = 3600.0
 
 #: ``progress(trace, model, done, total)``: origins done out of total for one model on one trace.

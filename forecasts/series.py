@@ -22,9 +22,15 @@ import numpy.typing as npt
 
 from forecasts.errors import InvalidHistory, TraceFormatError, TraceWarning
 
-__all__ = ["LoadSeries", "format_timestamp", "load_trace", "parse_timestamp"]
+__all__ = ["LoadSeries", "format_timestamp", "grid_step", "load_trace", "parse_timestamp"]
 
 FloatArray = npt.NDArray[np.float64]
+
+#: The buckets models are fitted on (``forecasts.evaluation.FIT_STEP``): a trace's step below
+#: this must divide it, or the trace is put on a step that does (:func:`grid_step`).
+FIT_BUCKET = 300.0
+#: The steps, in seconds, that divide a minute, and so the 5-minute buckets too.
+MINUTE_DIVISORS = (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30, 60)
 
 
 @dataclass(frozen=True, eq=False)
@@ -185,7 +191,8 @@ FEW_GAP_STEPS = 2**20
 
 
 def load_trace(path: str | Path) -> LoadSeries:
-    """Read a ``timestamp,load`` CSV into a regular series at its own (median) step.
+    """Read a ``timestamp,load`` CSV into a regular series at its own (median) step, or at
+    :func:`grid_step`'s when that step does not divide the 5-minute buckets models fit on.
 
     Irregular timestamps are placed on the grid by linear interpolation; a sample that cannot
     be read raises :class:`TraceFormatError` naming the file and line.
@@ -226,7 +233,8 @@ def load_trace(path: str | Path) -> LoadSeries:
     t, step, start = _on_whole_seconds(np.asarray(rows.times))
     _check_span(path, rows, t, step)
     y = np.asarray(rows.loads)
-    grid = np.arange(start, t[-1] + step / 2, step)
+    every = grid_step(step)
+    grid = np.arange(start, t[-1] + every / 2, every)
     known = ~np.isnan(y)
     if not known.any():
         raise InvalidHistory(f"{path}: the trace has no finite load")
@@ -238,11 +246,30 @@ def load_trace(path: str | Path) -> LoadSeries:
     before = np.clip(np.searchsorted(sampled, grid, side="right") - 1, 0, sampled.size - 1)
     after = np.minimum(before + 1, sampled.size - 1)
     too_far = (sampled[after] - sampled[before]) > 2.5 * step
-    outside = (grid < sampled[0] - step / 2) | (grid > sampled[-1] + step / 2)
+    outside = (grid < sampled[0] - every / 2) | (grid > sampled[-1] + every / 2)
     values[(too_far & ~np.isin(grid, sampled)) | outside] = np.nan
     if not np.isfinite(values).any():
         raise InvalidHistory(f"{path}: the trace has no finite load")
-    return LoadSeries(float(start), step, values)
+    return LoadSeries(float(start), every, values)
+
+
+def grid_step(step: float) -> float:
+    """The step a trace whose samples are ``step`` seconds apart is put on.
+
+    Its own, when it divides :data:`FIT_BUCKET` or is that long or longer. Otherwise (samples
+    59.4s apart from a collector a little fast, or 45s or 2 minutes apart) the longest of
+    :data:`MINUTE_DIVISORS` no longer than it, or a minute: the models' means and a backtest's
+    minutes are then over whole samples, as they must be. The samples are interpolated onto it
+    as irregular timestamps are. A step under a second that divides neither is kept, and
+    refused where it is averaged.
+    """
+    if step >= FIT_BUCKET:
+        return step
+    ratio = FIT_BUCKET / step
+    if abs(ratio - round(ratio)) <= 1e-9:
+        return step
+    shorter = [d for d in MINUTE_DIVISORS if d <= step]
+    return float(shorter[-1]) if shorter else step
 
 
 def _utf8_text(path: Path, data: bytes) -> str:

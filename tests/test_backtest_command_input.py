@@ -107,7 +107,7 @@ def test_a_replay_that_fails_stops_the_others(
     ("rows", "step", "load", "score_from", "says"),
     [
         (600, 60.0, lambda _i: "0", 500, "the load's 99th percentile is zero"),
-        (600, 7.0, _daily, 50, "samples 7s apart do not divide the 60s buckets"),
+        (600, 60.0, lambda i: f"{1e-310 * float(_daily(i))!r}", 500, "too close to zero to scale"),
         (
             600,
             60.0,
@@ -140,7 +140,7 @@ def test_a_replay_that_fails_stops_the_others(
     ],
     ids=[
         "all-zero",
-        "7-second-steps",
+        "subnormal-loads",
         "overflowing-load",
         "beyond-any-cluster",
         "score-from-outside",

@@ -423,3 +423,86 @@ def test_a_short_trace_with_an_outage_is_no_mistyped_date(tmp_path: Path) -> Non
     )
     series = load_trace(path)
     assert (series.step, len(series), int(np.isfinite(series.values).sum())) == (1.0, 7230, 60)
+
+
+@pytest.mark.parametrize(
+    ("step", "grid"),
+    [
+        (60.0, 60.0),
+        (300.0, 300.0),
+        (1800.0, 1800.0),
+        (75.0, 75.0),
+        (150.0, 150.0),
+        (15.0, 15.0),
+        (59.4, 30.0),
+        (61.0, 60.0),
+        (45.0, 30.0),
+        (7.0, 6.0),
+        (90.0, 60.0),
+        (120.0, 60.0),
+        (299.0, 60.0),
+        (0.7, 0.7),
+    ],
+)
+def test_a_step_that_does_not_divide_five_minutes_is_put_on_one_that_does(
+    step: float, grid: float
+) -> None:
+    """A step dividing the 5-minute fit buckets, or that long or longer, is kept; any other is
+    the longest step dividing a minute no longer than it, or a minute (under a second: kept,
+    and refused where it is averaged)."""
+    from forecasts.series import grid_step
+
+    assert grid_step(step) == grid
+
+
+def _spaced(path: Path, step: float, count: int) -> tuple[Path, np.ndarray]:
+    """``count`` rows ``step`` seconds apart from 2024-01-01 (timestamps to the millisecond),
+    a daily cycle of loads; the loads are returned with the file."""
+    first = datetime.fromisoformat("2024-01-01T00:00:00+00:00")
+    seconds = step * np.arange(count)
+    loads = 100.0 + 50.0 * np.sin(2 * np.pi * seconds / 86400.0)
+    body = "".join(
+        f"{(first + timedelta(seconds=float(s))).isoformat(timespec='milliseconds')},{float(y)!r}\n"
+        for s, y in zip(seconds, loads, strict=True)
+    )
+    path.write_text("timestamp,load\n" + body, encoding="utf-8")
+    return path, loads
+
+
+@pytest.mark.parametrize(("step", "grid"), [(59.4, 30.0), (45.0, 30.0), (120.0, 60.0)])
+def test_samples_a_minute_cannot_divide_are_replayed_and_forecast(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], step: float, grid: float
+) -> None:
+    """A collector a little fast (rows 59.4 s apart), or one every 45 s or 2 minutes: each was
+    refused, by the backtest as 'samples 59s apart do not divide the 60s buckets' and by tidal
+    forecast as a step that does not divide five minutes. The samples are interpolated onto a
+    step that divides both, and the load between them is a line."""
+    from controller.cli import main
+
+    path, loads = _spaced(tmp_path / "spaced.csv", step, round(3 * 86400 / step))
+    series = load_trace(path)
+    assert (series.start, series.step) == (datetime(2024, 1, 1, tzinfo=UTC).timestamp(), grid)
+    at = np.arange(len(series)) * grid
+    assert series.values.max() <= loads.max() + 1e-9
+    # Each timestamp to the second first, as for millisecond jitter (59.4 s is within it of 59).
+    sampled = np.round(step * np.arange(loads.size))
+    assert np.allclose(series.values, np.interp(at, sampled, loads))
+    argv = ["backtest", str(path), "--jobs", "1", "--json", "--policies", "oracle"]
+    assert main(argv) == 0
+    argv = ["forecast", str(path), "--jobs", "1", "--json", "--models", "seasonal-naive"]
+    assert main(argv) == 0
+    assert "spaced" in json.loads(capsys.readouterr().out.splitlines()[-1])["traces"]
+
+
+def test_samples_under_a_second_that_divide_no_minute_are_refused_naming_the_step(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No step under a second is interpolated onto (each sample would be a line on its own):
+    a 0.7 s step is refused with its step, as one line."""
+    from controller.cli import main
+
+    path, _ = _spaced(tmp_path / "fine.csv", 0.7, 6000)
+    assert main(["backtest", str(path), "--jobs", "1", "--json", "--policies", "oracle"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert "samples 0.7s apart do not divide the 60s buckets" in err
