@@ -7,7 +7,7 @@ import errno
 import os
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:
@@ -103,9 +103,14 @@ def _print_crd(_args: argparse.Namespace) -> int:
     return 0
 
 
-def _one_line(message: Warning | str, category: type[Warning], *_: object, **__: object) -> str:
-    """A warning as one line naming the command, not Python's two with a line of source."""
-    return f"tidal: warning: {message}\n"
+def _one_line(command: str) -> Callable[..., str]:
+    """Warnings as one line naming the command, as its errors are (``tidal backtest: warning:
+    ...``), not Python's two with a line of source."""
+
+    def format_warning(message: Warning | str, *_: object, **__: object) -> str:
+        return f"tidal {command}: warning: {message}\n"
+
+    return format_warning
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -120,7 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog = parser.prog if given else f"{parser.prog} {args.command}"
         _Parser(prog=prog).error(f"unrecognized arguments: {' '.join(given or unknown)}")
     formatted = warnings.formatwarning
-    warnings.formatwarning = _one_line
+    warnings.formatwarning = _one_line(args.command)
     try:
         code = int(args.handler(args))
         sys.stdout.flush()  # output still buffered meets a reader gone here, not at exit

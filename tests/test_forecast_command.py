@@ -203,6 +203,14 @@ def test_a_plot_that_fails_keeps_the_report(
     assert "No space left on device" in captured.err
 
 
+def _sub_second(count: int) -> bytes:
+    """A trace of ``count`` rows 0.7 s apart: a step no minute divides, too fine to be put on
+    one that does (a step from 1 s to 5 minutes is; see ``grid_step``)."""
+    stamps = (datetime.fromtimestamp(START + 0.7 * i, UTC) for i in range(count))
+    rows = "".join(f"{t.isoformat(timespec='milliseconds')},1\n" for t in stamps)
+    return ("timestamp,load\n" + rows).encode()
+
+
 @pytest.mark.parametrize(
     ("content", "argv", "expected"),
     [
@@ -218,7 +226,7 @@ def test_a_plot_that_fails_keeps_the_report(
             "no finite load",
             id="all-nan",
         ),
-        pytest.param(LoadSeries(START, 120.0, np.ones(2000)), [], "120s step", id="step-120s"),
+        pytest.param(_sub_second(2000), [], "0.7s step", id="step-0.7s"),
         pytest.param(seasonal(days=0.5), [], "too short to evaluate", id="half-a-day"),
         pytest.param(
             seasonal(days=2),
@@ -226,9 +234,7 @@ def test_a_plot_that_fails_keeps_the_report(
             "too short to evaluate holt-winters",
             id="too-short-for-a-model",
         ),
-        pytest.param(
-            LoadSeries(START, 120.0, np.ones(2000)), ["--show"], "120s step", id="show-step-120s"
-        ),
+        pytest.param(_sub_second(2000), ["--show"], "0.7s step", id="show-step-0.7s"),
         pytest.param(
             seasonal(days=0.5), ["--show", "--model", "mstl"], "usable samples", id="show-short"
         ),

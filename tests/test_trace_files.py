@@ -229,7 +229,7 @@ def test_the_command_line_prints_a_fold_as_one_line(tmp_path: Path) -> None:
     )
     lines = done.stderr.splitlines()
     folds = [line for line in lines if "the local clock goes back an hour" in line]
-    assert len(folds) == 1 and folds[0].startswith("tidal: warning: ")
+    assert len(folds) == 1 and folds[0].startswith("tidal forecast: warning: ")
     assert "night.csv:26: " in folds[0]
     assert not any("warnings.warn(" in line for line in lines)
 
