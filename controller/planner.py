@@ -27,7 +27,9 @@ The rules, in order:
    passed spike leaves go sooner (``_scale_down_budget``).
 7. **Reservation**: cloud capacity is held ahead by placeholders for the point forecast over
    the cloud node's lead time plus pod start, and for the cloud nodes worth holding once a node
-   requested now would be ready, so nodes are booted before the ramp needs them.
+   requested now would be ready, so nodes are booted before the ramp needs them; never for
+   more cloud replicas than can run (``cloud.maxReplicas``, and ``replicas.max`` less the
+   physical pool).
 
 Cloud nodes are bought whole and held: above the point forecast's nodes, the band buys another
 node only when the load it is expected to serve, from the forecast's calibrated distribution,
@@ -300,6 +302,12 @@ def _whole_nodes(replicas: int, per_node: int) -> int:
 _NODES_PER_BLOCK = 4
 
 
+def _cloud_ceiling(spec: GatewayAutoscalerSpec, capacity: int) -> int:
+    """The most cloud replicas a plan can run: ``cloud.maxReplicas``, and no more than
+    ``replicas.max`` leaves above the physical pool's ``capacity``, which fills first."""
+    return min(spec.cloud.max_replicas, max(0, spec.replicas.max - capacity))
+
+
 def _cloud_worth_holding(
     forecast: Forecast,
     spec: GatewayAutoscalerSpec,
@@ -325,7 +333,7 @@ def _cloud_worth_holding(
     """
     q = spec.forecast.quantile
     per_node = spec.cloud.replicas_per_node
-    limit = spec.cloud.max_replicas
+    limit = _cloud_ceiling(spec, capacity)
     price = 1.0 - q
     paid = (ready - now) + hold
     cloud = min(limit, _whole_nodes(max(0, floor), per_node))
@@ -359,7 +367,7 @@ def _fill_nodes(spec: GatewayAutoscalerSpec, cloud: int, capacity: int) -> int:
     if not spec.cloud.fill_nodes or cloud <= 0:
         return cloud
     whole = _whole_nodes(cloud, spec.cloud.replicas_per_node)
-    return max(cloud, min(whole, spec.cloud.max_replicas, spec.replicas.max - capacity))
+    return max(cloud, min(whole, _cloud_ceiling(spec, capacity)))
 
 
 def ready_replicas(known: int | None, current: int) -> int:
@@ -558,11 +566,12 @@ def plan_region(
     live_physical = state.physical_replicas - lost
     live_total = live_physical + state.cloud_replicas
     # A recommendation dated after ``now`` (another leader's clock ahead, or this one stepped
-    # back) counts as made now: it leaves the window a window from now, not later.
+    # back) counts as made now: it leaves the window a window from now, not later, and a window
+    # of 0 holds it no more than one made now.
     recent = tuple(
         Recommendation(min(r.at, now), r.replicas)
         for r in state.recommendations
-        if now - r.at < window
+        if now - min(r.at, now) < window
     )
     recommendations = (*recent, Recommendation(now, raw_total))
     # Replicas not ready carry no users (the lost ones are not starting). ``holdStarting: true``
@@ -621,13 +630,22 @@ def plan_region(
         capacity_limit = Reason.MAX
         limits.append(f"{wanted} replicas wanted, capped at replicas.max {spec.replicas.max}")
     if overflow > spec.cloud.max_replicas:
+        # What runs may be held above what is wanted (stabilisation, missing data): the bound
+        # then cuts what is held, and limits the plan only if it also cuts what is wanted.
         cloud_reason = Reason.CLOUD_CAPACITY_EXHAUSTED
-        capacity_limit = capacity_limit or Reason.CLOUD_CAPACITY_EXHAUSTED
-        cloud_message = (
-            f"{want} replicas wanted, physical capacity {capacity} plus cloud.maxReplicas "
-            f"{spec.cloud.max_replicas} hold {capacity + spec.cloud.max_replicas}"
+        bound = (
+            f"physical capacity {capacity} plus cloud.maxReplicas {spec.cloud.max_replicas} "
+            f"hold {capacity + spec.cloud.max_replicas}"
         )
-        limits.append(cloud_message)
+        desired = max(wanted, spec.replicas.min)
+        only_held = desired < want
+        cloud_message = f"{want} replicas {'held' if only_held else 'wanted'}, {bound}"
+        if not only_held:
+            capacity_limit = capacity_limit or Reason.CLOUD_CAPACITY_EXHAUSTED
+            limits.append(cloud_message)
+        elif desired - capacity > spec.cloud.max_replicas:
+            capacity_limit = capacity_limit or Reason.CLOUD_CAPACITY_EXHAUSTED
+            limits.append(f"{desired} replicas wanted, {bound}")
     capacity_limited = "; ".join(limits) or None
 
     # 6: rate limits, cloud removed first. Physical above capacity cannot run: dropped at once.
@@ -705,7 +723,7 @@ def plan_region(
         reserve = Decision(cloud_new, Reason.NOT_RESERVING, "cloud.reserve is false")
     elif usable is None:
         keep = load is None or forecast_pending
-        kept = min(state.cloud_reserved, spec.cloud.max_replicas)
+        kept = min(state.cloud_reserved, _cloud_ceiling(spec, capacity))
         held = max(held_back, kept) if keep else held_back
         message = f"no forecast to reserve for: {problem}"
         if forecast_pending and held > held_back:
@@ -719,7 +737,7 @@ def plan_region(
             "reserved now, so that their nodes boot while the replicas are added",
         )
     else:
-        ahead_cloud = min(spec.cloud.max_replicas, max(0, node_need - capacity))
+        ahead_cloud = min(_cloud_ceiling(spec, capacity), max(0, node_need - capacity))
         if ahead_cloud > cloud_new:
             insured = (
                 f", cloud nodes worth holding bring it to {node_need}"

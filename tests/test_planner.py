@@ -1492,3 +1492,68 @@ def test_starting_counts_replicas_asked_for_and_not_ready() -> None:
     st = RegionState(60, 30, 100, physical_ready=65, cloud_ready=25)
     assert st.starting == (0, 5)
     assert RegionState(60, 30, 100, physical_ready=65).starting is None
+
+
+@pytest.mark.parametrize(
+    ("bound", "reserved"),
+    [
+        pytest.param(50, 0, id="replicas-max-below-the-pool"),
+        pytest.param(80, 20, id="replicas-max-20-above-it"),
+        pytest.param(400, 30, id="replicas-max-far-above"),
+    ],
+)
+def test_no_cloud_is_reserved_that_replicas_max_would_never_let_run(
+    bound: int, reserved: int
+) -> None:
+    """A ramp to 90 replicas' worth past a pool of 60: placeholders boot nodes only for the
+    cloud replicas replicas.max lets run beside the pool, or none where it is below the pool."""
+    ramp = [5000.0] * 4 + [9000.0] * 36
+    p = plan(make_spec(**{"replicas.max": bound}), 5000.0, forecast(ramp), state(50, capacity=60))
+    assert p.reserve.replicas == reserved
+    assert p.placeholders == reserved
+
+
+@pytest.mark.parametrize(
+    ("age", "recs", "reason"),
+    [
+        pytest.param(60.0, (Recommendation(NOW - 120.0, 100),), Reason.STABILIZATION, id="stab"),
+        pytest.param(900.0, (), Reason.FALLBACK, id="missing-load"),
+    ],
+)
+def test_cloud_max_below_what_runs_but_not_what_is_wanted_limits_nothing(
+    age: float, recs: tuple[Recommendation, ...], reason: Reason
+) -> None:
+    """100 run (60 physical, 40 cloud), cloud.maxReplicas was lowered to 10 and the load
+    wants 20: the bound cuts the cloud replicas held, as the cloud's reason says, but not what
+    the load wants, so the plan is not capacity limited (as with a lowered replicas.max)."""
+    spec = make_spec(**{"cloud.maxReplicas": 10})
+    p = plan(spec, 2000.0, None, state(60, 40, recs=recs), age=age, forecast_problem="none")
+    assert p.total.reason is reason
+    assert (p.capacity_limit, p.capacity_limited) == (None, None)
+    if reason is Reason.STABILIZATION:  # without load they leave at the rate limit, as said
+        assert p.cloud.reason is Reason.CLOUD_CAPACITY_EXHAUSTED
+        assert p.cloud.message.startswith("100 replicas held, physical capacity 60 plus")
+    else:
+        assert p.cloud.reason is Reason.RATE_LIMIT
+
+
+def test_cloud_max_below_what_is_wanted_while_more_is_held_names_what_is_wanted() -> None:
+    """Stabilisation holds 100, the load wants 90 and cloud.maxReplicas is 10: limited, by
+    what is wanted."""
+    spec = make_spec(**{"cloud.maxReplicas": 10})
+    recs = (Recommendation(NOW - 120.0, 100),)
+    p = plan(spec, 9000.0, None, state(60, 40, recs=recs), forecast_problem="none")
+    assert p.capacity_limit is Reason.CLOUD_CAPACITY_EXHAUSTED
+    assert p.capacity_limited is not None
+    assert p.capacity_limited.startswith("90 replicas wanted, physical capacity 60 plus")
+
+
+def test_a_window_of_zero_holds_no_recommendation_dated_ahead_of_now() -> None:
+    """With stabilization: 0s, a recommendation a second ahead (a former leader's clock) holds
+    nothing, as one made now holds nothing."""
+    spec = make_spec(**{"behavior.scaleDown.stabilization": "0s"})
+    for at in (NOW, NOW + 1.0, NOW + 3600.0):
+        st = state(60, 20, recs=(Recommendation(at, 80),))
+        p = plan(spec, 2000.0, None, st, forecast_problem="none")
+        assert p.total.replicas == 20 and p.total.reason is Reason.FALLBACK
+        assert [r.at for r in p.recommendations] == [NOW]
