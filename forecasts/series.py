@@ -29,7 +29,7 @@ FloatArray = npt.NDArray[np.float64]
 #: The buckets models are fitted on (``forecasts.evaluation.FIT_STEP``): a trace's step below
 #: this must divide it, or the trace is put on a step that does (:func:`grid_step`).
 FIT_BUCKET = 300.0
-#: The steps, in seconds, that divide a minute, and so the 5-minute buckets too.
+#: The steps, in seconds, that divide a minute, and so the 5-minute buckets too (ascending).
 MINUTE_DIVISORS = (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30, 60)
 
 
@@ -256,20 +256,24 @@ def load_trace(path: str | Path) -> LoadSeries:
 def grid_step(step: float) -> float:
     """The step a trace whose samples are ``step`` seconds apart is put on.
 
-    Its own, when it divides :data:`FIT_BUCKET` or is that long or longer. Otherwise (samples
-    59.4s apart from a collector a little fast, or 45s or 2 minutes apart) the longest of
-    :data:`MINUTE_DIVISORS` no longer than it, or a minute: the models' means and a backtest's
-    minutes are then over whole samples, as they must be. The samples are interpolated onto it
-    as irregular timestamps are. A step under a second that divides neither is kept, and
-    refused where it is averaged.
+    Its own when it is :data:`FIT_BUCKET` or longer, or divides it and is a minute or longer
+    (a backtest interpolates those onto minutes), or divides a minute. Otherwise (samples 59.4s
+    apart from a collector a little fast, or 25s, 45s or 2 minutes apart) the longest of
+    :data:`MINUTE_DIVISORS` no longer than it, or a minute: the models' 5-minute means and a
+    backtest's minutes are then over whole samples, as they must be. The samples are
+    interpolated onto it as irregular timestamps are. A step under a second that divides no
+    minute is kept, and refused where it is averaged.
     """
-    if step >= FIT_BUCKET:
-        return step
-    ratio = FIT_BUCKET / step
-    if abs(ratio - round(ratio)) <= 1e-9:
+    whole = FIT_BUCKET if step >= MINUTE_DIVISORS[-1] else float(MINUTE_DIVISORS[-1])
+    if step >= FIT_BUCKET or _divides(step, whole):
         return step
     shorter = [d for d in MINUTE_DIVISORS if d <= step]
     return float(shorter[-1]) if shorter else step
+
+
+def _divides(step: float, whole: float) -> bool:
+    ratio = whole / step
+    return abs(ratio - round(ratio)) <= 1e-9
 
 
 def _utf8_text(path: Path, data: bytes) -> str:

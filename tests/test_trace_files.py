@@ -442,14 +442,19 @@ def test_a_short_trace_with_an_outage_is_no_mistyped_date(tmp_path: Path) -> Non
         (120.0, 60.0),
         (299.0, 60.0),
         (0.7, 0.7),
+        (0.5, 0.5),
+        (7.5, 7.5),
+        (25.0, 20.0),
+        (50.0, 30.0),
+        (100.0, 100.0),
     ],
 )
 def test_a_step_that_does_not_divide_five_minutes_is_put_on_one_that_does(
     step: float, grid: float
 ) -> None:
-    """A step dividing the 5-minute fit buckets, or that long or longer, is kept; any other is
-    the longest step dividing a minute no longer than it, or a minute (under a second: kept,
-    and refused where it is averaged)."""
+    """A step dividing a minute, or from a minute up dividing the 5-minute fit buckets, or
+    that long or longer, is kept; any other is the longest step dividing a minute no longer
+    than it, or a minute (under a second: kept, and refused where it is averaged)."""
     from forecasts.series import grid_step
 
     assert grid_step(step) == grid
@@ -469,7 +474,9 @@ def _spaced(path: Path, step: float, count: int) -> tuple[Path, np.ndarray]:
     return path, loads
 
 
-@pytest.mark.parametrize(("step", "grid"), [(59.4, 30.0), (45.0, 30.0), (120.0, 60.0)])
+@pytest.mark.parametrize(
+    ("step", "grid"), [(59.4, 30.0), (45.0, 30.0), (25.0, 20.0), (120.0, 60.0)]
+)
 def test_samples_a_minute_cannot_divide_are_replayed_and_forecast(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], step: float, grid: float
 ) -> None:
