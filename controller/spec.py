@@ -31,6 +31,7 @@ __all__ = [
     "MAX_REPLICAS",
     "MAX_REPLICAS_PER_NODE",
     "MAX_STEP_TEXT",
+    "MIN_PER_REPLICA",
     "MIN_STEP",
     "Behavior",
     "CloudSpec",
@@ -78,6 +79,13 @@ MAX_REPLICAS = 2**31 - 1
 #: ``replicasPerNode`` floats a node), so ``10000000`` took 5 s and 1.2 GB a plan and
 #: ``1000000000`` asked for 7.5 GB, stopping the operator and every other object with it.
 MAX_REPLICAS_PER_NODE = 1000
+#: Least ``load.perReplica``. The forecasts read any load under about 1e-9 as none (their error
+#: scale has that floor), so in units where a replica serves less than this every cloud slot
+#: looked likely to be needed: the plan reserved ``cloud.maxReplicas`` for a small load and,
+#: with a large one, weighed slot after slot for seconds. No unit a gateway's load is counted
+#: in (connections, requests a second, cores, even millions of connections) puts a replica
+#: below a millionth.
+MIN_PER_REPLICA = 1e-6
 #: Longest ``metadata.name``: the name is the value of the placeholder pods' label
 #: ``tidal.dev/placeholder-for``, and a label value holds at most 63 characters.
 MAX_NAME_LENGTH = 63
@@ -129,6 +137,17 @@ class LoadSpec(_Model):
         default=timedelta(days=14),
         description=f"How much history to read: at most {MAX_HISTORY_POINTS:,} load.step samples",
     )
+
+    @field_validator("per_replica")
+    @classmethod
+    def _a_replica_a_millionth_or_more(cls, value: float) -> float:
+        # Not the schema's ``minimum``: a YAML tool writes 1e-06 as text and not as a number.
+        if value < MIN_PER_REPLICA:
+            raise ValueError(
+                f"must be at least {MIN_PER_REPLICA:g} (got {value:g}): count the load in a "
+                "unit in which a replica serves a millionth or more"
+            )
+        return value
 
     @field_validator("step", mode="before")
     @classmethod

@@ -180,6 +180,7 @@ def base_spec(**changes: Any) -> dict[str, Any]:
     ("changes", "expected"),
     [
         ({"load__perReplica": 0}, "spec.load.perReplica: Input should be greater than 0"),
+        ({"load__perReplica": 1e-9}, "spec.load.perReplica: must be at least 1e-06 (got 1e-09)"),
         ({"forecast__model": "crystal-ball"}, "spec.forecast: forecast.model 'crystal-ball'"),
         (
             {"replicas__min": 9, "replicas__max": 3},
@@ -188,7 +189,7 @@ def base_spec(**changes: Any) -> dict[str, Any]:
         ({"cloud__nodeLeadTime": "soon"}, "spec.cloud.nodeLeadTime: 'soon' is not a duration"),
         ({"physical__extra": 1}, "spec.physical.extra: Extra inputs are not permitted"),
     ],
-    ids=["per-replica-zero", "unknown-model", "min-above-max", "bad-duration", "unknown-field"],
+    ids=["per-replica-zero", "per-replica-tiny", "unknown-model", "min-above-max", "bad-duration", "unknown-field"],
 )
 def test_validation_errors_name_the_field(changes: dict[str, Any], expected: str) -> None:
     """A spec error reads as the camelCase path the user wrote, then what is wrong."""
