@@ -51,8 +51,8 @@ from tests.test_planner import NOW, forecast, make_spec, mixed_forecast, state
 
 SEED = 20261130
 #: Regions drawn for the single-plan invariants, and closed loops of ``LOOP_STEPS`` plans.
-CASES = 800
-LOOPS = 60
+CASES = 1000
+LOOPS = 120
 LOOP_STEPS = 30
 #: Violations quoted in a failure message.
 QUOTED = 5
@@ -111,7 +111,7 @@ class Case:
 def _draw_spec(rng: np.random.Generator) -> dict[str, Any]:
     """``make_spec`` overrides for a region in Scale mode (the modes are checked by replanning
     the same region)."""
-    top = _pick(rng, [1, 2, 5, 20, 60, 150, 400, 1000, BIG])
+    top = _pick(rng, [1, 2, 5, 20, 60, 150, 400, 400, 1000, 1000, BIG, BIG])
     low = _pick(rng, [0, 1, int(rng.integers(0, top + 1)) if top < BIG else 3, top])
     overrides: dict[str, Any] = {
         "mode": "Scale",
@@ -162,7 +162,7 @@ def _history(rng: np.random.Generator, load: float, now: float) -> tuple[LoadSer
     """Samples of ``load``, some of them missing, negative, huge or old; and what was drawn."""
     size = _pick(rng, [1, 2, 10, 40])
     step = _pick(rng, [60.0, 60.0, 15.0, 300.0])
-    age = _pick(rng, [0.0, 30.0, 60.0, 60.0, 299.0, 300.0, 301.0, 900.0, -60.0])
+    age = _pick(rng, [0.0, 30.0, 60.0, 60.0, 60.0, 299.0, 300.0, 301.0, 900.0, -60.0])
     kind = _pick(
         rng, ["normal"] * 6 + ["nan", "negative", "allnan", "inf", "huge", "tiny", "empty"]
     )
