@@ -299,7 +299,12 @@ def _whole_nodes(replicas: int, per_node: int) -> int:
 
 
 #: Nodes weighed per call: most plans stop within a few, and one call per node costs more.
+#: Past the first two blocks each is twice the last (a band wide in replicas took one call per
+#: four nodes: 18 s a plan at a million replicas' worth, one replica a node), up to
+#: :data:`_MOST_SLOTS_PER_BLOCK` slots a call. A node's expected use never rises from one node
+#: to the next, so the first node under the price is the same whatever the blocks.
 _NODES_PER_BLOCK = 4
+_MOST_SLOTS_PER_BLOCK = 4096
 
 
 def _cloud_ceiling(spec: GatewayAutoscalerSpec, capacity: int) -> int:
@@ -341,10 +346,15 @@ def _cloud_worth_holding(
     steps, seconds = _window_weights(forecast, ready, ready + hold)
     if not steps.size:
         return cloud
+    block, calls = _NODES_PER_BLOCK, 0
+    widest = max(_NODES_PER_BLOCK, _MOST_SLOTS_PER_BLOCK // per_node)
     while cloud < limit:
+        calls += 1
+        if calls > 2:
+            block = min(2 * block, widest)
         # Replica ``s`` (1-based) is needed once the load exceeds ``(s - 1)`` replicas' worth;
         # a replica's expected use is the seconds of the window it is needed, summed per node.
-        nodes = min(_NODES_PER_BLOCK, -(-(limit - cloud) // per_node))
+        nodes = min(block, -(-(limit - cloud) // per_node))
         slots = capacity + cloud + np.arange(nodes * per_node, dtype=np.float64)
         # With ``replicas_for``'s tolerance: a load of exactly ``s`` replicas' worth needs ``s``
         # replicas, though ``s * to_load`` may round a hair below it.
