@@ -1557,3 +1557,28 @@ def test_a_window_of_zero_holds_no_recommendation_dated_ahead_of_now() -> None:
         p = plan(spec, 2000.0, None, st, forecast_problem="none")
         assert p.total.replicas == 20 and p.total.reason is Reason.FALLBACK
         assert [r.at for r in p.recommendations] == [NOW]
+
+
+@pytest.mark.parametrize("per_node", [1, 3, 10])
+@pytest.mark.parametrize("level", [8000.0, 30_000.0, 60_000.0])
+def test_the_nodes_worth_holding_do_not_depend_on_how_many_are_weighed_at_once(
+    monkeypatch: pytest.MonkeyPatch, per_node: int, level: float
+) -> None:
+    """Blocks of four that then double (up to 4,096 slots) hold the nodes one call weighing
+    every node up to the ceiling holds: a node's expected use never rises from one node to the
+    next, so the first under the price is the same."""
+    from controller import planner
+
+    spec = make_spec(
+        **{"cloud.replicasPerNode": per_node, "cloud.maxReplicas": 5000, "replicas.max": 10_000}
+    )
+    errors = {-0.3: 20, 0.0: 40, 0.4: 20, 1.0: 12, 3.0: 8}
+
+    def plans() -> tuple[int, int, int]:
+        p = plan(spec, level, mixed_forecast(level, errors), state(60, capacity=60))
+        return p.cloud.replicas, p.reserve.replicas, p.total.replicas
+
+    doubling = plans()
+    monkeypatch.setattr(planner, "_NODES_PER_BLOCK", 10**6)  # one call, every node at once
+    assert plans() == doubling
+    assert doubling[1] > 4 * per_node * 2  # the plan weighed more than two blocks
