@@ -648,14 +648,10 @@ def plan_region(
             f"hold {capacity + spec.cloud.max_replicas}"
         )
         desired = max(wanted, spec.replicas.min)
-        only_held = desired < want
-        cloud_message = f"{want} replicas {'held' if only_held else 'wanted'}, {bound}"
-        if not only_held:
+        cloud_message = f"{want} replicas {'held' if desired < want else 'wanted'}, {bound}"
+        if desired - capacity > spec.cloud.max_replicas:
             capacity_limit = capacity_limit or Reason.CLOUD_CAPACITY_EXHAUSTED
-            limits.append(cloud_message)
-        elif desired - capacity > spec.cloud.max_replicas:
-            capacity_limit = capacity_limit or Reason.CLOUD_CAPACITY_EXHAUSTED
-            limits.append(f"{desired} replicas wanted, {bound}")
+            limits.append(f"{min(desired, want)} replicas wanted, {bound}")
     capacity_limited = "; ".join(limits) or None
 
     # 6: rate limits, cloud removed first. Physical above capacity cannot run: dropped at once.

@@ -372,10 +372,7 @@ def _numbers(plan: Plan) -> str:
 
 def _capacity(case: Case) -> int:
     """The physical pool's capacity: the nodes', capped by physical.maxReplicas."""
-    capacity = case.state.physical_capacity
-    if case.spec.physical.max_replicas is not None:
-        capacity = min(capacity, case.spec.physical.max_replicas)
-    return max(0, capacity)
+    return max(0, _capacity_of(case.spec, case.state.physical_capacity))
 
 
 def _live(case: Case) -> tuple[int, int, int]:
