@@ -129,8 +129,13 @@ class Calibration:
             )
 
         leads = range(actual.shape[1])
-        # Forecasts with a known sample.
-        counted = np.isfinite(actual) & np.isfinite(scale) & np.isfinite(within).any(axis=2)
+        finite_within = np.isfinite(within)
+        # Forecasts with a known sample. (An ``or`` over the samples one at a time: ``any``
+        # along a short last axis is several times slower, and this runs at every refit.)
+        sampled = finite_within[..., 0].copy()
+        for k in range(1, within.shape[2]):
+            sampled |= finite_within[..., k]
+        counted = np.isfinite(actual) & np.isfinite(scale) & sampled
         samples = int(counted.sum(axis=0).min()) if counted.size else 0
         bins = max(1, min(MAX_BINS, samples // MIN_BIN_SAMPLES))
         edges = np.empty(0)
@@ -138,17 +143,23 @@ class Calibration:
         if bins > 1:
             edges = np.quantile(predicted[np.isfinite(predicted)], np.arange(1, bins) / bins)
             which = np.searchsorted(edges, predicted, side="right")
+        # A bin too thin at a lead borrows the pooled row.
+        thick = [
+            ((which == b) & counted).sum(axis=0) >= MIN_BIN_SAMPLES // 4 for b in range(bins)
+        ]
         pooled: list[FloatArray] = []
         binned: list[list[FloatArray]] = [[] for _ in range(bins)] if bins > 1 else []
         for h in leads:
             column = lead_errors(h)
-            pooled.append(_sorted_row(column[np.isfinite(column)]))
+            finite = np.isfinite(column)
+            errors = column[finite]
+            pooled.append(_sorted_row(errors))
+            if not binned:
+                continue
+            # Each finite error's bin, in the order of ``errors`` (forecast by forecast).
+            labels = np.broadcast_to(which[:, h, None], column.shape)[finite]
             for b, lead_rows in enumerate(binned):
-                inside = which[:, h] == b
-                # A bin too thin at this lead borrows the pooled row.
-                thick = int(counted[inside, h].sum()) >= MIN_BIN_SAMPLES // 4
-                part = column[inside]
-                lead_rows.append(_sorted_row(part[np.isfinite(part)]) if thick else pooled[h])
+                lead_rows.append(_sorted_row(errors[labels == b]) if thick[b][h] else pooled[h])
         if not binned:
             return cls(tuple(pooled), float(scale_floor), point_errors=point_errors)
         return cls(

@@ -62,9 +62,13 @@ def shifted(values: FloatArray, origins: FloatArray | np.ndarray, lead: int) -> 
     ``values`` may have more axes (a row per time): they follow the two.
     """
     idx = np.asarray(origins, dtype=np.int64)[:, None] + np.arange(1, lead + 1)[None, :]
-    size = values.shape[0]
-    inside = (idx < size).reshape(idx.shape + (1,) * (values.ndim - 1))
-    return np.where(inside, values[np.minimum(idx, size - 1)], np.nan)
+    values = np.asarray(values, dtype=np.float64)
+    # NaN rows past the end, so that one gather does it: a mask over every sample of every
+    # lead costs five times as much when ``values`` holds a row per time.
+    beyond = int(idx.max(initial=-1)) - values.shape[0] + 1
+    if beyond > 0:
+        values = np.concatenate([values, np.full((beyond, *values.shape[1:]), np.nan)])
+    return np.asarray(values[idx], dtype=np.float64)
 
 
 def calibration_origins(size: int, *, step: float, first: int, window: float) -> np.ndarray:
