@@ -1,8 +1,11 @@
-"""The planner's shortcuts read exactly what the plain forms they replace read, bit for bit.
+"""The planner's and the simulator's shortcuts read exactly what the plain forms they replace
+read, bit for bit.
 
 ``_path_max`` slices the run of bucket centres inside a window where a mask of every centre
-was built; ``plan_region`` weighs the cloud nodes worth holding for the coming minutes only
-when they can count, relying on ``_cloud_worth_holding`` never returning fewer than its floor.
+was built, and the peak the run of steps within the horizon; ``plan_region`` weighs the cloud
+nodes worth holding for the coming minutes only when they can count, relying on
+``_cloud_worth_holding`` never returning fewer than its floor; ``TidalPolicy`` reports the
+forecast a pod start ahead from paths computed once per forecast.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+from controller.backtest import backtest_spec
 from controller.planner import (
     RegionState,
     _bucket_centres,
@@ -23,9 +27,11 @@ from controller.planner import (
     _window_max,
     plan_region,
 )
+from controller.simulator import Scenario, TidalPolicy
 from controller.spec import GatewayAutoscalerSpec
 from forecasts.base import Calibration, Forecast
 from forecasts.series import LoadSeries
+from tests.support.fixtures import daily_sine_views
 from tests.test_planner import NOW, make_spec
 
 FloatArray = npt.NDArray[np.float64]
@@ -145,3 +151,21 @@ def test_the_peak_is_the_one_a_mask_of_the_horizon_finds(seed: int) -> None:
         assert got.forecast_peak is not None and got.forecast_peak_at is not None
         assert bits(got.forecast_peak) == bits(float(upper[ahead][best]))
         assert bits(got.forecast_peak_at) == bits(float(times[ahead][best]))
+
+
+def test_the_simulator_reports_each_minute_what_value_at_reads() -> None:
+    """The reported forecast a pod start ahead, read on paths computed once per forecast, is
+    ``Forecast.value_at``'s, point and upper quantile, whether the forecast is new or reused."""
+    scenario = Scenario()
+    spec = backtest_spec("report", scenario=scenario, model="seasonal-naive")
+    policy = TidalPolicy(spec, scenario)
+    start = 1_700_000_100.0 - 1_700_000_100.0 % 300.0
+    for minute, view in daily_sine_views(start, 40):
+        policy(minute, view)
+        fc = policy.last_forecast
+        assert fc is not None
+        ahead = view.now + policy.settings.pod_ready
+        assert bits(policy.forecast_point[-1]) == bits(fc.value_at(ahead))
+        upper = fc.value_at(ahead, spec.forecast.quantile)
+        assert bits(policy.forecast_upper[-1]) == bits(upper)
+    assert policy.refits > 1
