@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import enum
 import math
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -251,11 +252,24 @@ def _window_max(
     is linear. A coarse model (30-minute buckets) then moves the plan a minute at a time
     instead of a bucket at a time.
     """
-    centres = times - (step - min(sample_step, step)) / 2.0
-    inside = (centres > start) & (centres < end)
+    return _path_max(_bucket_centres(times, step, sample_step), values, start, end)
+
+
+def _bucket_centres(times: FloatArray, step: float, sample_step: float) -> FloatArray:
+    """Where the path of :func:`_window_max` passes through each forecast step's value."""
+    return times - (step - min(sample_step, step)) / 2.0
+
+
+def _path_max(centres: FloatArray, values: FloatArray, start: float, end: float) -> float:
+    """Highest value over ``[start, end]`` of the path through ``values`` at ``centres``."""
     edges = np.interp([start, end], centres, values)
-    if inside.any():
-        return float(max(edges.max(), values[inside].max()))
+    # The centres rise (as a forecast's times do), so the ones inside the window are a run of
+    # them, ``(start, end)`` both ends excluded: a slice, cheaper than a mask of every one.
+    # A NaN end leaves it empty, as the mask's comparisons would.
+    rising = centres.tolist()
+    inside = values[bisect_right(rising, start) : bisect_left(rising, end)]
+    if inside.size:
+        return float(max(edges.max(), inside.max()))
     return float(edges.max())
 
 
@@ -280,13 +294,15 @@ def _latest(history: LoadSeries) -> tuple[float, float] | None:
 
 
 def _window_weights(
-    forecast: Forecast, start: float, end: float
+    forecast: Forecast, start: float, end: float, *, times: FloatArray | None = None
 ) -> tuple[npt.NDArray[np.int64], FloatArray]:
     """The forecast steps whose buckets overlap ``[start, end]``, and the seconds of overlap.
 
-    Each forecast step stands for the bucket that ends at its time.
+    Each forecast step stands for the bucket that ends at its time. ``times``: the forecast's
+    ``times()``, when the caller has them already.
     """
-    times = forecast.times()
+    if times is None:
+        times = forecast.times()
     lo = np.maximum(times - forecast.step, start)
     hi = np.minimum(times, end)
     steps = np.flatnonzero(hi > lo)
@@ -313,6 +329,13 @@ def _cloud_ceiling(spec: GatewayAutoscalerSpec, capacity: int) -> int:
     return min(spec.cloud.max_replicas, max(0, spec.replicas.max - capacity))
 
 
+def _cloud_floor(spec: GatewayAutoscalerSpec, capacity: int, floor: int) -> int:
+    """The cloud replicas held whatever the band: the whole nodes ``floor`` replicas need,
+    within :func:`_cloud_ceiling`. :func:`_cloud_worth_holding` never returns fewer."""
+    whole = _whole_nodes(max(0, floor), spec.cloud.replicas_per_node)
+    return min(_cloud_ceiling(spec, capacity), whole)
+
+
 def _cloud_worth_holding(
     forecast: Forecast,
     spec: GatewayAutoscalerSpec,
@@ -322,6 +345,7 @@ def _cloud_worth_holding(
     now: float,
     ready: float,
     hold: float,
+    times: FloatArray | None = None,
 ) -> int:
     """Cloud replicas worth holding, node by node: the quantile read as a price.
 
@@ -335,15 +359,16 @@ def _cloud_worth_holding(
     replica-seconds it is paid for. A band made of rare spikes then buys nothing while the load
     sits far below capacity, and buys nodes where the forecast nears the edge of what is held:
     the insurance goes where the risk is. Ramps are the point forecast's, bought regardless.
+    ``times``: the forecast's ``times()``, when the caller has them already.
     """
     q = spec.forecast.quantile
     per_node = spec.cloud.replicas_per_node
     limit = _cloud_ceiling(spec, capacity)
     price = 1.0 - q
     paid = (ready - now) + hold
-    cloud = min(limit, _whole_nodes(max(0, floor), per_node))
+    cloud = _cloud_floor(spec, capacity, floor)
     to_load = target_per_replica(spec)
-    steps, seconds = _window_weights(forecast, ready, ready + hold)
+    steps, seconds = _window_weights(forecast, ready, ready + hold, times=times)
     if not steps.size:
         return cloud
     block, calls = _NODES_PER_BLOCK, 0
@@ -481,17 +506,11 @@ def plan_region(
         # One quantile path per plan; every window below is a slice of it.
         upper = usable.upper(q)
         times = usable.times()
-        sample = history.step
-        forecast_load = _window_max(times, upper, usable.step, now, pod_window, sample_step=sample)
+        centres = _bucket_centres(times, usable.step, history.step)  # as _window_max reads
+        forecast_load = _path_max(centres, upper, now, pod_window)
         node_window = pod_window + spec.cloud.node_lead_time.total_seconds()
-        point_need = replicas_for(
-            _window_max(times, usable.point, usable.step, now, pod_window, sample_step=sample),
-            spec,
-        )
-        point_node_need = replicas_for(
-            _window_max(times, usable.point, usable.step, now, node_window, sample_step=sample),
-            spec,
-        )
+        point_need = replicas_for(_path_max(centres, usable.point, now, pod_window), spec)
+        point_node_need = replicas_for(_path_max(centres, usable.point, now, node_window), spec)
         # Cloud nodes worth holding: for a node requested now, over the time it would serve
         # once booted (placeholders hold them); and for the coming minutes, on nodes already
         # running. Replicas run the band above the point only on nodes worth both: the
@@ -504,23 +523,36 @@ def plan_region(
             now=now,
             ready=now + spec.cloud.node_lead_time.total_seconds() + settings.pod_ready,
             hold=settings.node_hold,
-        )
-        cloud_now = _cloud_worth_holding(
-            usable,
-            spec,
-            capacity=capacity,
-            floor=point_need - capacity,
-            now=now,
-            ready=now + settings.pod_ready,
-            hold=settings.node_hold,
+            times=times,
         )
         upper_need = replicas_for(forecast_load, spec)
+        # The nodes worth holding for the coming minutes are never fewer than the point
+        # forecast's: they count only when the band and ``cloud_held`` both reach past those.
+        # Weighing them is a plan's dearest step, so it is skipped when they would not count.
+        cloud_now = _cloud_floor(spec, capacity, point_need - capacity)
+        if min(upper_need - capacity, cloud_held) > cloud_now:
+            cloud_now = _cloud_worth_holding(
+                usable,
+                spec,
+                capacity=capacity,
+                floor=point_need - capacity,
+                now=now,
+                ready=now + settings.pod_ready,
+                hold=settings.node_hold,
+                times=times,
+            )
         forecast_need = max(point_need, min(upper_need, capacity + min(cloud_held, cloud_now)))
         node_need = max(point_node_need, capacity + cloud_held)
-        ahead = (times > now) & (times - usable.step < now + spec.forecast.horizon.total_seconds())
-        if ahead.any():
-            best = int(upper[ahead].argmax())
-            peak, peak_at = float(upper[ahead][best]), float(times[ahead][best])
+        # The peak among the steps whose buckets end after now and start within the horizon:
+        # a run of them, since the times rise.
+        rising = times.tolist()
+        first = bisect_right(rising, now)
+        last = bisect_left(
+            [t - usable.step for t in rising], now + spec.forecast.horizon.total_seconds()
+        )
+        if first < last:
+            best = first + int(upper[first:last].argmax())
+            peak, peak_at = float(upper[best]), rising[best]
 
     # 1-3: the raw recommendation; ``wanted``, what the load and the forecast ask for.
     if load is None:
@@ -577,9 +609,9 @@ def plan_region(
     live_total = live_physical + state.cloud_replicas
     # A recommendation dated after ``now`` (another leader's clock ahead, or this one stepped
     # back) counts as made now: it leaves the window a window from now, not later, and a window
-    # of 0 holds it no more than one made now.
+    # of 0 holds it no more than one made now. The others are kept as they are.
     recent = tuple(
-        Recommendation(min(r.at, now), r.replicas)
+        r if r.at <= now else Recommendation(now, r.replicas)
         for r in state.recommendations
         if now - min(r.at, now) < window
     )

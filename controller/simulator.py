@@ -419,6 +419,8 @@ class TidalPolicy:
         self.forecast_upper: list[float] = []
         self._forecast_key: tuple[int, int] | None = None
         self._forecast: Forecast | None = None
+        #: The reused forecast's times and upper quantile path, read every minute it is reused.
+        self._forecast_paths: tuple[FloatArray, FloatArray] | None = None
         # Forecast as far as the planner reads, plus one fit step: a forecast is reused until
         # the next bucket completes.
         self.reach = forecast_reach(spec, self.settings) + max(
@@ -463,11 +465,18 @@ class TidalPolicy:
                 except ForecastError as exc:
                     self.problem = str(exc)
                 self._forecast_key, self._forecast = key, forecast
+                self._forecast_paths = (
+                    None
+                    if forecast is None
+                    else (forecast.times(), forecast.upper(spec.forecast.quantile))
+                )
         self.last_forecast = forecast
         ahead = view.now + self.settings.pod_ready
-        if forecast is not None:
-            self.forecast_point.append(forecast.value_at(ahead))
-            self.forecast_upper.append(forecast.value_at(ahead, spec.forecast.quantile))
+        if forecast is not None and self._forecast_paths is not None:
+            # ``Forecast.value_at``, on the paths computed once per forecast.
+            times, upper = self._forecast_paths
+            self.forecast_point.append(float(np.interp(ahead, times, forecast.point)))
+            self.forecast_upper.append(float(np.interp(ahead, times, upper)))
         else:
             self.forecast_point.append(math.nan)
             self.forecast_upper.append(math.nan)
