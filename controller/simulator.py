@@ -417,7 +417,7 @@ class TidalPolicy:
         self.last_forecast: Forecast | None = None
         self.forecast_point: list[float] = []
         self.forecast_upper: list[float] = []
-        self._forecast_key: tuple[int, int] | None = None
+        self._forecast_key: tuple[FittedModel, int] | None = None
         self._forecast: Forecast | None = None
         #: The reused forecast's times and upper quantile path, read every minute it is reused.
         self._forecast_paths: tuple[FloatArray, FloatArray] | None = None
@@ -456,8 +456,11 @@ class TidalPolicy:
             # A forecast changes only when a bucket of the fit step completes, with its last
             # sample (the one before the next bucket's first): reuse it till then.
             completed = math.floor((history.end + history.step) / self.fitted.step + 1e-9)
-            key = (id(self.fitted), completed)
-            if key == self._forecast_key:
+            # The fit itself, not its id(): a failed refit frees the old fit, and a later
+            # one may be given its id.
+            key = (self.fitted, completed)
+            last = self._forecast_key
+            if last is not None and last[0] is self.fitted and last[1] == completed:
                 forecast = self._forecast
             else:
                 try:
