@@ -212,13 +212,19 @@ class Calibration:
             return self.quantile(q, point.size)
         table = self._bin_cache.get(q)
         if table is None:
-            table = np.array(
-                [[float(np.quantile(row, q)) for row in lead_rows] for lead_rows in self.bin_errors]
-            )
+            # Filled in as forecasts ask: a forecast reads one bin at each lead, and a fit's
+            # forecasts seldom reach every bin, so most of a table would never be read.
+            table = np.full((len(self.bin_errors), len(self.bin_errors[0])), np.nan)
             self._bin_cache[q] = table
         which = np.searchsorted(self.bin_edges, point, side="right")
         lead = np.minimum(np.arange(point.size), table.shape[1] - 1)
-        return np.asarray(table[which, lead], dtype=np.float64)
+        values = table[which, lead]
+        unread = np.isnan(values)  # a row's quantile is never NaN: its errors are finite
+        if unread.any():
+            for b, h in set(zip(which[unread].tolist(), lead[unread].tolist(), strict=True)):
+                table[b, h] = float(np.quantile(self.bin_errors[b][h], q))
+            values = table[which, lead]
+        return np.asarray(values, dtype=np.float64)
 
     def exceedance(
         self, point: FloatArray, thresholds: FloatArray, steps: npt.NDArray[np.int64]

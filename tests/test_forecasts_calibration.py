@@ -177,3 +177,34 @@ def test_a_gap_longer_than_every_lead_keeps_the_last_row() -> None:
     )
     assert calibration.after(50).errors == calibration.errors[-1:]
     assert calibration.after(0) is calibration
+
+
+def _binned_calibration(seed: int) -> Calibration:
+    rng = np.random.default_rng(seed)
+    forecasts, leads = 3000, 6
+    predicted = rng.gamma(3.0, 40.0, (forecasts, leads))
+    actual = predicted * rng.lognormal(0.0, 0.3, (forecasts, leads))
+    within = rng.normal(0.0, 4.0, (forecasts, leads, 3))
+    actual[rng.random(actual.shape) < 0.02] = np.nan
+    return Calibration.from_forecasts(actual, predicted, scale_floor=5.0, within=within)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_each_step_s_spread_is_its_bin_and_lead_s_quantile_whatever_was_read_before(
+    seed: int,
+) -> None:
+    """The bins' quantiles are computed as steps first read them: every value must be the
+    quantile of its own bin's row at its lead, whichever paths were read before it."""
+    cal = _binned_calibration(seed)
+    assert len(cal.bin_errors) > 1
+    rng = np.random.default_rng(100 + seed)
+    low, high = cal.bin_edges[0] / 2, cal.bin_edges[-1] * 2
+    for _ in range(8):
+        point = rng.uniform(low, high, int(rng.integers(1, 10)))
+        which = np.searchsorted(cal.bin_edges, point, side="right")
+        for q in (0.95, 0.8):
+            expected = [
+                float(np.quantile(cal.bin_errors[b][min(i, cal.lead_steps - 1)], q))
+                for i, b in enumerate(which.tolist())
+            ]
+            assert cal.spread(q, point).tolist() == expected
