@@ -132,8 +132,8 @@ class Calibration:
         finite_within = np.isfinite(within)
         # Forecasts with a known sample. (An ``or`` over the samples one at a time: ``any``
         # along a short last axis is several times slower, and this runs at every refit.)
-        sampled = finite_within[..., 0].copy()
-        for k in range(1, within.shape[2]):
+        sampled = np.zeros(actual.shape, dtype=bool)
+        for k in range(within.shape[2]):
             sampled |= finite_within[..., k]
         counted = np.isfinite(actual) & np.isfinite(scale) & sampled
         samples = int(counted.sum(axis=0).min()) if counted.size else 0
@@ -145,7 +145,8 @@ class Calibration:
             which = np.searchsorted(edges, predicted, side="right")
         # A bin too thin at a lead borrows the pooled row.
         thick = [
-            ((which == b) & counted).sum(axis=0) >= MIN_BIN_SAMPLES // 4 for b in range(bins)
+            ((which == b) & counted).sum(axis=0) >= MIN_BIN_SAMPLES // 4
+            for b in range(bins if bins > 1 else 0)
         ]
         pooled: list[FloatArray] = []
         binned: list[list[FloatArray]] = [[] for _ in range(bins)] if bins > 1 else []

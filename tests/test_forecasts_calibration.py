@@ -7,7 +7,7 @@ import pytest
 
 from controller.operator.fitting import fit_error
 from forecasts import create
-from forecasts.base import MAX_ROW_ERRORS, Calibration, Forecast
+from forecasts.base import MAX_BINS, MAX_ROW_ERRORS, MIN_BIN_SAMPLES, Calibration, Forecast, _sorted_row
 from forecasts.models.smoothing import ForecastRecord, calibrate, merge_records
 from forecasts.series import LoadSeries
 from tests.forecast_series import seasonal, trend
@@ -208,3 +208,64 @@ def test_each_step_s_spread_is_its_bin_and_lead_s_quantile_whatever_was_read_bef
                 for i, b in enumerate(which.tolist())
             ]
             assert cal.spread(q, point).tolist() == expected
+
+
+def _rows_one_bin_at_a_time(
+    actual: np.ndarray, predicted: np.ndarray, scale_floor: float, within: np.ndarray | None
+) -> tuple[list[np.ndarray], np.ndarray, list[list[np.ndarray]]]:
+    """The pooled rows, bin edges and binned rows as ``from_forecasts`` built them before it
+    took each bin from the lead's finite errors: every lead, every bin, masks of its own."""
+    scale = np.maximum(predicted, 0.0) + scale_floor
+    if within is None:
+        within = np.zeros((*actual.shape, 1))
+    counted = np.isfinite(actual) & np.isfinite(scale) & np.isfinite(within).any(axis=2)
+    samples = int(counted.sum(axis=0).min()) if counted.size else 0
+    bins = max(1, min(MAX_BINS, samples // MIN_BIN_SAMPLES))
+    edges, which = np.empty(0), np.zeros(actual.shape, dtype=np.int64)
+    if bins > 1:
+        edges = np.quantile(predicted[np.isfinite(predicted)], np.arange(1, bins) / bins)
+        which = np.searchsorted(edges, predicted, side="right")
+    pooled: list[np.ndarray] = []
+    binned: list[list[np.ndarray]] = [[] for _ in range(bins)] if bins > 1 else []
+    for h in range(actual.shape[1]):
+        column = (actual[:, h, None] + within[:, h, :] - predicted[:, h, None]) / scale[:, h, None]
+        pooled.append(_sorted_row(column[np.isfinite(column)]))
+        for b, lead_rows in enumerate(binned):
+            inside = which[:, h] == b
+            thick = int(counted[inside, h].sum()) >= MIN_BIN_SAMPLES // 4
+            part = column[inside]
+            lead_rows.append(_sorted_row(part[np.isfinite(part)]) if thick else pooled[h])
+    return pooled, edges, binned
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_rows_are_those_built_one_bin_at_a_time(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    forecasts = int(rng.choice([50, 700, 1500, 3000]))
+    leads = int(rng.integers(1, 8))
+    per = [None, 1, 5, 20][seed % 4]
+    predicted = rng.gamma(2.0, 50.0, (forecasts, leads))
+    actual = predicted * rng.lognormal(0.0, 0.4, predicted.shape)
+    actual[rng.random(actual.shape) < 0.05] = np.nan
+    # At the first lead the highest forecasts' actuals are missing: the top bins are thin
+    # there, and borrow the pooled row.
+    actual[predicted[:, 0] > np.quantile(predicted[:, 0], 0.7), 0] = np.nan
+    actual[rng.random(actual.shape) < 0.002] = np.inf
+    predicted[rng.random(predicted.shape) < 0.01] = np.nan
+    within = None
+    if per is not None:
+        within = rng.normal(0.0, 5.0, (forecasts, leads, per))
+        # Some buckets lose a sample, some lose them all.
+        within[rng.random(within.shape) < 0.2] = np.nan
+        within[rng.random((forecasts, leads)) < 0.1] = np.nan
+    cal = Calibration.from_forecasts(actual, predicted, scale_floor=3.0, within=within)
+    pooled, edges, binned = _rows_one_bin_at_a_time(actual, predicted, 3.0, within)
+    if forecasts >= 3000:
+        assert len(binned) == MAX_BINS
+        assert binned[-1][0] is pooled[0]
+        assert leads == 1 or binned[-1][1] is not pooled[1]
+    assert [r.tobytes() for r in cal.errors] == [r.tobytes() for r in pooled]
+    assert cal.bin_edges.tobytes() == edges.tobytes()
+    assert [[r.tobytes() for r in rows] for rows in cal.bin_errors] == [
+        [r.tobytes() for r in rows] for rows in binned
+    ]

@@ -57,7 +57,8 @@ def damped_sums(phi: float, lead: int) -> FloatArray:
 
 
 def shifted(values: FloatArray, origins: FloatArray | np.ndarray, lead: int) -> FloatArray:
-    """``values[o + h]`` for origins ``o`` (rows), ``h = 1..lead`` (columns); NaN past the end.
+    """``values[o + h]`` for origins ``o >= 0`` (rows), ``h = 1..lead`` (columns); NaN past the
+    end.
 
     ``values`` may have more axes (a row per time): they follow the two.
     """
