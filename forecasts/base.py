@@ -130,8 +130,9 @@ class Calibration:
 
         leads = range(actual.shape[1])
         finite_within = np.isfinite(within)
-        # Forecasts with a known sample. (An ``or`` over the samples one at a time: ``any``
-        # along a short last axis is several times slower, and this runs at every refit.)
+        # Forecasts with a known sample. (An ``or`` over the samples one at a time: at five
+        # samples a bucket, ``any`` along the last axis takes several times as long, and this
+        # runs at every refit.)
         sampled = np.zeros(actual.shape, dtype=bool)
         for k in range(within.shape[2]):
             sampled |= finite_within[..., k]
@@ -140,14 +141,14 @@ class Calibration:
         bins = max(1, min(MAX_BINS, samples // MIN_BIN_SAMPLES))
         edges = np.empty(0)
         which = np.zeros(actual.shape, dtype=np.int64)
+        thick: list[BoolArray] = []
         if bins > 1:
             edges = np.quantile(predicted[np.isfinite(predicted)], np.arange(1, bins) / bins)
             which = np.searchsorted(edges, predicted, side="right")
-        # A bin too thin at a lead borrows the pooled row.
-        thick = [
-            ((which == b) & counted).sum(axis=0) >= MIN_BIN_SAMPLES // 4
-            for b in range(bins if bins > 1 else 0)
-        ]
+            # Per bin, the leads where it is thick enough; a thin one borrows the pooled row.
+            thick = [
+                ((which == b) & counted).sum(axis=0) >= MIN_BIN_SAMPLES // 4 for b in range(bins)
+            ]
         pooled: list[FloatArray] = []
         binned: list[list[FloatArray]] = [[] for _ in range(bins)] if bins > 1 else []
         for h in leads:
