@@ -548,7 +548,7 @@ def plan_region(
         rising = times.tolist()
         first = bisect_right(rising, now)
         last = bisect_left(
-            [t - usable.step for t in rising], now + spec.forecast.horizon.total_seconds()
+            rising, now + spec.forecast.horizon.total_seconds(), key=lambda t: t - usable.step
         )
         if first < last:
             best = first + int(upper[first:last].argmax())

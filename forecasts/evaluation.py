@@ -50,7 +50,7 @@ import numpy as np
 from forecasts.base import DAY, BoolArray, FittedModel, FloatArray
 from forecasts.errors import ForecastError, InsufficientHistory
 from forecasts.registry import create, model_names
-from forecasts.series import FIT_BUCKET, LoadSeries, load_trace
+from forecasts.series import FIT_BUCKET, LoadSeries, divides, load_trace
 
 __all__ = [
     "FIT_STEP",
@@ -142,8 +142,7 @@ def fit_step_for(step: float, *, fit_step: float = FIT_STEP) -> float:
     """
     if step >= fit_step:
         return step
-    ratio = fit_step / step
-    if abs(ratio - round(ratio)) > 1e-9:
+    if not divides(step, fit_step):
         raise ForecastError(
             f"a {step:g}s step does not divide the {fit_step:g}s fit step; use a step that does "
             f"(60s, for example) or one of {fit_step:g}s or more"

@@ -22,7 +22,14 @@ import numpy.typing as npt
 
 from forecasts.errors import InvalidHistory, TraceFormatError, TraceWarning
 
-__all__ = ["LoadSeries", "format_timestamp", "grid_step", "load_trace", "parse_timestamp"]
+__all__ = [
+    "LoadSeries",
+    "divides",
+    "format_timestamp",
+    "grid_step",
+    "load_trace",
+    "parse_timestamp",
+]
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -101,13 +108,12 @@ class LoadSeries:
 
         ``step`` must be a multiple of the series' step, and longer.
         """
-        ratio = step / self.step
-        if abs(ratio - round(ratio)) > 1e-9:
+        if not divides(self.step, step):
             raise ValueError(
                 f"samples {self.step:g}s apart do not divide the {step:g}s buckets they are "
                 f"averaged into; use a step that divides {step:g}s"
             )
-        ratio_i = round(ratio)
+        ratio_i = round(step / self.step)
         # Index of the first sample that opens a bucket: a bucket holds the samples in
         # ``[k * step, (k + 1) * step)``, floored as :meth:`index_of` floors, so that samples off
         # the grid (at 53 s past the minute, or half a step) fall in the same bucket whatever
@@ -265,13 +271,14 @@ def grid_step(step: float) -> float:
     minute is kept, and refused where it is averaged.
     """
     whole = FIT_BUCKET if step >= MINUTE_DIVISORS[-1] else float(MINUTE_DIVISORS[-1])
-    if step >= FIT_BUCKET or _divides(step, whole):
+    if step >= FIT_BUCKET or divides(step, whole):
         return step
     shorter = [d for d in MINUTE_DIVISORS if d <= step]
     return float(shorter[-1]) if shorter else step
 
 
-def _divides(step: float, whole: float) -> bool:
+def divides(step: float, whole: float) -> bool:
+    """Whether ``whole`` holds a whole number of ``step`` (to a billionth of one)."""
     ratio = whole / step
     return abs(ratio - round(ratio)) <= 1e-9
 
