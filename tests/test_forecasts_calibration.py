@@ -269,3 +269,34 @@ def test_rows_are_those_built_one_bin_at_a_time(seed: int) -> None:
     assert [[r.tobytes() for r in rows] for rows in cal.bin_errors] == [
         [r.tobytes() for r in rows] for rows in binned
     ]
+
+
+@pytest.mark.parametrize(
+    ("known", "own_row"), [(MIN_BIN_SAMPLES // 4, True), (MIN_BIN_SAMPLES // 4 - 1, False)]
+)
+def test_a_bin_keeps_its_own_row_from_a_quarter_of_the_bin_size_on(
+    known: int, own_row: bool
+) -> None:
+    # 1,000 forecasts, two leads. At the first lead 900 forecasts are low and 100 high; at the
+    # second all sit between. The bins' edge falls among the second lead's, so at the first
+    # lead the upper bin holds exactly the 100 high forecasts, of which ``known`` have an
+    # actual: a quarter of MIN_BIN_SAMPLES is thick enough for a row of its own, one fewer
+    # borrows the pooled row.
+    forecasts = 1000
+    rng = np.random.default_rng(7)
+    predicted = np.empty((forecasts, 2))
+    predicted[:, 0] = 1.0
+    predicted[:100, 0] = 100.0
+    predicted[:, 1] = np.linspace(10.0, 20.0, forecasts)
+    actual = predicted * rng.lognormal(0.0, 0.3, predicted.shape)
+    actual[known:100, 0] = np.nan
+    cal = Calibration.from_forecasts(actual, predicted, scale_floor=0.0)
+    assert len(cal.bin_errors) == 2
+    upper = cal.bin_errors[1][0]
+    if own_row:
+        assert upper is not cal.errors[0]
+        expected = (actual[:100, 0] - predicted[:100, 0]) / predicted[:100, 0]
+        assert np.array_equal(upper, np.sort(expected))
+    else:
+        assert upper is cal.errors[0]
+        assert upper.size == forecasts - (100 - known)
