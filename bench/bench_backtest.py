@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from controller.backtest import summary, unserved_ratio
 
@@ -24,29 +25,20 @@ def shared_traces() -> list[str]:
 
 
 def backtest_json(traces: list[str], extra: list[str]) -> str:
-    """``tidal backtest TRACES --json EXTRA``, run as the command line runs it; its stdout."""
+    """``tidal backtest TRACES --json EXTRA``, run as the command line runs it; its stdout.
+
+    Its progress and warnings go to this process's stderr as they come."""
     done = subprocess.run(
         [sys.executable, "-m", "controller", "backtest", *traces, "--json", *extra],
         check=True,
-        capture_output=True,
+        stdout=subprocess.PIPE,
         text=True,
     )
     return done.stdout
 
 
-def main(argv: list[str]) -> int:
-    extra: list[str] = []
-    if "--" in argv:
-        cut = argv.index("--")
-        argv, extra = argv[:cut], argv[cut + 1 :]
-    traces = argv or shared_traces()
-    if not traces:
-        print("no traces: pass TRACE.csv files or run from the repository root beside ../shared")
-        return 2
-    started = time.perf_counter()
-    report = json.loads(backtest_json(traces, extra))
-    seconds = time.perf_counter() - started
-    print(f"tidal backtest over {len(traces)} traces: {seconds:.0f} s wall time")
+def print_report(report: dict[str, Any]) -> None:
+    """The report's traces as a Markdown table, then the acceptance ratios."""
     print(
         "| trace | tidal unserved | hpa unserved | ratio | tidal cloud h | hpa cloud h "
         "| oracle cloud h | ratio | tidal removed | hpa removed |"
@@ -69,6 +61,22 @@ def main(argv: list[str]) -> int:
     )
     print(f"geometric mean of tidal/hpa cloud replica-hours: {s['cloud_hours_ratio_geomean']:.4f}")
     print(f"replicas removed: tidal {s['tidal_replicas_removed']}, hpa {s['hpa_replicas_removed']}")
+
+
+def main(argv: list[str]) -> int:
+    extra: list[str] = []
+    if "--" in argv:
+        cut = argv.index("--")
+        argv, extra = argv[:cut], argv[cut + 1 :]
+    traces = argv or shared_traces()
+    if not traces:
+        print("no traces: pass TRACE.csv files or run from the repository root beside ../shared")
+        return 2
+    started = time.perf_counter()
+    report = json.loads(backtest_json(traces, extra))
+    seconds = time.perf_counter() - started
+    print(f"tidal backtest over {len(traces)} traces: {seconds:.0f} s wall time")
+    print_report(report)
     return 0
 
 
