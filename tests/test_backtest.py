@@ -25,12 +25,11 @@ from controller.simulator import (
     PolicyView,
     Scenario,
     Targets,
-    TidalPolicy,
     oracle_need,
     simulate,
 )
 from forecasts.series import LoadSeries
-from tests.support.fixtures import daily_sine_views
+from tests.support.fixtures import SINE_START, daily_sine_views, seasonal_naive_policy
 
 METRICS = {
     "unserved_fraction",
@@ -601,10 +600,8 @@ def test_tidal_forecasts_from_a_bucket_as_soon_as_its_last_sample_is_seen(offset
     """The policy reuses a forecast until a bucket of the fit step completes: at the minute
     that bucket's last sample arrives, as the live operator would, not a minute later. Also
     for samples off the minute, as the tweets trace's are (at 53 s)."""
-    scenario = Scenario()
-    spec = backtest_spec("fresh", scenario=scenario, model="seasonal-naive")
-    policy = TidalPolicy(spec, scenario)
-    start = 1_700_000_100.0 - 1_700_000_100.0 % 300.0 + offset
+    policy = seasonal_naive_policy("fresh")
+    start = SINE_START + offset
     origins = []
     for minute, view in daily_sine_views(start, 10):
         policy(minute, view)

@@ -17,7 +17,6 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from controller.backtest import backtest_spec
 from controller.planner import (
     RegionState,
     _bucket_centres,
@@ -27,11 +26,10 @@ from controller.planner import (
     _window_max,
     plan_region,
 )
-from controller.simulator import Scenario, TidalPolicy
 from controller.spec import GatewayAutoscalerSpec
 from forecasts.base import Calibration, Forecast
 from forecasts.series import LoadSeries
-from tests.support.fixtures import daily_sine_views
+from tests.support.fixtures import SINE_START, daily_sine_views, seasonal_naive_policy
 from tests.test_planner import NOW, make_spec
 
 FloatArray = npt.NDArray[np.float64]
@@ -156,10 +154,9 @@ def test_the_peak_is_the_one_a_mask_of_the_horizon_finds(seed: int) -> None:
 def test_the_simulator_reports_each_minute_what_value_at_reads() -> None:
     """The reported forecast a pod start ahead, read on paths computed once per forecast, is
     ``Forecast.value_at``'s, point and upper quantile, whether the forecast is new or reused."""
-    scenario = Scenario()
-    spec = backtest_spec("report", scenario=scenario, model="seasonal-naive")
-    policy = TidalPolicy(spec, scenario)
-    start = 1_700_000_100.0 - 1_700_000_100.0 % 300.0
+    policy = seasonal_naive_policy("report")
+    spec = policy.spec
+    start = SINE_START
     for minute, view in daily_sine_views(start, 40):
         policy(minute, view)
         fc = policy.last_forecast

@@ -30,7 +30,7 @@ from controller.simulator import (
     simulate,
 )
 from forecasts.series import LoadSeries
-from tests.support.fixtures import daily_sine_views
+from tests.support.fixtures import SINE_START, daily_sine_views, seasonal_naive_policy
 
 PER_REPLICA = 5000.0  # the backtest spec's perReplica
 
@@ -399,12 +399,10 @@ def test_the_need_carries_the_last_known_load_through_gaps() -> None:
 def test_tidal_forecasts_as_far_as_the_planner_reads_at_every_minute() -> None:
     """A forecast is reused until the next bucket of its fit step completes: whichever minute
     of the bucket it is read at, it reaches as far ahead of now as the planner reads."""
-    scenario = Scenario()
-    spec = backtest_spec("reach", scenario=scenario, model="seasonal-naive")
-    policy = TidalPolicy(spec, scenario)
+    policy = seasonal_naive_policy("reach")
+    spec = policy.spec
     reads = forecast_reach(spec, policy.settings)
-    start = 1_700_000_100.0 - 1_700_000_100.0 % 300.0
-    for minute, view in daily_sine_views(start, 10):
+    for minute, view in daily_sine_views(SINE_START, 10):
         policy(minute, view)
         assert policy._forecast is not None
         assert policy._forecast.end >= view.now + reads
@@ -413,10 +411,8 @@ def test_tidal_forecasts_as_far_as_the_planner_reads_at_every_minute() -> None:
 def test_tidal_shows_the_forecast_its_last_plan_read_and_none_without_one() -> None:
     """``last_forecast`` is the forecast the plan read (its value a pod start ahead is the
     recorded point), and None once a plan has no forecast: a history of two minutes."""
-    scenario = Scenario()
-    spec = backtest_spec("read", scenario=scenario, model="seasonal-naive")
-    policy = TidalPolicy(spec, scenario)
-    start = 1_700_000_100.0 - 1_700_000_100.0 % 300.0
+    policy = seasonal_naive_policy("read")
+    start = SINE_START
     for minute, view in daily_sine_views(start, 3):
         policy(minute, view)
         assert policy.last_forecast is policy._forecast
@@ -443,13 +439,11 @@ def test_tidal_plans_with_the_live_staleness_unless_the_delay_is_longer() -> Non
 def test_tidal_refits_every_refit_period_on_the_minute() -> None:
     """refit 15m: the forecaster is fitted at the first minute and again 15 minutes later,
     not 16; over minutes 0 to 15 that is two fits."""
-    scenario = Scenario()
-    spec = backtest_spec("refit", scenario=scenario, model="seasonal-naive")
+    policy = seasonal_naive_policy("refit")
+    spec = policy.spec
     assert spec.forecast.refit.total_seconds() == 900.0
-    policy = TidalPolicy(spec, scenario)
-    start = 1_700_000_100.0 - 1_700_000_100.0 % 300.0
     fits = []
-    for minute, view in daily_sine_views(start, 16):
+    for minute, view in daily_sine_views(SINE_START, 16):
         policy(minute, view)
         fits.append(policy.refits)
     assert fits == [1] * 15 + [2]

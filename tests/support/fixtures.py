@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from controller.simulator import PolicyView
+from controller.backtest import backtest_spec
+from controller.simulator import PolicyView, Scenario, TidalPolicy
 from forecasts.series import LoadSeries, load_trace
 from tests.support.kube_emulator import KubeEmulatorHandle, running_emulator
 from tests.support.prometheus_server import (
@@ -105,6 +106,17 @@ def ramp_history() -> Callable[..., LoadSeries]:
         return result
 
     return history
+
+
+#: Where the sine views start: on a 5-minute boundary, so that the fit's buckets line up.
+SINE_START = 1_700_000_100.0 - 1_700_000_100.0 % 300.0
+
+
+def seasonal_naive_policy(name: str) -> TidalPolicy:
+    """Tidal's policy in the default scenario, forecasting by seasonal naive (the cheapest fit);
+    its spec is ``policy.spec``."""
+    scenario = Scenario()
+    return TidalPolicy(backtest_spec(name, scenario=scenario, model="seasonal-naive"), scenario)
 
 
 def daily_sine_views(start: float, last_minutes: int) -> Sequence[tuple[int, PolicyView]]:
