@@ -44,9 +44,14 @@ def missing_prerequisite() -> str | None:
         return "kind is not on the PATH"
     if shutil.which("kubectl") is None:
         return "kubectl is not on the PATH"
-    clusters = subprocess.run(
-        ["kind", "get", "clusters"], capture_output=True, text=True, timeout=30, check=False
-    )
+    try:
+        clusters = subprocess.run(
+            ["kind", "get", "clusters"], capture_output=True, text=True, timeout=30, check=False
+        )
+    except subprocess.TimeoutExpired:
+        return "`kind get clusters` timed out"
+    if clusters.returncode != 0:
+        return f"`kind get clusters` failed: {clusters.stderr.strip()[:200]}"
     if CLUSTER not in clusters.stdout.split():
         return f"kind cluster {CLUSTER!r} does not exist: run `make e2e`"
     if not TRACES.is_dir():
@@ -203,11 +208,19 @@ def _backfill(namespace: str, region: Region, *, now: float) -> None:
         "-n", "monitoring", "get", "pod", "-l", "app.kubernetes.io/name=prometheus",
         "-o", "jsonpath={.items[0].metadata.name}",
     )  # fmt: skip
-    target = f"/prometheus/backfill-{namespace}-{region.name}.om"
-    kubectl("-n", "monitoring", "exec", "-i", pod, "--", "sh", "-c", f"cat > {target}", stdin=text)
+    # Blocks are written beside the data directory and then moved in, as Prometheus's backfill
+    # documentation asks: promtool reads its output directory's blocks, which the running
+    # server compacts and deletes under it. A rename on the same volume moves a block whole;
+    # the server loads it at its next reload. A name that is no block ID is ignored there.
+    work = f"/prometheus/.backfill-{namespace}-{region.name}"
+    kubectl(
+        "-n", "monitoring", "exec", "-i", pod, "--", "sh", "-c",
+        f"rm -rf {work} && mkdir {work} && cat > {work}/history.om", stdin=text,
+    )  # fmt: skip
     kubectl(
         "-n", "monitoring", "exec", pod, "--", "sh", "-c",
-        f"promtool tsdb create-blocks-from openmetrics {target} /prometheus && rm {target}",
+        f"promtool tsdb create-blocks-from openmetrics {work}/history.om {work}/blocks "
+        f"&& mv {work}/blocks/* /prometheus/ && rm -rf {work}",
         timeout=300,
     )  # fmt: skip
 

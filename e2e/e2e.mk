@@ -21,7 +21,8 @@ E2E_MISSING = if ! command -v docker >/dev/null 2>&1; then echo "docker is not o
 	elif ! docker buildx version >/dev/null 2>&1; then \
 		echo "docker buildx (BuildKit) is not installed: the Dockerfile needs it"; \
 	elif ! command -v kind >/dev/null 2>&1; then echo "kind is not on the PATH"; \
-	elif ! command -v kubectl >/dev/null 2>&1; then echo "kubectl is not on the PATH"; fi
+	elif ! command -v kubectl >/dev/null 2>&1; then echo "kubectl is not on the PATH"; \
+	elif [ ! -d "$(E2E_TRACES)" ]; then echo "the traces directory $(E2E_TRACES) is missing"; fi
 
 .PHONY: e2e e2e-run e2e-cluster e2e-images e2e-install e2e-test e2e-down
 
@@ -33,10 +34,24 @@ e2e:
 		$(MAKE) --no-print-directory e2e-run; \
 	fi
 
-e2e-run: e2e-cluster e2e-images e2e-install e2e-test
+# In order, also under `make -j`: the images must be loaded before the install rolls out.
+e2e-run:
+	$(MAKE) --no-print-directory e2e-cluster
+	$(MAKE) --no-print-directory e2e-images
+	$(MAKE) --no-print-directory e2e-install
+	$(MAKE) --no-print-directory e2e-test
 
 e2e-cluster:
 	@missing="$$($(E2E_MISSING))"; [ -z "$$missing" ] || { echo "e2e: $$missing"; exit 1; }
+	@# Five kind nodes watch files through one host kernel: kind's known issue "too many open
+	@# files" when the inotify limits are Debian's defaults (128 instances, 8192 watches).
+	@instances=$$(cat /proc/sys/fs/inotify/max_user_instances 2>/dev/null || echo 0); \
+	watches=$$(cat /proc/sys/fs/inotify/max_user_watches 2>/dev/null || echo 0); \
+	if [ "$$instances" -lt 512 ] || [ "$$watches" -lt 524288 ]; then \
+		echo "e2e: warning: fs.inotify.max_user_instances=$$instances, max_user_watches=$$watches;" \
+			"kind's nodes may fail with 'too many open files': sysctl -w" \
+			"fs.inotify.max_user_instances=512 fs.inotify.max_user_watches=524288"; \
+	fi
 	kind get clusters | grep -qx '$(E2E_CLUSTER)' || \
 		kind create cluster --name $(E2E_CLUSTER) --config e2e/kind-config.yaml --wait 120s
 
@@ -44,10 +59,12 @@ e2e-cluster:
 # installs) BuildKit attaches a provenance attestation that `docker save` leaves out of the
 # archive, and `kind load docker-image` then fails with "content digest ... not found"
 # (kubernetes-sigs/kind#3795).
+# `docker buildx build --load`, not `docker build`: before Docker 23 `docker build` is the
+# legacy builder even with the buildx plugin installed, and knows neither flag.
 e2e-images:
-	docker build --provenance=false --target operator -t tidal:e2e .
-	docker build --provenance=false --target gateway --build-context traces=$(E2E_TRACES) \
-		-t tidal-gateway:e2e .
+	docker buildx build --load --provenance=false --target operator -t tidal:e2e .
+	docker buildx build --load --provenance=false --target gateway \
+		--build-context traces=$(E2E_TRACES) -t tidal-gateway:e2e .
 	kind load docker-image --name $(E2E_CLUSTER) tidal:e2e tidal-gateway:e2e
 
 e2e-install:
@@ -57,7 +74,7 @@ e2e-install:
 	$(E2E_KUBECTL) wait --for condition=Established crd/gatewayautoscalers.tidal.dev --timeout=60s
 	$(E2E_KUBECTL) -n tidal-system rollout status deployment/tidal-operator --timeout=180s
 
-e2e-test:
+e2e-test: python-deps
 	TIDAL_E2E_CONTEXT=$(E2E_CONTEXT) TIDAL_E2E_TRACES=$(E2E_TRACES) \
 		$(E2E_PYTHON) -m pytest e2e -m e2e -v $(E2E_PYTEST_ARGS)
 

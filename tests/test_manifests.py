@@ -502,6 +502,35 @@ def test_make_e2e_images_load_into_kind() -> None:
     builds = [line for line in _make_dry_run("e2e-images").splitlines() if "docker build" in line]
     assert len(builds) == 2, builds
     assert all("--provenance=false" in line.split() for line in builds), builds
+    # buildx's own command: before Docker 23 `docker build` is the legacy builder, which knows
+    # neither --provenance nor --build-context; --load puts the image where kind loads from.
+    assert all(line.split()[:3] == ["docker", "buildx", "build"] for line in builds), builds
+    assert all("--load" in line.split() for line in builds), builds
+
+
+def test_make_e2e_skips_without_the_traces(tmp_path: Path) -> None:
+    """With Docker, kind and kubectl there but no traces directory, `make e2e` says so and
+    exits 0, before any image is built (the gateway image copies the traces)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("docker", "kind", "kubectl"):
+        (bin_dir / tool).write_text("#!/bin/sh\nexit 0\n", encoding="utf-8")
+        (bin_dir / tool).chmod(0o755)
+    missing = tmp_path / "no-traces"
+    result = subprocess.run(
+        [str(shutil.which("make") or "make"), "--no-print-directory", "-C", str(REPO), "e2e",
+         f"E2E_TRACES={missing}"],
+        env={**os.environ, "PATH": str(bin_dir) + os.pathsep + os.environ.get("PATH", "")},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip() == (
+        "e2e skipped: e2e needs Docker, kind and kubectl: "
+        f"the traces directory {missing} is missing"
+    )
 
 
 def test_e2e_history_ends_a_lookback_before_now() -> None:
