@@ -151,6 +151,14 @@ class Scenario:
         found = kubectl("-n", self.namespace, "get", "deployment", name, "-o", "json", check=False)
         return int(json.loads(found)["spec"].get("replicas") or 0) if found else None
 
+    def deployment_ready(self, name: str) -> int | None:
+        """The Deployment's ready replicas (its status), or None when it does not exist."""
+        found = kubectl("-n", self.namespace, "get", "deployment", name, "-o", "json", check=False)
+        if not found:
+            return None
+        status = json.loads(found).get("status") or {}
+        return int(status.get("readyReplicas") or 0)
+
 
 def _sample_docs(namespace: str) -> list[dict[str, Any]]:
     built = subprocess.run(
@@ -208,10 +216,12 @@ def _backfill(namespace: str, region: Region, *, now: float) -> None:
         "-n", "monitoring", "get", "pod", "-l", "app.kubernetes.io/name=prometheus",
         "-o", "jsonpath={.items[0].metadata.name}",
     )  # fmt: skip
-    # Blocks are written beside the data directory and then moved in, as Prometheus's backfill
-    # documentation asks: promtool reads its output directory's blocks, which the running
-    # server compacts and deletes under it. A rename on the same volume moves a block whole;
-    # the server loads it at its next reload. A name that is no block ID is ignored there.
+    # Blocks are written to a directory of their own and then moved in, as Prometheus's
+    # backfill documentation asks: promtool reads its output directory's blocks, which the
+    # running server would compact and delete under it. That directory is a dot-directory in
+    # the data volume, which the server does not take for a block (its name is no block ID),
+    # so each move is a rename that brings a block whole; the server loads it at its next
+    # reload.
     work = f"/prometheus/.backfill-{namespace}-{region.name}"
     kubectl(
         "-n", "monitoring", "exec", "-i", pod, "--", "sh", "-c",

@@ -5,7 +5,10 @@
 #   make e2e-down   delete the cluster
 # Needs docker (a running engine, and buildx: the Dockerfile needs BuildKit), kind and kubectl on
 # the PATH: without them `make e2e` says which is missing and exits 0, a skip, as `pytest e2e`
-# skips its tests naming what it misses (it builds no image, so it does not ask for buildx).
+# skips its tests naming what it misses (it builds no image, so it does not ask for buildx); so
+# does a missing traces directory (E2E_TRACES), which the gateway image copies. The tests run
+# with E2E_PYTHON, which must have Tidal and pytest (`make python-deps`): `make e2e` checks that
+# before it creates anything.
 
 E2E_CLUSTER ?= tidal-e2e
 E2E_CONTEXT := kind-$(E2E_CLUSTER)
@@ -36,6 +39,9 @@ e2e:
 
 # In order, also under `make -j`: the images must be loaded before the install rolls out.
 e2e-run:
+	@$(E2E_PYTHON) -c "import controller, pytest" 2>/dev/null || { \
+		echo "e2e: $(E2E_PYTHON) cannot import Tidal and pytest: run 'make python-deps'" \
+			"(or set E2E_PYTHON to the interpreter that has them)"; exit 1; }
 	$(MAKE) --no-print-directory e2e-cluster
 	$(MAKE) --no-print-directory e2e-images
 	$(MAKE) --no-print-directory e2e-install
@@ -44,13 +50,16 @@ e2e-run:
 e2e-cluster:
 	@missing="$$($(E2E_MISSING))"; [ -z "$$missing" ] || { echo "e2e: $$missing"; exit 1; }
 	@# Five kind nodes watch files through one host kernel: kind's known issue "too many open
-	@# files" when the inotify limits are Debian's defaults (128 instances, 8192 watches).
-	@instances=$$(cat /proc/sys/fs/inotify/max_user_instances 2>/dev/null || echo 0); \
-	watches=$$(cat /proc/sys/fs/inotify/max_user_watches 2>/dev/null || echo 0); \
-	if [ "$$instances" -lt 512 ] || [ "$$watches" -lt 524288 ]; then \
-		echo "e2e: warning: fs.inotify.max_user_instances=$$instances, max_user_watches=$$watches;" \
-			"kind's nodes may fail with 'too many open files': sysctl -w" \
-			"fs.inotify.max_user_instances=512 fs.inotify.max_user_watches=524288"; \
+	@# files" at the kernel's default inotify limits (128 instances; watches by RAM since 5.11).
+	@# Only where the host's kernel is the one kind's nodes share (/proc readable here).
+	@if [ -r /proc/sys/fs/inotify/max_user_instances ]; then \
+		instances=$$(cat /proc/sys/fs/inotify/max_user_instances); \
+		watches=$$(cat /proc/sys/fs/inotify/max_user_watches); \
+		if [ "$$instances" -lt 512 ] || [ "$$watches" -lt 524288 ]; then \
+			echo "e2e: warning: fs.inotify.max_user_instances=$$instances," \
+				"max_user_watches=$$watches; kind's nodes may fail with 'too many open files':" \
+				"sysctl -w fs.inotify.max_user_instances=512 fs.inotify.max_user_watches=524288"; \
+		fi; \
 	fi
 	kind get clusters | grep -qx '$(E2E_CLUSTER)' || \
 		kind create cluster --name $(E2E_CLUSTER) --config e2e/kind-config.yaml --wait 120s
@@ -74,7 +83,7 @@ e2e-install:
 	$(E2E_KUBECTL) wait --for condition=Established crd/gatewayautoscalers.tidal.dev --timeout=60s
 	$(E2E_KUBECTL) -n tidal-system rollout status deployment/tidal-operator --timeout=180s
 
-e2e-test: python-deps
+e2e-test:
 	TIDAL_E2E_CONTEXT=$(E2E_CONTEXT) TIDAL_E2E_TRACES=$(E2E_TRACES) \
 		$(E2E_PYTHON) -m pytest e2e -m e2e -v $(E2E_PYTEST_ARGS)
 
