@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -264,22 +265,20 @@ def running_operator(
     }
     settings.update(options)
     api_client = None
-    if settings.get("kubeconfig") is True:
-        import tempfile
-
-        folder = tempfile.mkdtemp(prefix="tidal-kubeconfig-")
-        settings["kubeconfig"] = str(kube.write_kubeconfig(f"{folder}/config"))
-    else:
-        api_client = kube.api_client()
-    operator = Operator(OperatorSettings(**settings), api_client=api_client)
-    thread = threading.Thread(target=operator.run_forever, name="operator", daemon=True)
-    thread.start()
-    try:
-        yield operator
-    finally:
-        operator.stop()
-        thread.join(timeout=15)
-        assert not thread.is_alive(), "the operator did not stop"
+    with tempfile.TemporaryDirectory(prefix="tidal-kubeconfig-") as folder:
+        if settings.get("kubeconfig") is True:
+            settings["kubeconfig"] = str(kube.write_kubeconfig(f"{folder}/config"))
+        else:
+            api_client = kube.api_client()
+        operator = Operator(OperatorSettings(**settings), api_client=api_client)
+        thread = threading.Thread(target=operator.run_forever, name="operator", daemon=True)
+        thread.start()
+        try:
+            yield operator
+        finally:
+            operator.stop()
+            thread.join(timeout=15)
+            assert not thread.is_alive(), "the operator did not stop"
 
 
 class FlatLoad:
