@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import warnings
 from dataclasses import asdict
 from datetime import timedelta
 from importlib import resources
@@ -14,7 +15,22 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from controller.backtest import backtest_spec, build_policies, prepare_trace, report, run_trace
+from controller.backtest import (
+    REPLICA_CAP,
+    TraceRun,
+    backtest_spec,
+    build_policies,
+    default_score_from,
+    hpa_spec,
+    load_for_replay,
+    prepare_trace,
+    replay,
+    report,
+    run_trace,
+    score,
+    summary,
+    unserved_ratio,
+)
 from controller.backtest_command import add_arguments, scenario_from_args, spec_overrides_from_args
 from controller.cli import main
 from controller.planner import target_per_replica
@@ -610,3 +626,347 @@ def test_tidal_forecasts_from_a_bucket_as_soon_as_its_last_sample_is_seen(offset
     # The last whole bucket ends at the latest sample every fifth minute: 0 s old there.
     assert origins.count(0.0) == 2
     assert all(-240.0 <= age <= 0.0 for age in origins)
+
+
+# --- The report's figures, and the cross-trace summary, on hand-made inputs. ---
+
+
+def _scored_run(values: list[float], score_from: float, result: PolicyResult) -> TraceRun:
+    """A one-policy run over a per-minute load starting at 0."""
+    load = LoadSeries(0.0, 60.0, np.array(values, dtype=np.float64))
+    return TraceRun("t", load, score_from, {result.name: result}, 0.0)
+
+
+def _result(
+    physical: list[int], cloud: list[int], nodes: list[int], removed: int = 0
+) -> PolicyResult:
+    return PolicyResult(
+        "p",
+        np.array(physical, dtype=np.float64),
+        np.array(cloud, dtype=np.float64),
+        np.array(nodes, dtype=np.float64),
+        np.zeros(len(physical)),
+        replicas_removed=removed,
+    )
+
+
+@pytest.mark.parametrize(
+    ("values", "result", "expected"),
+    [
+        (
+            # Minute 0 is history (an enormous load nobody is scored on); the missing sample
+            # at minute 3 is no load; minute 2 lacks one replica; at minute 4 the cloud
+            # replica completes the capacity.
+            [1e9, 10_000.0, 10_000.0, math.nan, 20_000.0, 0.0],
+            _result([2, 1, 1, 3, 0], [0, 0, 0, 1, 0], [0, 0, 1, 1, 1], removed=7),
+            {
+                "unserved_fraction": 5_000.0 / 40_000.0,
+                "underprovisioned_minutes": 1,
+                "cloud_replica_hours": 3 * 4 / 60.0,
+                "physical_replica_hours": 7 / 60.0,
+                "replicas_removed": 7,
+            },
+        ),
+        (
+            [0.0, 0.0, 0.0],
+            _result([1, 1], [0, 0], [0, 0]),
+            {
+                "unserved_fraction": 0.0,
+                "underprovisioned_minutes": 0,
+                "cloud_replica_hours": 0.0,
+                "physical_replica_hours": 2 / 60.0,
+                "replicas_removed": 0,
+            },
+        ),
+        (
+            # Half a billionth of a replica above one replica: the oracle's ceil rounds it away.
+            [0.0, 5_000.0 * (1 + 5e-10), 5_000.0],
+            _result([1, 1], [0, 0], [0, 0]),
+            {
+                "unserved_fraction": 0.0,
+                "underprovisioned_minutes": 0,
+                "cloud_replica_hours": 0.0,
+                "physical_replica_hours": 2 / 60.0,
+                "replicas_removed": 0,
+            },
+        ),
+        (
+            [0.0, 0.25, 0.25],
+            _result([0, 0], [0, 0], [0, 0]),
+            {
+                "unserved_fraction": 1.0,
+                "underprovisioned_minutes": 2,
+                "cloud_replica_hours": 0.0,
+                "physical_replica_hours": 0.0,
+                "replicas_removed": 0,
+            },
+        ),
+    ],
+    ids=["by-hand", "no-load-no-ratio", "oracle-rounding-forgiven", "light-load-none-served"],
+)
+def test_score_gives_design_metrics_by_hand(
+    values: list[float], result: PolicyResult, expected: dict[str, float | int]
+) -> None:
+    """Each metric of one policy on a tiny run, counted by hand from the scored minutes on."""
+    metrics = score(_scored_run(values, 60.0, result), result, Scenario(replicas_per_node=4))
+    assert metrics == pytest.approx(expected, rel=1e-12, abs=0.0)
+    assert isinstance(metrics["underprovisioned_minutes"], int)
+    assert isinstance(metrics["replicas_removed"], int)
+
+
+def test_report_names_each_trace_and_policy_and_the_scenario() -> None:
+    """The JSON holds the scenario with the model and overrides, and each trace's policies."""
+    result = _result([1, 1], [0, 0], [0, 0], removed=2)
+    run = _scored_run([0.0, 5_000.0, 5_000.0], 60.0, result)
+    out = report([run], Scenario(), model="mstl", overrides={"headroom": 0.2})
+    assert out["scenario"] == {
+        **asdict(Scenario()),
+        "model": "mstl",
+        "spec_overrides": {"headroom": 0.2},
+    }
+    assert list(out["traces"]) == ["t"] and list(out["traces"]["t"]) == ["p"]
+    assert out["traces"]["t"]["p"]["replicas_removed"] == 2
+
+
+def _policy(unserved: float, cloud: float, removed: int = 0) -> dict[str, float | int]:
+    return {
+        "unserved_fraction": unserved,
+        "underprovisioned_minutes": 0,
+        "cloud_replica_hours": cloud,
+        "physical_replica_hours": 1.0,
+        "replicas_removed": removed,
+    }
+
+
+@pytest.mark.parametrize(
+    ("tidal", "hpa", "expected"),
+    [(0.0, 0.0, 1.0), (0.0, 1e-6, 0.5), (3e-6, 0.0, 4.0), (0.02, 0.01, 0.020001 / 0.010001)],
+    ids=["both-serve-all", "hpa-misses-epsilon", "tidal-misses", "both-miss"],
+)
+def test_unserved_ratio_adds_epsilon_to_each_side(
+    tidal: float, hpa: float, expected: float
+) -> None:
+    """Tidal's unserved fraction over the HPA's, each with 1e-6 added, so 0/0 is 1."""
+    trace = {"tidal": _policy(tidal, 1.0), "hpa": _policy(hpa, 1.0)}
+    assert unserved_ratio(trace) == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    ("traces", "expected"),
+    [
+        (
+            {
+                "a": {"tidal": _policy(0.0, 2.0, 3), "hpa": _policy(1e-6, 4.0, 10)},
+                "b": {"tidal": _policy(7e-6, 8.0, 4), "hpa": _policy(0.0, 1.0, 20)},
+            },
+            (2.0, 8.0, 2.0, 0, 7, 30),
+        ),
+        (
+            {
+                "a": {"tidal": _policy(0.0, 2.0), "hpa": _policy(1e-6, 4.0)},
+                "b": {"tidal": _policy(0.0, 8.0), "hpa": _policy(0.0, 0.0)},
+            },
+            (math.sqrt(0.5), 1.0, 0.5, 1, 0, 0),
+        ),
+        (
+            {
+                "a": {"tidal": _policy(0.0, 0.0), "hpa": _policy(0.0, 4.0)},
+                "b": {"tidal": _policy(0.0, 8.0), "hpa": _policy(0.0, 1.0)},
+            },
+            (1.0, 1.0, 0.0, 0, 0, 0),
+        ),
+        (
+            {
+                "a": {"tidal": _policy(3e-6, 1.0, 5), "hpa": _policy(0.0, 2.0, 6)},
+                "b": {"tidal": _policy(0.5, 9.0, 100), "oracle": _policy(0.0, 1.0, 100)},
+            },
+            (4.0, 4.0, 0.5, 0, 5, 6),
+        ),
+        (
+            {"a": {"oracle": _policy(0.0, 1.0, 9)}},
+            (math.nan, math.nan, math.nan, 0, 0, 0),
+        ),
+    ],
+    ids=[
+        "two-traces",
+        "hpa-paid-no-cloud",
+        "tidal-paid-no-cloud",
+        "no-hpa-trace",
+        "nothing-compares",
+    ],
+)
+def test_summary_compares_tidal_with_the_hpa_across_traces(
+    traces: dict[str, dict[str, dict[str, float | int]]], expected: tuple[float, ...]
+) -> None:
+    """Geometric means and worst ratio over traces both ran; no cloud ratio where hpa paid none."""
+    keys = (
+        "unserved_ratio_geomean",
+        "unserved_ratio_max",
+        "cloud_hours_ratio_geomean",
+        "cloud_ratio_left_out",
+        "tidal_replicas_removed",
+        "hpa_replicas_removed",
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no numpy noise (log of 0, mean of nothing) on stderr
+        got = summary({"traces": traces})
+    assert set(got) == set(keys)
+    assert [got[k] for k in keys] == pytest.approx(list(expected), rel=1e-9, nan_ok=True)
+
+
+def _tidal(minutes: int, unforecast: int) -> PolicyResult:
+    empty = [0] * minutes
+    result = _result(empty, empty, empty)
+    result.name = "tidal"
+    result.unforecast_minutes = unforecast
+    result.forecast_problem = "too short" if unforecast else None
+    return result
+
+
+@pytest.mark.parametrize(
+    ("results", "expected"),
+    [
+        (
+            {"tidal": _tidal(12, 3), "hpa": _result([1] * 12, [0] * 12, [0] * 12)},
+            (0.25, "too short"),
+        ),
+        ({"tidal": _tidal(12, 0)}, (0.0, None)),
+        ({"hpa": _result([1] * 12, [0] * 12, [0] * 12)}, (0.0, None)),
+        ({"tidal": _tidal(0, 0)}, (0.0, None)),
+    ],
+    ids=["a-quarter-unforecast", "always-forecast", "no-tidal", "nothing-scored"],
+)
+def test_forecast_gap_is_the_share_of_scored_minutes_without_a_forecast(
+    results: dict[str, PolicyResult], expected: tuple[float, str | None]
+) -> None:
+    """Minutes tidal planned without a forecast over the minutes scored, and the first reason."""
+    run = TraceRun("t", LoadSeries(0.0, 60.0, np.ones(13)), 60.0, results, 0.0)
+    assert run.forecast_gap() == expected
+
+
+def _p99_trace(top: float) -> LoadSeries:
+    """201 minutes: 198 of load 1, one of 2 (the 99th percentile, exactly), two of ``top``."""
+    values = np.array([1.0] * 99 + [top, 2.0] + [1.0] * 99 + [top])
+    return LoadSeries(0.0, 60.0, values)
+
+
+def test_the_99th_percentile_needs_peak_replicas() -> None:
+    """The minute at the trace's 99th percentile needs exactly --peak-replicas replicas."""
+    scaled = prepare_trace(_p99_trace(10.0), Scenario(peak_replicas=100))
+    assert scaled.start == 0.0 and scaled.step == 60.0 and len(scaled) == 201
+    assert scaled.values[100] == pytest.approx(100 * 5000.0)
+    assert scaled.values[0] == pytest.approx(50 * 5000.0)
+    assert scaled.values[99] == pytest.approx(500 * 5000.0)
+
+
+@pytest.mark.parametrize(
+    ("headroom", "refused"),
+    [(0.0, None), (0.1, "needs 110,000 replicas with --headroom 0.1"), (None, "110,000 replicas")],
+    ids=["exactly-the-cap", "headroom-above-it", "crd-default-headroom"],
+)
+def test_the_replica_cap_holds_a_peak_that_needs_exactly_it(
+    headroom: float | None, refused: str | None
+) -> None:
+    """A peak twice the p99, at --peak-replicas 50000, needs 100,000 replicas plus headroom."""
+    trace, scenario = _p99_trace(4.0), Scenario(peak_replicas=50_000)
+    if refused is None:
+        assert np.nanmax(prepare_trace(trace, scenario, headroom=headroom).values) == 5e8
+        return
+    with pytest.raises(ValueError, match=refused):
+        prepare_trace(trace, scenario, headroom=headroom)
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ([5.0], "holds 1 whole minute"),
+        ([math.nan, math.nan, math.nan], "no whole minute with a load sample"),
+        ([0.0] * 200 + [1.0], "99th percentile is zero"),
+    ],
+    ids=["one-minute", "no-sample", "p99-zero"],
+)
+def test_a_trace_that_cannot_be_scaled_says_why(values: list[float], message: str) -> None:
+    """Too short, empty and flat traces are refused with their own reason."""
+    with pytest.raises(ValueError, match=message):
+        prepare_trace(LoadSeries(0.0, 60.0, np.array(values)), Scenario())
+
+
+@pytest.mark.parametrize(
+    ("least", "refused"),
+    [(0, True), (1, False), (REPLICA_CAP, False), (REPLICA_CAP + 1, True)],
+    ids=["zero", "one", "the-cap", "above-the-cap"],
+)
+def test_hpa_min_replicas_must_lie_within_the_spec(least: int, refused: bool) -> None:
+    """--hpa-min-replicas from 1 to replicas.max becomes the HPA's minReplicas; others fail."""
+    scenario = Scenario(hpa_min_replicas=least)
+    spec = backtest_spec("r", scenario=Scenario())
+    if refused:
+        with pytest.raises(ValueError, match="--hpa-min-replicas must be 1 to 100000"):
+            hpa_spec(spec, scenario)
+    else:
+        assert hpa_spec(spec, scenario).replicas.min == least
+
+
+@pytest.mark.parametrize(
+    ("days", "scored_after"),
+    [(8, 2 * 86400.0), (100, 14 * 86400.0), (56, 14 * 86400.0)],
+    ids=["short-quarter", "long-two-weeks", "both-equal"],
+)
+def test_default_scoring_starts_at_two_weeks_or_a_quarter(days: int, scored_after: float) -> None:
+    """Two weeks into the trace or its first quarter, whichever is shorter."""
+    series = LoadSeries(1000.0, 3600.0, np.ones(days * 24 + 1))
+    assert default_score_from(series) == 1000.0 + scored_after
+
+
+@pytest.mark.parametrize(
+    ("score_from", "outcome"),
+    [
+        (0.0, "falls outside the trace"),
+        (60.0, 3 / 8),
+        (120.0, 3 / 7),
+        (480.0, "falls outside the trace"),
+        (420.0, "no load sample in the scored minutes"),
+    ],
+    ids=["at-start", "three-of-eight-missing", "three-of-seven-missing", "at-end", "all-missing"],
+)
+def test_load_for_replay_checks_where_scoring_starts(
+    score_from: float, outcome: float | str
+) -> None:
+    """Scoring needs history before it and load after it; the share of missing minutes is kept."""
+    values = np.array([1.0, 1.0, 1.0, 1.0, math.nan, 1.0, 1.0, math.nan, math.nan])
+    series = LoadSeries(0.0, 60.0, values)
+    if isinstance(outcome, str):
+        with pytest.raises(ValueError, match=outcome):
+            load_for_replay("x.csv", scenario=Scenario(), score_from=score_from, series=series)
+        return
+    trace = load_for_replay("dir/x.csv", scenario=Scenario(), score_from=score_from, series=series)
+    assert (trace.name, trace.score_from) == ("x", score_from)
+    assert trace.missing_share == pytest.approx(outcome)
+
+
+def test_a_two_minute_trace_is_long_enough_to_scale() -> None:
+    """Two whole minutes are the least a replay needs: they are scaled, not refused."""
+    scaled = prepare_trace(LoadSeries(0.0, 60.0, np.array([1.0, 2.0])), Scenario(peak_replicas=99))
+    # The 99th percentile of 1 and 2 is 1.99: it needs 99 replicas.
+    assert scaled.values.tolist() == pytest.approx([99 * 5000.0 / 1.99, 2 * 99 * 5000.0 / 1.99])
+
+
+@pytest.mark.parametrize("prepared", [0.0, 100.0], ids=["fresh", "slow-to-read"])
+def test_a_replay_reports_the_seconds_it_took_reading_included(prepared: float) -> None:
+    """'replayed in Ns' counts reading the trace and replaying it: seconds, not a clock reading."""
+    series = LoadSeries(0.0, 60.0, np.full(30, 5_000.0))
+    trace = load_for_replay("t.csv", scenario=Scenario(), series=series)
+    assert 0.0 <= trace.seconds < 60.0
+    trace.seconds = prepared
+    run = replay(trace, scenario=Scenario(), policies=("oracle",))
+    assert prepared <= run.seconds < prepared + 60.0
+    # 29 minutes long: scored from a quarter in (7.25 minutes), minutes 7 to 29.
+    assert list(run.results) == ["oracle"] and run.results["oracle"].ready_physical.size == 23
+
+
+@pytest.mark.parametrize("names", [("bogus",), ("oracle", "HPA")], ids=["unknown", "wrong-case"])
+def test_an_unknown_policy_is_refused_naming_the_known_ones(names: tuple[str, ...]) -> None:
+    """build_policies knows tidal, hpa and oracle, and says so for anything else."""
+    spec = backtest_spec("r", scenario=Scenario())
+    with pytest.raises(ValueError, match="known: tidal, hpa, oracle"):
+        build_policies(spec, Scenario(), np.zeros(3, dtype=np.int64), names)
