@@ -7,7 +7,18 @@ import pytest
 
 from controller.operator.fitting import fit_error
 from forecasts import create
-from forecasts.base import MAX_BINS, MAX_ROW_ERRORS, MIN_BIN_SAMPLES, Calibration, Forecast, _sorted_row
+from forecasts.base import (
+    MAX_BINS,
+    MAX_ROW_ERRORS,
+    MIN_BIN_SAMPLES,
+    Calibration,
+    Forecast,
+    _sorted_row,
+    calibrating_origins,
+    origin_means,
+    origins_matrix,
+    scale_floor,
+)
 from forecasts.models.smoothing import ForecastRecord, calibrate, merge_records
 from forecasts.series import LoadSeries
 from tests.forecast_series import seasonal, trend
@@ -35,11 +46,30 @@ def test_upper_band_scales_with_the_forecast_level() -> None:
     np.testing.assert_allclose(forecast.upper(0.95), [110.0, 220.0])
 
 
+@pytest.mark.parametrize("q", [pytest.param(0.0, id="zero"), pytest.param(1.0, id="one")])
+def test_upper_refuses_a_quantile_outside_the_open_unit_interval(q: float) -> None:
+    """A 0 or 1 quantile band is no band of finite errors: upper refuses it."""
+    forecast = Forecast("m", 0.0, 300.0, np.array([100.0]), _calibration([0.1] * 10))
+    with pytest.raises(ValueError, match="quantile"):
+        forecast.upper(q)
+
+
 def test_upper_never_below_point_even_with_negative_errors() -> None:
     """A model that always over-forecasts still gets an upper band at or above its point."""
     calibration = _calibration([-0.3] * 10)
     forecast = Forecast("m", 0.0, 300.0, np.array([100.0]), calibration)
     assert forecast.upper(0.95)[0] >= 100.0
+
+
+@pytest.mark.parametrize(
+    ("q", "expected"),
+    [pytest.param(0.25, [0.0, 70.0], id="low"), pytest.param(0.95, [0.0, 100.0], id="high")],
+)
+def test_a_band_at_zero_load_stays_at_zero(q: float, expected: list[float]) -> None:
+    """Errors of -30 % put a low quantile below the point, a high one on it; at no load and
+    no floor the band is zero either way, never lifted above it."""
+    forecast = Forecast("m", 0.0, 300.0, np.array([0.0, 100.0]), _calibration([-0.3] * 10))
+    np.testing.assert_allclose(forecast.upper(q), expected)
 
 
 def test_exceedance_is_the_share_of_past_errors_above_the_threshold() -> None:
@@ -300,3 +330,221 @@ def test_a_bin_keeps_its_own_row_from_a_quarter_of_the_bin_size_on(
     else:
         assert upper is cal.errors[0]
         assert upper.size == forecasts - (100 - known)
+
+
+@pytest.mark.parametrize(
+    ("threshold", "expected"),
+    [
+        pytest.param(125.0, 0.25, id="on-an-error"),
+        pytest.param(124.0, 0.5, id="just-below"),
+        pytest.param(100.0, 0.5, id="on-the-point"),
+        pytest.param(74.0, 1.0, id="below-every-error"),
+        pytest.param(150.0, 0.0, id="on-the-largest"),
+    ],
+)
+def test_exceedance_counts_only_errors_strictly_above_the_threshold(
+    threshold: float, expected: float
+) -> None:
+    """P(load > x) is strict: a past error landing exactly on x did not exceed it."""
+    calibration = Calibration((np.array([-0.25, 0.0, 0.25, 0.5]),), 0.0)
+    forecast = Forecast("m", 0.0, 300.0, np.array([100.0]), calibration)
+    got = forecast.exceedance(np.array([threshold]), np.array([0]))[0, 0]
+    assert got == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    ("forecasts", "bins"),
+    [
+        pytest.param(2 * MIN_BIN_SAMPLES - 1, 0, id="one-short-of-two-bins"),
+        pytest.param(2 * MIN_BIN_SAMPLES, 2, id="two-bins"),
+        pytest.param(3 * MIN_BIN_SAMPLES, 3, id="three-bins"),
+        pytest.param((MAX_BINS + 2) * MIN_BIN_SAMPLES, MAX_BINS, id="capped"),
+    ],
+)
+def test_a_bin_is_made_for_every_min_bin_samples_forecasts(forecasts: int, bins: int) -> None:
+    """Forecasts split into one level bin per MIN_BIN_SAMPLES of them (none below two bins)."""
+    predicted = np.linspace(10.0, 20.0, forecasts)[:, None]
+    calibration = Calibration.from_forecasts(predicted * 1.1, predicted, scale_floor=0.0)
+    assert len(calibration.bin_errors) == bins
+    assert calibration.bin_edges.size == max(bins - 1, 0)
+
+
+def test_bins_split_forecasts_at_their_level_edges() -> None:
+    """A forecast level exactly on a bin's edge reads the bin above it, when both calibrating
+    and reading: the low half's errors are -10 %, the high half's +10 %."""
+    halves = [MIN_BIN_SAMPLES - 1, MIN_BIN_SAMPLES + 1]
+    predicted = np.repeat([10.0, 20.0], halves)[:, None]
+    actual = np.where(predicted < 15.0, 0.9, 1.1) * predicted
+    calibration = Calibration.from_forecasts(actual, predicted, scale_floor=0.0)
+    assert calibration.bin_edges.tolist() == [20.0]  # the median level: 20 is on the edge
+    low = Forecast("m", 0.0, 300.0, np.array([10.0, 19.0]), calibration)
+    high = Forecast("m", 0.0, 300.0, np.array([20.0, 30.0]), calibration)
+    np.testing.assert_allclose(low.upper(0.5), [10.0, 19.0])  # -10 % is floored at the point
+    np.testing.assert_allclose(high.upper(0.5), [22.0, 33.0])
+    steps = np.array([0, 1])
+    np.testing.assert_allclose(low.exceedance(np.array([9.5]), steps), [[0.0, 1.0]])
+    np.testing.assert_allclose(
+        high.exceedance(np.array([21.0, 33.5]), steps), [[1.0, 1.0], [0.0, 0.0]]
+    )
+
+
+def test_point_errors_are_the_mean_scaled_absolute_error_of_the_known_forecasts() -> None:
+    """The point error per lead is the mean of |actual - point| / (point + floor) over the
+    forecasts whose actual is known."""
+    nan = np.nan
+    actual = np.array(
+        [[110.0, 100.0, nan], [90.0, nan, nan], [nan, nan, 120.0], [130.0, 70.0, nan]]
+    )
+    predicted = np.full((4, 3), 90.0)
+    calibration = Calibration.from_forecasts(actual, predicted, scale_floor=10.0)
+    expected = [(0.2 + 0.0 + 0.4) / 3, (0.1 + 0.2) / 2, 0.3]
+    np.testing.assert_allclose(calibration.point_errors, expected)
+
+
+@pytest.mark.parametrize(
+    ("when", "q", "expected"),
+    [
+        pytest.param(300.0, None, 100.0, id="point-on-a-step"),
+        pytest.param(450.0, None, 150.0, id="point-between-steps"),
+        pytest.param(450.0, 0.95, 165.0, id="band-between-steps"),
+        pytest.param(9000.0, 0.95, 220.0, id="band-past-the-end"),
+    ],
+)
+def test_value_at_interpolates_the_point_or_the_band(
+    when: float, q: float | None, expected: float
+) -> None:
+    """value_at reads the point path, or the q band when asked, linearly between steps."""
+    forecast = Forecast("m", 0.0, 300.0, np.array([100.0, 200.0]), _calibration([0.1] * 10))
+    np.testing.assert_allclose(forecast.path(0.95), [110.0, 220.0])
+    assert forecast.value_at(when, q) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "q", "expected"),
+    [
+        pytest.param(0.0, 300.0, None, 1.0, id="first-bucket"),
+        pytest.param(301.0, 302.0, None, 5.0, id="inside-a-bucket"),
+        pytest.param(250.0, 350.0, None, 5.0, id="across-two-buckets"),
+        pytest.param(600.0, 1200.0, None, 3.0, id="from-a-step-s-end"),
+        pytest.param(0.0, 1200.0, 0.95, 5.5, id="band-over-all"),
+        pytest.param(5000.0, 6000.0, None, 2.0, id="past-the-end"),
+    ],
+)
+def test_max_between_counts_each_bucket_that_overlaps_the_window(
+    start: float, end: float, q: float | None, expected: float
+) -> None:
+    """A step's value covers the bucket (t - step, t]: the highest over the buckets the window
+    overlaps, or the last value past the end."""
+    point = np.array([1.0, 5.0, 3.0, 2.0])  # at 300, 600, 900, 1200
+    forecast = Forecast("m", 0.0, 300.0, point, _calibration([0.1] * 10))
+    assert forecast.max_between(start, end, q) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    ("first_origin", "lead", "origins", "actual"),
+    [
+        pytest.param(1, 2, [1, 2, 3], [[20.0, 30.0], [30.0, 40.0], [40.0, np.nan]], id="lead-2"),
+        pytest.param(0, 1, [0, 1, 2, 3], [[10.0], [20.0], [30.0], [40.0]], id="lead-1"),
+        pytest.param(3, 3, [3], [[40.0, np.nan, np.nan]], id="past-the-end"),
+    ],
+)
+def test_origins_matrix_pairs_each_origin_with_the_values_after_it(
+    first_origin: int, lead: int, origins: list[int], actual: list[list[float]]
+) -> None:
+    """Row ``i`` holds the ``lead`` values after origin ``o``, NaN past the last value."""
+    got_origins, got_actual = origins_matrix(np.arange(5.0) * 10.0, first_origin, lead)
+    assert got_origins.tolist() == origins
+    np.testing.assert_array_equal(got_actual, actual)
+
+
+def test_origin_means_average_each_row_s_known_errors() -> None:
+    """A row's mean leaves out its unknown errors; a row with none is NaN."""
+    errors = np.array([[1.0, 3.0], [np.nan, 4.0], [np.nan, np.nan], [np.inf, 2.0]])
+    np.testing.assert_array_equal(origin_means(errors), [2.0, 4.0, np.nan, 2.0])
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        pytest.param([20.0, 30.0, 40.0], 3.0, id="a-tenth-of-the-median"),
+        pytest.param([0.0, 0.0, 0.0, 500.0], 5.0, id="a-hundredth-of-the-peak"),
+        pytest.param([0.0, 0.0], 0.0, id="no-load"),
+        pytest.param([], 0.0, id="empty"),
+    ],
+)
+def test_scale_floor_is_a_tenth_of_the_median_or_a_hundredth_of_the_peak(
+    values: list[float], expected: float
+) -> None:
+    """The absolute error scale near zero: the larger of a tenth of the typical (median) load
+    and a hundredth of the peak, and never zero (a tiny positive scale without load)."""
+    got = scale_floor(np.asarray(values, dtype=np.float64))
+    assert got > 0.0
+    assert got == pytest.approx(expected, rel=1e-6, abs=1e-8)
+
+
+def test_samples_are_the_fewest_errors_at_any_lead() -> None:
+    """``samples`` counts the known errors of the lead that has the fewest."""
+    actual = np.array([[1.0, 1.0, 1.0], [2.0, np.nan, 1.0], [3.0, np.nan, np.nan]])
+    calibration = Calibration.from_forecasts(actual, np.ones((3, 3)), scale_floor=1.0)
+    assert [row.size for row in calibration.errors] == [3, 1, 2]
+    assert calibration.samples == 1
+
+
+@pytest.mark.parametrize(
+    ("level", "threshold", "expected", "median"),
+    [
+        pytest.param(100.0, 140.0, 0.5, 125.0, id="level-plus-floor"),
+        pytest.param(100.0, 160.0, 0.25, 125.0, id="level-plus-floor-higher"),
+        pytest.param(0.0, 25.0, 0.25, 12.5, id="floor-alone-at-zero"),
+    ],
+)
+def test_band_and_exceedance_scale_errors_by_the_level_plus_the_floor(
+    level: float, threshold: float, expected: float, median: float
+) -> None:
+    """An error is relative to the forecast level plus the scale floor: with a floor of 100,
+    a point of 100 and errors of -25 %..+50 % put the load at 50, 100, 150 and 200, and the
+    median error (+12.5 %) puts the median band at 125."""
+    calibration = Calibration((np.array([-0.25, 0.0, 0.25, 0.5]),), 100.0)
+    forecast = Forecast("m", 0.0, 300.0, np.array([level]), calibration)
+    got = forecast.exceedance(np.array([threshold]), np.array([0]))[0, 0]
+    assert got == pytest.approx(expected)
+    assert forecast.upper(0.5)[0] == pytest.approx(median)
+
+
+def test_a_thinned_row_keeps_the_middle_error_of_each_even_share() -> None:
+    """A row of three times MAX_ROW_ERRORS errors keeps, sorted, the middle one of each
+    consecutive three: the order statistic at rank ``(k + 0.5) / MAX_ROW_ERRORS``."""
+    errors = np.random.default_rng(5).permutation(3 * MAX_ROW_ERRORS).astype(np.float64)
+    kept = _sorted_row(errors)
+    np.testing.assert_array_equal(kept, np.arange(1, 3 * MAX_ROW_ERRORS, 3))
+
+
+def test_steps_beyond_the_calibrated_leads_read_the_last_lead_s_errors() -> None:
+    """With errors for two leads (0 % and +50 %), the second step and every later one are
+    banded and exceeded by the second lead's errors."""
+    calibration = Calibration((np.array([0.0]), np.array([0.5])), 0.0)
+    forecast = Forecast("m", 0.0, 300.0, np.full(4, 100.0), calibration)
+    np.testing.assert_allclose(forecast.upper(0.9), [100.0, 150.0, 150.0, 150.0])
+    got = forecast.exceedance(np.array([120.0]), np.arange(4))
+    np.testing.assert_allclose(got, [[0.0, 1.0, 1.0, 1.0]])
+
+
+@pytest.mark.parametrize(
+    ("origins", "kept"),
+    [
+        pytest.param(594, 222 + 66, id="exactly-a-day-s-worth-left"),
+        pytest.param(593, 593, id="one-short-keeps-all"),
+    ],
+)
+def test_origins_retired_by_a_change_end_an_hour_plus_the_reach_before_it(
+    origins: int, kept: int
+) -> None:
+    """5-minute origins, a change at 20 h, a 30-minute reach: origins before 18.5 h and from a
+    day after the change calibrate, and the others are retired unless fewer than a day's
+    worth (288) would be left."""
+    step = 300.0
+    times = np.arange(origins) * step
+    settled = calibrating_origins(times, (20 * 3600.0,), reach=1800.0, step=step)
+    assert int(settled.sum()) == kept
+    if kept < origins:
+        assert settled[:222].all() and not settled[222:528].any() and settled[528:].all()
