@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 
 from forecasts import InsufficientHistory, UnknownModel, create, model_names
-from forecasts.base import Calibration, FittedModel, PreparedHistory, values_after
+from forecasts.base import (
+    Calibration,
+    FittedModel,
+    PreparedHistory,
+    new_observations,
+    values_after,
+)
 from forecasts.series import LoadSeries
 from tests.forecast_series import flat, seasonal, trend
 
@@ -233,3 +239,23 @@ def test_the_band_counts_its_leads_from_the_last_bucket_observed(
     forecast = _Fixed([10.0] * 8).forecast(history, horizon=600.0)
     assert forecast.origin == origin
     np.testing.assert_allclose(forecast.calibration.errors[0], first_lead / 100.0)
+
+
+@pytest.mark.parametrize(
+    ("fit_step", "expected"),
+    [
+        # 5-minute means of minutes 10-14, 15-19, ...: each bucket stands at its last minute,
+        # and the one ending at 540 s (minutes 5-9) is the fit's own.
+        (300.0, [12.0, 17.0, 22.0, 27.0]),
+        # At the history's own step, the samples themselves, from minute 10 on.
+        (60.0, [float(m) for m in range(10, 30)]),
+    ],
+    ids=["aggregated-to-the-fit-step", "at-the-history-step"],
+)
+def test_new_observations_are_the_buckets_after_the_fit(
+    fit_step: float, expected: list[float]
+) -> None:
+    """What a fitted model reads next: the history's buckets at its fit step, strictly after
+    the last one it was fitted on, each whole bucket's mean."""
+    history = LoadSeries(0.0, 60.0, np.arange(30, dtype=np.float64))  # minute m holds m
+    assert new_observations(540.0, history, fit_step).tolist() == expected
