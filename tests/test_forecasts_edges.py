@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
 from forecasts import FitFailed, InsufficientHistory, InvalidHistory, create, model_names
 from forecasts.base import Calibration, FittedModel, FloatArray, prepare_history
 from forecasts.series import LoadSeries
-from tests.forecast_series import flat, seasonal, series
+from tests.forecast_series import START, STEP, flat, seasonal, series
 
 MODELS = [pytest.param(m, id=m) for m in model_names()]
 
@@ -236,3 +238,90 @@ def test_prepared_history_keeps_each_bucket_s_samples() -> None:
     unaggregated = prepare_history(LoadSeries(0.0, 300.0, values), fit_step=300.0, min_points=2)
     assert unaggregated.samples is None
     assert unaggregated.within_tail(unaggregated.values) is None
+
+
+@pytest.mark.parametrize(
+    ("values", "refused"),
+    [
+        pytest.param([1.0] * 6, False, id="exactly min_points known"),
+        pytest.param([1.0] * 5, True, id="one short of min_points"),
+        pytest.param([1.0] * 5 + [np.nan] * 10 + [1.0] * 5, False, id="exactly half missing"),
+        pytest.param([1.0] * 5 + [np.nan] * 11 + [1.0] * 5, True, id="11 of 21 missing"),
+    ],
+)
+def test_a_history_of_min_points_and_half_its_span_known_is_enough(
+    values: list[float], refused: bool
+) -> None:
+    """``min_points`` known samples are enough, and so is a span half known; one fewer, or
+    more than half missing, is InsufficientHistory."""
+    if refused:
+        with pytest.raises(InsufficientHistory):
+            prepare_history(series(values), fit_step=300.0, min_points=6)
+    else:
+        prepared = prepare_history(series(values), fit_step=300.0, min_points=6)
+        assert prepared.values.size == len(values)
+
+
+@pytest.mark.parametrize(
+    ("values", "step", "error"),
+    [
+        pytest.param(
+            [1.0] * 5 + [np.nan] * 10 + [-1.0] * 5, 300.0, InvalidHistory, id="as loads, half known"
+        ),
+        pytest.param(
+            [1.0] * 5 + [np.nan] * 11 + [-1.0] * 5,
+            300.0,
+            InsufficientHistory,
+            id="as loads, 11 of 21 missing",
+        ),
+        pytest.param([1.0] * 3 + [-1.0] * 3, 300.0, InvalidHistory, id="as loads, min_points"),
+        pytest.param([1.0] * 2 + [-1.0] * 3, 300.0, InsufficientHistory, id="as loads, too few"),
+        pytest.param(
+            [1.0] * 5 + [-1.0] * 15, 60.0, InsufficientHistory, id="20 minutes, 4 buckets"
+        ),
+    ],
+)
+def test_negatives_are_blamed_only_where_they_leave_too_little(
+    values: list[float], step: float, error: type[Exception]
+) -> None:
+    """Negative samples too many to read as missing are a wrong query (InvalidHistory) only
+    when, read as loads, the history would have been enough: 6 buckets of 5 minutes, half of
+    the span known; else it is too short either way (InsufficientHistory)."""
+    with pytest.raises(error):
+        prepare_history(series(values, step=step), fit_step=300.0, min_points=6)
+
+
+@pytest.mark.parametrize(
+    ("before", "first"),
+    [
+        pytest.param([], 0, id="first sample negative"),
+        pytest.param([0.0, 0.5, 5.0], 3, id="after no load and half a load"),
+    ],
+)
+def test_invalid_history_counts_the_negatives_and_names_the_first(
+    before: list[float], first: int
+) -> None:
+    """Sixteen samples of -7 after ``before`` (no load, or a fraction of one, is no negative):
+    the error counts sixteen and names the first, with its time."""
+    values = before + [-7.0] * 16 + [5.0] * 2
+    when = START + first * STEP
+    message = f"history holds 16 negative loads (the first -7 at t={when:.0f})"
+    with pytest.raises(InvalidHistory, match=re.escape(message)):
+        prepare_history(series(values), fit_step=STEP, min_points=6)
+
+
+@pytest.mark.parametrize(
+    ("leading", "trailing"),
+    [(0, 0), (3, 0), (0, 2)],
+    ids=["none missing", "three missing first", "two missing last"],
+)
+def test_a_prepared_history_spans_its_first_to_last_known_sample(
+    leading: int, trailing: int
+) -> None:
+    """Missing samples before the first known one and after the last are dropped: the
+    prepared history spans those samples' times, with their values, none filled."""
+    values = [np.nan] * leading + [4.0, 5.0, 6.0, 7.0, 8.0, 9.0] + [np.nan] * trailing
+    prepared = prepare_history(series(values), fit_step=STEP, min_points=6)
+    assert prepared.start == START + leading * STEP
+    np.testing.assert_array_equal(prepared.values, [4.0, 5.0, 6.0, 7.0, 8.0, 9.0])
+    assert prepared.filled is None

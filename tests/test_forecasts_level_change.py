@@ -13,6 +13,8 @@ from forecasts.base import (
     calibrating_origins,
     level_changes,
     prepare_history,
+    significantly_lower,
+    unless_beaten,
 )
 from forecasts.models.smoothing import calibrate
 from forecasts.series import LoadSeries
@@ -228,3 +230,49 @@ def test_the_band_settles_a_day_after_a_failover_ends(model: str) -> None:
     shifted, _ = _fit(model, failover, end)
     plain, _ = _fit(model, _daily(DAYS), end)
     assert shifted <= 1.25 * plain
+
+
+def _gain(size: int, gain: float) -> tuple[np.ndarray, np.ndarray]:
+    """Held losses of 10 and a challenger's lower by ``gain``, give or take 1 in a
+    +1, +1, -1, -1 pattern (no correlation from one origin to the next)."""
+    held = np.full(size, 10.0)
+    return held - gain + np.resize([1.0, 1.0, -1.0, -1.0], size), held
+
+
+@pytest.mark.parametrize(
+    ("gain", "lower"),
+    [
+        pytest.param(0.155, False, id="t -1.55, one-sided p 0.06"),
+        pytest.param(0.175, True, id="t -1.75, one-sided p 0.04"),
+    ],
+)
+def test_significantly_lower_is_one_sided_at_five_percent(gain: float, lower: bool) -> None:
+    """A mean gain over a hundred origins whose differences stray by 1 has a t statistic of
+    about -10 times the gain: beyond chance at 5% one-sided (t under -1.645) or not."""
+    challenger, held = _gain(100, gain)
+    assert significantly_lower(challenger, held, lead=1) is lower
+
+
+@pytest.mark.parametrize(
+    ("size", "lower"),
+    [
+        pytest.param(5, False, id="2 lead + 1 origins: too few"),
+        pytest.param(6, True, id="2 lead + 2 origins: enough"),
+    ],
+)
+def test_significantly_lower_needs_more_than_twice_the_lead_of_origins(
+    size: int, lower: bool
+) -> None:
+    """A gain of 5 with differences straying by 1: plain beyond chance, once there are more
+    origins than the ``lead`` lags on each side of one, and the origin itself."""
+    challenger, held = _gain(size, 5.0)
+    assert significantly_lower(challenger, held, lead=2) is lower
+
+
+def test_a_rival_scored_no_lower_keeps_the_held_choice() -> None:
+    """A rival whose losses are lower beyond chance but whose score only ties the held
+    choice's does not beat it: a tie is no reason to swap."""
+    held = np.full(100, 10.0)
+    losses = {"held": held, "rival": held - 1.0}
+    assert unless_beaten("held", {"held": 5.0, "rival": 5.0}, losses, lead=1) == "held"
+    assert unless_beaten("held", {"held": 5.0, "rival": 4.0}, losses, lead=1) == "rival"
