@@ -650,6 +650,24 @@ def _result(
     )
 
 
+def _policy(
+    unserved: float,
+    cloud: float,
+    removed: int = 0,
+    *,
+    short: int = 0,
+    physical: float = 1.0,
+) -> dict[str, float | int]:
+    """One policy's metrics, as ``score`` reports them."""
+    return {
+        "unserved_fraction": unserved,
+        "underprovisioned_minutes": short,
+        "cloud_replica_hours": cloud,
+        "physical_replica_hours": physical,
+        "replicas_removed": removed,
+    }
+
+
 @pytest.mark.parametrize(
     ("values", "result", "expected"),
     [
@@ -659,47 +677,23 @@ def _result(
             # replica completes the capacity.
             [1e9, 10_000.0, 10_000.0, math.nan, 20_000.0, 0.0],
             _result([2, 1, 1, 3, 0], [0, 0, 0, 1, 0], [0, 0, 1, 1, 1], removed=7),
-            {
-                "unserved_fraction": 5_000.0 / 40_000.0,
-                "underprovisioned_minutes": 1,
-                "cloud_replica_hours": 3 * 4 / 60.0,
-                "physical_replica_hours": 7 / 60.0,
-                "replicas_removed": 7,
-            },
+            _policy(5_000.0 / 40_000.0, 3 * 4 / 60.0, 7, short=1, physical=7 / 60.0),
         ),
         (
             [0.0, 0.0, 0.0],
             _result([1, 1], [0, 0], [0, 0]),
-            {
-                "unserved_fraction": 0.0,
-                "underprovisioned_minutes": 0,
-                "cloud_replica_hours": 0.0,
-                "physical_replica_hours": 2 / 60.0,
-                "replicas_removed": 0,
-            },
+            _policy(0.0, 0.0, physical=2 / 60.0),
         ),
         (
             # Half a billionth of a replica above one replica: the oracle's ceil rounds it away.
             [0.0, 5_000.0 * (1 + 5e-10), 5_000.0],
             _result([1, 1], [0, 0], [0, 0]),
-            {
-                "unserved_fraction": 0.0,
-                "underprovisioned_minutes": 0,
-                "cloud_replica_hours": 0.0,
-                "physical_replica_hours": 2 / 60.0,
-                "replicas_removed": 0,
-            },
+            _policy(0.0, 0.0, physical=2 / 60.0),
         ),
         (
             [0.0, 0.25, 0.25],
             _result([0, 0], [0, 0], [0, 0]),
-            {
-                "unserved_fraction": 1.0,
-                "underprovisioned_minutes": 2,
-                "cloud_replica_hours": 0.0,
-                "physical_replica_hours": 0.0,
-                "replicas_removed": 0,
-            },
+            _policy(1.0, 0.0, short=2, physical=0.0),
         ),
     ],
     ids=["by-hand", "no-load-no-ratio", "oracle-rounding-forgiven", "light-load-none-served"],
@@ -726,16 +720,6 @@ def test_report_names_each_trace_and_policy_and_the_scenario() -> None:
     }
     assert list(out["traces"]) == ["t"] and list(out["traces"]["t"]) == ["p"]
     assert out["traces"]["t"]["p"]["replicas_removed"] == 2
-
-
-def _policy(unserved: float, cloud: float, removed: int = 0) -> dict[str, float | int]:
-    return {
-        "unserved_fraction": unserved,
-        "underprovisioned_minutes": 0,
-        "cloud_replica_hours": cloud,
-        "physical_replica_hours": 1.0,
-        "replicas_removed": removed,
-    }
 
 
 @pytest.mark.parametrize(
