@@ -276,3 +276,43 @@ def test_a_rival_scored_no_lower_keeps_the_held_choice() -> None:
     losses = {"held": held, "rival": held - 1.0}
     assert unless_beaten("held", {"held": 5.0, "rival": 5.0}, losses, lead=1) == "held"
     assert unless_beaten("held", {"held": 5.0, "rival": 4.0}, losses, lead=1) == "rival"
+
+
+def _days(levels: list[float], *, step: float = HOUR) -> PreparedHistory:
+    """Whole days at the given levels, on a grid of ``step``: a step of the level at each
+    midnight that changes it."""
+    per_day = round(DAY / step)
+    values = np.repeat(np.asarray(levels, dtype=np.float64), per_day)
+    return PreparedHistory(START, step, values, missing_fraction=0.0)
+
+
+def test_a_level_exactly_twice_the_day_before_is_a_change() -> None:
+    """``LEVEL_CHANGE`` is a bound the change may reach: a day at exactly twice the one
+    before is a change, placed at its midnight."""
+    assert level_changes(_days([10.0, 10.0, 20.0, 20.0])) == (START + 2 * DAY,)
+    assert level_changes(_days([20.0, 20.0, 10.0, 10.0])) == (START + 2 * DAY,)
+
+
+def test_a_history_of_exactly_two_days_has_its_change() -> None:
+    """Two days are the day before and the whole day of the new level: enough."""
+    assert level_changes(_days([10.0, 30.0])) == (START + DAY,)
+
+
+def test_a_twelve_hour_step_is_two_steps_a_day_and_enough() -> None:
+    """Two steps a day still compare one day with the next (fewer have no daily cycle)."""
+    prepared = _days([10.0, 30.0], step=DAY / 2)
+    assert prepared.values.size == 4
+    assert level_changes(prepared) == (START + DAY,)
+
+
+@pytest.mark.parametrize("busy", [40.0, 20.0], ids=["four times", "exactly twice"])
+def test_a_change_a_week_after_the_same_change_is_a_weekly_cycle_at_its_first_origin(
+    busy: float,
+) -> None:
+    """Nine days: a busy day 1 and a day 8 at four times the day before. The rise into day 8
+    can be compared with the week before only from its last origin, the history's last (day 8
+    is the history's last day), and there it matches the rise into day 1, which reached
+    ``LEVEL_CHANGE``: a weekly cycle, not a change. The rise into day 1 and the fall after it
+    have no week before them, and are changes."""
+    levels = [10.0, busy, 10.0, 10.0, 10.0, 10.0, 10.0, 10.0, 40.0]
+    assert level_changes(_days(levels)) == (START + DAY, START + 2 * DAY)
