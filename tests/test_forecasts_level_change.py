@@ -316,3 +316,23 @@ def test_a_change_a_week_after_the_same_change_is_a_weekly_cycle_at_its_first_or
     have no week before them, and are changes."""
     levels = [10.0, busy, 10.0, 10.0, 10.0, 10.0, 10.0, 10.0, 40.0]
     assert level_changes(_days(levels)) == (START + DAY, START + 2 * DAY)
+
+
+def test_a_change_is_found_on_a_grid_whose_day_is_not_whole_hours() -> None:
+    """At a 7-minute step a day is 206 steps and an hour 9, so the days compared do not all
+    start on the hour: each has a median of its own. A tripled level is still found within an
+    hour."""
+    step = 420.0
+    values = np.full(round(4 * DAY / step), 10.0)
+    values[round(2 * DAY / step) :] = 30.0
+    (change,) = level_changes(PreparedHistory(START, step, values, missing_fraction=0.0))
+    assert abs(change - (START + 2 * DAY)) <= HOUR
+
+
+def test_changes_within_a_week_and_a_day_of_the_start_have_no_week_before_them() -> None:
+    """A busy first day, a quiet week, four times the load for three days, then half of it
+    at the end: three changes. The rise into day 7 comes before a week and a day of history,
+    so it has no week before it to compare: it is a change, whatever the history's other
+    days hold."""
+    levels = [100.0] + [10.0] * 6 + [40.0] * 3 + [20.0] * 2
+    assert level_changes(_days(levels)) == (START + DAY, START + 7 * DAY, START + 10 * DAY)
