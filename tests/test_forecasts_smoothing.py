@@ -3,15 +3,19 @@ which origins calibrate, how honest records merge, and how much history a fit ne
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import pytest
 
 from forecasts import create
-from forecasts.base import DAY
+from forecasts.base import DAY, PreparedHistory
 from forecasts.models.smoothing import (
     ForecastRecord,
+    calibrate,
     calibration_from_paths,
     calibration_origins,
+    carried_record,
     damped_sums,
     merge_records,
     shifted,
@@ -137,3 +141,121 @@ def test_a_smoothing_model_needs_two_daily_periods_a_lead_and_one_more(
     model: str, step: float, least: int
 ) -> None:
     assert create(model, max_horizon=3600.0).least_points(step) == least
+
+
+def _calibrate(
+    *,
+    estimated_until: float,
+    record: ForecastRecord | None = None,
+    known: list[bool] | None = None,
+    size: int = 5,
+) -> tuple[np.ndarray, ForecastRecord]:
+    """Calibrate on ``size`` values of 10 at a 100 s step, the last at ``100 * (size - 1)``,
+    from every origin but the last, whose in-sample one-step forecasts are perfect (10): an
+    error is a row the honest record replaced (5, an error of 1 at a floor of 0)."""
+    values = np.full(size, 10.0)
+    origins = np.arange(size - 1)
+    calibration, kept = calibrate(
+        end=100.0 * (size - 1),
+        step=100.0,
+        values=values,
+        origins=origins,
+        predicted=np.full((size - 1, 1), 10.0),
+        floor=0.0,
+        estimated_until=estimated_until,
+        record=record,
+        known=None if known is None else np.asarray(known),
+    )
+    return calibration.errors[0], kept
+
+
+def test_an_origin_at_the_estimation_is_honest_as_computed() -> None:
+    """Origins at 0, 100, 200 and 300 s, parameters estimated at 200 s: the forecast from 200
+    is honest and stays; the record replaces only the one from 100."""
+    errors, kept = _calibrate(estimated_until=200.0, record=_record([100.0, 200.0], 5.0))
+    assert np.count_nonzero(errors) == 1
+    np.testing.assert_array_equal(kept.origins, [100.0, 200.0, 300.0])
+
+
+def test_a_record_replaces_rows_up_to_its_last_when_no_origin_is_honest_yet() -> None:
+    """Estimated after every origin: the record's rows at 100 and 200 s replace the in-sample
+    ones there, and the record keeps them; the origin after the record's last has no row."""
+    errors, kept = _calibrate(estimated_until=350.0, record=_record([100.0, 200.0], 5.0))
+    np.testing.assert_allclose(np.sort(errors), [0.0, 0.0, 1.0, 1.0])
+    np.testing.assert_array_equal(kept.origins, [100.0, 200.0])
+
+
+def test_the_record_keeps_rows_from_the_first_origin_on() -> None:
+    """A row from before the first origin (at -100 s) is dropped; the one at the first origin
+    (0 s) stays, with the honest rows after it."""
+    errors, kept = _calibrate(estimated_until=250.0, record=_record([-100.0, 0.0, 100.0], 5.0))
+    assert np.count_nonzero(errors) == 2
+    np.testing.assert_array_equal(kept.origins, [0.0, 100.0, 300.0])
+
+
+def test_no_forecast_from_inside_a_filled_gap_is_kept_or_measured() -> None:
+    """Six values, the second and third filled in over a gap. The origins at 100 and 200 s
+    lean on the value after the gap: the record drops them and the calibration leaves them
+    out. The forecast from 0 s is of a filled value, no actual: only the ones from 300 and
+    400 s are measured."""
+    errors, kept = _calibrate(
+        estimated_until=0.0, known=[True, False, False, True, True, True], size=6
+    )
+    assert errors.size == 2
+    np.testing.assert_array_equal(kept.origins, [0.0, 300.0, 400.0])
+
+
+@dataclass
+class _Fit:
+    """A fit's part that :func:`carried_record` reads. Its path from each origin holds how
+    many new values the origin had seen, at every lead."""
+
+    record: ForecastRecord | None
+    fitted_until: float = 200.0
+    step: float = 100.0
+
+    def backtest_paths(self, observed: np.ndarray, lead: int) -> np.ndarray:
+        return np.repeat(np.arange(observed.size, dtype=np.float64)[:, None], lead, axis=1)
+
+
+def _history(
+    size: int, *, filled: list[bool] | None = None, step: float = 100.0
+) -> PreparedHistory:
+    values = np.full(size, 10.0)
+    mask = None if filled is None else np.asarray(filled)
+    return PreparedHistory(0.0, step, values, missing_fraction=0.0, filled=mask)
+
+
+def test_a_carried_record_adds_a_row_from_the_fit_s_end_and_each_new_sample_but_the_last() -> None:
+    """Fitted through 200 s; values up to 600 s, the one at 400 s filled over a gap. Rows are
+    made at 200 s (before the new values), at 300 s, and at 500 s; none at 400 s, inside the
+    gap, and none at 600 s, whose forecast has no actual yet. The older row at 100 s stays."""
+    previous = _Fit(record=_record([100.0], -1.0, lead=2))
+    record = carried_record(previous, _history(7, filled=[False] * 4 + [True, False, False]), 2)
+    assert record is not None
+    np.testing.assert_array_equal(record.origins, [100.0, 200.0, 300.0, 500.0])
+    np.testing.assert_array_equal(record.predicted[:, 0], [-1.0, 0.0, 1.0, 3.0])
+
+
+def test_one_new_sample_carries_the_row_from_the_fit_s_end() -> None:
+    record = carried_record(_Fit(record=None), _history(4), 1)
+    assert record is not None
+    np.testing.assert_array_equal(record.origins, [200.0])
+    np.testing.assert_array_equal(record.predicted, [[0.0]])
+
+
+@pytest.mark.parametrize(
+    ("history", "carried"),
+    [
+        pytest.param(_history(3), True, id="nothing new"),
+        pytest.param(_history(3, step=50.0), False, id="another step"),
+        pytest.param(PreparedHistory(300.0, 100.0, np.ones(3), 0.0), True, id="fit not in it"),
+    ],
+)
+def test_a_record_is_carried_unchanged_or_dropped_without_new_samples_to_add(
+    history: PreparedHistory, carried: bool
+) -> None:
+    """Nothing after the fit, or a history that starts after it: the record as it was. A
+    history on another step: no record (its rows are on the old grid)."""
+    older = _record([100.0], 1.0)
+    assert carried_record(_Fit(record=older), history, 1) is (older if carried else None)
