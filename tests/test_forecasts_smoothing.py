@@ -1,5 +1,6 @@
 """The pieces Holt-Winters and MSTL share: the damped trend's sums, the paths read off a series,
-which origins calibrate, how honest records merge, and how much history a fit needs."""
+which origins calibrate, how honest records merge and are carried, which forecasts a band is
+calibrated on, and how much history a fit needs."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from forecasts.models.smoothing import (
     merge_records,
     shifted,
 )
+from tests.forecast_series import seasonal
 
 NAN = np.nan
 
@@ -259,3 +261,16 @@ def test_a_record_is_carried_unchanged_or_dropped_without_new_samples_to_add(
     history on another step: no record (its rows are on the old grid)."""
     older = _record([100.0], 1.0)
     assert carried_record(_Fit(record=older), history, 1) is (older if carried else None)
+
+
+def test_auto_hands_its_hold_out_forecasts_to_the_smoothing_model_it_chooses() -> None:
+    """Fitted alone on six days, a smoothing model has no honest record yet: its in-sample
+    forecasts are all it could calibrate on. Chosen by ``auto``, it keeps the hold-out's
+    forecasts, every one made by parameters that had not seen what it forecast."""
+    history = seasonal(6)
+    chosen = create("auto", max_horizon=3600.0).fit(history).chosen
+    assert chosen.name in ("holt-winters", "mstl")
+    alone = create(chosen.name, max_horizon=3600.0).fit(history)
+    assert alone.record is None or alone.record.origins.size == 0
+    assert chosen.record is not None and chosen.record.origins.size > 0
+    assert chosen.record.origins.max() < chosen.estimated_until
