@@ -19,7 +19,7 @@ from controller.operator import Operator, OperatorSettings
 from controller.operator.errors import ClusterUnavailable
 from controller.operator.fitting import FitState
 from controller.operator.kube import placeholder_deployment
-from controller.operator.reconcile import Reconciler, _first_fit_pending
+from controller.operator.reconcile import Reconciler, _first_fit_pending, _replicas
 from controller.operator.sources import MetricsUnavailable, QueryError
 from controller.operator.status import parse_time, rfc3339
 from controller.spec import GatewayAutoscalerSpec
@@ -161,6 +161,8 @@ def test_a_scale_is_recorded_once_as_an_event(
     assert replicas(cluster, "gateway-eu") == 16
     told = [(e["type"], e["message"].split(":")[0]) for e in events(cluster)]
     assert told == [("Normal", "scaled physical deployment gateway-eu from 4 to 16")]
+    # Nothing was reserved before and there is no forecast yet: nothing is reserved.
+    assert status_of(cluster, "gateway-eu")["cloud"] == {"replicas": 0, "reserved": 0}
     assert operator.run_once()[KEY].reason == "Reconciled"
     assert len([e for e in events(cluster) if e["message"].startswith("scaled ")]) == 1
 
@@ -383,6 +385,7 @@ def test_a_finished_fit_forecasts_and_is_timed_once(
     operator.run_once()
     forecast = condition(cluster, "gateway-eu", "ForecastReady")
     assert forecast is not None and (forecast["status"], forecast["reason"]) == ("False", "Fitting")
+    assert forecast["message"] == "the first fit of seasonal-naive is running"
     (uid,) = operator.models._states
     operator.models.wait(uid, timeout=30)
     timed = operator.metrics.fit_seconds.labels("gateway-eu", NAMESPACE, "seasonal-naive")
@@ -465,7 +468,8 @@ def test_placeholders_are_given_back_unless_a_write_failed(
 
         operator.kube.scale_deployment = failing_cloud
     for _ in range(2):
-        operator.run_once()
+        outcome = operator.run_once()[KEY]
+        assert outcome.reason == ("KubernetesUnavailable" if cloud_fails else "Reconciled")
         assert placeholder_pods(cluster) == left
         assert replicas(cluster, "gateway-eu") == 16
     messages = [e["message"].split(" (")[0] for e in events(cluster)]
@@ -511,17 +515,51 @@ def test_an_unexpected_error_is_an_internal_error(
     ]
 
 
-def test_only_the_leader_reconciles(cluster: KubeEmulatorHandle, operator_at: Any) -> None:
-    """Not the leader: the object is left alone, no status, no scale, and that is no failure."""
+@pytest.mark.parametrize(
+    ("leading", "scaled"),
+    [(0, 4), (1, 4), (2, 16)],
+    ids=["not-leading", "lost-before-the-writes", "lost-during-the-writes"],
+)
+def test_only_the_leader_writes(
+    cluster: KubeEmulatorHandle, operator_at: Any, leading: int, scaled: int
+) -> None:
+    """Not the leader, or no longer once the object is planned or its Deployments written:
+    what is left (scale, status) is the new leader's, and that is no failure."""
     add_region(cluster, "eu", replicas=4)
     cluster.create(gwa_body("eu"))
     operator = operator_at(5_000.0)
-    operator.reconciler.is_leader = lambda: False
+    asked = [0]
+
+    def is_leader() -> bool:
+        asked[0] += 1
+        return asked[0] <= leading
+
+    operator.reconciler.is_leader = is_leader
     (obj,) = operator.kube.list_autoscalers()
     outcome = operator.reconciler.reconcile(obj, operator.kube.snapshot())
     assert (outcome.ok, outcome.reason) == (True, "NotLeader")
     assert status_of(cluster, "gateway-eu") == {}
-    assert replicas(cluster, "gateway-eu") == 4
+    assert replicas(cluster, "gateway-eu") == scaled
+
+
+def test_a_foreign_placeholder_is_a_failed_pass_that_still_scales(
+    cluster: KubeEmulatorHandle, operator_at: Any
+) -> None:
+    """A Deployment of the placeholder's name that the object does not own (cloud.reserve on):
+    the gateways are scaled, and the pass is a PlaceholderConflict failure, counted."""
+    add_region(cluster, "eu", replicas=4)
+    cloud = cluster.get(DEPLOYMENTS, "gateway-eu-cloud", namespace=NAMESPACE)
+    foreign = dict(cloud, metadata={"name": "gateway-eu-placeholder", "namespace": NAMESPACE})
+    cluster.create(foreign)
+    cluster.create(gwa_body("eu"))
+    operator = operator_at(5_000.0)
+    outcome = operator.run_once()[KEY]
+    assert (outcome.ok, outcome.reason) == (False, "PlaceholderConflict")
+    assert replicas(cluster, "gateway-eu") == 16
+    errors = operator.metrics.reconcile_errors.labels(
+        "gateway-eu", NAMESPACE, "PlaceholderConflict"
+    )
+    assert errors._value.get() == 1.0
 
 
 def test_forecast_only_says_what_it_would_run(
@@ -537,6 +575,7 @@ def test_forecast_only_says_what_it_would_run(
     ready = condition(cluster, "gateway-eu", "Ready")
     assert ready is not None and (ready["status"], ready["reason"]) == ("True", "ForecastOnly")
     assert ready["message"].startswith("ForecastOnly: planned physical 16/16, cloud 0, reserved")
+    assert "lastScaleTime" not in status_of(cluster, "gateway-eu")
     told = [(e["reason"], e["message"]) for e in events(cluster)]
     assert len(told) == 1 and told[0][0] == "ForecastOnly"
     assert told[0][1].startswith("would run physical 16 (")
@@ -853,4 +892,24 @@ def test_pausing_keeps_ready_since_it_became_true(
     assert operator.run_once()[KEY].reason == "Paused"
     ready = condition(cluster, "gateway-eu", "Ready")
     assert ready is not None and (ready["status"], ready["reason"]) == ("True", "Paused")
+    assert ready["message"] == (
+        "Paused: no metric is read, no model fitted and nothing changed until spec.mode is "
+        "changed; running physical 16, cloud 0"
+    )
     assert ready["lastTransitionTime"] == rfc3339(1_700_000_000.0)
+    # Nothing was scaled, and nothing read while paused: no scale time, no load series.
+    assert "lastScaleTime" not in status_of(cluster, "gateway-eu")
+    assert 'tidal_load{gwa="gateway-eu"' not in operator.metrics.exposition().decode()
+
+
+@pytest.mark.parametrize(
+    ("deployment", "expected"),
+    [
+        pytest.param({"spec": {"replicas": 3}}, 3, id="as-written"),
+        pytest.param({"spec": {}}, 1, id="unset-is-the-apis-default-of-one"),
+        pytest.param({"spec": {"replicas": 0}}, 0, id="zero"),
+    ],
+)
+def test_replicas_a_deployment_asks_for(deployment: dict[str, Any], expected: int) -> None:
+    """spec.replicas, or 1 where it is unset (the API's default)."""
+    assert _replicas(deployment) == expected
