@@ -338,9 +338,9 @@ def _check_span(path: Path, rows: _Rows, times: FloatArray, step: float) -> None
         return
     steps = round(float(times[-1] - times[0]) / step) + 1
     gaps = steps - count
-    if gaps <= FEW_GAP_STEPS or gaps <= min(
-        MOST_GAP_SHARE / (1 - MOST_GAP_SHARE) * count, MOST_GAP_STEPS
-    ):
+    # The share as a quotient of whole numbers: 0.99 / 0.01 rounds below 99 gaps a row, and
+    # would refuse a grid of exactly 99% gaps.
+    if gaps <= FEW_GAP_STEPS or (gaps <= MOST_GAP_STEPS and gaps / steps <= MOST_GAP_SHARE):
         return
     widest = int(np.argmax(np.diff(times)))
     apart = _span_text(float(times[widest + 1] - times[widest]))

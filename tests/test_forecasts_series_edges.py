@@ -50,6 +50,9 @@ def test_a_step_just_over_a_minute_divisor_is_put_on_that_divisor(step: float, g
     [
         pytest.param([*range(50), *range(1_048_626, 1_048_676)], 1_048_676, id="2**20-gaps"),
         pytest.param([*range(10_000), *range(1_510_000, 1_520_000)], 1_520_000, id="99-gaps-a-row"),
+        pytest.param(
+            [*range(10_000), *range(1_990_000, 2_000_000)], 2_000_000, id="exactly-99-percent"
+        ),
     ],
 )
 def test_a_grid_of_gaps_within_either_bound_is_read(
@@ -57,7 +60,8 @@ def test_a_grid_of_gaps_within_either_bound_is_read(
 ) -> None:
     """2**20 missing one-second samples (1,048,576: not more) cost nothing, whatever their
     share of 100 rows; 1.5 million (over 2**20) are read beside 20,000 rows, under 99 a row
-    and under 2**24: the trace is read, its gap missing."""
+    and under 2**24, and so are 1.98 million, 99 a row and exactly 99% of the grid, which
+    only more than 99% is refused: the trace is read, its gap missing."""
     series = load_trace(at_seconds(tmp_path / "outage.csv", seconds))
     assert (series.start, series.step, len(series)) == (START, 1.0, read)
     assert int(np.isfinite(series.values).sum()) == len(seconds)
@@ -67,6 +71,9 @@ def test_a_grid_of_gaps_within_either_bound_is_read(
     ("seconds", "line"),
     [
         pytest.param([*range(5_000), *range(1_505_000, 1_510_000)], 5_002, id="over-99-gaps-a-row"),
+        pytest.param(
+            [*range(10_000), *range(1_990_001, 2_000_001)], 10_002, id="one-gap-over-99-percent"
+        ),
         pytest.param(
             [*range(100_000), *range(17_100_000, 17_200_000)], 100_002, id="over-2**24-gaps"
         ),
