@@ -318,7 +318,7 @@ def _on_whole_seconds(times: FloatArray) -> tuple[FloatArray, float, float]:
     step = float(np.median(np.diff(times)))
     whole = float(round(step))
     jitter = abs(step - whole)
-    if whole < 1 or jitter == 0 or jitter > min(0.5, 0.01 * whole):
+    if whole < 1 or jitter > min(0.5, 0.01 * whole):
         return times, step, float(times[0])
     rounded = np.round(times)
     if np.all(np.diff(rounded) > 0):

@@ -199,6 +199,19 @@ def test_rows_rounded_to_whole_seconds_are_their_own_loads(tmp_path: Path) -> No
     assert series.step == 1.0 and series.values.tolist() == loads
 
 
+def test_a_jittered_row_is_its_minute_s_load_when_the_median_step_is_whole(
+    tmp_path: Path,
+) -> None:
+    """Rows every minute, one written 0.4 s late: the median step is exactly 60 s, and the late
+    row is rounded to its minute like any jittered one, its load that minute's, not a line
+    between it and the row before."""
+    loads = [10.0, 20.0, 40.0, 80.0, 160.0]
+    path = at_fractions(tmp_path / "late.csv", [0.0, 60.0, 120.4, 180.0, 240.0], loads)
+    series = load_trace(path)
+    assert (series.start, series.step) == (START, 60.0)
+    assert series.values.tolist() == loads
+
+
 def test_rows_rounding_to_one_second_are_interpolated_at_their_own_times(
     tmp_path: Path,
 ) -> None:
