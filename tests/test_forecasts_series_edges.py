@@ -439,3 +439,20 @@ def test_a_second_fold_is_placed_by_its_local_clock(tmp_path: Path) -> None:
     assert len(series) == 200 * 288 + 72
     known = series.values[np.isfinite(series.values)]
     assert np.array_equal(known, np.arange(1.0, 97.0))
+
+
+def test_a_trace_of_one_row_is_refused_for_want_of_a_second(tmp_path: Path) -> None:
+    """One sample has no step: the trace is refused, saying how many it found."""
+    path = at_seconds(tmp_path / "one.csv", [0])
+    with pytest.raises(
+        TraceFormatError, match=r"one\.csv: a trace needs at least two samples, found 1"
+    ):
+        load_trace(path)
+
+
+def test_a_series_with_no_known_sample_resamples_to_a_finer_grid_of_gaps() -> None:
+    """Ten minutes at a 10-minute step, both samples missing: a minute's grid over the same
+    span (eleven samples), every one missing."""
+    finer = LoadSeries(START, 600.0, np.array([np.nan, np.nan])).resample(60.0)
+    assert (finer.start, finer.step, len(finer)) == (START, 60.0, 11)
+    assert np.isnan(finer.values).all()
