@@ -71,6 +71,13 @@ def operator_at(cluster: KubeEmulatorHandle) -> Iterator[Any]:
         operator.models.shutdown()
 
 
+def stated(cluster: KubeEmulatorHandle, kind: str) -> tuple[str, str, str]:
+    """gateway-eu's ``kind`` condition: its status, reason and message."""
+    found = condition(cluster, "gateway-eu", kind)
+    assert found is not None, f"no {kind} condition"
+    return found["status"], found["reason"], found["message"]
+
+
 def events(cluster: KubeEmulatorHandle) -> list[dict[str, Any]]:
     return list(cluster.list("v1/events", namespace=NAMESPACE))
 
@@ -197,9 +204,7 @@ def test_a_lasting_failure_is_one_warning_event(
     for _ in range(3):
         outcome = operator.run_once()[KEY]
         assert (outcome.ok, outcome.reason, outcome.message) == (False, reason, message)
-    ready = condition(cluster, "gateway-eu", "Ready")
-    assert ready is not None
-    assert (ready["status"], ready["reason"], ready["message"]) == ("False", reason, message)
+    assert stated(cluster, "Ready") == ("False", reason, message)
     stored = cluster.get(GWAS, "gateway-eu", namespace=NAMESPACE)
     assert stored["status"]["observedGeneration"] == stored["metadata"]["generation"]
     warnings = [(e["type"], e["reason"], e["message"]) for e in events(cluster)]
@@ -354,16 +359,12 @@ def test_no_metrics_holds_and_says_why(
     assert (outcome.ok, outcome.reason, outcome.message) == (False, reason, message)
     assert (replicas(cluster, "gateway-eu"), replicas(cluster, "gateway-eu-cloud")) == (16, 0)
     assert "load" not in status_of(cluster, "gateway-eu")  # none read, and none known before
-    ready = condition(cluster, "gateway-eu", "Ready")
-    assert ready is not None
-    assert (ready["status"], ready["reason"], ready["message"]) == (
+    assert stated(cluster, "Ready") == (
         "False",
         reason,
         f"{message}; holding 16 replicas, no scale-down",
     )
-    forecast = condition(cluster, "gateway-eu", "ForecastReady")
-    assert forecast is not None
-    assert (forecast["status"], forecast["reason"], forecast["message"]) == (
+    assert stated(cluster, "ForecastReady") == (
         "False",
         reason,
         message,
@@ -500,9 +501,7 @@ def test_an_unexpected_error_is_an_internal_error(
                 "InternalError",
                 "RuntimeError: client bug",
             )
-    ready = condition(cluster, "gateway-eu", "Ready")
-    assert ready is not None
-    assert (ready["status"], ready["reason"], ready["message"]) == (
+    assert stated(cluster, "Ready") == (
         "False",
         "InternalError",
         "RuntimeError: client bug",
@@ -690,9 +689,7 @@ def test_a_failed_forecast_is_named_and_the_load_still_served(
     state.fitted = Unforecastable(state.fitted, error)  # type: ignore[assignment]
     clock[0] += 60
     assert operator.run_once()[KEY].reason == "Reconciled"
-    forecast = condition(cluster, "gateway-eu", "ForecastReady")
-    assert forecast is not None
-    assert (forecast["status"], forecast["reason"], forecast["message"]) == (
+    assert stated(cluster, "ForecastReady") == (
         "False",
         "ForecastError",
         "forecast failed: history ends before the fit",
@@ -784,9 +781,7 @@ def test_a_served_pass_reports_its_plan_in_status_and_gauges(
     assert status["cloud"]["replicas"] == cloud and reserved >= cloud
     stored = cluster.get(GWAS, "gateway-eu", namespace=NAMESPACE)
     assert status["observedGeneration"] == stored["metadata"]["generation"]
-    ready = condition(cluster, "gateway-eu", "Ready")
-    assert ready is not None
-    assert (ready["status"], ready["reason"], ready["message"]) == (
+    assert stated(cluster, "Ready") == (
         "True",
         "Reconciled",
         f"physical {physical}/16, cloud {cloud}, reserved {reserved}",
@@ -798,9 +793,7 @@ def test_a_served_pass_reports_its_plan_in_status_and_gauges(
             "PhysicalSufficient",
             "physical capacity 16 holds the plan",
         )
-    limited = condition(cluster, "gateway-eu", "CapacityLimited")
-    assert limited is not None
-    assert (limited["status"], limited["reason"], limited["message"]) == (
+    assert stated(cluster, "CapacityLimited") == (
         "False",
         "WithinCapacity",
         "the plan fits the pools",
