@@ -9,8 +9,10 @@ import threading
 from collections.abc import Iterator
 from concurrent.futures import Future
 from datetime import timedelta
+from types import SimpleNamespace
 from typing import Any
 
+import numpy as np
 import pytest
 import structlog
 from structlog.testing import capture_logs
@@ -23,6 +25,7 @@ from controller.operator.reconcile import Reconciler, _first_fit_pending, _repli
 from controller.operator.sources import MetricsUnavailable, QueryError
 from controller.operator.status import parse_time, rfc3339
 from controller.spec import GatewayAutoscalerSpec
+from forecasts.base import Calibration, Forecast
 from forecasts.errors import (
     FitFailed,
     ForecastError,
@@ -906,3 +909,33 @@ def test_pausing_keeps_ready_since_it_became_true(
 def test_replicas_a_deployment_asks_for(deployment: dict[str, Any], expected: int) -> None:
     """spec.replicas, or 1 where it is unset (the API's default)."""
     assert _replicas(deployment) == expected
+
+
+def test_the_forecast_peak_gauge_is_the_highest_point_within_the_horizon(
+    operator_at: Any,
+) -> None:
+    """tidal_forecast_peak is the point forecast's highest value from now to
+    ``forecast.horizon`` ahead (30 minutes here): a peak of 70 twenty minutes on counts, a
+    higher one of 99 an hour on does not."""
+    operator = operator_at(0.0)
+    spec = GatewayAutoscalerSpec.model_validate(gwa_body("eu")["spec"])
+    now = 1_700_000_000.0
+    point = np.full(24, 10.0)  # two hours at a 5-minute step
+    point[3] = 70.0  # at now + 20 minutes
+    point[11] = 99.0  # at now + 60 minutes
+    errors = np.zeros((1, point.size))
+    forecast = Forecast(
+        "m", now, 300.0, point, Calibration.from_forecasts(errors, errors, scale_floor=1.0)
+    )
+    none = SimpleNamespace(replicas=0)
+    plan = SimpleNamespace(
+        load=None,
+        now=now,
+        forecast_peak=None,
+        physical=none,
+        cloud=none,
+        reserve=none,
+        physical_capacity=16,
+    )
+    operator.reconciler._observe("gateway-eu", NAMESPACE, spec, plan, forecast, actual=(0, 0))
+    assert gauge(operator, "forecast_peak") == 70.0
