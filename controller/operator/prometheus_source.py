@@ -337,9 +337,12 @@ class PrometheusLoadSource:
 
     def _no_answer(self, exc: requests.RequestException) -> str:
         """No answer within the timeout (requests words a read timeout that urllib3 gave up
-        retrying as a ``ConnectionError``), else the exception's type."""
+        retrying as a ``ConnectionError``), else the exception's type. A refused connection is
+        no timeout, although urllib3 makes its error a ``ConnectTimeoutError`` too."""
         wrapped = exc.args[0] if exc.args else None
         reason = getattr(wrapped, "reason", wrapped)
+        if isinstance(reason, urllib3_exceptions.NewConnectionError):
+            return type(exc).__name__
         if isinstance(exc, requests.Timeout) or isinstance(reason, urllib3_exceptions.TimeoutError):
             return f"no answer within {self.timeout:g}s"
         return type(exc).__name__

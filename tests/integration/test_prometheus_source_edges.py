@@ -291,13 +291,16 @@ def test_no_answer_within_the_timeout_is_unreachable(
 
 
 def test_a_closed_port_is_unreachable() -> None:
-    """Nothing listening: unreachable (transient), chained to the connection's failure."""
+    """Nothing listening: unreachable (transient), chained to the connection's failure, and
+    named as that failure, not as a timeout: the refusal comes at once."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     with (
         PrometheusLoadSource(f"http://127.0.0.1:{port}", timeout=1, retries=0) as source,
-        pytest.raises(PrometheusUnreachable, match=r"unreachable for query 'up'") as error,
+        pytest.raises(
+            PrometheusUnreachable, match=r"unreachable for query 'up': ConnectionError$"
+        ) as error,
     ):
         source.read_history("up", start=NOW - 600, end=NOW, step=60)
     assert isinstance(error.value.__cause__, requests.ConnectionError)
