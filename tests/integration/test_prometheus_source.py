@@ -287,16 +287,22 @@ def poll(read: Callable[[], Any], done: Callable[[Any], bool], timeout: float = 
 
 @contextmanager
 def answering(
-    status: int, body: bytes, headers: dict[str, str] | None = None
+    status: int,
+    body: bytes,
+    headers: dict[str, str] | None = None,
+    *,
+    seen: list[dict[str, str]] | None = None,
 ) -> Iterator[tuple[str, list[str]]]:
     """A loopback HTTP server that answers every GET with ``status``, ``body`` (JSON) and
     ``headers``: something other than Prometheus on its port. Yields its URL and the paths
-    asked, in order."""
+    asked, in order; ``seen``, when given, gets each request's headers."""
     asked: list[str] = []
 
     class Stub(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             asked.append(self.path)
+            if seen is not None:
+                seen.append(dict(self.headers.items()))
             self.send_response(status)
             for name, value in (headers or {}).items():
                 self.send_header(name, value)

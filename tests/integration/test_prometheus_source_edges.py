@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import http.server
 import socket
 import threading
 import time
@@ -312,27 +311,9 @@ def scalar_stub() -> Iterator[tuple[str, list[dict[str, str]]]]:
     """A loopback server that answers every GET with the scalar 4. Yields its URL and the
     headers of each request."""
     seen: list[dict[str, str]] = []
-
-    class Stub(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            seen.append(dict(self.headers.items()))
-            body = b'{"status":"success","data":{"resultType":"scalar","result":[1,"4"]}}'
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Stub)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", seen
-    finally:
-        server.shutdown()
-        server.server_close()
+    body = b'{"status":"success","data":{"resultType":"scalar","result":[1,"4"]}}'
+    with answering(200, body, seen=seen) as (url, _):
+        yield url, seen
 
 
 def basic(pair: bytes) -> str:
