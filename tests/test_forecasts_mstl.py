@@ -158,6 +158,45 @@ def test_a_refit_just_short_of_a_day_is_cheap() -> None:
     assert again.cheaply_refitted and again.estimated_until == first.estimated_until
 
 
+def _climbing() -> np.ndarray:
+    """Five days of a daily cycle climbing 0.2 a sample: a trend the level takes up."""
+    return seasonal(days=5).values + 0.2 * np.arange(5 * 288)
+
+
+def test_cheap_refits_carry_the_trend_on_from_where_the_last_one_stopped() -> None:
+    """A cheap refit starts from the level and trend of the fit's last sample: two refits, over
+    40 samples and then 60, end where one over all 100 does, on a series whose trend is not nil
+    (with a trend of zero, a refit that dropped it would pass unseen)."""
+    values = _climbing()
+    forecaster = create("mstl")
+    first = forecaster.fit(series(values[:-100]))
+    assert first.trend[-1] > 0.05
+    twice = forecaster.fit(
+        series(values), previous=forecaster.fit(series(values[:-60]), previous=first)
+    )
+    once = forecaster.fit(series(values), previous=first)
+    assert twice.cheaply_refitted and once.cheaply_refitted
+    np.testing.assert_allclose(twice.level, once.level)
+    np.testing.assert_allclose(twice.trend, once.trend)
+    history = series(values)
+    np.testing.assert_allclose(
+        twice.forecast(history, horizon=3600.0).point, once.forecast(history, horizon=3600.0).point
+    )
+
+
+def test_a_forecast_over_new_samples_advances_as_a_cheap_refit_does() -> None:
+    """Forecasting from a fit over samples it has not seen advances its level and trend over
+    them as a cheap refit would: the same point forecast, read on from the same phase."""
+    values = _climbing()
+    forecaster = create("mstl")
+    first = forecaster.fit(series(values[:-100]))
+    refitted = forecaster.fit(series(values), previous=first)
+    history = series(values)
+    advanced = first.forecast(history, horizon=3600.0).point
+    assert first.trend[-1] > 0.05
+    np.testing.assert_allclose(advanced, refitted.forecast(history, horizon=3600.0).point)
+
+
 @pytest.mark.parametrize(
     "cheap", [pytest.param(False, id="fresh"), pytest.param(True, id="advanced")]
 )
