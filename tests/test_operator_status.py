@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -31,6 +32,44 @@ def test_rfc3339_round_trip() -> None:
     """Times go to RFC 3339 UTC text and back to the same second."""
     assert rfc3339(T0) == "2023-11-14T22:13:20Z"
     assert parse_time(rfc3339(T0)) == T0
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2023-11-14T22:13:20Z",
+        "2023-11-14T23:43:20+01:30",
+        "2023-11-14T22:13:20",
+        " 2023-11-14T22:13:20Z ",
+    ],
+    ids=["utc", "offset", "naive", "padded"],
+)
+def test_parse_time_reads_offsets_and_takes_naive_text_as_utc(
+    text: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stored time with an offset is that instant; one without is UTC, not the local time of
+    the machine the operator runs on (here a zone five hours behind UTC)."""
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        assert parse_time(text) == T0
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+
+
+def test_a_condition_message_is_cut_to_the_api_s_limit() -> None:
+    """metav1.Condition's message holds at most 32768 characters: a longer one (a forecast error
+    quoting a long query, say) is cut to exactly that, so the status write is not refused."""
+    long = "x" * 40_000
+    (condition,) = merge_conditions(
+        [], [Condition("Ready", False, "R", long)], now=T0, generation=1
+    )
+    assert condition["message"] == "x" * 32768
+    (short,) = merge_conditions(
+        [], [Condition("Ready", False, "R", "y" * 32768)], now=T0, generation=1
+    )
+    assert short["message"] == "y" * 32768
 
 
 @pytest.mark.parametrize(
@@ -76,6 +115,8 @@ def recs(*pairs: tuple[float, int]) -> list[Recommendation]:
         (recs((0, 5), (60, 5), (120, 5)), [5]),
         (recs((-700, 50), (0, 10)), [10]),
         (recs((-800, 50), (-700, 10)), [10]),
+        (recs((-480, 50), (0, 10)), [10]),
+        (recs((-479, 50), (0, 10)), [50, 10]),
     ],
     ids=[
         "falling-kept",
@@ -83,12 +124,15 @@ def recs(*pairs: tuple[float, int]) -> list[Recommendation]:
         "equal-keeps-latest",
         "outside-window-dropped",
         "newest-kept-for-the-rate-limits",
+        "a-window-old-dropped",
+        "a-second-less-kept",
     ],
 )
 def test_recommendations_trimmed_to_what_stabilisation_needs(
     given: list[Recommendation], kept: list[int]
 ) -> None:
-    """Only entries that can still be the window's maximum are stored."""
+    """Only entries that can still be the window's maximum are stored. One made exactly a
+    window ago is out of it, as the planner reads the window (``now - at < window``)."""
     stored = recommendations_to_status(given, window=600, now=T0 + 120)
     assert [entry["replicas"] for entry in stored] == kept
 
@@ -147,6 +191,41 @@ def test_truncation_merges_the_closest_neighbours() -> None:
     assert stored == [{"at": rfc3339(T0 + at), "replicas": n} for at, n in expected]
 
 
+def _coalesced_one_pair_at_a_time(
+    given: Sequence[Recommendation], limit: int
+) -> list[Recommendation]:
+    """The merge order ``_coalesce`` documents, worked out plainly: while there are too many,
+    merge the neighbours closest in replicas (then in time, then the oldest pair) into the
+    higher count at the later time."""
+    entries = [(r.at, r.replicas) for r in given]
+    while len(entries) > limit:
+        i = min(
+            range(len(entries) - 1),
+            key=lambda k: (entries[k][1] - entries[k + 1][1], entries[k + 1][0] - entries[k][0], k),
+        )
+        entries[i : i + 2] = [(entries[i + 1][0], entries[i][1])]
+    return [Recommendation(at, replicas) for at, replicas in entries]
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_truncation_merges_in_the_documented_order(seed: int) -> None:
+    """Past MAX_RECOMMENDATIONS, the stored entries are those of merging one closest pair at a
+    time, ties in replicas broken by the shorter gap and then the older pair: steps of 1 to 3
+    replicas and gaps of 1 to 3 loops make many ties, and runs of 61 to 400 entries need up to
+    340 merges, each of which changes the pairs beside it."""
+    rng = random.Random(seed)
+    count = rng.randint(MAX_RECOMMENDATIONS + 1, 400)
+    at, replicas, given = 0.0, 2000, []
+    for _ in range(count):
+        given.append(Recommendation(T0 + at, replicas))
+        at += 15.0 * rng.randint(1, 3)
+        replicas -= rng.randint(1, 3)
+    now = given[-1].at
+    stored = recommendations_to_status(given, window=at + 60.0, now=now)
+    expected = _coalesced_one_pair_at_a_time(given, MAX_RECOMMENDATIONS)
+    assert recommendations_from_status({"recommendations": stored}) == tuple(expected)
+
+
 def test_malformed_recommendations_are_skipped() -> None:
     """A hand-edited status with garbage does not break the loop."""
     status: dict[str, Any] = {
@@ -189,7 +268,14 @@ def base_spec(**changes: Any) -> dict[str, Any]:
         ({"cloud__nodeLeadTime": "soon"}, "spec.cloud.nodeLeadTime: 'soon' is not a duration"),
         ({"physical__extra": 1}, "spec.physical.extra: Extra inputs are not permitted"),
     ],
-    ids=["per-replica-zero", "per-replica-tiny", "unknown-model", "min-above-max", "bad-duration", "unknown-field"],
+    ids=[
+        "per-replica-zero",
+        "per-replica-tiny",
+        "unknown-model",
+        "min-above-max",
+        "bad-duration",
+        "unknown-field",
+    ],
 )
 def test_validation_errors_name_the_field(changes: dict[str, Any], expected: str) -> None:
     """A spec error reads as the camelCase path the user wrote, then what is wrong."""
