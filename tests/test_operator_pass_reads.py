@@ -78,3 +78,16 @@ def test_reads_outside_a_pass_are_not_stopped() -> None:
         with pytest.raises(PrometheusUnreachable):
             read(reads, "a")
     assert source.asked == ["a", "a"]
+
+
+def test_a_read_after_the_pass_ended_is_sent() -> None:
+    """Once the pass that found Prometheus unreachable has ended, a read on the same thread
+    outside any pass (a command's one-off read, say) is sent, not failed from memory."""
+    source = Scripted({"a": PrometheusUnreachable("refused", query="a")})
+    reads = PassReads(source)
+    reads.begin_pass()
+    with pytest.raises(PrometheusUnreachable):
+        read(reads, "a")
+    reads.end_pass()
+    assert len(read(reads, "b")) == 3
+    assert source.asked == ["a", "b"]
