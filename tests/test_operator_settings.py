@@ -134,7 +134,7 @@ def test_headers_are_name_value_pairs(
 
 def test_a_header_without_a_colon_is_refused_naming_it(monkeypatch: pytest.MonkeyPatch) -> None:
     message = refused(monkeypatch, prometheus_headers="X-Team: chat, tenant-a")
-    assert "prometheus_headers" in message and "header ' tenant-a' is not 'Name: value'" in message
+    assert "prometheus_headers" in message and "header 'tenant-a' is not 'Name: value'" in message
 
 
 def test_namespaces_are_a_comma_separated_list(monkeypatch: pytest.MonkeyPatch) -> None:

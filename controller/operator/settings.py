@@ -44,7 +44,7 @@ def _headers(value: object) -> object:
         for pair in pairs:
             name, sep, val = pair.partition(":")
             if not sep:
-                raise ValueError(f"header {pair!r} is not 'Name: value'")
+                raise ValueError(f"header {pair.strip()!r} is not 'Name: value'")
             headers[name.strip()] = val.strip()
         return headers
     return value
