@@ -4,8 +4,10 @@ For each trace:
 
 - the series is taken at its native step aggregated to the fit step (5-minute means; a coarser
   trace keeps its own step), and both the models and the scoring see that series;
-- forecast origins are every whole hour over the trace's last quarter (every step when the
-  step is longer than an hour), as long as the whole horizon lies inside the trace;
+- forecast origins are an hour apart over the trace's last quarter, from its first whole hour
+  (every step when the step is an hour or longer), as long as the whole horizon lies inside the
+  trace; a step that does not divide an hour takes the whole number of steps nearest to one
+  (at 7 minutes, every 63 minutes), so later origins leave the clock's hours;
 - at every origin each model forecasts the horizon (at least one step) from the history up to
   the origin, and the forecasts are compared with what happened next;
 - every model of a trace is scored on the same origins: those where each of them could fit
@@ -183,7 +185,8 @@ def check_evaluable(series: LoadSeries, *, models: Sequence[str], horizon: float
 
 
 def origin_indices(series: LoadSeries, *, horizon: float) -> tuple[np.ndarray, int]:
-    """Indices of the hourly origins over the last quarter, and the number of lead steps."""
+    """Indices of the origins over the last quarter, the whole steps nearest an hour apart from
+    its first whole hour, and the number of lead steps."""
     steps = max(1, round(horizon / series.step))
     first = math.ceil(0.75 * (len(series) - 1))
     every = max(1, round(ORIGIN_EVERY / series.step))
