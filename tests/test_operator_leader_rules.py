@@ -16,17 +16,10 @@ from controller.operator.errors import Conflict
 from controller.operator.kube import KubeClient
 from controller.operator.leader import LeaderElector, micro_time
 from tests.support.kube_emulator import KubeEmulatorHandle, running_emulator
+from tests.test_operator_leader import Clock
 
 LEASE = "coordination.k8s.io/v1/leases"
 WALL = 1_800_000_000.0
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @pytest.fixture(scope="module")
@@ -205,32 +198,25 @@ def test_the_lease_states_its_duration_in_whole_seconds_rounded_up(
     assert kube.get(LEASE, name, namespace="default")["spec"]["leaseDurationSeconds"] == seconds
 
 
-def test_a_holder_s_own_lease_duration_is_waited_for(kube: KubeEmulatorHandle) -> None:
-    """A holder that wrote a 60-second lease keeps it for 60 seconds of silence, though this
-    candidate's own lease would be 10: the lease says how long its holder may go quiet."""
-    lease_of(kube, "r8", "other", 60)
-    clock = Clock()
-    b = elector(kube, "b", "r8", clock=clock)
-    assert not b.try_acquire_or_renew()
-    clock.now += 59.5
-    assert not b.try_acquire_or_renew()
-    clock.now += 0.5
-    assert b.try_acquire_or_renew() and held_by(kube, "r8") == "b"
-
-
-def test_a_holder_is_live_until_its_whole_duration_has_passed_unchanged(
-    kube: KubeEmulatorHandle,
+@pytest.mark.parametrize(
+    ("name", "seconds", "just_under"),
+    [("r8", 60, 59.5), ("r9", 10, 9.999)],
+    ids=["the-holder-s-own-60s", "to-the-second"],
+)
+def test_a_holder_is_live_until_its_own_duration_has_passed_unchanged(
+    kube: KubeEmulatorHandle, name: str, seconds: int, just_under: float
 ) -> None:
-    """To the second: a lease unchanged for just under its duration is still its holder's; at
-    exactly its duration it is free to take."""
-    lease_of(kube, "r9", "other", 10)
+    """A lease unchanged for just under the duration it states is still its holder's, even a
+    60-second one where this candidate's own lease would be 10 (the lease says how long its
+    holder may go quiet); at exactly that duration it is free to take."""
+    lease_of(kube, name, "other", seconds)
     clock = Clock()
-    b = elector(kube, "b", "r9", clock=clock)
+    b = elector(kube, "b", name, clock=clock)
     assert not b.try_acquire_or_renew()
-    clock.now += 9.999
+    clock.now += just_under
     assert not b.try_acquire_or_renew()
-    clock.now += 0.001
-    assert b.try_acquire_or_renew()
+    clock.now = 1000.0 + seconds
+    assert b.try_acquire_or_renew() and held_by(kube, name) == "b"
 
 
 def test_a_leader_leads_until_just_before_its_renew_deadline(kube: KubeEmulatorHandle) -> None:
