@@ -5,9 +5,10 @@ For each trace:
 - the series is taken at its native step aggregated to the fit step (5-minute means; a coarser
   trace keeps its own step), and both the models and the scoring see that series;
 - forecast origins are an hour apart over the trace's last quarter, from its first whole hour
-  (every step when the step is an hour or longer), as long as the whole horizon lies inside the
-  trace; a step that does not divide an hour takes the whole number of steps nearest to one
-  (at 7 minutes, every 63 minutes), so later origins leave the clock's hours;
+  (every step from the first when a step is longer than 40 minutes), as long as the whole
+  horizon lies inside the trace; a step that does not divide an hour takes the whole number of
+  steps nearest to one (at 7 minutes, every 63 minutes), so later origins leave the clock's
+  hours;
 - at every origin each model forecasts the horizon (at least one step) from the history up to
   the origin, and the forecasts are compared with what happened next;
 - every model of a trace is scored on the same origins: those where each of them could fit
