@@ -336,12 +336,19 @@ def test_resampling_onto_minutes_is_a_line_between_known_samples(
 
 
 @pytest.mark.parametrize(
-    "step", [pytest.param(300.0, id="the-same-step"), pytest.param(600.0, id="a-coarser-step")]
+    ("method", "step"),
+    [
+        pytest.param("resample", 300.0, id="resample-to-the-same-step"),
+        pytest.param("resample", 600.0, id="resample-to-a-coarser-step"),
+        pytest.param("aggregate", 300.0, id="aggregate-to-the-same-step"),
+        pytest.param("aggregate", 60.0, id="aggregate-to-a-finer-step"),
+    ],
 )
-def test_resampling_to_no_finer_step_keeps_the_series(step: float) -> None:
-    """``resample`` only makes a grid finer: a step as long or longer keeps the series."""
+def test_a_step_the_method_does_not_move_towards_keeps_the_series(method: str, step: float) -> None:
+    """``resample`` only makes a grid finer, ``aggregate`` only makes buckets longer: asked for
+    a step the same or the other way, each keeps the series."""
     coarse = LoadSeries(600.0, 300.0, np.asarray([1.0, 2.0, 3.0]))
-    kept = coarse.resample(step)
+    kept = getattr(coarse, method)(step)
     assert (kept.start, kept.step, kept.values.tolist()) == (600.0, 300.0, [1.0, 2.0, 3.0])
 
 
@@ -413,16 +420,6 @@ def test_a_line_of_empty_cells_is_no_row(tmp_path: Path) -> None:
     )
     series = load_trace(path)
     assert (series.step, series.values.tolist()) == (300.0, [1.0, 2.0])
-
-
-@pytest.mark.parametrize(
-    "step", [pytest.param(300.0, id="the-same-step"), pytest.param(60.0, id="a-finer-step")]
-)
-def test_aggregating_to_no_longer_step_keeps_the_series(step: float) -> None:
-    """``aggregate`` only makes buckets longer: a step as long or shorter keeps the series."""
-    coarse = LoadSeries(600.0, 300.0, np.asarray([1.0, 2.0, 3.0]))
-    kept = coarse.aggregate(step)
-    assert (kept.start, kept.step, kept.values.tolist()) == (600.0, 300.0, [1.0, 2.0, 3.0])
 
 
 def test_a_second_fold_is_placed_by_its_local_clock(tmp_path: Path) -> None:

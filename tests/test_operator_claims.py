@@ -26,13 +26,7 @@ from tests.integration.operator_cluster import (
     replicas,
     status_of,
 )
-from tests.support.kube_emulator import KubeEmulatorHandle, running_emulator
-
-
-@pytest.fixture
-def cluster() -> Iterator[KubeEmulatorHandle]:
-    with running_emulator() as handle:
-        yield handle
+from tests.support.kube_emulator import KubeEmulatorHandle
 
 
 @pytest.fixture

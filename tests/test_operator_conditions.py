@@ -5,9 +5,6 @@ emulator, a pass at a time."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-
-import pytest
 
 from controller.operator import Operator, OperatorSettings
 from controller.operator.errors import ClusterUnavailable
@@ -24,7 +21,7 @@ from tests.integration.operator_cluster import (
     replicas,
     status_of,
 )
-from tests.support.kube_emulator import KubeEmulatorHandle, running_emulator
+from tests.support.kube_emulator import KubeEmulatorHandle
 
 
 class Outage:
@@ -36,12 +33,6 @@ class Outage:
     def read_history(self, query: str, *, start: float, end: float, step: float) -> LoadSeries:
         self.reads += 1
         raise MetricsUnavailable("connection refused", query=query)
-
-
-@pytest.fixture
-def cluster() -> Iterator[KubeEmulatorHandle]:
-    with running_emulator() as handle:
-        yield handle
 
 
 def operator_for(cluster: KubeEmulatorHandle, source: object) -> Operator:

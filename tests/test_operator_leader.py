@@ -234,13 +234,6 @@ def test_release_hands_over_at_once(kube: KubeEmulatorHandle) -> None:
     assert b.try_acquire_or_renew()
 
 
-@pytest.fixture
-def cluster() -> Iterator[KubeEmulatorHandle]:
-    """A cluster of its own: the operator reconciles every object it lists."""
-    with running_emulator() as handle:
-        yield handle
-
-
 def operator_leading(
     kube: KubeEmulatorHandle, clock: Clock, *regions: str
 ) -> tuple[Operator, LeaderElector]:

@@ -51,12 +51,6 @@ KEY = f"{NAMESPACE}/gateway-eu"
 
 
 @pytest.fixture
-def cluster() -> Iterator[KubeEmulatorHandle]:
-    with running_emulator() as handle:
-        yield handle
-
-
-@pytest.fixture
 def operator_at(cluster: KubeEmulatorHandle) -> Iterator[Any]:
     """An operator on ``cluster`` reading a flat load; its fit pool shut down afterwards."""
     built: list[Operator] = []
@@ -72,6 +66,14 @@ def operator_at(cluster: KubeEmulatorHandle) -> Iterator[Any]:
     yield make
     for operator in built:
         operator.models.shutdown()
+
+
+def an_eu_region(cluster: KubeEmulatorHandle, operator_at: Any, *, load: float = 5_000.0) -> Any:
+    """Region ``eu`` of four physical replicas and its GatewayAutoscaler, and an operator
+    reading ``load``, not yet run."""
+    add_region(cluster, "eu", replicas=4)
+    cluster.create(gwa_body("eu"))
+    return operator_at(load)
 
 
 def stated(cluster: KubeEmulatorHandle, kind: str) -> tuple[str, str, str]:
@@ -128,9 +130,7 @@ def test_a_failed_write_is_reported_with_what_the_deployments_ask_for(
     error by its own reason, anything else as InternalError with its type, logged once as
     write_failed), Ready's message says what each Deployment asks for, and
     tidal_reconcile_errors_total counts it under that reason."""
-    add_region(cluster, "eu", replicas=4)
-    cluster.create(gwa_body("eu"))
-    operator = operator_at(20_000.0)
+    operator = an_eu_region(cluster, operator_at, load=20_000.0)
     original = getattr(operator.kube, write)
 
     def failing(*args: Any) -> Any:
@@ -164,9 +164,7 @@ def test_a_scale_is_recorded_once_as_an_event(
 ) -> None:
     """A pass that scales records a Normal Event saying from what to what; a pass that changes
     nothing records none."""
-    add_region(cluster, "eu", replicas=4)
-    cluster.create(gwa_body("eu"))
-    operator = operator_at(5_000.0)
+    operator = an_eu_region(cluster, operator_at)
     assert operator.run_once()[KEY].reason == "Reconciled"
     assert replicas(cluster, "gateway-eu") == 16
     told = [(e["type"], e["message"].split(":")[0]) for e in events(cluster)]
@@ -220,9 +218,7 @@ def test_a_deleted_object_leaves_no_fit_state(
     cluster: KubeEmulatorHandle, operator_at: Any
 ) -> None:
     """Deleting a GatewayAutoscaler drops its fit state at the next pass."""
-    add_region(cluster, "eu", replicas=4)
-    cluster.create(gwa_body("eu"))
-    operator = operator_at(5_000.0)
+    operator = an_eu_region(cluster, operator_at)
     operator.run_once()
     assert len(operator.models._states) == 1
     cluster.delete(GWAS, "gateway-eu", namespace=NAMESPACE)
@@ -314,9 +310,7 @@ def test_a_region_renamed_drops_the_old_regions_series(
     cluster: KubeEmulatorHandle, operator_at: Any
 ) -> None:
     """spec.region changed: the object's gauges under the old region go, the new one's come."""
-    add_region(cluster, "eu", replicas=4)
-    cluster.create(gwa_body("eu"))
-    operator = operator_at(5_000.0)
+    operator = an_eu_region(cluster, operator_at)
     operator.run_once()
 
     def regions() -> set[str]:
@@ -381,9 +375,7 @@ def test_a_finished_fit_forecasts_and_is_timed_once(
 ) -> None:
     """The pass that collects a fit forecasts with it (ForecastReady=True, the status naming the
     model and when it was fitted) and observes the fit's duration; later passes do not again."""
-    add_region(cluster, "eu", replicas=4)
-    cluster.create(gwa_body("eu"))
-    operator = operator_at(5_000.0)
+    operator = an_eu_region(cluster, operator_at)
     clock = [1_700_000_000.0]
     operator.reconciler.clock = lambda: clock[0]
     operator.run_once()
@@ -492,9 +484,7 @@ def test_an_unexpected_error_is_an_internal_error(
 ) -> None:
     """An error of no operator kind ends at the edge: Ready=False, reason InternalError, the
     message naming its type; counted; logged once, with its traceback."""
-    add_region(cluster, "eu", replicas=4)
-    cluster.create(gwa_body("eu"))
-    operator = operator_at(0.0)
+    operator = an_eu_region(cluster, operator_at, load=0.0)
     operator.reconciler.source = Broken()
     with capture_logs() as logs:
         for _ in range(2):
@@ -527,9 +517,7 @@ def test_only_the_leader_writes(
 ) -> None:
     """Not the leader, or no longer once the object is planned or its Deployments written:
     what is left (scale, status) is the new leader's, and that is no failure."""
-    add_region(cluster, "eu", replicas=4)
-    cluster.create(gwa_body("eu"))
-    operator = operator_at(5_000.0)
+    operator = an_eu_region(cluster, operator_at)
     asked = [0]
 
     def is_leader() -> bool:
@@ -592,9 +580,7 @@ def test_an_object_made_again_under_its_name(
 ) -> None:
     """Deleted and made again under its name (a new uid): the name's series stay, and only a
     region it no longer has goes."""
-    add_region(cluster, "eu", replicas=4)
-    cluster.create(gwa_body("eu"))
-    operator = operator_at(5_000.0)
+    operator = an_eu_region(cluster, operator_at)
     operator.run_once()
     cluster.delete(GWAS, "gateway-eu", namespace=NAMESPACE)
     again = gwa_body("eu")
@@ -618,9 +604,7 @@ def test_a_failed_first_fit_says_why_in_forecast_ready(
 ) -> None:
     """The first fit fails for too little history: the next pass still serves the load (Ready)
     and ForecastReady=False carries the fit's reason."""
-    add_region(cluster, "eu", replicas=4)
-    cluster.create(gwa_body("eu"))
-    operator = operator_at(5_000.0)
+    operator = an_eu_region(cluster, operator_at)
     operator.reconciler.source = ShortHistory(5_000.0)
     operator.run_once()
     (uid,) = operator.models._states
@@ -677,9 +661,7 @@ def test_a_failed_forecast_is_named_and_the_load_still_served(
 ) -> None:
     """A fitted model that cannot forecast: ForecastReady=False, reason ForecastError, the
     message saying the forecast failed; the pass still serves the load (Ready=True)."""
-    add_region(cluster, "eu", replicas=4)
-    cluster.create(gwa_body("eu"))
-    operator = operator_at(5_000.0)
+    operator = an_eu_region(cluster, operator_at)
     clock = [1_700_000_000.0]
     operator.reconciler.clock = lambda: clock[0]
     operator.run_once()
@@ -772,9 +754,7 @@ def test_a_served_pass_reports_its_plan_in_status_and_gauges(
     """The status carries the plan's numbers (desiredReplicas their sum, the pools' replicas,
     capacity and reservation), Bursting says whether cloud is used, CapacityLimited that the
     plan fits; the gauges say the same, and what the Deployments ask for."""
-    add_region(cluster, "eu", replicas=4)
-    cluster.create(gwa_body("eu"))
-    operator = operator_at(load)
+    operator = an_eu_region(cluster, operator_at, load=load)
     assert operator.run_once()[KEY].reason == "Reconciled"
     status = status_of(cluster, "gateway-eu")
     reserved = status["cloud"]["reserved"]

@@ -45,6 +45,13 @@ def kube_api() -> Iterator[KubeEmulatorHandle]:
 
 
 @pytest.fixture
+def cluster(kube_api: KubeEmulatorHandle) -> KubeEmulatorHandle:
+    """The operator tests' name for :func:`kube_api`: a cluster of the test's own, so an
+    operator reconciles every object it lists."""
+    return kube_api
+
+
+@pytest.fixture
 def prometheus_factory(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Callable[..., PrometheusServer]]:
