@@ -304,12 +304,14 @@ def evaluate_trace(
 ) -> dict[str, Any]:
     """``{"models": {name: {mase, coverage, pinball, fit_seconds}}}`` for one trace.
 
-    ``progress(model, done, total)`` is called after every origin.
+    ``progress(model, done, total)`` is called after every origin. The trace is checked first
+    (:func:`check_evaluable`): one too short for a model fails before any model runs.
     """
-    series = evaluation_series(_as_series(trace))
+    names = list(models or default_models())
+    series = check_evaluable(_as_series(trace), models=names, horizon=horizon)
     scale = _scale(series, horizon=horizon)
     backtests: dict[str, ModelBacktest] = {}
-    for model in models or default_models():
+    for model in names:
         callback = None
         if progress is not None:
             callback = _bind(progress, model)

@@ -501,3 +501,24 @@ def test_every_trace_fails_fast_before_any_model_runs(monkeypatch: pytest.Monkey
         )
     assert error.value.trace == "bad"
     assert calls == []
+
+
+def test_evaluating_one_trace_checks_it_before_any_model_runs() -> None:
+    """A trace long enough for seasonal naive but not for Holt-Winters is refused by
+    ``evaluate_trace`` as by ``evaluate_traces``: naming the model and the samples it needs,
+    before any model has forecast from a single origin."""
+    history = LoadSeries(START, 300.0, np.ones(580))
+    needed = create("holt-winters", max_horizon=1800.0).least_points(300.0)
+    ran: list[tuple[str, int, int]] = []
+    with pytest.raises(InsufficientHistory, match=f"holt-winters: it needs {needed} known"):
+        evaluate_trace(
+            history,
+            models=["seasonal-naive", "holt-winters"],
+            progress=lambda *tick: ran.append(tick),
+        )
+    assert ran == []
+    # The same trace is evaluable by seasonal naive alone, which then runs at every origin.
+    report = evaluate_trace(history, models=["seasonal-naive"], progress=lambda *t: ran.append(t))
+    assert set(report["models"]) == {"seasonal-naive"}
+    origins, _ = origin_indices(history, horizon=1800.0)
+    assert ran[-1] == ("seasonal-naive", origins.size, origins.size)
