@@ -11,6 +11,7 @@ import pytest
 from forecasts import create
 from forecasts.base import DAY
 from forecasts.errors import InsufficientHistory
+from forecasts.models import auto as auto_module
 from forecasts.models.auto import Auto
 from forecasts.series import LoadSeries
 from tests.forecast_series import seasonal, series, trend
@@ -167,3 +168,31 @@ def test_a_refit_on_the_same_history_reuses_the_choice(monkeypatch: pytest.Monke
     assert again.name == previous.name and again.chosen_at == previous.chosen_at
     with pytest.raises(AssertionError, match="scored again"):
         create("auto").fit(series(history.values[:-1]), previous=previous)
+
+
+@pytest.mark.parametrize(
+    ("before", "now", "carried"),
+    [("mstl", "holt-winters", False), ("holt-winters", "holt-winters", True)],
+)
+def test_only_the_same_winner_carries_its_honest_record_into_a_new_choice(
+    monkeypatch: pytest.MonkeyPatch, before: str, now: str, carried: bool
+) -> None:
+    """A choice made again a day later keeps the earlier fit's honest forecasts only when it
+    picks the same model: they are that model's errors. A new winner's record is the one a
+    fresh choice would give it, its hold-out's and its own fit's, and nothing older."""
+    full = seasonal(days=5)
+    earlier = series(full.values[: -round(DAY / full.step)])
+    winner = {"name": before}
+    monkeypatch.setattr(auto_module, "_preferred", lambda *_args, **_kwargs: winner["name"])
+    previous = create("auto").fit(earlier)
+    winner["name"] = now
+    again = create("auto").fit(full, previous=previous)
+    fresh = create("auto").fit(full)
+    assert (previous.name, again.name, fresh.name) == (before, now, now)
+    kept, own = again.chosen.record, fresh.chosen.record
+    first_before = previous.chosen.record.origins.min()
+    assert bool(kept.origins.min() == first_before) is carried
+    assert own.origins.min() > first_before
+    if not carried:
+        np.testing.assert_array_equal(kept.origins, own.origins)
+        np.testing.assert_allclose(kept.predicted, own.predicted)
