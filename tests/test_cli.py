@@ -1,0 +1,120 @@
+"""``tidal`` itself, around its commands: the CRD it prints, an interrupt, a reader gone, and the
+warnings' format handed back."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from controller import cli
+from controller.crd import render_crd
+
+FORMATTED: list[str] = []
+
+
+def _open_descriptors() -> set[str]:
+    return set(os.listdir("/proc/self/fd"))
+
+
+@pytest.fixture
+def crd_command(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[BaseException | None]]:
+    """``tidal crd`` made to raise what the test puts in the list (nothing when it is None);
+    otherwise it formats a warning as the warnings module would, into :data:`FORMATTED`."""
+    raised: list[BaseException | None] = [None]
+
+    def command(_args: argparse.Namespace) -> int:
+        if raised[0] is not None:
+            raise raised[0]
+        FORMATTED.append(warnings.formatwarning(UserWarning("look"), UserWarning, "f.py", 1))
+        return 0
+
+    monkeypatch.setattr(cli, "_print_crd", command)
+    yield raised
+
+
+def test_tidal_crd_prints_the_generated_crd(capsys: pytest.CaptureFixture[str]) -> None:
+    """Exactly what :func:`render_crd` gives, and exit code 0."""
+    assert cli.main(["crd"]) == 0
+    captured = capsys.readouterr()
+    assert (captured.out, captured.err) == (render_crd(), "")
+
+
+def test_an_interrupt_is_one_line_and_exit_code_130(
+    crd_command: list[BaseException | None], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Ctrl-C ends the command as a shell expects (128 + SIGINT), saying so, without a
+    traceback."""
+    crd_command[0] = KeyboardInterrupt()
+    assert cli.main(["crd"]) == 130
+    assert capsys.readouterr().err == "interrupted\n"
+
+
+def test_the_warnings_format_is_the_command_s_only_while_it_runs(
+    crd_command: list[BaseException | None],
+) -> None:
+    """A warning is one line naming the command while it runs; after it, and after a command
+    that failed, Python's own format is back for whoever called ``main``."""
+    before = warnings.formatwarning
+    FORMATTED.clear()
+    assert cli.main(["crd"]) == 0
+    assert FORMATTED == ["tidal crd: warning: look\n"]
+    assert warnings.formatwarning is before
+    crd_command[0] = RuntimeError("broke")
+    with pytest.raises(RuntimeError, match="broke"):
+        cli.main(["crd"])
+    assert warnings.formatwarning is before
+
+
+def test_a_reader_gone_from_a_captured_output_is_exit_code_0(
+    crd_command: list[BaseException | None], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Output that is no file (a test's capture) has nothing to flush at exit: still 0."""
+    crd_command[0] = BrokenPipeError()
+    assert cli.main(["crd"]) == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_a_reader_gone_from_a_closed_output_is_exit_code_0(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A standard output already closed says so with a ValueError from ``fileno()``: nothing to
+    flush there either, and no error."""
+    closed = (tmp_path / "out").open("w")
+    closed.close()
+    monkeypatch.setattr("sys.stdout", closed)
+    assert cli._reader_gone() == 0
+
+
+def test_a_reader_gone_sends_the_output_to_dev_null_and_leaks_no_descriptor(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The output's descriptor is pointed at /dev/null, so the flush at exit writes nowhere
+    rather than failing again; the descriptor opened for it is closed."""
+    read, write = os.pipe()
+    os.close(read)
+    out = io.TextIOWrapper(io.FileIO(write, "w", closefd=True))
+    monkeypatch.setattr("sys.stdout", out)
+    before = _open_descriptors()
+    try:
+        assert cli._reader_gone() == 0
+        assert _open_descriptors() == before
+        assert os.readlink(f"/proc/self/fd/{write}") == os.devnull
+        out.write("x" * 100_000)
+        out.flush()  # no BrokenPipeError: the reader's place is /dev/null's now
+    finally:
+        out.close()
+
+
+def test_rich_output_to_a_reader_gone_stops_writing_and_raises() -> None:
+    """Rich's own broken-pipe handling exits with 1; tidal's console goes quiet and raises
+    BrokenPipeError, which ``main`` turns into exit code 0."""
+    console = cli.rich_console(file=io.StringIO())
+    with pytest.raises(BrokenPipeError):
+        console.on_broken_pipe()
+    assert console.quiet is True
