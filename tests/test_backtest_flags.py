@@ -33,13 +33,22 @@ def parsed(*flags: str) -> argparse.Namespace:
         (["--pod-ready", "1m"], "pod_ready", 60.0),
         (["--physical-capacity", "0"], "physical_capacity", 0),
         (["--hpa-min-replicas", str(REPLICA_CAP)], "hpa_min_replicas", REPLICA_CAP),
+        (["--replicas-per-node", "1"], "replicas_per_node", 1),
     ],
-    ids=["no-metric-age", "metric-age", "lead-of-7m", "pod-of-a-tick", "no-physical-pool", "cap"],
+    ids=[
+        "no-metric-age",
+        "metric-age",
+        "lead-of-7m",
+        "pod-of-a-tick",
+        "no-physical-pool",
+        "cap",
+        "one-replica-a-node",
+    ],
 )
 def test_a_flag_at_its_bound_is_taken(flags: list[str], field: str, value: Any) -> None:
     """Any whole number of minutes is a lag the simulator can tick (7, not only 5 or 10), a
-    metric may be fresh, a region may have no physical pool, and the HPA may keep as many
-    replicas as the backtest caps a region at."""
+    metric may be fresh, a region may have no physical pool, the HPA may keep as many
+    replicas as the backtest caps a region at, and a cloud node may hold a single gateway."""
     assert getattr(scenario_from_args(parsed(*flags)), field) == value
 
 

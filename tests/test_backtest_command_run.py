@@ -1,0 +1,244 @@
+"""``tidal backtest``'s run, piece by piece (controller.backtest_command): the minutes a replay
+reports from a worker, the bars on a terminal and the plain lines without one, at the pace
+``PROGRESS_EVERY`` sets; the workers a run takes; the report's output."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from rich.console import Console
+from rich.progress import Progress
+
+from controller import backtest_command
+from controller.backtest_command import _Progress, _run_one, _Stopped, print_table
+from controller.cli import main
+
+START = 1_577_836_800.0  # 2020-01-01T00:00:00Z
+
+
+def _trace(path: Path, minutes: int = 600) -> Path:
+    """A daily wave of ``minutes`` one-minute samples, as ``timestamp,load`` CSV."""
+    rows = [
+        f"{datetime.fromtimestamp(START + 60 * i, UTC):%Y-%m-%dT%H:%M:%SZ},"
+        f"{100 + 50 * math.sin(2 * math.pi * i / 1440):.1f}"
+        for i in range(minutes)
+    ]
+    path.write_text("timestamp,load\n" + "\n".join(rows) + "\n")
+    return path
+
+
+class _Clock:
+    """``time.monotonic`` as the test sets it."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> _Clock:
+    fake = _Clock()
+    monkeypatch.setattr(backtest_command, "time", fake)
+    monkeypatch.setattr(backtest_command, "PROGRESS_EVERY", 30.0)
+    return fake
+
+
+def _progress(*names: str, terminal: bool) -> tuple[_Progress, Progress, io.StringIO]:
+    out = io.StringIO()
+    err = Console(file=out, force_terminal=terminal, width=200)
+    bars = Progress(console=Console(file=io.StringIO()), disable=True)
+    return _Progress(bars, err, list(names)), bars, out
+
+
+def _bar(bars: Progress, name: str) -> tuple[float, float | None]:
+    task = next(task for task in bars.tasks if task.description == name)
+    return task.completed, task.total
+
+
+def test_without_a_terminal_each_replay_is_announced_once_then_shown_at_its_pace(
+    clock: _Clock,
+) -> None:
+    """The first report names the minutes to replay; where each unfinished replay has got is
+    shown once ``PROGRESS_EVERY`` has passed since the last showing, not at every report."""
+    progress, bars, out = _progress("elb", "wiki", terminal=False)
+    progress.minute("elb", 1, 600)
+    progress.minute("wiki", 1, 300)
+    clock.now = 29.0
+    progress.minute("elb", 240, 600)
+    assert out.getvalue().splitlines() == [
+        "elb: replaying 600 scored minutes",
+        "wiki: replaying 300 scored minutes",
+    ]
+    clock.now = 30.0
+    progress.minute("wiki", 240, 300)
+    clock.now = 59.0
+    progress.minute("elb", 480, 600)
+    assert out.getvalue().splitlines()[2:] == [
+        "elb: 240 of 600 minutes replayed (40%)",
+        "wiki: 240 of 300 minutes replayed (80%)",
+    ]
+    clock.now = 60.0
+    progress.show_if_due()
+    assert out.getvalue().splitlines()[4:] == [
+        "elb: 480 of 600 minutes replayed (80%)",
+        "wiki: 240 of 300 minutes replayed (80%)",
+    ]
+    assert _bar(bars, "elb") == (480, 600)
+    assert _bar(bars, "wiki") == (240, 300)
+
+
+def test_a_finished_replay_is_said_once_and_no_late_report_brings_it_back(
+    clock: _Clock,
+) -> None:
+    """A worker's last report can arrive after its result: the replay stays finished, its bar
+    full, and it is no longer listed among those still running."""
+    progress, bars, out = _progress("elb", "wiki", terminal=False)
+    progress.minute("elb", 1, 600)
+    progress.minute("wiki", 1, 300)
+    progress.finished(SimpleNamespace(name="elb", seconds=12.4))
+    progress.minute("elb", 600, 600)
+    clock.now = 31.0
+    progress.show_if_due()
+    assert out.getvalue().splitlines()[2:] == [
+        "elb: replayed in 12s",
+        "wiki: 1 of 300 minutes replayed (0%)",
+    ]
+    assert _bar(bars, "elb") == (1, 1)
+
+
+def test_on_a_terminal_only_the_bars_move(clock: _Clock) -> None:
+    """Rich's bars say it all on a terminal: no line is printed, however long it runs."""
+    progress, bars, out = _progress("elb", terminal=True)
+    progress.minute("elb", 1, 600)
+    clock.now = 100.0
+    progress.minute("elb", 240, 600)
+    progress.show_if_due()
+    assert _bar(bars, "elb") == (240, 600)
+    progress.finished(SimpleNamespace(name="elb", seconds=3.0))
+    assert (out.getvalue(), _bar(bars, "elb")) == ("", (1, 1))
+
+
+class _Queue:
+    def __init__(self) -> None:
+        self.items: list[tuple[str, int, int]] = []
+
+    def put(self, item: tuple[str, int, int]) -> None:
+        self.items.append(item)
+
+
+def _replaying(minutes: int) -> Any:
+    """A replay that only reports its minutes, one to ``minutes``."""
+
+    def fake(trace: Any, **kwargs: Any) -> str:
+        for done in range(1, minutes + 1):
+            kwargs["on_minute"](done, minutes)
+        return f"run of {trace.name}"
+
+    return fake
+
+
+def test_a_worker_reports_the_minutes_a_replay_reports_and_stops_when_told(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """From a worker process only the first minute, every fourth hour and the last cross to
+    the parent; once another replay failed, the next of those minutes ends this one."""
+    monkeypatch.setattr(backtest_command, "replay", _replaying(600))
+    trace, queue, stop = SimpleNamespace(name="elb"), _Queue(), threading.Event()
+    ran = _run_one(trace, None, "auto", ("tidal",), {}, queue, stop)  # type: ignore[arg-type]
+    assert ran == "run of elb"
+    assert queue.items == [("elb", 1, 600), ("elb", 240, 600), ("elb", 480, 600), ("elb", 600, 600)]
+    stop.set()
+    queue.items.clear()
+    with pytest.raises(_Stopped):
+        _run_one(trace, None, "auto", ("tidal",), {}, queue, stop)  # type: ignore[arg-type]
+    assert queue.items == []
+
+
+@pytest.mark.parametrize(
+    ("jobs", "cores", "workers"),
+    [("0", 4, 2), ("0", 1, 1), ("3", 1, 3)],
+    ids=["one-per-trace", "one-per-core", "as-asked"],
+)
+def test_the_workers_are_one_per_core_and_no_more_than_the_traces(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    jobs: str,
+    cores: int,
+    workers: int,
+) -> None:
+    """``--jobs 0``: a worker per core, never more than there are traces; any other number is
+    taken as asked. One worker replays in this process."""
+    seen: list[int] = []
+
+    def parallel(traces: list[Any], runs: dict[str, Any], **kwargs: Any) -> int:
+        seen.append(kwargs["jobs"])
+        return 7
+
+    def sequential(trace: Any, **kwargs: Any) -> Any:
+        seen.append(1)
+        raise ValueError("replayed here")
+
+    monkeypatch.setattr(backtest_command.os, "cpu_count", lambda: cores)
+    monkeypatch.setattr(backtest_command, "_replay_in_parallel", parallel)
+    monkeypatch.setattr(backtest_command, "replay", sequential)
+    traces = [str(_trace(tmp_path / f"{name}.csv")) for name in ("a", "b")]
+    code = main(["backtest", *traces, "--jobs", jobs, "--policies", "oracle"])
+    assert (seen, code) == ([workers], 7 if workers > 1 else 2)
+
+
+def test_a_parallel_run_that_succeeds_exits_0_with_every_trace(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two traces in two worker processes: both in the report, exit code 0, and the JSON is
+    one line ended by a newline, as a shell's pipe expects."""
+    traces = [str(_trace(tmp_path / f"{name}.csv")) for name in ("a", "b")]
+    argv = ["backtest", *traces, "--jobs", "2", "--policies", "oracle", "--json"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert out.endswith("}\n") and out.count("\n") == 1
+    assert set(json.loads(out)["traces"]) == {"a", "b"}
+
+
+def test_the_table_heads_each_column() -> None:
+    """Every metric under its own heading, in the report's order."""
+    row = {
+        "unserved_fraction": 0.001,
+        "underprovisioned_minutes": 3,
+        "cloud_replica_hours": 12.0,
+        "physical_replica_hours": 40.0,
+        "replicas_removed": 5,
+    }
+    console = Console(record=True, width=400)
+    print_table({"traces": {"t": {"oracle": row}}}, console)
+    lines = console.export_text().splitlines()
+    header = next(line for line in lines if "policy" in line)
+    names = [
+        "trace",
+        "policy",
+        "unserved",
+        "under-prov. min",
+        "cloud replica-h",
+        "physical replica-h",
+        "replicas removed",
+    ]
+    assert [header.index(name) for name in names] == sorted(header.index(n) for n in names)
+    values = next(line for line in lines if " t " in line).split()
+    assert [cell for cell in values if cell.strip("│┃")] == [
+        "t",
+        "oracle",
+        "0.10000%",
+        "3",
+        "12",
+        "40",
+        "5",
+    ]
