@@ -242,3 +242,79 @@ def test_the_table_heads_each_column() -> None:
         "40",
         "5",
     ]
+
+
+class _Run:
+    """A replay's outcome as far as the command reads it before the report."""
+
+    def __init__(self, name: str, share: float) -> None:
+        self.name, self.seconds, self.share = name, 1.0, share
+
+    def forecast_gap(self) -> tuple[float, str | None]:
+        return self.share, "the history is short"
+
+
+def _minute(minutes: int) -> str:
+    return f"{datetime.fromtimestamp(START + 60 * minutes, UTC):%Y-%m-%dT%H:%M:%SZ}"
+
+
+@pytest.mark.parametrize(("missing", "warned"), [(15, False), (16, True)], ids=["5%", "over-5%"])
+def test_minutes_without_load_are_warned_about_past_5_percent(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    missing: int,
+    warned: bool,
+) -> None:
+    """Of 300 scored minutes, 15 without a sample (5%) pass; 16 are warned about."""
+    path = _trace(tmp_path / "t.csv")
+    lines = path.read_text().splitlines()
+    for row in range(1 + 300, 1 + 300 + missing):
+        lines[row] = lines[row].split(",")[0] + ","
+    path.write_text("\n".join(lines) + "\n")
+    monkeypatch.setattr(backtest_command, "replay", lambda *_a, **_k: _Run("t", 0.0))
+    monkeypatch.setattr(backtest_command, "report", lambda *_a, **_k: {"traces": {}})
+    argv = ["backtest", str(path), "--jobs", "1", "--json", "--policies", "oracle"]
+    assert main([*argv, "--score-from", _minute(300)]) == 0
+    err = capsys.readouterr().err
+    assert ("of the scored minutes have no load sample" in err) is warned
+    if warned:
+        assert f"{path}: 5% of the scored minutes have no load sample" in err
+
+
+@pytest.mark.parametrize(("share", "warned"), [(0.0099, False), (0.01, True)], ids=["under", "1%"])
+def test_minutes_sized_without_a_forecast_are_warned_about_from_1_percent(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    share: float,
+    warned: bool,
+) -> None:
+    """A replay where tidal sized 1% of the scored minutes reactively, for want of a forecast,
+    says so with the first reason; less passes unsaid."""
+    path = _trace(tmp_path / "t.csv")
+    monkeypatch.setattr(backtest_command, "replay", lambda *_a, **_k: _Run("t", share))
+    monkeypatch.setattr(backtest_command, "report", lambda *_a, **_k: {"traces": {}})
+    assert main(["backtest", str(path), "--jobs", "1", "--json"]) == 0
+    err = capsys.readouterr().err
+    said = (
+        "tidal backtest: warning: t: tidal had no usable forecast for 1% of the scored minutes "
+        "and sized them reactively: the history is short."
+    )
+    assert (said in err) is warned
+
+
+def test_the_table_draws_a_line_between_traces() -> None:
+    """Each trace's policies are a section of their own."""
+    row = {
+        "unserved_fraction": 0.0,
+        "underprovisioned_minutes": 0,
+        "cloud_replica_hours": 1.0,
+        "physical_replica_hours": 1.0,
+        "replicas_removed": 0,
+    }
+    console = Console(record=True, width=400)
+    print_table({"traces": {"t1": {"oracle": row}, "t2": {"oracle": row}}}, console)
+    lines = console.export_text().splitlines()
+    first = next(i for i, line in enumerate(lines) if " t1 " in line)
+    assert lines[first + 1].startswith("├") and " t2 " in lines[first + 2]
