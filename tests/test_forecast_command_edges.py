@@ -236,22 +236,70 @@ def test_the_table_has_the_report_s_numbers(
     assert len(cells[5].strip().split(".")[1]) == 3
 
 
+def test_each_trace_is_a_section_of_the_table(
+    trace: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two traces: a rule between their rows."""
+    other = tmp_path / "other.csv"
+    other.write_bytes(trace.read_bytes())
+    assert _run(str(trace), str(other), "--models", "seasonal-naive", "--jobs", "1") == 0
+    lines = capsys.readouterr().out.splitlines()
+    rows = [i for i, line in enumerate(lines) if "seasonal-naive" in line]
+    assert [lines[i].split("│")[1].strip() for i in rows] == ["cycle", "other"]
+    assert rows[1] == rows[0] + 2 and lines[rows[0] + 1].startswith("├")
+
+
+def test_the_json_report_is_one_line(trace: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--json prints one line: the object and a newline (for tools that read lines)."""
+    assert _run(str(trace), "--json", "--models", "seasonal-naive", "--jobs", "1") == 0
+    out = capsys.readouterr().out
+    assert out.endswith("}\n") and out.count("\n") == 1
+
+
 @pytest.mark.parametrize(
     ("horizon", "expected"),
     [
-        pytest.param("45m", "45", id="whole-minutes"),
+        pytest.param("2h", "120", id="whole-minutes"),
         pytest.param("150s", "2.5", id="half-a-minute"),
+        pytest.param("1s", "0.017", id="one-second"),
     ],
 )
 def test_the_horizon_in_minutes_is_whole_when_it_can_be(
     trace: Path, capsys: pytest.CaptureFixture[str], horizon: str, expected: str
 ) -> None:
-    """horizon_minutes is an integer for whole minutes and a decimal otherwise, in the JSON
-    text too (45, not 45.0)."""
+    """horizon_minutes is an integer for whole minutes and a decimal (to three places)
+    otherwise, in the JSON text too (120, not 120.0); the object is one line. Any positive
+    horizon is taken, a second too (one step is forecast)."""
     argv = [str(trace), "--show", "--json", "--model", "seasonal-naive", "--horizon", horizon]
     assert _run(*argv) == 0
     out = capsys.readouterr().out
     assert f'"horizon_minutes": {expected},' in out
+    assert out.endswith("}\n") and out.count("\n") == 1
+
+
+def test_the_shown_report_rounds_seconds_to_3_places_and_loads_to_4(
+    history: LoadSeries,
+) -> None:
+    """fit_seconds to the millisecond; each point and upper value to four places."""
+    shown = forecast_command.show_forecast(
+        history, model="seasonal-naive", horizon=1800.0, quantile=0.95
+    )
+    shown.fitted.fit_seconds = 1.23456
+    report = forecast_command.shown_report(shown, {"trace": "t.csv"})
+    assert report["fit_seconds"] == 1.235
+    rows = report["forecast"]
+    assert [row["point"] for row in rows] == [round(float(v), 4) for v in shown.forecast.point]
+    assert [row["upper"] for row in rows] == [round(float(v), 4) for v in shown.upper]
+    assert any(round(row["upper"], 3) != row["upper"] for row in rows)
+
+
+def test_of_two_unknown_models_the_first_is_named(
+    trace: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--models with two unknown names names the first, and lists the known ones."""
+    assert _run(str(trace), "--models", "prophet", "seasonal-naive", "arima") == 2
+    err = _one_line_error(capsys.readouterr(), "'prophet'", "known models: ")
+    assert "'arima'" not in err
 
 
 # -- errors of the report ------------------------------------------------------------------
@@ -346,21 +394,27 @@ LIVE = ["--prometheus-url", "http://127.0.0.1:9", "--query", "up"]
     ],
 )
 def test_flags_refused_before_any_read(
-    capsys: pytest.CaptureFixture[str], argv: list[str], expected: str
+    trace: Path, capsys: pytest.CaptureFixture[str], argv: list[str], expected: str
 ) -> None:
     """Each is one line naming the flag, exit 2; nothing listens on port 9 and nothing is read."""
-    assert _run(*argv) == 2
+    assert _run(*[arg.format(trace=trace) for arg in argv]) == 2
     _one_line_error(capsys.readouterr(), expected)
 
 
-@pytest.mark.parametrize("slash", ["", "/"], ids=["bare", "trailing-slash"])
+@pytest.mark.parametrize(
+    ("slash", "step", "span"),
+    [
+        pytest.param("", "1m", "2m", id="minutes"),
+        pytest.param("/", "1s", "2s", id="seconds-trailing-slash"),
+    ],
+)
 def test_two_steps_of_history_go_on_to_the_read(
-    capsys: pytest.CaptureFixture[str], slash: str
+    capsys: pytest.CaptureFixture[str], slash: str, step: str, span: str
 ) -> None:
-    """--history of exactly two --step is enough to ask Prometheus: the error is the read's,
-    naming the URL once (a trailing slash on --prometheus-url is the same URL)."""
+    """--history of exactly two --step (a second is a step) is enough to ask Prometheus: the
+    error is the read's, naming the URL once (a trailing slash is the same URL)."""
     url = f"http://127.0.0.1:{free_port()}"
-    argv = ["--prometheus-url", url + slash, "--query", "up", "--step", "1m", "--history", "2m"]
+    argv = ["--prometheus-url", url + slash, "--query", "up", "--step", step, "--history", span]
     assert _run(*argv) == 2
     err = _one_line_error(capsys.readouterr(), "unreachable", "'up'")
     assert err.startswith(f"tidal forecast: error: Prometheus at {url} ")
@@ -446,14 +500,16 @@ def test_show_calibrates_the_model_at_least_an_hour_ahead(
 
 
 def test_show_table_text(
-    trace: Path, history: LoadSeries, capsys: pytest.CaptureFixture[str]
+    trace: Path, history: LoadSeries, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """The shown forecast's lines: the trace, the model, the last load, a table titled with
-    the horizon and the step, and the band's peak."""
-    assert _run(str(trace), "--show", "--model", "seasonal-naive") == 0
+    """The shown forecast's lines: the trace (as named, brackets and all), the model, the last
+    load, a table titled with the horizon and the step, and the band's peak."""
+    named = tmp_path / "[red] cycle.csv"
+    named.write_bytes(trace.read_bytes())
+    assert _run(str(named), "--show", "--model", "seasonal-naive") == 0
     out = capsys.readouterr().out
     lines = out.splitlines()
-    assert lines[0] == str(trace)
+    assert lines[0] == str(named)
     assert lines[1].startswith("model seasonal-naive, fitted until ")
     assert "(chose" not in out
     load = float(f"{history.values[-1]:.3f}")
@@ -490,7 +546,11 @@ def test_show_table_says_what_auto_chose(capsys: pytest.CaptureFixture[str]) -> 
     ]
     table = "\n".join(lines[3:])
     assert "Forecast, 2 min ahead in 1-minute means" in table
-    assert "upper q=0.9" in table and "121.00" in table and "140.13" in table
+    header = next(line for line in lines if "upper q=0.9" in line).split("┃")[1:-1]
+    assert header[0].startswith(" time  ") and header[1].endswith(" point ")
+    row = next(line for line in lines if "00:01:00Z" in line).split("│")[1:-1]
+    assert [cell.strip() for cell in row] == ["2024-01-01T00:01:00Z", "121.00", "130.00"]
+    assert row[2] == f"{'130.00':>{len(row[2]) - 1}} ", "right-aligned"
     assert lines[-1] == "peak of the upper 0.9 quantile: 140.13 at 2024-01-01T00:02:00Z"
 
 
@@ -509,18 +569,24 @@ def _keep_figures(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
 
 
 def _lines_by_label(fig: Any) -> dict[str, Any]:
+    """The figure's lines by label, each one drawn (not of width zero)."""
     (ax,) = fig.axes
-    return {line.get_label(): line for line in ax.get_lines()}
+    lines = ax.get_lines()
+    assert all(line.get_linewidth() > 0 for line in lines if line.get_linestyle() != "None")
+    return {line.get_label(): line for line in lines}
 
 
 def test_the_accuracy_plot_shows_the_last_three_days(
-    trace: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The plot draws the first model's forecasts from each origin of the three days before the
-    last one (in hours from their start, a line from the load at the origin), and the band."""
+    last one (in hours from their start, a line from the load at the origin), and the band.
+    Thirteen days are evaluated over their last quarter: some origins come before those three
+    days, and are not drawn."""
     import matplotlib.pyplot as plt
 
     figures = _keep_figures(monkeypatch)
+    trace = _trace(tmp_path / "cycle.csv", seasonal(days=13))
     plot = str(tmp_path / "report.png")
     argv = [str(trace), "--json", "--jobs", "1", "--horizon", "1h", "--plot", plot]
     assert _run(*argv, "--models", "seasonal-naive") == 0
@@ -535,6 +601,8 @@ def test_the_accuracy_plot_shows_the_last_three_days(
     assert hours[0] == 0.0 and 73.0 <= hours[-1] < 75.0
     forecasts = [line for line in ax.get_lines() if line.get_color() == "tab:blue"]
     assert len(forecasts) > 10 and forecasts[0].get_label() == "seasonal-naive forecast"
+    # The first drawn starts where the hours do; the last is the last origin's, three days on.
+    assert (forecasts[0].get_xdata()[0], forecasts[-1].get_xdata()[0]) == (0.0, 72.0)
     assert all(line.get_label().startswith("_") for line in forecasts[1:])
     actual_at = dict(zip(np.round(hours, 6), lines["actual"].get_ydata(), strict=True))
     for line in forecasts:
@@ -548,13 +616,22 @@ def test_the_accuracy_plot_shows_the_last_three_days(
         "seasonal-naive forecast",
         "band to q=0.95",
     ]
+    assert fig.subplotpars.left < plt.rcParams["figure.subplot.left"]  # the layout tightened
     plt.close(fig)
 
 
+@pytest.mark.parametrize(
+    ("models", "expected"),
+    [
+        pytest.param(["seasonal-naive", "auto"], "auto", id="auto-wherever-it-is"),
+        pytest.param(["holt-winters", "seasonal-naive"], "holt-winters", id="else-the-first"),
+    ],
+)
 def test_the_accuracy_plot_draws_auto_when_it_was_evaluated(
-    history: LoadSeries, monkeypatch: pytest.MonkeyPatch
+    history: LoadSeries, monkeypatch: pytest.MonkeyPatch, models: list[str], expected: str
 ) -> None:
-    """Of the models evaluated, auto's forecasts are drawn if it is one, whatever its place."""
+    """Of the models evaluated, auto's forecasts are drawn if it is one, whatever its place;
+    otherwise the first model's."""
     import matplotlib.pyplot as plt
 
     figures = _keep_figures(monkeypatch)
@@ -566,11 +643,10 @@ def test_the_accuracy_plot_draws_auto_when_it_was_evaluated(
         return real(series, "seasonal-naive", **options)  # quicker, and enough to draw
 
     monkeypatch.setattr(forecast_command, "backtest_model", backtest)
-    models = ["seasonal-naive", "auto"]
     forecast_command._plot(history, "h", models, 1800.0, 0.9, Path("unused.png"))
-    assert drawn == ["auto"]
+    assert drawn == [expected]
     (fig,) = figures
-    assert fig.axes[0].get_title() == "h: actual vs auto forecasts (horizon 30 min)"
+    assert fig.axes[0].get_title() == f"h: actual vs {expected} forecasts (horizon 30 min)"
     plt.close(fig)
 
 
@@ -606,6 +682,20 @@ def test_the_shown_plot_draws_what_followed_the_at_time(
     peak = lines["peak of the band"]
     assert peak.get_ydata()[0] == pytest.approx(shown["peak_upper"]["load"], abs=1e-3)
     assert seconds(peak)[0] == datetime.fromisoformat(shown["peak_upper"]["time"]).timestamp()
+    points = [row["point"] for row in shown["forecast"]]
+    assert np.allclose(lines["seasonal-naive forecast"].get_ydata(), points, atol=1e-3)
+    (band,) = ax.collections
+    assert band.get_label() == "band to q=0.95"
+    assert ax.get_ylabel() == "load"
+    assert [text.get_text() for text in ax.get_legend().get_texts()] == [
+        "load",
+        "what followed",
+        "seasonal-naive forecast",
+        "band to q=0.95",
+        "peak of the band",
+    ]
+    assert {label.get_rotation() for label in ax.get_xticklabels()} == {30.0}  # dates slanted
+    assert fig.subplotpars.left < plt.rcParams["figure.subplot.left"]  # the layout tightened
     plt.close(fig)
 
 
