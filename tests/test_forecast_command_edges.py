@@ -357,6 +357,10 @@ LIVE = ["--prometheus-url", "http://127.0.0.1:9", "--query", "up"]
             id="empty-query",
         ),
         pytest.param(
+            LIVE[:2], "--prometheus-url and --query go together, neither empty", id="url-alone"
+        ),
+        pytest.param(["{trace}", *LIVE[2:]], "not both", id="trace-and-query"),
+        pytest.param(
             [*LIVE, "--models", "auto"],
             "--models applies only",
             id="models-live",
@@ -696,6 +700,32 @@ def test_the_shown_plot_draws_what_followed_the_at_time(
     ]
     assert {label.get_rotation() for label in ax.get_xticklabels()} == {30.0}  # dates slanted
     assert fig.subplotpars.left < plt.rcParams["figure.subplot.left"]  # the layout tightened
+    plt.close(fig)
+
+
+def test_the_shown_plot_after_an_at_between_samples(
+    trace: Path,
+    history: LoadSeries,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """--at a minute after a sample: the history ends at that sample, and what followed
+    starts at the next one."""
+    import matplotlib.pyplot as plt
+
+    figures = _keep_figures(monkeypatch)
+    sample = history.end - DAY
+    argv = [str(trace), "--show", "--model", "seasonal-naive", "--at", _iso(sample + 60)]
+    assert _run(*argv, "--plot", str(tmp_path / "shown.png")) == 0
+    capsys.readouterr()
+    (fig,) = figures
+    lines = _lines_by_label(fig)
+    ends = [
+        np.asarray(lines[label].get_xdata(), dtype="datetime64[s]").astype(np.int64)
+        for label in ("load", "what followed")
+    ]
+    assert (ends[0][-1], ends[1][0]) == (sample, sample + 300)
     plt.close(fig)
 
 
