@@ -567,7 +567,9 @@ def _run_show(args: argparse.Namespace, *, model: str, horizon: float) -> int:
     report = shown_report(shown, {"trace": str(path)})
     _print_shown(report, as_json=args.json)
     if args.plot:
-        after = series.since(at + series.step / 2).until(shown.forecast.end)
+        # What followed starts at the first sample after the history's last, wherever in
+        # the step --at falls.
+        after = series.since(history.end + series.step / 2).until(shown.forecast.end)
         title = f"{Path(path).name} at {format_timestamp(at)}"
         return _draw(
             lambda out: _plot_shown(shown, history, out, title=title, actual=after), args.plot

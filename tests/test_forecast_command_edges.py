@@ -703,20 +703,22 @@ def test_the_shown_plot_draws_what_followed_the_at_time(
     plt.close(fig)
 
 
+@pytest.mark.parametrize("past", [60, 149, 150, 200, 299], ids=lambda s: f"{s}s")
 def test_the_shown_plot_after_an_at_between_samples(
     trace: Path,
     history: LoadSeries,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
+    past: int,
 ) -> None:
-    """--at a minute after a sample: the history ends at that sample, and what followed
-    starts at the next one."""
+    """--at anywhere between two 5-minute samples: the history ends at the one before, and
+    what followed starts at the next one, however late in the step --at falls."""
     import matplotlib.pyplot as plt
 
     figures = _keep_figures(monkeypatch)
     sample = history.end - DAY
-    argv = [str(trace), "--show", "--model", "seasonal-naive", "--at", _iso(sample + 60)]
+    argv = [str(trace), "--show", "--model", "seasonal-naive", "--at", _iso(sample + past)]
     assert _run(*argv, "--plot", str(tmp_path / "shown.png")) == 0
     capsys.readouterr()
     (fig,) = figures
