@@ -166,18 +166,18 @@ def test_a_worker_reports_the_minutes_a_replay_reports_and_stops_when_told(
 
 @pytest.mark.parametrize(
     ("jobs", "cores", "workers"),
-    [("0", 4, 2), ("0", 1, 1), ("3", 1, 3)],
-    ids=["one-per-trace", "one-per-core", "as-asked"],
+    [("0", 4, 2), ("0", 1, 1), ("3", 1, 3), (None, 4, 2)],
+    ids=["one-per-trace", "one-per-core", "as-asked", "by-default"],
 )
 def test_the_workers_are_one_per_core_and_no_more_than_the_traces(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
-    jobs: str,
+    jobs: str | None,
     cores: int,
     workers: int,
 ) -> None:
-    """``--jobs 0``: a worker per core, never more than there are traces; any other number is
-    taken as asked. One worker replays in this process."""
+    """``--jobs 0``, the default: a worker per core, never more than there are traces; any
+    other number is taken as asked. One worker replays in this process."""
     seen: list[int] = []
 
     def parallel(traces: list[Any], runs: dict[str, Any], **kwargs: Any) -> int:
@@ -192,7 +192,8 @@ def test_the_workers_are_one_per_core_and_no_more_than_the_traces(
     monkeypatch.setattr(backtest_command, "_replay_in_parallel", parallel)
     monkeypatch.setattr(backtest_command, "replay", sequential)
     traces = [str(_trace(tmp_path / f"{name}.csv")) for name in ("a", "b")]
-    code = main(["backtest", *traces, "--jobs", jobs, "--policies", "oracle"])
+    flags = [] if jobs is None else ["--jobs", jobs]
+    code = main(["backtest", *traces, *flags, "--policies", "oracle"])
     assert (seen, code) == ([workers], 7 if workers > 1 else 2)
 
 
