@@ -223,6 +223,21 @@ def test_a_kubeconfig_the_client_refuses_is_named_with_its_reason(
 
 
 @pytest.mark.parametrize(
+    "document",
+    ["- 1\n", "hello\n", "5\n", "contexts: 5\n", "current-context: 5\ncontexts: [1]\n"],
+    ids=["a-list", "a-word", "a-number", "contexts-a-number", "contexts-of-numbers"],
+)
+def test_a_yaml_document_that_is_no_kubeconfig_is_one_line_naming_the_flag(
+    tmp_path: Path, document: str
+) -> None:
+    """Valid YAML of the wrong shape, which the client fails on with a TypeError of its own:
+    refused as a kubeconfig that cannot be loaded, naming the flag and path, not a traceback."""
+    path = write(tmp_path / "config", document)
+    message = problem(kubeconfig=str(path))
+    assert message.startswith(f"--kubeconfig {path}: not a kubeconfig: "), message
+
+
+@pytest.mark.parametrize(
     ("contexts", "known"),
     [
         ([], "none"),

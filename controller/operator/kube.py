@@ -87,6 +87,11 @@ def api_client_from_settings(settings: OperatorSettings) -> client.ApiClient:
             )
     except (ConfigException, yaml.YAMLError, OSError) as exc:
         raise KubeconfigInvalid(_kubeconfig_problem(settings, exc, in_pod=in_pod)) from exc
+    except (TypeError, AttributeError, KeyError, ValueError) as exc:
+        # The client reads a document of the wrong shape (a list, a number, a list where a
+        # mapping belongs) without checking it, and fails on it as on a bug of its own.
+        shape = ValueError(f"not a kubeconfig: {_one_line(exc)}")
+        raise KubeconfigInvalid(_kubeconfig_problem(settings, shape, in_pod=in_pod)) from exc
     return client.ApiClient(configuration)
 
 
