@@ -28,6 +28,7 @@ from structlog.testing import capture_logs
 from controller import cli
 from controller.operator import command
 from controller.operator.logs import configure_logging, use_json
+from controller.operator.prometheus_source import PrometheusUnreachable
 from controller.operator.settings import OperatorSettings
 from tests.integration.operator_cluster import (
     GWAS,
@@ -532,6 +533,37 @@ def test_a_replica_that_does_not_lead_withdraws_its_object_gauges_before_passing
         operator.models.shutdown()
 
 
+class Unanswered:
+    """A Prometheus that does not answer; counts the reads the loop's thread sends it."""
+
+    def __init__(self) -> None:
+        self.loop_reads = 0
+
+    def read_history(self, query: str, *, start: float, end: float, step: float) -> Any:
+        if not threading.current_thread().name.startswith("tidal-fit"):
+            self.loop_reads += 1
+        raise PrometheusUnreachable("no answer within 10s", query=query)
+
+
+def test_a_prometheus_that_does_not_answer_costs_a_pass_one_read(
+    cluster: KubeEmulatorHandle,
+) -> None:
+    """Two objects, Prometheus silent: each pass sends it one read (the second object is told
+    at once), and the next pass asks again; both objects hold as MetricsUnavailable."""
+    for region in ("eu", "us"):
+        add_region(cluster, region, replicas=4)
+        cluster.create(gwa_body(region))
+    source = Unanswered()
+    operator = command.Operator(settings(), api_client=cluster.api_client(), source=source)
+    try:
+        for passes in (1, 2):
+            outcomes = operator.run_once()
+            assert [o.reason for o in outcomes.values()] == ["MetricsUnavailable"] * 2
+            assert source.loop_reads == passes
+    finally:
+        operator.models.shutdown()
+
+
 # --- flags and settings --------------------------------------------------------------------------
 
 
@@ -569,6 +601,13 @@ def test_flags_win_over_the_environment(
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     assert getattr(command.settings_from_args(parse(argv)), field) == expected
+
+
+def test_arguments_without_once_elect_a_leader() -> None:
+    """Arguments from another parser, without ``--once``: the flags they have, and the
+    election left on."""
+    made = command.settings_from_args(argparse.Namespace(loop_interval="5"))
+    assert made.leader_election is True and made.loop_interval == 5.0
 
 
 def test_every_flag_says_what_it_sets_and_its_variable() -> None:
