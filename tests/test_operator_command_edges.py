@@ -231,6 +231,25 @@ def test_a_stopped_operator_runs_again(cluster: KubeEmulatorHandle) -> None:
         assert operator.health is None and refused(port)
 
 
+def test_a_stop_asked_before_the_start_is_kept(cluster: KubeEmulatorHandle) -> None:
+    """A SIGTERM can come between ``run`` setting its handlers and ``run_forever`` starting:
+    the stop is kept, no pass runs and every thread started ends; a later run starts afresh."""
+    operator = command.Operator(settings(), api_client=cluster.api_client(), source=FlatLoad(1.0))
+    before = own_threads()
+    operator.stop()
+    thread = threading.Thread(target=operator.run_forever, name="edge-operator", daemon=True)
+    thread.start()
+    thread.join(timeout=15)
+    assert not thread.is_alive(), "run_forever did not return"
+    assert (operator.loops, operator.health) == (0, None)
+    started = own_threads() - before
+    for leftover in started:
+        leftover.join(timeout=10)
+    assert [t.name for t in started if t.is_alive()] == []
+    with operating(operator, cluster):
+        eventually(lambda: operator.loops >= 1, "a pass after the stop was carried out")
+
+
 def test_a_failing_pass_is_logged_and_the_loop_goes_on(cluster: KubeEmulatorHandle) -> None:
     """Something no API error covers, raised by a pass, is logged with its traceback; the
     loop counts the pass and runs the next one when woken."""

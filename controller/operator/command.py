@@ -93,6 +93,9 @@ class Operator:
         self.health: HealthServer | None = None
         self.loops = 0
         self._stop = threading.Event()
+        #: A stop asked for and not yet carried out: one that comes before ``start`` (a SIGTERM
+        #: as the operator starts) is kept, not cleared with the last run's.
+        self._stop_pending = False
         self._wake = threading.Event()
         self._specs: dict[str, str] = {}
         self._last_loop = time.monotonic()
@@ -206,8 +209,12 @@ class Operator:
         return outcomes
 
     def start(self) -> None:
-        """Start the health server, the election and the watch (``run_forever`` calls this)."""
-        self._stop.clear()
+        """Start the health server, the election and the watch (``run_forever`` calls this).
+
+        A stop asked for before this is kept: ``run_forever`` then runs no pass, and shuts down.
+        """
+        if not self._stop_pending:
+            self._stop.clear()  # the last run's stop, carried out
         if self.health is None:
             self.health = HealthServer(
                 self.metrics,
@@ -253,6 +260,7 @@ class Operator:
     def stop(self, *, release: bool = True) -> None:
         """Ask ``run_forever`` to return; ``release=False`` leaves the lease as a crash would."""
         self._release = release
+        self._stop_pending = True
         self._stop.set()
         self._wake.set()
 
@@ -267,6 +275,7 @@ class Operator:
             self.health.stop()
             self.health = None
         self.models.shutdown()
+        self._stop_pending = False
         log.info("operator_stopped", identity=self.settings.identity)
 
     def _watch(self, namespace: str | None) -> None:
