@@ -151,9 +151,7 @@ def test_long_rows_are_thinned_to_order_statistics_that_keep_the_distribution() 
     forecasts, per_bucket = 3000, 8  # 24,000 errors at each lead, about six times the cap
     actual = np.full((forecasts, 2), 100.0)
     within = rng.standard_t(3, size=(forecasts, 2, per_bucket)) * 10.0
-    calibration = Calibration.from_forecasts(
-        actual, actual.copy(), scale_floor=0.0, within=within
-    )
+    calibration = Calibration.from_forecasts(actual, actual.copy(), scale_floor=0.0, within=within)
     assert calibration.samples == MAX_ROW_ERRORS
     assert all(row.size <= MAX_ROW_ERRORS for rows in calibration.bin_errors for row in rows)
     exact = np.sort(within[:, 0, :].reshape(-1) / 100.0)
