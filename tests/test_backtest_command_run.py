@@ -97,6 +97,17 @@ def test_without_a_terminal_each_replay_is_announced_once_then_shown_at_its_pace
     assert _bar(bars, "wiki") == (240, 300)
 
 
+def test_a_replay_at_its_last_minute_is_not_listed_as_running(clock: _Clock) -> None:
+    """Its last minute reported, a replay waits only for its result: it is not shown as 100%
+    still running."""
+    progress, _, out = _progress("elb", "wiki", terminal=False)
+    progress.minute("elb", 600, 600)
+    progress.minute("wiki", 240, 300)
+    clock.now = 30.0
+    progress.show_if_due()
+    assert out.getvalue().splitlines()[2:] == ["wiki: 240 of 300 minutes replayed (80%)"]
+
+
 def test_a_finished_replay_is_said_once_and_no_late_report_brings_it_back(
     clock: _Clock,
 ) -> None:
@@ -166,18 +177,19 @@ def test_a_worker_reports_the_minutes_a_replay_reports_and_stops_when_told(
 
 @pytest.mark.parametrize(
     ("jobs", "cores", "workers"),
-    [("0", 4, 2), ("0", 1, 1), ("3", 1, 3), (None, 4, 2)],
-    ids=["one-per-trace", "one-per-core", "as-asked", "by-default"],
+    [("0", 4, 2), ("0", 1, 1), ("0", None, 1), ("3", 1, 3), (None, 4, 2)],
+    ids=["one-per-trace", "one-per-core", "cores-unknown", "as-asked", "by-default"],
 )
 def test_the_workers_are_one_per_core_and_no_more_than_the_traces(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     jobs: str | None,
-    cores: int,
+    cores: int | None,
     workers: int,
 ) -> None:
-    """``--jobs 0``, the default: a worker per core, never more than there are traces; any
-    other number is taken as asked. One worker replays in this process."""
+    """``--jobs 0``, the default: a worker per core (one where the count is unknown), never
+    more than there are traces; any other number is taken as asked. One worker replays in this
+    process."""
     seen: list[int] = []
 
     def parallel(traces: list[Any], runs: dict[str, Any], **kwargs: Any) -> int:
@@ -205,13 +217,17 @@ def test_a_parallel_run_that_succeeds_exits_0_with_every_trace(
     traces = [str(_trace(tmp_path / f"{name}.csv")) for name in ("a", "b")]
     argv = ["backtest", *traces, "--jobs", "2", "--policies", "oracle", "--json"]
     assert main(argv) == 0
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out
     assert out.endswith("}\n") and out.count("\n") == 1
     assert set(json.loads(out)["traces"]) == {"a", "b"}
+    for name in ("a", "b"):
+        assert f"{name}: replayed in " in captured.err
 
 
 def test_the_table_heads_each_column() -> None:
-    """Every metric under its own heading, in the report's order."""
+    """Every metric under its own heading, in the report's order; the trace and policy to the
+    left of their columns, the numbers to the right."""
     row = {
         "unserved_fraction": 0.001,
         "underprovisioned_minutes": 3,
@@ -233,16 +249,11 @@ def test_the_table_heads_each_column() -> None:
         "replicas removed",
     ]
     assert [header.index(name) for name in names] == sorted(header.index(n) for n in names)
-    values = next(line for line in lines if " t " in line).split()
-    assert [cell for cell in values if cell.strip("│┃")] == [
-        "t",
-        "oracle",
-        "0.10000%",
-        "3",
-        "12",
-        "40",
-        "5",
-    ]
+    cells = next(line for line in lines if " t " in line).split("│")[1:-1]
+    assert [cell.strip() for cell in cells] == ["t", "oracle", "0.10000%", "3", "12", "40", "5"]
+    # Names to the left, numbers to the right of their columns.
+    assert [cell.lstrip() == cell[1:] for cell in cells[:2]] == [True, True]
+    assert [cell.rstrip() == cell[:-1] for cell in cells[2:]] == [True] * 5
 
 
 class _Run:
@@ -293,13 +304,13 @@ def test_minutes_sized_without_a_forecast_are_warned_about_from_1_percent(
 ) -> None:
     """A replay where tidal sized 1% of the scored minutes reactively, for want of a forecast,
     says so with the first reason; less passes unsaid."""
-    path = _trace(tmp_path / "t.csv")
-    monkeypatch.setattr(backtest_command, "replay", lambda *_a, **_k: _Run("t", share))
+    path = _trace(tmp_path / "t[b].csv")
+    monkeypatch.setattr(backtest_command, "replay", lambda *_a, **_k: _Run("t[b]", share))
     monkeypatch.setattr(backtest_command, "report", lambda *_a, **_k: {"traces": {}})
     assert main(["backtest", str(path), "--jobs", "1", "--json"]) == 0
     err = capsys.readouterr().err
     said = (
-        "tidal backtest: warning: t: tidal had no usable forecast for 1% of the scored minutes "
+        "tidal backtest: warning: t[b]: tidal had no usable forecast for 1% of the scored minutes "
         "and sized them reactively: the history is short."
     )
     assert (said in err) is warned
@@ -319,3 +330,91 @@ def test_the_table_draws_a_line_between_traces() -> None:
     lines = console.export_text().splitlines()
     first = next(i for i, line in enumerate(lines) if " t1 " in line)
     assert lines[first + 1].startswith("├") and " t2 " in lines[first + 2]
+
+
+def test_names_with_brackets_are_printed_as_they_are(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A trace or plot named like console markup (``[b]``) is printed whole in every line
+    about it: progress, the missing-load warning, the plot's path, an error."""
+    monkeypatch.setattr(backtest_command, "PROGRESS_EVERY", 0.0)
+    path = _trace(tmp_path / "r[b]x.csv")
+    lines = path.read_text().splitlines()
+    for row in range(1 + 300, 1 + 320):
+        lines[row] = lines[row].split(",")[0] + ","
+    path.write_text("\n".join(lines) + "\n")
+    plot = tmp_path / "p[b]q.png"
+    argv = ["backtest", str(path), "--jobs", "1", "--json", "--policies", "oracle"]
+    assert main([*argv, "--score-from", _minute(300), "--plot", str(plot)]) == 0
+    err = capsys.readouterr().err
+    assert "r[b]x: replaying 300 scored minutes" in err
+    assert f"warning: {path}: 7% of the scored minutes have no load sample" in err
+    assert f"plot written to {plot}" in err
+    assert main(["backtest", str(tmp_path / "[b]gone.csv")]) == 2
+    assert f"tidal backtest: {tmp_path / '[b]gone.csv'}: no such file" in capsys.readouterr().err
+
+
+def test_a_plot_that_fails_on_its_data_keeps_the_report(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A ValueError from the plotting (data matplotlib cannot draw) is a failed plot, one line
+    after the report, as a full disk is."""
+
+    def broken(*_args: Any, **_kwargs: Any) -> Path:
+        raise ValueError("cannot draw")
+
+    monkeypatch.setattr("controller.plotting.plot_backtest", broken)
+    path = _trace(tmp_path / "t.csv")
+    plot = tmp_path / "p.png"
+    argv = ["backtest", str(path), "--jobs", "1", "--json", "--policies", "oracle"]
+    assert main([*argv, "--score-from", _minute(500), "--plot", str(plot)]) == 2
+    captured = capsys.readouterr()
+    assert set(json.loads(captured.out)["traces"]["t"]) == {"oracle"}
+    assert captured.err.endswith(
+        f"--plot {plot}: the report stands, the plot failed: cannot draw\n"
+    )
+
+
+def _worker_dies(trace: Any, *_args: Any) -> Any:
+    """A worker's replay that ends its process, as the kernel's OOM killer would."""
+    import os
+
+    os._exit(9)
+
+
+def _worker_breaks(trace: Any, *_args: Any) -> Any:
+    """A worker's replay that fails as a bug would, with no input error."""
+    raise RuntimeError(f"a bug replaying {trace.name}")
+
+
+@pytest.mark.parametrize(
+    ("worker", "says"),
+    [
+        (
+            _worker_dies,
+            "a replay's worker process died (out of memory, or killed) while replaying",
+        ),
+        (_worker_breaks, ": replay failed: RuntimeError: a bug replaying "),
+    ],
+    ids=["died", "bug"],
+)
+def test_a_worker_that_dies_or_breaks_is_exit_code_1_with_one_line(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    worker: Any,
+    says: str,
+) -> None:
+    """Not the trace's fault, so not exit 2: exit 1, one line, and for a bug the hint that
+    ``--jobs 1`` shows where."""
+    monkeypatch.setattr(backtest_command, "_run_one", worker)
+    traces = [str(_trace(tmp_path / f"{name}.csv")) for name in ("a", "b")]
+    assert main(["backtest", *traces, "--jobs", "2", "--policies", "oracle", "--json"]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    (line,) = [line for line in captured.err.splitlines() if line.startswith("tidal backtest:")]
+    assert says in line
+    if worker is _worker_breaks:
+        assert line.endswith("(--jobs 1 shows where)")
+    else:
+        assert line.endswith("--jobs 1 replays one trace at a time")
