@@ -20,11 +20,12 @@ import numpy as np
 import pytest
 
 from forecasts.series import load_trace, parse_timestamp
+from tests.support.fixtures import TRACES_DIR
 
 pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
-TRACE = REPO.parent / "shared" / "traces" / "twitter-amzn-5min.csv"
+TRACE = TRACES_DIR / "twitter-amzn-5min.csv"
 # A US afternoon ramp; five 5-minute samples played at 2 s each.
 START = "2015-03-10T13:02:53Z"
 STEPS = 5
@@ -104,7 +105,7 @@ def test_prometheus_sees_the_trace_through_gateway_and_replayer(
     if prometheus_bin is None:
         pytest.skip("the prometheus binary is not installed (Debian package 'prometheus')")
     if not TRACE.exists():
-        pytest.skip(f"trace {TRACE} is missing (shared/ must sit beside the repository)")
+        pytest.skip(f"trace {TRACE} is missing (set TIDAL_TRACES_DIR)")
     expected = _expected_connections()
     assert max(expected) <= 2 * PEAK
 

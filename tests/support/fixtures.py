@@ -32,8 +32,10 @@ from tests.support.prometheus_server import (
 
 __all__ = ["TRACES_DIR", "daily_sine_views", "kube_api", "prometheus_factory", "ramp_history"]
 
+#: The traces the tests replay: copies bundled with the tests (tests/data/traces), so that they
+#: run in a clone anywhere; ``TIDAL_TRACES_DIR`` points them at another folder.
 TRACES_DIR = Path(
-    os.environ.get("TIDAL_TRACES_DIR", Path(__file__).resolve().parents[3] / "shared" / "traces")
+    os.environ.get("TIDAL_TRACES_DIR", Path(__file__).resolve().parents[1] / "data" / "traces")
 )
 
 
