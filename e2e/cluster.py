@@ -22,7 +22,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 CLUSTER = "tidal-e2e"
 CONTEXT = os.environ.get("TIDAL_E2E_CONTEXT", f"kind-{CLUSTER}")
-TRACES = Path(os.environ.get("TIDAL_E2E_TRACES", REPO.parent / "shared" / "traces"))
+TRACES = Path(os.environ.get("TIDAL_E2E_TRACES", REPO / "tests" / "data" / "traces"))
 
 T = TypeVar("T")
 

@@ -6,13 +6,14 @@
 # Needs docker (a running engine, and buildx: the Dockerfile needs BuildKit), kind and kubectl on
 # the PATH: without them `make e2e` says which is missing and exits 0, a skip, as `pytest e2e`
 # skips its tests naming what it misses (it builds no image, so it does not ask for buildx); so
-# does a missing traces directory (E2E_TRACES), which the gateway image copies. The tests run
+# does a missing traces directory (E2E_TRACES, by default the tests' bundled traces), which the
+# gateway image copies. The tests run
 # with E2E_PYTHON, which must have Tidal and pytest (`make python-deps`): `make e2e` checks that
 # before it creates anything.
 
 E2E_CLUSTER ?= tidal-e2e
 E2E_CONTEXT := kind-$(E2E_CLUSTER)
-E2E_TRACES ?= $(abspath ../shared/traces)
+E2E_TRACES ?= $(abspath tests/data/traces)
 E2E_KUBECTL := kubectl --context $(E2E_CONTEXT)
 E2E_PYTEST_ARGS ?=
 # The interpreter `make deps` installed Tidal into (the Makefile's PYTHON, python3 by default).
