@@ -7,9 +7,8 @@
 # the PATH: without them `make e2e` says which is missing and exits 0, a skip, as `pytest e2e`
 # skips its tests naming what it misses (it builds no image, so it does not ask for buildx); so
 # does a missing traces directory (E2E_TRACES, by default the tests' bundled traces), which the
-# gateway image copies. The tests run
-# with E2E_PYTHON, which must have Tidal and pytest (`make python-deps`): `make e2e` checks that
-# before it creates anything.
+# gateway image copies. The tests run with E2E_PYTHON, which must have Tidal and pytest (`make
+# python-deps`): `make e2e` checks that before it creates anything.
 
 E2E_CLUSTER ?= tidal-e2e
 E2E_CONTEXT := kind-$(E2E_CLUSTER)
