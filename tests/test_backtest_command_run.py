@@ -24,15 +24,38 @@ from controller.cli import main
 START = 1_577_836_800.0  # 2020-01-01T00:00:00Z
 
 
-def _trace(path: Path, minutes: int = 600) -> Path:
-    """A daily wave of ``minutes`` one-minute samples, as ``timestamp,load`` CSV."""
+def _minute(minutes: int) -> str:
+    """The time ``minutes`` after START, as the traces and --score-from write it."""
+    return f"{datetime.fromtimestamp(START + 60 * minutes, UTC):%Y-%m-%dT%H:%M:%SZ}"
+
+
+def _trace(path: Path, minutes: int = 600, *, missing: range = range(0)) -> Path:
+    """A daily wave of ``minutes`` one-minute samples, as ``timestamp,load`` CSV; the rows of
+    the ``missing`` minutes have no load."""
     rows = [
-        f"{datetime.fromtimestamp(START + 60 * i, UTC):%Y-%m-%dT%H:%M:%SZ},"
-        f"{100 + 50 * math.sin(2 * math.pi * i / 1440):.1f}"
+        f"{_minute(i)},"
+        + ("" if i in missing else f"{100 + 50 * math.sin(2 * math.pi * i / 1440):.1f}")
         for i in range(minutes)
     ]
     path.write_text("timestamp,load\n" + "\n".join(rows) + "\n")
     return path
+
+
+#: One policy's metrics, each a different number, as the report holds them.
+_METRICS = {
+    "unserved_fraction": 0.001,
+    "underprovisioned_minutes": 3,
+    "cloud_replica_hours": 12.0,
+    "physical_replica_hours": 40.0,
+    "replicas_removed": 5,
+}
+
+
+def _table(traces: dict[str, Any]) -> list[str]:
+    """The lines :func:`print_table` prints for a report of ``traces``."""
+    console = Console(record=True, width=400)
+    print_table({"traces": traces}, console)
+    return console.export_text().splitlines()
 
 
 class _Clock:
@@ -228,16 +251,7 @@ def test_a_parallel_run_that_succeeds_exits_0_with_every_trace(
 def test_the_table_heads_each_column() -> None:
     """Every metric under its own heading, in the report's order; the trace and policy to the
     left of their columns, the numbers to the right."""
-    row = {
-        "unserved_fraction": 0.001,
-        "underprovisioned_minutes": 3,
-        "cloud_replica_hours": 12.0,
-        "physical_replica_hours": 40.0,
-        "replicas_removed": 5,
-    }
-    console = Console(record=True, width=400)
-    print_table({"traces": {"t": {"oracle": row}}}, console)
-    lines = console.export_text().splitlines()
+    lines = _table({"t": {"oracle": _METRICS}})
     header = next(line for line in lines if "policy" in line)
     names = [
         "trace",
@@ -266,10 +280,6 @@ class _Run:
         return self.share, "the history is short"
 
 
-def _minute(minutes: int) -> str:
-    return f"{datetime.fromtimestamp(START + 60 * minutes, UTC):%Y-%m-%dT%H:%M:%SZ}"
-
-
 @pytest.mark.parametrize(("missing", "warned"), [(15, False), (16, True)], ids=["5%", "over-5%"])
 def test_minutes_without_load_are_warned_about_past_5_percent(
     tmp_path: Path,
@@ -279,11 +289,7 @@ def test_minutes_without_load_are_warned_about_past_5_percent(
     warned: bool,
 ) -> None:
     """Of 300 scored minutes, 15 without a sample (5%) pass; 16 are warned about."""
-    path = _trace(tmp_path / "t.csv")
-    lines = path.read_text().splitlines()
-    for row in range(1 + 300, 1 + 300 + missing):
-        lines[row] = lines[row].split(",")[0] + ","
-    path.write_text("\n".join(lines) + "\n")
+    path = _trace(tmp_path / "t.csv", missing=range(300, 300 + missing))
     monkeypatch.setattr(backtest_command, "replay", lambda *_a, **_k: _Run("t", 0.0))
     monkeypatch.setattr(backtest_command, "report", lambda *_a, **_k: {"traces": {}})
     argv = ["backtest", str(path), "--jobs", "1", "--json", "--policies", "oracle"]
@@ -318,16 +324,7 @@ def test_minutes_sized_without_a_forecast_are_warned_about_from_1_percent(
 
 def test_the_table_draws_a_line_between_traces() -> None:
     """Each trace's policies are a section of their own."""
-    row = {
-        "unserved_fraction": 0.0,
-        "underprovisioned_minutes": 0,
-        "cloud_replica_hours": 1.0,
-        "physical_replica_hours": 1.0,
-        "replicas_removed": 0,
-    }
-    console = Console(record=True, width=400)
-    print_table({"traces": {"t1": {"oracle": row}, "t2": {"oracle": row}}}, console)
-    lines = console.export_text().splitlines()
+    lines = _table({"t1": {"oracle": _METRICS}, "t2": {"oracle": _METRICS}})
     first = next(i for i, line in enumerate(lines) if " t1 " in line)
     assert lines[first + 1].startswith("├") and " t2 " in lines[first + 2]
 
@@ -338,11 +335,7 @@ def test_names_with_brackets_are_printed_as_they_are(
     """A trace or plot named like console markup (``[b]``) is printed whole in every line
     about it: progress, the missing-load warning, the plot's path, an error."""
     monkeypatch.setattr(backtest_command, "PROGRESS_EVERY", 0.0)
-    path = _trace(tmp_path / "r[b]x.csv")
-    lines = path.read_text().splitlines()
-    for row in range(1 + 300, 1 + 320):
-        lines[row] = lines[row].split(",")[0] + ","
-    path.write_text("\n".join(lines) + "\n")
+    path = _trace(tmp_path / "r[b]x.csv", missing=range(300, 320))
     plot = tmp_path / "p[b]q.png"
     argv = ["backtest", str(path), "--jobs", "1", "--json", "--policies", "oracle"]
     assert main([*argv, "--score-from", _minute(300), "--plot", str(plot)]) == 0
