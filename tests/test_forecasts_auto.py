@@ -114,6 +114,25 @@ def test_auto_leaves_seasonal_naive_on_a_steady_trend() -> None:
     assert fitted.error == pytest.approx(scores[fitted.name] / held_out, rel=0.02)
 
 
+@pytest.mark.parametrize("unit", [1.0, 0.005], ids=["replicas", "a-load-under-one"])
+def test_the_relative_error_does_not_depend_on_the_unit_of_the_load(unit: float) -> None:
+    """The same trend counted in a unit 200 times larger (a hold-out mean of 0.75) has the same
+    relative error: any mean load above zero is a level to divide by."""
+    history = trend(days=4)
+    reference = create("auto").fit(history)
+    fitted = create("auto").fit(series(history.values * unit))
+    assert fitted.name == reference.name
+    assert fitted.error == pytest.approx(reference.error, rel=1e-6)
+
+
+def test_a_load_of_zero_has_no_relative_error() -> None:
+    """With no load in the hold-out there is no level to divide by: the error is None, not a
+    division by zero, and the fit still stands."""
+    fitted = create("auto").fit(series(np.zeros(4 * 288)))
+    assert all(score == 0.0 for score in fitted.holdout_mae.values())
+    assert fitted.error is None
+
+
 @pytest.mark.parametrize(
     ("days", "holdout"),
     [
