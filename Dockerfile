@@ -2,7 +2,8 @@
 # Tidal's images, built with BuildKit (the default builder of Docker 23+):
 #   docker build -t tidal:0.1.0 .                           # the operator (`tidal run`)
 #   docker build --target gateway \
-#     --build-context traces=../shared/traces -t tidal-gateway:0.1.0 .
+#     --build-context traces=tests/data/traces -t tidal-gateway:0.1.0 .
+# (any folder of traces will do: `make e2e` passes E2E_TRACES, by default the bundled two)
 # The gateway image runs the sample gateway (its entry point) and the trace replayer
 # (`python -m controller.demo_gateway.replayer`), and carries the real traces with their
 # licence notices, which must travel with the data.
