@@ -532,12 +532,17 @@ def print_table(result: dict[str, Any], console: Any) -> None:
         "trace",
         "policy",
         "unserved",
-        "under-prov. min",
-        "cloud replica-h",
-        "physical replica-h",
+        "minutes short",
+        "cloud replica hours",
+        "physical replica hours",
         "replicas removed",
     ):
-        table.add_column(column, justify="right" if column not in ("trace", "policy") else "left")
+        table.add_column(
+            column,
+            justify="right" if column not in ("trace", "policy") else "left",
+            # A trace's name wraps whole on a narrow terminal: cut, two traces could look alike.
+            overflow="fold" if column == "trace" else "ellipsis",
+        )
     for trace, policies in result["traces"].items():
         for name, m in policies.items():
             table.add_row(

@@ -215,7 +215,7 @@ def _print_comparison(console: Any, result: dict[str, Any]) -> None:
         "policy",
         "unserved load",
         "minutes short",
-        "cloud replica-hours",
+        "cloud replica hours",  # words, so that a narrow terminal wraps it rather than cut
         "replicas removed",
     ):
         table.add_column(column, justify="left" if column in ("region", "policy") else "right")

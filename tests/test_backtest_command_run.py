@@ -51,9 +51,9 @@ _METRICS = {
 }
 
 
-def _table(traces: dict[str, Any]) -> list[str]:
+def _table(traces: dict[str, Any], *, width: int = 400) -> list[str]:
     """The lines :func:`print_table` prints for a report of ``traces``."""
-    console = Console(record=True, width=400)
+    console = Console(record=True, width=width)
     print_table({"traces": traces}, console)
     return console.export_text().splitlines()
 
@@ -257,9 +257,9 @@ def test_the_table_heads_each_column() -> None:
         "trace",
         "policy",
         "unserved",
-        "under-prov. min",
-        "cloud replica-h",
-        "physical replica-h",
+        "minutes short",
+        "cloud replica hours",
+        "physical replica hours",
         "replicas removed",
     ]
     assert [header.index(name) for name in names] == sorted(header.index(n) for n in names)
@@ -268,6 +268,35 @@ def test_the_table_heads_each_column() -> None:
     # Names to the left, numbers to the right of their columns.
     assert [cell.lstrip() == cell[1:] for cell in cells[:2]] == [True, True]
     assert [cell.rstrip() == cell[:-1] for cell in cells[2:]] == [True] * 5
+
+
+def test_a_narrow_terminal_wraps_the_headings_and_the_trace_names_cutting_none() -> None:
+    """On 80 columns every heading and every trace's name is there whole, over several lines:
+    two traces whose names differ only at the end are told apart, and no figure is cut."""
+    names = ("wc98-requests-per-minute", "wc98-requests-per-second")
+    lines = _table({name: {"tidal": _METRICS} for name in names}, width=80)
+    assert max(len(line) for line in lines) <= 80
+    assert "…" not in "\n".join(lines)
+
+    def columns(edge: str, join: str) -> list[str]:
+        rows = [line[1:-1].split(edge) for line in lines if line.startswith(edge)]
+        return [
+            join.join(cell.strip() for cell in column if cell.strip())
+            for column in zip(*rows, strict=True)
+        ]
+
+    assert columns("┃", " ") == [
+        "trace",
+        "policy",
+        "unserved",
+        "minutes short",
+        "cloud replica hours",
+        "physical replica hours",
+        "replicas removed",
+    ]
+    traces, _policy, unserved, *_ = columns("│", "")
+    assert traces == "".join(names)
+    assert unserved == "0.10000%" * 2
 
 
 class _Run:

@@ -155,7 +155,7 @@ def test_the_table_and_the_summary_are_the_simulations_scores(recorded: dict[str
     result = recorded["result"]
     out = recorded["out"]
     assert re.search(
-        r"┃ region\s*┃ policy\s*┃ unserved load ┃ minutes short ┃ cloud replica-hours ┃ "
+        r"┃ region\s*┃ policy\s*┃ unserved load ┃ minutes short ┃ cloud replica hours ┃ "
         r"replicas removed ┃",
         out,
     )
@@ -186,6 +186,28 @@ def test_the_table_and_the_summary_are_the_simulations_scores(recorded: dict[str
         f"{s['tidal_replicas_removed']} replicas against the HPA's "
         f"{s['hpa_replicas_removed']}."
     ) in out
+
+
+def test_on_80_columns_the_headings_wrap_and_nothing_is_cut(recorded: dict[str, Any]) -> None:
+    """A terminal of 80 columns, the usual: each heading is there whole over a few lines, and
+    no heading or figure ends in an ellipsis."""
+    from rich.console import Console
+
+    console = Console(record=True, width=80)
+    demo._print_comparison(console, recorded["result"])
+    lines = console.export_text().splitlines()
+    assert max(len(line) for line in lines) <= 80
+    assert "…" not in "\n".join(lines)
+    rows = [line[1:-1].split("┃") for line in lines if line.startswith("┃")]
+    heads = [" ".join(c.strip() for c in column if c.strip()) for column in zip(*rows, strict=True)]
+    assert heads == [
+        "region",
+        "policy",
+        "unserved load",
+        "minutes short",
+        "cloud replica hours",
+        "replicas removed",
+    ]
 
 
 def test_the_defaults_are_those_the_help_gives(
