@@ -385,7 +385,11 @@ def _print_table(report: dict[str, Any]) -> None:
         f"quantile {report['quantile']}"
     )
     for column in ("trace", "model", "MASE", "coverage", "pinball", "fit s"):
-        table.add_column(column, justify="left" if column in ("trace", "model") else "right")
+        table.add_column(
+            column,
+            justify="left" if column in ("trace", "model") else "right",
+            overflow="fold" if column == "trace" else "ellipsis",  # a name wraps whole
+        )
     for trace, entry in report["traces"].items():
         for model, m in entry["models"].items():
             table.add_row(

@@ -249,6 +249,28 @@ def test_each_trace_is_a_section_of_the_table(
     assert rows[1] == rows[0] + 2 and lines[rows[0] + 1].startswith("├")
 
 
+def test_on_80_columns_a_long_trace_name_wraps_whole(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A terminal of 80 columns: two traces whose long names differ only at the end are both
+    there whole, over two lines each, and no figure is cut."""
+    monkeypatch.setenv("COLUMNS", "80")
+    metrics = {"mase": 0.812, "coverage": 0.951, "pinball": 12.34, "fit_seconds": 1.234}
+    names = ("wikipedia-en-hourly-from-the-dumps-a", "wikipedia-en-hourly-from-the-dumps-b")
+    report = {
+        "horizon_minutes": 30,
+        "quantile": 0.95,
+        "traces": {name: {"models": {"seasonal-naive": metrics}} for name in names},
+    }
+    forecast_command._print_table(report)
+    lines = capsys.readouterr().out.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    assert "…" not in "\n".join(lines)
+    cells = [line.split("│")[1].strip() for line in lines if line.startswith("│")]
+    assert "".join(cells) == "".join(names)
+    assert sum("0.812" in line for line in lines) == 2
+
+
 def test_the_json_report_is_one_line(trace: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """--json prints one line: the object and a newline (for tools that read lines)."""
     assert _run(str(trace), "--json", "--models", "seasonal-naive", "--jobs", "1") == 0
