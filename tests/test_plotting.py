@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import matplotlib
 import matplotlib.dates as mdates
 import matplotlib.pyplot as plt
 import numpy as np
@@ -428,3 +429,15 @@ def test_the_span_is_measured_between_the_first_and_last_minute(
     (figure,) = drawn
     ticks = _ticks(figure.axes[0])
     assert ticks and {(t.hour, t.minute) for t in ticks} == {(0, 0)}
+
+
+def test_the_plot_is_drawn_off_screen(tmp_path: Path, drawn: list[Any]) -> None:
+    """Whatever backend was chosen before (an interactive one on a desktop), the plot is drawn
+    with Agg, which needs no display."""
+    previous = matplotlib.get_backend()
+    matplotlib.use("svg")
+    try:
+        plot_backtest([_flat_run("t", 3)], tmp_path / "p.png")
+        assert matplotlib.get_backend().lower() == "agg"
+    finally:
+        matplotlib.use(previous)
