@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import gc
+import logging
 import math
 import signal
 import socket
@@ -162,7 +164,9 @@ def test_spikes_are_clipped_at_the_cap(cap: int | None, limit: int, spike: int) 
 EPOCH = 1_600_000_000.0
 GAPPY = TraceReplay(
     LoadSeries(
-        EPOCH, 60.0, np.array([math.nan, 40.0, 10.0, 20.0, 30.0, math.nan, 60.0] + [100.0] * 9)
+        EPOCH,
+        60.0,
+        np.array([math.nan, 40.0, 10.0, 20.0, 30.0, math.nan, 60.0] + [100.0] * 8 + [80.0]),
     ),
     peak=10,
 )
@@ -179,14 +183,16 @@ GAPPY = TraceReplay(
         pytest.param(300.0, 3, id="gap-holds-the-latest-known-not-an-earlier-one"),
         pytest.param(330.0, 3, id="gap-is-not-interpolated-towards-the-next"),
         pytest.param(360.0, 6, id="after-the-gap"),
-        pytest.param(15 * 60.0, 10, id="last-sample"),
-        pytest.param(15 * 60.0 + 1.0, 10, id="just-after-the-end"),
-        pytest.param(20 * DAY, 10, id="long-after-the-end-holds-the-last"),
+        pytest.param(14 * 60.0 + 30.0, 9, id="last-interval-is-interpolated"),
+        pytest.param(15 * 60.0, 8, id="last-sample"),
+        pytest.param(15 * 60.0 + 1.0, 8, id="just-after-the-end"),
+        pytest.param(20 * DAY, 8, id="long-after-the-end-holds-the-last"),
     ],
 )
 def test_connections_at_gaps_and_ends(offset: float, expected: int) -> None:
     """Before any known sample there is no load; a gap holds the latest known value (30, not
-    the 10 or 20 before it); past the last sample the last value is held."""
+    the 10 or 20 before it); the last interval is interpolated like any other, and past the
+    last sample the last value is held."""
     assert GAPPY.connections_at(EPOCH + offset) == expected
 
 
@@ -490,6 +496,21 @@ async def test_pool_opens_and_closes_to_the_target(gateway: _Gateway) -> None:
         assert await _settles(gateway.open, 0.0)
     assert gateway.total() == 4.0
     assert pool.failures == 0
+
+
+async def test_pool_closes_the_extra_without_errors_in_its_readers(
+    gateway: _Gateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A scale-down's closed connections end their readers quietly: no task fails with an
+    exception that asyncio would log as never retrieved."""
+    caplog.set_level(logging.WARNING, logger="asyncio")
+    async with aiohttp.ClientSession() as session:
+        pool = ConnectionPool(session, gateway.ws_url)
+        await pool.resize(3)
+        await pool.resize(1)
+        await pool.close()
+    gc.collect()
+    assert [record.getMessage() for record in caplog.records] == []
 
 
 async def test_pool_counts_connections_it_cannot_open() -> None:
