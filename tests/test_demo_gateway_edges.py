@@ -320,7 +320,7 @@ def test_history_command_places_start_at_the_clock_by_default(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Without --now the history ends one step before the current time."""
-    monkeypatch.setattr(history.time, "time", lambda: 7200.0)
+    monkeypatch.setattr(time, "time", lambda: 7200.0)
     out = tmp_path / "eu.om"
     trace = str(_write_trace(tmp_path / "t.csv"))
     history.main(["--trace", trace, "--peak", "10", "--region", "eu", "--out", str(out)])
@@ -426,7 +426,7 @@ def test_gateway_command_listens_on_all_addresses_port_8081_by_default(
     """The gateway listens on 0.0.0.0:8081 unless told otherwise, without an access log, and
     requires --region."""
     calls: list[tuple[web.Application, dict[str, Any]]] = []
-    monkeypatch.setattr(server.web, "run_app", lambda app, **kw: calls.append((app, kw)))
+    monkeypatch.setattr(web, "run_app", lambda app, **kw: calls.append((app, kw)))
     server.main(["--region", "eu"])
     server.main(["--region", "us", "--host", "127.0.0.1", "--port", "9"])
     assert [(kw["host"], kw["port"], kw["access_log"]) for _, kw in calls] == [
