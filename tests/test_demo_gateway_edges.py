@@ -9,6 +9,8 @@ import functools
 import gc
 import logging
 import math
+import os
+import select
 import signal
 import socket
 import subprocess
@@ -439,13 +441,26 @@ def test_gateway_command_listens_on_all_addresses_port_8081_by_default(
         server.main([])
 
 
+def _unbuffered_env() -> dict[str, str]:
+    """The environment without PYTHONUNBUFFERED, so that a line shows only if it is flushed."""
+    return {key: value for key, value in os.environ.items() if key != "PYTHONUNBUFFERED"}
+
+
+def _printed_line(process: subprocess.Popen[bytes]) -> str:
+    """The next line a running process has printed to its pipe (empty if none within 10 s)."""
+    assert process.stdout is not None
+    ready, _, _ = select.select([process.stdout], [], [], 10)
+    return process.stdout.readline().decode() if ready else ""
+
+
 def test_gateway_runs_as_a_module() -> None:
-    """``python -m controller.demo_gateway.server`` serves /healthz until terminated."""
+    """``python -m controller.demo_gateway.server`` serves /healthz until terminated, and says
+    where it listens at once (flushed: a pod's log shows it while it runs)."""
     port = _free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "controller.demo_gateway.server", "--region", "eu",
          "--host", "127.0.0.1", "--port", str(port)],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=_unbuffered_env(),
     )  # fmt: skip
     try:
 
@@ -463,10 +478,10 @@ def test_gateway_runs_as_a_module() -> None:
             time.sleep(0.1)
         assert process.poll() is None, process.communicate()[0]
         assert healthy()
+        assert f"Running on http://127.0.0.1:{port}" in _printed_line(process)
     finally:
         process.terminate()
-        output, _ = process.communicate(timeout=20)
-    assert f"Running on http://127.0.0.1:{port}" in output.decode()
+        process.communicate(timeout=20)
 
 
 # --- the replayer: pool, ticks, stop ---------------------------------------------------------
@@ -789,15 +804,17 @@ def test_replayer_command_requires_its_arguments(
 
 
 def test_replayer_module_ends_cleanly_on_sigterm(gateway: _Gateway, tmp_path: Path) -> None:
-    """``python -m controller.demo_gateway.replayer --hold`` holds the final count until
-    SIGTERM, then closes its connections, reports and exits 0."""
+    """``python -m controller.demo_gateway.replayer --hold`` says what it replays at once
+    (flushed), holds the final count until SIGTERM, then closes its connections, reports and
+    exits 0."""
     trace = str(_write_trace(tmp_path / "t.csv"))
     process = subprocess.Popen(
         [sys.executable, "-m", "controller.demo_gateway.replayer", "--url", gateway.ws_url,
          "--trace", trace, "--peak", "10", "--speed", "1e9", "--tick", "0.05", "--hold"],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=_unbuffered_env(),
     )  # fmt: skip
     try:
+        assert _printed_line(process).startswith(f"replaying {trace} from ")
         deadline = time.monotonic() + 20
         while gateway.open() != 10.0 and process.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
