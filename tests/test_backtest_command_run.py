@@ -248,21 +248,24 @@ def test_a_parallel_run_that_succeeds_exits_0_with_every_trace(
         assert f"{name}: replayed in " in captured.err
 
 
+#: The table's headings, in the report's order.
+_HEADINGS = (
+    "trace",
+    "policy",
+    "unserved",
+    "minutes short",
+    "cloud replica hours",
+    "physical replica hours",
+    "replicas removed",
+)
+
+
 def test_the_table_heads_each_column() -> None:
     """Every metric under its own heading, in the report's order; the trace and policy to the
     left of their columns, the numbers to the right."""
     lines = _table({"t": {"oracle": _METRICS}})
     header = next(line for line in lines if "policy" in line)
-    names = [
-        "trace",
-        "policy",
-        "unserved",
-        "minutes short",
-        "cloud replica hours",
-        "physical replica hours",
-        "replicas removed",
-    ]
-    assert [header.index(name) for name in names] == sorted(header.index(n) for n in names)
+    assert [header.index(name) for name in _HEADINGS] == sorted(map(header.index, _HEADINGS))
     cells = next(line for line in lines if " t " in line).split("│")[1:-1]
     assert [cell.strip() for cell in cells] == ["t", "oracle", "0.10000%", "3", "12", "40", "5"]
     # Names to the left, numbers to the right of their columns.
@@ -285,15 +288,7 @@ def test_a_narrow_terminal_wraps_the_headings_and_the_trace_names_cutting_none()
             for column in zip(*rows, strict=True)
         ]
 
-    assert columns("┃", " ") == [
-        "trace",
-        "policy",
-        "unserved",
-        "minutes short",
-        "cloud replica hours",
-        "physical replica hours",
-        "replicas removed",
-    ]
+    assert columns("┃", " ") == list(_HEADINGS)
     traces, _policy, unserved, *_ = columns("│", "")
     assert traces == "".join(names)
     assert unserved == "0.10000%" * 2
