@@ -117,8 +117,8 @@ def gateway() -> Iterator[_Gateway]:
 
 
 def _settled(probe: Callable[[], object], expected: object) -> bool:
-    """Whether ``probe()`` comes to equal ``expected`` within about two seconds."""
-    for _ in range(200):
+    """Whether ``probe()`` comes to equal ``expected`` within about five seconds."""
+    for _ in range(500):
         if probe() == expected:
             return True
         time.sleep(0.01)
@@ -127,7 +127,7 @@ def _settled(probe: Callable[[], object], expected: object) -> bool:
 
 async def _settles(probe: Callable[[], object], expected: object) -> bool:
     """:func:`_settled` for async tests: waits without blocking the test's event loop."""
-    for _ in range(200):
+    for _ in range(500):
         if probe() == expected:
             return True
         await asyncio.sleep(0.01)
