@@ -12,7 +12,6 @@ import math
 import os
 import select
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -38,6 +37,7 @@ from controller.demo_gateway.replayer import (
     resolve_trace,
 )
 from forecasts.series import LoadSeries, parse_timestamp
+from tests.support.prometheus_server import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 REGION = "edge"
@@ -53,12 +53,6 @@ def _write_trace(path: Path, values: list[int] = MINUTES) -> Path:
     rows = "".join(f"2020-01-01T00:{m:02d}:00Z,{v}\n" for m, v in enumerate(values))
     path.write_text("timestamp,load\n" + rows, encoding="utf-8")
     return path
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class _Gateway:
@@ -456,7 +450,7 @@ def _printed_line(process: subprocess.Popen[bytes]) -> str:
 def test_gateway_runs_as_a_module() -> None:
     """``python -m controller.demo_gateway.server`` serves /healthz until terminated, and says
     where it listens at once (flushed: a pod's log shows it while it runs)."""
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "controller.demo_gateway.server", "--region", "eu",
          "--host", "127.0.0.1", "--port", str(port)],
@@ -531,7 +525,7 @@ async def test_pool_closes_the_extra_without_errors_in_its_readers(
 async def test_pool_counts_connections_it_cannot_open() -> None:
     """Refused connections are counted as failures, not held; each resize tries again."""
     async with aiohttp.ClientSession() as session:
-        pool = ConnectionPool(session, f"ws://127.0.0.1:{_free_port()}/ws")
+        pool = ConnectionPool(session, f"ws://127.0.0.1:{free_port()}/ws")
         await pool.resize(3)
         assert (len(pool), pool.failures) == (0, 3)
         await pool.resize(2)

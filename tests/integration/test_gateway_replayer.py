@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ import pytest
 
 from forecasts.series import load_trace, parse_timestamp
 from tests.support.fixtures import TRACES_DIR
+from tests.support.prometheus_server import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -34,12 +34,6 @@ PEAK = 200
 REGION = "ci"
 
 T = TypeVar("T")
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _poll(what: str, probe: Callable[[], T | None], *, deadline: float) -> T:
@@ -109,7 +103,7 @@ def test_prometheus_sees_the_trace_through_gateway_and_replayer(
     expected = _expected_connections()
     assert max(expected) <= 2 * PEAK
 
-    gateway_port, prometheus_port = _free_port(), _free_port()
+    gateway_port, prometheus_port = free_port(), free_port()
     gateway = f"127.0.0.1:{gateway_port}"
     prometheus = f"http://127.0.0.1:{prometheus_port}"
     python = sys.executable
