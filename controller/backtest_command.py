@@ -31,7 +31,7 @@ from controller.backtest import (
 )
 from controller.cli import rich_console
 from controller.durations import parse_duration
-from controller.simulator import Scenario
+from controller.simulator import CLOUD_SCORINGS, Scenario
 from controller.spec import LimitBy, format_validation_error
 from forecasts.errors import ForecastError
 from forecasts.series import parse_timestamp
@@ -138,6 +138,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "pods in (default: as many as a cloud node, the cloud's go first; more: the physical "
         "machines are the more crowded, and theirs go first)",
     )
+    parser.add_argument(
+        "--cloud-scoring",
+        choices=CLOUD_SCORINGS,
+        default=None,
+        help="how the cloud pool's scheduler scores nodes: MostAllocated packs pods, and a node "
+        "goes once the rest fit on one fewer; LeastAllocated, Kubernetes' default, spreads "
+        f"them, and a node goes once under the threshold below (default {defaults.cloud_scoring})",
+    )
+    parser.add_argument(
+        "--scale-down-utilization-threshold",
+        type=float,
+        default=None,
+        metavar="SHARE",
+        help="with LeastAllocated, Cluster Autoscaler's threshold: a node whose pods take less "
+        f"than this share of it is unneeded (default {defaults.scale_down_utilization_threshold})",
+    )
     for name, help_text in _DURATION_KNOBS.items():
         seconds = getattr(defaults, name)
         parser.add_argument(
@@ -171,6 +187,12 @@ def scenario_from_args(args: argparse.Namespace) -> Scenario:
                     f"{flag} must be a whole number of minutes (the simulator's tick)"
                     f"{at_least}, got {raw}"
                 )
+        elif f.name == "cloud_scoring":
+            values[f.name] = raw
+        elif f.name == "scale_down_utilization_threshold":
+            if not 0.0 < raw <= 1.0:
+                raise ValueError(f"{flag} must be above 0 and at most 1, got {raw}")
+            values[f.name] = raw
         else:
             least = 0 if f.name == "physical_capacity" else 1
             if raw < least:

@@ -9,10 +9,15 @@ Each policy (``tidal``, ``hpa``, ``oracle``) runs on its own copy of the same cl
   Cluster Autoscaler does. A real pod preempts a placeholder at once (placeholders have the
   lowest priority). A node is given back once it has been unneeded for ``node_unneeded_time``
   (Cluster Autoscaler's ``scale-down-unneeded-time``, 10 minutes by default), counted from
-  when it is ready at the earliest: a node still booting is no candidate. Pods are
-  packed: a node is unneeded once the pods and placeholders fit on one node fewer, as with a
-  scheduler that scores ``MostAllocated``. Kubernetes' default ``LeastAllocated`` spreads them,
-  and Cluster Autoscaler then takes back only nodes under half full (docs/backtest.md);
+  when it is ready at the earliest: a node still booting is no candidate. By default pods are
+  packed (``cloud_scoring="MostAllocated"``): a node is unneeded once the pods and placeholders
+  fit on one node fewer, as with a scheduler that scores ``MostAllocated``. With
+  ``"LeastAllocated"``, Kubernetes' default, each node's pods are counted: a new pod goes to
+  the least allocated ready node, a ReplicaSet removes pods from the most crowded one first,
+  and Cluster Autoscaler takes back a ready node only once it has been under
+  ``scale_down_utilization_threshold`` of its room, with room for its pods on the other ready
+  nodes, for ``node_unneeded_time``. It evicts the pods of the node it takes: they start again
+  on the others, and each gateway evicted disconnects its users;
 - the controller sees the load ``metric_delay`` late and acts every minute.
 
 A minute's load is served by what is ready through that minute: the replicas ready at its
@@ -51,6 +56,7 @@ from forecasts.errors import ForecastError
 from forecasts.series import LoadSeries
 
 __all__ = [
+    "CLOUD_SCORINGS",
     "MINUTE",
     "ClusterModel",
     "HpaPolicy",
@@ -101,6 +107,17 @@ class Scenario:
     #: go first. More: the physical machines are more crowded, and the ReplicaSet removes pods
     #: from the most crowded nodes first (``ActivePodsWithRanks``), physical ones before cloud.
     physical_per_machine: int | None = None
+    #: How the cloud pool's scheduler scores nodes: ``MostAllocated`` packs pods (a node goes
+    #: once everything fits on one fewer); ``LeastAllocated``, Kubernetes' default, spreads
+    #: them, and a node goes only once under ``scale_down_utilization_threshold`` of its room.
+    cloud_scoring: str = "MostAllocated"
+    #: Cluster Autoscaler's ``--scale-down-utilization-threshold``: with ``LeastAllocated``, a
+    #: node whose pods and placeholders take less than this share of it is a candidate.
+    scale_down_utilization_threshold: float = 0.5
+
+
+#: The scoring strategies of kube-scheduler's ``NodeResourcesFit`` the simulator models.
+CLOUD_SCORINGS = ("MostAllocated", "LeastAllocated")
 
 
 @dataclass(frozen=True)
@@ -154,6 +171,12 @@ class ClusterModel:
         # Unneeded at every look over the last ``unneeded`` minutes, both ends included.
         self.needed_nodes: deque[int] = deque(maxlen=self.unneeded + 1)
         self.removed = 0
+        # LeastAllocated only: for each node (in the order of ``nodes``), the gateway pods and
+        # the placeholders scheduled on it, and the minute since which it has been unneeded.
+        self.spread = scenario.cloud_scoring == "LeastAllocated"
+        self.node_pods: list[int] = []
+        self.node_held: list[int] = []
+        self.unneeded_since: list[int | None] = []
 
     # -- state seen by policies ----------------------------------------------------------
     def physical_replicas(self) -> int:
@@ -174,6 +197,13 @@ class ClusterModel:
         self.placeholders = placeholders
         self.nodes = [-(10**6)] * math.ceil((cloud + placeholders) / self.s.replicas_per_node)
         self.needed_nodes.clear()
+        if self.spread:
+            count = len(self.nodes)
+            self.node_pods = [0] * count
+            self.node_held = [0] * count
+            self.unneeded_since = [None] * count
+            self._place(self.node_pods, cloud, count)
+            self._place(self.node_held, placeholders, count)
 
     # -- acting ------------------------------------------------------------------------
     def apply(self, minute: int, targets: Targets) -> None:
@@ -203,6 +233,9 @@ class ClusterModel:
         self._schedule_and_autoscale(minute)
 
     def _schedule_and_autoscale(self, minute: int) -> None:
+        if self.spread:
+            self._spread_schedule_and_autoscale(minute)
+            return
         per_node = self.s.replicas_per_node
         slots = bisect_right(self.nodes, minute) * per_node
         # A real pod takes a free slot, or preempts a placeholder's (placeholders rank lowest).
@@ -228,6 +261,96 @@ class ClusterModel:
                 evicted = len(self.cloud) - slots
                 del self.cloud[slots:]
                 self.cloud_pending += evicted
+
+    # -- LeastAllocated ----------------------------------------------------------------------
+    def _place(self, counts: list[int], number: int, ready: int) -> int:
+        """Put ``number`` pods (or placeholders) on the least allocated of the first ``ready``
+        nodes with room, one at a time; returns how many found no room."""
+        per_node = self.s.replicas_per_node
+        for placed in range(number):
+            best, best_used = -1, per_node
+            for i in range(ready):
+                used = self.node_pods[i] + self.node_held[i]
+                if used < best_used:
+                    best, best_used = i, used
+            if best < 0:
+                return number - placed
+            counts[best] += 1
+        return 0
+
+    @staticmethod
+    def _take(counts: list[int], number: int) -> None:
+        """Take ``number`` away from the nodes that hold the most, one at a time."""
+        for _ in range(number):
+            counts[counts.index(max(counts))] -= 1
+
+    def _spread_schedule_and_autoscale(self, minute: int) -> None:
+        per_node = self.s.replicas_per_node
+        ready = bisect_right(self.nodes, minute)
+        # Pods the policy removed leave the nodes that hold the most of them (the ReplicaSet
+        # ranks pods on crowded nodes first); so do placeholders above their new count.
+        self._take(self.node_pods, sum(self.node_pods) - len(self.cloud))
+        self._take(self.node_held, max(0, sum(self.node_held) - self.placeholders))
+        # A pending pod goes to the least allocated node with a free slot, or else preempts a
+        # placeholder where they are most.
+        start = min(self.cloud_pending, max(0, ready * per_node - len(self.cloud)))
+        if start:
+            self.cloud.extend([minute + self.pod_lag] * start)
+            self.cloud_pending -= start
+            for _ in range(self._place(self.node_pods, start, ready)):
+                most = self.node_held.index(max(self.node_held))
+                self.node_held[most] -= 1
+                self.node_pods[most] += 1
+        # Placeholders fill what room is left; those that find none are pending.
+        self._place(self.node_held, self.placeholders - sum(self.node_held), ready)
+        needed = math.ceil((self.cloud_replicas() + self.placeholders) / per_node)
+        if needed > len(self.nodes):
+            added = needed - len(self.nodes)
+            self.nodes.extend([minute + self.node_lag] * added)
+            self.node_pods.extend([0] * added)
+            self.node_held.extend([0] * added)
+            self.unneeded_since.extend([None] * added)
+        self._give_back_underused(minute, ready)
+
+    def _give_back_underused(self, minute: int, ready: int) -> None:
+        """Cluster Autoscaler's scale-down with pods spread: a ready node is unneeded while its
+        pods and placeholders take under ``scale_down_utilization_threshold`` of it and fit on
+        the other ready nodes. One unneeded for ``node_unneeded_time`` is drained (its pods
+        evicted and started again on the others) and given back, the emptiest first, one at a
+        time."""
+        per_node = self.s.replicas_per_node
+        threshold = self.s.scale_down_utilization_threshold * per_node
+        while True:
+            used_total = sum(self.node_pods[:ready]) + sum(self.node_held[:ready])
+            fits = used_total <= (ready - 1) * per_node
+            for i in range(ready):
+                used = self.node_pods[i] + self.node_held[i]
+                if used < threshold and fits:
+                    if self.unneeded_since[i] is None:
+                        self.unneeded_since[i] = minute
+                else:
+                    self.unneeded_since[i] = None
+            due = [
+                i
+                for i in range(ready)
+                if (since := self.unneeded_since[i]) is not None and minute - since >= self.unneeded
+            ]
+            if not due:
+                return
+            # The emptiest first; among equals, the one that became ready last.
+            node = min(due, key=lambda i: (self.node_pods[i] + self.node_held[i], -i))
+            pods, held = self.node_pods[node], self.node_held[node]
+            for series in (self.nodes, self.node_pods, self.node_held, self.unneeded_since):
+                del series[node]
+            ready -= 1
+            if pods:
+                # Evicted gateways drop their users and start again elsewhere: the oldest go, as
+                # a node's pods are those that have run longest.
+                self.removed += bisect_right(self.cloud, minute, hi=pods)
+                del self.cloud[:pods]
+                self.cloud.extend([minute + self.pod_lag] * pods)
+                self._place(self.node_pods, pods, ready)
+            self._place(self.node_held, held, ready)
 
 
 Policy = Callable[[int, "PolicyView"], Targets]

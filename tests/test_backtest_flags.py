@@ -34,6 +34,8 @@ def parsed(*flags: str) -> argparse.Namespace:
         (["--physical-capacity", "0"], "physical_capacity", 0),
         (["--hpa-min-replicas", str(REPLICA_CAP)], "hpa_min_replicas", REPLICA_CAP),
         (["--replicas-per-node", "1"], "replicas_per_node", 1),
+        (["--cloud-scoring", "LeastAllocated"], "cloud_scoring", "LeastAllocated"),
+        (["--scale-down-utilization-threshold", "1"], "scale_down_utilization_threshold", 1.0),
     ],
     ids=[
         "no-metric-age",
@@ -43,6 +45,8 @@ def parsed(*flags: str) -> argparse.Namespace:
         "no-physical-pool",
         "cap",
         "one-replica-a-node",
+        "spread",
+        "any-node-not-full",
     ],
 )
 def test_a_flag_at_its_bound_is_taken(flags: list[str], field: str, value: Any) -> None:
@@ -65,8 +69,22 @@ def test_a_flag_at_its_bound_is_taken(flags: list[str], field: str, value: Any) 
             "got 0s",
         ),
         (["--hpa-min-replicas", str(REPLICA_CAP + 1)], "--hpa-min-replicas must be at most"),
+        *(
+            (
+                ["--scale-down-utilization-threshold", share],
+                f"--scale-down-utilization-threshold must be above 0 and at most 1, got {shown}",
+            )
+            for share, shown in (("0", "0.0"), ("1.5", "1.5"), ("nan", "nan"))
+        ),
     ],
-    ids=["metric-age-between-ticks", "pod-at-once", "above-the-cap"],
+    ids=[
+        "metric-age-between-ticks",
+        "pod-at-once",
+        "above-the-cap",
+        "no-share",
+        "over-a-node",
+        "not-a-share",
+    ],
 )
 def test_a_flag_past_its_bound_says_what_it_may_be(flags: list[str], message: str) -> None:
     """Only the lags that must take a tick say "at least 1m": a metric's age may be none."""
