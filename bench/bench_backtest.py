@@ -68,6 +68,9 @@ def main(argv: list[str]) -> int:
     if "--" in argv:
         cut = argv.index("--")
         argv, extra = argv[:cut], argv[cut + 1 :]
+    if {"-h", "--help"} & set(argv):
+        print(__doc__)
+        return 0
     traces = argv or shared_traces()
     if not traces:
         print("no traces: pass TRACE.csv files or run from the repository root beside ../shared")

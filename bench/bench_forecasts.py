@@ -29,6 +29,9 @@ FORECAST_REPEATS = 200
 
 
 def main() -> None:
+    if {"-h", "--help"} & set(sys.argv[1:]):
+        print(__doc__)
+        return
     path = Path(sys.argv[1]) if len(sys.argv) > 1 else TRACE
     trace = load_trace(path)
     end = trace.end - 2 * DAY

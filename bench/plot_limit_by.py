@@ -33,6 +33,9 @@ def _run(args: tuple[str, str]) -> TraceRun:
 
 
 def main(argv: list[str]) -> int:
+    if {"-h", "--help"} & set(argv):
+        print(__doc__)
+        return 0
     trace = argv[0] if argv else "../shared/traces/wc98-requests-per-minute.csv"
     out = Path(argv[1] if len(argv) > 1 else "docs/limit-by.png")
     with ProcessPoolExecutor(2) as pool:
