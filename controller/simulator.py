@@ -17,7 +17,9 @@ Each policy (``tidal``, ``hpa``, ``oracle``) runs on its own copy of the same cl
   and Cluster Autoscaler takes back a ready node only once it has been under
   ``scale_down_utilization_threshold`` of its room, with room for its pods on the other ready
   nodes, for ``node_unneeded_time``. It evicts the pods of the node it takes: they start again
-  on the others, and each gateway evicted disconnects its users;
+  on the others, and each gateway evicted disconnects its users. Tidal's operator marks the
+  cloud gateways on the emptiest nodes to go first (``pod-deletion-cost``), so its removals
+  empty nodes: its cluster takes them from the node that holds the fewest;
 - the controller sees the load ``metric_delay`` late and acts every minute.
 
 A minute's load is served by what is ready through that minute: the replicas ready at its
@@ -153,8 +155,12 @@ class PolicyResult:
 class ClusterModel:
     """One policy's simulated cluster. Times are whole minutes from the start of the run."""
 
-    def __init__(self, scenario: Scenario) -> None:
+    def __init__(self, scenario: Scenario, *, empties_nodes: bool = False) -> None:
         self.s = scenario
+        #: LeastAllocated only: the policy's cloud pods leave the nodes that hold the fewest
+        #: first, as tidal's operator has them do with ``pod-deletion-cost``
+        #: (:mod:`controller.operator.drain`); else the fullest, the ReplicaSet's own order.
+        self.empties_nodes = empties_nodes
         # Whatever is asked for at one tick is ready at the next tick at the earliest.
         self.pod_lag = minutes_of(scenario.pod_ready, least=1)
         self.node_lag = minutes_of(scenario.node_lead_time, least=1)
@@ -279,17 +285,24 @@ class ClusterModel:
         return 0
 
     @staticmethod
-    def _take(counts: list[int], number: int) -> None:
-        """Take ``number`` away from the nodes that hold the most, one at a time."""
+    def _take(counts: list[int], number: int, *, emptiest: bool = False) -> None:
+        """Take ``number`` away, one at a time, from the nodes that hold the most, or with
+        ``emptiest`` from those that hold the fewest (the first among equals)."""
         for _ in range(number):
-            counts[counts.index(max(counts))] -= 1
+            if emptiest:
+                counts[min((c, i) for i, c in enumerate(counts) if c > 0)[1]] -= 1
+            else:
+                counts[counts.index(max(counts))] -= 1
 
     def _spread_schedule_and_autoscale(self, minute: int) -> None:
         per_node = self.s.replicas_per_node
         ready = bisect_right(self.nodes, minute)
         # Pods the policy removed leave the nodes that hold the most of them (the ReplicaSet
-        # ranks pods on crowded nodes first); so do placeholders above their new count.
-        self._take(self.node_pods, sum(self.node_pods) - len(self.cloud))
+        # ranks pods on crowded nodes first), or the fewest where the policy marks them so;
+        # placeholders above their new count leave the most crowded.
+        self._take(
+            self.node_pods, sum(self.node_pods) - len(self.cloud), emptiest=self.empties_nodes
+        )
         self._take(self.node_held, max(0, sum(self.node_held) - self.placeholders))
         # A pending pod goes to the least allocated node with a free slot, or else preempts a
         # placeholder where they are most.
@@ -484,6 +497,8 @@ class OraclePolicy:
     """Perfect foresight: exactly the replicas the load needs, requested exactly in time."""
 
     name = "oracle"
+    #: The floor on cost: its removals empty nodes, as tidal's do.
+    empties_nodes = True
 
     def __init__(self, need: npt.NDArray[np.int64], scenario: Scenario) -> None:
         self.need = need
@@ -513,6 +528,8 @@ class TidalPolicy:
     """The planner, with a forecaster refitted every ``spec.forecast.refit``."""
 
     name = "tidal"
+    #: The operator marks the cloud gateways on the emptiest nodes to go first.
+    empties_nodes = True
 
     def __init__(self, spec: GatewayAutoscalerSpec, scenario: Scenario) -> None:
         self.spec = spec
@@ -653,8 +670,8 @@ def simulate(
     # first scored minute, the need up to a node's boot and a pod's start ahead included.
     lead = minutes_of(scenario.node_lead_time, least=1) + minutes_of(scenario.pod_ready, least=1)
     start_need = int(need[first : first + lead + 1].max())
-    for name in policies:
-        cluster = ClusterModel(scenario)
+    for name, policy in policies.items():
+        cluster = ClusterModel(scenario, empties_nodes=getattr(policy, "empties_nodes", False))
         phys = min(start_need, scenario.physical_capacity)
         cluster.warm_start(phys, start_need - phys, 0)
         clusters[name] = cluster

@@ -14,11 +14,16 @@ from __future__ import annotations
 import json
 import random
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pytest
 
+from controller import simulator
+from controller.backtest import backtest_spec
 from controller.cli import main
 from controller.simulator import ClusterModel, Scenario, Targets
+from forecasts.series import LoadSeries
 
 SPREAD = Scenario(cloud_scoring="LeastAllocated")
 
@@ -187,3 +192,58 @@ def test_backtest_flags_choose_the_scoring_and_the_report_says_which(
         "MostAllocated",
         0.5,
     )
+
+
+def test_removals_that_empty_nodes_give_one_back_without_evicting() -> None:
+    """Three full nodes down to 20 pods. Marked as tidal marks them, the 10 removed all come
+    off the first node, which is empty and goes at minute 10 with nobody evicted. In the
+    ReplicaSet's own order they come off the fullest, leaving 7, 7 and 6: two-thirds full,
+    so no node goes."""
+    targets = Targets(physical=0, cloud=20)
+    marked = ClusterModel(SPREAD, empties_nodes=True)
+    marked.warm_start(0, 30, 0)
+    assert _steady(marked, targets, range(11)) == [3] * 10 + [2]
+    assert (marked.node_pods, marked.removed) == ([10, 10], 10)
+    assert marked.ready(10) == (0, 20)
+    unmarked = ClusterModel(SPREAD)
+    unmarked.warm_start(0, 30, 0)
+    assert _steady(unmarked, targets, range(40)) == [3] * 40
+    assert sorted(unmarked.node_pods) == [6, 7, 7]
+
+
+class _Fixed:
+    """A policy that asks for the same each minute; ``empties_nodes`` as given."""
+
+    def __init__(self, empties_nodes: bool) -> None:
+        self.empties_nodes = empties_nodes
+
+    def __call__(self, minute: int, view: Any) -> Targets:
+        return Targets(physical=0, cloud=5)
+
+
+def test_each_policy_gets_a_cluster_that_removes_as_it_marks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The simulator builds tidal's and the oracle's clusters to empty nodes, and the HPA's to
+    follow the ReplicaSet's own order."""
+    built: list[bool] = []
+
+    class Recording(simulator.ClusterModel):
+        def __init__(self, scenario: Scenario, *, empties_nodes: bool = False) -> None:
+            built.append(empties_nodes)
+            super().__init__(scenario, empties_nodes=empties_nodes)
+
+    monkeypatch.setattr(simulator, "ClusterModel", Recording)
+    load = LoadSeries(0.0, 60.0, np.full(30, 5_000.0))
+    policies = {"marks": _Fixed(True), "does-not": _Fixed(False)}
+    simulator.simulate(
+        load,
+        spec=backtest_spec("t", scenario=SPREAD),
+        scenario=SPREAD,
+        score_from=0.0,
+        policies=policies,
+        need=np.full(30, 1, dtype=np.int64),
+    )
+    assert built == [True, False]
+    assert simulator.TidalPolicy.empties_nodes is simulator.OraclePolicy.empties_nodes is True
+    assert not hasattr(simulator.HpaPolicy, "empties_nodes")

@@ -33,6 +33,7 @@ from controller.operator.capacity import (
     quantity,
     term_covers,
 )
+from controller.operator.drain import DELETION_COST
 from controller.operator.errors import (
     ClusterUnavailable,
     Conflict,
@@ -522,6 +523,18 @@ class KubeClient:
                 name,
                 namespace,
                 {"spec": {"replicas": replicas}},
+                _content_type=MERGE_PATCH,
+            )
+
+    def set_deletion_cost(self, namespace: str, name: str, cost: str | None) -> None:
+        """Set a pod's ``controller.kubernetes.io/pod-deletion-cost`` (None takes it away)."""
+        action = "mark" if cost is not None else "unmark"
+        with _api(f"{action} pod {namespace}/{name} for removal", missing_ok=True):
+            self._json(
+                self.core.patch_namespaced_pod,
+                name,
+                namespace,
+                {"metadata": {"annotations": {DELETION_COST: cost}}},
                 _content_type=MERGE_PATCH,
             )
 

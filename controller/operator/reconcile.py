@@ -20,7 +20,7 @@ calls it.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +30,7 @@ from pydantic import ValidationError
 
 from controller.operator.capacity import physical_capacity
 from controller.operator.claims import POOLS
+from controller.operator.drain import LOWEST_COST, marks_for_scale_down
 from controller.operator.errors import (
     InvalidSpec,
     OperatorError,
@@ -573,7 +574,15 @@ class Reconciler:
             return Outcome(True, "NotLeader")
         if plan.acts:
             scaled, failed, running = self._apply(
-                obj, spec, plan, read, memory, physical_now, cloud_now, placeholders_now
+                obj,
+                spec,
+                plan,
+                read,
+                memory,
+                physical_now,
+                cloud_now,
+                placeholders_now,
+                pods=snapshot.pods,
             )
         elif plan.mode is Mode.FORECAST_ONLY:
             self._event(
@@ -643,9 +652,15 @@ class Reconciler:
         physical_now: int,
         cloud_now: int,
         placeholders_now: int,
+        *,
+        pods: Iterable[Mapping[str, Any]] = (),
     ) -> tuple[bool, Exception | None, tuple[int, int]]:
         """Write the plan's replicas and placeholders; whether anything was scaled, the first
         write that failed, and the physical and cloud replicas the Deployments now ask for.
+
+        Before the cloud Deployment is scaled down, its gateways on the nodes that hold the
+        fewest are marked to go first (:mod:`~controller.operator.drain`), so that the nodes
+        they leave are empty; a mark that fails is logged, and the scale-down goes ahead.
 
         Additions go first, physical before cloud (the physical pool is filled first); then
         removals, cloud before physical (cloud is given back first). Once a write has failed,
@@ -667,6 +682,8 @@ class Reconciler:
         for pool, deployment, current, decision in (*ups, *downs):
             if failed is not None and decision.replicas < current:
                 continue
+            if pool == "cloud" and decision.replicas < current:
+                self._mark_for_removal(namespace, read.cloud, pods, decision.replicas)
             try:
                 self.kube.scale_deployment(namespace, deployment, decision.replicas)
             except Exception as exc:
@@ -707,6 +724,27 @@ class Reconciler:
                 ),
             )
         return scaled, failed, after
+
+    def _mark_for_removal(
+        self, namespace: str, cloud: Mapping[str, Any], pods: Iterable[Mapping[str, Any]], keep: int
+    ) -> None:
+        """Give the cloud gateways on the emptiest nodes the lowest deletion cost."""
+        selector = (cloud.get("spec") or {}).get("selector") or {}
+        try:
+            marks = marks_for_scale_down(pods, namespace=namespace, selector=selector, keep=keep)
+            for name in marks.unmark:
+                self.kube.set_deletion_cost(namespace, name, None)
+            for name in marks.mark:
+                self.kube.set_deletion_cost(namespace, name, LOWEST_COST)
+        except Exception as exc:
+            deployment = (cloud.get("metadata") or {}).get("name")
+            log.warning(
+                "cloud gateways not marked for removal: the scale-down goes ahead, but the "
+                "nodes it leaves may not be empty",
+                namespace=namespace,
+                deployment=deployment,
+                error=f"{type(exc).__name__}: {exc}",
+            )
 
     # --- status and metrics --------------------------------------------------------------
 

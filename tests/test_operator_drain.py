@@ -1,0 +1,275 @@
+"""Which cloud gateways a scale-down marks to go first (controller.operator.drain).
+
+A ReplicaSet removes pods not ready first, then the lowest ``pod-deletion-cost``, then those
+on the nodes holding the most of its pods. The operator marks the ready gateways on the
+nodes holding the fewest, so that a scale-down empties whole nodes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from structlog.testing import capture_logs
+
+from controller.operator import Operator, OperatorSettings
+from controller.operator.drain import DELETION_COST, LOWEST_COST, Marks, marks_for_scale_down
+from controller.operator.errors import ClusterUnavailable
+from controller.operator.kube import KubeClient
+from tests.integration.operator_cluster import (
+    DEPLOYMENTS,
+    NAMESPACE,
+    FlatLoad,
+    add_region,
+    gwa_body,
+    replicas,
+)
+from tests.support.kube_emulator import KubeEmulatorHandle
+
+KEY = f"{NAMESPACE}/gateway-eu"
+
+SELECTOR = {"matchLabels": {"app": "gateway-eu-cloud"}}
+
+
+def pod(
+    name: str,
+    node: str | None,
+    *,
+    ready: bool = True,
+    phase: str = "Running",
+    created: str = "2026-12-01T10:00:00Z",
+    labels: dict[str, str] | None = None,
+    namespace: str = "chat",
+    cost: str | None = None,
+    terminating: bool = False,
+) -> dict[str, Any]:
+    meta: dict[str, Any] = {
+        "name": name,
+        "namespace": namespace,
+        "labels": {"app": "gateway-eu-cloud"} if labels is None else labels,
+        "creationTimestamp": created,
+    }
+    if cost is not None:
+        meta["annotations"] = {DELETION_COST: cost}
+    if terminating:
+        meta["deletionTimestamp"] = "2026-12-01T10:05:00Z"
+    return {
+        "metadata": meta,
+        "spec": {"nodeName": node} if node else {},
+        "status": {
+            "phase": phase,
+            "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+        },
+    }
+
+
+def marks(pods: list[dict[str, Any]], keep: int, selector: Any = SELECTOR) -> Marks:
+    return marks_for_scale_down(pods, namespace="chat", selector=selector, keep=keep)
+
+
+def three_nodes() -> list[dict[str, Any]]:
+    """Node a holds 3 gateways, b 1 and c 2."""
+    return [
+        pod("a1", "a"),
+        pod("a2", "a"),
+        pod("a3", "a"),
+        pod("b1", "b"),
+        pod("c1", "c", created="2026-12-01T09:00:00Z"),
+        pod("c2", "c", created="2026-12-01T11:00:00Z"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("keep", "marked"),
+    [
+        (6, ()),
+        (5, ("b1",)),
+        (4, ("b1", "c2")),  # c's newest first
+        (3, ("b1", "c1", "c2")),
+        (0, ("a1", "a2", "a3", "b1", "c1", "c2")),
+        (-1, ("a1", "a2", "a3", "b1", "c1", "c2")),
+    ],
+)
+def test_the_gateways_on_the_emptiest_nodes_are_marked(keep: int, marked: tuple[str, ...]) -> None:
+    """Down to ``keep`` of six: node b (one gateway) is emptied first, then c (two), then a."""
+    assert marks(three_nodes(), keep) == Marks(mark=marked)
+
+
+def test_pods_the_replicaset_removes_first_are_counted_not_marked() -> None:
+    """An unscheduled pod, a pending one and one not ready go first anyway: down to 4 of
+    seven, those three go, and one more, from the emptiest node."""
+    pods = [
+        *three_nodes()[:4],
+        pod("new", None, phase="Pending", ready=False),
+        pod("pulling", "a", phase="Pending", ready=False),
+        pod("warming", "a", ready=False),
+    ]
+    assert marks(pods, 3) == Marks(mark=("b1",))
+    assert marks(pods, 4) == Marks()
+
+
+def test_other_pods_and_terminating_ones_are_left_alone() -> None:
+    """Pods of another Deployment, of another namespace, or already terminating are neither
+    counted nor marked: node b's own gateway is terminating, so c is the emptiest."""
+    pods = [
+        *three_nodes(),
+        pod("other", "b", labels={"app": "gateway-eu"}),
+        pod("elsewhere", "b", namespace="games"),
+        pod("b2", "b", terminating=True),
+    ]
+    assert marks(pods, 5) == Marks(mark=("b1",))
+    pods[3] = pod("b1", "b", terminating=True)
+    assert marks(pods, 4) == Marks(mark=("c2",))
+
+
+def test_a_selector_without_requirements_marks_nothing() -> None:
+    assert marks(three_nodes(), 0, selector={}) == Marks()
+
+
+def test_marks_already_there_are_kept_and_stale_ones_taken_away() -> None:
+    """b1 already carries the lowest cost: it is not patched again. a1 carries it from an
+    earlier pass that did not scale: it is taken away, so a1 does not go in c2's place. A
+    cost the team set itself (100 on a2) is not touched."""
+    pods = three_nodes()
+    pods[3] = pod("b1", "b", cost=LOWEST_COST)
+    pods[0] = pod("a1", "a", cost=LOWEST_COST)
+    pods[1] = pod("a2", "a", cost="100")
+    assert marks(pods, 4) == Marks(mark=("c2",), unmark=("a1",))
+    assert marks(pods, 6) == Marks(unmark=("a1", "b1"))
+
+
+def test_ties_between_nodes_go_by_name() -> None:
+    """Two nodes of one gateway each: the first by name goes first, pass after pass."""
+    pods = [pod("y1", "y"), pod("x1", "x"), pod("z1", "z"), pod("z2", "z")]
+    assert marks(pods, 3) == Marks(mark=("x1",))
+
+
+# ---------------------------------------------------------------------------------------------
+# A reconcile pass, against the API emulator
+
+
+def _cloud_pods(cluster: KubeEmulatorHandle, placed: dict[str, int]) -> None:
+    """Ready gateways of gateway-eu-cloud, ``placed[node]`` on each cloud node, and the cloud
+    Deployment asking for all of them, its status written."""
+    total = 0
+    for node, count in placed.items():
+        for i in range(count):
+            body = pod(f"{node}-{i}", node, labels={"app": "gateway-eu-cloud"})
+            cluster.create({"apiVersion": "v1", "kind": "Pod", **body})
+            total += 1
+    cluster.patch(
+        DEPLOYMENTS, "gateway-eu-cloud", {"spec": {"replicas": total}}, namespace=NAMESPACE
+    )
+    cluster.patch(
+        DEPLOYMENTS,
+        "gateway-eu-cloud",
+        {"status": {"replicas": total, "readyReplicas": total, "observedGeneration": 1}},
+        namespace=NAMESPACE,
+        subresource="status",
+    )
+
+
+def _costs(cluster: KubeEmulatorHandle) -> dict[str, str]:
+    found = {}
+    for item in cluster.list("v1/pods", namespace=NAMESPACE):
+        cost = (item["metadata"].get("annotations") or {}).get(DELETION_COST)
+        if cost is not None:
+            found[item["metadata"]["name"]] = cost
+    return found
+
+
+@pytest.fixture
+def an_operator(cluster: KubeEmulatorHandle) -> Iterator[Any]:
+    built: list[Operator] = []
+
+    def make(load: float) -> Operator:
+        settings = OperatorSettings(
+            leader_election=False, metrics_port=0, metrics_address="127.0.0.1"
+        )
+        operator = Operator(settings, api_client=cluster.api_client(), source=FlatLoad(load))
+        built.append(operator)
+        return operator
+
+    yield make
+    for operator in built:
+        operator.models.shutdown()
+
+
+def test_a_cloud_scale_down_marks_the_emptiest_nodes_gateways_before_it_scales(
+    cluster: KubeEmulatorHandle, an_operator: Any
+) -> None:
+    """Eight cloud gateways, 4 on x, 1 on y and 3 on z; the load wants 16 physical and 4
+    cloud. The four that go are y's and z's, marked before the scale is written, so the
+    ReplicaSet empties y and z and leaves x whole."""
+    add_region(cluster, "eu", replicas=16)
+    cluster.create(gwa_body("eu"))
+    _cloud_pods(cluster, {"x": 4, "y": 1, "z": 3})
+    operator = an_operator(18_000.0)
+    order: list[str] = []
+    scale, mark = operator.kube.scale_deployment, operator.kube.set_deletion_cost
+    operator.kube.scale_deployment = lambda *a: (order.append(f"scale {a[1]} {a[2]}"), scale(*a))[1]
+    operator.kube.set_deletion_cost = lambda *a: (order.append(f"mark {a[1]}"), mark(*a))[1]
+    outcome = operator.run_once()[KEY]
+    assert outcome.ok and outcome.plan is not None and outcome.plan.cloud.replicas == 4
+    assert replicas(cluster, "gateway-eu-cloud") == 4
+    assert _costs(cluster) == {name: LOWEST_COST for name in ("y-0", "z-0", "z-1", "z-2")}
+    assert order == ["mark y-0", "mark z-0", "mark z-1", "mark z-2", "scale gateway-eu-cloud 4"]
+
+
+def test_a_mark_that_fails_is_logged_and_the_scale_down_goes_ahead(
+    cluster: KubeEmulatorHandle, an_operator: Any
+) -> None:
+    add_region(cluster, "eu", replicas=16)
+    cluster.create(gwa_body("eu"))
+    _cloud_pods(cluster, {"x": 4, "y": 1, "z": 3})
+    operator = an_operator(18_000.0)
+
+    def refused(*_args: Any) -> None:
+        raise ClusterUnavailable("patch pod: 503")
+
+    operator.kube.set_deletion_cost = refused
+    with capture_logs() as logs:
+        outcome = operator.run_once()[KEY]
+    assert outcome.ok and replicas(cluster, "gateway-eu-cloud") == 4
+    warned = [e for e in logs if e["event"].startswith("cloud gateways not marked for removal")]
+    assert [(e["deployment"], e["error"]) for e in warned] == [
+        ("gateway-eu-cloud", "ClusterUnavailable: patch pod: 503")
+    ]
+
+
+def test_a_cloud_scale_up_marks_nothing(cluster: KubeEmulatorHandle, an_operator: Any) -> None:
+    add_region(cluster, "eu", replicas=16)
+    cluster.create(gwa_body("eu"))
+    _cloud_pods(cluster, {"x": 2})
+    operator = an_operator(22_000.0)
+    assert operator.run_once()[KEY].ok
+    assert replicas(cluster, "gateway-eu-cloud") > 2
+    assert _costs(cluster) == {}
+
+
+def test_a_physical_scale_down_marks_nothing(cluster: KubeEmulatorHandle, an_operator: Any) -> None:
+    """Physical machines are paid for, full or not: emptying one saves nothing, so the
+    physical pool's gateways are left to their ReplicaSet's own order."""
+    add_region(cluster, "eu", replicas=16)
+    body = gwa_body("eu")
+    body["spec"]["physical"]["keepWarm"] = False
+    cluster.create(body)
+    for i in range(16):
+        gateway = pod(f"p-{i}", f"eu-physical-{i % 2}", labels={"app": "gateway-eu"})
+        cluster.create({"apiVersion": "v1", "kind": "Pod", **gateway})
+    operator = an_operator(5_000.0)
+    assert operator.run_once()[KEY].ok
+    assert replicas(cluster, "gateway-eu") < 16
+    assert _costs(cluster) == {}
+
+
+def test_the_kube_client_sets_and_takes_away_the_cost(cluster: KubeEmulatorHandle) -> None:
+    """A merge patch of the one annotation; a pod gone meanwhile is no error."""
+    cluster.create({"apiVersion": "v1", "kind": "Pod", **pod("p", "x")})
+    kube = KubeClient(cluster.api_client())
+    kube.set_deletion_cost("chat", "p", LOWEST_COST)
+    assert _costs(cluster) == {"p": LOWEST_COST}
+    kube.set_deletion_cost("chat", "p", None)
+    assert _costs(cluster) == {}
+    kube.set_deletion_cost("chat", "gone", LOWEST_COST)
