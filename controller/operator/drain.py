@@ -32,8 +32,6 @@ DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
 #: The lowest cost the annotation takes (an int32): nothing is removed after a pod marked so.
 LOWEST_COST = str(-(2**31))
 
-Obj = dict[str, Any]
-
 
 @dataclass(frozen=True)
 class Marks:
