@@ -7,20 +7,17 @@ nodes holding the fewest, so that a scale-down empties whole nodes.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from structlog.testing import capture_logs
 
-from controller.operator import Operator, OperatorSettings
 from controller.operator.drain import DELETION_COST, LOWEST_COST, Marks, marks_for_scale_down
 from controller.operator.errors import ClusterUnavailable
 from controller.operator.kube import KubeClient
 from tests.integration.operator_cluster import (
     DEPLOYMENTS,
     NAMESPACE,
-    FlatLoad,
     add_region,
     gwa_body,
     replicas,
@@ -179,25 +176,8 @@ def _costs(cluster: KubeEmulatorHandle) -> dict[str, str]:
     return found
 
 
-@pytest.fixture
-def an_operator(cluster: KubeEmulatorHandle) -> Iterator[Any]:
-    built: list[Operator] = []
-
-    def make(load: float) -> Operator:
-        settings = OperatorSettings(
-            leader_election=False, metrics_port=0, metrics_address="127.0.0.1"
-        )
-        operator = Operator(settings, api_client=cluster.api_client(), source=FlatLoad(load))
-        built.append(operator)
-        return operator
-
-    yield make
-    for operator in built:
-        operator.models.shutdown()
-
-
 def test_a_cloud_scale_down_marks_the_emptiest_nodes_gateways_before_it_scales(
-    cluster: KubeEmulatorHandle, an_operator: Any
+    cluster: KubeEmulatorHandle, operator_at: Any
 ) -> None:
     """Eight cloud gateways, 4 on x, 1 on y and 3 on z; the load wants 16 physical and 4
     cloud. The four that go are y's and z's, marked before the scale is written, so the
@@ -205,7 +185,7 @@ def test_a_cloud_scale_down_marks_the_emptiest_nodes_gateways_before_it_scales(
     add_region(cluster, "eu", replicas=16)
     cluster.create(gwa_body("eu"))
     _cloud_pods(cluster, {"x": 4, "y": 1, "z": 3})
-    operator = an_operator(18_000.0)
+    operator = operator_at(18_000.0)
     order: list[str] = []
     scale, mark = operator.kube.scale_deployment, operator.kube.set_deletion_cost
     operator.kube.scale_deployment = lambda *a: (order.append(f"scale {a[1]} {a[2]}"), scale(*a))[1]
@@ -218,12 +198,12 @@ def test_a_cloud_scale_down_marks_the_emptiest_nodes_gateways_before_it_scales(
 
 
 def test_a_mark_that_fails_is_logged_and_the_scale_down_goes_ahead(
-    cluster: KubeEmulatorHandle, an_operator: Any
+    cluster: KubeEmulatorHandle, operator_at: Any
 ) -> None:
     add_region(cluster, "eu", replicas=16)
     cluster.create(gwa_body("eu"))
     _cloud_pods(cluster, {"x": 4, "y": 1, "z": 3})
-    operator = an_operator(18_000.0)
+    operator = operator_at(18_000.0)
 
     def refused(*_args: Any) -> None:
         raise ClusterUnavailable("patch pod: 503")
@@ -238,17 +218,17 @@ def test_a_mark_that_fails_is_logged_and_the_scale_down_goes_ahead(
     ]
 
 
-def test_a_cloud_scale_up_marks_nothing(cluster: KubeEmulatorHandle, an_operator: Any) -> None:
+def test_a_cloud_scale_up_marks_nothing(cluster: KubeEmulatorHandle, operator_at: Any) -> None:
     add_region(cluster, "eu", replicas=16)
     cluster.create(gwa_body("eu"))
     _cloud_pods(cluster, {"x": 2})
-    operator = an_operator(22_000.0)
+    operator = operator_at(22_000.0)
     assert operator.run_once()[KEY].ok
     assert replicas(cluster, "gateway-eu-cloud") > 2
     assert _costs(cluster) == {}
 
 
-def test_a_physical_scale_down_marks_nothing(cluster: KubeEmulatorHandle, an_operator: Any) -> None:
+def test_a_physical_scale_down_marks_nothing(cluster: KubeEmulatorHandle, operator_at: Any) -> None:
     """Physical machines are paid for, full or not: emptying one saves nothing, so the
     physical pool's gateways are left to their ReplicaSet's own order."""
     add_region(cluster, "eu", replicas=16)
@@ -258,7 +238,7 @@ def test_a_physical_scale_down_marks_nothing(cluster: KubeEmulatorHandle, an_ope
     for i in range(16):
         gateway = pod(f"p-{i}", f"eu-physical-{i % 2}", labels={"app": "gateway-eu"})
         cluster.create({"apiVersion": "v1", "kind": "Pod", **gateway})
-    operator = an_operator(5_000.0)
+    operator = operator_at(5_000.0)
     assert operator.run_once()[KEY].ok
     assert replicas(cluster, "gateway-eu") < 16
     assert _costs(cluster) == {}

@@ -6,7 +6,6 @@ emulator, a pass at a time."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from concurrent.futures import Future
 from datetime import timedelta
 from types import SimpleNamespace
@@ -48,24 +47,6 @@ from tests.integration.operator_cluster import (
 from tests.support.kube_emulator import KubeEmulatorHandle, running_emulator
 
 KEY = f"{NAMESPACE}/gateway-eu"
-
-
-@pytest.fixture
-def operator_at(cluster: KubeEmulatorHandle) -> Iterator[Any]:
-    """An operator on ``cluster`` reading a flat load; its fit pool shut down afterwards."""
-    built: list[Operator] = []
-
-    def make(load: float) -> Operator:
-        settings = OperatorSettings(
-            leader_election=False, metrics_port=0, metrics_address="127.0.0.1"
-        )
-        operator = Operator(settings, api_client=cluster.api_client(), source=FlatLoad(load))
-        built.append(operator)
-        return operator
-
-    yield make
-    for operator in built:
-        operator.models.shutdown()
 
 
 def an_eu_region(cluster: KubeEmulatorHandle, operator_at: Any, *, load: float = 5_000.0) -> Any:

@@ -5,6 +5,8 @@
 - ``prometheus_factory``: starts real Prometheus servers, each with its own data dir, live
   exporter and backfilled series, and stops them all at teardown.
 - ``ramp_history``: a real trace shifted so that "now" falls shortly before its daily ramp.
+- ``operator_at``: ``operator_at(load)`` builds an operator on ``cluster`` reading a flat load,
+  not yet run; each one's fit pool is shut down at teardown.
 """
 
 from __future__ import annotations
@@ -19,8 +21,10 @@ import numpy as np
 import pytest
 
 from controller.backtest import backtest_spec
+from controller.operator import Operator, OperatorSettings
 from controller.simulator import PolicyView, Scenario, TidalPolicy
 from forecasts.series import LoadSeries, load_trace
+from tests.integration.operator_cluster import FlatLoad
 from tests.support.kube_emulator import KubeEmulatorHandle, running_emulator
 from tests.support.prometheus_server import (
     PrometheusServer,
@@ -30,7 +34,14 @@ from tests.support.prometheus_server import (
     start_prometheus,
 )
 
-__all__ = ["TRACES_DIR", "daily_sine_views", "kube_api", "prometheus_factory", "ramp_history"]
+__all__ = [
+    "TRACES_DIR",
+    "daily_sine_views",
+    "kube_api",
+    "operator_at",
+    "prometheus_factory",
+    "ramp_history",
+]
 
 #: The traces the tests replay: copies bundled with the tests (tests/data/traces), so that they
 #: run in a clone anywhere; ``TIDAL_TRACES_DIR`` points them at another folder.
@@ -51,6 +62,24 @@ def cluster(kube_api: KubeEmulatorHandle) -> KubeEmulatorHandle:
     """The operator tests' name for :func:`kube_api`: a cluster of the test's own, so an
     operator reconciles every object it lists."""
     return kube_api
+
+
+@pytest.fixture
+def operator_at(cluster: KubeEmulatorHandle) -> Iterator[Callable[[float], Operator]]:
+    """An operator on ``cluster`` reading a flat load; its fit pool shut down afterwards."""
+    built: list[Operator] = []
+
+    def make(load: float) -> Operator:
+        settings = OperatorSettings(
+            leader_election=False, metrics_port=0, metrics_address="127.0.0.1"
+        )
+        operator = Operator(settings, api_client=cluster.api_client(), source=FlatLoad(load))
+        built.append(operator)
+        return operator
+
+    yield make
+    for operator in built:
+        operator.models.shutdown()
 
 
 @pytest.fixture
