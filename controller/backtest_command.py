@@ -142,16 +142,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--cloud-scoring",
         choices=CLOUD_SCORINGS,
         default=None,
-        help="how the cloud pool's scheduler scores nodes: MostAllocated packs pods, and a node "
-        "goes once the rest fit on one fewer; LeastAllocated, Kubernetes' default, spreads "
-        f"them, and a node goes once under the threshold below (default {defaults.cloud_scoring})",
+        help="how cloud nodes fill and empty: Packed, an idealisation where a node goes once "
+        "the rest fit on one fewer; MostAllocated or LeastAllocated (Kubernetes' default), the "
+        "scheduler's scoring, each node's pods counted, and a node going once under the "
+        f"threshold below, its pods evicted (default {defaults.cloud_scoring})",
     )
     parser.add_argument(
         "--scale-down-utilization-threshold",
         type=float,
         default=None,
         metavar="SHARE",
-        help="with LeastAllocated, Cluster Autoscaler's threshold: a node whose pods take less "
+        help="with MostAllocated or LeastAllocated, Cluster Autoscaler's threshold: a node "
+        "whose pods take less "
         f"than this share of it is unneeded (default {defaults.scale_down_utilization_threshold})",
     )
     for name, help_text in _DURATION_KNOBS.items():

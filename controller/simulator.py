@@ -9,17 +9,22 @@ Each policy (``tidal``, ``hpa``, ``oracle``) runs on its own copy of the same cl
   Cluster Autoscaler does. A real pod preempts a placeholder at once (placeholders have the
   lowest priority). A node is given back once it has been unneeded for ``node_unneeded_time``
   (Cluster Autoscaler's ``scale-down-unneeded-time``, 10 minutes by default), counted from
-  when it is ready at the earliest: a node still booting is no candidate. By default pods are
-  packed (``cloud_scoring="MostAllocated"``): a node is unneeded once the pods and placeholders
-  fit on one node fewer, as with a scheduler that scores ``MostAllocated``. With
-  ``"LeastAllocated"``, Kubernetes' default, each node's pods are counted: a new pod goes to
-  the least allocated ready node, a ReplicaSet removes pods from the most crowded one first,
-  and Cluster Autoscaler takes back a ready node only once it has been under
-  ``scale_down_utilization_threshold`` of its room, with room for its pods on the other ready
-  nodes, for ``node_unneeded_time``. It evicts the pods of the node it takes: they start again
-  on the others, and each gateway evicted disconnects its users. Tidal's operator marks the
-  cloud gateways on the emptiest nodes to go first (``pod-deletion-cost``), so its removals
-  empty nodes: its cluster takes them from the node that holds the fewest;
+  when it is ready at the earliest: a node still booting is no candidate. How a node becomes
+  unneeded is ``cloud_scoring``'s:
+
+  - ``"Packed"`` (the default, the headline's): a node is unneeded once the pods and
+    placeholders fit on one node fewer, as if every node's worth of pods removed emptied a
+    node and nobody were ever evicted: an idealisation of a pool that packs its pods;
+  - ``"MostAllocated"`` and ``"LeastAllocated"``: Cluster Autoscaler's own rule, with each
+    node's pods counted. A new pod goes to the most allocated ready node with room (kube-
+    scheduler's ``MostAllocated`` scoring) or the least allocated (``LeastAllocated``,
+    Kubernetes' default); a ReplicaSet removes pods from the node that holds the most first;
+    and a ready node is unneeded while its pods and placeholders take under
+    ``scale_down_utilization_threshold`` of it and fit on the other ready nodes. Cluster
+    Autoscaler evicts the pods of a node it takes: they start again on the others, and each
+    gateway evicted disconnects its users. Tidal's operator marks the cloud gateways on the
+    nodes that hold the fewest to go first (``pod-deletion-cost``), so its removals empty
+    nodes: its cluster, and the oracle's, take them from the node that holds the fewest;
 - the controller sees the load ``metric_delay`` late and acts every minute.
 
 A minute's load is served by what is ready through that minute: the replicas ready at its
@@ -109,17 +114,18 @@ class Scenario:
     #: go first. More: the physical machines are more crowded, and the ReplicaSet removes pods
     #: from the most crowded nodes first (``ActivePodsWithRanks``), physical ones before cloud.
     physical_per_machine: int | None = None
-    #: How the cloud pool's scheduler scores nodes: ``MostAllocated`` packs pods (a node goes
-    #: once everything fits on one fewer); ``LeastAllocated``, Kubernetes' default, spreads
-    #: them, and a node goes only once under ``scale_down_utilization_threshold`` of its room.
-    cloud_scoring: str = "MostAllocated"
-    #: Cluster Autoscaler's ``--scale-down-utilization-threshold``: with ``LeastAllocated``, a
-    #: node whose pods and placeholders take less than this share of it is a candidate.
+    #: How cloud nodes fill and empty (the module's docstring): ``Packed``, the idealisation
+    #: where a node goes once everything fits on one fewer; ``MostAllocated`` or
+    #: ``LeastAllocated``, kube-scheduler's scoring with each node's pods counted and Cluster
+    #: Autoscaler's utilization rule.
+    cloud_scoring: str = "Packed"
+    #: Cluster Autoscaler's ``--scale-down-utilization-threshold``: with pods counted per node,
+    #: a node whose pods and placeholders take less than this share of it is a candidate.
     scale_down_utilization_threshold: float = 0.5
 
 
-#: The scoring strategies of kube-scheduler's ``NodeResourcesFit`` the simulator models.
-CLOUD_SCORINGS = ("MostAllocated", "LeastAllocated")
+#: ``Packed``, then the scoring strategies of kube-scheduler's ``NodeResourcesFit`` modelled.
+CLOUD_SCORINGS = ("Packed", "MostAllocated", "LeastAllocated")
 
 
 @dataclass(frozen=True)
@@ -157,7 +163,7 @@ class ClusterModel:
 
     def __init__(self, scenario: Scenario, *, empties_nodes: bool = False) -> None:
         self.s = scenario
-        #: LeastAllocated only: the policy's cloud pods leave the nodes that hold the fewest
+        #: Pods counted per node only: the policy's cloud pods leave the nodes that hold the fewest
         #: first, as tidal's operator has them do with ``pod-deletion-cost``
         #: (:mod:`controller.operator.drain`); else the fullest, the ReplicaSet's own order.
         self.empties_nodes = empties_nodes
@@ -177,8 +183,10 @@ class ClusterModel:
         # Unneeded at every look over the last ``unneeded`` minutes, both ends included.
         self.needed_nodes: deque[int] = deque(maxlen=self.unneeded + 1)
         self.removed = 0
-        # LeastAllocated only: for each node (in the order of ``nodes``), the gateway pods and
-        # the placeholders scheduled on it, and the minute since which it has been unneeded.
+        # Pods counted per node only: for each node (in the order of ``nodes``), the gateway
+        # pods and the placeholders scheduled on it, and the minute since which it has been
+        # unneeded. New pods go to the fullest node with room, or with ``spread`` the emptiest.
+        self.counted = scenario.cloud_scoring != "Packed"
         self.spread = scenario.cloud_scoring == "LeastAllocated"
         self.node_pods: list[int] = []
         self.node_held: list[int] = []
@@ -203,7 +211,7 @@ class ClusterModel:
         self.placeholders = placeholders
         self.nodes = [-(10**6)] * math.ceil((cloud + placeholders) / self.s.replicas_per_node)
         self.needed_nodes.clear()
-        if self.spread:
+        if self.counted:
             count = len(self.nodes)
             self.node_pods = [0] * count
             self.node_held = [0] * count
@@ -239,8 +247,8 @@ class ClusterModel:
         self._schedule_and_autoscale(minute)
 
     def _schedule_and_autoscale(self, minute: int) -> None:
-        if self.spread:
-            self._spread_schedule_and_autoscale(minute)
+        if self.counted:
+            self._counted_schedule_and_autoscale(minute)
             return
         per_node = self.s.replicas_per_node
         slots = bisect_right(self.nodes, minute) * per_node
@@ -268,16 +276,17 @@ class ClusterModel:
                 del self.cloud[slots:]
                 self.cloud_pending += evicted
 
-    # -- LeastAllocated ----------------------------------------------------------------------
+    # -- pods counted per node (MostAllocated, LeastAllocated) --------------------------------
     def _place(self, counts: list[int], number: int, ready: int) -> int:
-        """Put ``number`` pods (or placeholders) on the least allocated of the first ``ready``
-        nodes with room, one at a time; returns how many found no room."""
+        """Put ``number`` pods (or placeholders) on the most allocated of the first ``ready``
+        nodes with room, or with ``spread`` the least allocated, the first among equals, one at
+        a time; returns how many found no room."""
         per_node = self.s.replicas_per_node
         for placed in range(number):
-            best, best_used = -1, per_node
+            best, best_used = -1, per_node if self.spread else -1
             for i in range(ready):
                 used = self.node_pods[i] + self.node_held[i]
-                if used < best_used:
+                if used < per_node and (used < best_used if self.spread else used > best_used):
                     best, best_used = i, used
             if best < 0:
                 return number - placed
@@ -294,7 +303,7 @@ class ClusterModel:
             else:
                 counts[counts.index(max(counts))] -= 1
 
-    def _spread_schedule_and_autoscale(self, minute: int) -> None:
+    def _counted_schedule_and_autoscale(self, minute: int) -> None:
         per_node = self.s.replicas_per_node
         ready = bisect_right(self.nodes, minute)
         # Pods the policy removed leave the nodes that hold the most of them (the ReplicaSet
@@ -326,11 +335,11 @@ class ClusterModel:
         self._give_back_underused(minute, ready)
 
     def _give_back_underused(self, minute: int, ready: int) -> None:
-        """Cluster Autoscaler's scale-down with pods spread: a ready node is unneeded while its
-        pods and placeholders take under ``scale_down_utilization_threshold`` of it and fit on
-        the other ready nodes. One unneeded for ``node_unneeded_time`` is drained (its pods
-        evicted and started again on the others) and given back, the emptiest first, one at a
-        time."""
+        """Cluster Autoscaler's scale-down, pods counted per node: a ready node is unneeded
+        while its pods and placeholders take under ``scale_down_utilization_threshold`` of it
+        and fit on the other ready nodes. One unneeded for ``node_unneeded_time`` is drained
+        (its pods evicted and started again on the others) and given back, the emptiest first,
+        one at a time."""
         per_node = self.s.replicas_per_node
         threshold = self.s.scale_down_utilization_threshold * per_node
         while True:

@@ -35,6 +35,7 @@ def parsed(*flags: str) -> argparse.Namespace:
         (["--hpa-min-replicas", str(REPLICA_CAP)], "hpa_min_replicas", REPLICA_CAP),
         (["--replicas-per-node", "1"], "replicas_per_node", 1),
         (["--cloud-scoring", "LeastAllocated"], "cloud_scoring", "LeastAllocated"),
+        (["--cloud-scoring", "MostAllocated"], "cloud_scoring", "MostAllocated"),
         (["--scale-down-utilization-threshold", "1"], "scale_down_utilization_threshold", 1.0),
     ],
     ids=[
@@ -46,6 +47,7 @@ def parsed(*flags: str) -> argparse.Namespace:
         "cap",
         "one-replica-a-node",
         "spread",
+        "pack",
         "any-node-not-full",
     ],
 )

@@ -1,12 +1,14 @@
-"""The simulated cloud pool when its scheduler spreads pods (``cloud_scoring="LeastAllocated"``).
+"""The simulated cloud pool with each node's pods counted (``cloud_scoring`` ``LeastAllocated``
+or ``MostAllocated``; the default, ``Packed``, is the idealisation the other tests cover).
 
 Kubernetes' default scheduler scores nodes ``LeastAllocated``: a new pod goes to the emptiest
-ready node. A ReplicaSet scaling down removes pods from the nodes that hold the most of its
-pods. Cluster Autoscaler takes back a ready node only once its pods request under
-``--scale-down-utilization-threshold`` of it (0.5 by default) and fit on the other nodes, for
-``--scale-down-unneeded-time``, and evicts them to do so. Counts in the comments are worked
-out by hand from those rules, at DESIGN's scenario: a pod ready a minute after it is asked
-for, a node 5 minutes, 10 replicas a node, 10 unneeded minutes.
+ready node; with ``MostAllocated``, to the fullest with room. A ReplicaSet scaling down
+removes pods from the nodes that hold the most of its pods. Cluster Autoscaler takes back a
+ready node only once its pods request under ``--scale-down-utilization-threshold`` of it (0.5
+by default) and fit on the other nodes, for ``--scale-down-unneeded-time``, and evicts them to
+do so. Counts in the comments are worked out by hand from those rules, at DESIGN's scenario: a
+pod ready a minute after it is asked for, a node 5 minutes, 10 replicas a node, 10 unneeded
+minutes.
 """
 
 from __future__ import annotations
@@ -189,7 +191,7 @@ def test_backtest_flags_choose_the_scoring_and_the_report_says_which(
     assert main(argv) == 0
     scenario = json.loads(capsys.readouterr().out)["scenario"]
     assert (scenario["cloud_scoring"], scenario["scale_down_utilization_threshold"]) == (
-        "MostAllocated",
+        "Packed",
         0.5,
     )
 
@@ -247,3 +249,45 @@ def test_each_policy_gets_a_cluster_that_removes_as_it_marks(
     assert built == [True, False]
     assert simulator.TidalPolicy.empties_nodes is simulator.OraclePolicy.empties_nodes is True
     assert not hasattr(simulator.HpaPolicy, "empties_nodes")
+
+
+PACKING = Scenario(cloud_scoring="MostAllocated")
+
+
+def test_most_allocated_fills_the_fullest_node_with_room_first() -> None:
+    """25 pods and 5 placeholders on 3 nodes: the pods fill the first node, then the second,
+    and 5 go on the third; the placeholders join them there."""
+    cluster = ClusterModel(PACKING)
+    cluster.warm_start(0, 25, 5)
+    assert (cluster.node_pods, cluster.node_held) == ([10, 10, 5], [0, 0, 5])
+
+
+@pytest.mark.parametrize(
+    ("scenario", "placed"),
+    [(PACKING, [7, 10]), (SPREAD, [9, 8])],
+    ids=["most-allocated", "least-allocated"],
+)
+def test_new_pods_go_to_the_fullest_or_the_emptiest_node(
+    scenario: Scenario, placed: list[int]
+) -> None:
+    """Two full nodes down to 15 pods: the ReplicaSet takes from the fuller each time, leaving
+    7 and 8. Two more pods: MostAllocated puts both on the fuller (7, 10); LeastAllocated on
+    the emptier, then the first of two equals (9, 8)."""
+    cluster = ClusterModel(scenario)
+    cluster.warm_start(0, 20, 0)
+    cluster.apply(0, Targets(physical=0, cloud=15))
+    assert cluster.node_pods == [7, 8]
+    cluster.apply(1, Targets(physical=0, cloud=17))
+    assert cluster.node_pods == placed
+
+
+def test_a_packing_pool_still_thins_nodes_left_to_the_replicasets_order() -> None:
+    """MostAllocated places pods tightly, but three full nodes down to 20 in the ReplicaSet's
+    own order keep 7, 7 and 6: no node goes. Removals that empty nodes free one at minute 10."""
+    targets = Targets(physical=0, cloud=20)
+    unmarked = ClusterModel(PACKING)
+    unmarked.warm_start(0, 30, 0)
+    assert _steady(unmarked, targets, range(30)) == [3] * 30
+    marked = ClusterModel(PACKING, empties_nodes=True)
+    marked.warm_start(0, 30, 0)
+    assert _steady(marked, targets, range(11)) == [3] * 10 + [2]
