@@ -313,8 +313,8 @@ class ClusterModel:
             self.node_pods, sum(self.node_pods) - len(self.cloud), emptiest=self.empties_nodes
         )
         self._take(self.node_held, max(0, sum(self.node_held) - self.placeholders))
-        # A pending pod goes to the least allocated node with a free slot, or else preempts a
-        # placeholder where they are most.
+        # A pending pod goes where the scoring puts it (the fullest node with a free slot, or
+        # the emptiest), or else preempts a placeholder where they are most.
         start = min(self.cloud_pending, max(0, ready * per_node - len(self.cloud)))
         if start:
             self.cloud.extend([minute + self.pod_lag] * start)
