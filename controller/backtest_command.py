@@ -153,8 +153,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="SHARE",
         help="with MostAllocated or LeastAllocated, Cluster Autoscaler's threshold: a node "
-        "whose pods take less "
-        f"than this share of it is unneeded (default {defaults.scale_down_utilization_threshold})",
+        "whose pods take less than this share of it is unneeded "
+        f"(default {defaults.scale_down_utilization_threshold})",
     )
     for name, help_text in _DURATION_KNOBS.items():
         seconds = getattr(defaults, name)

@@ -25,6 +25,7 @@ __all__ = [
     "container_requests_text",
     "effective_requests",
     "gateway_pod_requests",
+    "is_gateway_pod",
     "matches_labels",
     "matches_selector",
     "node_admits",
@@ -269,7 +270,7 @@ def gateway_pod_requests(deployment: Obj) -> dict[str, Decimal]:
     return pod_requests(template)
 
 
-def _is_gateway_pod(pod: Obj, *, namespace: str, selector: Mapping[str, Any]) -> bool:
+def is_gateway_pod(pod: Obj, *, namespace: str, selector: Mapping[str, Any]) -> bool:
     """Whether the Deployment's selector claims the pod, as its ReplicaSets do.
 
     The snapshot holds no ReplicaSets to follow ``ownerReferences`` through, and the API server
@@ -334,7 +335,7 @@ def physical_capacity(
             continue
         if (pod.get("status") or {}).get("phase") in _TERMINATED:
             continue
-        if _is_gateway_pod(pod, namespace=namespace, selector=selector):
+        if is_gateway_pod(pod, namespace=namespace, selector=selector):
             continue
         pod_counts[node_name] += 1
         for name, value in pod_requests(pod.get("spec") or {}).items():
@@ -442,7 +443,7 @@ def _inter_pod(
             meta = pod.get("metadata") or {}
             if key not in where or not term_covers(term, namespace, str(meta.get("namespace"))):
                 continue
-            if not own_too and _is_gateway_pod(pod, namespace=namespace, selector=selector):
+            if not own_too and is_gateway_pod(pod, namespace=namespace, selector=selector):
                 continue
             if matches_selector(meta.get("labels"), term["labelSelector"]):
                 found.add(where[key])
@@ -458,7 +459,7 @@ def _inter_pod(
     for term in apart:
         shut(term["topologyKey"], domains(term, own_too=False))
     for pod, where in placed:
-        if _is_gateway_pod(pod, namespace=namespace, selector=selector):
+        if is_gateway_pod(pod, namespace=namespace, selector=selector):
             continue  # its terms are the template's, read above
         own = str((pod.get("metadata") or {}).get("namespace"))
         for term in required((pod.get("spec") or {}).get("affinity"), "podAntiAffinity"):
@@ -545,7 +546,7 @@ def _one_per_node_on_host_ports(
         node_name = str((pod.get("spec") or {}).get("nodeName"))
         if node_name not in room or (pod.get("status") or {}).get("phase") in _TERMINATED:
             continue
-        if _is_gateway_pod(pod, namespace=namespace, selector=selector):
+        if is_gateway_pod(pod, namespace=namespace, selector=selector):
             continue
         if _ports_clash(wanted, _host_ports(pod.get("spec") or {})):
             room[node_name] = 0

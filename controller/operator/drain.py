@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from controller.operator.capacity import matches_selector
+from controller.operator.capacity import is_gateway_pod
 
 __all__ = ["DELETION_COST", "LOWEST_COST", "Marks", "marks_for_scale_down"]
 
@@ -70,14 +70,11 @@ def marks_for_scale_down(
     own pods go newest first; ties between nodes go by the node's name, so that a pass
     repeated marks the same pods.
     """
-    if not (selector.get("matchLabels") or selector.get("matchExpressions")):
-        return Marks()
     gateways = [
         pod
         for pod in pods
-        if (meta := pod.get("metadata") or {}).get("namespace") == namespace
-        and not meta.get("deletionTimestamp")
-        and matches_selector(meta.get("labels"), selector)
+        if is_gateway_pod(pod, namespace=namespace, selector=selector)
+        and not (pod.get("metadata") or {}).get("deletionTimestamp")
     ]
     ready = [pod for pod in gateways if _ready(pod)]
     # The ReplicaSet removes the pods beyond ``keep``, those not ready first: of the ready

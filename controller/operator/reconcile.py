@@ -653,7 +653,7 @@ class Reconciler:
         cloud_now: int,
         placeholders_now: int,
         *,
-        pods: Iterable[Mapping[str, Any]] = (),
+        pods: Iterable[Mapping[str, Any]],
     ) -> tuple[bool, Exception | None, tuple[int, int]]:
         """Write the plan's replicas and placeholders; whether anything was scaled, the first
         write that failed, and the physical and cloud replicas the Deployments now ask for.
