@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
 import struct
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -76,14 +78,67 @@ def test_plot_path_refuses_a_missing_folder(tmp_path: Path) -> None:
     assert not (tmp_path / "missing").exists()
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root may write in any folder")
-def test_plot_path_refuses_a_folder_it_cannot_write_in(tmp_path: Path) -> None:
-    """A folder without write permission is refused before any replay."""
-    folder = tmp_path / "locked"
-    folder.mkdir(mode=0o500)
+def _verdict_as(uid: int | None, path: Path) -> str:
+    """What ``plot_path`` says of ``path`` ("accepted", or its error), asked by this process, or
+    by a child of it that has dropped to ``uid`` first."""
+    if uid is None:
+        try:
+            plot_path(path)
+        except ValueError as error:
+            return str(error)
+        return "accepted"
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - runs in the child, reported through the pipe
+        os.close(read)
+        try:
+            os.setgid(uid)
+            os.setuid(uid)
+            plot_path(path)
+            said = "accepted"
+        except ValueError as error:
+            said = str(error)
+        except BaseException as error:  # the parent reports whatever it was
+            said = f"{type(error).__name__}: {error}"
+        os.write(write, said.encode())
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        said = pipe.read().decode()
+    os.waitpid(child, 0)
+    return said
+
+
+@pytest.fixture
+def shared_folder(tmp_path: Path) -> Iterator[Path]:
+    """A folder every user may enter: ``tmp_path`` for a user, a fresh one in the system's
+    temporary folder for root (pytest keeps root's own folders to root)."""
+    if os.geteuid() != 0:
+        yield tmp_path
+        return
+    folder = Path(tempfile.mkdtemp(prefix="tidal-plot-"))
+    folder.chmod(0o755)
+    if any(parent.stat().st_mode & 0o001 == 0 for parent in folder.parents):
+        shutil.rmtree(folder)
+        pytest.skip(f"{folder.parent} is not open to other users, so no user but root can test")
     try:
-        with pytest.raises(ValueError, match=rf"^cannot write in {folder}$"):
-            plot_path(folder / "pic.png")
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_plot_path_refuses_a_folder_it_cannot_write_in(shared_folder: Path) -> None:
+    """A folder without write permission is refused before any replay, and the same folder is
+    accepted once it may be written in. Root may write in any folder, so as root the check runs
+    as ``nobody`` (uid 65534)."""
+    uid = 65534 if os.geteuid() == 0 else None
+    folder = shared_folder / "locked"
+    folder.mkdir(mode=0o555)
+    folder.chmod(0o555)  # mkdir's mode is cut by the umask
+    try:
+        assert _verdict_as(uid, folder / "pic.png") == f"cannot write in {folder}"
+        folder.chmod(0o777)
+        assert _verdict_as(uid, folder / "pic.png") == "accepted"
     finally:
         folder.chmod(0o700)
 
