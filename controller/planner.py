@@ -88,7 +88,6 @@ class Reason(enum.StrEnum):
     FALLBACK = "Fallback"
     KEEP_WARM = "KeepWarm"
     NOT_RESERVING = "NotReserving"
-    FORECAST_ONLY = "ForecastOnly"
     PAUSED = "Paused"
 
 
