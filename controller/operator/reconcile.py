@@ -30,7 +30,7 @@ from pydantic import ValidationError
 
 from controller.operator.capacity import physical_capacity
 from controller.operator.claims import POOLS
-from controller.operator.drain import LOWEST_COST, marks_for_scale_down
+from controller.operator.drain import LOWEST_COST, Marks, marks_for_scale_downs
 from controller.operator.errors import (
     InvalidSpec,
     OperatorError,
@@ -658,9 +658,10 @@ class Reconciler:
         """Write the plan's replicas and placeholders; whether anything was scaled, the first
         write that failed, and the physical and cloud replicas the Deployments now ask for.
 
-        Before the cloud Deployment is scaled down, its gateways on the nodes that hold the
-        fewest are marked to go first (:mod:`~controller.operator.drain`), so that the nodes
-        they leave are empty; a mark that fails is logged, and the scale-down goes ahead.
+        Before the cloud Deployment or the placeholders are scaled down, their pods on the cloud
+        nodes that hold the fewest are marked to go first (:mod:`~controller.operator.drain`),
+        so that the nodes they leave are empty; a mark that fails is logged, and the scale-down
+        goes ahead.
 
         Additions go first, physical before cloud (the physical pool is filled first); then
         removals, cloud before physical (cloud is given back first). Once a write has failed,
@@ -679,11 +680,22 @@ class Reconciler:
         scaled = False
         failed: Exception | None = None
         running = {"physical": physical_now, "cloud": cloud_now}
+        reserving = read.placeholder_conflict is None and (
+            spec.cloud.reserve or read.placeholder is not None
+        )
+        wanted = plan.placeholders if spec.cloud.reserve else 0
+        marks = self._removals(
+            namespace,
+            read,
+            pods,
+            cloud=plan.cloud.replicas if plan.cloud.replicas < cloud_now else None,
+            placeholders=wanted if reserving and wanted < placeholders_now else None,
+        )
         for pool, deployment, current, decision in (*ups, *downs):
             if failed is not None and decision.replicas < current:
                 continue
             if pool == "cloud" and decision.replicas < current:
-                self._mark_for_removal(namespace, read.cloud, pods, decision.replicas)
+                self._mark(namespace, read.cloud, marks[0])
             try:
                 self.kube.scale_deployment(namespace, deployment, decision.replicas)
             except Exception as exc:
@@ -701,14 +713,13 @@ class Reconciler:
                 ),
             )
         after = (running["physical"], running["cloud"])
-        if read.placeholder_conflict is not None:
+        if not reserving:
             return scaled, failed, after
-        if not (spec.cloud.reserve or read.placeholder is not None):
-            return scaled, failed, after
-        wanted = plan.placeholders if spec.cloud.reserve else 0
         if failed is not None and wanted < placeholders_now:
             return scaled, failed, after
         desired = placeholder_deployment(obj, read.cloud, wanted)
+        if read.placeholder is not None and wanted < placeholders_now:
+            self._mark(namespace, read.placeholder, marks[1])
         try:
             wrote = self.kube.apply_placeholder(desired, read.placeholder)
         except Exception as exc:
@@ -725,24 +736,62 @@ class Reconciler:
             )
         return scaled, failed, after
 
-    def _mark_for_removal(
-        self, namespace: str, cloud: Mapping[str, Any], pods: Iterable[Mapping[str, Any]], keep: int
-    ) -> None:
-        """Give the cloud gateways on the emptiest nodes the lowest deletion cost."""
-        selector = (cloud.get("spec") or {}).get("selector") or {}
+    @staticmethod
+    def _removals(
+        namespace: str,
+        read: _Read,
+        pods: Iterable[Mapping[str, Any]],
+        *,
+        cloud: int | None,
+        placeholders: int | None,
+    ) -> tuple[Marks | None, Marks | None]:
+        """The marks that make the cloud gateways and the placeholders, each shrunk to the count
+        given (None: not shrinking), go from the same emptiest cloud nodes; None for a
+        Deployment that does not shrink, or for both when they cannot be worked out."""
+        if cloud is None and placeholders is None:
+            return None, None
+
+        def selector(obj: Mapping[str, Any] | None) -> Mapping[str, Any]:
+            return ((obj or {}).get("spec") or {}).get("selector") or {}
+
         try:
-            marks = marks_for_scale_down(pods, namespace=namespace, selector=selector, keep=keep)
+            gateways, reserved = marks_for_scale_downs(
+                pods,
+                namespace=namespace,
+                shrinking=[
+                    (selector(read.cloud), cloud),
+                    (selector(read.placeholder), placeholders),
+                ],
+            )
+        except Exception as exc:
+            log.warning(
+                "pods not marked for removal: the scale-down goes ahead, but the cloud nodes "
+                "it leaves may not be empty",
+                namespace=namespace,
+                deployment=(read.cloud.get("metadata") or {}).get("name"),
+                error=f"{type(exc).__name__}: {exc}",
+            )
+            return None, None
+        return (
+            gateways if cloud is not None else None,
+            reserved if placeholders is not None else None,
+        )
+
+    def _mark(self, namespace: str, deployment: Mapping[str, Any], marks: Marks | None) -> None:
+        """Patch the deletion costs ``marks`` gives the Deployment's pods, before it shrinks."""
+        if marks is None:
+            return
+        try:
             for name in marks.unmark:
                 self.kube.set_deletion_cost(namespace, name, None)
             for name in marks.mark:
                 self.kube.set_deletion_cost(namespace, name, LOWEST_COST)
         except Exception as exc:
-            deployment = (cloud.get("metadata") or {}).get("name")
             log.warning(
-                "cloud gateways not marked for removal: the scale-down goes ahead, but the "
-                "nodes it leaves may not be empty",
+                "pods not marked for removal: the scale-down goes ahead, but the cloud nodes "
+                "it leaves may not be empty",
                 namespace=namespace,
-                deployment=deployment,
+                deployment=(deployment.get("metadata") or {}).get("name"),
                 error=f"{type(exc).__name__}: {exc}",
             )
 
