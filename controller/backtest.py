@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -13,7 +13,6 @@ import numpy as np
 
 from controller.simulator import (
     MINUTE,
-    FitOutcome,
     HpaPolicy,
     OraclePolicy,
     Policy,
@@ -21,7 +20,6 @@ from controller.simulator import (
     Scenario,
     TidalPolicy,
     first_scored,
-    fits_ahead,
     oracle_need,
     simulate,
 )
@@ -178,17 +176,12 @@ def hpa_spec(spec: GatewayAutoscalerSpec, scenario: Scenario) -> GatewayAutoscal
 
 
 def build_policies(
-    spec: GatewayAutoscalerSpec,
-    scenario: Scenario,
-    need: np.ndarray,
-    names: tuple[str, ...],
-    fits: Iterator[FitOutcome] | None = None,
+    spec: GatewayAutoscalerSpec, scenario: Scenario, need: np.ndarray, names: tuple[str, ...]
 ) -> dict[str, Policy]:
-    """The named policies; ``fits``, when given, are tidal's refits made ahead."""
     table: dict[str, Policy] = {}
     for policy in names:
         if policy == "tidal":
-            table[policy] = TidalPolicy(spec, scenario, fits)
+            table[policy] = TidalPolicy(spec, scenario)
         elif policy == "hpa":
             table[policy] = HpaPolicy(
                 hpa_spec(spec, scenario),
@@ -270,14 +263,12 @@ def replay(
     policies: tuple[str, ...] = POLICIES,
     spec_overrides: dict[str, Any] | None = None,
     on_minute: Callable[[int, int], None] | None = None,
-    fits: Iterator[FitOutcome] | None = None,
 ) -> TraceRun:
-    """Every policy on one prepared trace, from its ``score_from`` to its end; ``fits``, when
-    given, are tidal's refits, made ahead by :func:`refits_ahead`."""
+    """Every policy on one prepared trace, from its ``score_from`` to its end."""
     started = time.perf_counter()
     spec = backtest_spec(trace.name, scenario=scenario, model=model, overrides=spec_overrides)
     need = oracle_need(trace.load, spec)
-    table = build_policies(spec, scenario, need, policies, fits)
+    table = build_policies(spec, scenario, need, policies)
     results = simulate(
         trace.load,
         spec=spec,
@@ -295,18 +286,6 @@ def replay(
         trace.seconds + time.perf_counter() - started,
         scenario.replicas_per_node,
     )
-
-
-def refits_ahead(
-    trace: PreparedTrace,
-    *,
-    scenario: Scenario,
-    model: str = "auto",
-    spec_overrides: dict[str, Any] | None = None,
-) -> Iterator[FitOutcome]:
-    """Tidal's refits on ``trace``, in the order :func:`replay` asks for them."""
-    spec = backtest_spec(trace.name, scenario=scenario, model=model, overrides=spec_overrides)
-    return fits_ahead(trace.load, spec=spec, scenario=scenario, score_from=trace.score_from)
 
 
 def run_trace(

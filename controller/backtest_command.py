@@ -7,15 +7,13 @@ import json
 import math
 import multiprocessing
 import os
-import pickle
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import fields
 from pathlib import Path
-from queue import Empty, Full
 from typing import Any
 
 from pydantic import ValidationError
@@ -27,14 +25,13 @@ from controller.backtest import (
     TraceRun,
     backtest_spec,
     load_for_replay,
-    refits_ahead,
     replay,
     report,
     summary,
 )
 from controller.cli import rich_console
 from controller.durations import parse_duration
-from controller.simulator import CLOUD_SCORINGS, FitOutcome, Scenario, first_scored
+from controller.simulator import CLOUD_SCORINGS, Scenario
 from controller.spec import LimitBy, format_validation_error
 from forecasts.errors import ForecastError
 from forecasts.series import parse_timestamp
@@ -264,10 +261,7 @@ def _run_one(
     overrides: dict[str, Any],
     queue: Any,
     stop: Any,
-    fits: Any = None,
 ) -> TraceRun:
-    """Replay one trace in a worker; ``fits``, when given, is the queue its refits come on."""
-
     def tick(done: int, total: int) -> None:
         if _report_minute(done, total):
             if stop.is_set():
@@ -281,71 +275,7 @@ def _run_one(
         policies=policies,
         spec_overrides=overrides,
         on_minute=tick,
-        fits=None if fits is None else _queued_fits(fits, stop),
     )
-
-
-#: Refits made ahead and not yet taken, at most: each holds a fitted model (a few MB at most).
-FITS_QUEUED = 32
-
-
-def _queued_fits(fits: Any, stop: Any) -> Iterator[FitOutcome]:
-    """The refits :func:`_fit_ahead` puts on ``fits``, in order, as they come."""
-    while True:
-        try:
-            kind, payload = fits.get(timeout=1.0)
-        except Empty:
-            if stop.is_set():
-                raise _Stopped from None
-            continue
-        if kind == "fit":
-            yield pickle.loads(payload)
-        elif kind == "error":
-            raise RuntimeError(f"the refits made ahead failed: {payload}")
-        else:
-            return
-
-
-def _fit_ahead(
-    trace: PreparedTrace,
-    scenario: Scenario,
-    model: str,
-    overrides: dict[str, Any],
-    fits: Any,
-    stop: Any,
-) -> None:
-    """Make tidal's refits on ``trace`` in a process of their own, ahead of its replay, and
-    put them on ``fits``; give up once ``stop`` is set."""
-
-    def put(item: tuple[str, Any]) -> bool:
-        while not stop.is_set():
-            try:
-                fits.put(item, timeout=1.0)
-                return True
-            except Full:
-                continue
-        return False
-
-    try:
-        for outcome in refits_ahead(
-            trace, scenario=scenario, model=model, spec_overrides=overrides
-        ):
-            if not put(("fit", pickle.dumps(outcome, protocol=pickle.HIGHEST_PROTOCOL))):
-                return
-        put(("done", None))
-    except Exception as exc:
-        put(("error", f"{type(exc).__name__}: {exc}"))
-
-
-def _long_pole(traces: list[PreparedTrace], jobs: int, policies: tuple[str, ...]) -> str | None:
-    """The trace whose refits are made ahead, in a process of their own: the one with the most
-    scored minutes, when it alone holds more than an even share of the ``jobs`` processes'
-    work (its replay would be the wall time, with a core idle for the end of it)."""
-    if "tidal" not in policies or jobs < 2 or len(traces) < 2:
-        return None
-    minutes = {t.name: len(t.load) - first_scored(t.load, t.score_from) for t in traces}
-    longest = max(minutes, key=lambda name: minutes[name])
-    return longest if minutes[longest] * jobs > sum(minutes.values()) else None
 
 
 class _Progress:
@@ -361,10 +291,6 @@ class _Progress:
 
     def _line(self, text: str) -> None:
         self._err.print(text, markup=False, highlight=False)
-
-    def note(self, text: str) -> None:
-        """A line about the run as a whole, bars or not."""
-        self._line(text)
 
     def minute(self, name: str, done: int, total: int) -> None:
         if name in self._finished:
@@ -579,88 +505,45 @@ def _replay_in_parallel(
     replays under way stop at their next report, so the exit does not wait for them.
     """
     ctx = multiprocessing.get_context("spawn")
-    ahead = _long_pole(traces, jobs, policies)
     with ctx.Manager() as manager, ProcessPoolExecutor(jobs, mp_context=ctx) as pool:
         queue = manager.Queue()
         stop = manager.Event()
-        fits = manager.Queue(maxsize=FITS_QUEUED) if ahead is not None else None
-        producer = None
-        for trace in traces:
-            if trace.name == ahead:
-                producer = ctx.Process(
-                    target=_fit_ahead,
-                    args=(trace, scenario, model, overrides, fits, stop),
-                    name=f"tidal-refits-{trace.name}",
-                    daemon=True,
-                )
-                producer.start()
-                progress.note(f"{trace.name}: tidal's refits made ahead, in a process of their own")
         futures = {
-            pool.submit(
-                _run_one,
-                trace,
-                scenario,
-                model,
-                policies,
-                overrides,
-                queue,
-                stop,
-                fits if trace.name == ahead else None,
-            ): trace
+            pool.submit(_run_one, trace, scenario, model, policies, overrides, queue, stop): trace
             for trace in traces
         }
-        try:
-            return _collect(futures, runs, progress=progress, fail=fail, queue=queue, stop=stop)
-        finally:
-            if producer is not None:
-                producer.join(timeout=5.0)
-                if producer.is_alive():
-                    producer.terminate()
-                    producer.join()
-
-
-def _collect(
-    futures: dict[Any, PreparedTrace],
-    runs: dict[str, TraceRun],
-    *,
-    progress: _Progress,
-    fail: Callable[[str], int],
-    queue: Any,
-    stop: Any,
-) -> int:
-    """Wait for the replays, showing their progress; 0, or the exit code of a failure."""
-    pending = set(futures)
-    while pending:
-        while not queue.empty():
-            progress.minute(*queue.get())
-        progress.show_if_due()
-        for future in [f for f in pending if f.done()]:
-            pending.discard(future)
-            trace = futures[future]
-            try:
-                done = future.result()
-            except Exception as exc:
-                stop.set()
-                for other in pending:
-                    other.cancel()
-                if isinstance(exc, _INPUT_ERRORS):
-                    return fail(_named(trace, exc))
-                if isinstance(exc, BrokenProcessPool):
-                    # Every future gets this error: the process that died is not known.
-                    running = ", ".join(sorted(t.name for t in (futures[f] for f in pending)))
-                    fail(
-                        "a replay's worker process died (out of memory, or killed) while "
-                        f"replaying {', '.join(x for x in (trace.name, running) if x)}; "
-                        "--jobs 1 replays one trace at a time"
-                    )
+        pending = set(futures)
+        while pending:
+            while not queue.empty():
+                progress.minute(*queue.get())
+            progress.show_if_due()
+            for future in [f for f in pending if f.done()]:
+                pending.discard(future)
+                trace = futures[future]
+                try:
+                    done = future.result()
+                except Exception as exc:
+                    stop.set()
+                    for other in pending:
+                        other.cancel()
+                    if isinstance(exc, _INPUT_ERRORS):
+                        return fail(_named(trace, exc))
+                    if isinstance(exc, BrokenProcessPool):
+                        # Every future gets this error: the process that died is not known.
+                        running = ", ".join(sorted(t.name for t in (futures[f] for f in pending)))
+                        fail(
+                            "a replay's worker process died (out of memory, or killed) while "
+                            f"replaying {', '.join(x for x in (trace.name, running) if x)}; "
+                            "--jobs 1 replays one trace at a time"
+                        )
+                        return 1
+                    why = f"replay failed: {type(exc).__name__}: {exc} (--jobs 1 shows where)"
+                    fail(_named(trace, why))
                     return 1
-                why = f"replay failed: {type(exc).__name__}: {exc} (--jobs 1 shows where)"
-                fail(_named(trace, why))
-                return 1
-            runs[done.name] = done
-            progress.finished(done)
-        if pending:
-            wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+                runs[done.name] = done
+                progress.finished(done)
+            if pending:
+                wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
     return 0
 
 

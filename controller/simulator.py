@@ -40,7 +40,7 @@ from __future__ import annotations
 import math
 from bisect import bisect_right
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -533,35 +533,15 @@ class OraclePolicy:
         return Targets(physical=physical, cloud=cloud, placeholders=max(0, cloud_ahead - cloud))
 
 
-@dataclass(frozen=True)
-class FitOutcome:
-    """One refit of :class:`TidalPolicy`: when, the model it gave, or why there is none."""
-
-    now: float
-    fitted: FittedModel | None
-    problem: str | None
-
-
 class TidalPolicy:
-    """The planner, with a forecaster refitted every ``spec.forecast.refit``.
-
-    The refits depend on the load alone, not on what the cluster did: ``fits``, when given,
-    yields them in order, made ahead by :func:`fits_ahead` (in another process), and the
-    policy takes each one instead of fitting.
-    """
+    """The planner, with a forecaster refitted every ``spec.forecast.refit``."""
 
     name = "tidal"
     #: The operator marks the cloud gateways on the emptiest nodes to go first.
     empties_nodes = True
 
-    def __init__(
-        self,
-        spec: GatewayAutoscalerSpec,
-        scenario: Scenario,
-        fits: Iterator[FitOutcome] | None = None,
-    ) -> None:
+    def __init__(self, spec: GatewayAutoscalerSpec, scenario: Scenario) -> None:
         self.spec = spec
-        self.fits = fits
         # A sample is as old as the metric delay when the planner reads it: that is not stale.
         delayed = minutes_of(scenario.metric_delay) * MINUTE
         self.settings = PlannerSettings(
@@ -607,42 +587,19 @@ class TidalPolicy:
         self._acted = (minute, targets)
         return targets
 
-    def refit_due(self, now: float) -> bool:
-        return now - self.fitted_at >= self.spec.forecast.refit.total_seconds()
-
-    def refit(self, now: float, history: LoadSeries) -> FitOutcome:
-        """Fit on ``history`` (the last ``spec.load.history`` of what is visible at ``now``),
-        from the last fit, and keep the outcome."""
-        try:
-            outcome = FitOutcome(now, self.forecaster.fit(history, previous=self.fitted), None)
-        except ForecastError as exc:
-            outcome = FitOutcome(now, None, str(exc))
-        self.take(outcome)
-        return outcome
-
-    def take(self, outcome: FitOutcome) -> None:
-        self.fitted, self.problem = outcome.fitted, outcome.problem
-        self.fitted_at = outcome.now
-        self.refits += 1
-        if self.fitted is not None:
-            self.fit_seconds += self.fitted.fit_seconds
-
     def _plan(self, view: PolicyView) -> Targets:
         spec = self.spec
         history = view.history.last(spec.load.history.total_seconds())
-        if self.refit_due(view.now):
-            if self.fits is None:
-                self.refit(view.now, history)
-            else:
-                outcome = next(self.fits, None)
-                if outcome is None:
-                    raise RuntimeError(f"the refits made ahead ran out at {view.now}")
-                if abs(outcome.now - view.now) > 1e-6:
-                    raise RuntimeError(
-                        f"the refits made ahead are out of step: one made for {outcome.now} "
-                        f"came at {view.now}"
-                    )
-                self.take(outcome)
+        if view.now - self.fitted_at >= spec.forecast.refit.total_seconds():
+            try:
+                self.fitted = self.forecaster.fit(history, previous=self.fitted)
+                self.problem = None
+            except ForecastError as exc:
+                self.fitted, self.problem = None, str(exc)
+            self.fitted_at = view.now
+            self.refits += 1
+            if self.fitted is not None:
+                self.fit_seconds += self.fitted.fit_seconds
         forecast: Forecast | None = None
         if self.fitted is not None:
             # A forecast changes only when a bucket of the fit step completes, with its last
@@ -737,7 +694,7 @@ def simulate(
     for step in range(minutes):
         index = first + step
         now = load.start + index * load.step
-        visible = _visible(load, index, delay)
+        visible = LoadSeries(load.start, load.step, load.values[: max(0, index + 1 - delay)])
         for name, policy in policies.items():
             cluster = clusters[name]
             phys, cloud = cluster.ready(index)
@@ -772,38 +729,6 @@ def simulate(
             results[name].forecast_point = np.asarray(policy.forecast_point)
             results[name].forecast_upper = np.asarray(policy.forecast_upper)
     return results
-
-
-def _visible(load: LoadSeries, index: int, delay: int) -> LoadSeries:
-    """What the metric shows at minute ``index``: the load up to ``delay`` minutes before."""
-    return LoadSeries(load.start, load.step, load.values[: max(0, index + 1 - delay)])
-
-
-def fits_ahead(
-    load: LoadSeries,
-    *,
-    spec: GatewayAutoscalerSpec,
-    scenario: Scenario,
-    score_from: float,
-) -> Iterator[FitOutcome]:
-    """The refits :class:`TidalPolicy` makes when :func:`simulate` replays ``load``, in order.
-
-    They depend on the load and the spec only, so they can be made ahead of the replay, in a
-    process of their own: the policy given them plans exactly as if it had fitted them.
-    """
-    policy = TidalPolicy(spec, scenario)
-    first = first_scored(load, score_from)
-    delay = minutes_of(scenario.metric_delay)
-    history_seconds = spec.load.history.total_seconds()
-    acted: int | None = None
-    for index in range(first, len(load)):
-        # The minutes the policy plans at (:meth:`TidalPolicy.__call__`).
-        if acted is not None and index - acted < policy.every:
-            continue
-        acted = index
-        now = load.start + index * load.step
-        if policy.refit_due(now):
-            yield policy.refit(now, _visible(load, index, delay).last(history_seconds))
 
 
 def oracle_need(load: LoadSeries, spec: GatewayAutoscalerSpec) -> npt.NDArray[np.int64]:
