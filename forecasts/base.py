@@ -155,13 +155,18 @@ class Calibration:
             column = lead_errors(h)
             finite = np.isfinite(column)
             errors = column[finite]
-            pooled.append(_sorted_row(errors))
             if not binned:
+                pooled.append(_sorted_row(errors))
                 continue
             # Each finite error's bin, in the order of ``errors`` (forecast by forecast).
             labels = np.broadcast_to(which[:, h, None], column.shape)[finite]
+            # Each bin sorted, then the pooled row from the bins' sorted runs: a stable sort
+            # (timsort) merges runs, at about half the cost of sorting the lead's errors again.
+            # This runs at every refit, and the sorts were a sixth of a long backtest.
+            runs = [np.sort(errors[labels == b]) for b in range(bins)]
+            pooled.append(_sorted_row(np.sort(np.concatenate(runs), kind="stable"), ordered=True))
             for b, lead_rows in enumerate(binned):
-                lead_rows.append(_sorted_row(errors[labels == b]) if thick[b][h] else pooled[h])
+                lead_rows.append(_sorted_row(runs[b], ordered=True) if thick[b][h] else pooled[h])
         if not binned:
             return cls(tuple(pooled), float(scale_floor), point_errors=point_errors)
         return cls(
@@ -249,15 +254,16 @@ class Calibration:
         return out
 
 
-def _sorted_row(errors: FloatArray) -> FloatArray:
+def _sorted_row(errors: FloatArray, *, ordered: bool = False) -> FloatArray:
     """``errors`` sorted, thinned to :data:`MAX_ROW_ERRORS` order statistics when longer.
+    ``ordered``: they are sorted already.
 
     The order statistic kept for each of the evenly spaced ranks ``(k + 0.5) / n`` stands for
     the errors around it, so the row's empirical distribution stays within ``1 / n``.
     """
     if not errors.size:
         return np.zeros(1)
-    row = np.sort(errors)
+    row = errors if ordered else np.sort(errors)
     if row.size <= MAX_ROW_ERRORS:
         return row
     ranks = ((np.arange(MAX_ROW_ERRORS) + 0.5) * (row.size / MAX_ROW_ERRORS)).astype(np.int64)
