@@ -23,9 +23,9 @@ from __future__ import annotations
 import math
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -69,6 +69,10 @@ MAX_BINS = 4
 #: 200 of them. Without it the memory grows with the samples per bucket: a 15 s load step
 #: keeps 20 errors per forecast, about 46 MB per model over a 6-hour horizon.
 MAX_ROW_ERRORS = 4096
+#: A lead with more errors than this has its rows sorted as the calibration is built; up to
+#: it, each row is sorted when first read (:class:`_Rows`), and the unsorted errors it keeps
+#: till then stay within a few rows' worth.
+LAZY_ROW_ERRORS = 4 * MAX_ROW_ERRORS
 
 
 @dataclass(frozen=True, eq=False)
@@ -87,10 +91,10 @@ class Calibration:
     error of those forecasts against their buckets' means: how good the point is.
     """
 
-    errors: tuple[FloatArray, ...]
+    errors: Sequence[FloatArray]
     scale_floor: float
     bin_edges: FloatArray = field(default_factory=lambda: np.empty(0))
-    bin_errors: tuple[tuple[FloatArray, ...], ...] = ()
+    bin_errors: Sequence[Sequence[FloatArray]] = ()
     point_errors: FloatArray = field(default_factory=lambda: np.empty(0))
     _cache: dict[float, FloatArray] = field(default_factory=dict, repr=False, compare=False)
     _bin_cache: dict[float, FloatArray] = field(default_factory=dict, repr=False, compare=False)
@@ -149,31 +153,40 @@ class Calibration:
             thick = [
                 ((which == b) & counted).sum(axis=0) >= MIN_BIN_SAMPLES // 4 for b in range(bins)
             ]
-        pooled: list[FloatArray] = []
-        binned: list[list[FloatArray]] = [[] for _ in range(bins)] if bins > 1 else []
+        # Sorting is most of a refit's calibration, and the plans until the next refit read
+        # only the rows of the bins their forecast passes through: up to LAZY_ROW_ERRORS errors
+        # a lead, each row is sorted when first read.
+        pooled: list[_Row] = []
+        binned: list[list[_Row]] = [[] for _ in range(bins)] if bins > 1 else []
         for h in leads:
             column = lead_errors(h)
             finite = np.isfinite(column)
             errors = column[finite]
+            lazy = errors.size <= LAZY_ROW_ERRORS
             if not binned:
-                pooled.append(_sorted_row(errors))
+                pooled.append(_Row(errors) if lazy else _Row.of(errors))
                 continue
             # Each finite error's bin, in the order of ``errors`` (forecast by forecast).
             labels = np.broadcast_to(which[:, h, None], column.shape)[finite]
-            # Each bin sorted, then the pooled row from the bins' sorted runs: a stable sort
-            # (timsort) merges runs, at about half the cost of sorting the lead's errors again.
-            # This runs at every refit, and the sorts were a sixth of a long backtest.
-            runs = [np.sort(errors[labels == b]) for b in range(bins)]
-            pooled.append(_sorted_row(np.sort(np.concatenate(runs), kind="stable"), ordered=True))
+            parts = [errors[labels == b] for b in range(bins)]
+            if lazy:
+                pooled.append(_Row(errors))
+                rows = [_Row(part) for part in parts]
+            else:
+                # Each bin sorted, then the pooled row from the bins' sorted runs: a stable sort
+                # (timsort) merges runs, at about half the cost of sorting all again.
+                runs = [np.sort(part) for part in parts]
+                pooled.append(_Row.of(np.sort(np.concatenate(runs), kind="stable"), ordered=True))
+                rows = [_Row.of(run, ordered=True) for run in runs]
             for b, lead_rows in enumerate(binned):
-                lead_rows.append(_sorted_row(runs[b], ordered=True) if thick[b][h] else pooled[h])
+                lead_rows.append(rows[b] if thick[b][h] else pooled[h])
         if not binned:
-            return cls(tuple(pooled), float(scale_floor), point_errors=point_errors)
+            return cls(_Rows(pooled), float(scale_floor), point_errors=point_errors)
         return cls(
-            tuple(pooled),
+            _Rows(pooled),
             float(scale_floor),
             np.asarray(edges, dtype=np.float64),
-            tuple(tuple(lead_rows) for lead_rows in binned),
+            tuple(_Rows(lead_rows) for lead_rows in binned),
             point_errors=point_errors,
         )
 
@@ -252,6 +265,65 @@ class Calibration:
             z = (limits - level) / scale
             out[:, column] = 1.0 - np.searchsorted(row, z, side="right") / row.size
         return out
+
+
+class _Row:
+    """One row of a calibration: its errors, sorted and thinned (:func:`_sorted_row`) when
+    first read. Read from several threads, a row may be sorted twice, to the same values."""
+
+    __slots__ = ("_ordered", "_values")
+
+    def __init__(self, errors: FloatArray) -> None:
+        self._values = errors
+        self._ordered = False
+
+    @classmethod
+    def of(cls, errors: FloatArray, *, ordered: bool = False) -> _Row:
+        """A row sorted now. ``ordered``: ``errors`` are sorted already."""
+        row = cls(_sorted_row(errors, ordered=ordered))
+        row._ordered = True
+        return row
+
+    def read(self) -> FloatArray:
+        if not self._ordered:
+            self._values = _sorted_row(self._values)
+            self._ordered = True
+        return self._values
+
+
+class _Rows(Sequence[FloatArray]):
+    """A calibration's rows, one per lead time, each sorted when first read (:class:`_Row`).
+    A slice shares the rows: a row it sorts is sorted for the whole."""
+
+    __slots__ = ("_rows",)
+
+    def __init__(self, rows: Sequence[_Row]) -> None:
+        self._rows = tuple(rows)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    @overload
+    def __getitem__(self, index: int) -> FloatArray: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> _Rows: ...
+
+    def __getitem__(self, index: int | slice) -> FloatArray | _Rows:
+        if isinstance(index, slice):
+            return _Rows(self._rows[index])
+        return self._rows[index].read()
+
+    def __iter__(self) -> Iterator[FloatArray]:
+        return (row.read() for row in self._rows)
+
+    def __eq__(self, other: object) -> bool:
+        """Rows equal row by row, value by value (another :class:`_Rows` or a sequence)."""
+        if not isinstance(other, Sequence) or len(other) != len(self):
+            return False
+        return all(np.array_equal(mine, theirs) for mine, theirs in zip(self, other, strict=True))
+
+    __hash__ = None  # type: ignore[assignment]
 
 
 def _sorted_row(errors: FloatArray, *, ordered: bool = False) -> FloatArray:

@@ -299,6 +299,58 @@ def test_rows_are_those_built_one_bin_at_a_time(seed: int) -> None:
     ]
 
 
+def _binned_errors(seed: int, forecasts: int, per: int) -> tuple[np.ndarray, ...]:
+    rng = np.random.default_rng(seed)
+    predicted = rng.gamma(2.0, 50.0, (forecasts, 6))
+    actual = predicted * rng.lognormal(0.0, 0.4, predicted.shape)
+    actual[rng.random(actual.shape) < 0.05] = np.nan
+    within = rng.normal(0.0, 5.0, (forecasts, 6, per))
+    within[rng.random(within.shape) < 0.1] = np.nan
+    return actual, predicted, within
+
+
+@pytest.mark.parametrize(("forecasts", "per"), [(3000, 1), (3000, 5), (2000, 12)])
+def test_rows_sorted_when_read_are_those_sorted_at_once(
+    forecasts: int, per: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Up to LAZY_ROW_ERRORS errors a lead, rows are sorted when first read; past it, at once.
+    # Both give the same rows, bands and odds, whichever rows are read first and through
+    # whichever slice.
+    actual, predicted, within = _binned_errors(forecasts, forecasts, per)
+    lazy = Calibration.from_forecasts(actual, predicted, scale_floor=3.0, within=within)
+    monkeypatch.setattr("forecasts.base.LAZY_ROW_ERRORS", -1)
+    eager = Calibration.from_forecasts(actual, predicted, scale_floor=3.0, within=within)
+    assert len(lazy.bin_errors) == MAX_BINS
+    point = np.quantile(predicted[:, 0], [0.1, 0.4, 0.6, 0.9, 0.99, 0.5])
+    steps = np.arange(point.size)
+    thresholds = np.linspace(0.0, 400.0, 9)
+    # A forecast advanced over a gap reads the rows through a slice first.
+    assert lazy.after(2).spread(0.95, point[:4]).tobytes() == (
+        eager.after(2).spread(0.95, point[:4]).tobytes()
+    )
+    assert lazy.exceedance(point, thresholds, steps).tobytes() == (
+        eager.exceedance(point, thresholds, steps).tobytes()
+    )
+    assert lazy.spread(0.95, point).tobytes() == eager.spread(0.95, point).tobytes()
+    assert lazy.quantile(0.95, 6).tobytes() == eager.quantile(0.95, 6).tobytes()
+    assert [r.tobytes() for r in lazy.errors] == [r.tobytes() for r in eager.errors]
+    assert [[r.tobytes() for r in rows] for rows in lazy.bin_errors] == [
+        [r.tobytes() for r in rows] for rows in eager.bin_errors
+    ]
+    assert lazy.samples == eager.samples
+
+
+def test_a_row_read_through_a_slice_is_sorted_for_the_whole() -> None:
+    actual, predicted, within = _binned_errors(3, 2000, 2)
+    calibration = Calibration.from_forecasts(actual, predicted, scale_floor=3.0, within=within)
+    later = calibration.after(2)
+    row = later.bin_errors[1][0]
+    assert np.all(np.diff(row) >= 0)
+    assert calibration.bin_errors[1][2] is row
+    assert later.errors == calibration.errors[2:]
+    assert later.errors != calibration.errors[1:5]
+
+
 @pytest.mark.parametrize(
     ("known", "own_row"), [(MIN_BIN_SAMPLES // 4, True), (MIN_BIN_SAMPLES // 4 - 1, False)]
 )
