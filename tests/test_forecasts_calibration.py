@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import numpy as np
 import pytest
 
@@ -309,7 +311,7 @@ def _binned_errors(seed: int, forecasts: int, per: int) -> tuple[np.ndarray, ...
     return actual, predicted, within
 
 
-@pytest.mark.parametrize(("forecasts", "per"), [(3000, 1), (3000, 5), (2000, 12)])
+@pytest.mark.parametrize(("forecasts", "per"), [(3000, 1), (3000, 5), (1700, 10)])
 def test_rows_sorted_when_read_are_those_sorted_at_once(
     forecasts: int, per: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -338,6 +340,40 @@ def test_rows_sorted_when_read_are_those_sorted_at_once(
         [r.tobytes() for r in rows] for rows in eager.bin_errors
     ]
     assert lazy.samples == eager.samples
+
+
+@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+def test_a_calibration_pickles_sorted_at_every_protocol(protocol: int) -> None:
+    actual, predicted, within = _binned_errors(5, 2000, 3)
+    calibration = Calibration.from_forecasts(actual, predicted, scale_floor=3.0, within=within)
+    calibration.bin_errors[2][1]  # one row read before, the others not
+    copy = pickle.loads(pickle.dumps(calibration, protocol=protocol))
+    assert [r.tobytes() for r in copy.errors] == [r.tobytes() for r in calibration.errors]
+    assert [[r.tobytes() for r in rows] for rows in copy.bin_errors] == [
+        [r.tobytes() for r in rows] for rows in calibration.bin_errors
+    ]
+    thin = [(b, h) for b, rows in enumerate(calibration.bin_errors) for h in range(len(rows))]
+    shared = [(b, h) for b, h in thin if calibration.bin_errors[b][h] is calibration.errors[h]]
+    assert all(copy.bin_errors[b][h] is copy.errors[h] for b, h in shared)
+
+
+@pytest.mark.parametrize("lazy", [True, False])
+def test_a_zero_error_has_one_sign(lazy: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    # -0.0 and 0.0 are equal, so sorts may order them either way; rows hold only 0.0.
+    # An actual of -0.0 with a sample deviation of -0.0, less a forecast of 0.0, is -0.0.
+    actual = np.zeros((900, 2))
+    actual[::2] = -0.0
+    predicted = np.zeros((900, 2))
+    predicted[::3] = 1.0
+    within = np.full((900, 2, 2), -0.0)
+    within[1::2] = 0.5
+    if not lazy:
+        monkeypatch.setattr("forecasts.base.LAZY_ROW_ERRORS", -1)
+    calibration = Calibration.from_forecasts(actual, predicted, scale_floor=1.0, within=within)
+    assert len(calibration.bin_errors) == 2
+    rows = [*calibration.errors, *(r for rows in calibration.bin_errors for r in rows)]
+    assert any((row == 0.0).any() for row in rows)
+    assert not any(np.signbit(row[row == 0.0]).any() for row in rows)
 
 
 def test_a_row_read_through_a_slice_is_sorted_for_the_whole() -> None:
