@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar, overload
 
@@ -278,13 +278,13 @@ class _Row:
 
     __slots__ = ("_state",)
 
-    def __init__(self, errors: FloatArray, *, ordered: bool = False) -> None:
+    def __init__(self, errors: FloatArray, ordered: bool = False) -> None:
         self._state = (errors, ordered)
 
     @classmethod
     def of(cls, errors: FloatArray, *, ordered: bool = False) -> _Row:
         """A row sorted now. ``ordered``: ``errors`` are sorted already."""
-        return cls(_sorted_row(errors, ordered=ordered), ordered=True)
+        return cls(_sorted_row(errors, ordered=ordered), True)
 
     def read(self) -> FloatArray:
         values, ordered = self._state
@@ -293,13 +293,8 @@ class _Row:
             self._state = (values, True)
         return values
 
-    def __reduce__(self) -> tuple[Callable[[FloatArray], _Row], tuple[FloatArray]]:
-        return (_sorted_row_of, (self.read(),))
-
-
-def _sorted_row_of(values: FloatArray) -> _Row:
-    """A row of ``values``, sorted and thinned already (how a :class:`_Row` unpickles)."""
-    return _Row(values, ordered=True)
+    def __reduce__(self) -> tuple[type[_Row], tuple[FloatArray, bool]]:
+        return (_Row, (self.read(), True))
 
 
 class _Rows(Sequence[FloatArray]):

@@ -345,6 +345,9 @@ def test_rows_sorted_when_read_are_those_sorted_at_once(
 @pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
 def test_a_calibration_pickles_sorted_at_every_protocol(protocol: int) -> None:
     actual, predicted, within = _binned_errors(5, 2000, 3)
+    # The highest forecasts' actuals at the first lead are missing: the top bin borrows the
+    # pooled row there, and a copy must share it too.
+    actual[predicted[:, 0] > np.quantile(predicted[:, 0], 0.7), 0] = np.nan
     calibration = Calibration.from_forecasts(actual, predicted, scale_floor=3.0, within=within)
     calibration.bin_errors[2][1]  # one row read before, the others not
     copy = pickle.loads(pickle.dumps(calibration, protocol=protocol))
@@ -354,7 +357,8 @@ def test_a_calibration_pickles_sorted_at_every_protocol(protocol: int) -> None:
     ]
     thin = [(b, h) for b, rows in enumerate(calibration.bin_errors) for h in range(len(rows))]
     shared = [(b, h) for b, h in thin if calibration.bin_errors[b][h] is calibration.errors[h]]
-    assert all(copy.bin_errors[b][h] is copy.errors[h] for b, h in shared)
+    assert shared  # a thin bin at the first lead
+    assert [(b, h) for b, h in thin if copy.bin_errors[b][h] is copy.errors[h]] == shared
 
 
 @pytest.mark.parametrize("lazy", [True, False])
