@@ -3,7 +3,7 @@
 PYTHON ?= python3
 PIP ?= $(PYTHON) -m pip
 
-.PHONY: test deps system-deps python-deps lint crd-check bench bench-scenarios \
+.PHONY: test deps system-deps python-deps lint crd-check prometheusrule bench bench-scenarios \
 	bench-short-history bench-transforms bench-level-shift bench-calibration bench-heldout demo
 
 test: deps lint crd-check
@@ -26,6 +26,14 @@ lint:
 	$(PYTHON) -m ruff check forecasts controller
 	$(PYTHON) -m mypy forecasts controller
 	lint-imports
+
+# The PrometheusRule of manifests/overlays/alerts holds the rule file's groups (tests/test_alerts.py
+# checks it): after a change to manifests/prometheus/tidal-rules.yaml, run this.
+RULES := manifests/prometheus/tidal-rules.yaml
+PROMETHEUS_RULE := manifests/overlays/alerts/prometheusrule.yaml
+prometheusrule:
+	{ sed -n '1,/^spec:/p' $(PROMETHEUS_RULE); sed -n '/^groups:/,$$p' $(RULES) | sed 's/^./  &/'; } \
+		> $(PROMETHEUS_RULE).new && mv $(PROMETHEUS_RULE).new $(PROMETHEUS_RULE)
 
 # The committed CRD must be exactly what the pydantic models generate.
 crd-check:

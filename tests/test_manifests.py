@@ -26,6 +26,7 @@ MANIFESTS = REPO / "manifests"
 KUSTOMIZATIONS = [
     "base",
     "overlays/servicemonitor",
+    "overlays/alerts",
     "overlays/e2e",
     "samples",
     "../e2e/manifests/samples",
@@ -36,6 +37,7 @@ KUBERNETES_VERSION = "1.30.0"
 CUSTOM_KINDS = {
     ("tidal.dev/v1alpha1", "GatewayAutoscaler"): "the generated CRD (test_sample_autoscalers_*)",
     ("monitoring.coreos.com/v1", "ServiceMonitor"): "test_service_monitor_selects_metrics",
+    ("monitoring.coreos.com/v1", "PrometheusRule"): "test_alerts.py",
 }
 METRICS = {
     "tidal_load",
@@ -291,6 +293,10 @@ def test_a_deleted_object_leaves_no_series() -> None:
         m.fit_seconds.labels(gwa, "chat", "mstl").observe(0.3)
         m.reconcile_seconds.labels(gwa, "chat").observe(0.01)
         m.reconcile_errors.labels(gwa, "chat", "MetricsUnavailable").inc()
+        m.ready.labels(gwa, "chat", "eu-west", "cloud").set(2)
+        m.capacity_limited.labels(gwa, "chat", "eu-west").set(0)
+        m.set_reasons(gwa, "chat", "eu-west", {"total": "Forecast", "cloud": "RateLimit"})
+        m.last_success.labels(gwa, "chat").set(1e9)
 
     def lines(gwa: str) -> list[str]:
         return [x for x in m.exposition().decode().splitlines() if f'gwa="{gwa}"' in x]
@@ -298,6 +304,11 @@ def test_a_deleted_object_leaves_no_series() -> None:
     kept = lines("kept")
     m.forget("gone", "chat", "eu-west")
     assert any(x.startswith("tidal_reconcile_errors_total{") for x in lines("gone"))
+    # forget keeps what is the object's and not its region's: its last success too.
+    names = {x.split("{")[0] for x in lines("gone")}
+    assert "tidal_last_success_timestamp_seconds" in names
+    region_gauges = {"tidal_load", "tidal_planned_replicas", "tidal_ready_replicas"}
+    assert not names & (region_gauges | {"tidal_plan_reason", "tidal_capacity_limited"})
     m.forget_object("gone", "chat", "eu-west")
     assert lines("gone") == []
     assert lines("kept") == kept

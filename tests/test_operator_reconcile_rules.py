@@ -23,6 +23,7 @@ from controller.operator.kube import placeholder_deployment
 from controller.operator.reconcile import Reconciler, _first_fit_pending, _replicas
 from controller.operator.sources import MetricsUnavailable, QueryError
 from controller.operator.status import parse_time, rfc3339
+from controller.planner import Reason
 from controller.spec import GatewayAutoscalerSpec
 from forecasts.base import Calibration, Forecast
 from forecasts.errors import (
@@ -888,15 +889,19 @@ def test_the_forecast_peak_gauge_is_the_highest_point_within_the_horizon(
     forecast = Forecast(
         "m", now, 300.0, point, Calibration.from_forecasts(errors, errors, scale_floor=1.0)
     )
-    none = SimpleNamespace(replicas=0)
+    none = SimpleNamespace(replicas=0, reason=Reason.FORECAST)
     plan = SimpleNamespace(
         load=None,
         now=now,
         forecast_peak=None,
+        total=none,
         physical=none,
         cloud=none,
         reserve=none,
         physical_capacity=16,
+        capacity_limited=None,
     )
-    operator.reconciler._observe("gateway-eu", NAMESPACE, spec, plan, forecast, actual=(0, 0))
+    operator.reconciler._observe(
+        "gateway-eu", NAMESPACE, spec, plan, forecast, actual=(0, 0), ready=(0, 0)
+    )
     assert gauge(operator, "forecast_peak") == 70.0

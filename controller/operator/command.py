@@ -132,18 +132,7 @@ class Operator:
         replica did, and the rate of a counter that stops is zero). Fits and per-object memory
         stay as well: a replica that wins the lease back plans from its fits at once.
         """
-        m = self.metrics
-        gauges = (
-            m.load,
-            m.forecast_peak,
-            m.forecast_upper,
-            m.planned,
-            m.actual,
-            m.reserved,
-            m.physical_capacity,
-        )
-        for gauge in gauges:
-            gauge.clear()
+        self.metrics.withdraw_objects()
 
     def _healthy(self) -> tuple[bool, str]:
         if self.elector is not None and self._started_election and not self.elector.running:

@@ -81,6 +81,72 @@ class OperatorMetrics:
             "1 while this instance leads: holds the lease, or runs without leader election",
             registry=r,
         )
+        self.ready = Gauge(
+            "tidal_ready_replicas",
+            "Ready replicas of the pool's Deployment (status.readyReplicas), once it reports",
+            (*OBJECT, "pool"),
+            registry=r,
+        )
+        self.plan_reason = Gauge(
+            "tidal_plan_reason",
+            "1 for the reason behind each number of the last plan (decision: total, physical, "
+            "cloud, reserve); only the current reason is exported",
+            (*OBJECT, "decision", "reason"),
+            registry=r,
+        )
+        self.capacity_limited = Gauge(
+            "tidal_capacity_limited",
+            "1 while the plan holds fewer replicas than the load or the forecast wants: "
+            "replicas.max, or the physical capacity plus cloud.maxReplicas, cut it",
+            OBJECT,
+            registry=r,
+        )
+        self.last_success = Gauge(
+            "tidal_last_success_timestamp_seconds",
+            "When the object was last reconciled without error (Unix time)",
+            ("gwa", "namespace"),
+            registry=r,
+        )
+        #: The reason each ``(gwa, namespace, region, decision)`` exports, to drop it once
+        #: another takes its place.
+        self._reasons: dict[tuple[str, str, str, str], str] = {}
+        self._lock = threading.Lock()
+
+    def object_gauges(self) -> tuple[Gauge, ...]:
+        """The gauges that say what an object looks like now: only the leader exports them."""
+        return (
+            self.load,
+            self.forecast_peak,
+            self.forecast_upper,
+            self.planned,
+            self.actual,
+            self.ready,
+            self.reserved,
+            self.physical_capacity,
+            self.capacity_limited,
+            self.plan_reason,
+            self.last_success,
+        )
+
+    def withdraw_objects(self) -> None:
+        """Stop exporting every object's gauges (:meth:`object_gauges`)."""
+        with self._lock:
+            for gauge in self.object_gauges():
+                gauge.clear()
+            self._reasons.clear()
+
+    def set_reasons(self, gwa: str, namespace: str, region: str, reasons: dict[str, str]) -> None:
+        """Export ``reasons`` (decision -> reason) as ``tidal_plan_reason``: 1 for each, and
+        no series for a reason a decision no longer has."""
+        with self._lock:
+            for decision, reason in reasons.items():
+                key = (gwa, namespace, region, decision)
+                before = self._reasons.get(key)
+                if before is not None and before != reason:
+                    with contextlib.suppress(KeyError):
+                        self.plan_reason.remove(*key, before)
+                self._reasons[key] = reason
+                self.plan_reason.labels(*key, reason).set(1)
 
     def forget(self, gwa: str, namespace: str, region: str) -> None:
         """Drop an object's per-object gauges (it was deleted or its region changed)."""
@@ -91,24 +157,32 @@ class OperatorMetrics:
             self.forecast_upper,
             self.reserved,
             self.physical_capacity,
+            self.capacity_limited,
         ):
             with contextlib.suppress(KeyError):
                 gauge.remove(*labels)
-        for gauge in (self.planned, self.actual):
+        for gauge in (self.planned, self.actual, self.ready):
             for pool in ("physical", "cloud"):
                 with contextlib.suppress(KeyError):
                     gauge.remove(*labels, pool)
+        with self._lock:
+            for key in [k for k in self._reasons if k[:3] == labels]:
+                with contextlib.suppress(KeyError):
+                    self.plan_reason.remove(*key, self._reasons.pop(key))
 
     def forget_object(self, gwa: str, namespace: str, region: str | None = None) -> None:
         """Drop every series of a deleted object: its gauges (as :meth:`forget`, when its
-        region is known) and its counters and histograms, whatever their ``model`` or
-        ``reason``, so that objects come and go without the series piling up.
+        region is known), the time of its last success, and its counters and histograms,
+        whatever their ``model`` or ``reason``, so that objects come and go without the series
+        piling up.
 
         :meth:`forget` keeps the counters and histograms, for a region that changed or an
         object that was paused: the object lives on, and its counters must not restart.
         """
         if region is not None:
             self.forget(gwa, namespace, region)
+        with contextlib.suppress(KeyError):
+            self.last_success.remove(gwa, namespace)
         for metric, names in (
             (self.fit_seconds, ("gwa", "namespace", "model")),
             (self.reconcile_seconds, ("gwa", "namespace")),

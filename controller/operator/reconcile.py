@@ -19,6 +19,7 @@ calls it.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -206,6 +207,8 @@ class Reconciler:
                 self.metrics.forget(name, namespace, memory.region)
             memory.region = spec.region
             outcome = self._reconcile(obj, spec, snapshot, memory, bound)
+            if outcome.ok and outcome.reason != "NotLeader":
+                self.metrics.last_success.labels(name, namespace).set(self.clock())
             if outcome.ok and memory.failure is not None:
                 bound.info("reconcile_recovered", previous=memory.failure)
                 memory.failure = None
@@ -405,6 +408,7 @@ class Reconciler:
             plan,
             None,
             actual=(state.physical_replicas, state.cloud_replicas),
+            ready=(state.physical_ready, state.cloud_ready),
         )
         message = (
             "Paused: no metric is read, no model fitted and nothing changed until spec.mode is "
@@ -623,7 +627,15 @@ class Reconciler:
             memory.unsaved = plan.recommendations
             raise
         memory.unsaved = ()
-        self._observe(name, namespace, spec, plan, forecast, actual=running)
+        self._observe(
+            name,
+            namespace,
+            spec,
+            plan,
+            forecast,
+            actual=running,
+            ready=(state.physical_ready, state.cloud_ready),
+        )
         if failed is not None:
             # One status above says it all (this pass's recommendation kept, Ready=False); the
             # edge would write a second one from the old conditions.
@@ -944,7 +956,10 @@ class Reconciler:
         forecast: Forecast | None,
         *,
         actual: tuple[int, int],
+        ready: tuple[int | None, int | None],
     ) -> None:
+        """Export the plan. ``actual``: the replicas each pool's Deployment now asks for;
+        ``ready``: those ready when the pass read them (None: not reported yet)."""
         labels = (name, namespace, spec.region)
         m = self.metrics
         if plan.load is not None:
@@ -958,5 +973,21 @@ class Reconciler:
         m.planned.labels(*labels, "cloud").set(plan.cloud.replicas)
         m.actual.labels(*labels, "physical").set(actual[0])
         m.actual.labels(*labels, "cloud").set(actual[1])
+        for pool, count in zip(("physical", "cloud"), ready, strict=True):
+            if count is None:
+                with contextlib.suppress(KeyError):
+                    m.ready.remove(*labels, pool)
+            else:
+                m.ready.labels(*labels, pool).set(count)
+        m.set_reasons(
+            *labels,
+            {
+                "total": plan.total.reason.value,
+                "physical": plan.physical.reason.value,
+                "cloud": plan.cloud.reason.value,
+                "reserve": plan.reserve.reason.value,
+            },
+        )
         m.reserved.labels(*labels).set(plan.reserve.replicas)
         m.physical_capacity.labels(*labels).set(plan.physical_capacity)
+        m.capacity_limited.labels(*labels).set(1 if plan.capacity_limited else 0)
