@@ -285,9 +285,18 @@ class PrometheusServer:
         retention: str = "3650d",
         lookback_delta: str | None = None,
         port: int | None = None,
+        rule_files: Iterable[Path] = (),
+        targets: Mapping[str, str] | None = None,
     ) -> None:
+        """``rule_files``: rule files Prometheus loads (evaluated every ``scrape_interval``);
+        ``targets``: more jobs to scrape, job name -> ``host:port``, on 127.0.0.1 only."""
         self.data_dir = Path(data_dir)
         self.exporter = exporter
+        self.rule_files = [Path(path).resolve() for path in rule_files]
+        self.targets = dict(targets or {})
+        for target in self.targets.values():
+            if not target.startswith("127.0.0.1:"):
+                raise ValueError(f"a test scrapes loopback only, not {target}")
         self.scrape_interval = scrape_interval
         self.retention = retention
         self.lookback_delta = lookback_delta
@@ -323,9 +332,20 @@ class PrometheusServer:
                     "relabel_configs": [
                         {"target_label": "instance", "replacement": SCRAPE_INSTANCE}
                     ],
-                }
+                },
+                *(
+                    {
+                        "job_name": job,
+                        "scrape_interval": interval,
+                        "scrape_timeout": interval,
+                        "static_configs": [{"targets": [target]}],
+                    }
+                    for job, target in self.targets.items()
+                ),
             ],
         }
+        if self.rule_files:
+            config["rule_files"] = [str(path) for path in self.rule_files]
         path = self.data_dir / "prometheus.yml"
         path.write_text(yaml.safe_dump(config), encoding="utf-8")
         return path
