@@ -47,6 +47,8 @@ METRICS = {
     "tidal_actual_replicas",
     "tidal_reserved_replicas",
     "tidal_physical_capacity",
+    "tidal_ready_replicas",
+    "tidal_plan_reason",
 }
 CLOUD_TAINT = {
     "key": "tidal.dev/pool",
@@ -279,6 +281,22 @@ def test_grafana_dashboard_uses_the_operator_metrics() -> None:
     text = metrics.OperatorMetrics().exposition().decode()
     exported = set(re.findall(r"^# TYPE (\w+) ", text, flags=re.M))
     assert exported >= METRICS, sorted(METRICS - exported)
+
+
+def test_grafana_panels_have_ids_and_places_of_their_own() -> None:
+    """Grafana keeps one panel of two with the same id, and draws overlapping ones on top of
+    each other."""
+    dashboard = json.loads((MANIFESTS / "grafana" / "tidal-dashboard.json").read_text("utf-8"))
+    panels = dashboard["panels"]
+    assert len({panel["id"] for panel in panels}) == len(panels)
+    cells = [
+        (panel["id"], x, y)
+        for panel in panels
+        for x in range(panel["gridPos"]["x"], panel["gridPos"]["x"] + panel["gridPos"]["w"])
+        for y in range(panel["gridPos"]["y"], panel["gridPos"]["y"] + panel["gridPos"]["h"])
+    ]
+    assert all(0 <= x < 24 for _, x, _ in cells)
+    assert len({(x, y) for _, x, y in cells}) == len(cells)
 
 
 def test_a_deleted_object_leaves_no_series() -> None:
