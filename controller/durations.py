@@ -12,11 +12,16 @@ from typing import Annotated, Any
 
 from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
 
-__all__ = ["DURATION_PATTERN", "Duration", "format_duration", "parse_duration"]
+__all__ = ["DURATION_PATTERN", "MAX_DURATION", "Duration", "format_duration", "parse_duration"]
 
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
 DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h|d|w))+$"
+#: The longest duration Tidal takes: ten years, far beyond any window, history or lead time a
+#: region needs, and short enough that the spec's sums and multiples of durations (two steps,
+#: a forecast's reach plus a refit) and a history counted back from now stay within what a
+#: ``datetime`` holds. Longer text is a typo, refused with its field's name.
+MAX_DURATION = timedelta(days=3650)
 
 
 def parse_duration(value: Any) -> timedelta:
@@ -37,13 +42,13 @@ def parse_duration(value: Any) -> timedelta:
 
 def _held(seconds: float, value: Any) -> timedelta:
     """``seconds`` as a timedelta; a ValueError (which names the field in a validation error)
-    for what no timedelta holds, so that one object's typo never escapes as OverflowError."""
-    try:
-        return timedelta(seconds=seconds)
-    except (OverflowError, ValueError):
+    for what is longer than :data:`MAX_DURATION` or not a number, so that one object's typo
+    never escapes as an OverflowError, here or in arithmetic on the durations later."""
+    if not abs(seconds) <= MAX_DURATION.total_seconds():  # NaN and infinities too
         raise ValueError(
-            f"{value!r} is not a duration Tidal can hold (at most {timedelta.max.days} days)"
-        ) from None
+            f"{value!r} is not a duration Tidal can hold (at most {MAX_DURATION.days} days)"
+        )
+    return timedelta(seconds=seconds)
 
 
 def format_duration(value: timedelta) -> str:

@@ -11,7 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from controller.durations import format_duration, parse_duration
-from controller.spec import CloudSpec
+from controller.spec import CloudSpec, GatewayAutoscalerSpec
 
 
 @pytest.mark.parametrize(
@@ -22,6 +22,7 @@ from controller.spec import CloudSpec
         ("1h30m", 5400),
         ("14d", 14 * 86400),
         ("2w", 14 * 86400),
+        ("3650d", 3650 * 86400),  # MAX_DURATION, the longest taken
         ("250ms", 0.25),
         ("1.5h", 5400),
         (" 5m ", 300),
@@ -42,7 +43,9 @@ def test_a_duration_is_read_from_text_or_seconds(text: Any, seconds: float) -> N
         ("5 m", "'5 m' is not a duration"),
         ([5], "a duration is text such as '5m' or '14d', got list"),
         (True, "not a boolean"),
-        ("1000000000d", "'1000000000d' is not a duration Tidal can hold (at most 999999999 days)"),
+        ("1000000000d", "'1000000000d' is not a duration Tidal can hold (at most 3650 days)"),
+        ("3651d", "'3651d' is not a duration Tidal can hold (at most 3650 days)"),
+        (-math.inf, "-inf is not a duration Tidal can hold"),
         (math.inf, "inf is not a duration Tidal can hold"),
         (math.nan, "nan is not a duration Tidal can hold"),
     ],
@@ -88,3 +91,27 @@ def test_a_duration_is_written_as_its_shortest_text(seconds: float, text: str) -
     written = format_duration(timedelta(seconds=seconds))
     assert written == text
     assert parse_duration(written) == timedelta(seconds=round(seconds))
+
+
+@pytest.mark.parametrize(
+    ("section", "fields", "field"),
+    [
+        ("load", {"step": "600000000d"}, ("load", "step")),
+        ("forecast", {"horizon": "600000000d", "refit": "600000000d"}, ("forecast", "horizon")),
+    ],
+)
+def test_durations_whose_sums_no_timedelta_holds_are_refused_by_field(
+    section: str, fields: dict[str, str], field: tuple[str, ...]
+) -> None:
+    """Each duration alone fits a timedelta, but the spec doubles a step and adds a refit to a
+    forecast's reach: MAX_DURATION refuses them by field, before any such sum overflows."""
+    spec: dict[str, Any] = {
+        "region": "eu",
+        "load": {"query": "q", "perReplica": 10},
+        "physical": {"deployment": "gw"},
+        "cloud": {"deployment": "gw-cloud"},
+    }
+    spec[section] = {**spec.get(section, {}), **fields}
+    with pytest.raises(ValidationError) as error:
+        GatewayAutoscalerSpec.model_validate(spec)
+    assert error.value.errors()[0]["loc"] == field

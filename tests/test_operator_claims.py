@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from controller.operator import Operator, OperatorSettings
+from controller.operator import Operator, OperatorSettings, claims
 from controller.operator.claims import deployment_claims
 from controller.operator.kube import placeholder_name
 from forecasts.series import LoadSeries
@@ -123,12 +123,52 @@ def test_the_first_created_claims_a_deployment(objects: list[dict[str, Any]], ow
             id="invalid-spec",
         ),
         pytest.param(created("a" * 64, "chat", "2024-05-01T10:00:01Z"), id="name-too-long"),
+        # Durations whose sums or multiples no timedelta holds: before MAX_DURATION these
+        # escaped the validation as OverflowError and stopped every object's pass.
+        pytest.param(
+            created(
+                "a",
+                "chat",
+                "2024-05-01T10:00:01Z",
+                load={"query": "q", "perReplica": 1, "step": "600000000d"},
+            ),
+            id="step-doubled-overflows",
+        ),
+        pytest.param(
+            created(
+                "a",
+                "chat",
+                "2024-05-01T10:00:01Z",
+                forecast={"horizon": "600000000d", "refit": "600000000d"},
+            ),
+            id="reach-plus-refit-overflows",
+        ),
     ],
 )
 def test_an_object_that_cannot_write_claims_nothing(older: dict[str, Any]) -> None:
     """A ForecastOnly or invalid object, however old, leaves the Deployment to the next one."""
     newer = created("b", "chat", "2024-05-01T10:00:02Z")
     assert deployment_claims([older, newer])[("chat", "gw")] == "b"
+
+
+def test_whatever_one_spec_raises_the_others_claim(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Claims are read for every object before any is reconciled: an error a validator lets
+    escape (not a ValidationError) makes that object claim nothing, and stops nobody else's."""
+    validate = claims.GatewayAutoscalerSpec.model_validate
+
+    def overflowing(spec: Any) -> Any:
+        if spec.get("region") == "broken":
+            raise OverflowError("date value out of range")
+        return validate(spec)
+
+    monkeypatch.setattr(claims.GatewayAutoscalerSpec, "model_validate", overflowing)
+    older = created("a", "chat", "2024-05-01T10:00:01Z")
+    older["spec"]["region"] = "broken"
+    newer = created("b", "chat", "2024-05-01T10:00:02Z")
+    assert deployment_claims([older, newer]) == {
+        ("chat", "gw"): "b",
+        ("chat", "gateway-eu-cloud"): "b",
+    }
 
 
 def test_a_paused_object_keeps_its_claim() -> None:

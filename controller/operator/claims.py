@@ -47,7 +47,11 @@ def _writer_spec(obj: Mapping[str, Any]) -> GatewayAutoscalerSpec | None:
         return None
     try:
         spec = GatewayAutoscalerSpec.model_validate(obj.get("spec") or {})
-    except ValidationError:
+    except (ValidationError, ValueError, ArithmeticError):
+        # Claims are read for every object before any is reconciled: an object whose spec
+        # cannot be read claims nothing, and its own reconcile says why. Whatever the
+        # validation raises (an OverflowError a validator let through, say), it must not stop
+        # the pass for the others.
         return None
     return None if spec.mode is Mode.FORECAST_ONLY else spec
 
