@@ -312,6 +312,26 @@ def test_a_lease_lost_mid_pass_keeps_the_fits_of_objects_not_reached(
         operator.models.shutdown()
 
 
+def test_a_stop_ends_the_pass_at_the_next_object(cluster: KubeEmulatorHandle) -> None:
+    """SIGTERM half-way through a pass: the object being planned is finished, the rest wait for
+    the next leader, so that a long pass does not outlast the pod's grace period."""
+    clock = Clock()
+    operator, _ = operator_leading(cluster, clock, "eu", "us", "ap")
+    reconcile = operator.reconciler.reconcile
+
+    def reconcile_then_stop(obj: Mapping[str, Any], snapshot: ClusterSnapshot) -> Outcome:
+        outcome = reconcile(obj, snapshot)
+        operator.stop()
+        return outcome
+
+    try:
+        operator.reconciler.reconcile = reconcile_then_stop  # type: ignore[method-assign]
+        outcomes = operator.run_once()
+        assert len(outcomes) == 1 and next(iter(outcomes.values())).ok
+    finally:
+        operator.models.shutdown()
+
+
 @pytest.mark.parametrize("checks_before_loss", [1, 2], ids=["before-the-scale", "before-status"])
 def test_a_lease_lost_while_an_object_is_planned_writes_nothing_more(
     cluster: KubeEmulatorHandle, checks_before_loss: int

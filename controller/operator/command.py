@@ -184,7 +184,10 @@ class Operator:
         self.reads.begin_pass()
         try:
             for key, obj in named:
-                if not self.is_leader():
+                # A stop (SIGTERM) ends the pass at the next object, not after every one: a pass
+                # longer than the pod's grace period would end in SIGKILL, its lease held until
+                # it expires. The objects not reached are the next leader's first pass.
+                if self._stop.is_set() or not self.is_leader():
                     break
                 outcomes[key] = self.reconciler.reconcile(obj, snapshot)
                 # Alive while it gets on: a pass over many objects, each read slowly (a
