@@ -14,13 +14,19 @@ import yaml
 from kubernetes import client, config
 from kubernetes.config import kube_config
 
+from controller.operator import kube as kube_module
 from controller.operator.errors import (
     ClusterUnavailable,
     Conflict,
     KubeconfigInvalid,
     OperatorError,
 )
-from controller.operator.kube import KubeClient, api_client_from_settings, placeholder_deployment
+from controller.operator.kube import (
+    KubeClient,
+    api_client_from_settings,
+    placeholder_deployment,
+    slim_pod,
+)
 from controller.operator.settings import OperatorSettings
 from controller.spec import GROUP, KIND, VERSION
 from tests.support.kube_emulator import KubeEmulatorHandle, TidalKubeEmulator
@@ -411,6 +417,96 @@ def test_a_snapshot_reads_nodes_running_pods_and_deployments(
     for namespace, name in deployments:
         found = snap.deployment(namespace, name)
         assert found is not None and found["metadata"]["namespace"] == namespace
+
+
+def test_pods_are_read_a_page_at_a_time_and_all_of_them_kept(
+    kube_api: KubeEmulatorHandle, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A large cluster's pods come in pages that follow the API server's continue token to
+    the end: none lost, none read twice, and finished ones still left out."""
+    monkeypatch.setattr(kube_module, "POD_PAGE", 2)
+    names = [f"p{i}" for i in range(7)]
+    for name in names:
+        kube_api.create(pod(name, "Running"))
+    kube_api.create(pod("done", "Succeeded"))
+    snap = KubeClient(kube_api.api_client()).snapshot()
+    assert sorted(p["metadata"]["name"] for p in snap.pods) == names
+    pages = [r for r in kube_api.requests() if r.method == "GET" and r.url.path == "/api/v1/pods"]
+    assert [r.params.get("limit") for r in pages] == ["2"] * 4
+    assert [r.params.get("continue") for r in pages] == [None, "2", "4", "6"]
+
+
+def test_a_listed_pod_keeps_what_tidal_reads_and_drops_the_rest() -> None:
+    """What capacity, drain and the placeholders read stays (requests, ports, affinity, node,
+    labels, the deletion cost, readiness, owner and deletion marks); managed fields, volumes,
+    environments, probes, container statuses and kubectl's last applied copy go."""
+    kept_container = {
+        "name": "gw",
+        "image": "gateway:1",
+        "resources": {"requests": {"cpu": "1"}, "limits": {"memory": "1Gi"}},
+        "ports": [{"containerPort": 8080, "hostPort": 8080}],
+    }
+    heavy = {
+        "env": [{"name": "A", "value": "b"}],
+        "envFrom": [{"configMapRef": {"name": "c"}}],
+        "volumeMounts": [{"name": "v", "mountPath": "/v"}],
+        "command": ["gw"],
+        "args": ["--x"],
+        "livenessProbe": {"httpGet": {"port": 8080}},
+        "readinessProbe": {"httpGet": {"port": 8080}},
+        "startupProbe": {"httpGet": {"port": 8080}},
+        "lifecycle": {"preStop": {"exec": {"command": ["sleep"]}}},
+    }
+    kept_meta = {
+        "name": "p",
+        "namespace": "chat",
+        "labels": {"app": "gw"},
+        "ownerReferences": [{"kind": "ReplicaSet", "name": "gw-1", "uid": "u"}],
+        "deletionTimestamp": "2024-05-01T10:00:00Z",
+        "creationTimestamp": "2024-05-01T09:00:00Z",
+    }
+    kept_status = {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}
+    full = {
+        "metadata": {
+            **kept_meta,
+            "annotations": {
+                "controller.kubernetes.io/pod-deletion-cost": "-5",
+                "kubectl.kubernetes.io/last-applied-configuration": "{...}",
+            },
+            "managedFields": [{"manager": "kubectl"}],
+        },
+        "spec": {
+            "nodeName": "n1",
+            "affinity": {"podAntiAffinity": {}},
+            "overhead": {"cpu": "100m"},
+            "containers": [{**kept_container, **heavy}],
+            "initContainers": [{**kept_container, **heavy}],
+            "volumes": [{"name": "v", "emptyDir": {}}],
+        },
+        "status": {
+            **kept_status,
+            "containerStatuses": [{"name": "gw", "ready": True}],
+            "initContainerStatuses": [{"name": "gw", "ready": True}],
+        },
+    }
+    assert slim_pod(full) == {
+        "metadata": {
+            **kept_meta,
+            "annotations": {"controller.kubernetes.io/pod-deletion-cost": "-5"},
+        },
+        "spec": {
+            "nodeName": "n1",
+            "affinity": {"podAntiAffinity": {}},
+            "overhead": {"cpu": "100m"},
+            "containers": [kept_container],
+            "initContainers": [kept_container],
+        },
+        "status": kept_status,
+    }
+    assert slim_pod({"metadata": None, "spec": {"containers": None}}) == {
+        "metadata": None,
+        "spec": {"containers": None},
+    }
 
 
 @pytest.mark.parametrize(

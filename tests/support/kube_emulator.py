@@ -744,11 +744,24 @@ class TidalKubeEmulator(kmock.KubernetesEmulator):
     def _list(
         self, rtype: ResourceType, namespace: str | None, params: Mapping[str, str]
     ) -> dict[str, Any]:
+        items = self._select(rtype, namespace, params)
+        meta: dict[str, Any] = {"resourceVersion": str(self._rv)}
+        # Pages as the API server gives them: ``limit`` items, and a ``continue`` token for the
+        # rest (here the offset of the next item, the API server's is opaque).
+        try:
+            limit = int(params.get("limit") or 0)
+            start = int(params.get("continue") or 0)
+        except ValueError as exc:
+            raise _error(400, "BadRequest", f"invalid list parameter: {exc}") from exc
+        if limit > 0:
+            if start + limit < len(items):
+                meta["continue"] = str(start + limit)
+            items = items[start : start + limit]
         return {
             "apiVersion": rtype.api_version,
             "kind": f"{rtype.kind}List",
-            "metadata": {"resourceVersion": str(self._rv)},
-            "items": self._select(rtype, namespace, params),
+            "metadata": meta,
+            "items": items,
         }
 
     def _watch_plan(
