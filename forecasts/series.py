@@ -372,8 +372,13 @@ class _Rows:
 
 
 def _read_rows(path: Path, reader: Iterator[list[str]]) -> _Rows:
-    """The samples of a trace's rows, in order: see :func:`load_trace`."""
+    """The samples of a trace's rows, in order: see :func:`load_trace`.
+
+    Lines are the file's own (the csv reader's ``line_num`` where it has one): a quoted cell
+    that holds a newline makes a row of more than one line, and a row's number is its first.
+    """
     rows = _Rows()
+    clock: tuple[bool, int, str] | None = None  # the first row's: local or not, line, stamp
     times = rows.times
     shift = 0.0  # seconds added to local timestamps since the clock last went back
     folded_at: float | None = None
@@ -382,7 +387,13 @@ def _read_rows(path: Path, reader: Iterator[list[str]]) -> _Rows:
     header = next(reader, None)
     if header is None or [h.strip() for h in header[:2]] != ["timestamp", "load"]:
         raise TraceFormatError(f"{path}:1: the header must be 'timestamp,load', got {header}")
-    for line_no, row in enumerate(reader, start=2):
+    ends_at = getattr(reader, "line_num", None)
+    last_line = ends_at if isinstance(ends_at, int) else 1
+    for counted, row in enumerate(reader, start=2):
+        line_no = counted
+        if isinstance(ends_at, int):
+            # The row began on the line after the one the last row ended on.
+            line_no, last_line = last_line + 1, int(getattr(reader, "line_num", counted))
         if not row or all(not cell.strip() for cell in row):
             continue
         if len(row) < 2:
@@ -399,6 +410,17 @@ def _read_rows(path: Path, reader: Iterator[list[str]]) -> _Rows:
             raise TraceFormatError(
                 f"{path}:{line_no}: timestamp {row[0]!r} is not ISO-8601"
             ) from exc
+        if clock is None:
+            clock = (local, line_no, row[0].strip())
+        elif local != clock[0]:
+            # A local clock and UTC offsets do not mix: a naive 12:00 after 11:00-05:00 may
+            # be 5 hours on or back, and read either way it leaves a gap or a clash.
+            first = "without" if clock[0] else "with"
+            raise TraceFormatError(
+                f"{path}:{line_no}: timestamp {row[0].strip()} has {'no ' if local else 'a '}"
+                f"UTC offset where the rows before it are {first} one (line {clock[1]}: "
+                f"{clock[2]}): write every timestamp one way"
+            )
         load = _parse_load(path, line_no, row[1])
         if load < 0:
             first_negative = first_negative or (line_no, load)

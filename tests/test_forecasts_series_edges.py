@@ -453,3 +453,46 @@ def test_a_series_with_no_known_sample_resamples_to_a_finer_grid_of_gaps() -> No
     finer = LoadSeries(START, 600.0, np.array([np.nan, np.nan])).resample(60.0)
     assert (finer.start, finer.step, len(finer)) == (START, 60.0, 11)
     assert np.isnan(finer.values).all()
+
+
+@pytest.mark.parametrize(
+    ("stamps", "line", "message"),
+    [
+        pytest.param(
+            ["2024-01-01T00:00:00", "2024-01-01T00:01:00", "2024-01-01T00:02:00-05:00"],
+            4,
+            "timestamp 2024-01-01T00:02:00-05:00 has a UTC offset where the rows before it are "
+            "without one (line 2: 2024-01-01T00:00:00)",
+            id="local-then-offset",
+        ),
+        pytest.param(
+            ["2024-01-01T00:00:00Z", "2024-01-01T05:01:00", "2024-01-01T05:02:00"],
+            3,
+            "timestamp 2024-01-01T05:01:00 has no UTC offset where the rows before it are with "
+            "one (line 2: 2024-01-01T00:00:00Z)",
+            id="utc-then-local",
+        ),
+    ],
+)
+def test_a_local_clock_mixed_with_utc_offsets_is_refused_at_the_first_row_that_switches(
+    tmp_path: Path, stamps: list[str], line: int, message: str
+) -> None:
+    """Read as it came, a local 05:01 after 00:00Z would leave a five-hour hole of gaps (or,
+    the other way, a clash): the row that switches is named, with the first row's way."""
+    path = tmp_path / "mixed.csv"
+    path.write_text("timestamp,load\n" + "".join(f"{s},5\n" for s in stamps))
+    with pytest.raises(TraceFormatError) as error:
+        load_trace(path)
+    assert str(error.value) == f"{path}:{line}: {message}: write every timestamp one way"
+
+
+def test_a_row_after_a_quoted_newline_is_named_by_its_own_line(tmp_path: Path) -> None:
+    """A quoted cell holding a newline makes one row of two lines: the rows after it are named
+    by the line they are on in the file, not by how many rows came before."""
+    path = tmp_path / "quoted.csv"
+    path.write_text(
+        'timestamp,load\n2024-01-01T00:00:00Z,1\n2024-01-01T00:01:00Z,"5\n"\n\n'
+        "2024-01-01T00:02:00Z,abc\n"
+    )
+    with pytest.raises(TraceFormatError, match=r"quoted\.csv:6: load 'abc' is not a number"):
+        load_trace(path)
