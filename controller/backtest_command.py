@@ -347,6 +347,14 @@ def run(args: argparse.Namespace) -> int:
         return fail(str(exc))
     if args.jobs < 0:
         return fail(f"--jobs must be 0 (one per core) or more, got {args.jobs}")
+    if args.scale_down_utilization_threshold is not None and scenario.cloud_scoring == "Packed":
+        err.print(
+            "tidal backtest: warning: --scale-down-utilization-threshold counts only with "
+            "--cloud-scoring MostAllocated or LeastAllocated: Packed gives a node back once its "
+            "pods fit on one fewer",
+            markup=False,
+            highlight=False,
+        )
     policies = tuple(p.strip() for p in args.policies.split(","))
     if not any(policies):
         return fail(f"--policies {args.policies!r} names no policy; known: {', '.join(POLICIES)}")
@@ -366,7 +374,10 @@ def run(args: argparse.Namespace) -> int:
         try:
             score_from = parse_timestamp(args.score_from)
         except ValueError:
-            return fail(f"--score-from {args.score_from!r} is not an ISO-8601 timestamp")
+            return fail(
+                f"--score-from {args.score_from!r} is not an ISO-8601 timestamp in the years "
+                "1 to 9999"
+            )
     plot = None
     if args.plot is not None:
         from controller.plotting import plot_path
@@ -377,7 +388,9 @@ def run(args: argparse.Namespace) -> int:
             return fail(f"--plot {args.plot or repr(args.plot)}: {exc}")
     seen: dict[str, str] = {}
     for path in args.traces:
-        if not Path(path).is_file():
+        if Path(path).is_dir():
+            return fail(f"{path}: a directory, not a trace (give its .csv files)")
+        if not Path(path).exists():
             return fail(f"{path}: no such file")
         stem = Path(path).stem
         if stem in seen:

@@ -135,6 +135,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except BrokenPipeError:
         return _reader_gone()
+    except OSError as exc:
+        # What the machine refuses (a full disk under the output, a device that fails): one
+        # line, as tidal's other errors, not a traceback. Standard output goes to /dev/null
+        # so that the flush at exit does not fail a second time.
+        print(f"tidal {args.command}: {exc}", file=sys.stderr)
+        _reader_gone()
+        return 1
     finally:
         warnings.formatwarning = formatted
 

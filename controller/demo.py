@@ -146,7 +146,8 @@ def run(args: argparse.Namespace) -> int:
         "the cloud replicas' worth of nodes it holds, then why.\n"
     )
     runs: list[TraceRun] = []
-    every = max(1, round(args.every * 60))
+    # Past the replay's length it prints only at the end (and 1e307 hours is no integer).
+    every = max(1, round(min(args.every, 24.0 * 366) * 60))
     for region, ahead in REGIONS:
         raw = _region_series(trace, ahead, start, args.days)
         load = prepare_trace(raw, scenario)

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -266,7 +267,7 @@ def _run_accuracy(args: argparse.Namespace, horizon: float) -> int:
         return 1
     report = forecast_report(results, horizon=horizon, quantile=args.quantile)
     if args.json:
-        json.dump(report, sys.stdout)
+        json.dump(_json_finite(report), sys.stdout, allow_nan=False)
         sys.stdout.write("\n")
     else:
         _print_table(report)
@@ -623,9 +624,21 @@ def _run_live(args: argparse.Namespace, *, model: str, horizon: float) -> int:
     return 0
 
 
+def _json_finite(value: Any) -> Any:
+    """``value`` with every float that is not finite made null: ``NaN`` and ``Infinity`` are
+    not JSON, and a reader's parser refuses them (a MASE over loads near 1e307 overflows)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _json_finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_finite(item) for item in value]
+    return value
+
+
 def _print_shown(report: dict[str, Any], *, as_json: bool) -> None:
     if as_json:
-        json.dump(report, sys.stdout)
+        json.dump(_json_finite(report), sys.stdout, allow_nan=False)
         sys.stdout.write("\n")
         return
     from rich.table import Table

@@ -177,7 +177,12 @@ def _parse_timestamp(text: str) -> tuple[float, bool]:
     local = stamp.tzinfo is None
     if local:
         stamp = stamp.replace(tzinfo=UTC)
-    return stamp.timestamp(), local
+    seconds = stamp.timestamp()
+    try:
+        datetime.fromtimestamp(seconds, UTC)  # written back in UTC, as reports and errors do
+    except (OverflowError, ValueError) as exc:  # 0001-01-01T00:00+01:00 is in year 0 in UTC
+        raise ValueError(f"{text.strip()!r} is outside the years 1 to 9999 in UTC") from exc
+    return seconds, local
 
 
 #: A local clock goes back by up to an hour when summer time ends, at most once in a season.

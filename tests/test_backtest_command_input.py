@@ -508,6 +508,13 @@ def test_a_reader_that_has_gone_ends_the_command_quietly(
         ("backtest", ["--plot", "{dir}/new/"], "--plot {dir}/new/: names a folder"),
         ("backtest", ["--plot", ""], "--plot '': names no file: give the .png file to write"),
         ("backtest", ["--score-from", ""], "--score-from '' is not an ISO-8601 timestamp"),
+        (
+            "backtest",
+            ["--score-from", "0001-01-01T00:00:00+01:00"],
+            "--score-from '0001-01-01T00:00:00+01:00' is not an ISO-8601 timestamp in the "
+            "years 1 to 9999",
+        ),
+        ("backtest", ["{dir}"], "{dir}: a directory, not a trace (give its .csv files)"),
         ("demo", ["--plot", "{dir}"], "--plot {dir}: is a folder"),
         ("demo", ["--plot", ""], "--plot '': names no file"),
         ("forecast", ["--plot", ""], "error: --plot '': names no file"),
@@ -523,6 +530,8 @@ def test_a_reader_that_has_gone_ends_the_command_quietly(
         "plot-slash",
         "plot-empty",
         "score-from-empty",
+        "score-from-year-0-in-utc",
+        "trace-folder",
         "demo-plot-folder",
         "demo-plot-empty",
         "forecast-plot-empty",
@@ -602,3 +611,37 @@ def test_a_number_of_jobs_below_one_is_refused(
     trace = _write_trace(tmp_path / "t.csv", 600)
     assert main([command, str(trace), "--json", "--jobs", jobs]) == 2
     assert capsys.readouterr().err == says
+
+
+def test_a_trace_through_a_pipe_is_read(tmp_path: Path) -> None:
+    """`tidal backtest <(zcat trace.csv.gz)`: a pipe is no regular file, but it is a trace."""
+    trace = _write_trace(tmp_path / "t.csv", 3 * 1440)
+    read, write = os.pipe()
+    done = subprocess.Popen(
+        [sys.executable, "-m", "controller", "backtest", f"/dev/fd/{read}", "--json"],
+        pass_fds=(read,),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    os.close(read)
+    with os.fdopen(write, "w") as pipe:
+        pipe.write(trace.read_text())
+    out, err = done.communicate(timeout=300)
+    assert done.returncode == 0, err
+    assert list(json.loads(out)["traces"]) == [str(read)]
+
+
+def test_the_utilization_threshold_under_packed_is_warned_about(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The threshold counts only where pods are counted per node: with Packed it would be
+    taken silently and change nothing."""
+    trace = _write_trace(tmp_path / "t.csv", 3 * 1440)
+    argv = [str(trace), "--jobs", "1", "--policies", "oracle"]
+    assert main(["backtest", *argv, "--scale-down-utilization-threshold", "0.3"]) == 0
+    warning = "tidal backtest: warning: --scale-down-utilization-threshold counts only with"
+    assert warning in capsys.readouterr().err
+    flags = ["--scale-down-utilization-threshold", "0.3", "--cloud-scoring", "MostAllocated"]
+    assert main(["backtest", *argv, *flags]) == 0
+    assert "counts only with" not in capsys.readouterr().err

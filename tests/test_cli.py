@@ -4,8 +4,11 @@ warnings' format handed back."""
 from __future__ import annotations
 
 import argparse
+import errno
 import io
 import os
+import subprocess
+import sys
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -69,6 +72,31 @@ def test_the_warnings_format_is_the_command_s_only_while_it_runs(
     with pytest.raises(RuntimeError, match="broke"):
         cli.main(["crd"])
     assert warnings.formatwarning is before
+
+
+def test_output_the_machine_refuses_is_one_line_and_exit_code_1(
+    crd_command: list[BaseException | None], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A full disk under the output (`tidal backtest --json > /dev/full`) is an error of one
+    line naming the command, not a traceback."""
+    crd_command[0] = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    assert cli.main(["crd"]) == 1
+    assert capsys.readouterr().err == "tidal crd: [Errno 28] No space left on device\n"
+
+
+def test_a_full_device_as_standard_output_is_one_line(tmp_path: Path) -> None:
+    """Through a real process and /dev/full: the report cannot be written, and says so."""
+    if not Path("/dev/full").exists():
+        pytest.skip("no /dev/full on this machine")
+    with open("/dev/full", "w") as full:
+        done = subprocess.run(
+            [sys.executable, "-m", "controller", "crd"],
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+        )
+    assert (done.returncode, done.stderr) == (1, "tidal crd: [Errno 28] No space left on device\n")
 
 
 def test_a_reader_gone_from_a_captured_output_is_exit_code_0(

@@ -321,6 +321,27 @@ def test_a_tiny_every_prints_every_minute(
     assert clocks == [_clock(seen[0] + 60 * minute) for minute in range(4)]
 
 
+def test_an_every_past_the_replay_prints_no_line_before_the_end(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--every 1e307 hours is finite, but its minutes are no integer: it means a decision
+    line at the replay's end only (here cut after four minutes), not an OverflowError."""
+    real_simulate = demo.simulate
+    seen: list[float] = []
+
+    def simulate(load: LoadSeries, *, score_from: float, **kwargs: Any) -> Any:
+        seen.append(score_from)
+        real_simulate(load.until(score_from + 3 * 60), score_from=score_from, **kwargs)
+        raise Reached
+
+    monkeypatch.setattr(demo, "simulate", simulate)
+    monkeypatch.setenv("COLUMNS", "200")
+    with pytest.raises(Reached):
+        main(["demo", "--every", "1e307", "--days", "0.25"])
+    clocks = re.findall(r"  (\w{3} \d\d:\d\d)  load ", capsys.readouterr().out)
+    assert clocks == [_clock(seen[0] + 3 * 60)]
+
+
 def test_a_plot_refused_by_the_plotter_keeps_the_comparison(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import math
 import re
 from collections.abc import Callable
 from concurrent.futures.process import BrokenProcessPool
@@ -813,3 +814,19 @@ def test_a_plot_drawn_is_exit_0(tmp_path: Path) -> None:
     draw: Callable[[Path], None] = seen.append
     assert forecast_command._draw(draw, str(tmp_path / "p.png")) == 0
     assert seen == [tmp_path / "p.png"]
+
+
+def test_scores_that_are_not_finite_are_null_in_the_json() -> None:
+    """NaN and Infinity are not JSON (a MASE over loads near 1e307 overflows): they are
+    written null, everywhere in the report, and the rest as it was."""
+    report = {
+        "horizon_minutes": 30,
+        "traces": {"t": [{"model": "mstl", "mase": math.nan, "pinball": math.inf}]},
+        "bounds": (1.5, -math.inf),
+    }
+    text = json.dumps(forecast_command._json_finite(report), allow_nan=False)
+    assert json.loads(text) == {
+        "horizon_minutes": 30,
+        "traces": {"t": [{"model": "mstl", "mase": None, "pinball": None}]},
+        "bounds": [1.5, None],
+    }
