@@ -218,12 +218,38 @@ _SPEC_FLAGS = {
 }
 
 
+#: The spec fields the scenario's flags set, by where a validation error puts them.
+_SCENARIO_FIELDS: dict[tuple[str, ...], str] = {
+    ("cloud", "replicasPerNode"): "replicas_per_node",
+    ("cloud", "nodeLeadTime"): "node_lead_time",
+    ("physical", "maxReplicas"): "physical_capacity",
+    ("forecast", "model"): "model",
+    ("forecast",): "model",  # the model's own check: a name not in the registry
+}
+
+
+def _flags_behind(error: ValidationError, args: argparse.Namespace) -> str:
+    """The flags a refused backtest spec came from, as given: the field's own flag where the
+    error names one of theirs, else the two that set the history a fit needs (the model, and
+    how far ahead a node's lead time makes it forecast)."""
+
+    def given(name: str) -> str:
+        return f"--{name.replace('_', '-')} {getattr(args, name, None)}"
+
+    for item in error.errors():
+        loc = tuple(str(part) for part in item["loc"])
+        name = _SCENARIO_FIELDS.get(loc[:2]) or _SCENARIO_FIELDS.get(loc[:1])
+        if name is not None:
+            return given(name)
+    return f"{given('model')}, {given('node_lead_time')}"
+
+
 def spec_overrides_from_args(args: argparse.Namespace, scenario: Scenario) -> dict[str, Any]:
     """The spec fields the flags set, validated; ValueError names the flag and the field."""
     try:
         backtest_spec("check", scenario=scenario, model=args.model)
     except ValidationError as exc:
-        raise ValueError(f"--model {args.model}: {format_validation_error(exc)}") from None
+        raise ValueError(f"{_flags_behind(exc, args)}: {format_validation_error(exc)}") from None
     overrides: dict[str, Any] = {}
     for name, field in _SPEC_FLAGS.items():
         value = getattr(args, name, None)

@@ -290,6 +290,12 @@ def test_spec_flags_refuse_unknown_values(flags: list[str]) -> None:
         (["--hpa-min-replicas", "0"], "--hpa-min-replicas must be at least 1"),
         (["--hpa-min-replicas", "100001"], "--hpa-min-replicas must be at most 100000"),
         (["--physical-per-machine", "0"], "--physical-per-machine must be at least 1"),
+        (["--replicas-per-node", "1001"], "--replicas-per-node 1001: spec.cloud.replicasPerNode"),
+        (["--node-lead-time", "30d"], "--model auto, --node-lead-time 30d: spec: load.history"),
+        (
+            ["--physical-capacity", "3000000000"],
+            "--physical-capacity 3000000000: spec.physical.maxReplicas",
+        ),
     ],
     ids=[
         "peak",
@@ -305,6 +311,9 @@ def test_spec_flags_refuse_unknown_values(flags: list[str]) -> None:
         "hpa-min-none",
         "hpa-min-above-the-cap",
         "physical-per-machine",
+        "replicas-per-node-above-the-crd",
+        "lead-beyond-the-history",
+        "physical-above-the-crd",
     ],
 )
 def test_bad_flags_are_named_before_any_replay(
