@@ -115,7 +115,10 @@ class RegionState:
     physical_capacity: int
     cloud_reserved: int = 0
     recommendations: tuple[Recommendation, ...] = ()
-    #: Replicas ready now in each pool (None: unknown). Only ``holdStarting: false`` reads them.
+    #: Replicas ready now in each pool (None: unknown). They tell the replicas still starting
+    #: (``holdStarting: false`` cancels them) and, of the physical replicas above capacity,
+    #: the ready ones, which still carry users, from those lost with their node (all of them,
+    #: when unknown: their replacements are started at once).
     physical_ready: int | None = None
     cloud_ready: int | None = None
 
@@ -409,10 +412,26 @@ def ready_replicas(known: int | None, current: int) -> int:
     return current if known is None else min(known, current)
 
 
+def _rate_budget(per_minute: int, seconds: float, now: float) -> int:
+    """Whole replicas a ``per_minute`` limit grants a plan ``seconds`` after the last one.
+
+    A replica or more: the whole ones in ``per_minute * seconds / 60``. Less than one (passes
+    more often than the limit adds a replica: a loop of 10 s at 1 a minute, or a pass right
+    after another): one replica when the pass crosses a tick of the limit's grid on the
+    clock (``per_minute`` ticks a minute), else none. The passes of a minute then grant at
+    most one replica more than the limit, however many there are.
+    """
+    exact = per_minute * seconds / 60.0
+    if exact >= 1.0:
+        return math.floor(exact)
+    ticks = math.floor(per_minute * now / 60.0) - math.floor(per_minute * (now - seconds) / 60.0)
+    return 1 if ticks > 0 else 0
+
+
 def _scale_down_budget(
-    spec: GatewayAutoscalerSpec, load: float | None, replicas: int, minutes: float
+    spec: GatewayAutoscalerSpec, load: float | None, replicas: int, budget: int
 ) -> int:
-    """Replicas that may be removed this loop.
+    """Replicas that may be removed this loop, from the plain count ``budget``.
 
     ``maxReplicasPerMinute`` full replicas' worth of users. With ``limitBy: Load``, the load is
     taken as spread evenly over the replicas that run, and a replica counts for its share
@@ -422,7 +441,6 @@ def _scale_down_budget(
     count.
     """
     behavior = spec.behavior.scale_down
-    budget = max(1, math.floor(behavior.max_replicas_per_minute * minutes))
     if behavior.limit_by is not LimitBy.LOAD or load is None or replicas <= 0:
         return budget
     carried = max(0.0, load) / target_per_replica(spec)  # full replicas' worth of users
@@ -437,8 +455,8 @@ def _seconds_since_last_plan(state: RegionState, now: float, settings: PlannerSe
 
     A driver may plan more often than once a loop (a watch event, a new leader's first pass):
     each extra pass gets only the time since the one before, so the limits bound replicas per
-    minute, not per pass. Still at least one replica a pass (``_scale_down_budget``), so a burst
-    of passes can exceed a limit by one replica each. Without a recommendation dated up to
+    minute, not per pass (:func:`_rate_budget` grants a pass under a replica's worth one
+    replica only where it crosses a tick of the limit). Without a recommendation dated up to
     ``now`` (a first plan, or only ones from another leader's clock ahead of this one), a whole
     loop; ``plan_region`` then dates those ``now``, so the passes after it get their own time.
     """
@@ -493,6 +511,8 @@ def plan_region(
     problem = forecast_problem
     if usable is not None and usable.end < now + settings.pod_ready + settings.loop_interval:
         usable, problem = None, "the forecast does not reach past the next pod start"
+    if usable is not None and not usable.point.size:
+        usable, problem = None, "the forecast holds no steps"
     if usable is not None and not np.isfinite(usable.point).all():
         usable, problem = None, "the forecast holds non-finite values"
     if usable is None and problem is None:
@@ -614,7 +634,13 @@ def plan_region(
         for r in state.recommendations
         if now - min(r.at, now) < window
     )
-    recommendations = (*recent, Recommendation(now, raw_total))
+    # Without a load sample, what runs is held, not recommended: as the HPA records nothing
+    # when its metric is missing, only what the forecast asks for is kept. Recording the hold
+    # would stretch stabilisation by a whole window after a short outage.
+    recorded = (
+        raw_total if load is not None else min(spec.replicas.max, max(spec.replicas.min, wanted))
+    )
+    recommendations = (*recent, Recommendation(now, recorded))
     # Replicas not ready carry no users (the lost ones are not starting). ``holdStarting: true``
     # holds them all the same: then none counts as starting, to be cancelled.
     not_ready_physical, not_ready_cloud = state.starting or (0, 0)
@@ -686,11 +712,16 @@ def plan_region(
     capacity_limited = "; ".join(limits) or None
 
     # 6: rate limits, cloud removed first. Physical above capacity cannot run: dropped at once.
-    minutes = _seconds_since_last_plan(state, now, settings) / 60.0
-    up_budget = max(1, math.floor(spec.behavior.scale_up.max_replicas_per_minute * minutes))
+    seconds = _seconds_since_last_plan(state, now, settings)
+    up_budget = _rate_budget(spec.behavior.scale_up.max_replicas_per_minute, seconds, now)
     # Replicas still starting carry no users: cancelling them is not limited (a ReplicaSet
     # removes them first), and the load's users are spread over the ready ones alone.
-    down_budget = _scale_down_budget(spec, load, carrying, minutes)
+    down_budget = _scale_down_budget(
+        spec,
+        load,
+        carrying,
+        _rate_budget(spec.behavior.scale_down.max_replicas_per_minute, seconds, now),
+    )
     cur_physical = live_physical
     cur_cloud = state.cloud_replicas
     physical_new, cloud_new = physical_target, cloud_target
@@ -719,7 +750,8 @@ def plan_region(
     moving = ""
     # Kept: the ready ones the replacements stand in for, and never fewer than the plan's
     # total less the other pool's new count (the scale-up limit may hold that back).
-    if cloud_new < cur_cloud and physical_new > ready_physical:
+    # (The limit may add none this pass: the replacements held back count as not ready.)
+    if cloud_new < cur_cloud and (physical_new > ready_physical or physical_new < physical_target):
         kept = max(
             cloud_new,
             min(cur_cloud, want - physical_new),
@@ -727,7 +759,7 @@ def plan_region(
         )
         if kept > cloud_new:
             cloud_new, moving = kept, "cloud"
-    if physical_new < cur_physical and cloud_new > ready_cloud:
+    if physical_new < cur_physical and (cloud_new > ready_cloud or cloud_new < cloud_target):
         kept = max(
             physical_new,
             min(cur_physical, want - cloud_new),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -992,6 +993,15 @@ def test_the_forecast_is_read_over_a_pod_start_and_a_loop(path: list[float], tot
     assert p.total.replicas == total
 
 
+def test_a_forecast_of_no_steps_is_no_forecast() -> None:
+    """Dated ahead, a forecast with no step passes the check of its reach: it is refused by
+    name and the plan falls back, instead of an interpolation over nothing raising."""
+    empty = dataclasses.replace(forecast([1.0]), point=np.empty(0), origin=NOW + 600)
+    p = plan(make_spec(), 2000.0, empty, state(10, capacity=100))
+    assert (p.total.replicas, p.total.reason) == (20, Reason.FALLBACK)
+    assert p.total.message == "reactive sizing for load 2000: the forecast holds no steps"
+
+
 def test_a_missing_forecast_is_named_when_no_problem_is_given() -> None:
     p = plan(make_spec(), 2000.0, None, state(10, capacity=100))
     assert p.forecast_problem == "no forecast"
@@ -1004,6 +1014,26 @@ def test_missing_load_still_rises_to_the_forecast() -> None:
     p = plan(make_spec(), 0.0, forecast([5000.0] * 40), state(30), age=900.0)
     assert (p.total.replicas, p.total.reason) == (50, Reason.FALLBACK)
     assert "holding 50 replicas" in p.total.message
+
+
+def test_an_outage_records_what_the_forecast_asks_not_what_it_holds() -> None:
+    """During a metric outage the plan holds the 50 that run but records only the forecast's
+    10, as the HPA records nothing without its metric; once the load is back and the last
+    high recommendation is a window old, the plan comes down instead of holding 50 for a
+    window more."""
+    spec = make_spec(**{"behavior.scaleDown.limitBy": "Replicas"})
+    recs = (Recommendation(NOW - 590, 50),)
+    held = plan(spec, 0.0, forecast(FLAT), state(50, capacity=100, recs=recs), age=900.0)
+    assert (held.total.replicas, held.total.reason) == (50, Reason.FALLBACK)
+    assert held.recommendations[-1] == Recommendation(NOW, 10)
+    back = plan_region(
+        spec,
+        history=LoadSeries(NOW + 60 - 600.0, 60.0, np.full(10, 1000.0)),
+        forecast=forecast(FLAT),
+        state=state(50, capacity=100, recs=held.recommendations),
+        now=NOW + 60,
+    )
+    assert (back.physical.replicas, back.physical.reason) == (40, Reason.RATE_LIMIT)
 
 
 def test_missing_load_holds_nothing_when_nothing_runs_and_min_is_zero() -> None:
@@ -1280,7 +1310,7 @@ def test_load_counted_rate_limit_is_exact_with_headroom() -> None:
     ("recs", "removed"),
     [
         pytest.param((Recommendation(NOW - 45, 90),), 7, id="three-quarters-of-a-minute"),
-        pytest.param((Recommendation(NOW, 90),), 1, id="a-pass-at-the-same-instant"),
+        pytest.param((Recommendation(NOW, 90),), 0, id="a-pass-at-the-same-instant"),
         pytest.param(
             (Recommendation(NOW - 600, 90), Recommendation(NOW - 30, 90)), 5, id="the-latest-pass"
         ),
@@ -1289,7 +1319,8 @@ def test_load_counted_rate_limit_is_exact_with_headroom() -> None:
 def test_scale_down_limit_counts_whole_replicas_since_the_last_plan(
     recs: tuple[Recommendation, ...], removed: int
 ) -> None:
-    """10 a minute: 7.5 in 45 s is 7; the last plan is the latest one; at least one a pass."""
+    """10 a minute: 7.5 in 45 s is 7; the last plan is the latest one; a pass at the same
+    instant as the last crosses no tick of the limit and removes none."""
     spec = make_spec(
         **{"behavior.scaleDown.stabilization": "0s", "behavior.scaleDown.limitBy": "Replicas"}
     )
@@ -1303,18 +1334,71 @@ def test_scale_down_limit_counts_whole_replicas_since_the_last_plan(
         pytest.param(None, 10, id="first-plan"),
         pytest.param(30.0, 5, id="half-a-loop-ago"),
         pytest.param(45.0, 7, id="three-quarters"),
-        pytest.param(3.0, 1, id="an-extra-pass"),
-        pytest.param(0.0, 1, id="same-instant"),
+        # NOW is 1.7e9 s: a tick of 10 a minute (every 6 s) falls 2 s before it.
+        pytest.param(3.0, 1, id="an-extra-pass-across-a-tick"),
+        pytest.param(1.0, 0, id="an-extra-pass-within-a-tick"),
+        pytest.param(0.0, 0, id="same-instant"),
     ],
 )
 def test_scale_up_limit_counts_whole_replicas_since_the_last_plan(
     since: float | None, added: int
 ) -> None:
-    """maxReplicasPerMinute bounds replicas added a minute, not a pass; at least one a pass."""
+    """maxReplicasPerMinute bounds replicas added a minute, not a pass: a pass under a
+    replica's worth adds one only across a tick of the limit (10 a minute: one every 6 s)."""
     spec = make_spec(**{"behavior.scaleUp.maxReplicasPerMinute": 10})
     recs = () if since is None else (Recommendation(NOW - since, 10),)
     p = plan(spec, 6000.0, forecast([6000.0] * 40), state(10, capacity=100, recs=recs))
     assert p.physical.replicas - 10 == added
+
+
+@pytest.mark.parametrize("direction", ["up", "down"])
+@pytest.mark.parametrize("loop", [1.0, 10.0, 25.0, 45.0])
+def test_a_fast_loop_keeps_to_the_limit_per_minute(direction: str, loop: float) -> None:
+    """Passes every ``loop`` seconds for ten minutes at 1 replica a minute up and 1 down:
+    each minute's passes move at most 2 replicas (the limit, and one tick a pass may cross
+    into), and the ten minutes 10 or 11, however many passes there were."""
+    spec = make_spec(
+        **{
+            "behavior.scaleDown.stabilization": "0s",
+            "behavior.scaleDown.limitBy": "Replicas",
+            "behavior.scaleDown.maxReplicasPerMinute": 1,
+            "behavior.scaleUp.maxReplicasPerMinute": 1,
+        }
+    )
+    physical = 50 if direction == "down" else 10
+    load = 0.0 if direction == "down" else 6000.0
+    settings = PlannerSettings(loop_interval=loop)
+    recs: tuple[Recommendation, ...] = ()
+    counts = [physical]
+    for i in range(int(600 / loop)):
+        now = NOW + i * loop
+        p = plan_region(
+            spec,
+            history=LoadSeries(now - 540.0, 60.0, np.full(10, load)),
+            forecast=None,
+            state=state(physical, capacity=60, recs=recs),
+            now=now,
+            settings=settings,
+        )
+        physical, recs = p.physical.replicas, p.recommendations
+        counts.append(physical)
+    per_pass = int(60 / loop)
+    minutes = [abs(counts[i + per_pass] - counts[i]) for i in range(len(counts) - per_pass)]
+    assert max(minutes) <= 2
+    assert abs(counts[-1] - counts[0]) in (10, 11)
+
+
+def test_a_pass_that_may_add_none_keeps_the_cloud_replicas_it_would_replace() -> None:
+    """A pass a second after the last may add no replica (10 a minute: no tick in between):
+    the physical replica that would replace the cloud ones is held back, so the cloud keeps
+    what the plan needs until it comes, instead of leaving the region with none."""
+    spec = make_spec(
+        **{"replicas.min": 1, "replicas.max": 1, "behavior.scaleUp.maxReplicasPerMinute": 10}
+    )
+    recs = (Recommendation(NOW - 1, 1),)  # NOW is 1.7e9: the last tick of 10 a minute 2 s ago
+    p = plan(spec, 0.0, None, state(0, 5, capacity=1, recs=recs, ready=(0, 5)))
+    assert (p.physical.replicas, p.physical.reason) == (0, Reason.RATE_LIMIT)
+    assert p.cloud.replicas == 1
 
 
 @pytest.mark.parametrize(

@@ -781,6 +781,14 @@ def _minutes(case: Case) -> float:
     return (min(loop, case.now - max(past)) if past else loop) / 60.0
 
 
+def _granted(per_minute: int, minutes: float, now: float) -> int:
+    """The most a per-minute limit lets one plan move: the whole replicas of its minutes, or,
+    under one, a replica where the minutes cross a tick of the limit's grid on the clock."""
+    whole = math.floor(per_minute * minutes)
+    crossed = math.floor(per_minute * now / 60) > math.floor(per_minute * (now / 60 - minutes))
+    return whole if whole >= 1 else int(crossed)
+
+
 def test_rate_limits_hold_back_only_what_says_rate_limit(outcomes: list[Outcome]) -> None:
     """At most maxReplicasPerMinute added (and replicas lost with their nodes replaced) and
     removed (counted by the load they carry with limitBy Load; replicas still starting and
@@ -792,8 +800,8 @@ def test_rate_limits_hold_back_only_what_says_rate_limit(outcomes: list[Outcome]
         lost, live_physical, live_total = _live(case)
         physical, cloud = plan.physical.replicas, plan.cloud.replicas
         minutes = _minutes(case)
-        up = max(1, math.floor(spec.behavior.scale_up.max_replicas_per_minute * minutes))
-        down = max(1, math.floor(spec.behavior.scale_down.max_replicas_per_minute * minutes))
+        up = _granted(spec.behavior.scale_up.max_replicas_per_minute, minutes, case.now)
+        down = _granted(spec.behavior.scale_down.max_replicas_per_minute, minutes, case.now)
         added = max(0, physical - live_physical) + max(0, cloud - st.cloud_replicas)
         # Replicas lost with a failed physical node are replaced at once, outside the limit.
         if added > up + lost:
