@@ -34,7 +34,7 @@ from controller.durations import parse_duration
 from controller.simulator import CLOUD_SCORINGS, Scenario
 from controller.spec import LimitBy, format_validation_error
 from forecasts.errors import ForecastError
-from forecasts.series import parse_timestamp
+from forecasts.series import TimestampOutOfRange, parse_timestamp
 
 __all__ = ["add_arguments", "run", "scenario_from_args"]
 
@@ -399,11 +399,10 @@ def run(args: argparse.Namespace) -> int:
     if args.score_from is not None:
         try:
             score_from = parse_timestamp(args.score_from)
+        except TimestampOutOfRange as exc:
+            return fail(f"--score-from {exc}")
         except ValueError:
-            return fail(
-                f"--score-from {args.score_from!r} is not an ISO-8601 timestamp in the years "
-                "1 to 9999"
-            )
+            return fail(f"--score-from {args.score_from!r} is not an ISO-8601 timestamp")
     plot = None
     if args.plot is not None:
         from controller.plotting import plot_path

@@ -137,10 +137,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _reader_gone()
     except OSError as exc:
         # What the machine refuses (a full disk under the output, a device that fails): one
-        # line, as tidal's other errors, not a traceback. Standard output goes to /dev/null
-        # so that the flush at exit does not fail a second time.
+        # line, as tidal's other errors, not a traceback. What was written is kept; only when
+        # the output itself refuses it does it go to /dev/null, so that the flush at exit
+        # does not fail a second time.
         print(f"tidal {args.command}: {exc}", file=sys.stderr)
-        _reader_gone()
+        try:
+            sys.stdout.flush()
+        except OSError:
+            _reader_gone()
         return 1
     finally:
         warnings.formatwarning = formatted

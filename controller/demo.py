@@ -29,7 +29,7 @@ from controller.cli import rich_console
 from controller.simulator import Scenario, TidalPolicy, oracle_need, simulate
 from controller.spec import format_validation_error
 from forecasts.base import DAY
-from forecasts.series import LoadSeries, load_trace, parse_timestamp
+from forecasts.series import LoadSeries, TimestampOutOfRange, load_trace, parse_timestamp
 
 __all__ = ["REGIONS", "add_arguments", "run"]
 
@@ -109,6 +109,8 @@ def run(args: argparse.Namespace) -> int:
     scenario = Scenario()
     try:
         start = parse_timestamp(args.start)
+    except TimestampOutOfRange as exc:
+        return fail(f"--start {exc}")
     except ValueError:
         return fail(f"--start {args.start!r} is not an ISO-8601 timestamp")
     if not 0.25 <= args.days <= 30:

@@ -27,7 +27,7 @@ MAX_DURATION = timedelta(days=3650)
 def parse_duration(value: Any) -> timedelta:
     """Parse ``1h30m``-style text (or pass a timedelta / a number of seconds through)."""
     if isinstance(value, timedelta):
-        return value
+        return _held(value.total_seconds(), value)
     if isinstance(value, bool):
         raise ValueError("a duration is text such as '5m' or '14d', not a boolean")
     if isinstance(value, int | float):

@@ -68,7 +68,13 @@ from forecasts.evaluation import (
     forecast_report,
 )
 from forecasts.registry import create, model_names
-from forecasts.series import LoadSeries, format_timestamp, load_trace, parse_timestamp
+from forecasts.series import (
+    LoadSeries,
+    TimestampOutOfRange,
+    format_timestamp,
+    load_trace,
+    parse_timestamp,
+)
 
 __all__ = [
     "PROGRESS_EVERY",
@@ -557,6 +563,8 @@ def _run_show(args: argparse.Namespace, *, model: str, horizon: float) -> int:
     if args.at is not None:
         try:
             at = parse_timestamp(args.at)
+        except TimestampOutOfRange as exc:
+            return _fail(f"--at {exc}")
         except ValueError:
             return _fail(f"--at {args.at!r} is not an ISO-8601 timestamp")
         if not series.start <= at <= series.end:

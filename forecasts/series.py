@@ -24,6 +24,7 @@ from forecasts.errors import InvalidHistory, TraceFormatError, TraceWarning
 
 __all__ = [
     "LoadSeries",
+    "TimestampOutOfRange",
     "divides",
     "format_timestamp",
     "grid_step",
@@ -171,6 +172,10 @@ def format_timestamp(when: float) -> str:
     return datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+class TimestampOutOfRange(ValueError):
+    """An ISO-8601 timestamp outside the years 1 to 9999 once in UTC."""
+
+
 def _parse_timestamp(text: str) -> tuple[float, bool]:
     """Epoch seconds, and whether the timestamp had no offset (a local clock)."""
     stamp = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
@@ -181,7 +186,9 @@ def _parse_timestamp(text: str) -> tuple[float, bool]:
     try:
         datetime.fromtimestamp(seconds, UTC)  # written back in UTC, as reports and errors do
     except (OverflowError, ValueError) as exc:  # 0001-01-01T00:00+01:00 is in year 0 in UTC
-        raise ValueError(f"{text.strip()!r} is outside the years 1 to 9999 in UTC") from exc
+        raise TimestampOutOfRange(
+            f"{text.strip()!r} is outside the years 1 to 9999 in UTC"
+        ) from exc
     return seconds, local
 
 
@@ -411,6 +418,8 @@ def _read_rows(path: Path, reader: Iterator[list[str]]) -> _Rows:
             )
         try:
             when, local = _parse_timestamp(row[0])
+        except TimestampOutOfRange as exc:
+            raise TraceFormatError(f"{path}:{line_no}: timestamp {exc}") from exc
         except ValueError as exc:
             raise TraceFormatError(
                 f"{path}:{line_no}: timestamp {row[0]!r} is not ISO-8601"

@@ -511,8 +511,7 @@ def test_a_reader_that_has_gone_ends_the_command_quietly(
         (
             "backtest",
             ["--score-from", "0001-01-01T00:00:00+01:00"],
-            "--score-from '0001-01-01T00:00:00+01:00' is not an ISO-8601 timestamp in the "
-            "years 1 to 9999",
+            "--score-from '0001-01-01T00:00:00+01:00' is outside the years 1 to 9999 in UTC",
         ),
         ("backtest", ["{dir}"], "{dir}: a directory, not a trace (give its .csv files)"),
         ("demo", ["--plot", "{dir}"], "--plot {dir}: is a folder"),

@@ -84,6 +84,33 @@ def test_output_the_machine_refuses_is_one_line_and_exit_code_1(
     assert capsys.readouterr().err == "tidal crd: [Errno 28] No space left on device\n"
 
 
+def test_an_os_error_elsewhere_keeps_what_was_written(tmp_path: Path) -> None:
+    """An OSError not from the output (a file refused) leaves what the command wrote before it
+    in its output, flushed, and says what failed in one line."""
+    script = (
+        "import sys\n"
+        "from controller import cli\n"
+        "def handler(args):\n"
+        "    sys.stdout.write('x' * 3000)\n"
+        "    raise PermissionError(13, 'Permission denied', '/etc/shadow')\n"
+        "cli._print_crd = handler\n"
+        "sys.exit(cli.main(['crd']))\n"
+    )
+    out = tmp_path / "out"
+    with out.open("w") as sink:
+        done = subprocess.run(
+            [sys.executable, "-c", script],
+            stdout=sink,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=120,
+            env={**os.environ, "PYTHONUNBUFFERED": ""},
+        )
+    assert done.returncode == 1
+    assert done.stderr == "tidal crd: [Errno 13] Permission denied: '/etc/shadow'\n"
+    assert out.read_text() == "x" * 3000
+
+
 def test_a_full_device_as_standard_output_is_one_line(tmp_path: Path) -> None:
     """Through a real process and /dev/full: the report cannot be written, and says so."""
     if not Path("/dev/full").exists():

@@ -279,6 +279,10 @@ def test_options_at_their_bounds_are_taken(
             "--start can be from 2014-07-01 00:00 to 2014-12-30 13:00",
         ),
         (["--start", "2014-06-30T23:30:00"], "--start can be from 2014-07-01 00:00 to"),
+        (
+            ["--start", "9999-12-31T23:30:00-01:00"],
+            "--start '9999-12-31T23:30:00-01:00' is outside the years 1 to 9999 in UTC",
+        ),
     ],
     ids=[
         "days-above",
@@ -287,6 +291,7 @@ def test_options_at_their_bounds_are_taken(
         "every-negative",
         "start-after-latest",
         "start-before-earliest",
+        "start-in-year-10000-in-utc",
     ],
 )
 def test_options_past_their_bounds_are_refused(

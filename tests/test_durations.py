@@ -45,6 +45,7 @@ def test_a_duration_is_read_from_text_or_seconds(text: Any, seconds: float) -> N
         (True, "not a boolean"),
         ("1000000000d", "'1000000000d' is not a duration Tidal can hold (at most 3650 days)"),
         ("3651d", "'3651d' is not a duration Tidal can hold (at most 3650 days)"),
+        (timedelta(days=3651), "datetime.timedelta(days=3651) is not a duration Tidal can hold"),
         (-math.inf, "-inf is not a duration Tidal can hold"),
         (math.inf, "inf is not a duration Tidal can hold"),
         (math.nan, "nan is not a duration Tidal can hold"),

@@ -361,6 +361,11 @@ def test_show_table_and_plot(
         pytest.param(["{trace}", "{trace}", "--show"], "one trace file", id="show-two"),
         pytest.param(["{trace}", "--show", "--model", "prophet"], "'prophet'", id="show-model"),
         pytest.param(["{trace}", "--show", "--at", "soon"], "ISO-8601", id="bad-at"),
+        pytest.param(
+            ["{trace}", "--show", "--at", "0001-01-01T00:00:00+01:00"],
+            "--at '0001-01-01T00:00:00+01:00' is outside the years 1 to 9999 in UTC",
+            id="at-in-year-0-in-utc",
+        ),
         pytest.param(["{trace}", "--show", "--at", "2001-01-01"], "runs from", id="at-before"),
         pytest.param(["--prometheus-url", "{url}"], "--query", id="url-without-query"),
         pytest.param(["--query", "up"], "--prometheus-url", id="query-without-url"),

@@ -496,3 +496,15 @@ def test_a_row_after_a_quoted_newline_is_named_by_its_own_line(tmp_path: Path) -
     )
     with pytest.raises(TraceFormatError, match=r"quoted\.csv:6: load 'abc' is not a number"):
         load_trace(path)
+
+
+def test_a_row_outside_the_years_a_datetime_holds_says_so(tmp_path: Path) -> None:
+    """0001-01-01T00:30+01:00 is ISO-8601, but in year 0 once in UTC: said so, not called
+    a timestamp that is not ISO-8601."""
+    path = tmp_path / "early.csv"
+    path.write_text("timestamp,load\n0001-01-01T00:30:00+01:00,5\n")
+    with pytest.raises(TraceFormatError) as error:
+        load_trace(path)
+    assert str(error.value) == (
+        f"{path}:2: timestamp '0001-01-01T00:30:00+01:00' is outside the years 1 to 9999 in UTC"
+    )

@@ -4,6 +4,7 @@ refusal is translated, and what each call reads or writes."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 from pathlib import Path
@@ -434,6 +435,27 @@ def test_pods_are_read_a_page_at_a_time_and_all_of_them_kept(
     pages = [r for r in kube_api.requests() if r.method == "GET" and r.url.path == "/api/v1/pods"]
     assert [r.params.get("limit") for r in pages] == ["2"] * 4
     assert [r.params.get("continue") for r in pages] == [None, "2", "4", "6"]
+
+
+def test_a_continue_token_given_twice_ends_the_read(kube_api: KubeEmulatorHandle) -> None:
+    """A server or proxy that answers a page with a token it gave before would page forever,
+    the pods growing in memory: the read stops at the repeat and says so (the pass retries)."""
+    kube = KubeClient(kube_api.api_client())
+    pages: list[dict[str, Any]] = []
+
+    class Response:
+        def __init__(self, body: dict[str, Any]) -> None:
+            self.data = json.dumps(body).encode()
+
+    def list_pods(**kwargs: Any) -> Response:
+        pages.append(kwargs)
+        token = "b" if kwargs.get("_continue") == "a" else "a"
+        return Response({"metadata": {"continue": token}, "items": [pod("p", "Running")]})
+
+    kube.core = type("Core", (), {"list_pod_for_all_namespaces": staticmethod(list_pods)})()
+    with pytest.raises(ClusterUnavailable, match="list pods: continue token 'a' came twice"):
+        kube._list_pods()
+    assert [page.get("_continue") for page in pages] == [None, "a", "b"]
 
 
 def test_a_listed_pod_keeps_what_tidal_reads_and_drops_the_rest() -> None:

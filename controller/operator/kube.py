@@ -561,6 +561,7 @@ class KubeClient:
         large cluster's pods are never held whole as text or with what Tidal never reads."""
         pods: list[Obj] = []
         token: str | None = None
+        seen: set[str] = set()
         while True:
             extra: dict[str, Any] = {"_continue": token} if token else {}
             page = self._json(
@@ -573,6 +574,9 @@ class KubeClient:
             token = (page.get("metadata") or {}).get("continue") or None
             if token is None:
                 return pods
+            if token in seen:  # a server or proxy that pages in a circle: never-ending
+                raise ClusterUnavailable(f"list pods: continue token {token!r} came twice")
+            seen.add(token)
 
     def scale_deployment(self, namespace: str, name: str, replicas: int) -> None:
         with _api(f"scale deployment {namespace}/{name} to {replicas}"):
