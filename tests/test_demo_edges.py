@@ -305,11 +305,24 @@ def test_options_past_their_bounds_are_refused(
     assert says in err
 
 
-def test_a_tiny_every_prints_every_minute(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    ("every", "minutes"),
+    [
+        # Shorter than a minute: a decision line every minute, not a division by zero.
+        pytest.param("0.001", [0, 1, 2, 3], id="tiny"),
+        # 1e307 hours is finite, but its minutes are no integer: a line at the replay's end
+        # only, not an OverflowError.
+        pytest.param("1e307", [3], id="past-the-replay"),
+    ],
+)
+def test_every_prints_a_decision_line_at_the_minutes_it_names(
+    every: str,
+    minutes: list[int],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """--every shorter than a minute means a decision line every minute (not a division by
-    zero). The first region's replay is cut to its first four scored minutes."""
+    """The first region's replay is cut to its first four scored minutes; --every picks the
+    minutes that get a decision line."""
     real_simulate = demo.simulate
     seen: list[float] = []
 
@@ -321,30 +334,9 @@ def test_a_tiny_every_prints_every_minute(
     monkeypatch.setattr(demo, "simulate", simulate)
     monkeypatch.setenv("COLUMNS", "200")
     with pytest.raises(Reached):
-        main(["demo", "--every", "0.001", "--days", "0.25"])
+        main(["demo", "--every", every, "--days", "0.25"])
     clocks = re.findall(r"  (\w{3} \d\d:\d\d)  load ", capsys.readouterr().out)
-    assert clocks == [_clock(seen[0] + 60 * minute) for minute in range(4)]
-
-
-def test_an_every_past_the_replay_prints_no_line_before_the_end(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """--every 1e307 hours is finite, but its minutes are no integer: it means a decision
-    line at the replay's end only (here cut after four minutes), not an OverflowError."""
-    real_simulate = demo.simulate
-    seen: list[float] = []
-
-    def simulate(load: LoadSeries, *, score_from: float, **kwargs: Any) -> Any:
-        seen.append(score_from)
-        real_simulate(load.until(score_from + 3 * 60), score_from=score_from, **kwargs)
-        raise Reached
-
-    monkeypatch.setattr(demo, "simulate", simulate)
-    monkeypatch.setenv("COLUMNS", "200")
-    with pytest.raises(Reached):
-        main(["demo", "--every", "1e307", "--days", "0.25"])
-    clocks = re.findall(r"  (\w{3} \d\d:\d\d)  load ", capsys.readouterr().out)
-    assert clocks == [_clock(seen[0] + 3 * 60)]
+    assert clocks == [_clock(seen[0] + 60 * minute) for minute in minutes]
 
 
 def test_a_plot_refused_by_the_plotter_keeps_the_comparison(

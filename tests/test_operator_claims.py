@@ -125,23 +125,18 @@ def test_the_first_created_claims_a_deployment(objects: list[dict[str, Any]], ow
         pytest.param(created("a" * 64, "chat", "2024-05-01T10:00:01Z"), id="name-too-long"),
         # Durations whose sums or multiples no timedelta holds: before MAX_DURATION these
         # escaped the validation as OverflowError and stopped every object's pass.
-        pytest.param(
-            created(
-                "a",
-                "chat",
-                "2024-05-01T10:00:01Z",
-                load={"query": "q", "perReplica": 1, "step": "600000000d"},
-            ),
-            id="step-doubled-overflows",
-        ),
-        pytest.param(
-            created(
-                "a",
-                "chat",
-                "2024-05-01T10:00:01Z",
-                forecast={"horizon": "600000000d", "refit": "600000000d"},
-            ),
-            id="reach-plus-refit-overflows",
+        *(
+            pytest.param(created("a", "chat", "2024-05-01T10:00:01Z", **spec), id=name)
+            for name, spec in [
+                (
+                    "step-doubled-overflows",
+                    {"load": {"query": "q", "perReplica": 1, "step": "600000000d"}},
+                ),
+                (
+                    "reach-plus-refit-overflows",
+                    {"forecast": {"horizon": "600000000d", "refit": "600000000d"}},
+                ),
+            ]
         ),
     ],
 )
