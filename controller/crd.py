@@ -81,7 +81,8 @@ CONDITION_TYPES = ("Ready", "ForecastReady", "Bursting", "CapacityLimited")
 # The step rules read a step written as a Go duration (``ms``, ``s``, ``m``, ``h``; at most five
 # digits before a point, so that Go's parser cannot overflow): at least 1s, and below 5m a
 # divisor of 5m in whole milliseconds, as pydantic's LoadSpec says. A step written with ``d`` or
-# ``w``, or a longer number, is left to pydantic.
+# ``w``, or a longer number, is left to pydantic, and so is any duration past MAX_DURATION
+# (ten years), which a Go duration of five digits of hours can pass.
 _GO_DURATION = "^(0*[0-9]{1,5}([.][0-9]+)?(ms|s|m|h))+$"
 _STEP = "duration(self.step)"
 _STEP_MS = f"{_STEP}.getMilliseconds()"

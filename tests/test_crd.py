@@ -334,9 +334,9 @@ def test_step_rule_bounds_its_string() -> None:
             id="14d-at-1s",
         ),
         pytest.param(
-            {"step": "1m", "history": "1000w"},
-            "spec.load: load.history / load.step is 10,080,000 samples, at most 500,000",
-            id="1000w-at-1m",
+            {"step": "1m", "history": "100w"},
+            "spec.load: load.history / load.step is 1,008,000 samples, at most 500,000",
+            id="100w-at-1m",
         ),
         pytest.param({"step": "1" * 33 + "s"}, "spec.load.step: at most 32 characters", id="long"),
     ],

@@ -286,7 +286,8 @@ def test_validation_errors_name_the_field(changes: dict[str, Any], expected: str
 
 def test_without_a_stabilisation_window_the_last_plan_s_time_is_kept() -> None:
     """``stabilization: 0s`` stores no entry for stabilisation, but the rate limits still need
-    the time of the last plan: a pass three seconds later removes one replica, not a minute's."""
+    the time of the last plan: a pass seven seconds later removes one replica (it crosses a
+    tick of 10 a minute, one every 6 s), not a minute's."""
     spec = GatewayAutoscalerSpec.model_validate(
         {
             "region": "eu",
@@ -310,7 +311,7 @@ def test_without_a_stabilisation_window_the_last_plan_s_time_is_kept() -> None:
         recommendations=recommendations_from_status({"recommendations": stored}),
     )
     history = LoadSeries(T0 - 537.0, 60.0, np.full(10, 1000.0))
-    plan = plan_region(spec, history=history, forecast=None, state=state, now=T0 + 3.0)
+    plan = plan_region(spec, history=history, forecast=None, state=state, now=T0 + 7.0)
     assert plan.physical.replicas + plan.cloud.replicas == 89
 
 
