@@ -41,6 +41,15 @@ GAPPY = series_key(region="gappy")
 NOW = math.floor(time.time() / 60) * 60 - 120  # history ends two minutes ago, on the grid
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _history_ends_now() -> None:
+    """NOW again when this module's tests start, not when the suite collected it: in a whole
+    run that may be minutes before, and an instant query sees a history that ended more than
+    Prometheus' 5-minute lookback ago as no series at all."""
+    global NOW
+    NOW = math.floor(time.time() / 60) * 60 - 120
+
+
 def history(trace: str, days: float) -> LoadSeries:
     path = TRACES_DIR / f"{trace}.csv"
     if not path.exists():
