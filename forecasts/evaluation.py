@@ -187,8 +187,9 @@ def check_evaluable(series: LoadSeries, *, models: Sequence[str], horizon: float
 
 def origin_indices(series: LoadSeries, *, horizon: float) -> tuple[np.ndarray, int]:
     """Indices of the origins over the last quarter, the whole steps nearest an hour apart from
-    its first whole hour, and the number of lead steps."""
-    steps = max(1, round(horizon / series.step))
+    its first whole hour, and the number of lead steps: those that cover the horizon, as a
+    forecast over it holds (7 minutes at a 5-minute step is two)."""
+    steps = max(1, math.ceil(horizon / series.step - 1e-9))
     first = math.ceil(0.75 * (len(series) - 1))
     every = max(1, round(ORIGIN_EVERY / series.step))
     times = series.start + series.step * np.arange(len(series))

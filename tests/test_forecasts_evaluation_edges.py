@@ -522,3 +522,16 @@ def test_evaluating_one_trace_checks_it_before_any_model_runs() -> None:
     assert set(report["models"]) == {"seasonal-naive"}
     origins, _ = origin_indices(history, horizon=1800.0)
     assert ran[-1] == ("seasonal-naive", origins.size, origins.size)
+
+
+@pytest.mark.parametrize(
+    ("horizon", "steps"),
+    [(420.0, 2), (300.0, 1), (301.0, 2), (1.0, 1), (1800.0, 6), (1800.0 + 1e-7, 6)],
+)
+def test_the_lead_steps_cover_the_horizon_as_a_forecast_does(horizon: float, steps: int) -> None:
+    """At a 5-minute step, 7 minutes are scored over two steps, as a forecast over 7 minutes
+    holds two (`tidal forecast --show --horizon 7m`), not the one nearest."""
+    history = LoadSeries(START, 300.0, np.ones(2000))
+    assert origin_indices(history, horizon=horizon)[1] == steps
+    fitted = create("seasonal-naive", fit_step=300.0, max_horizon=horizon).fit(history)
+    assert fitted.forecast(history, horizon=horizon).point.size == steps

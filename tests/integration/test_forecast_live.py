@@ -39,6 +39,8 @@ def _history_ends_now() -> None:
     before, in a whole run): the live reads end at the real now."""
     global NOW
     NOW = math.floor(time.time() / STEP) * STEP - STEP
+
+
 LOAD = series_key(region="eu-west")
 OTHER = series_key(region="us-east")
 QUERY = f"sum({LOAD})"
