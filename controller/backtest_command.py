@@ -29,12 +29,11 @@ from controller.backtest import (
     report,
     summary,
 )
-from controller.cli import rich_console
+from controller.cli import rich_console, timestamp_flag
 from controller.durations import parse_duration
 from controller.simulator import CLOUD_SCORINGS, Scenario
 from controller.spec import LimitBy, format_validation_error
 from forecasts.errors import ForecastError
-from forecasts.series import TimestampOutOfRange, parse_timestamp
 
 __all__ = ["add_arguments", "run", "scenario_from_args"]
 
@@ -398,11 +397,9 @@ def run(args: argparse.Namespace) -> int:
     score_from = None
     if args.score_from is not None:
         try:
-            score_from = parse_timestamp(args.score_from)
-        except TimestampOutOfRange as exc:
-            return fail(f"--score-from {exc}")
-        except ValueError:
-            return fail(f"--score-from {args.score_from!r} is not an ISO-8601 timestamp")
+            score_from = timestamp_flag("--score-from", args.score_from)
+        except ValueError as exc:
+            return fail(str(exc))
     plot = None
     if args.plot is not None:
         from controller.plotting import plot_path

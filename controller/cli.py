@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 if TYPE_CHECKING:
     from rich.console import Console
 
-__all__ = ["main", "rich_console"]
+__all__ = ["main", "rich_console", "timestamp_flag"]
 
 
 def rich_console(**options: Any) -> Console:
@@ -30,6 +30,19 @@ def rich_console(**options: Any) -> Console:
             raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
 
     return _Console(**options)
+
+
+def timestamp_flag(flag: str, text: str) -> float:
+    """``text``, given to ``flag``, as epoch seconds; a ValueError naming the flag and what is
+    wrong: not ISO-8601, or outside the years a UTC timestamp can be written in."""
+    from forecasts.series import TimestampOutOfRange, parse_timestamp
+
+    try:
+        return parse_timestamp(text)
+    except TimestampOutOfRange as exc:
+        raise ValueError(f"{flag} {exc}") from None
+    except ValueError:
+        raise ValueError(f"{flag} {text!r} is not an ISO-8601 timestamp") from None
 
 
 def _reader_gone() -> int:

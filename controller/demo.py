@@ -25,11 +25,11 @@ from controller.backtest import (
     report,
     summary,
 )
-from controller.cli import rich_console
+from controller.cli import rich_console, timestamp_flag
 from controller.simulator import Scenario, TidalPolicy, oracle_need, simulate
 from controller.spec import format_validation_error
 from forecasts.base import DAY
-from forecasts.series import LoadSeries, TimestampOutOfRange, load_trace, parse_timestamp
+from forecasts.series import LoadSeries, load_trace
 
 __all__ = ["REGIONS", "add_arguments", "run"]
 
@@ -108,11 +108,9 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     scenario = Scenario()
     try:
-        start = parse_timestamp(args.start)
-    except TimestampOutOfRange as exc:
-        return fail(f"--start {exc}")
-    except ValueError:
-        return fail(f"--start {args.start!r} is not an ISO-8601 timestamp")
+        start = timestamp_flag("--start", args.start)
+    except ValueError as exc:
+        return fail(str(exc))
     if not 0.25 <= args.days <= 30:
         return fail("--days must be between 0.25 and 30")
     if not 0 < args.every < math.inf:

@@ -53,7 +53,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from controller.cli import rich_console
+from controller.cli import rich_console, timestamp_flag
 from controller.durations import parse_duration
 from controller.planner import MIN_FIT_STEP
 from forecasts.base import FittedModel, FloatArray, Forecast
@@ -68,13 +68,7 @@ from forecasts.evaluation import (
     forecast_report,
 )
 from forecasts.registry import create, model_names
-from forecasts.series import (
-    LoadSeries,
-    TimestampOutOfRange,
-    format_timestamp,
-    load_trace,
-    parse_timestamp,
-)
+from forecasts.series import LoadSeries, format_timestamp, load_trace
 
 __all__ = [
     "PROGRESS_EVERY",
@@ -562,11 +556,9 @@ def _run_show(args: argparse.Namespace, *, model: str, horizon: float) -> int:
     at = series.end
     if args.at is not None:
         try:
-            at = parse_timestamp(args.at)
-        except TimestampOutOfRange as exc:
-            return _fail(f"--at {exc}")
-        except ValueError:
-            return _fail(f"--at {args.at!r} is not an ISO-8601 timestamp")
+            at = timestamp_flag("--at", args.at)
+        except ValueError as exc:
+            return _fail(str(exc))
         if not series.start <= at <= series.end:
             return _fail(
                 f"--at {args.at}: {path} runs from {format_timestamp(series.start)} to "

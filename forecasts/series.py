@@ -11,16 +11,18 @@ import csv
 import io
 import math
 import warnings
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
 from forecasts.errors import InvalidHistory, TraceFormatError, TraceWarning
+
+if TYPE_CHECKING:
+    import _csv
 
 __all__ = [
     "LoadSeries",
@@ -383,11 +385,11 @@ class _Rows:
     stamps: list[str] = field(default_factory=list)
 
 
-def _read_rows(path: Path, reader: Iterator[list[str]]) -> _Rows:
+def _read_rows(path: Path, reader: _csv.Reader) -> _Rows:
     """The samples of a trace's rows, in order: see :func:`load_trace`.
 
-    Lines are the file's own (the csv reader's ``line_num`` where it has one): a quoted cell
-    that holds a newline makes a row of more than one line, and a row's number is its first.
+    Lines are the file's own (the csv reader's ``line_num``): a quoted cell that holds a
+    newline makes a row of more than one line, and a row's number is its first.
     """
     rows = _Rows()
     clock: tuple[bool, int, str] | None = None  # the first row's: local or not, line, stamp
@@ -399,13 +401,10 @@ def _read_rows(path: Path, reader: Iterator[list[str]]) -> _Rows:
     header = next(reader, None)
     if header is None or [h.strip() for h in header[:2]] != ["timestamp", "load"]:
         raise TraceFormatError(f"{path}:1: the header must be 'timestamp,load', got {header}")
-    ends_at = getattr(reader, "line_num", None)
-    last_line = ends_at if isinstance(ends_at, int) else 1
-    for counted, row in enumerate(reader, start=2):
-        line_no = counted
-        if isinstance(ends_at, int):
-            # The row began on the line after the one the last row ended on.
-            line_no, last_line = last_line + 1, int(getattr(reader, "line_num", counted))
+    last_line = reader.line_num  # the header's
+    for row in reader:
+        # A row begins on the line after the one the last row ended on.
+        line_no, last_line = last_line + 1, reader.line_num
         if not row or all(not cell.strip() for cell in row):
             continue
         if len(row) < 2:

@@ -22,8 +22,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from pydantic import ValidationError
-
 from controller.spec import GatewayAutoscalerSpec, Mode, name_problem
 
 __all__ = ["POOLS", "Claims", "deployment_claims"]
@@ -47,7 +45,7 @@ def _writer_spec(obj: Mapping[str, Any]) -> GatewayAutoscalerSpec | None:
         return None
     try:
         spec = GatewayAutoscalerSpec.model_validate(obj.get("spec") or {})
-    except (ValidationError, ValueError, ArithmeticError):
+    except (ValueError, ArithmeticError):  # a ValidationError is a ValueError
         # Claims are read for every object before any is reconciled: an object whose spec
         # cannot be read claims nothing, and its own reconcile says why. Whatever the
         # validation raises (an OverflowError a validator let through, say), it must not stop
