@@ -280,6 +280,64 @@ def test_a_follower_exports_no_object_gauges(cluster: KubeEmulatorHandle) -> Non
         operator.models.shutdown()
 
 
+def _series_of(operator: Operator, gwa: str) -> list[str]:
+    """Every exported sample (gauge, counter or histogram) labelled with ``gwa``."""
+    return [
+        sample.name
+        for family in operator.metrics.registry.collect()
+        for sample in family.samples
+        if sample.labels.get("gwa") == gwa
+    ]
+
+
+def test_a_follower_forgets_what_was_deleted_since_it_led(cluster: KubeEmulatorHandle) -> None:
+    """A replica that led and then lost the lease keeps the fits of the objects still there
+    (it plans from them at once if it leads again) but drops those of objects deleted since,
+    and their series, without waiting to lead again."""
+    clock = Clock()
+    operator, lease = operator_leading(cluster, clock, "eu", "us")
+    uid = {
+        region: str(cluster.get(GWAS, f"gateway-{region}", namespace=NAMESPACE)["metadata"]["uid"])
+        for region in ("eu", "us")
+    }
+    try:
+        operator.run_once()
+        assert set(operator.models._states) == set(uid.values())
+        assert _series_of(operator, "gateway-us")
+        successor = elector(cluster, "b", clock, "tidal")
+        assert not successor.try_acquire_or_renew()  # it sees the lease held, then expire
+        clock.now += 11
+        assert successor.try_acquire_or_renew()
+        assert not lease.try_acquire_or_renew()
+        cluster.delete(GWAS, "gateway-us", namespace=NAMESPACE)
+        assert operator.run_once() == {}
+        assert set(operator.models._states) == {uid["eu"]}
+        assert _series_of(operator, "gateway-us") == []
+        # The object still there keeps its counters; only the leader exports gauges.
+        assert "tidal_reconcile_seconds_count" in _series_of(operator, "gateway-eu")
+    finally:
+        operator.models.shutdown()
+
+
+def test_a_follower_that_never_led_lists_nothing(cluster: KubeEmulatorHandle) -> None:
+    """Forgetting costs a follower one list a pass, and only once it remembers an object."""
+    clock = Clock()
+    add_region(cluster, "eu", replicas=4)
+    cluster.create(gwa_body("eu"))
+    holder = elector(cluster, "b", clock, "tidal")
+    assert holder.try_acquire_or_renew()
+    settings = OperatorSettings(leader_election=False, metrics_port=0, metrics_address="127.0.0.1")
+    operator = Operator(settings, api_client=cluster.api_client(), source=FlatLoad(5_000.0))
+    operator.elector = elector(cluster, "a", clock, "tidal", on_change=operator._leadership_changed)
+    try:
+        assert not operator.elector.try_acquire_or_renew()
+        before = len(cluster.requests())
+        assert operator.run_once() == {}
+        assert cluster.requests()[before:] == []
+    finally:
+        operator.models.shutdown()
+
+
 def test_a_lease_lost_mid_pass_keeps_the_fits_of_objects_not_reached(
     cluster: KubeEmulatorHandle,
 ) -> None:

@@ -52,6 +52,15 @@ __all__ = ["Operator", "add_arguments", "run", "settings_from_args"]
 log = structlog.get_logger("tidal.operator")
 
 
+def _live_keys(objects: list[dict[str, Any]]) -> set[str]:
+    """The keys the reconciler remembers objects by: each one's uid (its name without one)."""
+    keys: set[str] = set()
+    for obj in objects:
+        meta = obj.get("metadata") or {}
+        keys.add(str(meta.get("uid") or f"{meta.get('namespace')}/{meta.get('name')}"))
+    return keys
+
+
 def _spec_hash(obj: Mapping[str, Any]) -> str:
     text = json.dumps(obj.get("spec"), sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
@@ -130,9 +139,24 @@ class Operator:
         the new leader's, and a dashboard's ``sum()`` over replicas would count them twice.
         ``tidal_leader`` stays, and so do the counters and histograms (they tell what this
         replica did, and the rate of a counter that stops is zero). Fits and per-object memory
-        stay as well: a replica that wins the lease back plans from its fits at once.
+        stay as well, for the objects that are still there (:meth:`_forget_deleted`): a
+        replica that wins the lease back plans from its fits at once.
         """
         self.metrics.withdraw_objects()
+
+    def _forget_deleted(self) -> None:
+        """A follower that once led drops the fits, memory and series of the objects deleted
+        since: they would otherwise stay until it leads again, which may be never. One list of
+        the autoscalers a pass, and none while it remembers nothing; a failed list waits for
+        the next pass."""
+        if not self.reconciler.remembers_any():
+            return
+        try:
+            objects = self.kube.list_autoscalers(self.settings.namespaces)
+        except OperatorError as exc:
+            log.debug("follower_list_failed", error=str(exc))
+            return
+        self.reconciler.forget(_live_keys(objects))
 
     def _healthy(self) -> tuple[bool, str]:
         if self.elector is not None and self._started_election and not self.elector.running:
@@ -160,6 +184,7 @@ class Operator:
         outcomes: dict[str, Outcome] = {}
         if not self.is_leader():
             self._withdraw_object_gauges()
+            self._forget_deleted()
             return outcomes
         try:
             snapshot = self.kube.snapshot(self.settings.namespaces)
@@ -174,13 +199,11 @@ class Operator:
         snapshot = replace(snapshot, claims=deployment_claims(objects))
         # Every listed object is live, reached in this pass or not: a lease lost half-way must
         # not cost the rest their fits.
-        live: set[str] = set()
+        live = _live_keys(objects)
         named: list[tuple[str, dict[str, Any]]] = []
         for obj in objects:
             meta = obj.get("metadata") or {}
-            key = f"{meta.get('namespace')}/{meta.get('name')}"
-            live.add(str(meta.get("uid") or key))
-            named.append((key, obj))
+            named.append((f"{meta.get('namespace')}/{meta.get('name')}", obj))
         self.reads.begin_pass()
         try:
             for key, obj in named:

@@ -127,6 +127,10 @@ class ModelStore:
             with contextlib.suppress(TimeoutError):
                 future.exception(timeout=timeout)
 
+    def holds_any(self) -> bool:
+        with self._lock:
+            return bool(self._states)
+
     def prune(self, live: set[str]) -> None:
         """Forget the objects that are gone."""
         with self._lock:

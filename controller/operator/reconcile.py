@@ -237,6 +237,10 @@ class Reconciler:
                 time.perf_counter() - started
             )
 
+    def remembers_any(self) -> bool:
+        """Whether any object has memory or a fit here (what :meth:`forget` would drop)."""
+        return bool(self._memory) or self.models.holds_any()
+
     def forget(self, live: set[str]) -> None:
         """Drop memory of objects that are gone (by uid), and their metrics."""
         for key in set(self._memory) - live:
