@@ -96,6 +96,10 @@ class Calibration:
     scale_floor: float
     bin_edges: FloatArray = field(default_factory=lambda: np.empty(0))
     bin_errors: Sequence[Sequence[FloatArray]] = ()
+    #: Each bin's middle level (the median of the forecasts it holds). Between two bins'
+    #: middles a forecast reads both, weighted by how near it is to each, so that its band
+    #: does not jump at an edge. Empty: each level reads its own bin alone.
+    bin_levels: FloatArray = field(default_factory=lambda: np.empty(0))
     point_errors: FloatArray = field(default_factory=lambda: np.empty(0))
     _cache: dict[float, FloatArray] = field(default_factory=dict, repr=False, compare=False)
     _bin_cache: dict[float, FloatArray] = field(default_factory=dict, repr=False, compare=False)
@@ -144,11 +148,13 @@ class Calibration:
         counted = np.isfinite(actual) & np.isfinite(scale) & sampled
         samples = int(counted.sum(axis=0).min()) if counted.size else 0
         bins = max(1, min(MAX_BINS, samples // MIN_BIN_SAMPLES))
-        edges = np.empty(0)
+        edges = levels = np.empty(0)
         which = np.zeros(actual.shape, dtype=np.int64)
         thick: list[BoolArray] = []
         if bins > 1:
-            edges = np.quantile(predicted[np.isfinite(predicted)], np.arange(1, bins) / bins)
+            known = predicted[np.isfinite(predicted)]
+            edges = np.quantile(known, np.arange(1, bins) / bins)
+            levels = np.quantile(known, (2 * np.arange(bins) + 1) / (2 * bins))
             which = np.searchsorted(edges, predicted, side="right")
             # Per bin, the leads where it is thick enough; a thin one borrows the pooled row.
             thick = [
@@ -190,6 +196,7 @@ class Calibration:
             float(scale_floor),
             np.asarray(edges, dtype=np.float64),
             tuple(_Rows(lead_rows) for lead_rows in binned),
+            np.asarray(levels, dtype=np.float64),
             point_errors=point_errors,
         )
 
@@ -218,6 +225,7 @@ class Calibration:
             scale_floor=self.scale_floor,
             bin_edges=self.bin_edges,
             bin_errors=tuple(rows[shift:] for rows in self.bin_errors),
+            bin_levels=self.bin_levels,
             point_errors=self.point_errors[shift:],
         )
 
@@ -229,44 +237,80 @@ class Calibration:
             self._cache[q] = cached
         return _extend(cached, steps)
 
+    def _bins_of(
+        self, level: FloatArray
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], FloatArray]:
+        """For each level, the two bins it reads and the weight of the second.
+
+        A level between two bins' middle levels reads both, weighted linearly by its distance
+        to each; one below the first middle or above the last reads that bin alone (weight
+        0), and so does every level of a calibration built without middles.
+        """
+        if not self.bin_levels.size:
+            which = np.searchsorted(self.bin_edges, level, side="right")
+            return which, which, np.zeros(np.shape(level))
+        middles = self.bin_levels
+        above = np.searchsorted(middles, level, side="right")
+        low = np.clip(above - 1, 0, middles.size - 1)
+        high = np.minimum(above, middles.size - 1)
+        span = middles[high] - middles[low]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            weight = np.where(span > 0.0, (level - middles[low]) / span, 0.0)
+        return low, high, np.clip(np.nan_to_num(weight), 0.0, 1.0)
+
     def spread(self, q: float, point: FloatArray) -> FloatArray:
-        """The ``q``-th error quantile for each step of ``point``, from the bin of its level."""
+        """The ``q``-th error quantile for each step of ``point``, from the bins of its level:
+        its bin's, or between two bins' middle levels, both bins' weighted by its distance
+        to each (the band is continuous in the level)."""
         if not self.bin_errors:
             return self.quantile(q, point.size)
         table = self._bin_cache.get(q)
         if table is None:
-            # Filled in as forecasts ask: a forecast reads one bin at each lead, and a fit's
-            # forecasts seldom reach every bin, so most of a table would never be read.
+            # Filled in as forecasts ask: a forecast reads one or two bins at each lead, and a
+            # fit's forecasts seldom reach every bin, so most of a table would never be read.
             table = np.full((len(self.bin_errors), len(self.bin_errors[0])), np.nan)
             self._bin_cache[q] = table
-        which = np.searchsorted(self.bin_edges, point, side="right")
+        low, high, weight = self._bins_of(point)
         lead = np.minimum(np.arange(point.size), table.shape[1] - 1)
-        values = table[which, lead]
-        unread = np.isnan(values)  # a row's quantile is never NaN: its errors are finite
-        if unread.any():
-            for b, h in set(zip(which[unread].tolist(), lead[unread].tolist(), strict=True)):
-                table[b, h] = float(np.quantile(self.bin_errors[b][h], q))
-            values = table[which, lead]
+        for which in (low, high):
+            unread = np.isnan(table[which, lead])  # a row's quantile is never NaN
+            if unread.any():
+                for b, h in set(zip(which[unread].tolist(), lead[unread].tolist(), strict=True)):
+                    table[b, h] = float(np.quantile(self.bin_errors[b][h], q))
+        values = table[low, lead]
+        mixed = weight > 0.0
+        if mixed.any():
+            values = values.copy()
+            values[mixed] += weight[mixed] * (table[high[mixed], lead[mixed]] - values[mixed])
         return np.asarray(values, dtype=np.float64)
 
     def exceedance(
         self, point: FloatArray, thresholds: FloatArray, steps: npt.NDArray[np.int64]
     ) -> FloatArray:
         """``P(actual > threshold)`` for each threshold (rows) and each of ``steps`` (columns,
-        indices into ``point``), from the errors of the step's lead time and level bin."""
+        indices into ``point``), from the errors of the step's lead time and of its level's bins
+        (weighted as :meth:`spread` weighs them)."""
         limits = np.asarray(thresholds, dtype=np.float64).reshape(-1)
         out = np.empty((limits.size, steps.size), dtype=np.float64)
+        levels = np.asarray(point, dtype=np.float64)[steps]
+        low, high, weight = self._bins_of(levels) if self.bin_errors else (steps, steps, levels)
         for column, i in enumerate(steps.tolist()):
-            level = float(point[i])
+            level = float(levels[column])
             lead = min(i, self.lead_steps - 1)
-            if self.bin_errors:
-                which = int(np.searchsorted(self.bin_edges, level, side="right"))
-                row = self.bin_errors[which][lead]
-            else:
-                row = self.errors[lead]
             scale = max(max(level, 0.0) + self.scale_floor, 1e-12)
             z = (limits - level) / scale
-            out[:, column] = 1.0 - np.searchsorted(row, z, side="right") / row.size
+            if not self.bin_errors:
+                row = self.errors[lead]
+                out[:, column] = 1.0 - np.searchsorted(row, z, side="right") / row.size
+                continue
+            row = self.bin_errors[int(low[column])][lead]
+            below = 1.0 - np.searchsorted(row, z, side="right") / row.size
+            share = float(weight[column])
+            if share > 0.0:
+                row = self.bin_errors[int(high[column])][lead]
+                above = 1.0 - np.searchsorted(row, z, side="right") / row.size
+                below = below + share * (above - below)
+            out[:, column] = below
         return out
 
 

@@ -219,25 +219,95 @@ def _binned_calibration(seed: int) -> Calibration:
     return Calibration.from_forecasts(actual, predicted, scale_floor=5.0, within=within)
 
 
+def _bin_weights(cal: Calibration, level: float) -> list[tuple[int, float]]:
+    """The bins a level reads and their weights, worked out from the bins' middle levels."""
+    middles = cal.bin_levels.tolist()
+    if level <= middles[0]:
+        return [(0, 1.0)]
+    if level >= middles[-1]:
+        return [(len(middles) - 1, 1.0)]
+    b = max(i for i, m in enumerate(middles) if m <= level)
+    w = (level - middles[b]) / (middles[b + 1] - middles[b])
+    return [(b, 1.0 - w), (b + 1, w)]
+
+
 @pytest.mark.parametrize("seed", range(4))
-def test_each_step_s_spread_is_its_bin_and_lead_s_quantile_whatever_was_read_before(
+def test_each_step_s_spread_is_its_bins_and_lead_s_quantile_whatever_was_read_before(
     seed: int,
 ) -> None:
     """The bins' quantiles are computed as steps first read them: every value must be the
-    quantile of its own bin's row at its lead, whichever paths were read before it."""
+    quantiles of its own bins' rows at its lead, weighted by its level, whichever paths were
+    read before it."""
     cal = _binned_calibration(seed)
     assert len(cal.bin_errors) > 1
     rng = np.random.default_rng(100 + seed)
     low, high = cal.bin_edges[0] / 2, cal.bin_edges[-1] * 2
     for _ in range(8):
         point = rng.uniform(low, high, int(rng.integers(1, 10)))
-        which = np.searchsorted(cal.bin_edges, point, side="right")
         for q in (0.95, 0.8):
             expected = [
-                float(np.quantile(cal.bin_errors[b][min(i, cal.lead_steps - 1)], q))
-                for i, b in enumerate(which.tolist())
+                sum(
+                    w * float(np.quantile(cal.bin_errors[b][min(i, cal.lead_steps - 1)], q))
+                    for b, w in _bin_weights(cal, level)
+                )
+                for i, level in enumerate(point.tolist())
             ]
-            assert cal.spread(q, point).tolist() == expected
+            np.testing.assert_allclose(cal.spread(q, point), expected, rtol=1e-12, atol=1e-12)
+
+
+def _two_regimes() -> Calibration:
+    """Forecasts under 100 err by up to +-150% (a noisy night), those above by +-10%."""
+    rng = np.random.default_rng(5)
+    predicted = rng.uniform(20.0, 180.0, (4000, 2))
+    noise = np.where(predicted < 100.0, 1.5, 0.1)
+    actual = predicted * (1.0 + rng.uniform(-noise, noise))
+    return Calibration.from_forecasts(actual, predicted, scale_floor=0.0)
+
+
+def test_a_band_does_not_jump_where_one_bin_ends_and_the_next_begins() -> None:
+    """A point a hair higher is a band a hair wider or narrower, across every bin edge: with
+    each bin read alone, a point just under the noisy bins' edge had a band over twice as wide
+    as one just over it."""
+    cal = _two_regimes()
+    assert len(cal.bin_errors) == MAX_BINS
+    thresholds, first = np.array([1.2, 2.0]), np.array([0])
+    for edge in cal.bin_edges.tolist():
+        under, over = (
+            Forecast("m", 0.0, 300.0, np.array([level]), cal)
+            for level in (edge - 1e-6, edge + 1e-6)
+        )
+        assert abs(over.upper(0.95)[0] - under.upper(0.95)[0]) < 1e-3
+        np.testing.assert_allclose(
+            under.exceedance(thresholds * edge, first),
+            over.exceedance(thresholds * edge, first),
+            atol=1e-3,
+        )
+
+
+def test_a_level_at_a_bin_s_middle_or_beyond_the_last_reads_that_bin_alone() -> None:
+    """Between the bins' middle levels the band is a blend; at a middle, or outside the first
+    and the last, it is that bin's own quantile, as each bin alone gave it."""
+    cal = _two_regimes()
+    middles = cal.bin_levels.tolist()
+    assert middles == sorted(middles) and len(middles) == MAX_BINS
+    for b, level in [*enumerate(middles), (0, middles[0] / 2), (MAX_BINS - 1, middles[-1] * 2)]:
+        own = float(np.quantile(cal.bin_errors[b][0], 0.95))
+        assert cal.spread(0.95, np.array([level])).tolist() == [own]
+        row = cal.bin_errors[b][0]
+        expected = 1.0 - np.searchsorted(row, 0.05, side="right") / row.size
+        got = cal.exceedance(np.array([level]), np.array([level * 1.05]), np.array([0]))
+        assert got.tolist() == [[expected]]
+
+
+def test_a_calibration_read_later_keeps_its_bins_middles() -> None:
+    """A forecast advanced over an outage reads later rows, from the same bins and middles."""
+    cal = _two_regimes()
+    later = cal.after(1)
+    assert later.bin_levels.tobytes() == cal.bin_levels.tobytes()
+    point = np.array([90.0, 110.0])
+    assert later.spread(0.95, point).tolist() == [
+        cal.spread(0.95, np.array([90.0, 110.0, 90.0, 110.0]))[i] for i in (2, 3)
+    ]
 
 
 def _rows_one_bin_at_a_time(
@@ -460,22 +530,31 @@ def test_a_bin_is_made_for_every_min_bin_samples_forecasts(forecasts: int, bins:
 
 
 def test_bins_split_forecasts_at_their_level_edges() -> None:
-    """A forecast level exactly on a bin's edge reads the bin above it, when both calibrating
-    and reading: the low half's errors are -10 %, the high half's +10 %."""
+    """A forecast level exactly on a bin's edge goes to the bin above it when calibrating:
+    the low half's errors are -10 %, the high half's +10 %, and the bins' middles are 10 and
+    20. A level at or under the low middle reads the low bin, one at or over the high middle
+    the high bin, and one between reads both, weighted by its distance to each."""
     halves = [MIN_BIN_SAMPLES - 1, MIN_BIN_SAMPLES + 1]
     predicted = np.repeat([10.0, 20.0], halves)[:, None]
     actual = np.where(predicted < 15.0, 0.9, 1.1) * predicted
     calibration = Calibration.from_forecasts(actual, predicted, scale_floor=0.0)
     assert calibration.bin_edges.tolist() == [20.0]  # the median level: 20 is on the edge
-    low = Forecast("m", 0.0, 300.0, np.array([10.0, 19.0]), calibration)
+    assert calibration.bin_levels.tolist() == [10.0, 20.0]
+    low = Forecast("m", 0.0, 300.0, np.array([5.0, 10.0]), calibration)
     high = Forecast("m", 0.0, 300.0, np.array([20.0, 30.0]), calibration)
-    np.testing.assert_allclose(low.upper(0.5), [10.0, 19.0])  # -10 % is floored at the point
+    between = Forecast("m", 0.0, 300.0, np.array([15.0, 17.5]), calibration)
+    np.testing.assert_allclose(low.upper(0.5), [5.0, 10.0])  # -10 % is floored at the point
     np.testing.assert_allclose(high.upper(0.5), [22.0, 33.0])
+    np.testing.assert_allclose(between.upper(0.5), [15.0, 17.5 * 1.05])
     steps = np.array([0, 1])
-    np.testing.assert_allclose(low.exceedance(np.array([9.5]), steps), [[0.0, 1.0]])
+    np.testing.assert_allclose(
+        low.exceedance(np.array([4.4, 8.9]), steps), [[1.0, 1.0], [0.0, 1.0]]
+    )
     np.testing.assert_allclose(
         high.exceedance(np.array([21.0, 33.5]), steps), [[1.0, 1.0], [0.0, 0.0]]
     )
+    # Just over the point at 15: no low error reaches it, every high one does.
+    np.testing.assert_allclose(between.exceedance(np.array([15.3]), steps[:1]), [[0.5]])
 
 
 def test_point_errors_are_the_mean_scaled_absolute_error_of_the_known_forecasts() -> None:
