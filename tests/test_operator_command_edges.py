@@ -534,8 +534,9 @@ def test_the_operator_tells_the_api_server_who_it_is(cluster: KubeEmulatorHandle
 def test_a_replica_that_does_not_lead_withdraws_its_object_gauges_before_passing(
     cluster: KubeEmulatorHandle,
 ) -> None:
-    """A pass begun without the lease reads nothing and leaves no per-object gauge behind
-    from when it led; ``tidal_leader`` stays."""
+    """A pass begun without the lease reads nothing but the list of autoscalers (to forget
+    those deleted since it led) and leaves no per-object gauge behind from when it led;
+    ``tidal_leader`` stays."""
     add_region(cluster, "eu", replicas=4)
     cluster.create(gwa_body("eu"))
     operator = command.Operator(settings(), api_client=cluster.api_client(), source=FlatLoad(5e3))
@@ -545,7 +546,8 @@ def test_a_replica_that_does_not_lead_withdraws_its_object_gauges_before_passing
         operator.is_leader = lambda: False  # type: ignore[method-assign]
         seen = len(cluster.requests())
         assert operator.run_once() == {}
-        assert len(cluster.requests()) == seen
+        read = [(r.method, r.url.path) for r in cluster.requests()[seen:]]
+        assert read == [("GET", "/apis/tidal.dev/v1alpha1/gatewayautoscalers")]
         text = operator.metrics.exposition().decode()
         assert "\ntidal_planned_replicas{" not in text and "\ntidal_leader 1.0\n" in text
     finally:
