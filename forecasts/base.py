@@ -152,9 +152,12 @@ class Calibration:
         which = np.zeros(actual.shape, dtype=np.int64)
         thick: list[BoolArray] = []
         if bins > 1:
-            known = predicted[np.isfinite(predicted)]
-            edges = np.quantile(known, np.arange(1, bins) / bins)
-            levels = np.quantile(known, (2 * np.arange(bins) + 1) / (2 * bins))
+            # The edges (quantiles k / bins) and the middles ((2k + 1) / (2 bins)), in one
+            # pass over the forecasts: every (2k) / (2 bins) is an edge, every odd one a middle.
+            cuts = np.quantile(
+                predicted[np.isfinite(predicted)], np.arange(1, 2 * bins) / (2 * bins)
+            )
+            edges, levels = cuts[1::2], cuts[0::2]
             which = np.searchsorted(edges, predicted, side="right")
             # Per bin, the leads where it is thick enough; a thin one borrows the pooled row.
             thick = [
@@ -249,14 +252,17 @@ class Calibration:
         if not self.bin_levels.size:
             which = np.searchsorted(self.bin_edges, level, side="right")
             return which, which, np.zeros(np.shape(level))
+        # Cheap on the few levels a plan reads at a time (clip and nan_to_num cost more than
+        # the rest together). Inside the middles, ``0 <= level - middles[low] < span``; outside
+        # them, or at a NaN level (sorted last), ``low == high``: a span of 0, and weight 0.
         middles = self.bin_levels
-        above = np.searchsorted(middles, level, side="right")
-        low = np.clip(above - 1, 0, middles.size - 1)
+        above = middles.searchsorted(level, side="right")
+        low = np.maximum(above - 1, 0)
         high = np.minimum(above, middles.size - 1)
         span = middles[high] - middles[low]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            weight = np.where(span > 0.0, (level - middles[low]) / span, 0.0)
-        return low, high, np.clip(np.nan_to_num(weight), 0.0, 1.0)
+        weight = np.zeros(span.shape)
+        np.divide(level - middles[low], span, out=weight, where=span > 0.0)
+        return low, high, weight
 
     def spread(self, q: float, point: FloatArray) -> FloatArray:
         """The ``q``-th error quantile for each step of ``point``, from the bins of its level:
@@ -272,17 +278,15 @@ class Calibration:
             self._bin_cache[q] = table
         low, high, weight = self._bins_of(point)
         lead = np.minimum(np.arange(point.size), table.shape[1] - 1)
-        for which in (low, high):
-            unread = np.isnan(table[which, lead])  # a row's quantile is never NaN
-            if unread.any():
+        first, second = table[low, lead], table[high, lead]
+        if np.isnan(first + second).any():  # a row's quantile is never NaN: one not read yet
+            for which in (low, high):
+                unread = np.isnan(table[which, lead])
                 for b, h in set(zip(which[unread].tolist(), lead[unread].tolist(), strict=True)):
                     table[b, h] = float(np.quantile(self.bin_errors[b][h], q))
-        values = table[low, lead]
-        mixed = weight > 0.0
-        if mixed.any():
-            values = values.copy()
-            values[mixed] += weight[mixed] * (table[high[mixed], lead[mixed]] - values[mixed])
-        return np.asarray(values, dtype=np.float64)
+            first, second = table[low, lead], table[high, lead]
+        # At weight 0 exactly ``first``: ``second`` is finite.
+        return np.asarray(first + weight * (second - first), dtype=np.float64)
 
     def exceedance(
         self, point: FloatArray, thresholds: FloatArray, steps: npt.NDArray[np.int64]
