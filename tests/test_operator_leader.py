@@ -280,16 +280,6 @@ def test_a_follower_exports_no_object_gauges(cluster: KubeEmulatorHandle) -> Non
         operator.models.shutdown()
 
 
-def _series_of(operator: Operator, gwa: str) -> list[str]:
-    """Every exported sample (gauge, counter or histogram) labelled with ``gwa``."""
-    return [
-        sample.name
-        for family in operator.metrics.registry.collect()
-        for sample in family.samples
-        if sample.labels.get("gwa") == gwa
-    ]
-
-
 def test_a_follower_forgets_what_was_deleted_since_it_led(cluster: KubeEmulatorHandle) -> None:
     """A replica that led and then lost the lease keeps the fits of the objects still there
     (it plans from them at once if it leads again) but drops those of objects deleted since,
@@ -303,7 +293,7 @@ def test_a_follower_forgets_what_was_deleted_since_it_led(cluster: KubeEmulatorH
     try:
         operator.run_once()
         assert set(operator.models._states) == set(uid.values())
-        assert _series_of(operator, "gateway-us")
+        assert series_of(operator, "gateway-us")
         successor = elector(cluster, "b", clock, "tidal")
         assert not successor.try_acquire_or_renew()  # it sees the lease held, then expire
         clock.now += 11
@@ -312,9 +302,9 @@ def test_a_follower_forgets_what_was_deleted_since_it_led(cluster: KubeEmulatorH
         cluster.delete(GWAS, "gateway-us", namespace=NAMESPACE)
         assert operator.run_once() == {}
         assert set(operator.models._states) == {uid["eu"]}
-        assert _series_of(operator, "gateway-us") == []
+        assert series_of(operator, "gateway-us") == []
         # The object still there keeps its counters; only the leader exports gauges.
-        assert "tidal_reconcile_seconds_count" in _series_of(operator, "gateway-eu")
+        assert "tidal_reconcile_seconds_count" in series_of(operator, "gateway-eu")
     finally:
         operator.models.shutdown()
 
