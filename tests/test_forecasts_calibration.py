@@ -299,6 +299,19 @@ def test_a_level_at_a_bin_s_middle_or_beyond_the_last_reads_that_bin_alone() -> 
         assert got.tolist() == [[expected]]
 
 
+def test_bins_given_without_middles_are_each_read_alone() -> None:
+    """A calibration built by hand with bins but no middle levels reads each level's own bin,
+    as every calibration did before the blend: no weight on the bin beside it."""
+    low, high = np.array([-0.5, 0.0, 0.5]), np.array([-0.1, 0.0, 0.1])
+    cal = Calibration((np.array([-0.5, 0.0, 0.1]),), 0.0, np.array([100.0]), ((low,), (high,)))
+    assert cal.spread(1 / 3, np.array([99.0, 100.0])).tolist() == [
+        float(np.quantile(low, 1 / 3)),
+        float(np.quantile(high, 1 / 3)),
+    ]
+    got = cal.exceedance(np.array([99.0, 100.0]), np.array([120.0]), np.array([0, 1]))
+    np.testing.assert_allclose(got, [[1 / 3, 0.0]])
+
+
 def test_a_calibration_read_later_keeps_its_bins_middles() -> None:
     """A forecast advanced over an outage reads later rows, from the same bins and middles."""
     cal = _two_regimes()
