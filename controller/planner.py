@@ -319,8 +319,10 @@ def _whole_nodes(replicas: int, per_node: int) -> int:
 #: Nodes weighed per call: most plans stop within a few, and one call per node costs more.
 #: Past the first two blocks each is twice the last (a band wide in replicas took one call per
 #: four nodes: 18 s a plan at a million replicas' worth, one replica a node), up to
-#: :data:`_MOST_SLOTS_PER_BLOCK` slots a call. A node's expected use never rises from one node
-#: to the next, so the first node under the price is the same whatever the blocks.
+#: :data:`_MOST_SLOTS_PER_BLOCK` slots a call; past one such block, a search that weighs a
+#: node a step (blocks of the widest alone still took 11 s there). A node's expected use never
+#: rises from one node to the next, so the first node under the price is the same whatever the
+#: blocks or the search.
 _NODES_PER_BLOCK = 4
 _MOST_SLOTS_PER_BLOCK = 4096
 
@@ -373,24 +375,51 @@ def _cloud_worth_holding(
     steps, seconds = _window_weights(forecast, ready, ready + hold, times=times)
     if not steps.size:
         return cloud
+    need = price * per_node * paid
+
+    def node_uses(first: int, nodes: int) -> list[float]:
+        """The expected use of ``nodes`` whole nodes, the first holding cloud slot ``first``."""
+        # Replica ``s`` (1-based) is needed once the load exceeds ``(s - 1)`` replicas' worth;
+        # a replica's expected use is the seconds of the window it is needed, summed per node.
+        slots = capacity + first + np.arange(nodes * per_node, dtype=np.float64)
+        # With ``replicas_for``'s tolerance: a load of exactly ``s`` replicas' worth needs ``s``
+        # replicas, though ``s * to_load`` may round a hair below it.
+        thresholds = (slots + _REPLICA_TOLERANCE) * to_load
+        used = (forecast.exceedance(thresholds, steps) @ seconds).reshape(nodes, per_node)
+        return list(used.sum(axis=1).tolist())
+
     block, calls = _NODES_PER_BLOCK, 0
     widest = max(_NODES_PER_BLOCK, _MOST_SLOTS_PER_BLOCK // per_node)
     while cloud < limit:
         calls += 1
         if calls > 2:
             block = min(2 * block, widest)
-        # Replica ``s`` (1-based) is needed once the load exceeds ``(s - 1)`` replicas' worth;
-        # a replica's expected use is the seconds of the window it is needed, summed per node.
         nodes = min(block, -(-(limit - cloud) // per_node))
-        slots = capacity + cloud + np.arange(nodes * per_node, dtype=np.float64)
-        # With ``replicas_for``'s tolerance: a load of exactly ``s`` replicas' worth needs ``s``
-        # replicas, though ``s * to_load`` may round a hair below it.
-        thresholds = (slots + _REPLICA_TOLERANCE) * to_load
-        used = (forecast.exceedance(thresholds, steps) @ seconds).reshape(nodes, per_node)
-        for node_use in used.sum(axis=1).tolist():
-            if node_use < price * per_node * paid:
+        for node_use in node_uses(cloud, nodes):
+            if node_use < need:
                 return cloud
             cloud = min(limit, cloud + per_node)
+        if nodes == widest:
+            break
+    # A whole block of the widest held: the band reaches far past it. Node ``k`` past ``cloud``
+    # is held only if every node before it is (their use never rises), so the first node under
+    # the price is found by doubling a stride, one node weighed a step, then halving.
+    stride = widest
+    while cloud < limit:
+        left = -(-(limit - cloud) // per_node)
+        probe = min(stride, left) - 1
+        if node_uses(cloud + probe * per_node, 1)[0] >= need:
+            cloud = min(limit, cloud + (probe + 1) * per_node)
+            stride *= 2
+            continue
+        held, short = 0, probe  # nodes below ``held`` are worth it; node ``short`` is not
+        while held < short:
+            middle = (held + short) // 2
+            if node_uses(cloud + middle * per_node, 1)[0] < need:
+                short = middle
+            else:
+                held = middle + 1
+        return cloud + held * per_node
     return cloud
 
 

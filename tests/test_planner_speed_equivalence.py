@@ -18,13 +18,17 @@ import numpy.typing as npt
 import pytest
 
 from controller.planner import (
+    _REPLICA_TOLERANCE,
     RegionState,
     _bucket_centres,
+    _cloud_ceiling,
     _cloud_floor,
     _cloud_worth_holding,
     _path_max,
     _window_max,
+    _window_weights,
     plan_region,
+    target_per_replica,
 )
 from controller.spec import GatewayAutoscalerSpec
 from forecasts.base import Calibration, Forecast
@@ -123,6 +127,104 @@ def test_the_nodes_worth_holding_are_never_fewer_than_their_floor(seed: int) -> 
             times=fc.times(),
         )
         assert again == held
+
+
+def node_use(
+    fc: Forecast, spec: GatewayAutoscalerSpec, first: FloatArray, ready: float, hold: float
+) -> FloatArray:
+    """Each node's expected use, the node's first slot (past the physical pool) in ``first``."""
+    per_node = spec.cloud.replicas_per_node
+    slots = (first[:, None] + np.arange(per_node)).reshape(-1)
+    steps, seconds = _window_weights(fc, ready, ready + hold)
+    thresholds = (slots + _REPLICA_TOLERANCE) * target_per_replica(spec)
+    used = fc.exceedance(thresholds, steps) @ seconds
+    return np.asarray(used.reshape(first.size, per_node).sum(axis=1), dtype=np.float64)
+
+
+def plain_worth_holding(
+    fc: Forecast, spec: GatewayAutoscalerSpec, *, capacity: int, floor: int, now: float
+) -> int:
+    """``_cloud_worth_holding`` as a scan of every node up to the ceiling, weighed at once."""
+    ready, hold = now + 360.0, 600.0
+    per_node, limit = spec.cloud.replicas_per_node, _cloud_ceiling(spec, capacity)
+    cloud = _cloud_floor(spec, capacity, floor)
+    if cloud >= limit:
+        return cloud
+    first = capacity + np.arange(cloud, limit, per_node, dtype=np.float64)
+    need = (1.0 - spec.forecast.quantile) * per_node * ((ready - now) + hold)
+    short = np.flatnonzero(node_use(fc, spec, first, ready, hold) < need)
+    return limit if not short.size else min(limit, cloud + int(short[0]) * per_node)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_band_far_past_the_widest_block_holds_what_a_scan_of_every_node_holds(
+    seed: int,
+) -> None:
+    """Past a block of 4096 slots held, the nodes are searched rather than scanned: the first
+    node under the price is the one a scan of every node finds."""
+    rng = np.random.default_rng(100 + seed)
+    per_node = int(rng.choice([1, 2, 3, 7]))
+    spec = make_spec(
+        **{
+            "cloud.replicasPerNode": per_node,
+            "cloud.maxReplicas": int(rng.choice([20_001, 40_000, 90_000])),
+            "replicas.max": 100_000,
+            "forecast.quantile": float(rng.choice([0.9, 0.95, 0.99])),
+        }
+    )
+    point = rng.uniform(0.0, 60_000.0 * target_per_replica(spec), 12)
+    fc = calibrated(rng, point, 60.0)
+    widest = 4096 // per_node
+    blocks = [4, 4, *(min(4 << k, widest) for k in range(1, 13))]
+    scanned = per_node * sum(blocks[: blocks.index(widest) + 1])  # before the search starts
+    searched = 0
+    for _ in range(12):
+        capacity = int(rng.integers(0, 3_000))
+        floor = int(rng.choice([-5, 0, int(rng.integers(0, 12_000))]))
+        want = plain_worth_holding(fc, spec, capacity=capacity, floor=floor, now=NOW)
+        got = _cloud_worth_holding(
+            fc, spec, capacity=capacity, floor=floor, now=NOW, ready=NOW + 360.0, hold=600.0
+        )
+        assert got == want
+        searched += want - _cloud_floor(spec, capacity, floor) > scanned
+    assert searched  # the search past the widest block ran, not only the blocks
+
+
+def test_a_band_of_millions_of_replicas_is_weighed_in_few_calls(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One replica a node, ceilings at 2^31 - 1 and a fat-tailed band at a million replicas'
+    worth: blocks of 4096 slots alone took some 4,600 calls (11 s a plan)."""
+    rng = np.random.default_rng(7)
+    spec = make_spec(
+        **{
+            "cloud.replicasPerNode": 1,
+            "cloud.maxReplicas": 2**31 - 1,
+            "replicas.max": 2**31 - 1,
+            "forecast.quantile": 0.99,
+        }
+    )
+    to_load = target_per_replica(spec)
+    predicted = rng.uniform(0.0, 2e6 * to_load, (1600, 12))
+    actual = predicted * rng.pareto(1.2, (1600, 12))
+    calibration = Calibration.from_forecasts(actual, predicted, scale_floor=10.0)
+    fc = Forecast("test", NOW, 60.0, np.full(12, 1e6 * to_load), calibration)
+    calls: list[int] = []
+    weigh = Forecast.exceedance
+
+    def counted(self: Forecast, thresholds: FloatArray, steps: npt.NDArray[np.int64]) -> FloatArray:
+        calls.append(np.asarray(thresholds).size)
+        return weigh(self, thresholds, steps)
+
+    monkeypatch.setattr(Forecast, "exceedance", counted)
+    held = _cloud_worth_holding(
+        fc, spec, capacity=100, floor=0, now=NOW, ready=NOW + 360.0, hold=600.0
+    )
+    assert len(calls) < 80
+    monkeypatch.setattr(Forecast, "exceedance", weigh)
+    need = 0.01 * 1 * 960.0
+    around = node_use(fc, spec, np.array([100.0 + held - 1, 100.0 + held]), NOW + 360.0, 600.0)
+    assert held > 1_000_000 and around[0] >= need > around[1]
 
 
 @pytest.mark.parametrize("seed", range(4))
