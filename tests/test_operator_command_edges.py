@@ -786,6 +786,102 @@ def test_a_signal_stops_the_operator_cleanly(
     assert [e["event"] for e in logs if e["log_level"] != "debug"][-1] == "operator_stopped"
 
 
+#: An address of TEST-NET-1 (RFC 5737), assigned to no interface here: binding it is refused
+#: at once, and nothing is sent anywhere.
+ELSEWHERE = "192.0.2.1"
+
+
+def bindable(address: str) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind((address, 0))
+        except OSError:
+            return False
+    return True
+
+
+@contextlib.contextmanager
+def port_in_use() -> Iterator[int]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield int(sock.getsockname()[1])
+
+
+def test_an_operator_that_cannot_listen_names_the_settings_and_the_address(
+    cluster: KubeEmulatorHandle,
+) -> None:
+    """``start`` on an address no interface has: a ValueError (the settings are unusable, as a
+    bad value is) naming the flags, the address and the system's reason; nothing is started."""
+    if bindable(ELSEWHERE):
+        pytest.skip(f"{ELSEWHERE} is assigned here")
+    options = {"metrics_address": ELSEWHERE, "metrics_port": 9}
+    operator = command.Operator(
+        settings(**options), api_client=cluster.api_client(), source=FlatLoad(1.0)
+    )
+    before = own_threads()
+    try:
+        with pytest.raises(ValueError) as caught:
+            operator.start()
+    finally:
+        operator.models.shutdown()
+    assert str(caught.value) == (
+        f"--metrics-address/--metrics-port {ELSEWHERE}:9: Cannot assign requested address"
+    )
+    assert operator.health is None and own_threads() - before == set()
+
+
+@pytest.mark.parametrize("given", ["flags", "variables"])
+def test_a_metrics_port_that_cannot_be_bound_is_one_line_and_exit_2(
+    cluster: KubeEmulatorHandle,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    logged: list[tuple[str, str]],
+    capsys: pytest.CaptureFixture[str],
+    given: str,
+) -> None:
+    """A port in use (or an address not here) makes ``tidal run`` exit 2, as any unusable
+    setting does, with one line naming the settings as given, the address and the reason; it
+    takes no signal over and leaves no thread behind."""
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    kubeconfig = cluster.write_kubeconfig(tmp_path / "config")
+    argv = ["run", "--no-leader-election", "--kubeconfig", str(kubeconfig)]
+    before = own_threads()
+    with port_in_use() as port:
+        if given == "flags":
+            argv += ["--metrics-address", "127.0.0.1", "--metrics-port", str(port)]
+            line = f"--metrics-address/--metrics-port 127.0.0.1:{port}: Address already in use"
+        else:
+            if bindable(ELSEWHERE):
+                pytest.skip(f"{ELSEWHERE} is assigned here")
+            monkeypatch.setenv("TIDAL_METRICS_ADDRESS", ELSEWHERE)
+            monkeypatch.setenv("TIDAL_METRICS_PORT", str(port))
+            line = (
+                f"TIDAL_METRICS_ADDRESS/TIDAL_METRICS_PORT {ELSEWHERE}:{port}: "
+                "Cannot assign requested address"
+            )
+        code = cli.main(argv)
+    out, err = capsys.readouterr()
+    assert (code, out, err) == (2, "", f"tidal run: {line}\n")
+    assert {s: signal.getsignal(s) for s in handlers} == handlers
+    for leftover in own_threads() - before:
+        leftover.join(timeout=10)
+    assert [t.name for t in own_threads() - before if t.is_alive()] == []
+
+
+def test_a_kubeconfig_from_the_environment_is_named_by_its_variable(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    logged: list[tuple[str, str]],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """TIDAL_KUBECONFIG naming no file: the variable and the path, not ``--kubeconfig``."""
+    missing = tmp_path / "nowhere" / "config"
+    monkeypatch.setenv("TIDAL_KUBECONFIG", str(missing))
+    assert cli.main(["run", "--metrics-port", "0"]) == 2
+    assert capsys.readouterr().err == f"tidal run: TIDAL_KUBECONFIG {missing}: no such file\n"
+
+
 # --- the log format ------------------------------------------------------------------------------
 
 

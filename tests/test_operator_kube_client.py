@@ -41,10 +41,13 @@ GWAS_PATH = f"/apis/{GROUP}/{VERSION}/gatewayautoscalers"
 
 @pytest.fixture(autouse=True)
 def no_cluster_around(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Not in a pod, no $KUBECONFIG, and a home without ~/.kube (the client's default path is
-    read once, at import: make it the plain one)."""
+    """Not in a pod, no $KUBECONFIG or ``TIDAL_*`` variable, and a home without ~/.kube (the
+    client's default path is read once, at import: make it the plain one)."""
     for name in ("KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT", "KUBECONFIG"):
         monkeypatch.delenv(name, raising=False)
+    for name in list(os.environ):
+        if name.startswith("TIDAL_"):
+            monkeypatch.delenv(name)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     default_location(monkeypatch, "~/.kube/config")
 
@@ -259,6 +262,39 @@ def test_an_unknown_context_lists_the_named_ones(
     path = write(tmp_path / "config", kubeconfig_body(contexts=contexts))
     assert problem(kubeconfig=str(path), kube_context="nope") == (
         f"--kube-context nope: no such context in --kubeconfig {path} (contexts: {known})"
+    )
+
+
+@pytest.mark.parametrize(
+    ("document", "ending"),
+    [(None, "no such file"), ("garbage: [\n", "not valid YAML: ")],
+    ids=["missing", "not-yaml"],
+)
+def test_a_kubeconfig_from_the_environment_is_named_by_its_variable(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, document: str | None, ending: str
+) -> None:
+    """TIDAL_KUBECONFIG is named as the variable it was given as, not as a flag nobody typed;
+    the same path passed in (``--kubeconfig``, which wins over the variable) is the flag."""
+    path = tmp_path / "config"
+    if document is not None:
+        write(path, document)
+    monkeypatch.setenv("TIDAL_KUBECONFIG", str(path))
+    assert problem().startswith(f"TIDAL_KUBECONFIG {path}: {ending}")
+    assert problem(kubeconfig=str(path)).startswith(f"--kubeconfig {path}: {ending}")
+
+
+def test_a_context_from_the_environment_is_named_by_its_variable(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """TIDAL_KUBE_CONTEXT that the file lacks: the variable, and the kubeconfig as given."""
+    path = write(tmp_path / "config", kubeconfig_body())
+    monkeypatch.setenv("TIDAL_KUBECONFIG", str(path))
+    monkeypatch.setenv("TIDAL_KUBE_CONTEXT", "nope")
+    assert problem() == (
+        f"TIDAL_KUBE_CONTEXT nope: no such context in TIDAL_KUBECONFIG {path} (contexts: x)"
+    )
+    assert problem(kube_context="nope", kubeconfig=str(path)) == (
+        f"--kube-context nope: no such context in --kubeconfig {path} (contexts: x)"
     )
 
 

@@ -81,6 +81,15 @@ def test_the_renew_period_must_be_under_half_the_lease(
         assert elector(kube, "a", "r0", renew_period=renew).renew_period == renew
 
 
+@pytest.mark.parametrize("identity", ["", "   ", "\t"], ids=["empty", "spaces", "tab"])
+def test_a_blank_identity_is_refused(kube: KubeEmulatorHandle, identity: str) -> None:
+    """A Lease whose holder is blank reads as held by nobody, so a second replica would take it
+    while the first still leads: an elector is never made with one."""
+    with pytest.raises(ValueError, match="identity must not be blank"):
+        elector(kube, identity, "r0")
+    assert elector(kube, "a", "r0").identity == "a"
+
+
 class Intruding(KubeClient):
     """Reads the Lease, then lets ``intrude`` write to it before this client's own write."""
 

@@ -11,7 +11,8 @@ pass's other objects are told so at once (:class:`~controller.operator.sources.P
 hold their replicas, so a partition cannot stretch a pass past the liveness limit.
 
 ``tidal run`` exits 2, with one line on standard error naming the flag (or environment
-variable, or file) at fault, when its settings or its kubeconfig are unusable; ``--once``
+variable, or file) at fault, when its settings or its kubeconfig are unusable, or when its
+metrics port cannot be bound (an address that does not resolve, a port in use); ``--once``
 exits 1 when an object failed, or when the cluster could not be read at all.
 """
 
@@ -43,7 +44,7 @@ from controller.operator.leader import LeaderElector
 from controller.operator.logs import configure_logging
 from controller.operator.metrics import HealthServer, OperatorMetrics
 from controller.operator.reconcile import Outcome, Reconciler
-from controller.operator.settings import OperatorSettings
+from controller.operator.settings import OperatorSettings, SettingsUnusable
 from controller.operator.sources import LoadSource, PassReads, make_load_source
 from controller.spec import GROUP, PLURAL, VERSION
 
@@ -230,15 +231,7 @@ class Operator:
         """
         if not self._stop_pending:
             self._stop.clear()  # the last run's stop, carried out
-        if self.health is None:
-            self.health = HealthServer(
-                self.metrics,
-                address=self.settings.metrics_address,
-                port=self.settings.metrics_port,
-                healthy=self._healthy,
-                ready=self._ready,
-            )
-            self.health.start()
+        health = self.listen()
         if self.elector is not None:
             self.elector.start()
             self._started_election = True
@@ -252,10 +245,35 @@ class Operator:
         log.info(
             "operator_started",
             identity=self.settings.identity,
-            metrics_port=self.health.port,
+            metrics_port=health.port,
             namespaces=self.settings.namespaces or "all",
             leader_election=self.elector is not None,
         )
+
+    def listen(self) -> HealthServer:
+        """Serve ``/metrics`` and the probes (``start`` does, unless done already).
+
+        An address or port that cannot be bound is a :class:`SettingsUnusable` naming both
+        settings as given, the address and the system's reason, on one line.
+        """
+        if self.health is not None:
+            return self.health
+        address, port = self.settings.metrics_address, self.settings.metrics_port
+        try:
+            health = HealthServer(
+                self.metrics, address=address, port=port, healthy=self._healthy, ready=self._ready
+            )
+        except (OSError, ValueError) as exc:  # ValueError: a name the resolver cannot encode
+            named = self.settings.named
+            host = f"[{address}]" if ":" in address else address
+            reason = (exc.strerror if isinstance(exc, OSError) else None) or str(exc)
+            raise SettingsUnusable(
+                f"{named('metrics_address')}/{named('metrics_port')} {host}:{port}: "
+                + " ".join(reason.split())
+            ) from exc
+        health.start()
+        self.health = health
+        return health
 
     def run_forever(self) -> None:
         self.start()
@@ -397,8 +415,9 @@ def _settings_problem(exc: ValidationError, args: argparse.Namespace) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    """``tidal run``: 0 on a clean stop (SIGTERM, SIGINT), 2 on bad settings or kubeconfig;
-    with ``--once``, 1 if the cluster could not be read or an object failed."""
+    """``tidal run``: 0 on a clean stop (SIGTERM, SIGINT), 2 on bad settings or kubeconfig, or a
+    metrics port it cannot listen on; with ``--once``, 1 if the cluster could not be read or an
+    object failed."""
     try:
         settings = settings_from_args(args)
     except ValidationError as exc:
@@ -418,6 +437,13 @@ def run(args: argparse.Namespace) -> int:
         if operator.cluster_failure is not None:
             return 1  # nothing was reconciled: all() over no outcomes is not a success
         return 0 if all(o.ok for o in outcomes.values()) else 1
+
+    try:
+        operator.listen()  # before the signals are taken over: nothing to stop yet
+    except SettingsUnusable as exc:
+        operator.models.shutdown()
+        print(f"tidal run: {exc}", file=sys.stderr)
+        return 2
 
     def _stop(signum: int, _frame: FrameType | None) -> None:
         log.info("signal_received", signal=signal.Signals(signum).name)

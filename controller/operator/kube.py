@@ -7,7 +7,8 @@ cheap and tolerant of fields the client's models do not know.
 API errors are translated here, once: 404 on a read is ``None``; timeouts, 429 and 5xx become
 :class:`ClusterUnavailable` (transient); 409 is a :class:`Conflict` (a write on a stale read);
 any other refusal (403 from RBAC, 422) is a permanent :class:`OperatorError` naming the call.
-A kubeconfig that cannot be loaded is a :class:`KubeconfigInvalid` naming the flag or file.
+A kubeconfig that cannot be loaded is a :class:`KubeconfigInvalid` naming the flag (or the
+variable that gave it) or file.
 """
 
 from __future__ import annotations
@@ -118,8 +119,9 @@ def api_client_from_settings(settings: OperatorSettings) -> client.ApiClient:
 
     The configuration is built for this client only, never the library's global default, so
     that two operators in one process (the HA tests) do not share one. A configuration that
-    cannot be loaded is a :class:`KubeconfigInvalid` whose one-line message names the flag or
-    file at fault (the client's own errors name neither ``--kubeconfig`` nor the default path).
+    cannot be loaded is a :class:`KubeconfigInvalid` whose one-line message names the flag (or
+    the variable, ``TIDAL_KUBECONFIG``, when that gave it) or file at fault (the client's own
+    errors name neither ``--kubeconfig`` nor the default path).
     """
     configuration = client.Configuration()
     in_pod = "KUBERNETES_SERVICE_HOST" in os.environ and not settings.kubeconfig
@@ -147,7 +149,9 @@ def _kubeconfig_problem(settings: OperatorSettings, exc: Exception, *, in_pod: b
     if in_pod:
         return f"in-cluster config (KUBERNETES_SERVICE_HOST is set): {_one_line(exc)}"
     if settings.kubeconfig:
-        where, paths = f"--kubeconfig {settings.kubeconfig}", [settings.kubeconfig]
+        # Its flag, or TIDAL_KUBECONFIG when the environment gave it.
+        where = f"{settings.named('kubeconfig')} {settings.kubeconfig}"
+        paths = [settings.kubeconfig]
     elif os.environ.get("KUBECONFIG"):
         value = os.environ["KUBECONFIG"]
         where, paths = f"KUBECONFIG {value}", [p for p in value.split(os.pathsep) if p]
@@ -169,7 +173,10 @@ def _kubeconfig_problem(settings: OperatorSettings, exc: Exception, *, in_pod: b
     context = settings.kube_context
     if context and context not in _context_names(paths):
         known = ", ".join(_context_names(paths)) or "none"
-        return f"--kube-context {context}: no such context in {where} (contexts: {known})"
+        return (
+            f"{settings.named('kube_context')} {context}: no such context in {where} "
+            f"(contexts: {known})"
+        )
     return f"{where}: {_one_line(exc)}"
 
 

@@ -60,6 +60,9 @@ class LeaderElector:
         if 2 * renew_period >= lease_duration:
             # ``is_leader`` holds for the duration less one renewal after each renewal.
             raise ValueError("the renew period must be shorter than half the lease duration")
+        if not identity.strip():
+            # A Lease whose holder is blank reads as held by nobody: a second replica would lead.
+            raise ValueError("the identity must not be blank: each replica holds the lease by name")
         self.kube = kube
         self.name = name
         self.namespace = namespace

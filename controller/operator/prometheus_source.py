@@ -22,6 +22,9 @@ What the caller can rely on:
   the lookback delta (the exporter is stuck), ``series.end`` is earlier than ``end`` and the
   caller decides how stale is too stale (compare ``end - series.end`` with a few steps).
   Nothing is extrapolated.
+- **A usable URL or nothing.** A base URL that is not ``http`` or ``https`` with a host (empty,
+  no scheme, a bad port) is refused when the source is made (:class:`PrometheusUrlInvalid`,
+  naming it), not at every read as if Prometheus were down (:func:`prometheus_url_problem`).
 - **Errors, never placeholder numbers.** No series at all, or Prometheus unreachable, timing out
   or answering 5xx, raises :class:`MetricsUnavailable` (transient: retry next loop). A query
   Prometheus rejects (400: bad PromQL) or one that returns more than one series raises
@@ -46,6 +49,7 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 import requests
@@ -61,8 +65,10 @@ __all__ = [
     "MetricsUnavailable",
     "PrometheusLoadSource",
     "PrometheusUnreachable",
+    "PrometheusUrlInvalid",
     "QueryError",
     "plan_chunks",
+    "prometheus_url_problem",
     "server_timeout",
 ]
 
@@ -101,6 +107,46 @@ class PrometheusUnreachable(MetricsUnavailable):
     Its reason stays ``MetricsUnavailable``; the type tells a caller that asking again at once,
     for another query, would most likely cost another whole timeout.
     """
+
+
+class PrometheusUrlInvalid(MetricsUnavailable):
+    """The base URL cannot be used at all (no http or https URL with a host): asking again will
+    not help, the URL must change. Raised when a :class:`PrometheusLoadSource` is made."""
+
+    transient = False
+
+
+#: What a usable base URL looks like, for the messages that refuse one.
+_URL_EXAMPLE = "an http or https URL such as http://prometheus:9090"
+
+
+def prometheus_url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be Prometheus's base URL, starting with ``repr(url)``; None if it can.
+
+    Usable is ``http`` or ``https`` with a host and, if given, a port from 1 to 65535, with
+    nothing the HTTP client refuses to send (no whitespace or control character in it).
+    """
+    if not url.strip():
+        return f"{url!r} is empty: give {_URL_EXAMPLE}"
+    if any(char.isspace() or not char.isprintable() for char in url):
+        return f"{url!r} has whitespace or a control character in it: give {_URL_EXAMPLE}"
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:  # an unclosed IPv6 bracket, a port out of range or not a number
+        return f"{url!r} is not a URL ({exc}): give {_URL_EXAMPLE}"
+    if parts.scheme not in ("http", "https"):
+        return f"{url!r} is not {_URL_EXAMPLE}"
+    if not parts.hostname:
+        return f"{url!r} has no host: give {_URL_EXAMPLE}"
+    if port == 0:
+        return f"{url!r} has port 0: give {_URL_EXAMPLE}"
+    try:
+        requests.PreparedRequest().prepare_url(url, None)  # a host it cannot send to (``a..b``)
+    except (requests.RequestException, ValueError) as exc:
+        reason = " ".join(str(exc).split())
+        return f"{url!r} is not a URL the HTTP client can use ({reason}): give {_URL_EXAMPLE}"
+    return None
 
 
 def server_timeout(timeout: float) -> float:
@@ -154,6 +200,9 @@ class PrometheusLoadSource:
         timeout: float = 10.0,
         retries: int = 1,
     ) -> None:
+        problem = prometheus_url_problem(url)
+        if problem is not None:
+            raise PrometheusUrlInvalid(f"Prometheus URL {problem}", query="")
         self.url = url.rstrip("/")
         self.timeout = timeout
         #: What Prometheus is told to spend on a query at most (:func:`server_timeout`).

@@ -1,28 +1,52 @@
 """Operator settings: ``TIDAL_*`` environment variables, overridden by ``tidal run`` flags.
 
-Durations are seconds (floats) or Kubernetes-style text (``90s``, ``1m``), as in the CR.
-Flags win over the environment, which wins over the defaults: a Deployment sets the
-environment, a person at a terminal types flags.
+Durations are seconds (floats) or Kubernetes-style text (``90s``, ``1m``), as in the CR, at
+most ten years either way. Flags win over the environment, which wins over the defaults: a
+Deployment sets the environment, a person at a terminal types flags. What is refused later (a
+kubeconfig, a port that cannot be bound) is named as it was given (:meth:`OperatorSettings.named`).
 """
 
 from __future__ import annotations
 
 import os
 import socket
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, SecretStr, model_validator
+from pydantic import (
+    BeforeValidator,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from controller.durations import parse_duration
+from controller.durations import MAX_DURATION, parse_duration
+from controller.operator.prometheus_source import prometheus_url_problem
 
-__all__ = ["OperatorSettings", "default_identity"]
+__all__ = ["OperatorSettings", "SettingsUnusable", "default_identity"]
 
 
-def _seconds(value: object) -> float:
-    if isinstance(value, str) and not value.strip().replace(".", "", 1).isdigit():
+class SettingsUnusable(ValueError):
+    """Settings that are valid as values but that cannot be used where they are run (a port in
+    use, an address that does not resolve); the one-line message names them as given."""
+
+
+def _seconds(value: object) -> object:
+    """Seconds as a number or as digits (``90``, ``1.5``), or duration text (``90s``): at most
+    :data:`~controller.durations.MAX_DURATION` either way, so that no wait or timeout later
+    overflows. Anything else is left to pydantic's own check of a float."""
+    if isinstance(value, str) and value.strip().replace(".", "", 1).isdigit():
+        seconds = float(value)
+        if not seconds <= MAX_DURATION.total_seconds():
+            raise ValueError(
+                f"{value!r} is not a duration Tidal can hold (at most {MAX_DURATION.days} days)"
+            )
+        return seconds
+    if isinstance(value, str | int | float):  # a bool too: parse_duration refuses it
         return parse_duration(value).total_seconds()
-    return float(value)  # type: ignore[arg-type]
+    return value
 
 
 def _csv(value: object) -> object:
@@ -62,6 +86,28 @@ class OperatorSettings(BaseSettings):
     """Everything ``tidal run`` can be told; each field is ``TIDAL_<NAME>`` in the environment."""
 
     model_config = SettingsConfigDict(env_prefix="TIDAL_", extra="ignore", frozen=True)
+
+    #: The fields read from the environment: not passed in (``tidal run``'s flags are), and
+    #: their variable set.
+    _from_environment: frozenset[str] = PrivateAttr(default=frozenset())
+
+    def __init__(self, **values: Any) -> None:
+        super().__init__(**values)
+        # Without regard to case, as pydantic-settings reads them.
+        variables = {name.upper() for name in os.environ}
+        self._from_environment = frozenset(
+            name
+            for name in type(self).model_fields
+            if name not in values and f"TIDAL_{name.upper()}" in variables
+        )
+
+    def named(self, field: str) -> str:
+        """``field`` as it was given: its variable (``TIDAL_KUBECONFIG``) when it was read from
+        the environment, else its flag (``--kubeconfig``), also for a default, as
+        ``tidal run`` names the settings it refuses."""
+        if field in self._from_environment:
+            return f"TIDAL_{field.upper()}"
+        return "--" + field.replace("_", "-")
 
     # Prometheus
     prometheus_url: str = Field(default="http://127.0.0.1:9090", description="Prometheus base URL")
@@ -128,6 +174,26 @@ class OperatorSettings(BaseSettings):
         default=None, description="Path; default: in-cluster config in a pod, else ~/.kube/config"
     )
     kube_context: str | None = None
+
+    @field_validator("prometheus_url")
+    @classmethod
+    def _usable_url(cls, value: str) -> str:
+        # Refused here, by its name, not at every read as a Prometheus down for each object.
+        problem = prometheus_url_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("identity")
+    @classmethod
+    def _some_identity(cls, value: str) -> str:
+        # A lease held by an empty identity reads as held by nobody: two replicas would lead.
+        if not value.strip():
+            raise ValueError(
+                f"{value!r} is blank: each replica needs a name of its own to hold the lease by "
+                "(default: the host name and process id)"
+            )
+        return value
 
     @model_validator(mode="after")
     def _lease_timing(self) -> OperatorSettings:
