@@ -10,7 +10,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import fields
 from pathlib import Path
@@ -34,6 +34,7 @@ from controller.durations import parse_duration
 from controller.simulator import CLOUD_SCORINGS, Scenario
 from controller.spec import LimitBy, format_validation_error
 from forecasts.errors import ForecastError
+from forecasts.evaluation import terminate_workers
 
 __all__ = ["add_arguments", "run", "scenario_from_args"]
 
@@ -206,6 +207,13 @@ def scenario_from_args(args: argparse.Namespace) -> Scenario:
     return Scenario(**values)
 
 
+def _a_number(flag: str, value: float) -> None:
+    """A ValueError naming ``flag`` for ``nan``, which argparse's float takes: every bound
+    compares false with it, and the spec's said only "Input should be less than 1"."""
+    if math.isnan(value):
+        raise ValueError(f"{flag} must be a number, got {value}")
+
+
 #: The spec fields that flags set, and the flag that sets each.
 _SPEC_FLAGS = {
     "quantile": "forecast.quantile",
@@ -256,6 +264,8 @@ def spec_overrides_from_args(args: argparse.Namespace, scenario: Scenario) -> di
             continue
         if name in ("hold_starting", "fill_nodes"):
             value = value == "true"
+        elif isinstance(value, float):
+            _a_number(f"--{name.replace('_', '-')}", value)
         try:
             backtest_spec("check", scenario=scenario, model=args.model, overrides={field: value})
         except ValidationError as exc:
@@ -448,7 +458,8 @@ def run(args: argparse.Namespace) -> int:
                 markup=False,
                 highlight=False,
             )
-    jobs = args.jobs or min(len(traces), os.cpu_count() or 1)
+    # No more workers than traces, asked for or not: a worker would have nothing to replay.
+    jobs = min(args.jobs or os.cpu_count() or 1, len(traces))
     runs: dict[str, TraceRun] = {}
     with Progress(
         TextColumn("{task.description}"),
@@ -537,48 +548,69 @@ def _replay_in_parallel(
     """Replay ``traces`` in ``jobs`` processes into ``runs``; 0, or the exit code of a failure.
 
     A replay that fails is reported at once: the work not started is cancelled and the
-    replays under way stop at their next report, so the exit does not wait for them.
+    replays under way stop at their next report, so the exit does not wait for them. An
+    interrupt (Ctrl-C, SIGTERM) ends the workers at once.
     """
     ctx = multiprocessing.get_context("spawn")
     with ctx.Manager() as manager, ProcessPoolExecutor(jobs, mp_context=ctx) as pool:
         queue = manager.Queue()
         stop = manager.Event()
-        futures = {
-            pool.submit(_run_one, trace, scenario, model, policies, overrides, queue, stop): trace
-            for trace in traces
-        }
-        pending = set(futures)
-        while pending:
-            while not queue.empty():
-                progress.minute(*queue.get())
-            progress.show_if_due()
-            for future in [f for f in pending if f.done()]:
-                pending.discard(future)
-                trace = futures[future]
-                try:
-                    done = future.result()
-                except Exception as exc:
-                    stop.set()
-                    for other in pending:
-                        other.cancel()
-                    if isinstance(exc, _INPUT_ERRORS):
-                        return fail(_named(trace, exc))
-                    if isinstance(exc, BrokenProcessPool):
-                        # Every future gets this error: the process that died is not known.
-                        running = ", ".join(sorted(t.name for t in (futures[f] for f in pending)))
-                        fail(
-                            "a replay's worker process died (out of memory, or killed) while "
-                            f"replaying {', '.join(x for x in (trace.name, running) if x)}; "
-                            "--jobs 1 replays one trace at a time"
-                        )
-                        return 1
-                    why = f"replay failed: {type(exc).__name__}: {exc} (--jobs 1 shows where)"
-                    fail(_named(trace, why))
+        try:
+            futures: dict[Future[TraceRun], PreparedTrace] = {}
+            for trace in traces:
+                work = (trace, scenario, model, policies, overrides, queue, stop)
+                futures[pool.submit(_run_one, *work)] = trace
+            return _collect(futures, runs, queue, stop, progress=progress, fail=fail)
+        except KeyboardInterrupt:
+            # Ctrl-C, or SIGTERM raised as one (controller.cli): the replays end now, not at
+            # their next report, and no worker is left behind.
+            terminate_workers(pool)
+            raise
+
+
+def _collect(
+    futures: dict[Future[TraceRun], PreparedTrace],
+    runs: dict[str, TraceRun],
+    queue: Any,
+    stop: Any,
+    *,
+    progress: _Progress,
+    fail: Callable[[str], int],
+) -> int:
+    """The replays of :func:`_replay_in_parallel` into ``runs`` as they finish, their minutes
+    shown as they come; 0, or the exit code of the first that fails."""
+    pending = set(futures)
+    while pending:
+        while not queue.empty():
+            progress.minute(*queue.get())
+        progress.show_if_due()
+        for future in [f for f in pending if f.done()]:
+            pending.discard(future)
+            trace = futures[future]
+            try:
+                done = future.result()
+            except Exception as exc:
+                stop.set()
+                for other in pending:
+                    other.cancel()
+                if isinstance(exc, _INPUT_ERRORS):
+                    return fail(_named(trace, exc))
+                if isinstance(exc, BrokenProcessPool):
+                    # Every future gets this error: the process that died is not known.
+                    running = ", ".join(sorted(t.name for t in (futures[f] for f in pending)))
+                    fail(
+                        "a replay's worker process died (out of memory, or killed) while "
+                        f"replaying {', '.join(x for x in (trace.name, running) if x)}; "
+                        "--jobs 1 replays one trace at a time"
+                    )
                     return 1
-                runs[done.name] = done
-                progress.finished(done)
-            if pending:
-                wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+                why = f"replay failed: {type(exc).__name__}: {exc} (--jobs 1 shows where)"
+                fail(_named(trace, why))
+                return 1
+            runs[done.name] = done
+            progress.finished(done)
+        if pending:
+            wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
     return 0
 
 

@@ -5,15 +5,19 @@ from __future__ import annotations
 import argparse
 import errno
 import os
+import signal
 import sys
+import threading
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from types import FrameType
 from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-__all__ = ["main", "rich_console", "timestamp_flag"]
+__all__ = ["Terminated", "main", "rich_console", "timestamp_flag"]
 
 
 def rich_console(**options: Any) -> Console:
@@ -62,6 +66,45 @@ def _reader_gone() -> int:
     os.dup2(devnull, fd)
     os.close(devnull)
     return 0
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread as Ctrl-C's KeyboardInterrupt is, so that it takes
+    the same way out: the worker processes and their Manager are ended, not left behind."""
+
+
+#: Exit code for SIGTERM: 128 + 15, what a shell, ``kubectl`` and CI runners read as "ended by
+#: SIGTERM", and what they read before tidal caught it (when it died of the signal itself).
+EXIT_TERMINATED = 128 + signal.SIGTERM
+#: The commands that run worker processes, or minutes of work, in the foreground: SIGTERM (from
+#: ``timeout``, a CI cancel, a Kubernetes Job's end) ends them as Ctrl-C does. ``run`` has its
+#: own (a clean stop, exit code 0).
+_TERMINABLE = frozenset({"backtest", "demo", "forecast"})
+
+
+@contextmanager
+def _sigterm_as_interrupt(command: str) -> Iterator[None]:
+    """While the block runs, SIGTERM raises :class:`Terminated` in this process.
+
+    Once: a second SIGTERM ends the process at once, as it did before. A process forked from
+    this one (a worker) gets the default, so that ``terminate()`` ends it."""
+    if command not in _TERMINABLE or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pid = os.getpid()
+
+    def terminated(signum: int, _frame: FrameType | None) -> None:
+        signal.signal(signum, signal.SIG_DFL)
+        if os.getpid() != pid:  # a forked child: the signal's default, ending it
+            os.kill(os.getpid(), signum)
+            return
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -140,9 +183,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     formatted = warnings.formatwarning
     warnings.formatwarning = _one_line(args.command)
     try:
-        code = int(args.handler(args))
-        sys.stdout.flush()  # output still buffered meets a reader gone here, not at exit
+        with _sigterm_as_interrupt(args.command):
+            code = int(args.handler(args))
+            sys.stdout.flush()  # output still buffered meets a reader gone here, not at exit
         return code
+    except Terminated:
+        print("terminated", file=sys.stderr)
+        return EXIT_TERMINATED
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -15,7 +15,11 @@ Three modes:
   on the last ``--history`` of the query up to now, read with the operator's own
   :class:`~controller.operator.prometheus_source.PrometheusLoadSource`, and fitted as the
   planner fits (:func:`controller.planner.forecaster_for`: the registry's model at
-  ``max(5m, step)``).
+  ``max(5m, step)``). ``--step`` and ``--history`` are bound as the custom resource bounds
+  ``load.step`` and ``load.history`` (:class:`controller.spec.LoadSpec`).
+
+``--horizon`` is covered by the forecast's whole steps it reaches into (7m at 5m is two, 30m on
+an hourly trace one); one shorter than the finest fit step, 5m, is refused whatever the trace.
 
 A shown forecast, on a terminal, is a few lines and a table; with ``--json`` it is one object:
 
@@ -48,14 +52,17 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
 import numpy as np
+from pydantic import ValidationError
 
 from controller.cli import rich_console, timestamp_flag
-from controller.durations import parse_duration
+from controller.durations import format_duration, parse_duration
 from controller.planner import MIN_FIT_STEP
+from controller.spec import MAX_HISTORY_POINTS, MIN_STEP, LoadSpec, format_validation_error
 from forecasts.base import FittedModel, FloatArray, Forecast
 from forecasts.errors import ForecastError, UnknownModel
 from forecasts.evaluation import (
@@ -135,7 +142,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"models to evaluate (default all: {', '.join(model_names())})",
     )
     accuracy.add_argument(
-        "--jobs", type=int, default=None, help="worker processes (default: one per CPU)"
+        "--jobs",
+        type=int,
+        default=None,
+        help="worker processes, at most one per trace and model (default: one per CPU)",
     )
     shown = parser.add_argument_group("one forecast shown (--show on a trace, or live)")
     shown.add_argument(
@@ -177,6 +187,11 @@ def run(args: argparse.Namespace) -> int:
         return _fail(f"--horizon: {exc}")
     if horizon <= 0:
         return _fail("--horizon must be positive")
+    problem = _horizon_problem(args.horizon, horizon, MIN_FIT_STEP)
+    if problem is not None:
+        return _fail(problem)  # at once: no forecast is finer, whatever the trace
+    if math.isnan(args.quantile):
+        return _fail(f"--quantile must be a number in (0.5, 1), got {args.quantile}")
     # The CRD's bounds (spec.forecast.quantile): at 0.5 the "upper" band is the median.
     if not 0.5 < args.quantile < 1.0:
         return _fail(f"--quantile must be in (0.5, 1), got {args.quantile}")
@@ -223,6 +238,24 @@ def _mode(args: argparse.Namespace) -> str:
     if mode == "show" and len(args.traces) != 1:
         raise ValueError(f"--show takes one trace file, got {len(args.traces)}")
     return mode
+
+
+def _horizon_problem(text: str, horizon: float, step: float) -> str | None:
+    """Why ``--horizon`` is shorter than the finest fit step, or None.
+
+    A forecast is of whole steps' means: a horizon that is not a whole number of steps is
+    covered by the steps it reaches into (7m at 5m is two; 30m on an hourly trace is the next
+    hour, shown as "30 min ahead in 60-minute means"), but one shorter than the finest step any
+    forecast is fitted at would be a step's forecast reported as less (``--horizon 1ms`` was
+    "0.0 min ahead" of a 5-minute mean).
+    """
+    if horizon >= step - 1e-9:
+        return None
+    least = format_duration(timedelta(seconds=step))
+    return (
+        f"--horizon {text} is less than one forecast step ({least}, the finest fit step): "
+        f"give at least {least}"
+    )
 
 
 def _unknown_model(name: str) -> str:
@@ -598,12 +631,9 @@ def _run_live(args: argparse.Namespace, *, model: str, horizon: float) -> int:
         if not durations[flag] > 0:
             return _fail(f"{flag} must be positive")
     step, span = durations["--step"], durations["--history"]
-    if span < 2 * step:
-        return _fail(f"--history {texts['--history']} must cover at least two --step")
-    try:
-        fit_step_for(step, fit_step=MIN_FIT_STEP)
-    except ForecastError as exc:
-        return _fail(f"--step {texts['--step']}: {exc}")
+    problem = _history_problem(step, span, step_text=texts["--step"], span_text=texts["--history"])
+    if problem is not None:
+        return _fail(problem)
     url, query = args.prometheus_url, args.query
     where = f"{url}, query {query!r}"
     now = time.time()  # the edge reads the clock; the fit and the forecast never do
@@ -622,6 +652,43 @@ def _run_live(args: argparse.Namespace, *, model: str, horizon: float) -> int:
     if args.plot:
         return _draw(lambda out: _plot_shown(shown, history, out, title=where), args.plot)
     return 0
+
+
+def _history_problem(step: float, span: float, *, step_text: str, span_text: str) -> str | None:
+    """Why ``--step`` and ``--history`` are not a history the operator would read, or None.
+
+    The custom resource's rules for ``load.step`` and ``load.history`` (the validator of
+    :class:`controller.spec.LoadSpec`, and its bounds named here): the history is read as the
+    operator reads it, so that a ``--step 1ms`` asks for no 2 TiB of samples nor a hundred
+    thousand queries before the first one is sent.
+    """
+    if step < MIN_STEP.total_seconds():
+        least = format_duration(MIN_STEP)
+        return f"--step {step_text} is finer than {least}, the finest load.step the operator reads"
+    if span < 2 * step:
+        return f"--history {span_text} must cover at least two --step"
+    try:
+        fit_step_for(step, fit_step=MIN_FIT_STEP)
+    except ForecastError as exc:
+        return f"--step {step_text}: {exc}"
+    samples = span / step
+    if samples > MAX_HISTORY_POINTS:
+        return (
+            f"--history {span_text} at --step {step_text} is {samples:,.0f} samples, at most "
+            f"{MAX_HISTORY_POINTS:,} (as load.history / load.step): a longer --step or a "
+            "shorter --history"
+        )
+    try:  # whatever else the resource refuses, so that the two never part
+        LoadSpec(
+            query="tidal forecast",
+            per_replica=1.0,
+            step=timedelta(seconds=step),
+            history=timedelta(seconds=span),
+        )
+    except ValidationError as exc:
+        reason = format_validation_error(exc, prefix="load").removeprefix("load: ")
+        return f"--step {step_text}, --history {span_text}: {reason}"
+    return None
 
 
 def _json_finite(value: Any) -> Any:

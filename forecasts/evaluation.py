@@ -68,6 +68,7 @@ __all__ = [
     "fit_step_for",
     "forecast_report",
     "score_together",
+    "terminate_workers",
 ]
 
 FIT_STEP = FIT_BUCKET
@@ -381,7 +382,9 @@ def evaluate_traces(
     """
     items = _trace_items(traces)
     names = list(models or default_models())
-    workers = jobs if jobs is not None else (os.cpu_count() or 1)
+    # No more workers than (trace, model) evaluations: a worker with none to do is a process
+    # forked for nothing (``--jobs 100000`` would try as many).
+    workers = min(jobs if jobs is not None else (os.cpu_count() or 1), len(items) * len(names))
     # Every trace is read and checked first: a bad one fails at once, before any model runs.
     checked: list[tuple[str, LoadSeries]] = []
     for name, trace in items:
@@ -410,29 +413,16 @@ def evaluate_traces(
         key=lambda job: job[2] != "auto",
     )
     with Manager() as manager, ProcessPoolExecutor(max_workers=workers) as pool:
-        ticks = manager.Queue() if progress is not None else None
-        stop = manager.Event()
-        futures: dict[Future[ModelBacktest], tuple[str, str]] = {
-            pool.submit(_job, name, series, model, horizon, quantile, ticks, stop): (name, model)
-            for name, series, model in order
-        }
-        pending = set(futures)
-        while pending:
-            finished = {f for f in pending if f.done()}
-            pending -= finished
-            for future in finished:
-                error = future.exception()
-                if error is not None:
-                    # No more jobs start, and the running ones stop at their next origin, so
-                    # the error is reported now, not after the others' minutes of fitting.
-                    stop.set()
-                    for other in pending:
-                        other.cancel()
-                    raise _named(futures[future][0], error) from error
-            _drain(ticks, progress, wait=0.2 if pending else 0.0)
-        _drain(ticks, progress, wait=0.0)
-        for future, (name, model) in futures.items():
-            backtests[name][model] = future.result()
+        try:
+            for (name, model), backtest in _in_pool(
+                pool, manager, order, horizon=horizon, quantile=quantile, progress=progress
+            ).items():
+                backtests[name][model] = backtest
+        except KeyboardInterrupt:
+            # Ctrl-C, or SIGTERM raised as one (controller.cli): the workers end now, not at
+            # their next origin, and none is left behind.
+            terminate_workers(pool)
+            raise
     scored: dict[str, dict[str, dict[str, float]]] = {}
     for name, series in checked:
         with _naming(name):
@@ -442,6 +432,56 @@ def evaluate_traces(
                 together, quantile=quantile, scale=_scale(series, horizon=horizon)
             )
     return scored
+
+
+def _in_pool(
+    pool: ProcessPoolExecutor,
+    manager: Any,
+    order: Sequence[tuple[str, LoadSeries, str]],
+    *,
+    horizon: float,
+    quantile: float,
+    progress: Progress | None,
+) -> dict[tuple[str, str], ModelBacktest]:
+    """Every (trace, model) of ``order`` evaluated in ``pool``, its progress drained here."""
+    ticks = manager.Queue() if progress is not None else None
+    stop = manager.Event()
+    futures: dict[Future[ModelBacktest], tuple[str, str]] = {
+        pool.submit(_job, name, series, model, horizon, quantile, ticks, stop): (name, model)
+        for name, series, model in order
+    }
+    pending = set(futures)
+    while pending:
+        finished = {f for f in pending if f.done()}
+        pending -= finished
+        for future in finished:
+            error = future.exception()
+            if error is not None:
+                # No more jobs start, and the running ones stop at their next origin, so
+                # the error is reported now, not after the others' minutes of fitting.
+                stop.set()
+                for other in pending:
+                    other.cancel()
+                raise _named(futures[future][0], error) from error
+        _drain(ticks, progress, wait=0.2 if pending else 0.0)
+    _drain(ticks, progress, wait=0.0)
+    return {key: future.result() for future, key in futures.items()}
+
+
+def terminate_workers(pool: ProcessPoolExecutor) -> None:
+    """End ``pool``'s worker processes now, whatever they are running: leaving the pool's
+    ``with`` block then finds them gone and does not wait for their work to finish.
+
+    For an interrupt (Ctrl-C, or SIGTERM raised as one), where the workers may not have been
+    signalled themselves (SIGINT to the parent alone, or SIGTERM from ``timeout`` or a
+    Kubernetes Job). SIGKILL, not SIGTERM: a forked worker keeps its parent's handlers. The
+    work queued and not started fails with the pool (Python 3.14 has ``terminate_workers``
+    for this; before it, the processes are the pool's ``_processes``).
+    """
+    processes: Mapping[int, Any] = getattr(pool, "_processes", None) or {}
+    for process in list(processes.values()):
+        if process.is_alive():
+            process.kill()
 
 
 def _named(trace: str, error: BaseException) -> BaseException:

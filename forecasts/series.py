@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import re
 import warnings
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -179,8 +180,9 @@ class TimestampOutOfRange(ValueError):
 
 
 def _parse_timestamp(text: str) -> tuple[float, bool]:
-    """Epoch seconds, and whether the timestamp had no offset (a local clock)."""
-    stamp = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    """Epoch seconds, and whether the timestamp had no offset (a local clock). ``Z`` or ``z``
+    (RFC 3339 allows either) is UTC."""
+    stamp = datetime.fromisoformat(re.sub(r"[Zz]$", "+00:00", text.strip()))
     local = stamp.tzinfo is None
     if local:
         stamp = stamp.replace(tzinfo=UTC)

@@ -644,3 +644,38 @@ def test_the_utilization_threshold_under_packed_is_warned_about(
     flags = ["--scale-down-utilization-threshold", "0.3", "--cloud-scoring", "MostAllocated"]
     assert main(["backtest", *argv, *flags]) == 0
     assert "counts only with" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("flags", "says"),
+    [
+        (["--quantile", "nan"], "--quantile must be a number, got nan"),
+        (["--quantile", "NaN"], "--quantile must be a number, got nan"),
+        (["--headroom", "nan"], "--headroom must be a number, got nan"),
+    ],
+    ids=["quantile", "quantile-capitals", "headroom"],
+)
+def test_a_number_flag_given_nan_says_it_must_be_a_number(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], flags: list[str], says: str
+) -> None:
+    """argparse's float takes "nan", which every bound compares false with: the spec said only
+    "Input should be less than 1". One line naming the flag, exit 2, before any replay."""
+    trace = _write_trace(tmp_path / "t.csv", 600)
+    assert main(["backtest", str(trace), "--jobs", "1", *flags]) == 2
+    assert capsys.readouterr().err == f"tidal backtest: {says}\n"
+
+
+def test_score_from_takes_utc_as_z_or_lower_case_z(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """RFC 3339's lower-case z is UTC, as Z is: it was refused as "not an ISO-8601 timestamp".
+    The same minutes are scored, to the same report."""
+    trace = _write_trace(tmp_path / "t.csv", 600)
+    argv = ["backtest", str(trace), "--jobs", "1", "--policies", "oracle", "--json"]
+    said = []
+    for zulu in ("Z", "z"):
+        assert main([*argv, "--score-from", _minute(500).removesuffix("Z") + zulu]) == 0
+        captured = capsys.readouterr()
+        assert "t: replaying 100 scored minutes" in captured.err
+        said.append(captured.out)
+    assert said[0] == said[1]

@@ -8,6 +8,7 @@ import io
 import json
 import math
 import threading
+from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
@@ -200,8 +201,26 @@ def test_a_worker_reports_the_minutes_a_replay_reports_and_stops_when_told(
 
 @pytest.mark.parametrize(
     ("jobs", "cores", "workers"),
-    [("0", 4, 2), ("0", 1, 1), ("0", None, 1), ("3", 1, 3), (None, 4, 2)],
-    ids=["one-per-trace", "one-per-core", "cores-unknown", "as-asked", "by-default"],
+    [
+        ("0", 4, 2),
+        ("0", 1, 1),
+        ("0", None, 1),
+        ("2", 1, 2),
+        ("3", 1, 2),
+        ("40", 4, 2),
+        ("1", 4, 1),
+        (None, 4, 2),
+    ],
+    ids=[
+        "one-per-trace",
+        "one-per-core",
+        "cores-unknown",
+        "as-asked",
+        "asked-more-than-traces",
+        "asked-far-more",
+        "asked-one",
+        "by-default",
+    ],
 )
 def test_the_workers_are_one_per_core_and_no_more_than_the_traces(
     tmp_path: Path,
@@ -210,9 +229,10 @@ def test_the_workers_are_one_per_core_and_no_more_than_the_traces(
     cores: int | None,
     workers: int,
 ) -> None:
-    """``--jobs 0``, the default: a worker per core (one where the count is unknown), never
-    more than there are traces; any other number is taken as asked. One worker replays in this
-    process."""
+    """``--jobs 0``, the default: a worker per core (one where the count is unknown); any
+    other number as asked. Never more than there are traces, asked for or not (``--jobs 40``
+    was 40 for two traces), as ``tidal forecast --jobs`` takes no more than its evaluations.
+    One worker replays in this process."""
     seen: list[int] = []
 
     def parallel(traces: list[Any], runs: dict[str, Any], **kwargs: Any) -> int:
@@ -246,6 +266,25 @@ def test_a_parallel_run_that_succeeds_exits_0_with_every_trace(
     assert set(json.loads(out)["traces"]) == {"a", "b"}
     for name in ("a", "b"):
         assert f"{name}: replayed in " in captured.err
+
+
+def test_the_pool_is_asked_for_no_more_workers_than_traces(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--jobs 40`` on two traces: the process pool itself is made with two workers."""
+    asked: list[int | None] = []
+
+    class Pool(ProcessPoolExecutor):
+        def __init__(self, max_workers: int | None = None, **kwargs: Any) -> None:
+            asked.append(max_workers)
+            super().__init__(max_workers, **kwargs)
+
+    monkeypatch.setattr(backtest_command, "ProcessPoolExecutor", Pool)
+    traces = [str(_trace(tmp_path / f"{name}.csv")) for name in ("a", "b")]
+    argv = ["backtest", *traces, "--jobs", "40", "--policies", "oracle", "--json"]
+    assert main(argv) == 0
+    assert asked == [2]
+    assert set(json.loads(capsys.readouterr().out)["traces"]) == {"a", "b"}
 
 
 #: The table's headings, in the report's order.

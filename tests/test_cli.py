@@ -7,8 +7,10 @@ import argparse
 import errno
 import io
 import os
+import signal
 import subprocess
 import sys
+import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -56,6 +58,103 @@ def test_an_interrupt_is_one_line_and_exit_code_130(
     crd_command[0] = KeyboardInterrupt()
     assert cli.main(["crd"]) == 130
     assert capsys.readouterr().err == "interrupted\n"
+
+
+class _NotCaught(Exception):
+    """SIGTERM reached the test's own handler: the command did not take it."""
+
+
+def _raise_not_caught(_signum: int, _frame: object) -> None:
+    raise _NotCaught
+
+
+@pytest.fixture
+def sigterm_guard() -> Iterator[None]:
+    """SIGTERM raises :class:`_NotCaught` where the command under test leaves it alone (it
+    would otherwise end the test run); the handler before is put back after."""
+    before = signal.signal(signal.SIGTERM, _raise_not_caught)
+    yield
+    signal.signal(signal.SIGTERM, before)
+
+
+@pytest.mark.parametrize("command", ["backtest", "forecast", "demo"])
+def test_sigterm_is_one_line_and_exit_code_143_as_an_interrupt_is(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    sigterm_guard: None,
+    command: str,
+) -> None:
+    """SIGTERM (timeout, a CI cancel, a Kubernetes Job) is raised as a KeyboardInterrupt, so it
+    leaves as Ctrl-C does, workers ended; the exit code is 143, 128 + SIGTERM, as a shell
+    reports a process SIGTERM ended. The handler is the caller's again after."""
+    from controller import backtest_command, demo, forecast_command
+
+    seen: list[BaseException] = []
+
+    def terminated(_args: argparse.Namespace) -> int:
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            for _ in range(100):  # the handler runs between two bytecodes
+                time.sleep(0.01)
+        except BaseException as exc:
+            seen.append(exc)
+            raise
+        return 0
+
+    module = {"backtest": backtest_command, "forecast": forecast_command, "demo": demo}[command]
+    monkeypatch.setattr(module, "run", terminated)
+    argv = [command] if command == "demo" else [command, "t.csv"]
+    assert cli.main(argv) == 143
+    assert capsys.readouterr().err == "terminated\n"
+    assert len(seen) == 1 and isinstance(seen[0], KeyboardInterrupt)
+    assert signal.getsignal(signal.SIGTERM) is _raise_not_caught
+
+
+def test_a_forked_worker_dies_of_sigterm_as_it_would_have(
+    monkeypatch: pytest.MonkeyPatch, sigterm_guard: None
+) -> None:
+    """A process forked while the command runs (a worker, the Manager) keeps the handler:
+    there SIGTERM is its default again, so that ``terminate()`` ends it and nothing in it is
+    raised."""
+    from controller import forecast_command
+
+    statuses: list[int] = []
+
+    def forks(_args: argparse.Namespace) -> int:
+        # Held until the child is inside its try: whatever SIGTERM does there, it goes no
+        # further than the child's exit status.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+        child = os.fork()
+        if child == 0:  # pragma: no cover - the child's end is its exit status
+            try:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+                time.sleep(30)
+            finally:
+                os._exit(3)  # reached only if SIGTERM raised in the child
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+        os.kill(child, signal.SIGTERM)
+        statuses.append(os.waitpid(child, 0)[1])
+        return 0
+
+    monkeypatch.setattr(forecast_command, "run", forks)
+    assert cli.main(["forecast", "t.csv"]) == 0
+    assert os.WIFSIGNALED(statuses[0]) and os.WTERMSIG(statuses[0]) == signal.SIGTERM
+
+
+def test_the_crd_leaves_sigterm_as_it_was(
+    monkeypatch: pytest.MonkeyPatch, sigterm_guard: None
+) -> None:
+    """Only the commands that run for long take SIGTERM as an interrupt (``run`` has its own
+    clean stop); another is not touched."""
+    handlers: list[object] = []
+
+    def command(_args: argparse.Namespace) -> int:
+        handlers.append(signal.getsignal(signal.SIGTERM))
+        return 0
+
+    monkeypatch.setattr(cli, "_print_crd", command)
+    assert cli.main(["crd"]) == 0
+    assert handlers == [_raise_not_caught]
 
 
 def test_the_warnings_format_is_the_command_s_only_while_it_runs(

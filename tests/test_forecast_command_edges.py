@@ -17,9 +17,12 @@ from typing import Any
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 from rich.console import Console
 
 from controller import forecast_command
+from controller.durations import parse_duration
+from controller.spec import MAX_HISTORY_POINTS, LoadSpec
 from forecasts.errors import ForecastError
 from forecasts.evaluation import TraceEvaluationFailed
 from forecasts.series import LoadSeries
@@ -283,16 +286,16 @@ def test_the_json_report_is_one_line(trace: Path, capsys: pytest.CaptureFixture[
     ("horizon", "expected"),
     [
         pytest.param("2h", "120", id="whole-minutes"),
-        pytest.param("150s", "2.5", id="half-a-minute"),
-        pytest.param("1s", "0.017", id="one-second"),
+        pytest.param("7m30s", "7.5", id="half-a-minute"),
+        pytest.param("301s", "5.017", id="a-step-and-a-second"),
     ],
 )
 def test_the_horizon_in_minutes_is_whole_when_it_can_be(
     trace: Path, capsys: pytest.CaptureFixture[str], horizon: str, expected: str
 ) -> None:
     """horizon_minutes is an integer for whole minutes and a decimal (to three places)
-    otherwise, in the JSON text too (120, not 120.0); the object is one line. Any positive
-    horizon is taken, a second too (one step is forecast)."""
+    otherwise, in the JSON text too (120, not 120.0); the object is one line. A horizon of a
+    step or more is taken, whole steps or not (the steps it reaches into are forecast)."""
     argv = [str(trace), "--show", "--json", "--model", "seasonal-naive", "--horizon", horizon]
     assert _run(*argv) == 0
     out = capsys.readouterr().out
@@ -418,6 +421,31 @@ LIVE = ["--prometheus-url", "http://127.0.0.1:9", "--query", "up"]
             "--history 119s must cover at least two --step",
             id="history-under-two-steps",
         ),
+        pytest.param(
+            [*LIVE, "--step", "1ms", "--history", "3650d"],
+            "--step 1ms is finer than 1s, the finest load.step",
+            id="step-under-a-second",  # 2.29 TiB asked for before any query
+        ),
+        pytest.param(
+            [*LIVE, "--step", "999ms"],
+            "--step 999ms is finer than 1s",
+            id="step-a-millisecond-short",
+        ),
+        pytest.param(
+            [*LIVE, "--step", "1s", "--history", "14d"],
+            "--history 14d at --step 1s is 1,209,600 samples, at most 500,000",
+            id="too-many-samples",  # 110,000 queries, as load.history / load.step refuses
+        ),
+        pytest.param(
+            [*LIVE, "--step", "1m", "--history", "3650d"],
+            "--history 3650d at --step 1m is 5,256,000 samples",
+            id="ten-years-of-minutes",
+        ),
+        pytest.param(
+            [*LIVE, "--step", "7s"],
+            "--step 7s: a 7s step does not divide the 300s fit step",
+            id="step-not-dividing-the-fit-step",
+        ),
     ],
 )
 def test_flags_refused_before_any_read(
@@ -446,6 +474,149 @@ def test_two_steps_of_history_go_on_to_the_read(
     err = _one_line_error(capsys.readouterr(), "unreachable", "'up'")
     assert err.startswith(f"tidal forecast: error: Prometheus at {url} ")
     assert err.count(url) == 1
+
+
+def test_the_most_samples_load_history_takes_go_on_to_the_read(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """--history of exactly MAX_HISTORY_POINTS --step is what load.history takes: asked for."""
+    url = f"http://127.0.0.1:{free_port()}"
+    argv = ["--prometheus-url", url, "--query", "up", "--step", "1s"]
+    assert _run(*argv, "--history", f"{MAX_HISTORY_POINTS}s") == 2
+    _one_line_error(capsys.readouterr(), "unreachable", "'up'")
+
+
+@pytest.mark.parametrize(
+    ("step", "span"),
+    [
+        ("1ms", "1d"),
+        ("10ms", "14d"),
+        ("999ms", "1h"),
+        ("1s", "1h"),
+        ("1s", "14d"),
+        ("1.5s", "1d"),
+        ("1.7s", "1d"),
+        ("7s", "1d"),
+        ("15s", "14d"),
+        ("1m", "2m"),
+        ("1m", "119s"),
+        ("1m", "14d"),
+        ("1m", "3650d"),
+        ("2m", "1d"),
+        ("5m", "3650d"),
+        ("7m", "1d"),
+        ("1h", "3650d"),
+    ],
+)
+def test_live_step_and_history_are_refused_as_load_step_and_history_are(
+    step: str, span: str
+) -> None:
+    """The live mode reads what the operator would read: a --step and --history are refused
+    exactly where a GatewayAutoscaler's load.step and load.history are."""
+    refused = forecast_command._history_problem(
+        parse_duration(step).total_seconds(),
+        parse_duration(span).total_seconds(),
+        step_text=step,
+        span_text=span,
+    )
+    try:
+        LoadSpec.model_validate({"query": "up", "perReplica": 1, "step": step, "history": span})
+    except ValidationError:
+        assert refused is not None
+        assert refused.startswith(("--step", "--history"))
+    else:
+        assert refused is None
+
+
+def test_whatever_else_load_spec_refuses_is_refused_with_both_flags(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The resource's own validator has the last word: a bound of it the flags' checks did not
+    name (here the samples', as if this module's copy were stale) is refused, one line with
+    --step and --history and the resource's reason, and nothing is read."""
+    monkeypatch.setattr(forecast_command, "MAX_HISTORY_POINTS", 10**9)
+    assert _run(*LIVE, "--step", "1s", "--history", "14d") == 2
+    _one_line_error(
+        capsys.readouterr(), "--step 1s, --history 14d: ", "1,209,600 samples, at most 500,000"
+    )
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        pytest.param(
+            ["{trace}", "--show", "--horizon", "1ms"],
+            "--horizon 1ms is less than one forecast step (5m, the finest fit step): give at "
+            "least 5m",
+            id="show",
+        ),
+        pytest.param(
+            ["{trace}", "--show", "--horizon", "4m59s"],
+            "--horizon 4m59s is less than one forecast step (5m",
+            id="show-a-second-short",
+        ),
+        pytest.param(
+            ["{trace}", "--models", "seasonal-naive", "--jobs", "1", "--horizon", "1s"],
+            "--horizon 1s is less than one forecast step (5m, the finest fit step)",
+            id="accuracy",
+        ),
+        pytest.param(
+            [*LIVE, "--horizon", "1ms"],
+            "--horizon 1ms is less than one forecast step (5m, the finest fit step)",
+            id="live",
+        ),
+    ],
+)
+def test_a_horizon_less_than_one_step_is_refused_naming_the_step(
+    trace: Path,
+    capsys: pytest.CaptureFixture[str],
+    argv: list[str],
+    expected: str,
+) -> None:
+    """A forecast is of whole steps' means: --horizon 1ms was shown as one 5-minute step
+    "0.0 min ahead". Less than the finest fit step is one line naming --horizon and the step,
+    exit 2; nothing is fitted or read."""
+    assert _run(*[a.format(trace=trace) for a in argv]) == 2
+    _one_line_error(capsys.readouterr(), expected)
+
+
+@pytest.mark.parametrize("horizon", ["10m", "30m"])
+def test_a_horizon_within_one_coarse_step_is_that_step(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], horizon: str
+) -> None:
+    """At a trace's half-hour step, 10m and 30m both reach into the next step, and are shown as
+    that one step (the default 30m on an hourly trace is the next hour): a trace coarser than
+    the horizon is not refused."""
+    coarse = _trace(tmp_path / "half-hours.csv", seasonal(days=8, step=1800.0))
+    argv = [str(coarse), "--show", "--json", "--model", "seasonal-naive", "--horizon", horizon]
+    assert _run(*argv) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["step_seconds"] == 1800.0
+    assert len(shown["forecast"]) == 1
+
+
+def test_accuracy_over_a_fine_and_a_coarse_trace_takes_a_horizon_under_the_coarse_step(
+    trace: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``tidal forecast traces/*.csv`` at the default 30m, with an hourly trace among them, is
+    scored on every trace (each at the step its horizon reaches into), not refused."""
+    hourly = _trace(tmp_path / "hours.csv", seasonal(days=15, step=3600.0))
+    argv = [str(trace), str(hourly), "--models", "seasonal-naive", "--jobs", "1", "--json"]
+    assert _run(*argv) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert set(report["traces"]) == {trace.stem, "hours"}
+    assert report["traces"]["hours"]["models"]["seasonal-naive"]["mase"] is not None
+
+
+@pytest.mark.parametrize("zulu", ["Z", "z"])
+def test_show_at_takes_utc_as_z_or_lower_case_z(
+    trace: Path, history: LoadSeries, capsys: pytest.CaptureFixture[str], zulu: str
+) -> None:
+    """RFC 3339 allows a lower-case z: it was refused as "not ISO-8601"."""
+    at = _iso(history.end - DAY).removesuffix("Z") + zulu
+    argv = [str(trace), "--show", "--json", "--model", "seasonal-naive", "--at", at]
+    assert _run(*argv) == 0
+    assert json.loads(capsys.readouterr().out)["fitted_until"] == _iso(history.end - DAY)
 
 
 # -- one forecast shown --------------------------------------------------------------------

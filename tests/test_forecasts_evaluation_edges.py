@@ -7,9 +7,10 @@ import json
 import math
 import os
 from collections.abc import Mapping
+from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
@@ -452,8 +453,8 @@ def test_one_job_evaluates_in_this_process(monkeypatch: pytest.MonkeyPatch) -> N
 def test_without_jobs_the_models_run_in_a_worker_process_per_cpu(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, cpus: int | None, here: bool
 ) -> None:
-    """``jobs`` defaults to the CPU count: on two CPUs the backtests run in workers, not here;
-    when the count is unknown, in this process."""
+    """``jobs`` defaults to the CPU count: on two CPUs the two backtests run in workers, not
+    here; when the count is unknown, in this process."""
     real = evaluation.backtest_model
 
     def recorded(series: LoadSeries, model: str, **kwargs: Any) -> ModelBacktest:
@@ -463,10 +464,51 @@ def test_without_jobs_the_models_run_in_a_worker_process_per_cpu(
     # Workers are forked: they see the patched function too.
     monkeypatch.setattr(evaluation, "backtest_model", recorded)
     monkeypatch.setattr(os, "cpu_count", lambda: cpus)
-    evaluate_traces({"t": seasonal(days=3)}, models=["seasonal-naive"])
-    ran = [path.name for path in tmp_path.iterdir()]
-    assert len(ran) == 1
-    assert (ran[0] == str(os.getpid())) == here
+    evaluate_traces({"t": seasonal(days=3), "u": seasonal(days=3)}, models=["seasonal-naive"])
+    ran = {path.name for path in tmp_path.iterdir()}
+    assert ran and (str(os.getpid()) in ran) == here
+    if here:
+        assert ran == {str(os.getpid())}
+
+
+class _Pool(ProcessPoolExecutor):
+    """A process pool that notes the workers it is asked for."""
+
+    asked: ClassVar[list[int | None]] = []
+
+    def __init__(self, max_workers: int | None = None, **kwargs: Any) -> None:
+        type(self).asked.append(max_workers)
+        super().__init__(max_workers, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("traces", "models", "jobs", "asked"),
+    [
+        pytest.param(2, ["seasonal-naive"], 8, [2], id="two-evaluations-of-eight-jobs"),
+        pytest.param(2, ["seasonal-naive", "holt-winters"], 3, [3], id="fewer-jobs-than-four"),
+        pytest.param(1, ["seasonal-naive"], 8, [], id="one-evaluation-here"),
+        pytest.param(1, ["seasonal-naive"], None, [], id="one-evaluation-by-default"),
+    ],
+)
+def test_the_pool_is_asked_for_no_more_workers_than_evaluations(
+    monkeypatch: pytest.MonkeyPatch,
+    traces: int,
+    models: list[str],
+    jobs: int | None,
+    asked: list[int],
+) -> None:
+    """Each worker takes one (trace, model) evaluation: ``--jobs 40`` forked 40 processes for
+    one evaluation (``--jobs 100000``, as many). No more are asked for than there are
+    evaluations, and one is run in this process, as ``jobs=1`` is."""
+    monkeypatch.setattr(_Pool, "asked", [])
+    monkeypatch.setattr(evaluation, "ProcessPoolExecutor", _Pool)
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    named = {f"t{i}": seasonal(days=3) for i in range(traces)}
+    report = evaluate_traces(named, models=models, jobs=jobs)
+    assert _Pool.asked == asked
+    assert {name: set(entry) for name, entry in report.items()} == {
+        name: set(models) for name in named
+    }
 
 
 def test_worker_processes_report_each_model_s_progress() -> None:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from forecasts.errors import TraceFormatError, TraceWarning
-from forecasts.series import LoadSeries, grid_step, load_trace
+from forecasts.series import LoadSeries, grid_step, load_trace, parse_timestamp
 
 START = datetime(2024, 1, 1, tzinfo=UTC).timestamp()
 
@@ -508,3 +508,41 @@ def test_a_row_outside_the_years_a_datetime_holds_says_so(tmp_path: Path) -> Non
     assert str(error.value) == (
         f"{path}:2: timestamp '0001-01-01T00:30:00+01:00' is outside the years 1 to 9999 in UTC"
     )
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        pytest.param("2014-04-10T00:04:00z", 1397088240.0, id="lower-case-z"),
+        pytest.param("2014-04-10t00:04:00z", 1397088240.0, id="lower-case-t-and-z"),
+        pytest.param(" 2014-04-10T00:04:00.5z ", 1397088240.5, id="fraction-and-spaces"),
+        pytest.param("2014-04-10T00:04:00Z", 1397088240.0, id="upper-case-z"),
+    ],
+)
+def test_utc_is_z_or_lower_case_z_as_rfc_3339_allows(text: str, seconds: float) -> None:
+    """RFC 3339 (5.6, "Z" and "z" both) takes a lower-case z for UTC: it was refused as not
+    ISO-8601."""
+    assert parse_timestamp(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["2014-04-10T00:04:00+00:00z", "z", "2014-04-10T00:04:00ZZ"])
+def test_a_z_that_is_not_the_offset_is_still_refused(text: str) -> None:
+    """Only a last Z or z is the offset: one after another offset, or alone, is no timestamp."""
+    with pytest.raises(ValueError, match="Invalid isoformat"):
+        parse_timestamp(text)
+
+
+def test_a_trace_in_lower_case_z_reads_as_its_upper_case_twin(tmp_path: Path) -> None:
+    """The same rows with z, Z or both are the same series: each is a UTC offset, so a trace
+    mixing them is not refused as a local clock mixed with offsets."""
+    upper = at_seconds(tmp_path / "upper.csv", [0, 60, 120, 180])
+    rows = upper.read_text().splitlines()
+    lower = tmp_path / "lower.csv"
+    lower.write_text("\n".join(row.replace("Z,", "z,") for row in rows) + "\n")
+    mixed = tmp_path / "mixed.csv"
+    mixed.write_text("\n".join([*rows[:2], *(r.replace("Z,", "z,") for r in rows[2:])]) + "\n")
+    expected = load_trace(upper)
+    for path in (lower, mixed):
+        read = load_trace(path)
+        assert (read.start, read.step) == (expected.start, expected.step)
+        np.testing.assert_array_equal(read.values, expected.values)
