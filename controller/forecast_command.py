@@ -616,7 +616,11 @@ def _run_show(args: argparse.Namespace, *, model: str, horizon: float) -> int:
 
 
 def _run_live(args: argparse.Namespace, *, model: str, horizon: float) -> int:
-    from controller.operator.prometheus_source import MetricsUnavailable, PrometheusLoadSource
+    from controller.operator.prometheus_source import (
+        MetricsUnavailable,
+        PrometheusLoadSource,
+        shown_url,
+    )
 
     texts = {
         "--step": DEFAULT_STEP if args.step is None else args.step,
@@ -635,19 +639,20 @@ def _run_live(args: argparse.Namespace, *, model: str, horizon: float) -> int:
     if problem is not None:
         return _fail(problem)
     url, query = args.prometheus_url, args.query
-    where = f"{url}, query {query!r}"
+    named = shown_url(url)  # its password, if any, as ***
+    where = f"{named}, query {query!r}"
     now = time.time()  # the edge reads the clock; the fit and the forecast never do
     try:
         with PrometheusLoadSource(url) as source:
             history = source.read_history(query, start=now - span, end=now, step=step)
     except MetricsUnavailable as exc:
         message = str(exc)
-        return _fail(message if url.rstrip("/") in message else f"{url}: {message}")
+        return _fail(message if named.rstrip("/") in message else f"{named}: {message}")
     try:
         shown = show_forecast(history, model=model, horizon=horizon, quantile=args.quantile)
     except ForecastError as exc:
         return _fail(f"{where}: {exc}")
-    report = shown_report(shown, {"prometheus_url": url, "query": query})
+    report = shown_report(shown, {"prometheus_url": named, "query": query})
     _print_shown(report, as_json=args.json)
     if args.plot:
         return _draw(lambda out: _plot_shown(shown, history, out, title=where), args.plot)

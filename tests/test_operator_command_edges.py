@@ -38,6 +38,7 @@ from tests.integration.operator_cluster import (
     gwa_body,
     wait_until,
 )
+from tests.support.fixtures import clear_operator_environment
 from tests.support.kube_emulator import KubeEmulatorHandle
 
 LEASES = "coordination.k8s.io/v1/leases"
@@ -50,10 +51,7 @@ STOPS = itertools.count()
 @pytest.fixture(autouse=True)
 def no_settings_around(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No ``TIDAL_*`` variable, no $KUBECONFIG and not in a pod, unless a test says so."""
-    for name in list(os.environ):
-        if name.startswith("TIDAL_") or name in ("KUBECONFIG", "KUBERNETES_SERVICE_HOST"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    clear_operator_environment(monkeypatch, tmp_path / "home")
 
 
 def eventually(check: Callable[[], Any], what: str) -> Any:

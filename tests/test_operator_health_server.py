@@ -107,3 +107,44 @@ def test_a_stopped_server_closes_its_port() -> None:
     server.stop()
     with pytest.raises(ConnectionRefusedError), socket.create_connection(("127.0.0.1", port)):
         pass
+
+
+def _ipv6_available() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as sock:
+            sock.bind(("::", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _ipv6_available(), reason="this system has no IPv6 to bind")
+def test_the_ipv6_wildcard_is_bound_as_ipv6_and_serves_ipv4_too() -> None:
+    """``--metrics-address ::`` (an IPv6-only or dual-stack cluster probes the pod's IPv6
+    address) was refused: the server only knew IPv4. It is bound as IPv6, and, where the
+    system allows dual stack, answers on IPv4 loopback too."""
+    healthy = Probe()
+    server = HealthServer(OperatorMetrics(), address="::", port=0, healthy=healthy, ready=Probe())
+    server.start()
+    try:
+        listening = server._server.socket
+        assert listening.family == socket.AF_INET6
+        if listening.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY) == 0:
+            assert get(server, "/healthz")[:1] == (200,)
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1", "localhost", "0.0.0.0"])
+def test_an_ipv4_address_or_a_name_with_one_is_bound_as_ipv4(address: str) -> None:
+    """As before IPv6 was served: ``localhost`` stays IPv4 loopback wherever /etc/hosts lists
+    ``::1`` first, so a probe of 127.0.0.1 still reaches it."""
+    server = HealthServer(
+        OperatorMetrics(), address=address, port=0, healthy=Probe(), ready=Probe()
+    )
+    server.start()
+    try:
+        assert server._server.socket.family == socket.AF_INET
+        assert get(server, "/healthz")[0] == 200
+    finally:
+        server.stop()

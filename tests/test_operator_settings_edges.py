@@ -5,7 +5,6 @@ would both lead), and how a setting refused after it was read is named: as it wa
 
 from __future__ import annotations
 
-import os
 import socket
 import threading
 from pathlib import Path
@@ -20,8 +19,10 @@ from controller.operator.prometheus_source import (
     MetricsUnavailable,
     PrometheusLoadSource,
     PrometheusUnreachable,
+    shown_url,
 )
 from controller.operator.settings import OperatorSettings
+from tests.support.fixtures import clear_operator_environment
 
 #: The longest duration a setting takes, in seconds (ten years).
 LONGEST = int(MAX_DURATION.total_seconds())
@@ -46,10 +47,7 @@ UNUSABLE_URLS = [
 @pytest.fixture(autouse=True)
 def no_settings_around(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No ``TIDAL_*`` variable, no $KUBECONFIG and not in a pod; logging left alone."""
-    for name in list(os.environ):
-        if name.startswith("TIDAL_") or name in ("KUBECONFIG", "KUBERNETES_SERVICE_HOST"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    clear_operator_environment(monkeypatch, tmp_path / "home")
     monkeypatch.setattr(command, "configure_logging", lambda *_args, **_kwargs: None)
 
 
@@ -273,3 +271,56 @@ def test_a_setting_is_named_as_it_was_given(
     settings = OperatorSettings(**({"metrics_port": 9100} if passed else {}))
     assert settings.named("metrics_port") == expected
     assert settings.named("metrics_address") == "--metrics-address"
+
+
+# --- a password in the URL ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("http://reader:s3cret@prometheus:9090", "http://reader:***@prometheus:9090"),
+        ("https://reader:a:b@prometheus/prom", "https://reader:***@prometheus/prom"),
+        ("reader:s3cret@prometheus:9090", "reader:***@prometheus:9090"),
+        ("http://reader@prometheus:9090", "http://reader@prometheus:9090"),
+        ("http://prometheus:9090/at@sign", "http://prometheus:9090/at@sign"),
+        ("http://prometheus:9090", "http://prometheus:9090"),
+    ],
+    ids=["password", "colon-in-password", "no-scheme", "user-alone", "at-in-path", "plain"],
+)
+def test_a_urls_password_is_shown_as_stars(url: str, shown: str) -> None:
+    assert shown_url(url) == shown
+
+
+def test_a_password_in_a_refused_url_is_not_printed(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The one line ``tidal run`` prints for a URL without a scheme names the variable and
+    shows the URL, its password as ***: the line lands in a pod's log."""
+    monkeypatch.setenv("TIDAL_PROMETHEUS_URL", "reader:s3cret@prometheus:9090")
+    assert cli.main(["run", "--metrics-port", "0"]) == 2
+    line = one_line(capsys.readouterr().err)
+    assert line.startswith("tidal run: TIDAL_PROMETHEUS_URL: 'reader:***@prometheus:9090' "), line
+    assert "s3cret" not in line
+
+
+def test_a_password_in_the_url_is_not_in_a_read_error() -> None:
+    """Read errors reach an object's status, its Events and the logs: the URL is shown with its
+    password as ***, though the client sends it (basic auth)."""
+    url = f"http://reader:s3cret@127.0.0.1:{closed_port()}"
+    with (
+        pytest.raises(PrometheusUnreachable) as caught,
+        PrometheusLoadSource(url, timeout=2.0, retries=0) as source,
+    ):
+        source.read_history("up", start=0.0, end=60.0, step=60.0)
+    assert "reader:***@127.0.0.1" in str(caught.value)
+    assert "s3cret" not in str(caught.value)
+
+
+def test_a_password_in_the_url_is_not_in_tidal_forecasts_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    url = f"http://reader:s3cret@127.0.0.1:{closed_port()}"
+    assert cli.main(["forecast", "--prometheus-url", url, "--query", "up"]) == 2
+    err = capsys.readouterr().err
+    assert "reader:***@127.0.0.1" in err and "s3cret" not in err, err

@@ -10,6 +10,7 @@ do not collide.
 from __future__ import annotations
 
 import contextlib
+import socket
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -202,6 +203,31 @@ class OperatorMetrics:
         return generate_latest(self.registry)
 
 
+def _http_server(
+    address: str, port: int, handler: type[BaseHTTPRequestHandler]
+) -> ThreadingHTTPServer:
+    """A server bound to ``address`` in the family it resolves to: ``0.0.0.0`` or an IPv4
+    address, IPv4; ``::`` or an IPv6 address, IPv6, and with ``::`` IPv4 too where the system
+    allows dual stack (an IPv6-only cluster probes the pod's IPv6 address). A name that
+    resolves to IPv4 is bound as IPv4, as before IPv6 was served (``localhost`` stays
+    127.0.0.1); one with IPv6 addresses alone, as IPv6. Errors are the system's
+    (:class:`OSError`)."""
+    found = socket.getaddrinfo(address, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    families = [entry[0] for entry in found]
+    family = socket.AF_INET if socket.AF_INET in families else families[0]
+
+    class Server(ThreadingHTTPServer):
+        address_family = family
+
+        def server_bind(self) -> None:
+            if family == socket.AF_INET6:
+                with contextlib.suppress(OSError):  # a system without dual stack: IPv6 alone
+                    self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+            super().server_bind()
+
+    return Server((address, port), handler)
+
+
 class HealthServer:
     """One port: ``/metrics``, ``/healthz`` (the loop is alive), ``/readyz`` (ready to serve)."""
 
@@ -245,7 +271,7 @@ class HealthServer:
         self.metrics = metrics
         self.healthy = healthy
         self.ready = ready
-        self._server = ThreadingHTTPServer((address, port), Handler)
+        self._server = _http_server(address, port, Handler)
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
 

@@ -22,6 +22,9 @@ What the caller can rely on:
   the lookback delta (the exporter is stuck), ``series.end`` is earlier than ``end`` and the
   caller decides how stale is too stale (compare ``end - series.end`` with a few steps).
   Nothing is extrapolated.
+- **No password shown.** A URL's password (``http://user:secret@prometheus``, which the HTTP
+  client sends as basic auth) is ``***`` in every message, and so in the status, Events and
+  logs the messages reach (:func:`shown_url`).
 - **A usable URL or nothing.** A base URL that is not ``http`` or ``https`` with a host (empty,
   no scheme, a bad port) is refused when the source is made (:class:`PrometheusUrlInvalid`,
   naming it), not at every read as if Prometheus were down (:func:`prometheus_url_problem`).
@@ -70,6 +73,7 @@ __all__ = [
     "plan_chunks",
     "prometheus_url_problem",
     "server_timeout",
+    "shown_url",
 ]
 
 # Prometheus's hard limit per series in one query_range
@@ -120,32 +124,43 @@ class PrometheusUrlInvalid(MetricsUnavailable):
 _URL_EXAMPLE = "an http or https URL such as http://prometheus:9090"
 
 
+#: The password of a URL's user info: after the user's colon, up to the ``@`` before the host.
+_PASSWORD = re.compile(r"^((?:[^:/?#]*://)?[^/?#@:]*:)[^/?#@]*@")
+
+
+def shown_url(url: str) -> str:
+    """``url`` as messages show it: the password of its user info, if any, as ``***``."""
+    return _PASSWORD.sub(r"\1***@", url)
+
+
 def prometheus_url_problem(url: str) -> str | None:
-    """Why ``url`` cannot be Prometheus's base URL, starting with ``repr(url)``; None if it can.
+    """Why ``url`` cannot be Prometheus's base URL, starting with its ``repr`` (its password
+    shown as ``***``, :func:`shown_url`); None if it can.
 
     Usable is ``http`` or ``https`` with a host and, if given, a port from 1 to 65535, with
     nothing the HTTP client refuses to send (no whitespace or control character in it).
     """
+    shown = repr(shown_url(url))
     if not url.strip():
-        return f"{url!r} is empty: give {_URL_EXAMPLE}"
+        return f"{shown} is empty: give {_URL_EXAMPLE}"
     if any(char.isspace() or not char.isprintable() for char in url):
-        return f"{url!r} has whitespace or a control character in it: give {_URL_EXAMPLE}"
+        return f"{shown} has whitespace or a control character in it: give {_URL_EXAMPLE}"
     try:
         parts = urlsplit(url)
         port = parts.port
     except ValueError as exc:  # an unclosed IPv6 bracket, a port out of range or not a number
-        return f"{url!r} is not a URL ({exc}): give {_URL_EXAMPLE}"
+        return f"{shown} is not a URL ({exc}): give {_URL_EXAMPLE}"
     if parts.scheme not in ("http", "https"):
-        return f"{url!r} is not {_URL_EXAMPLE}"
+        return f"{shown} is not {_URL_EXAMPLE}"
     if not parts.hostname:
-        return f"{url!r} has no host: give {_URL_EXAMPLE}"
+        return f"{shown} has no host: give {_URL_EXAMPLE}"
     if port == 0:
-        return f"{url!r} has port 0: give {_URL_EXAMPLE}"
+        return f"{shown} has port 0: give {_URL_EXAMPLE}"
     try:
         requests.PreparedRequest().prepare_url(url, None)  # a host it cannot send to (``a..b``)
     except (requests.RequestException, ValueError) as exc:
-        reason = " ".join(str(exc).split())
-        return f"{url!r} is not a URL the HTTP client can use ({reason}): give {_URL_EXAMPLE}"
+        reason = " ".join(str(exc).replace(url, shown_url(url)).split())
+        return f"{shown} is not a URL the HTTP client can use ({reason}): give {_URL_EXAMPLE}"
     return None
 
 
@@ -204,6 +219,8 @@ class PrometheusLoadSource:
         if problem is not None:
             raise PrometheusUrlInvalid(f"Prometheus URL {problem}", query="")
         self.url = url.rstrip("/")
+        #: The URL as messages show it (:func:`shown_url`).
+        self.shown_url = shown_url(self.url)
         self.timeout = timeout
         #: What Prometheus is told to spend on a query at most (:func:`server_timeout`).
         self.server_timeout = server_timeout(timeout)
@@ -316,7 +333,7 @@ class PrometheusLoadSource:
         )
         if not isinstance(result, list) or not all(isinstance(x, Mapping) for x in result):
             raise MetricsUnavailable(
-                f"Prometheus at {self.url} sent an unreadable answer to query {query!r}: "
+                f"Prometheus at {self.shown_url} sent an unreadable answer to query {query!r}: "
                 f"a range result must be a list of series, got {type(result).__name__}",
                 query=query,
             )
@@ -337,12 +354,12 @@ class PrometheusLoadSource:
             return request()
         except requests.JSONDecodeError as exc:  # reached, but not Prometheus (a proxy's page)
             raise MetricsUnavailable(
-                f"Prometheus at {self.url} sent an unreadable answer to query {query!r}",
+                f"Prometheus at {self.shown_url} sent an unreadable answer to query {query!r}",
                 query=query,
             ) from exc
         except requests.RequestException as exc:
             raise PrometheusUnreachable(
-                f"Prometheus at {self.url} is unreachable for query {query!r}: "
+                f"Prometheus at {self.shown_url} is unreachable for query {query!r}: "
                 f"{self._no_answer(exc)}",
                 query=query,
             ) from exc
@@ -359,7 +376,7 @@ class PrometheusLoadSource:
                 # Not Prometheus's own error: a proxy or gateway in front of it that could not
                 # reach it, or got no answer in time (a 504 comes after that wait).
                 problem = PrometheusUnreachable(
-                    f"Prometheus at {self.url} is unreachable for query {query!r}: HTTP "
+                    f"Prometheus at {self.shown_url} is unreachable for query {query!r}: HTTP "
                     f"{status} from what stands in front of it: {error}",
                     query=query,
                 )
@@ -380,7 +397,7 @@ class PrometheusLoadSource:
             # A body that is not the JSON Prometheus sends (``{"status": "success"}`` without
             # ``data``, say): the operator and ``tidal forecast`` say so instead of crashing.
             raise MetricsUnavailable(
-                f"Prometheus at {self.url} sent an unreadable answer to query {query!r}",
+                f"Prometheus at {self.shown_url} sent an unreadable answer to query {query!r}",
                 query=query,
             ) from exc
 

@@ -36,6 +36,7 @@ from tests.support.prometheus_server import (
 
 __all__ = [
     "TRACES_DIR",
+    "clear_operator_environment",
     "daily_sine_views",
     "kube_api",
     "operator_at",
@@ -48,6 +49,15 @@ __all__ = [
 TRACES_DIR = Path(
     os.environ.get("TIDAL_TRACES_DIR", Path(__file__).resolve().parents[1] / "data" / "traces")
 )
+
+
+def clear_operator_environment(monkeypatch: pytest.MonkeyPatch, home: Path) -> None:
+    """No ``TIDAL_*`` variable, no $KUBECONFIG, not in a pod, and ``home`` as $HOME (so no
+    ``~/.kube/config`` of the machine's): the operator's settings as a test gives them."""
+    for name in list(os.environ):
+        if name.startswith("TIDAL_") or name in ("KUBECONFIG", "KUBERNETES_SERVICE_HOST"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("HOME", str(home))
 
 
 @pytest.fixture
