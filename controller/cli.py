@@ -84,13 +84,19 @@ _TERMINABLE = frozenset({"backtest", "demo", "forecast"})
 
 @contextmanager
 def _sigterm_as_interrupt(command: str) -> Iterator[None]:
-    """While the block runs, SIGTERM raises :class:`Terminated` in this process.
+    """While the block runs, SIGTERM raises :class:`Terminated` in this process, and SIGINT its
+    KeyboardInterrupt, both held while worker processes start
+    (:func:`forecasts.interrupts.held_interrupts`) so that none is left half started.
 
-    Once: a second SIGTERM ends the process at once, as it did before. A process forked from
-    this one (a worker) gets the default, so that ``terminate()`` ends it."""
+    SIGTERM once: a second one ends the process at once, as it did before. SIGINT only when
+    Python's own handler has it (not where it is ignored, as in a background job). A process
+    forked from this one (a worker) gets SIGTERM's default, so that ``terminate()`` ends it,
+    and SIGINT's KeyboardInterrupt at once, as before."""
     if command not in _TERMINABLE or threading.current_thread() is not threading.main_thread():
         yield
         return
+    from forecasts.interrupts import interrupt
+
     pid = os.getpid()
 
     def terminated(signum: int, _frame: FrameType | None) -> None:
@@ -98,13 +104,23 @@ def _sigterm_as_interrupt(command: str) -> Iterator[None]:
         if os.getpid() != pid:  # a forked child: the signal's default, ending it
             os.kill(os.getpid(), signum)
             return
-        raise Terminated
+        interrupt(Terminated())
+
+    def interrupted(_signum: int, _frame: FrameType | None) -> None:
+        if os.getpid() != pid:
+            raise KeyboardInterrupt
+        interrupt(KeyboardInterrupt())
 
     previous = signal.signal(signal.SIGTERM, terminated)
+    previous_int = signal.getsignal(signal.SIGINT)
+    if previous_int is signal.default_int_handler:
+        signal.signal(signal.SIGINT, interrupted)
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+        if previous_int is signal.default_int_handler:
+            signal.signal(signal.SIGINT, previous_int)
 
 
 class _Parser(argparse.ArgumentParser):

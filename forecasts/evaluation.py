@@ -42,7 +42,7 @@ import os
 import queue as queue_module
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from multiprocessing import Manager
 from pathlib import Path
@@ -52,6 +52,7 @@ import numpy as np
 
 from forecasts.base import DAY, BoolArray, FittedModel, FloatArray
 from forecasts.errors import ForecastError, InsufficientHistory
+from forecasts.interrupts import held_interrupts
 from forecasts.registry import create, model_names
 from forecasts.series import FIT_BUCKET, LoadSeries, divides, load_trace
 
@@ -412,16 +413,27 @@ def evaluate_traces(
         ((name, series, model) for name, series in checked for model in names),
         key=lambda job: job[2] != "auto",
     )
-    with Manager() as manager, ProcessPoolExecutor(max_workers=workers) as pool:
+    with ExitStack() as started:
+        pool: ProcessPoolExecutor | None = None
         try:
-            for (name, model), backtest in _in_pool(
-                pool, manager, order, horizon=horizon, quantile=quantile, progress=progress
-            ).items():
+            # An interrupt while the Manager and the workers start is raised once they have:
+            # then they are ended below, none left half started.
+            with held_interrupts():
+                manager = started.enter_context(Manager())
+                pool = started.enter_context(ProcessPoolExecutor(max_workers=workers))
+                ticks = manager.Queue() if progress is not None else None
+                stop = manager.Event()
+                futures: dict[Future[ModelBacktest], tuple[str, str]] = {}
+                for name, series, model in order:
+                    work = (name, series, model, horizon, quantile, ticks, stop)
+                    futures[pool.submit(_job, *work)] = (name, model)
+            for (name, model), backtest in _collected(futures, ticks, stop, progress).items():
                 backtests[name][model] = backtest
         except KeyboardInterrupt:
             # Ctrl-C, or SIGTERM raised as one (controller.cli): the workers end now, not at
             # their next origin, and none is left behind.
-            terminate_workers(pool)
+            if pool is not None:
+                terminate_workers(pool)
             raise
     scored: dict[str, dict[str, dict[str, float]]] = {}
     for name, series in checked:
@@ -434,22 +446,14 @@ def evaluate_traces(
     return scored
 
 
-def _in_pool(
-    pool: ProcessPoolExecutor,
-    manager: Any,
-    order: Sequence[tuple[str, LoadSeries, str]],
-    *,
-    horizon: float,
-    quantile: float,
+def _collected(
+    futures: dict[Future[ModelBacktest], tuple[str, str]],
+    ticks: Any,
+    stop: Any,
     progress: Progress | None,
 ) -> dict[tuple[str, str], ModelBacktest]:
-    """Every (trace, model) of ``order`` evaluated in ``pool``, its progress drained here."""
-    ticks = manager.Queue() if progress is not None else None
-    stop = manager.Event()
-    futures: dict[Future[ModelBacktest], tuple[str, str]] = {
-        pool.submit(_job, name, series, model, horizon, quantile, ticks, stop): (name, model)
-        for name, series, model in order
-    }
+    """Every (trace, model) of ``futures``, evaluated in their pool, its progress drained here;
+    the first that fails stops the others and is raised."""
     pending = set(futures)
     while pending:
         finished = {f for f in pending if f.done()}

@@ -110,6 +110,47 @@ def test_sigterm_is_one_line_and_exit_code_143_as_an_interrupt_is(
     assert signal.getsignal(signal.SIGTERM) is _raise_not_caught
 
 
+@pytest.mark.parametrize(
+    ("signum", "code", "line"),
+    [(signal.SIGTERM, 143, "terminated\n"), (signal.SIGINT, 130, "interrupted\n")],
+    ids=["sigterm", "sigint"],
+)
+def test_a_signal_while_workers_start_is_raised_once_they_have(
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    sigterm_guard: None,
+    signum: int,
+    code: int,
+    line: str,
+) -> None:
+    """A signal that lands while a Manager or a pool starts (forecasts.interrupts) is raised
+    where that ends, so that what was started is ended with the rest: the Manager's process
+    printed a traceback when its parent went mid-start."""
+    from controller import backtest_command
+    from forecasts.interrupts import held_interrupts
+
+    reached: list[str] = []
+
+    def starting(_args: argparse.Namespace) -> int:
+        with held_interrupts():
+            os.kill(os.getpid(), signum)
+            for _ in range(30):  # the handler runs between two bytecodes, here held
+                time.sleep(0.01)
+            reached.append("started")
+        reached.append("ran")
+        return 0
+
+    monkeypatch.setattr(backtest_command, "run", starting)
+    # Ctrl-C as a foreground shell has it, even where the tests run with it ignored.
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        assert cli.main(["backtest", "t.csv"]) == code
+    finally:
+        assert signal.signal(signal.SIGINT, before) is signal.default_int_handler
+    assert capsys.readouterr().err == line
+    assert reached == ["started"]
+
+
 def test_a_forked_worker_dies_of_sigterm_as_it_would_have(
     monkeypatch: pytest.MonkeyPatch, sigterm_guard: None
 ) -> None:

@@ -224,3 +224,20 @@ def test_sigterm_ends_a_parallel_forecast_evaluation_and_its_workers(
     assert code == 143, "".join(run.err)
     assert run.err[-1] == "terminated\n"
     assert run.survivors() == []
+
+
+@pytest.mark.parametrize("attempt", range(3))
+def test_sigterm_as_the_workers_start_leaves_no_traceback_and_nothing_running(
+    command: Callable[..., _Command], minutes: list[str], attempt: int
+) -> None:
+    """SIGTERM the moment the first process under the backtest appears (its Manager or the
+    resource tracker, starting): the Manager printed a traceback as its parent went mid-start.
+    Now the signal waits for the start to end, and the exit is the usual one line."""
+    run = command("backtest", *minutes, "--jobs", "2", "--policies", "tidal")
+    run.wait_for(lambda: bool(_descendants(run.process.pid)))
+    code, _ = run.signal(signal.SIGTERM)
+    run._take_lines(1.0)
+    assert code == 143, "".join(run.err)
+    assert run.err[-1] == "terminated\n", "".join(run.err)
+    assert not any("Traceback" in line for line in run.err), "".join(run.err)
+    assert run.survivors() == []

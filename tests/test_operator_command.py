@@ -134,6 +134,20 @@ def test_a_rule_across_settings_names_each_as_it_was_given(
     )
 
 
+def test_a_rule_across_settings_names_a_lower_case_variable_as_given(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pydantic-settings reads variables without regard to case: one set in lower case is the
+    one that counted, and is named, not the flag nobody typed."""
+    monkeypatch.delenv("TIDAL_LEASE_DURATION", raising=False)
+    monkeypatch.setenv("tidal_lease_duration", "15")
+    code, out, err = run(["--lease-renew", "20"], capsys)
+    assert code == 2 and out == ""
+    assert one_line(err) == (
+        "tidal run: --lease-renew (20s) must be shorter than half TIDAL_LEASE_DURATION (15s)"
+    )
+
+
 def test_a_renewal_too_slow_to_lead_throughout_is_refused(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

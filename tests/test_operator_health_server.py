@@ -135,10 +135,11 @@ def test_the_ipv6_wildcard_is_bound_as_ipv6_and_serves_ipv4_too() -> None:
         server.stop()
 
 
-@pytest.mark.parametrize("address", ["127.0.0.1", "localhost", "0.0.0.0"])
+@pytest.mark.parametrize("address", ["127.0.0.1", "localhost", "0.0.0.0", ""])
 def test_an_ipv4_address_or_a_name_with_one_is_bound_as_ipv4(address: str) -> None:
     """As before IPv6 was served: ``localhost`` stays IPv4 loopback wherever /etc/hosts lists
-    ``::1`` first, so a probe of 127.0.0.1 still reaches it."""
+    ``::1`` first, so a probe of 127.0.0.1 still reaches it; an empty address is every IPv4
+    interface, as ``0.0.0.0``."""
     server = HealthServer(
         OperatorMetrics(), address=address, port=0, healthy=Probe(), ready=Probe()
     )

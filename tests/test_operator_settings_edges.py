@@ -283,10 +283,27 @@ def test_a_setting_is_named_as_it_was_given(
         ("https://reader:a:b@prometheus/prom", "https://reader:***@prometheus/prom"),
         ("reader:s3cret@prometheus:9090", "reader:***@prometheus:9090"),
         ("http://reader@prometheus:9090", "http://reader@prometheus:9090"),
-        ("http://prometheus:9090/at@sign", "http://prometheus:9090/at@sign"),
+        ("http://admin:hunter2@xyz@127.0.0.1:9", "http://admin:***@127.0.0.1:9"),
+        ("http://admin:s3cr#et@127.0.0.1:9", "http://admin:***@127.0.0.1:9"),
+        ("http://admin:hun/ter2@127.0.0.1:9", "http://admin:***@127.0.0.1:9"),
+        ("http://admin:a?b@127.0.0.1:9", "http://admin:***@127.0.0.1:9"),
+        ("http://prometheus/at@sign", "http://prometheus/at@sign"),
+        ("http://prometheus:9090/at@sign", "http://prometheus:***@sign"),
         ("http://prometheus:9090", "http://prometheus:9090"),
     ],
-    ids=["password", "colon-in-password", "no-scheme", "user-alone", "at-in-path", "plain"],
+    ids=[
+        "password",
+        "colon-in-password",
+        "no-scheme",
+        "user-alone",
+        "at-in-password",
+        "hash-in-password",
+        "slash-in-password",
+        "question-in-password",
+        "at-in-path",
+        "at-in-path-after-a-port-hidden-too",
+        "plain",
+    ],
 )
 def test_a_urls_password_is_shown_as_stars(url: str, shown: str) -> None:
     assert shown_url(url) == shown
@@ -302,6 +319,22 @@ def test_a_password_in_a_refused_url_is_not_printed(
     line = one_line(capsys.readouterr().err)
     assert line.startswith("tidal run: TIDAL_PROMETHEUS_URL: 'reader:***@prometheus:9090' "), line
     assert "s3cret" not in line
+
+
+@pytest.mark.parametrize("password", ["s3cr#et", "hun/ter2", "pass@word", "a?b"])
+def test_a_password_of_any_characters_in_a_refused_url_is_not_printed(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], password: str
+) -> None:
+    """A password with ``#``, ``/``, ``@`` or ``?`` in it is still the password: the URL is
+    refused or read, and the password is never in the line either way."""
+    monkeypatch.setenv("TIDAL_PROMETHEUS_URL", f"admin:{password}@127.0.0.1:9")
+    assert cli.main(["run", "--metrics-port", "0"]) == 2
+    line = one_line(capsys.readouterr().err)
+    assert "admin:***@127.0.0.1:9" in line and password not in line, line
+    url = f"http://admin:{password}@127.0.0.1:{closed_port()}"
+    assert cli.main(["forecast", "--prometheus-url", url, "--query", "up"]) == 2
+    err = capsys.readouterr().err
+    assert "admin:***@127.0.0.1" in err and password not in err, err
 
 
 def test_a_password_in_the_url_is_not_in_a_read_error() -> None:

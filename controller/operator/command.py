@@ -403,11 +403,13 @@ def _settings_problem(exc: ValidationError, args: argparse.Namespace) -> str:
             where = "--" + name.replace("_", "-") if given_as_flag else f"TIDAL_{name.upper()}"
             parts.append(f"{where}: {message}")
         else:
-            # A rule across settings names them as flags: name the variables given instead.
+            # A rule across settings names them as flags: name the variables given instead
+            # (read without regard to case, as pydantic-settings reads them).
+            variables = {name.upper() for name in os.environ}
             for field in OperatorSettings.model_fields:
                 flag = "--" + field.replace("_", "-")
                 variable = f"TIDAL_{field.upper()}"
-                from_variable = getattr(args, field, None) is None and variable in os.environ
+                from_variable = getattr(args, field, None) is None and variable in variables
                 if flag in message and from_variable:
                     message = re.sub(rf"{re.escape(flag)}\b", variable, message)
             parts.append(message)

@@ -212,7 +212,10 @@ def _http_server(
     resolves to IPv4 is bound as IPv4, as before IPv6 was served (``localhost`` stays
     127.0.0.1); one with IPv6 addresses alone, as IPv6. Errors are the system's
     (:class:`OSError`)."""
-    found = socket.getaddrinfo(address, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    # An empty address is every IPv4 interface, as the socket module binds it.
+    found = socket.getaddrinfo(
+        address or "0.0.0.0", port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )
     families = [entry[0] for entry in found]
     family = socket.AF_INET if socket.AF_INET in families else families[0]
 

@@ -124,13 +124,20 @@ class PrometheusUrlInvalid(MetricsUnavailable):
 _URL_EXAMPLE = "an http or https URL such as http://prometheus:9090"
 
 
-#: The password of a URL's user info: after the user's colon, up to the ``@`` before the host.
-_PASSWORD = re.compile(r"^((?:[^:/?#]*://)?[^/?#@:]*:)[^/?#@]*@")
-
-
 def shown_url(url: str) -> str:
-    """``url`` as messages show it: the password of its user info, if any, as ``***``."""
-    return _PASSWORD.sub(r"\1***@", url)
+    """``url`` as messages show it: the password of its user info, if any, as ``***``.
+
+    The password runs from the first ``:`` after the scheme to the last ``@`` (the HTTP client
+    splits the user info at its last ``@``), whatever it holds (``@``, ``/``, ``#``): a URL with
+    a ``:`` before an ``@`` in its path is shown with more hidden than needed, never less.
+    """
+    head, sep, rest = url.partition("://")
+    prefix, rest = (head + sep, rest) if sep else ("", url)
+    at = rest.rfind("@")
+    colon = rest.find(":")
+    if at < 0 or colon < 0 or colon > at:
+        return url  # no user info, or a user without a password
+    return f"{prefix}{rest[: colon + 1]}***{rest[at:]}"
 
 
 def prometheus_url_problem(url: str) -> str | None:
@@ -157,7 +164,7 @@ def prometheus_url_problem(url: str) -> str | None:
     if port == 0:
         return f"{shown} has port 0: give {_URL_EXAMPLE}"
     try:
-        requests.PreparedRequest().prepare_url(url, None)  # a host it cannot send to (``a..b``)
+        requests.PreparedRequest().prepare_url(url, None)  # a host IDNA refuses (``*prom``)
     except (requests.RequestException, ValueError) as exc:
         reason = " ".join(str(exc).replace(url, shown_url(url)).split())
         return f"{shown} is not a URL the HTTP client can use ({reason}): give {_URL_EXAMPLE}"
