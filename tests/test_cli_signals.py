@@ -241,3 +241,23 @@ def test_sigterm_as_the_workers_start_leaves_no_traceback_and_nothing_running(
     assert run.err[-1] == "terminated\n", "".join(run.err)
     assert not any("Traceback" in line for line in run.err), "".join(run.err)
     assert run.survivors() == []
+
+
+@pytest.mark.parametrize("attempt", range(2))
+def test_ctrl_c_to_the_process_group_as_the_workers_start_ends_them_all(
+    command: Callable[..., _Command], minutes: list[str], attempt: int
+) -> None:
+    """A terminal's Ctrl-C goes to the whole group, the Manager and workers starting included:
+    the command still ends at once, exit 130 with "interrupted" last, nothing left running. (A
+    process it reaches while still importing may print its own traceback before it goes: the
+    parent holds the interrupt, a spawned child cannot yet.)"""
+    run = command("backtest", *minutes, "--jobs", "2", "--policies", "tidal")
+    run.wait_for(lambda: bool(_descendants(run.process.pid)))
+    run.seen.update(_descendants(run.process.pid))
+    os.killpg(run.process.pid, signal.SIGINT)  # its own session: the group is the command's
+    code = run.process.wait(timeout=ENDED_WITHIN)
+    run._take_lines(1.0)
+    assert code == 130, "".join(run.err)
+    assert run.err[-1] == "interrupted\n", "".join(run.err)
+    assert not any("replayed in" in line for line in run.err), "".join(run.err)
+    assert run.survivors() == []

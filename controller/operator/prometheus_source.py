@@ -140,6 +140,15 @@ def shown_url(url: str) -> str:
     return f"{prefix}{rest[: colon + 1]}***{rest[at:]}"
 
 
+def _reason(exc: Exception, url: str) -> str:
+    """`` (the parser's reason)`` for a message refusing ``url``, or nothing where ``url`` has
+    user info: a parser quotes what it could not read (``Port could not be cast to integer
+    value as 'hunter2'``), and that may be part of the password."""
+    if shown_url(url) != url:
+        return ""
+    return f" ({' '.join(str(exc).split())})"
+
+
 def prometheus_url_problem(url: str) -> str | None:
     """Why ``url`` cannot be Prometheus's base URL, starting with its ``repr`` (its password
     shown as ``***``, :func:`shown_url`); None if it can.
@@ -156,7 +165,7 @@ def prometheus_url_problem(url: str) -> str | None:
         parts = urlsplit(url)
         port = parts.port
     except ValueError as exc:  # an unclosed IPv6 bracket, a port out of range or not a number
-        return f"{shown} is not a URL ({exc}): give {_URL_EXAMPLE}"
+        return f"{shown} is not a URL{_reason(exc, url)}: give {_URL_EXAMPLE}"
     if parts.scheme not in ("http", "https"):
         return f"{shown} is not {_URL_EXAMPLE}"
     if not parts.hostname:
@@ -166,8 +175,8 @@ def prometheus_url_problem(url: str) -> str | None:
     try:
         requests.PreparedRequest().prepare_url(url, None)  # a host IDNA refuses (``*prom``)
     except (requests.RequestException, ValueError) as exc:
-        reason = " ".join(str(exc).replace(url, shown_url(url)).split())
-        return f"{shown} is not a URL the HTTP client can use ({reason}): give {_URL_EXAMPLE}"
+        reason = _reason(exc, url)
+        return f"{shown} is not a URL the HTTP client can use{reason}: give {_URL_EXAMPLE}"
     return None
 
 
