@@ -432,6 +432,16 @@ LIVE = ["--prometheus-url", "http://127.0.0.1:9", "--query", "up"]
             id="step-a-millisecond-short",
         ),
         pytest.param(
+            [*LIVE, "--quantile", "nan"],
+            "--quantile must be a number in (0.5, 1), got nan",
+            id="quantile-nan",
+        ),
+        pytest.param(
+            [*LIVE, "--step", "1s", "--history", "500001s"],
+            "--history 500001s at --step 1s is 500,001 samples, at most 500,000",
+            id="one-sample-too-many",
+        ),
+        pytest.param(
             [*LIVE, "--step", "1s", "--history", "14d"],
             "--history 14d at --step 1s is 1,209,600 samples, at most 500,000",
             id="too-many-samples",  # 110,000 queries, as load.history / load.step refuses
@@ -578,6 +588,16 @@ def test_a_horizon_less_than_one_step_is_refused_naming_the_step(
     exit 2; nothing is fitted or read."""
     assert _run(*[a.format(trace=trace) for a in argv]) == 2
     _one_line_error(capsys.readouterr(), expected)
+
+
+def test_a_horizon_of_exactly_the_finest_fit_step_is_one_step(
+    trace: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """5m, the finest fit step, is the shortest horizon taken: one step shown."""
+    argv = [str(trace), "--show", "--json", "--model", "seasonal-naive", "--horizon", "5m"]
+    assert _run(*argv) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert (shown["horizon_minutes"], len(shown["forecast"])) == (5, 1)
 
 
 @pytest.mark.parametrize("horizon", ["10m", "30m"])

@@ -867,6 +867,21 @@ def test_a_metrics_port_that_cannot_be_bound_is_one_line_and_exit_2(
     assert [t.name for t in own_threads() - before if t.is_alive()] == []
 
 
+def test_a_metrics_address_the_resolver_cannot_encode_is_one_line_and_exit_2(
+    cluster: KubeEmulatorHandle, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A name with a label over 63 characters fails to encode before any lookup (a
+    ValueError, not an OSError): one line naming the settings, exit 2, not a traceback."""
+    kubeconfig = cluster.write_kubeconfig(tmp_path / "config")
+    argv = ["run", "--no-leader-election", "--kubeconfig", str(kubeconfig)]
+    code = cli.main([*argv, "--metrics-address", "a" * 64, "--metrics-port", "0"])
+    out, err = capsys.readouterr()
+    assert (code, out) == (2, ""), err
+    assert err.count("\n") == 1, err
+    assert err.startswith(f"tidal run: --metrics-address/--metrics-port {'a' * 64}:0: "), err
+    assert "label too long" in err, err
+
+
 def test_a_kubeconfig_from_the_environment_is_named_by_its_variable(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,

@@ -273,6 +273,27 @@ def test_a_setting_is_named_as_it_was_given(
     assert settings.named("metrics_address") == "--metrics-address"
 
 
+def test_a_variable_set_in_lower_case_is_named_by_its_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """pydantic-settings reads ``tidal_metrics_port`` as ``TIDAL_METRICS_PORT``: it is the
+    variable that gave the value, not the flag nobody typed."""
+    monkeypatch.setenv("tidal_metrics_port", "9000")
+    settings = OperatorSettings()
+    assert settings.metrics_port == 9000
+    assert settings.named("metrics_port") == "TIDAL_METRICS_PORT"
+
+
+def test_a_rule_across_settings_names_the_flag_given_over_its_variable(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Both the variable and the flag set the renewal: the flag won, and is named."""
+    monkeypatch.setenv("TIDAL_LEASE_RENEW", "2")
+    assert cli.main(["run", "--metrics-port", "0", "--lease-renew", "20"]) == 2
+    line = one_line(capsys.readouterr().err)
+    assert line.startswith("tidal run: --lease-renew (20s) must be shorter than half"), line
+
+
 # --- a password in the URL ---------------------------------------------------------------------
 
 
