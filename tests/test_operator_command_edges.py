@@ -868,7 +868,10 @@ def test_a_metrics_port_that_cannot_be_bound_is_one_line_and_exit_2(
 
 
 def test_a_metrics_address_the_resolver_cannot_encode_is_one_line_and_exit_2(
-    cluster: KubeEmulatorHandle, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    cluster: KubeEmulatorHandle,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    logged: list[tuple[str, str]],
 ) -> None:
     """A name with a label over 63 characters fails to encode before any lookup (a
     ValueError, not an OSError): one line naming the settings, exit 2, not a traceback."""

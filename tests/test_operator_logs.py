@@ -3,6 +3,7 @@ variables, which hold URLs with their passwords, tokens and headers."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from typing import Literal
 
@@ -13,9 +14,18 @@ from controller.operator.logs import configure_logging
 
 
 @pytest.fixture(autouse=True)
-def structlog_restored() -> Iterator[None]:
+def logging_restored() -> Iterator[None]:
+    """structlog's configuration and the root logger's handlers as they were: the ones made
+    here write to this test's captured standard error, closed once it ends."""
+    config = structlog.get_config()
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
     yield
-    structlog.reset_defaults()
+    structlog.configure(**config)
+    for handler in root.handlers:
+        if handler not in handlers:
+            root.removeHandler(handler)
+    root.setLevel(level)
 
 
 #: The password, never written whole in this file: a console traceback shows source lines.
