@@ -8,7 +8,11 @@ Inside :func:`held_interrupts`, a signal handler that calls :func:`interrupt` re
 interrupt instead, and it is raised where the block ends, once what was started can be
 ended by the caller's cleanup. Outside such a block, :func:`interrupt` raises at once.
 
-Only the main thread's blocks hold: signal handlers run in the main thread.
+Only the main thread's blocks hold: signal handlers run in the main thread. What is held is
+the parent's own signal: a terminal's Ctrl-C also reaches every process of its group, and a
+spawned child still importing may print its own traceback as it goes (the parent still ends
+it; docs/backtest-log.md, 2026-12-03, has the two ways tried to spare it and why neither was
+kept).
 """
 
 from __future__ import annotations
