@@ -88,7 +88,8 @@ def _sigterm_as_interrupt(command: str) -> Iterator[None]:
     KeyboardInterrupt, both held while worker processes start
     (:func:`forecasts.interrupts.held_interrupts`) so that none is left half started.
 
-    SIGTERM once: a second one ends the process at once, as it did before. SIGINT only when
+    SIGTERM once: a second one ends the process at once, as it did before; a second SIGINT is
+    raised at once, held or not (a start that hangs still ends). SIGINT only when
     Python's own handler has it (not where it is ignored, as in a background job). A process
     forked from this one (a worker) gets SIGTERM's default, so that ``terminate()`` ends it,
     and SIGINT's KeyboardInterrupt at once, as before."""

@@ -48,11 +48,12 @@ def held_interrupts() -> Iterator[None]:
 
 
 def interrupt(error: BaseException) -> None:
-    """Raise ``error`` now, or, inside :func:`held_interrupts`, when the block ends. For a
-    signal handler (it runs in the main thread)."""
+    """Raise ``error`` now, or, inside :func:`held_interrupts`, when the block ends. A second
+    interrupt while one is held is raised at once (a second Ctrl-C ends a start that hangs);
+    the held one is still raised where the block ends. For a signal handler (it runs in the
+    main thread)."""
     global _pending
-    if _depth:
-        if _pending is None:
-            _pending = error
+    if _depth and _pending is None:
+        _pending = error
         return
     raise error

@@ -35,14 +35,28 @@ def test_inside_a_block_it_is_raised_where_the_block_ends() -> None:
         interrupt(Second())
 
 
-def test_nested_blocks_raise_the_first_interrupt_where_the_outermost_ends() -> None:
+def test_nested_blocks_raise_the_interrupt_where_the_outermost_ends() -> None:
     reached: list[str] = []
     with pytest.raises(First), held_interrupts():
         with held_interrupts():
             interrupt(First())
-            interrupt(Second())
         reached.append("the outer block's rest")
     assert reached == ["the outer block's rest"]
+
+
+def test_a_second_interrupt_while_one_is_held_is_raised_at_once() -> None:
+    """A second Ctrl-C ends a start that hangs; the first is raised where the block ends."""
+    reached: list[str] = []
+    with pytest.raises(First) as caught, held_interrupts():
+        interrupt(First())
+        try:
+            interrupt(Second())
+        except Second:
+            reached.append("the second at once")
+            raise
+        reached.append("not reached")
+    assert reached == ["the second at once"]
+    assert isinstance(caught.value.__context__, Second)
 
 
 def test_a_block_that_raises_its_own_error_still_raises_the_interrupt() -> None:
