@@ -12,7 +12,6 @@ import time
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
-from contextlib import ExitStack
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -35,8 +34,7 @@ from controller.durations import parse_duration
 from controller.simulator import CLOUD_SCORINGS, Scenario
 from controller.spec import LimitBy, format_validation_error
 from forecasts.errors import ForecastError
-from forecasts.evaluation import terminate_workers
-from forecasts.interrupts import held_interrupts
+from forecasts.interrupts import started_workers
 
 __all__ = ["add_arguments", "run", "scenario_from_args"]
 
@@ -553,28 +551,21 @@ def _replay_in_parallel(
     replays under way stop at their next report, so the exit does not wait for them. An
     interrupt (Ctrl-C, SIGTERM) ends the workers at once.
     """
-    ctx = multiprocessing.get_context("spawn")
-    with ExitStack() as started:
-        pool: ProcessPoolExecutor | None = None
-        try:
-            # An interrupt while the Manager and the workers start is raised once they have:
-            # then they are ended below, none left half started.
-            with held_interrupts():
-                manager = started.enter_context(ctx.Manager())
-                pool = started.enter_context(ProcessPoolExecutor(jobs, mp_context=ctx))
-                queue = manager.Queue()
-                stop = manager.Event()
-                futures: dict[Future[TraceRun], PreparedTrace] = {}
-                for trace in traces:
-                    work = (trace, scenario, model, policies, overrides, queue, stop)
-                    futures[pool.submit(_run_one, *work)] = trace
-            return _collect(futures, runs, queue, stop, progress=progress, fail=fail)
-        except KeyboardInterrupt:
-            # Ctrl-C, or SIGTERM raised as one (controller.cli): the replays end now, not at
-            # their next report, and no worker is left behind.
-            if pool is not None:
-                terminate_workers(pool)
-            raise
+
+    def submit(
+        manager: Any, pool: ProcessPoolExecutor
+    ) -> tuple[dict[Future[TraceRun], PreparedTrace], Any, Any]:
+        queue = manager.Queue()
+        stop = manager.Event()
+        futures: dict[Future[TraceRun], PreparedTrace] = {}
+        for trace in traces:
+            work = (trace, scenario, model, policies, overrides, queue, stop)
+            futures[pool.submit(_run_one, *work)] = trace
+        return futures, queue, stop
+
+    spawned = multiprocessing.get_context("spawn")
+    with started_workers(jobs, submit, context=spawned) as (futures, queue, stop):
+        return _collect(futures, runs, queue, stop, progress=progress, fail=fail)
 
 
 def _collect(

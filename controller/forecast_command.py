@@ -187,7 +187,7 @@ def run(args: argparse.Namespace) -> int:
         return _fail(f"--horizon: {exc}")
     if horizon <= 0:
         return _fail("--horizon must be positive")
-    problem = _horizon_problem(args.horizon, horizon, MIN_FIT_STEP)
+    problem = _horizon_problem(args.horizon, horizon)
     if problem is not None:
         return _fail(problem)  # at once: no forecast is finer, whatever the trace
     if math.isnan(args.quantile):
@@ -240,7 +240,7 @@ def _mode(args: argparse.Namespace) -> str:
     return mode
 
 
-def _horizon_problem(text: str, horizon: float, step: float) -> str | None:
+def _horizon_problem(text: str, horizon: float) -> str | None:
     """Why ``--horizon`` is shorter than the finest fit step, or None.
 
     A forecast is of whole steps' means: a horizon that is not a whole number of steps is
@@ -249,9 +249,9 @@ def _horizon_problem(text: str, horizon: float, step: float) -> str | None:
     forecast is fitted at would be a step's forecast reported as less (``--horizon 1ms`` was
     "0.0 min ahead" of a 5-minute mean).
     """
-    if horizon >= step - 1e-9:
+    if horizon >= MIN_FIT_STEP - 1e-9:
         return None
-    least = format_duration(timedelta(seconds=step))
+    least = format_duration(timedelta(seconds=MIN_FIT_STEP))
     return (
         f"--horizon {text} is less than one forecast step ({least}, the finest fit step): "
         f"give at least {least}"

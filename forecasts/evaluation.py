@@ -42,9 +42,8 @@ import os
 import queue as queue_module
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
-from multiprocessing import Manager
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +51,7 @@ import numpy as np
 
 from forecasts.base import DAY, BoolArray, FittedModel, FloatArray
 from forecasts.errors import ForecastError, InsufficientHistory
-from forecasts.interrupts import held_interrupts
+from forecasts.interrupts import started_workers
 from forecasts.registry import create, model_names
 from forecasts.series import FIT_BUCKET, LoadSeries, divides, load_trace
 
@@ -69,7 +68,6 @@ __all__ = [
     "fit_step_for",
     "forecast_report",
     "score_together",
-    "terminate_workers",
 ]
 
 FIT_STEP = FIT_BUCKET
@@ -413,28 +411,19 @@ def evaluate_traces(
         ((name, series, model) for name, series in checked for model in names),
         key=lambda job: job[2] != "auto",
     )
-    with ExitStack() as started:
-        pool: ProcessPoolExecutor | None = None
-        try:
-            # An interrupt while the Manager and the workers start is raised once they have:
-            # then they are ended below, none left half started.
-            with held_interrupts():
-                manager = started.enter_context(Manager())
-                pool = started.enter_context(ProcessPoolExecutor(max_workers=workers))
-                ticks = manager.Queue() if progress is not None else None
-                stop = manager.Event()
-                futures: dict[Future[ModelBacktest], tuple[str, str]] = {}
-                for name, series, model in order:
-                    work = (name, series, model, horizon, quantile, ticks, stop)
-                    futures[pool.submit(_job, *work)] = (name, model)
-            for (name, model), backtest in _collected(futures, ticks, stop, progress).items():
-                backtests[name][model] = backtest
-        except KeyboardInterrupt:
-            # Ctrl-C, or SIGTERM raised as one (controller.cli): the workers end now, not at
-            # their next origin, and none is left behind.
-            if pool is not None:
-                terminate_workers(pool)
-            raise
+
+    def submit(manager: Any, pool: ProcessPoolExecutor) -> _Submitted:
+        ticks = manager.Queue() if progress is not None else None
+        stop = manager.Event()
+        futures: dict[Future[ModelBacktest], tuple[str, str]] = {}
+        for name, series, model in order:
+            work = (name, series, model, horizon, quantile, ticks, stop)
+            futures[pool.submit(_job, *work)] = (name, model)
+        return futures, ticks, stop
+
+    with started_workers(workers, submit) as (futures, ticks, stop):
+        for (name, model), backtest in _collected(futures, ticks, stop, progress).items():
+            backtests[name][model] = backtest
     scored: dict[str, dict[str, dict[str, float]]] = {}
     for name, series in checked:
         with _naming(name):
@@ -444,6 +433,11 @@ def evaluate_traces(
                 together, quantile=quantile, scale=_scale(series, horizon=horizon)
             )
     return scored
+
+
+#: What :func:`evaluate_traces` hands its pool: the futures by (trace, model), the queue its
+#: progress ticks come by (None without progress), and the event that stops the others.
+_Submitted = tuple[dict[Future[ModelBacktest], tuple[str, str]], Any, Any]
 
 
 def _collected(
@@ -470,22 +464,6 @@ def _collected(
         _drain(ticks, progress, wait=0.2 if pending else 0.0)
     _drain(ticks, progress, wait=0.0)
     return {key: future.result() for future, key in futures.items()}
-
-
-def terminate_workers(pool: ProcessPoolExecutor) -> None:
-    """End ``pool``'s worker processes now, whatever they are running: leaving the pool's
-    ``with`` block then finds them gone and does not wait for their work to finish.
-
-    For an interrupt (Ctrl-C, or SIGTERM raised as one), where the workers may not have been
-    signalled themselves (SIGINT to the parent alone, or SIGTERM from ``timeout`` or a
-    Kubernetes Job). SIGKILL, not SIGTERM: a forked worker keeps its parent's handlers. The
-    work queued and not started fails with the pool (Python 3.14 has ``terminate_workers``
-    for this; before it, the processes are the pool's ``_processes``).
-    """
-    processes: Mapping[int, Any] = getattr(pool, "_processes", None) or {}
-    for process in list(processes.values()):
-        if process.is_alive():
-            process.kill()
 
 
 def _named(trace: str, error: BaseException) -> BaseException:

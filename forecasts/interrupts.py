@@ -17,11 +17,17 @@ kept).
 
 from __future__ import annotations
 
+import multiprocessing
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import ExitStack, contextmanager
+from multiprocessing.context import BaseContext
+from typing import Any, TypeVar
 
-__all__ = ["held_interrupts", "interrupt"]
+__all__ = ["held_interrupts", "interrupt", "started_workers", "terminate_workers"]
+
+T = TypeVar("T")
 
 #: How many :func:`held_interrupts` blocks the main thread is in.
 _depth = 0
@@ -57,3 +63,46 @@ def interrupt(error: BaseException) -> None:
         _pending = error
         return
     raise error
+
+
+@contextmanager
+def started_workers(
+    workers: int,
+    submit: Callable[[Any, ProcessPoolExecutor], T],
+    *,
+    context: BaseContext | None = None,
+) -> Iterator[T]:
+    """A ``Manager`` and a pool of ``workers`` processes (of ``context``, else the default),
+    and ``submit(manager, pool)``'s work handed to them, all with interrupts held, so that none
+    is left half started; yields what ``submit`` returned. An interrupt (Ctrl-C, or SIGTERM
+    raised as one) then ends the workers at once, not at the end of their work, and leaving the
+    block ends the pool, then the Manager."""
+    mp = context or multiprocessing.get_context()
+    with ExitStack() as started:
+        pool: ProcessPoolExecutor | None = None
+        try:
+            with held_interrupts():
+                manager = started.enter_context(mp.Manager())
+                pool = started.enter_context(ProcessPoolExecutor(workers, mp_context=mp))
+                submitted = submit(manager, pool)
+            yield submitted
+        except KeyboardInterrupt:
+            if pool is not None:
+                terminate_workers(pool)
+            raise
+
+
+def terminate_workers(pool: ProcessPoolExecutor) -> None:
+    """End ``pool``'s worker processes now, whatever they are running: leaving the pool's
+    ``with`` block then finds them gone and does not wait for their work to finish.
+
+    For an interrupt (Ctrl-C, or SIGTERM raised as one), where the workers may not have been
+    signalled themselves (SIGINT to the parent alone, or SIGTERM from ``timeout`` or a
+    Kubernetes Job). SIGKILL, not SIGTERM: a forked worker keeps its parent's handlers. The
+    work queued and not started fails with the pool (Python 3.14 has ``terminate_workers``
+    for this; before it, the processes are the pool's ``_processes``).
+    """
+    processes: Mapping[int, Any] = getattr(pool, "_processes", None) or {}
+    for process in list(processes.values()):
+        if process.is_alive():
+            process.kill()

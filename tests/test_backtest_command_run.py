@@ -21,6 +21,7 @@ from rich.progress import Progress
 from controller import backtest_command
 from controller.backtest_command import _Progress, _run_one, _Stopped, print_table
 from controller.cli import main
+from forecasts import interrupts
 
 START = 1_577_836_800.0  # 2020-01-01T00:00:00Z
 
@@ -279,7 +280,7 @@ def test_the_pool_is_asked_for_no_more_workers_than_traces(
             asked.append(max_workers)
             super().__init__(max_workers, **kwargs)
 
-    monkeypatch.setattr(backtest_command, "ProcessPoolExecutor", Pool)
+    monkeypatch.setattr(interrupts, "ProcessPoolExecutor", Pool)  # where the pool is made
     traces = [str(_trace(tmp_path / f"{name}.csv")) for name in ("a", "b")]
     argv = ["backtest", *traces, "--jobs", "40", "--policies", "oracle", "--json"]
     assert main(argv) == 0

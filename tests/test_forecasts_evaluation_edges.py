@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pytest
 
-from forecasts import evaluation
+from forecasts import evaluation, interrupts
 from forecasts.errors import FitFailed, InsufficientHistory, InvalidHistory
 from forecasts.evaluation import (
     ModelBacktest,
@@ -501,7 +501,7 @@ def test_the_pool_is_asked_for_no_more_workers_than_evaluations(
     one evaluation (``--jobs 100000``, as many). No more are asked for than there are
     evaluations, and one is run in this process, as ``jobs=1`` is."""
     monkeypatch.setattr(_Pool, "asked", [])
-    monkeypatch.setattr(evaluation, "ProcessPoolExecutor", _Pool)
+    monkeypatch.setattr(interrupts, "ProcessPoolExecutor", _Pool)  # where the pool is made
     monkeypatch.setattr(os, "cpu_count", lambda: 8)
     named = {f"t{i}": seasonal(days=3) for i in range(traces)}
     report = evaluate_traces(named, models=models, jobs=jobs)

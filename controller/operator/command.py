@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import re
 import signal
 import sys
@@ -44,7 +43,13 @@ from controller.operator.leader import LeaderElector
 from controller.operator.logs import configure_logging
 from controller.operator.metrics import HealthServer, OperatorMetrics
 from controller.operator.reconcile import Outcome, Reconciler
-from controller.operator.settings import OperatorSettings, SettingsUnusable
+from controller.operator.settings import (
+    OperatorSettings,
+    SettingsUnusable,
+    flag_of,
+    in_environment,
+    variable_of,
+)
 from controller.operator.sources import LoadSource, PassReads, make_load_source
 from controller.spec import GROUP, PLURAL, VERSION
 
@@ -363,9 +368,9 @@ class Operator:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """One flag per setting (``--loop-interval`` for ``TIDAL_LOOP_INTERVAL``); flags win."""
     for name, info in OperatorSettings.model_fields.items():
-        flag = "--" + name.replace("_", "-")
+        flag = flag_of(name)
         text = info.description or ""
-        env = f"TIDAL_{name.upper()}"
+        env = variable_of(name)
         if info.annotation is bool:
             parser.add_argument(
                 flag,
@@ -400,18 +405,15 @@ def _settings_problem(exc: ValidationError, args: argparse.Namespace) -> str:
         name = error["loc"][0] if error["loc"] else None
         if isinstance(name, str) and name in OperatorSettings.model_fields:
             given_as_flag = getattr(args, name, None) is not None
-            where = "--" + name.replace("_", "-") if given_as_flag else f"TIDAL_{name.upper()}"
+            where = flag_of(name) if given_as_flag else variable_of(name)
             parts.append(f"{where}: {message}")
         else:
-            # A rule across settings names them as flags: name the variables given instead
-            # (read without regard to case, as pydantic-settings reads them).
-            variables = {name.upper() for name in os.environ}
+            # A rule across settings names them as flags: name the variables given instead.
             for field in OperatorSettings.model_fields:
-                flag = "--" + field.replace("_", "-")
-                variable = f"TIDAL_{field.upper()}"
-                from_variable = getattr(args, field, None) is None and variable in variables
+                flag = flag_of(field)
+                from_variable = getattr(args, field, None) is None and in_environment(field)
                 if flag in message and from_variable:
-                    message = re.sub(rf"{re.escape(flag)}\b", variable, message)
+                    message = re.sub(rf"{re.escape(flag)}\b", variable_of(field), message)
             parts.append(message)
     return "; ".join(" ".join(part.split()) for part in parts)
 

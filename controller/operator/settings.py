@@ -25,7 +25,30 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from controller.durations import MAX_DURATION, parse_duration
 from controller.operator.prometheus_source import prometheus_url_problem
 
-__all__ = ["OperatorSettings", "SettingsUnusable", "default_identity"]
+__all__ = [
+    "OperatorSettings",
+    "SettingsUnusable",
+    "default_identity",
+    "flag_of",
+    "in_environment",
+    "variable_of",
+]
+
+
+def flag_of(field: str) -> str:
+    """The ``tidal run`` flag that sets ``field``: ``--kube-context``."""
+    return "--" + field.replace("_", "-")
+
+
+def variable_of(field: str) -> str:
+    """The variable that sets ``field``: ``TIDAL_KUBE_CONTEXT``."""
+    return f"TIDAL_{field.upper()}"
+
+
+def in_environment(field: str) -> bool:
+    """Whether the environment sets ``field``, its variable read without regard to case, as
+    pydantic-settings reads it."""
+    return variable_of(field) in {name.upper() for name in os.environ}
 
 
 class SettingsUnusable(ValueError):
@@ -93,21 +116,15 @@ class OperatorSettings(BaseSettings):
 
     def __init__(self, **values: Any) -> None:
         super().__init__(**values)
-        # Without regard to case, as pydantic-settings reads them.
-        variables = {name.upper() for name in os.environ}
         self._from_environment = frozenset(
-            name
-            for name in type(self).model_fields
-            if name not in values and f"TIDAL_{name.upper()}" in variables
+            name for name in type(self).model_fields if name not in values and in_environment(name)
         )
 
     def named(self, field: str) -> str:
         """``field`` as it was given: its variable (``TIDAL_KUBECONFIG``) when it was read from
         the environment, else its flag (``--kubeconfig``), also for a default, as
         ``tidal run`` names the settings it refuses."""
-        if field in self._from_environment:
-            return f"TIDAL_{field.upper()}"
-        return "--" + field.replace("_", "-")
+        return variable_of(field) if field in self._from_environment else flag_of(field)
 
     # Prometheus
     prometheus_url: str = Field(default="http://127.0.0.1:9090", description="Prometheus base URL")
