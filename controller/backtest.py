@@ -87,7 +87,8 @@ MOST_MINUTES = 2**24
 def prepare_trace(
     series: LoadSeries, scenario: Scenario, *, headroom: float | None = None
 ) -> LoadSeries:
-    """Per-minute load (coarser traces interpolated); its p99 needs ``peak_replicas``.
+    """Per-minute load (coarser traces interpolated); its p99 needs ``peak_replicas``, or with
+    ``per_replica`` its load over that is the replicas it needs.
 
     ``headroom`` is the spec's (None: the CRD default): the replicas the peak needs are
     counted with it, as the planner and the HPA count them, against :data:`REPLICA_CAP`.
@@ -108,24 +109,35 @@ def prepare_trace(
         raise ValueError(f"the trace holds {len(minute)} whole minute(s): too short to replay")
     if not np.isfinite(values).any():
         raise ValueError("the trace has no whole minute with a load sample")
-    p99 = float(np.nanpercentile(values, 99))
-    if not p99 > 0:
-        raise ValueError(
-            "the load's 99th percentile is zero (at least 99% of the samples are 0): "
-            "there is no peak to scale to --peak-replicas"
-        )
-    with np.errstate(over="ignore"):
+    if scenario.per_replica is not None:
+        # The trace's own unit: PER_REPLICA, which the spec a backtest plans with serves per
+        # replica, stands for per_replica of it.
+        factor = PER_REPLICA / scenario.per_replica
+        scaled_how = f"at --per-replica {scenario.per_replica:g}"
+    else:
+        p99 = float(np.nanpercentile(values, 99))
+        if not p99 > 0:
+            raise ValueError(
+                "the load's 99th percentile is zero (at least 99% of the samples are 0): "
+                "there is no peak to scale to --peak-replicas (--per-replica takes the "
+                "trace at its own size)"
+            )
         factor = scenario.peak_replicas * PER_REPLICA / p99
         if not math.isfinite(factor):
             raise ValueError(
                 f"the load's 99th percentile ({p99:g}) is too close to zero to scale to "
                 "--peak-replicas: multiply the trace's loads by a constant"
             )
+        scaled_how = f"once its 99th percentile needs --peak-replicas {scenario.peak_replicas}"
+    with np.errstate(over="ignore"):
         scaled = values * factor
     if np.isinf(scaled).any():
         raise ValueError(
             f"a load of {np.nanmax(values):g} is too far above the 99th percentile "
-            f"({p99:g}) to scale"
+            f"({np.nanpercentile(values, 99):g}) to scale"
+            if scenario.per_replica is None
+            else f"a load of {np.nanmax(values):g} is too large at --per-replica "
+            f"{scenario.per_replica:g}"
         )
     if headroom is None:
         headroom = float(GatewayAutoscalerSpec.model_fields["headroom"].default)
@@ -136,9 +148,13 @@ def prepare_trace(
         replicas = f"{math.ceil(need - 1e-9):,}" if need < 1e12 else f"{need:.3g}"
         raise ValueError(
             f"its highest load ({np.nanmax(values):g}) needs {replicas} replicas with "
-            f"--headroom {headroom:g} once its 99th percentile needs --peak-replicas "
-            f"{scenario.peak_replicas}, more than the {REPLICA_CAP:,} a backtest can hold: "
-            "a lower --peak-replicas or --headroom, or a glitch to fix"
+            f"--headroom {headroom:g} {scaled_how}, more than the {REPLICA_CAP:,} a "
+            "backtest can hold: "
+            + (
+                "a lower --peak-replicas or --headroom, or a glitch to fix"
+                if scenario.per_replica is None
+                else "a higher --per-replica or a lower --headroom, or a glitch to fix"
+            )
         )
     return LoadSeries(minute.start, MINUTE, scaled)
 
@@ -342,7 +358,11 @@ def report(
 ) -> dict[str, Any]:
     """The JSON object of ``tidal backtest --json``."""
     return {
-        "scenario": {**asdict(scenario), "model": model, "spec_overrides": dict(overrides or {})},
+        "scenario": {
+            **_scenario_fields(scenario),
+            "model": model,
+            "spec_overrides": dict(overrides or {}),
+        },
         "traces": {
             run.name: {name: score(run, result, scenario) for name, result in run.results.items()}
             for run in runs
@@ -389,3 +409,12 @@ def summary(report_: dict[str, Any], eps: float = 1e-6) -> dict[str, float]:
         "tidal_replicas_removed": removed["tidal"],
         "hpa_replicas_removed": removed["hpa"],
     }
+
+
+def _scenario_fields(scenario: Scenario) -> dict[str, Any]:
+    """The scenario as the report gives it: ``peak_replicas`` null where ``per_replica``
+    replayed the traces at their own size, so that no figure says what did not count."""
+    fields = asdict(scenario)
+    if scenario.per_replica is not None:
+        fields["peak_replicas"] = None
+    return fields

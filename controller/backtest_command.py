@@ -32,7 +32,7 @@ from controller.backtest import (
 from controller.cli import rich_console, timestamp_flag
 from controller.durations import parse_duration
 from controller.simulator import CLOUD_SCORINGS, Scenario
-from controller.spec import LimitBy, format_validation_error
+from controller.spec import MIN_PER_REPLICA, LimitBy, format_validation_error
 from forecasts.errors import ForecastError
 from forecasts.interrupts import started_workers
 
@@ -107,9 +107,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--peak-replicas",
         type=int,
-        default=defaults.peak_replicas,
+        default=None,
         help="scale each trace so that its 99th percentile needs this many replicas "
         f"(default {defaults.peak_replicas})",
+    )
+    parser.add_argument(
+        "--per-replica",
+        type=float,
+        default=None,
+        metavar="LOAD",
+        help="replay each trace at its own size instead: the load one replica serves, in the "
+        "trace's unit (spec.load.perReplica), in place of --peak-replicas",
     )
     parser.add_argument(
         "--physical-capacity",
@@ -190,6 +198,18 @@ def scenario_from_args(args: argparse.Namespace) -> Scenario:
                     f"{at_least}, got {raw}"
                 )
         elif f.name == "cloud_scoring":
+            values[f.name] = raw
+        elif f.name == "per_replica":
+            if not MIN_PER_REPLICA <= raw < math.inf:
+                raise ValueError(
+                    f"{flag} must be a number of at least {MIN_PER_REPLICA:g} (as "
+                    f"spec.load.perReplica), got {raw}"
+                )
+            if args.peak_replicas is not None:
+                raise ValueError(
+                    "--per-replica replays a trace at its own size and --peak-replicas scales "
+                    "it: give one of them"
+                )
             values[f.name] = raw
         elif f.name == "scale_down_utilization_threshold":
             if not 0.0 < raw <= 1.0:

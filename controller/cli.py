@@ -1,4 +1,4 @@
-"""``tidal``: the one entry point (run, demo, backtest, forecast, crd)."""
+"""``tidal``: the one entry point (run, demo, backtest, forecast, trace, crd)."""
 
 from __future__ import annotations
 
@@ -79,7 +79,7 @@ EXIT_TERMINATED = 128 + signal.SIGTERM
 #: The commands that run worker processes, or minutes of work, in the foreground: SIGTERM (from
 #: ``timeout``, a CI cancel, a Kubernetes Job's end) ends them as Ctrl-C does. ``run`` has its
 #: own (a clean stop, exit code 0).
-_TERMINABLE = frozenset({"backtest", "demo", "forecast"})
+_TERMINABLE = frozenset({"backtest", "demo", "forecast", "trace"})
 
 
 @contextmanager
@@ -133,7 +133,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    from controller import backtest_command, demo, forecast_command
+    from controller import backtest_command, demo, forecast_command, trace_command
     from controller.operator import command as operator_command
 
     parser = _Parser(
@@ -163,6 +163,12 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     forecast_command.add_arguments(fc)
     fc.set_defaults(handler=forecast_command.run)
+
+    tr = commands.add_parser(
+        "trace", help="write a region's load from Prometheus as a trace for backtest and forecast"
+    )
+    trace_command.add_arguments(tr)
+    tr.set_defaults(handler=trace_command.run)
 
     crd = commands.add_parser("crd", help="print the CRD generated from the pydantic models")
     crd.set_defaults(handler=_print_crd)

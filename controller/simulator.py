@@ -106,6 +106,10 @@ class Scenario:
     loop_interval: float = 60.0
     node_unneeded_time: float = 600.0
     peak_replicas: int = 100
+    #: The load one replica serves, in the trace's own unit (``spec.load.perReplica``): given,
+    #: a trace is replayed at its real size (its load over this is the replicas it needs) and
+    #: ``peak_replicas`` does not count. None: the trace is scaled to ``peak_replicas``.
+    per_replica: float | None = None
     #: The HPA's ``minReplicas``: 1, its documented default. Set to the physical capacity, it
     #: keeps the physical pool warm as tidal's ``physical.keepWarm`` does.
     hpa_min_replicas: int = 1

@@ -278,6 +278,13 @@ def test_spec_flags_refuse_unknown_values(flags: list[str]) -> None:
     ("flags", "named"),
     [
         (["--peak-replicas", "0"], "--peak-replicas must be at least 1"),
+        (["--per-replica", "0"], "--per-replica must be a number of at least 1e-06"),
+        (["--per-replica", "nan"], "--per-replica must be a number of at least 1e-06"),
+        (["--per-replica", "inf"], "--per-replica must be a number of at least 1e-06"),
+        (
+            ["--per-replica", "5000", "--peak-replicas", "100"],
+            "--per-replica replays a trace at its own size and --peak-replicas scales it",
+        ),
         (["--physical-capacity", "-1"], "--physical-capacity must be at least 0"),
         (["--node-lead-time", "5x"], "--node-lead-time: '5x' is not a duration"),
         (["--metric-delay", "30s"], "--metric-delay must be a whole number of minutes"),
@@ -299,6 +306,10 @@ def test_spec_flags_refuse_unknown_values(flags: list[str]) -> None:
     ],
     ids=[
         "peak",
+        "per-replica-zero",
+        "per-replica-nan",
+        "per-replica-inf",
+        "per-replica-and-peak",
         "physical",
         "lead",
         "delay-under-a-tick",
@@ -850,6 +861,59 @@ def test_the_99th_percentile_needs_peak_replicas() -> None:
     assert scaled.values[100] == pytest.approx(100 * 5000.0)
     assert scaled.values[0] == pytest.approx(50 * 5000.0)
     assert scaled.values[99] == pytest.approx(500 * 5000.0)
+
+
+def test_per_replica_replays_a_trace_at_its_own_size() -> None:
+    """With --per-replica, a minute's load over it is the replicas that minute needs, whatever
+    the 99th percentile; --peak-replicas does not count."""
+    trace = _p99_trace(10.0)
+    scaled = prepare_trace(trace, Scenario(peak_replicas=7, per_replica=0.5))
+    np.testing.assert_allclose(scaled.values / 5000.0, trace.values / 0.5)
+
+
+def test_per_replica_replays_a_trace_with_no_peak_to_scale() -> None:
+    """A trace idle 99% of the time has no 99th percentile to scale to; at its own size it is
+    replayed."""
+    values = np.zeros(200)
+    values[50] = 30.0
+    with pytest.raises(ValueError, match="99th percentile is zero"):
+        prepare_trace(LoadSeries(0.0, 60.0, values), Scenario())
+    scaled = prepare_trace(LoadSeries(0.0, 60.0, values), Scenario(per_replica=10.0))
+    assert scaled.values[50] / 5000.0 == pytest.approx(3.0)
+
+
+def test_per_replica_names_itself_at_the_replica_cap() -> None:
+    with pytest.raises(
+        ValueError,
+        match="200,000 replicas with --headroom 0 at --per-replica 5e-05, more than the 100,000",
+    ) as info:
+        prepare_trace(_p99_trace(10.0), Scenario(per_replica=5e-5), headroom=0.0)
+    assert "a higher --per-replica" in str(info.value)
+
+
+def test_the_report_gives_per_replica_and_no_peak_it_did_not_use(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """At its own size, the oracle's replica-hours are the load's over --per-replica, headroom
+    on top; the scenario gives --per-replica and a null --peak-replicas."""
+    trace = tmp_path / "flat.csv"
+    rows = [
+        f"2020-01-01T{h:02d}:{m:02d}:00Z,{800 + (h % 2) * 400}" for h in range(4) for m in (0, 30)
+    ]
+    trace.write_text("timestamp,load\n" + "\n".join(rows) + "\n")
+    argv = ["backtest", str(trace), "--jobs", "1", "--json", "--policies", "oracle"]
+    assert main([*argv, "--per-replica", "100", "--headroom", "0"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["scenario"]["per_replica"] == 100.0
+    assert report["scenario"]["peak_replicas"] is None
+    # 8 to 12 replicas at their own size: under the 60 physical ones, none on cloud.
+    oracle = report["traces"]["flat"]["oracle"]
+    assert oracle["cloud_replica_hours"] == 0.0
+    assert 8.0 <= oracle["physical_replica_hours"] / (len(rows) * 0.5 - 0.5) <= 12.0
+    assert main([*argv]) == 0
+    scaled = json.loads(capsys.readouterr().out)
+    assert scaled["scenario"]["per_replica"] is None
+    assert scaled["scenario"]["peak_replicas"] == 100
 
 
 @pytest.mark.parametrize(

@@ -49,7 +49,7 @@ import ast
 import json
 import math
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
@@ -266,11 +266,20 @@ class PrometheusLoadSource:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def read_history(self, query: str, *, start: float, end: float, step: float) -> LoadSeries:
+    def read_history(
+        self,
+        query: str,
+        *,
+        start: float,
+        end: float,
+        step: float,
+        on_chunk: Callable[[], None] | None = None,
+    ) -> LoadSeries:
         """The load of ``query`` from ``start`` to ``end`` (epoch seconds) every ``step`` seconds.
 
         The series starts at the first grid point with a value and ends at the last one; gaps
         inside are NaN. Raises :class:`MetricsUnavailable` or :class:`QueryError`.
+        ``on_chunk`` is called once each query of :func:`plan_chunks` has answered (progress).
         """
         if end < start:
             raise ValueError(f"end ({end}) is before start ({start})")
@@ -280,6 +289,8 @@ class PrometheusLoadSource:
         labelsets: set[tuple[tuple[str, str], ...]] = set()
         for first, last in plan_chunks(start, end, step):
             chunk = self._query_range(query, first, last, step)
+            if on_chunk is not None:
+                on_chunk()
             labelsets.update(tuple(sorted((s.get("metric") or {}).items())) for s in chunk)
             if len(labelsets) > 1:
                 raise QueryError(

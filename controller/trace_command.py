@@ -1,0 +1,271 @@
+"""``tidal trace``: a region's load read from Prometheus and written as a trace file.
+
+``tidal trace --prometheus-url URL --query PROMQL [--step 1m] [--history 28d] [--end TIME]
+[--output FILE.csv]`` reads the load as the operator reads it
+(:class:`~controller.operator.prometheus_source.PrometheusLoadSource`: the epoch-aligned grid,
+long ranges split into queries Prometheus accepts, one series or an error naming the query)
+and writes the ``timestamp,load`` CSV that ``tidal backtest`` and ``tidal forecast`` read. So a
+team replays its own regions' traffic, not only the shared traces::
+
+    tidal trace --prometheus-url http://prometheus:9090 \\
+        --query 'sum(gateway_active_connections{region="eu-west"})' --output eu-west.csv
+    tidal backtest eu-west.csv --per-replica 5000 --physical-capacity 40
+
+What the file holds:
+
+- one row per grid point from the first sample Prometheus has to the last: timestamps in UTC
+  (``Z``) to the second, loads as Python writes a float, to the last digit, so that nothing
+  read is rounded away;
+- a grid point Prometheus has no sample for inside that span (a failed scrape, an outage) is a
+  row with an empty load, which the trace reader reads as missing: the gap stays a gap and the
+  file's step is still plain to read;
+- the load as Prometheus gives it: a negative value (a query that subtracts) is written as it
+  is, and the trace reader reads it as missing with a warning naming the line.
+
+``--output`` is written to a temporary file beside it and renamed over it only once every
+query has answered and every row is written: a failed or interrupted read leaves an existing
+file as it was. Without ``--output`` the CSV goes to standard output.
+
+A summary goes to standard error: how many samples, from when to when, and how many are gaps;
+and a warning when Prometheus holds less than was asked for (its retention is shorter than
+``--history``, or the series began later). On a terminal, a read of many queries shows
+its progress.
+
+Bad input (a flag, a URL that is not http or https, a step that is not a whole number of
+seconds) and a failed read (Prometheus unreachable, a query it rejects, more than one series,
+no data) are one line on standard error naming the flag, or the URL and query, and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
+
+import numpy as np
+
+from controller.cli import rich_console, timestamp_flag
+from controller.durations import parse_duration
+from forecasts.series import LoadSeries, format_timestamp
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.progress import Progress
+
+__all__ = ["DEFAULT_HISTORY", "DEFAULT_STEP", "MOST_SAMPLES", "add_arguments", "run", "write_trace"]
+
+EXIT_USAGE = 2
+DEFAULT_STEP = "1m"
+#: Four weeks: a backtest's default scores what comes after the first quarter of a trace (or
+#: two weeks, whichever is sooner), so four weeks leave three scored after one of history.
+DEFAULT_HISTORY = "28d"
+#: The most grid points one trace holds: nearly two years at one minute, 91 queries of
+#: Prometheus's 11,000 points. A ``--step 1s --history 365d`` is a typo, not a trace.
+MOST_SAMPLES = 1_000_000
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--prometheus-url", metavar="URL", help="Prometheus to read the load from (required)"
+    )
+    parser.add_argument(
+        "--query", metavar="PROMQL", help="PromQL returning one series: the load (required)"
+    )
+    parser.add_argument(
+        "--step", default=DEFAULT_STEP, help=f"time between samples (default {DEFAULT_STEP})"
+    )
+    parser.add_argument(
+        "--history",
+        default=DEFAULT_HISTORY,
+        help=f"how far back from --end to read (default {DEFAULT_HISTORY})",
+    )
+    parser.add_argument(
+        "--end", metavar="TIMESTAMP", help="read up to this time, ISO-8601 (default: now)"
+    )
+    parser.add_argument(
+        "--output",
+        "-o",
+        metavar="FILE.csv",
+        help="write the trace here (default: standard output); an existing file is replaced "
+        "only once the whole trace is read",
+    )
+
+
+def _fail(message: str) -> int:
+    print(f"tidal trace: error: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def _seconds(flag: str, text: str) -> float:
+    """``text`` as a positive duration in seconds; a ValueError naming ``flag``."""
+    try:
+        seconds = parse_duration(text).total_seconds()
+    except ValueError as exc:
+        raise ValueError(f"{flag}: {exc}") from None
+    if not seconds > 0:
+        raise ValueError(f"{flag} must be positive, got {text}")
+    return seconds
+
+
+def _window(args: argparse.Namespace) -> tuple[float, float, float]:
+    """``(start, end, step)`` the flags ask for; a ValueError naming the flag that is wrong."""
+    step = _seconds("--step", args.step)
+    if step != round(step):
+        # The trace's timestamps are written to the second, as the shared traces' are.
+        raise ValueError(f"--step must be a whole number of seconds, got {args.step}")
+    span = _seconds("--history", args.history)
+    if span < step:
+        raise ValueError(f"--history {args.history} must cover at least one --step ({args.step})")
+    samples = math.floor(span / step) + 1
+    if samples > MOST_SAMPLES:
+        raise ValueError(
+            f"--history {args.history} at --step {args.step} is {samples:,} samples, at most "
+            f"{MOST_SAMPLES:,}: a longer --step or a shorter --history"
+        )
+    end = time.time() if args.end is None else timestamp_flag("--end", args.end)
+    return end - span, end, step
+
+
+def run(args: argparse.Namespace) -> int:
+    from controller.operator.prometheus_source import (
+        MetricsUnavailable,
+        PrometheusLoadSource,
+        plan_chunks,
+        shown_url,
+    )
+
+    if not args.prometheus_url or not args.query:
+        missing = "--prometheus-url" if not args.prometheus_url else "--query"
+        return _fail(f"{missing} is required (and not empty)")
+    try:
+        start, end, step = _window(args)
+    except ValueError as exc:
+        return _fail(str(exc))
+    output = None if args.output is None else Path(args.output)
+    if output is not None:
+        problem = "an empty path" if args.output == "" else _output_problem(output)
+        if problem is not None:
+            return _fail(f"--output {args.output or repr(args.output)}: {problem}")
+    url, query = args.prometheus_url, args.query
+    named = shown_url(url)  # its password, if any, as ***
+    chunks = sum(1 for _ in plan_chunks(start, end, step))
+    err = rich_console(stderr=True, soft_wrap=True)
+    try:
+        with PrometheusLoadSource(url) as source, _progress(err, chunks) as advance:
+            series = source.read_history(query, start=start, end=end, step=step, on_chunk=advance)
+    except MetricsUnavailable as exc:
+        message = str(exc)
+        return _fail(message if named.rstrip("/") in message else f"{named}: {message}")
+    if output is None:
+        write_trace(series, sys.stdout)
+        sys.stdout.flush()
+    else:
+        _write_atomically(series, output)
+    _summarise(series, start=start, end=end, where=output)
+    return 0
+
+
+def write_trace(series: LoadSeries, out: TextIO) -> int:
+    """Write ``series`` as a ``timestamp,load`` CSV; returns the rows written.
+
+    A missing sample (NaN) is a row with an empty load; every other load is written as Python
+    writes the float, which reads back as the same number.
+    """
+    out.write("timestamp,load\n")
+    times = series.times()
+    for when, load in zip(times.tolist(), series.values.tolist(), strict=True):
+        out.write(f"{format_timestamp(when)},{'' if math.isnan(load) else repr(load)}\n")
+    return len(times)
+
+
+def _output_problem(path: Path) -> str | None:
+    """Why the trace cannot be written to ``path``, or None; checked before any query."""
+    if path.is_dir():
+        return "a directory, not a file"
+    parent = path.parent
+    if not parent.is_dir():
+        return f"no such directory: {parent}"
+    if not os.access(parent, os.W_OK):
+        return f"cannot write to the directory {parent}"
+    return None
+
+
+def _write_atomically(series: LoadSeries, path: Path) -> None:
+    """Write the trace beside ``path`` and rename it over ``path``: a reader never sees half a
+    trace, and a failure (a full disk) leaves what was there."""
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8", newline="") as out:
+            write_trace(series, out)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+class _progress:
+    """A context whose value is called once per query answered: a bar on a terminal when the
+    read takes more than one query, nothing otherwise (a pipe, a log, a single query)."""
+
+    def __init__(self, err: Console, chunks: int) -> None:
+        self._err = err
+        self._chunks = chunks
+        self._bar: Progress | None = None
+
+    def __enter__(self) -> Callable[[], None]:
+        if self._chunks < 2 or not self._err.is_terminal:
+            return lambda: None
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+        bar = Progress(
+            TextColumn("reading"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("queries"),
+            console=self._err,
+            transient=True,
+        )
+        bar.start()
+        task = bar.add_task("read", total=self._chunks)
+        self._bar = bar
+        return lambda: bar.advance(task)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+
+def _summarise(series: LoadSeries, *, start: float, end: float, where: Path | None) -> None:
+    gaps = int(np.count_nonzero(np.isnan(series.values)))
+    into = "standard output" if where is None else str(where)
+    step = series.step
+    print(
+        f"tidal trace: wrote {len(series):,} samples, {format_timestamp(series.start)} to "
+        f"{format_timestamp(series.end)} every {step:g}s, to {into}"
+        + (f"; {gaps:,} of them gaps (empty loads)" if gaps else ""),
+        file=sys.stderr,
+    )
+    late = series.start - start
+    if late > max(step, 3600.0):
+        print(
+            f"tidal trace: warning: the query has no data before {format_timestamp(series.start)},"
+            f" {late / 86400:.1f} days after the --history asked for: Prometheus's retention "
+            "is shorter, or the series began later",
+            file=sys.stderr,
+        )
+    early = end - series.end
+    if early > max(2 * step, 600.0):
+        print(
+            f"tidal trace: warning: the query's last sample is at {format_timestamp(series.end)},"
+            f" {early / 60:.0f} minutes before --end: the series stopped, or --end is ahead of "
+            "what Prometheus has",
+            file=sys.stderr,
+        )
