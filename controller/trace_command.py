@@ -14,26 +14,34 @@ team replays its own regions' traffic, not only the shared traces::
 What the file holds:
 
 - one row per grid point from the first sample Prometheus has to the last: timestamps in UTC
-  (``Z``) to the second, loads as Python writes a float, to the last digit, so that nothing
-  read is rounded away;
-- a grid point Prometheus has no sample for inside that span (a failed scrape, an outage) is a
-  row with an empty load, which the trace reader reads as missing: the gap stays a gap and the
-  file's step is still plain to read;
+  (``Z``) to the second, loads as Python writes a float, to the last digit, so that the trace
+  reader reads back the samples written, on the same grid. ``--step`` is therefore one the
+  reader keeps: one that divides a minute, or 5 minutes or more (a 45s or 2m step would be
+  read back interpolated onto 30s or 1m);
+- a grid point Prometheus has no sample for inside that span is a row with an empty load. The
+  trace reader interpolates over one such row and keeps two or more as a gap. Prometheus itself
+  carries a sample forward over its lookback (5 minutes by default) unless a staleness marker
+  ends it, so a scrape that failed once usually leaves no empty row, and an outage shows a
+  little shorter than it was;
 - the load as Prometheus gives it: a negative value (a query that subtracts) is written as it
-  is, and the trace reader reads it as missing with a warning naming the line.
+  is, and the trace reader reads it as missing with a warning naming the line. A non-finite
+  value (``NaN``, ``+Inf``) is an empty load, as the operator reads it.
 
 ``--output`` is written to a temporary file beside it and renamed over it only once every
-query has answered and every row is written: a failed or interrupted read leaves an existing
-file as it was. Without ``--output`` the CSV goes to standard output.
+query has answered and every row is written: a failed or interrupted read or write leaves an
+existing file as it was. The file keeps an existing file's permissions (a new one gets what
+the umask gives); a symlink is written through to its file; a FIFO or ``/dev/stdout`` is
+written as it is. Without ``--output`` the CSV goes to standard output.
 
 A summary goes to standard error: how many samples, from when to when, and how many are gaps;
 and a warning when Prometheus holds less than was asked for (its retention is shorter than
-``--history``, or the series began later). On a terminal, a read of many queries shows
-its progress.
+``--history``, or the series began later), or when its last sample is well before ``--end``.
+On a terminal, a read of many queries shows its progress.
 
-Bad input (a flag, a URL that is not http or https, a step that is not a whole number of
-seconds) and a failed read (Prometheus unreachable, a query it rejects, more than one series,
-no data) are one line on standard error naming the flag, or the URL and query, and exit code 2.
+Bad input (a flag, a URL that is not http or https, a step the reader would not keep) and a
+failed read (Prometheus unreachable, a query it rejects, more than one series, no data or a
+single sample) are one line on standard error naming the flag, or the URL and query, and exit
+code 2.
 """
 
 from __future__ import annotations
@@ -52,7 +60,7 @@ import numpy as np
 
 from controller.cli import rich_console, timestamp_flag
 from controller.durations import parse_duration
-from forecasts.series import LoadSeries, format_timestamp
+from forecasts.series import LoadSeries, format_timestamp, grid_step
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -119,6 +127,13 @@ def _window(args: argparse.Namespace) -> tuple[float, float, float]:
     if step != round(step):
         # The trace's timestamps are written to the second, as the shared traces' are.
         raise ValueError(f"--step must be a whole number of seconds, got {args.step}")
+    if grid_step(step) != step:
+        # The trace reader would put the file on a finer grid by interpolation: the samples
+        # read back would not be the samples written.
+        raise ValueError(
+            f"--step {args.step} would be read back on a {grid_step(step):g}s grid, "
+            "interpolated: give a step that divides a minute, or 5 minutes or more"
+        )
     span = _seconds("--history", args.history)
     if span < step:
         raise ValueError(f"--history {args.history} must cover at least one --step ({args.step})")
@@ -129,6 +144,11 @@ def _window(args: argparse.Namespace) -> tuple[float, float, float]:
             f"{MOST_SAMPLES:,}: a longer --step or a shorter --history"
         )
     end = time.time() if args.end is None else timestamp_flag("--end", args.end)
+    if end - span < 0:
+        raise ValueError(
+            f"--end {args.end or 'now'} less --history {args.history} is before 1970, "
+            "before any Prometheus sample"
+        )
     return end - span, end, step
 
 
@@ -149,7 +169,12 @@ def run(args: argparse.Namespace) -> int:
         return _fail(str(exc))
     output = None if args.output is None else Path(args.output)
     if output is not None:
-        problem = "an empty path" if args.output == "" else _output_problem(output)
+        if args.output == "":
+            problem: str | None = "an empty path"
+        elif args.output.endswith(("/", os.sep)):
+            problem = "a directory, not a file (it ends with a slash)"
+        else:
+            problem = _output_problem(output)
         if problem is not None:
             return _fail(f"--output {args.output or repr(args.output)}: {problem}")
     url, query = args.prometheus_url, args.query
@@ -162,11 +187,17 @@ def run(args: argparse.Namespace) -> int:
     except MetricsUnavailable as exc:
         message = str(exc)
         return _fail(message if named.rstrip("/") in message else f"{named}: {message}")
+    if len(series) < 2:
+        return _fail(
+            f"{named}, query {query!r}: one sample ({format_timestamp(series.start)}) between "
+            f"{format_timestamp(start)} and {format_timestamp(end)}; a trace needs at least two "
+            "(a longer --history or a shorter --step)"
+        )
     if output is None:
         write_trace(series, sys.stdout)
         sys.stdout.flush()
     else:
-        _write_atomically(series, output)
+        _write_output(series, output)
     _summarise(series, start=start, end=end, where=output)
     return 0
 
@@ -188,27 +219,54 @@ def _output_problem(path: Path) -> str | None:
     """Why the trace cannot be written to ``path``, or None; checked before any query."""
     if path.is_dir():
         return "a directory, not a file"
-    parent = path.parent
+    if path.exists() and not path.is_file():
+        return None  # a FIFO, a terminal, /dev/stdout: written as it is (see _write_output)
+    parent = Path(os.path.realpath(path)).parent
     if not parent.is_dir():
-        return f"no such directory: {parent}"
-    if not os.access(parent, os.W_OK):
+        return f"no such directory: {path.parent}"
+    if not os.access(parent, os.W_OK) and not (path.exists() and os.access(path, os.W_OK)):
         return f"cannot write to the directory {parent}"
     return None
 
 
-def _write_atomically(series: LoadSeries, path: Path) -> None:
-    """Write the trace beside ``path`` and rename it over ``path``: a reader never sees half a
-    trace, and a failure (a full disk) leaves what was there."""
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+def _write_output(series: LoadSeries, path: Path) -> None:
+    """Write the trace to ``path``.
+
+    A regular file (or a new one, or the file a symlink names) is written beside itself and
+    renamed over: a reader never sees half a trace, and a failure (a full disk, Ctrl-C) leaves
+    what was there. It keeps an existing file's permissions, and a new one gets what the umask
+    gives. What is not a regular file (a FIFO, ``/dev/stdout``, a shell's ``>(...)``), and a
+    file in a directory that cannot be written, is written as it is.
+    """
+    if path.exists() and not path.is_file():
+        _write_in_place(series, path)
+        return
+    target = Path(os.path.realpath(path))
+    if not os.access(target.parent, os.W_OK):
+        _write_in_place(series, target)
+        return
+    if target.exists():
+        mode = target.stat().st_mode & 0o7777
+    else:
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask
+    handle, temporary = tempfile.mkstemp(prefix=".tidal-trace-", suffix=".tmp", dir=target.parent)
     try:
+        os.fchmod(handle, mode)
         with os.fdopen(handle, "w", encoding="utf-8", newline="") as out:
             write_trace(series, out)
             out.flush()
             os.fsync(out.fileno())
-        os.replace(temporary, path)
+        os.replace(temporary, target)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def _write_in_place(series: LoadSeries, path: Path) -> None:
+    with path.open("w", encoding="utf-8", newline="") as out:
+        write_trace(series, out)
 
 
 class _progress:

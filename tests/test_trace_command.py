@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import io
 import math
+import os
+import stat
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +15,7 @@ import pytest
 
 from controller.cli import main
 from controller.trace_command import MOST_SAMPLES, write_trace
-from forecasts.series import LoadSeries, TraceWarning, load_trace
+from forecasts.series import LoadSeries, TraceWarning, format_timestamp, load_trace
 
 #: Nothing listens on port 1 of the loopback: a flag that passed its checks would end in
 #: "unreachable", which none of the expected messages below says.
@@ -40,6 +43,26 @@ BASE = ["--prometheus-url", NOWHERE, "--query", "sum(up)"]
         pytest.param([*BASE, "--step", "0s"], "--step must be positive", id="zero-step"),
         pytest.param([*BASE, "--step", "soon"], "--step: 'soon' is not a duration", id="step"),
         pytest.param([*BASE, "--history", "30s"], "must cover at least one --step", id="short"),
+        pytest.param(
+            [*BASE, "--step", "45s"], "--step 45s would be read back on a 30s grid", id="45s"
+        ),
+        pytest.param([*BASE, "--step", "7s"], "--step 7s would be read back on a 6s grid", id="7s"),
+        pytest.param(
+            [*BASE, "--step", "90s"], "--step 90s would be read back on a 60s grid", id="90s"
+        ),
+        pytest.param(
+            [*BASE, "--step", "2m"], "--step 2m would be read back on a 60s grid", id="2m"
+        ),
+        pytest.param(
+            [*BASE, "--end", "1970-01-02T00:00:00Z"],
+            "--end 1970-01-02T00:00:00Z less --history 28d is before 1970",
+            id="before-1970",
+        ),
+        pytest.param(
+            [*BASE, "-o", "/tmp/newdir/"],
+            "a directory, not a file (it ends with a slash)",
+            id="trailing-slash",
+        ),
         pytest.param([*BASE, "--history=-1d"], "--history: '-1d' is not a duration", id="negative"),
         pytest.param(
             [*BASE, "--step", "1s", "--history", "365d"],
@@ -86,14 +109,34 @@ def test_an_unreachable_prometheus_is_named_without_its_password(
 
 
 def test_written_loads_read_back_exactly() -> None:
-    """Every finite load reads back as the same float, a NaN as a gap, and the grid is kept."""
+    """Every finite load is written as the same float, a NaN as an empty load, each on its
+    own minute."""
     values = np.array([0.1, 1e-300, 123456789.123456789, math.nan, 7.0, 2.0 / 3.0, 1e300, 5.0])
     series = LoadSeries(1_700_000_040.0, 60.0, values)
     out = io.StringIO()
     assert write_trace(series, out) == len(values)
     rows = out.getvalue().splitlines()
-    assert rows[0] == "timestamp,load"
+    assert rows[0] == "timestamp,load" and len(rows) == len(values) + 1
     assert rows[1] == "2023-11-14T22:14:00Z,0.1" and rows[4] == "2023-11-14T22:17:00Z,"
+    for row, when, value in zip(rows[1:], series.times(), values, strict=True):
+        stamp, load = row.split(",")
+        assert stamp == format_timestamp(when)
+        assert (load == "") if math.isnan(value) else (float(load) == value)
+
+
+@pytest.mark.parametrize("step", [1.0, 15.0, 30.0, 60.0, 300.0, 420.0, 3600.0])
+def test_every_step_taken_reads_back_on_its_own_grid(tmp_path: Path, step: float) -> None:
+    """The steps --step takes are the ones the trace reader keeps: the file reads back as the
+    series written, on the same epoch-aligned grid, with no value interpolated."""
+    rng = np.random.default_rng(int(step))
+    values = rng.lognormal(5.0, 1.0, 400)
+    series = LoadSeries(math.ceil(1_700_000_000 / step) * step, step, values)
+    path = tmp_path / "t.csv"
+    with path.open("w") as out:
+        write_trace(series, out)
+    read = load_trace(path)
+    assert (read.start, read.step) == (series.start, series.step)
+    np.testing.assert_array_equal(read.values, series.values)
 
 
 def test_the_trace_reader_reads_the_file_as_the_series(tmp_path: Path) -> None:
@@ -138,3 +181,96 @@ def test_progress_shows_on_a_terminal_for_a_read_of_many_queries(
         for _ in range(chunks):
             advance()
     assert ("queries" in sink.getvalue()) is shown
+
+
+# --- the output, with the read stubbed: what a Prometheus answered is written or refused -----
+
+
+@pytest.fixture
+def answered(monkeypatch: pytest.MonkeyPatch) -> list[LoadSeries]:
+    """What the stubbed read returns: the first series in the list (set by the test)."""
+    from controller.operator import prometheus_source
+
+    given: list[LoadSeries] = []
+
+    def read_history(self: object, query: str, **_: object) -> LoadSeries:
+        return given[0]
+
+    monkeypatch.setattr(prometheus_source.PrometheusLoadSource, "read_history", read_history)
+    return given
+
+
+TWO_DAYS = LoadSeries(1_700_000_040.0, 60.0, np.arange(1.0, 2881.0))
+
+
+def test_one_sample_is_refused_and_nothing_written(
+    answered: list[LoadSeries], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    answered.append(LoadSeries(1_700_000_040.0, 60.0, np.array([5.0])))
+    out = tmp_path / "x.csv"
+    assert _trace(*BASE, "-o", str(out)) == 2
+    err = capsys.readouterr().err
+    assert "one sample (2023-11-14T22:14:00Z)" in err and "a trace needs at least two" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_symlink_is_written_through_and_its_file_keeps_its_mode(
+    answered: list[LoadSeries], tmp_path: Path
+) -> None:
+    answered.append(TWO_DAYS)
+    (tmp_path / "real").mkdir()
+    target = tmp_path / "real" / "eu-west.csv"
+    target.write_text("old\n")
+    target.chmod(0o640)
+    link = tmp_path / "link.csv"
+    link.symlink_to(target)
+    assert _trace(*BASE, "-o", str(link)) == 0
+    assert link.is_symlink() and target.stat().st_mode & 0o777 == 0o640
+    assert len(load_trace(target)) == len(TWO_DAYS)
+    assert sorted(p.name for p in (tmp_path / "real").iterdir()) == ["eu-west.csv"]
+
+
+def test_a_new_file_gets_what_the_umask_gives(answered: list[LoadSeries], tmp_path: Path) -> None:
+    answered.append(TWO_DAYS)
+    previous = os.umask(0o027)
+    try:
+        assert _trace(*BASE, "-o", str(tmp_path / "new.csv")) == 0
+    finally:
+        os.umask(previous)
+    assert (tmp_path / "new.csv").stat().st_mode & 0o777 == 0o640
+
+
+def test_a_fifo_is_written_as_it_is(answered: list[LoadSeries], tmp_path: Path) -> None:
+    answered.append(TWO_DAYS)
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    got: list[str] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_text()))
+    reader.start()
+    assert _trace(*BASE, "-o", str(fifo)) == 0
+    reader.join(timeout=30)
+    assert stat.S_ISFIFO(fifo.stat().st_mode)
+    assert got and got[0].startswith("timestamp,load\n") and got[0].count("\n") == 2881
+
+
+def test_a_write_that_fails_leaves_the_old_file_and_no_temporary(
+    answered: list[LoadSeries],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Interrupted half way through the rows: exit 130, the file as it was, nothing beside it."""
+    from controller import trace_command
+
+    answered.append(TWO_DAYS)
+    out = tmp_path / "eu-west.csv"
+    out.write_text("old\n")
+
+    def half_then_interrupted(series: LoadSeries, sink: io.TextIOBase) -> int:
+        sink.write("timestamp,load\n2023-11-14T22:14:00Z,1.0\n")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(trace_command, "write_trace", half_then_interrupted)
+    assert _trace(*BASE, "-o", str(out)) == 130
+    assert out.read_text() == "old\n" and [p.name for p in tmp_path.iterdir()] == ["eu-west.csv"]
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "interrupted"
