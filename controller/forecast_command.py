@@ -616,11 +616,8 @@ def _run_show(args: argparse.Namespace, *, model: str, horizon: float) -> int:
 
 
 def _run_live(args: argparse.Namespace, *, model: str, horizon: float) -> int:
-    from controller.operator.prometheus_source import (
-        MetricsUnavailable,
-        PrometheusLoadSource,
-        shown_url,
-    )
+    from controller.operator.prometheus_source import MetricsUnavailable, shown_url
+    from controller.operator.sources import live_load_source
 
     texts = {
         "--step": DEFAULT_STEP if args.step is None else args.step,
@@ -643,7 +640,11 @@ def _run_live(args: argparse.Namespace, *, model: str, horizon: float) -> int:
     where = f"{named}, query {query!r}"
     now = time.time()  # the edge reads the clock; the fit and the forecast never do
     try:
-        with PrometheusLoadSource(url) as source:
+        reader = live_load_source(url)
+    except ValueError as exc:
+        return _fail(str(exc))
+    try:
+        with reader as source:
             history = source.read_history(query, start=now - span, end=now, step=step)
     except MetricsUnavailable as exc:
         message = str(exc)

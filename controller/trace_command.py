@@ -153,12 +153,8 @@ def _window(args: argparse.Namespace) -> tuple[float, float, float]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from controller.operator.prometheus_source import (
-        MetricsUnavailable,
-        PrometheusLoadSource,
-        plan_chunks,
-        shown_url,
-    )
+    from controller.operator.prometheus_source import MetricsUnavailable, plan_chunks, shown_url
+    from controller.operator.sources import live_load_source
 
     if not args.prometheus_url or not args.query:
         missing = "--prometheus-url" if not args.prometheus_url else "--query"
@@ -182,7 +178,11 @@ def run(args: argparse.Namespace) -> int:
     chunks = sum(1 for _ in plan_chunks(start, end, step))
     err = rich_console(stderr=True, soft_wrap=True)
     try:
-        with PrometheusLoadSource(url) as source, _progress(err, chunks) as advance:
+        reader = live_load_source(url)
+    except ValueError as exc:
+        return _fail(str(exc))
+    try:
+        with reader as source, _progress(err, chunks) as advance:
             series = source.read_history(query, start=start, end=end, step=step, on_chunk=advance)
     except MetricsUnavailable as exc:
         message = str(exc)

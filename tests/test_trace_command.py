@@ -3,12 +3,18 @@ writes read back by the trace reader as the series it was given."""
 
 from __future__ import annotations
 
+import base64
+import http.server
 import io
+import json
 import math
 import os
 import stat
 import threading
+import urllib.parse
+from collections.abc import Iterator
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -274,3 +280,92 @@ def test_a_write_that_fails_leaves_the_old_file_and_no_temporary(
     assert _trace(*BASE, "-o", str(out)) == 130
     assert out.read_text() == "old\n" and [p.name for p in tmp_path.iterdir()] == ["eu-west.csv"]
     assert capsys.readouterr().err.strip().splitlines()[-1] == "interrupted"
+
+
+# --- Prometheus reached as the operator reaches it: the TIDAL_PROMETHEUS_* variables ---------
+
+
+class _Recorder(http.server.BaseHTTPRequestHandler):
+    """A Prometheus stand-in on loopback: records each request's headers and answers every
+    query_range with a load of 7 at each grid point asked for."""
+
+    seen: ClassVar[list[dict[str, str]]] = []
+
+    def _answer(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length).decode() if length else ""
+        query = urllib.parse.urlsplit(self.path).query
+        params = urllib.parse.parse_qs(query + "&" + body)
+        type(self).seen.append(dict(self.headers.items()))
+        first, last = float(params["start"][0]), float(params["end"][0])
+        step = float(params["step"][0].rstrip("s"))
+        points = [[first + i * step, "7"] for i in range(round((last - first) / step) + 1)]
+        answer = {
+            "status": "success",
+            "data": {"resultType": "matrix", "result": [{"metric": {}, "values": points}]},
+        }
+        data = json.dumps(answer).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    do_GET = _answer
+    do_POST = _answer
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+
+@pytest.fixture
+def recorder() -> Iterator[str]:
+    _Recorder.seen = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_the_variables_of_tidal_run_reach_prometheus(
+    recorder: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bearer token and extra headers set for the operator are sent by ``tidal trace`` too."""
+    monkeypatch.setenv("TIDAL_PROMETHEUS_TOKEN", "s3cret")
+    monkeypatch.setenv("TIDAL_PROMETHEUS_HEADERS", "X-Scope-OrgID: chat-eu")
+    out = tmp_path / "t.csv"
+    argv = ["--prometheus-url", recorder, "--query", "sum(up)", "--history", "1h", "-o", str(out)]
+    assert _trace(*argv) == 0
+    assert _Recorder.seen
+    for headers in _Recorder.seen:
+        assert headers.get("Authorization") == "Bearer s3cret"
+        assert headers.get("X-Scope-OrgID") == "chat-eu"
+    read = load_trace(out)
+    assert len(read) in (60, 61) and (read.values == 7.0).all()  # 61 when now is on the minute
+
+
+def test_basic_auth_from_the_variables(
+    recorder: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TIDAL_PROMETHEUS_USERNAME", "ops")
+    monkeypatch.setenv("TIDAL_PROMETHEUS_PASSWORD", "hunter2")
+    argv = ["--prometheus-url", recorder, "--query", "sum(up)", "--history", "1h"]
+    assert _trace(*argv, "-o", str(tmp_path / "t.csv")) == 0
+    expected = "Basic " + base64.b64encode(b"ops:hunter2").decode()
+    assert {h.get("Authorization") for h in _Recorder.seen} == {expected}
+
+
+@pytest.mark.parametrize("command", ["trace", "forecast"])
+def test_a_bad_variable_is_named_in_one_line(
+    command: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Refused before any query, naming the variable, as ``tidal run`` names it."""
+    monkeypatch.setenv("TIDAL_PROMETHEUS_TIMEOUT", "0")
+    monkeypatch.setenv("TIDAL_PROMETHEUS_HEADERS", "no colon here")
+    assert main([command, *BASE]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"tidal {command}: error: ")
+    assert "TIDAL_PROMETHEUS_HEADERS: header 'no colon here' is not 'Name: value'" in lines[0]
+    assert "TIDAL_PROMETHEUS_TIMEOUT: " in lines[0] and "unreachable" not in lines[0].lower()

@@ -27,6 +27,7 @@ from controller.operator.prometheus_source import prometheus_url_problem
 
 __all__ = [
     "OperatorSettings",
+    "PrometheusSettings",
     "SettingsUnusable",
     "default_identity",
     "flag_of",
@@ -105,8 +106,10 @@ def default_identity() -> str:
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
-class OperatorSettings(BaseSettings):
-    """Everything ``tidal run`` can be told; each field is ``TIDAL_<NAME>`` in the environment."""
+class PrometheusSettings(BaseSettings):
+    """How to reach Prometheus: ``TIDAL_PROMETHEUS_*`` in the environment. ``tidal run`` reads
+    them (as part of :class:`OperatorSettings`), and so do ``tidal trace`` and the live
+    ``tidal forecast``, so that one environment reaches one Prometheus, however it is secured."""
 
     model_config = SettingsConfigDict(env_prefix="TIDAL_", extra="ignore", frozen=True)
 
@@ -141,6 +144,20 @@ class OperatorSettings(BaseSettings):
         description="Per-request timeout; Prometheus is told to give up on a query a tenth "
         "(at least 0.5s) sooner",
     )
+
+    @field_validator("prometheus_url")
+    @classmethod
+    def _usable_url(cls, value: str) -> str:
+        # Refused here, by its name, not at every read as a Prometheus down for each object.
+        problem = prometheus_url_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
+
+
+class OperatorSettings(PrometheusSettings):
+    """Everything ``tidal run`` can be told; each field is ``TIDAL_<NAME>`` in the environment.
+    The Prometheus fields (:class:`PrometheusSettings`) come first."""
 
     # The loop
     loop_interval: Seconds = Field(
@@ -191,15 +208,6 @@ class OperatorSettings(BaseSettings):
         default=None, description="Path; default: in-cluster config in a pod, else ~/.kube/config"
     )
     kube_context: str | None = None
-
-    @field_validator("prometheus_url")
-    @classmethod
-    def _usable_url(cls, value: str) -> str:
-        # Refused here, by its name, not at every read as a Prometheus down for each object.
-        problem = prometheus_url_problem(value)
-        if problem is not None:
-            raise ValueError(problem)
-        return value
 
     @field_validator("identity")
     @classmethod

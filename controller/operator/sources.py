@@ -8,13 +8,16 @@ import base64
 import threading
 from typing import Any, Protocol
 
+from pydantic import ValidationError
+
 from controller.operator.prometheus_source import (
     MetricsUnavailable,
     PrometheusLoadSource,
     PrometheusUnreachable,
     QueryError,
+    prometheus_url_problem,
 )
-from controller.operator.settings import OperatorSettings
+from controller.operator.settings import PrometheusSettings, variable_of
 from forecasts.series import LoadSeries
 
 __all__ = [
@@ -23,6 +26,7 @@ __all__ = [
     "PassReads",
     "PrometheusUnreachable",
     "QueryError",
+    "live_load_source",
     "make_load_source",
     "metrics_reason",
 ]
@@ -79,7 +83,7 @@ def metrics_reason(exc: MetricsUnavailable) -> str:
     return str(getattr(exc, "reason", "MetricsUnavailable"))
 
 
-def prometheus_headers(settings: OperatorSettings) -> dict[str, str]:
+def prometheus_headers(settings: PrometheusSettings) -> dict[str, str]:
     """Extra headers plus ``Authorization`` from the bearer token or the basic-auth pair."""
     headers = dict(settings.prometheus_headers)
     if settings.prometheus_token is not None:
@@ -92,10 +96,32 @@ def prometheus_headers(settings: OperatorSettings) -> dict[str, str]:
     return headers
 
 
-def make_load_source(settings: OperatorSettings) -> LoadSource:
+def make_load_source(settings: PrometheusSettings) -> PrometheusLoadSource:
     options: dict[str, Any] = {
         "headers": prometheus_headers(settings) or None,
         "disable_ssl": settings.prometheus_disable_ssl,
         "timeout": settings.prometheus_timeout,
     }
     return PrometheusLoadSource(settings.prometheus_url, **options)
+
+
+def live_load_source(url: str) -> PrometheusLoadSource:
+    """The source ``tidal trace`` and the live ``tidal forecast`` read from: ``url`` (their
+    ``--prometheus-url``) reached as ``tidal run`` reaches Prometheus, with the token, basic
+    auth, headers, TLS and timeout of the ``TIDAL_PROMETHEUS_*`` variables.
+
+    A ValueError names what is at fault in one line: the URL, or each variable.
+    """
+    problem = prometheus_url_problem(url)
+    if problem is not None:  # as PrometheusLoadSource names it
+        raise ValueError(f"Prometheus URL {problem}")
+    try:
+        settings = PrometheusSettings(prometheus_url=url)
+    except ValidationError as exc:
+        parts = []
+        for error in exc.errors():
+            name = error["loc"][0] if error["loc"] else ""
+            where = "--prometheus-url" if name == "prometheus_url" else variable_of(str(name))
+            parts.append(f"{where}: {str(error['msg']).removeprefix('Value error, ')}")
+        raise ValueError("; ".join(parts)) from None
+    return make_load_source(settings)
