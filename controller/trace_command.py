@@ -29,9 +29,18 @@ What the file holds:
 
 ``--output`` is written to a temporary file beside it and renamed over it only once every
 query has answered and every row is written: a failed or interrupted read or write leaves an
-existing file as it was. The file keeps an existing file's permissions (a new one gets what
-the umask gives); a symlink is written through to its file; a FIFO or ``/dev/stdout`` is
-written as it is. Without ``--output`` the CSV goes to standard output.
+existing file as it was. The file keeps an existing file's permission bits and, written by
+root, its owner; a new one gets what the umask gives; a symlink is written through to its
+file. A path that names standard output or error (``/dev/stdout``, or the file output was
+redirected to) is written as it is open, appending where it appends; a FIFO or a terminal is
+written as it is. What cannot be written (a directory, a directory that does not exist or that
+cannot be written, another user's file in a sticky directory, a symlink loop) is refused before
+the read. Without ``--output`` the CSV goes to standard output.
+
+Prometheus is reached as ``tidal run`` reaches it, with the ``TIDAL_PROMETHEUS_*`` variables'
+token, basic auth, headers, TLS and timeout
+(:func:`controller.operator.sources.live_load_source`); where ``TIDAL_PROMETHEUS_URL`` names
+another Prometheus, those credentials are not sent to ``--prometheus-url``'s.
 
 A summary goes to standard error: how many samples, from when to when, and how many are gaps;
 and a warning when Prometheus holds less than was asked for (its retention is shorter than
@@ -49,6 +58,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import stat
 import sys
 import tempfile
 import time
@@ -164,13 +174,8 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         return _fail(str(exc))
     output = None if args.output is None else Path(args.output)
-    if output is not None:
-        if args.output == "":
-            problem: str | None = "an empty path"
-        elif args.output.endswith(("/", os.sep)):
-            problem = "a directory, not a file (it ends with a slash)"
-        else:
-            problem = _output_problem(output)
+    if args.output is not None:
+        problem = _output_problem(args.output)
         if problem is not None:
             return _fail(f"--output {args.output or repr(args.output)}: {problem}")
     url, query = args.prometheus_url, args.query
@@ -215,17 +220,65 @@ def write_trace(series: LoadSeries, out: TextIO) -> int:
     return len(times)
 
 
-def _output_problem(path: Path) -> str | None:
-    """Why the trace cannot be written to ``path``, or None; checked before any query."""
-    if path.is_dir():
+def _output_problem(text: str) -> str | None:
+    """Why the trace cannot be written to ``text``, or None; checked before any query, so that
+    a read of minutes is not lost to a path that was wrong from the start."""
+    if text == "":
+        return "an empty path"
+    if text.split(os.sep)[-1] in ("", ".", ".."):
         return "a directory, not a file"
-    if path.exists() and not path.is_file():
-        return None  # a FIFO, a terminal, /dev/stdout: written as it is (see _write_output)
-    parent = Path(os.path.realpath(path)).parent
-    if not parent.is_dir():
-        return f"no such directory: {path.parent}"
-    if not os.access(parent, os.W_OK) and not (path.exists() and os.access(path, os.W_OK)):
-        return f"cannot write to the directory {parent}"
+    path = Path(text)
+    try:
+        if _open_stream(path) is not None:
+            return None
+        if path.is_dir():
+            return "a directory, not a file"
+        info = _stat_or_none(path)
+        if info is not None and not stat.S_ISREG(info.st_mode):
+            if stat.S_ISFIFO(info.st_mode) or stat.S_ISCHR(info.st_mode):
+                return None  # written as it is (see _write_output)
+            return "not a regular file, a FIFO or a terminal"
+        target = Path(os.path.realpath(path))
+        parent = target.parent
+        if not parent.is_dir():
+            return f"no such directory: {parent}"
+        if not os.access(parent, os.W_OK | os.X_OK):
+            return (
+                f"cannot write to the directory {parent} (the trace is written beside the "
+                "file, then renamed over it)"
+            )
+        if info is not None:
+            held = parent.stat()
+            euid = os.geteuid()
+            if held.st_mode & stat.S_ISVTX and euid not in (0, info.st_uid, held.st_uid):
+                return f"{target} is another user's in a sticky directory: it cannot be replaced"
+    except OSError as exc:  # a symlink loop, a name too long, a directory not searchable
+        return exc.strerror or str(exc)
+    return None
+
+
+def _stat_or_none(path: Path) -> os.stat_result | None:
+    try:
+        return os.stat(path)
+    except FileNotFoundError:
+        return None
+
+
+def _open_stream(path: Path) -> TextIO | None:
+    """Standard output or error when ``path`` is the very file it is open on (``/dev/stdout``,
+    ``/dev/fd/2``, or the file standard output was redirected to): it is written there, as it
+    is open (appending, in a pipe), never opened again, truncated or renamed over."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    for fd, stream in ((1, sys.stdout), (2, sys.stderr)):
+        try:
+            held = os.fstat(fd)
+        except OSError:
+            continue
+        if (held.st_dev, held.st_ino) == (info.st_dev, info.st_ino):
+            return stream
     return None
 
 
@@ -234,19 +287,23 @@ def _write_output(series: LoadSeries, path: Path) -> None:
 
     A regular file (or a new one, or the file a symlink names) is written beside itself and
     renamed over: a reader never sees half a trace, and a failure (a full disk, Ctrl-C) leaves
-    what was there. It keeps an existing file's permissions, and a new one gets what the umask
-    gives. What is not a regular file (a FIFO, ``/dev/stdout``, a shell's ``>(...)``), and a
-    file in a directory that cannot be written, is written as it is.
+    what was there. It keeps an existing file's permission bits (not set-user or set-group-ID)
+    and, written by root, its owner; a new one gets what the umask gives. Standard output or
+    error named by a path is written as it is open; a FIFO or a terminal is written as it is.
     """
-    if path.exists() and not path.is_file():
-        _write_in_place(series, path)
+    stream = _open_stream(path)
+    if stream is not None:
+        write_trace(series, stream)
+        stream.flush()
+        return
+    info = _stat_or_none(path)
+    if info is not None and not stat.S_ISREG(info.st_mode):
+        with path.open("w", encoding="utf-8", newline="") as out:
+            write_trace(series, out)
         return
     target = Path(os.path.realpath(path))
-    if not os.access(target.parent, os.W_OK):
-        _write_in_place(series, target)
-        return
-    if target.exists():
-        mode = target.stat().st_mode & 0o7777
+    if info is not None:
+        mode = info.st_mode & 0o777
     else:
         umask = os.umask(0)
         os.umask(umask)
@@ -254,6 +311,8 @@ def _write_output(series: LoadSeries, path: Path) -> None:
     handle, temporary = tempfile.mkstemp(prefix=".tidal-trace-", suffix=".tmp", dir=target.parent)
     try:
         os.fchmod(handle, mode)
+        if info is not None and os.geteuid() == 0 and (info.st_uid, info.st_gid) != (0, 0):
+            os.fchown(handle, info.st_uid, info.st_gid)
         with os.fdopen(handle, "w", encoding="utf-8", newline="") as out:
             write_trace(series, out)
             out.flush()
@@ -262,11 +321,6 @@ def _write_output(series: LoadSeries, path: Path) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
-
-
-def _write_in_place(series: LoadSeries, path: Path) -> None:
-    with path.open("w", encoding="utf-8", newline="") as out:
-        write_trace(series, out)
 
 
 class _progress:

@@ -132,9 +132,46 @@ def test_headers_are_name_value_pairs(
     assert read(monkeypatch, prometheus_headers=text).prometheus_headers == expected
 
 
-def test_a_header_without_a_colon_is_refused_naming_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    message = refused(monkeypatch, prometheus_headers="X-Team: chat, tenant-a")
-    assert "prometheus_headers" in message and "header 'tenant-a' is not 'Name: value'" in message
+def test_a_header_without_a_colon_is_refused_by_its_place(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Named by its place, not its text: a comma inside a secret value splits it, and the
+    part after the comma would be shown."""
+    monkeypatch.setenv("TIDAL_PROMETHEUS_HEADERS", "Authorization: Bearer abc,SECRETPART")
+    with pytest.raises(ValidationError) as caught:
+        OperatorSettings()
+    (error,) = caught.value.errors()
+    assert error["loc"] == ("prometheus_headers",)
+    assert "the 2nd header is not 'Name: value'" in error["msg"] and "JSON" in error["msg"]
+    assert "SECRETPART" not in error["msg"] and "abc" not in error["msg"]
+
+
+@pytest.mark.parametrize(
+    ("variables", "refusal"),
+    [
+        ({"prometheus_token": "abc\ndef"}, "holds a control character"),
+        ({"prometheus_token": "SECRET\u20ac"}, "outside Latin-1"),
+        ({"prometheus_token": "  \n"}, "is blank"),
+        ({"prometheus_headers": '{"X-Key": "SECRET\\u0007"}'}, "the value of header 'X-Key'"),
+        ({"prometheus_headers": '{"X Key": "v"}'}, "a header name is empty or holds a space"),
+    ],
+    ids=["newline-inside", "euro-sign", "blank", "bell-in-value", "space-in-name"],
+)
+def test_what_no_http_header_can_carry_is_refused_unshown(
+    monkeypatch: pytest.MonkeyPatch, variables: dict[str, str], refusal: str
+) -> None:
+    """Refused when read, naming the setting and never its value: the HTTP client would refuse
+    it only when sending, reported as a Prometheus unreachable."""
+    for name, value in variables.items():
+        monkeypatch.setenv(f"TIDAL_{name.upper()}", value)
+    with pytest.raises(ValidationError) as caught:
+        OperatorSettings()
+    (error,) = caught.value.errors()
+    assert error["loc"] == (next(iter(variables)),) and refusal in error["msg"]
+    assert "SECRET" not in error["msg"] and "abc" not in error["msg"]
+
+
+def test_a_token_read_from_a_file_loses_its_newline(monkeypatch: pytest.MonkeyPatch) -> None:
+    token = read(monkeypatch, prometheus_token="s3cret\n").prometheus_token
+    assert token is not None and token.get_secret_value() == "s3cret"
 
 
 def test_namespaces_are_a_comma_separated_list(monkeypatch: pytest.MonkeyPatch) -> None:

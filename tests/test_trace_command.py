@@ -10,6 +10,8 @@ import json
 import math
 import os
 import stat
+import subprocess
+import sys
 import threading
 import urllib.parse
 from collections.abc import Iterator
@@ -26,6 +28,14 @@ from forecasts.series import LoadSeries, TraceWarning, format_timestamp, load_tr
 #: Nothing listens on port 1 of the loopback: a flag that passed its checks would end in
 #: "unreachable", which none of the expected messages below says.
 NOWHERE = "http://127.0.0.1:1"
+
+
+@pytest.fixture(autouse=True)
+def _no_tidal_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The machine's own ``TIDAL_*`` variables (a token, a timeout) do not reach these tests."""
+    for name in list(os.environ):
+        if name.upper().startswith("TIDAL_"):
+            monkeypatch.delenv(name)
 
 
 def _trace(*argv: str) -> int:
@@ -66,7 +76,7 @@ BASE = ["--prometheus-url", NOWHERE, "--query", "sum(up)"]
         ),
         pytest.param(
             [*BASE, "-o", "/tmp/newdir/"],
-            "a directory, not a file (it ends with a slash)",
+            "--output /tmp/newdir/: a directory, not a file",
             id="trailing-slash",
         ),
         pytest.param([*BASE, "--history=-1d"], "--history: '-1d' is not a duration", id="negative"),
@@ -84,6 +94,11 @@ BASE = ["--prometheus-url", NOWHERE, "--query", "sum(up)"]
             id="no-dir",
         ),
         pytest.param([*BASE, "-o", "."], "--output .: a directory", id="a-directory"),
+        pytest.param([*BASE, "-o", "/tmp/newdir/."], "a directory, not a file", id="slash-dot"),
+        pytest.param([*BASE, "-o", "/tmp/gone/.."], "a directory, not a file", id="slash-dots"),
+        pytest.param(
+            [*BASE, "-o", "/proc/self/fd/0/x.csv"], "--output /proc/self/fd/0/x.csv: ", id="odd"
+        ),
         pytest.param([*BASE, "-o", ""], "--output '': an empty path", id="empty-output"),
         pytest.param(
             ["--prometheus-url", "ftp://127.0.0.1", "--query", "sum(up)"],
@@ -367,5 +382,89 @@ def test_a_bad_variable_is_named_in_one_line(
     assert main([command, *BASE]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"tidal {command}: error: ")
-    assert "TIDAL_PROMETHEUS_HEADERS: header 'no colon here' is not 'Name: value'" in lines[0]
+    assert "TIDAL_PROMETHEUS_HEADERS: the 1st header is not 'Name: value'" in lines[0]
+    assert "no colon here" not in lines[0]
     assert "TIDAL_PROMETHEUS_TIMEOUT: " in lines[0] and "unreachable" not in lines[0].lower()
+
+
+def test_a_symlink_loop_is_refused_before_the_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    loop = tmp_path / "loop.csv"
+    loop.symlink_to(loop)
+    assert _trace(*BASE, "-o", str(loop)) == 2
+    assert "Too many levels of symbolic links" in capsys.readouterr().err
+    assert loop.is_symlink()
+
+
+def test_set_user_id_is_not_kept_and_root_keeps_the_owner(
+    answered: list[LoadSeries], tmp_path: Path
+) -> None:
+    answered.append(TWO_DAYS)
+    out = tmp_path / "t.csv"
+    out.write_text("old\n")
+    out.chmod(0o4755)
+    if os.geteuid() == 0:
+        os.chown(out, 65534, 65534)
+    assert _trace(*BASE, "-o", str(out)) == 0
+    info = out.stat()
+    assert info.st_mode & 0o7777 == 0o755
+    if os.geteuid() == 0:
+        assert (info.st_uid, info.st_gid) == (65534, 65534)
+
+
+def test_another_users_file_in_a_sticky_directory_is_refused_before_the_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A file of another user in /tmp-like directory cannot be renamed over, even with write
+    access to both: refused at once, not after the read."""
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o1777)
+    out = shared / "t.csv"
+    out.write_text("old\n")
+    monkeypatch.setattr(os, "geteuid", lambda: 54321)  # neither the file's nor the directory's
+    assert _trace(*BASE, "-o", str(out)) == 2
+    assert "is another user's in a sticky directory" in capsys.readouterr().err
+
+
+def test_dev_stdout_is_written_as_it_is_open(recorder: str, tmp_path: Path) -> None:
+    """``-o /dev/stdout`` with standard output appending to a log: the log keeps its lines and
+    gains the trace's, where reopening or renaming over it would lose them."""
+    log = tmp_path / "log.txt"
+    log.write_text("IMPORTANT LOG LINE\n")
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("TIDAL_")}
+    argv = ["--prometheus-url", recorder, "--query", "sum(up)", "--history", "1h"]
+    with log.open("a") as sink:
+        done = subprocess.run(
+            [sys.executable, "-m", "controller", "trace", *argv, "-o", "/dev/stdout"],
+            stdout=sink,
+            stderr=subprocess.PIPE,
+            env=env,
+            check=False,
+            timeout=120,
+        )
+    assert done.returncode == 0, done.stderr
+    lines = log.read_text().splitlines()
+    assert lines[0] == "IMPORTANT LOG LINE" and lines[1] == "timestamp,load"
+    assert len(lines) in (62, 63)
+
+
+def test_credentials_go_only_to_the_prometheus_they_are_for(
+    recorder: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """In an operator's pod the variables hold its Prometheus's token: a URL typed on the command
+    line is refused before anything is sent, unless it is that Prometheus."""
+    monkeypatch.setenv("TIDAL_PROMETHEUS_URL", "https://prometheus.monitoring.svc:9090")
+    monkeypatch.setenv("TIDAL_PROMETHEUS_TOKEN", "s3cret")
+    argv = ["--query", "sum(up)", "--history", "1h", "-o", str(tmp_path / "t.csv")]
+    assert _trace("--prometheus-url", recorder, *argv) == 2
+    err = capsys.readouterr().err
+    assert "is not the Prometheus of TIDAL_PROMETHEUS_URL" in err and "s3cret" not in err
+    assert _Recorder.seen == []
+    monkeypatch.setenv("TIDAL_PROMETHEUS_URL", recorder.upper().replace("HTTP://", "http://") + "/")
+    assert _trace("--prometheus-url", recorder, *argv) == 0
+    assert {h.get("Authorization") for h in _Recorder.seen} == {"Bearer s3cret"}

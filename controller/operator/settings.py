@@ -89,13 +89,32 @@ def _headers(value: object) -> object:
             return json.loads(text)
         pairs = [p for chunk in text.splitlines() for p in chunk.split(",") if p.strip()]
         headers: dict[str, str] = {}
-        for pair in pairs:
+        for number, pair in enumerate(pairs, 1):
             name, sep, val = pair.partition(":")
             if not sep:
-                raise ValueError(f"header {pair.strip()!r} is not 'Name: value'")
+                # Its text is not shown: it may be a secret, or part of one a comma split.
+                raise ValueError(
+                    f"the {_ordinal(number)} header is not 'Name: value' (headers are separated "
+                    "by commas or newlines; a value holding a comma goes in a JSON object, "
+                    '{"Name": "value"})'
+                )
             headers[name.strip()] = val.strip()
         return headers
     return value
+
+
+def _ordinal(number: int) -> str:
+    suffix = (
+        "th" if 10 <= number % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(number % 10, "th")
+    )
+    return f"{number}{suffix}"
+
+
+def _unsendable(text: str) -> bool:
+    """Whether ``text`` cannot go in an HTTP header as it is: a control character (a newline
+    in a token read from a file) or one outside Latin-1, which the HTTP client refuses only
+    when the request is sent, and then as if Prometheus were unreachable."""
+    return any(ord(c) < 0x20 or ord(c) == 0x7F or ord(c) > 0xFF for c in text)
 
 
 Seconds = Annotated[float, BeforeValidator(_seconds)]
@@ -144,6 +163,35 @@ class PrometheusSettings(BaseSettings):
         description="Per-request timeout; Prometheus is told to give up on a query a tenth "
         "(at least 0.5s) sooner",
     )
+
+    @field_validator("prometheus_token", mode="before")
+    @classmethod
+    def _sendable_token(cls, value: object) -> object:
+        # A token read from a file (kubectl create secret --from-file) ends in a newline.
+        if isinstance(value, str):
+            value = value.strip()
+            if not value:
+                raise ValueError("is blank")
+            if _unsendable(value):  # the token itself is never shown
+                raise ValueError(
+                    "holds a control character or one outside Latin-1: no HTTP header can carry it"
+                )
+        return value
+
+    @field_validator("prometheus_headers")
+    @classmethod
+    def _sendable_headers(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, text in value.items():
+            if not name or _unsendable(name) or any(c in name for c in " \t:"):
+                raise ValueError(
+                    "a header name is empty or holds a space, a colon or a control character"
+                )
+            if _unsendable(text):  # the value is never shown: it may be a secret
+                raise ValueError(
+                    f"the value of header {name!r} holds a control character or one outside "
+                    "Latin-1: no HTTP header can carry it"
+                )
+        return value
 
     @field_validator("prometheus_url")
     @classmethod

@@ -5,8 +5,10 @@ timeout, not one per object."""
 from __future__ import annotations
 
 import base64
+import os
 import threading
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
@@ -16,6 +18,7 @@ from controller.operator.prometheus_source import (
     PrometheusUnreachable,
     QueryError,
     prometheus_url_problem,
+    shown_url,
 )
 from controller.operator.settings import PrometheusSettings, variable_of
 from forecasts.series import LoadSeries
@@ -124,4 +127,31 @@ def live_load_source(url: str) -> PrometheusLoadSource:
             where = "--prometheus-url" if name == "prometheus_url" else variable_of(str(name))
             parts.append(f"{where}: {str(error['msg']).removeprefix('Value error, ')}")
         raise ValueError("; ".join(parts)) from None
+    credentials = (
+        settings.prometheus_token is not None
+        or bool(settings.prometheus_username)
+        or bool(settings.prometheus_headers)
+    )
+    home = os.environ.get(variable_of("prometheus_url"))
+    if credentials and home and _origin(home) != _origin(url):
+        # In an operator's pod, the variables hold that Prometheus's credentials: a URL typed
+        # on the command line does not get them.
+        raise ValueError(
+            f"--prometheus-url {shown_url(url)} is not the Prometheus of "
+            f"{variable_of('prometheus_url')} ({shown_url(home)}), and the credentials of the "
+            "TIDAL_PROMETHEUS_* variables are sent only there: give its URL, or unset "
+            f"{variable_of('prometheus_url')} to send them to this one"
+        )
     return make_load_source(settings)
+
+
+def _origin(url: str) -> tuple[str, str, int | None]:
+    """Scheme, host and port, the port a scheme's default when not given."""
+    parts = urlsplit(url.strip())
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    default = {"http": 80, "https": 443}.get(scheme)
+    return scheme, (parts.hostname or "").lower(), port if port is not None else default
