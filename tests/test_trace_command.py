@@ -468,3 +468,16 @@ def test_credentials_go_only_to_the_prometheus_they_are_for(
     monkeypatch.setenv("TIDAL_PROMETHEUS_URL", recorder.upper().replace("HTTP://", "http://") + "/")
     assert _trace("--prometheus-url", recorder, *argv) == 0
     assert {h.get("Authorization") for h in _Recorder.seen} == {"Bearer s3cret"}
+
+
+def test_the_live_forecast_sends_the_variables_too(
+    recorder: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``tidal forecast --prometheus-url`` reads through the same source: the token reaches
+    Prometheus, and the flat load read back is forecast flat."""
+    monkeypatch.setenv("TIDAL_PROMETHEUS_TOKEN", "s3cret")
+    argv = ["--prometheus-url", recorder, "--query", "sum(up)", "--step", "5m", "--json"]
+    assert main(["forecast", *argv, "--history", "3d", "--model", "seasonal-naive"]) == 0
+    assert _Recorder.seen and {h.get("Authorization") for h in _Recorder.seen} == {"Bearer s3cret"}
+    shown = json.loads(capsys.readouterr().out)
+    assert {row["point"] for row in shown["forecast"]} == {7.0}
