@@ -22,9 +22,8 @@ from forecasts.series import LoadSeries
 from tests.forecast_series import seasonal
 from tests.support.prometheus_server import (
     PrometheusServer,
-    require_prometheus,
+    backfilled,
     series_key,
-    start_prometheus,
 )
 
 pytestmark = pytest.mark.integration
@@ -58,12 +57,9 @@ def prometheus(
     tmp_path_factory: pytest.TempPathFactory, history: LoadSeries
 ) -> Iterator[PrometheusServer]:
     """One server for the module: ``history`` and a second region, nothing scraped live."""
-    require_prometheus()
     backfill = {LOAD: history, OTHER: history.last(86400)}
-    server = start_prometheus(backfill, tmp_path_factory.mktemp("prometheus"))
-    yield server
-    server.close()
-    server.exporter.close()
+    with backfilled(backfill, tmp_path_factory.mktemp("prometheus")) as server:
+        yield server
 
 
 def _iso(when: float) -> str:

@@ -26,11 +26,10 @@ from forecasts.series import LoadSeries, load_trace
 from tests.support.fixtures import TRACES_DIR
 from tests.support.prometheus_server import (
     PrometheusServer,
+    backfilled,
     ramp_anchor,
-    require_prometheus,
     series_key,
     shift_series,
-    start_prometheus,
 )
 
 pytestmark = pytest.mark.integration
@@ -81,11 +80,8 @@ def prometheus(
     tmp_path_factory: pytest.TempPathFactory, histories: dict[str, LoadSeries]
 ) -> Iterator[PrometheusServer]:
     """One server for the read-only tests, backfilled with ``histories``."""
-    require_prometheus()
-    server = start_prometheus(histories, tmp_path_factory.mktemp("prometheus"))
-    yield server
-    server.close()
-    server.exporter.close()
+    with backfilled(histories, tmp_path_factory.mktemp("prometheus")) as server:
+        yield server
 
 
 @pytest.fixture

@@ -39,6 +39,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -501,3 +502,16 @@ def start_prometheus(
         exporter.close()
         raise
     return server
+
+
+@contextmanager
+def backfilled(series: Mapping[str, LoadSeries], data_dir: Path) -> Iterator[PrometheusServer]:
+    """A Prometheus holding ``series`` and scraping nothing live, for a module's read-only
+    tests; skips where Prometheus is missing, and is stopped, with its exporter, on leaving."""
+    require_prometheus()
+    server = start_prometheus(series, data_dir)
+    try:
+        yield server
+    finally:
+        server.close()
+        server.exporter.close()
