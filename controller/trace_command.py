@@ -35,7 +35,8 @@ file. A path that names standard output or error (``/dev/stdout``, or the file o
 redirected to) is written as it is open, appending where it appends; a FIFO or a terminal is
 written as it is. What cannot be written (a directory, a directory that does not exist or that
 cannot be written, another user's file in a sticky directory, a symlink loop) is refused before
-the read. Without ``--output`` the CSV goes to standard output.
+the read, and so is a file its permissions keep from writing. Without ``--output`` the CSV goes
+to standard output.
 
 Prometheus is reached as ``tidal run`` reaches it, with the ``TIDAL_PROMETHEUS_*`` variables'
 token, basic auth, headers, TLS and timeout
@@ -247,6 +248,8 @@ def _output_problem(text: str) -> str | None:
                 f"cannot write to the directory {parent} (the trace is written beside the "
                 "file, then renamed over it)"
             )
+        if info is not None and not os.access(target, os.W_OK):
+            return f"{target} cannot be written (its permissions), so it is not replaced"
         if info is not None:
             held = parent.stat()
             euid = os.geteuid()

@@ -481,3 +481,19 @@ def test_the_live_forecast_sends_the_variables_too(
     assert _Recorder.seen and {h.get("Authorization") for h in _Recorder.seen} == {"Bearer s3cret"}
     shown = json.loads(capsys.readouterr().out)
     assert {row["point"] for row in shown["forecast"]} == {7.0}
+
+
+def test_a_file_its_permissions_keep_from_writing_is_not_replaced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """As a shell's ``>`` would refuse it (root may write anything, so access is stubbed)."""
+    out = tmp_path / "t.csv"
+    out.write_text("old\n")
+    out.chmod(0o444)
+    real_access = os.access
+    monkeypatch.setattr(
+        os, "access", lambda p, mode: False if Path(p) == out else real_access(p, mode)
+    )
+    assert _trace(*BASE, "-o", str(out)) == 2
+    assert "t.csv cannot be written (its permissions)" in capsys.readouterr().err
+    assert out.read_text() == "old\n"
