@@ -114,6 +114,8 @@ def prepare_trace(
         # replica, stands for per_replica of it.
         factor = PER_REPLICA / scenario.per_replica
         scaled_how = f"at --per-replica {scenario.per_replica:g}"
+        too_large = f"too large at --per-replica {scenario.per_replica:g}"
+        remedy = "a higher --per-replica or a lower --headroom"
     else:
         p99 = float(np.nanpercentile(values, 99))
         if not p99 > 0:
@@ -129,16 +131,12 @@ def prepare_trace(
                 "--peak-replicas: multiply the trace's loads by a constant"
             )
         scaled_how = f"once its 99th percentile needs --peak-replicas {scenario.peak_replicas}"
+        too_large = f"too far above the 99th percentile ({p99:g}) to scale"
+        remedy = "a lower --peak-replicas or --headroom"
     with np.errstate(over="ignore"):
         scaled = values * factor
     if np.isinf(scaled).any():
-        raise ValueError(
-            f"a load of {np.nanmax(values):g} is too far above the 99th percentile "
-            f"({np.nanpercentile(values, 99):g}) to scale"
-            if scenario.per_replica is None
-            else f"a load of {np.nanmax(values):g} is too large at --per-replica "
-            f"{scenario.per_replica:g}"
-        )
+        raise ValueError(f"a load of {np.nanmax(values):g} is {too_large}")
     if headroom is None:
         headroom = float(GatewayAutoscalerSpec.model_fields["headroom"].default)
     # As the planner's replicas_for counts them: tidal and the HPA size for the load with
@@ -149,12 +147,7 @@ def prepare_trace(
         raise ValueError(
             f"its highest load ({np.nanmax(values):g}) needs {replicas} replicas with "
             f"--headroom {headroom:g} {scaled_how}, more than the {REPLICA_CAP:,} a "
-            "backtest can hold: "
-            + (
-                "a lower --peak-replicas or --headroom, or a glitch to fix"
-                if scenario.per_replica is None
-                else "a higher --per-replica or a lower --headroom, or a glitch to fix"
-            )
+            f"backtest can hold: {remedy}, or a glitch to fix"
         )
     return LoadSeries(minute.start, MINUTE, scaled)
 
