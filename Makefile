@@ -40,7 +40,7 @@ crd-check:
 	$(PYTHON) -m controller crd | diff -u manifests/base/crd.yaml - \
 		|| (echo "manifests/base/crd.yaml drifted: run 'tidal crd > manifests/base/crd.yaml'"; exit 1)
 
-bench:
+bench: python-deps
 	$(PYTHON) bench/bench_forecasts.py
 	$(PYTHON) bench/bench_backtest.py
 	$(PYTHON) bench/bench_reconcile.py

@@ -17,6 +17,7 @@ from controller.simulator import (
     OraclePolicy,
     Policy,
     PolicyResult,
+    PredictiveHpaPolicy,
     Scenario,
     TidalPolicy,
     first_scored,
@@ -28,6 +29,7 @@ from forecasts.base import DAY
 from forecasts.series import LoadSeries, format_timestamp, load_trace
 
 __all__ = [
+    "KNOWN_POLICIES",
     "POLICIES",
     "REPLICA_CAP",
     "PreparedTrace",
@@ -47,6 +49,9 @@ __all__ = [
 ]
 
 POLICIES = ("tidal", "hpa", "oracle")
+#: Every policy a backtest can run: the default ones, and ``predictive``, a tier-blind
+#: predictive HPA (:class:`~controller.simulator.PredictiveHpaPolicy`), run when asked for.
+KNOWN_POLICIES = (*POLICIES, "predictive")
 PER_REPLICA = 5000.0
 #: ``replicas.max`` and ``cloud.maxReplicas`` of the spec a backtest plans with: far above any
 #: trace it replays (:func:`prepare_trace` refuses one that needs more), so no cap hides a spike.
@@ -199,8 +204,15 @@ def build_policies(
             )
         elif policy == "oracle":
             table[policy] = OraclePolicy(need, scenario)
+        elif policy == "predictive":
+            table[policy] = PredictiveHpaPolicy(
+                hpa_spec(spec, scenario),
+                scenario,
+                physical_per_machine=scenario.physical_per_machine,
+                replicas_per_node=scenario.replicas_per_node,
+            )
         else:
-            raise ValueError(f"unknown policy {policy!r}; known: {', '.join(POLICIES)}")
+            raise ValueError(f"unknown policy {policy!r}; known: {', '.join(KNOWN_POLICIES)}")
     return table
 
 
@@ -363,25 +375,29 @@ def report(
     }
 
 
-def unserved_ratio(trace: dict[str, Any], eps: float = 1e-6) -> float:
-    """Tidal's unserved fraction over the HPA's on one trace of a report, ``eps`` added to each."""
+def unserved_ratio(trace: dict[str, Any], eps: float = 1e-6, *, against: str = "hpa") -> float:
+    """Tidal's unserved fraction over ``against``'s (the HPA's) on one trace of a report,
+    ``eps`` added to each."""
     return float(
-        (trace["tidal"]["unserved_fraction"] + eps) / (trace["hpa"]["unserved_fraction"] + eps)
+        (trace["tidal"]["unserved_fraction"] + eps) / (trace[against]["unserved_fraction"] + eps)
     )
 
 
-def summary(report_: dict[str, Any], eps: float = 1e-6) -> dict[str, float]:
-    """Acceptance-style ratios of tidal against hpa across the traces (geometric means)."""
+def summary(
+    report_: dict[str, Any], eps: float = 1e-6, *, against: str = "hpa"
+) -> dict[str, float]:
+    """Acceptance-style ratios of tidal against ``against`` (the HPA) across the traces
+    (geometric means), over the traces that ran both."""
     unserved, cloud = [], []
-    removed = {"tidal": 0, "hpa": 0}
-    left_out = 0  # traces without a cloud ratio: the HPA paid no cloud there
+    removed = {"tidal": 0, against: 0}
+    left_out = 0  # traces without a cloud ratio: the baseline paid no cloud there
     for trace in report_["traces"].values():
-        if "tidal" not in trace or "hpa" not in trace:
+        if "tidal" not in trace or against not in trace:
             continue
-        unserved.append(unserved_ratio(trace, eps))
-        hpa_cloud = trace["hpa"]["cloud_replica_hours"]
-        if hpa_cloud > 0:
-            cloud.append(trace["tidal"]["cloud_replica_hours"] / hpa_cloud)
+        unserved.append(unserved_ratio(trace, eps, against=against))
+        base_cloud = trace[against]["cloud_replica_hours"]
+        if base_cloud > 0:
+            cloud.append(trace["tidal"]["cloud_replica_hours"] / base_cloud)
         else:
             left_out += 1
         for name in removed:
@@ -400,7 +416,7 @@ def summary(report_: dict[str, Any], eps: float = 1e-6) -> dict[str, float]:
         "cloud_hours_ratio_geomean": geo(cloud),
         "cloud_ratio_left_out": left_out,
         "tidal_replicas_removed": removed["tidal"],
-        "hpa_replicas_removed": removed["hpa"],
+        f"{against}_replicas_removed": removed[against],
     }
 
 

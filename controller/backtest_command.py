@@ -19,6 +19,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from controller.backtest import (
+    KNOWN_POLICIES,
     POLICIES,
     REPLICA_CAP,
     PreparedTrace,
@@ -98,7 +99,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--policies",
         default=",".join(POLICIES),
-        help=f"comma-separated policies (default: {','.join(POLICIES)})",
+        help=f"comma-separated policies (default: {','.join(POLICIES)}; also predictive, a "
+        "predictive HPA blind to the capacity tiers, after Crane's EHPA and AHPA)",
     )
     parser.add_argument(
         "--jobs", type=int, default=0, help="traces replayed in parallel (default 0: cores)"
@@ -412,14 +414,16 @@ def run(args: argparse.Namespace) -> int:
         )
     policies = tuple(p.strip() for p in args.policies.split(","))
     if not any(policies):
-        return fail(f"--policies {args.policies!r} names no policy; known: {', '.join(POLICIES)}")
+        return fail(
+            f"--policies {args.policies!r} names no policy; known: {', '.join(KNOWN_POLICIES)}"
+        )
     if "" in policies:
         return fail(f"--policies {args.policies!r} holds an empty name between its commas")
-    unknown = [p for p in policies if p not in POLICIES]
+    unknown = [p for p in policies if p not in KNOWN_POLICIES]
     if unknown:
         return fail(
             f"--policies {args.policies!r}: unknown policy {unknown[0]!r}; known: "
-            f"{', '.join(POLICIES)}"
+            f"{', '.join(KNOWN_POLICIES)}"
         )
     twice = [p for i, p in enumerate(policies) if p in policies[:i]]
     if twice:
@@ -667,18 +671,20 @@ def print_table(result: dict[str, Any], console: Any) -> None:
             )
         table.add_section()
     console.print(table)
-    if not any({"tidal", "hpa"} <= set(policies) for policies in result["traces"].values()):
-        return  # no ratio of tidal to the HPA to give
-    s = summary(result)
-    left_out = s["cloud_ratio_left_out"]
-    if math.isnan(s["cloud_hours_ratio_geomean"]):  # every trace left out
-        cloud = "cloud hours: no ratio, the HPA used no cloud"
-    else:
-        cloud = f"cloud hours {s['cloud_hours_ratio_geomean']:.2f}"
-        if left_out:
-            cloud += f" (without the {left_out} trace(s) where the HPA used no cloud)"
-    console.print(
-        f"tidal/hpa, geometric means over traces: unserved {s['unserved_ratio_geomean']:.3g} "
-        f"(worst trace {s['unserved_ratio_max']:.3g}), {cloud}; "
-        f"replicas removed: tidal {s['tidal_replicas_removed']}, hpa {s['hpa_replicas_removed']}"
-    )
+    for against, called in (("hpa", "the HPA"), ("predictive", "the predictive HPA")):
+        if not any({"tidal", against} <= set(p) for p in result["traces"].values()):
+            continue  # no ratio of tidal to this baseline to give
+        s = summary(result, against=against)
+        left_out = s["cloud_ratio_left_out"]
+        if math.isnan(s["cloud_hours_ratio_geomean"]):  # every trace left out
+            cloud = f"cloud hours: no ratio, {called} used no cloud"
+        else:
+            cloud = f"cloud hours {s['cloud_hours_ratio_geomean']:.2f}"
+            if left_out:
+                cloud += f" (without the {left_out} trace(s) where {called} used no cloud)"
+        console.print(
+            f"tidal/{against}, geometric means over traces: unserved "
+            f"{s['unserved_ratio_geomean']:.3g} (worst trace {s['unserved_ratio_max']:.3g}), "
+            f"{cloud}; replicas removed: tidal {s['tidal_replicas_removed']}, "
+            f"{against} {s[f'{against}_replicas_removed']}"
+        )

@@ -70,6 +70,7 @@ __all__ = [
     "OraclePolicy",
     "PolicyResult",
     "PolicyView",
+    "PredictiveHpaPolicy",
     "Scenario",
     "Targets",
     "TidalPolicy",
@@ -397,6 +398,67 @@ class PolicyView:
     cloud_ready: int | None = None
 
 
+class _Refitting:
+    """A forecaster refitted every ``spec.forecast.refit`` of simulated time, its forecast
+    reused until the next bucket of its fit step completes, as the operator does. For the
+    policies that forecast: ``tidal`` and ``predictive``."""
+
+    spec: GatewayAutoscalerSpec
+
+    def _start_refitting(
+        self, spec: GatewayAutoscalerSpec, settings: PlannerSettings, reach: float
+    ) -> None:
+        self.forecaster = forecaster_for(spec, settings)
+        self.fitted: FittedModel | None = None
+        self.fitted_at = -math.inf
+        self.problem: str | None = None
+        self.refits = 0
+        self.fit_seconds = 0.0
+        self._forecast_key: tuple[FittedModel, int] | None = None
+        self._forecast: Forecast | None = None
+        #: The reused forecast's times and upper quantile path, read every minute it is reused.
+        self._forecast_paths: tuple[FloatArray, FloatArray] | None = None
+        # As far as ``reach``, plus one fit step: a forecast is reused until the next bucket
+        # completes.
+        self.reach = reach + max(300.0, spec.load.step.total_seconds())
+
+    def _current_forecast(self, history: LoadSeries, now: float) -> Forecast | None:
+        """The forecast to act on at ``now``: refitted if a refit is due, recomputed if a
+        bucket completed since the last one, else the last one; None without a usable fit
+        (``problem`` says why)."""
+        spec = self.spec
+        if now - self.fitted_at >= spec.forecast.refit.total_seconds():
+            try:
+                self.fitted = self.forecaster.fit(history, previous=self.fitted)
+                self.problem = None
+            except ForecastError as exc:
+                self.fitted, self.problem = None, str(exc)
+            self.fitted_at = now
+            self.refits += 1
+            if self.fitted is not None:
+                self.fit_seconds += self.fitted.fit_seconds
+        if self.fitted is None:
+            return None
+        # A forecast changes only when a bucket of the fit step completes, with its last
+        # sample (the one before the next bucket's first): reuse it till then.
+        completed = math.floor((history.end + history.step) / self.fitted.step + 1e-9)
+        # The fit itself, not its id(): a failed refit frees the old fit, and a later one may
+        # be given its id.
+        last = self._forecast_key
+        if last is not None and last[0] is self.fitted and last[1] == completed:
+            return self._forecast
+        forecast: Forecast | None = None
+        try:
+            forecast = self.fitted.forecast(history, horizon=self.reach)
+        except ForecastError as exc:
+            self.problem = str(exc)
+        self._forecast_key, self._forecast = (self.fitted, completed), forecast
+        self._forecast_paths = (
+            None if forecast is None else (forecast.times(), forecast.upper(spec.forecast.quantile))
+        )
+        return forecast
+
+
 class HpaPolicy:
     """The Kubernetes HPA algorithm with its documented defaults, on the same metric.
 
@@ -447,9 +509,13 @@ class HpaPolicy:
         )
         return min(max(desired, self.spec.replicas.min), self.spec.replicas.max)
 
+    def _metric(self, view: PolicyView) -> float:
+        """The metric a sync reads: the latest load sample (NaN when there is none)."""
+        return float(view.history.values[-1]) if len(view.history) else math.nan
+
     def __call__(self, minute: int, view: PolicyView) -> Targets:
         current = view.physical_replicas + view.cloud_replicas
-        load = float(view.history.values[-1]) if len(view.history) else math.nan
+        load = self._metric(view)
         if not math.isfinite(load) or current == 0:
             # No metric, or no replicas to scale: the sync ends before a recommendation is
             # computed or recorded (horizontal.go). The replicas stay as they are, raised to
@@ -506,6 +572,53 @@ class HpaPolicy:
         return Targets(physical=physical - drop, cloud=cloud)
 
 
+class PredictiveHpaPolicy(_Refitting, HpaPolicy):
+    """A predictive autoscaler that knows nothing of the capacity tiers, after Crane's
+    Effective HPA and Alibaba's AHPA: the HPA above, with a second metric, the highest upper
+    quantile (``spec.forecast.quantile``) the same forecaster as tidal's expects over the next
+    ``node_lead_time + pod_ready``, so that pods asked for on a forecast rise have their nodes
+    and are ready in time. The HPA takes the larger of its metrics' recommendations. Its pods
+    fill the physical pool first, as the HPA's do; a cloud node is requested only once pods
+    are pending (no placeholders), and nothing prices a cloud replica above a physical one.
+    Without a usable forecast, or without a load sample, it is the HPA.
+
+    Not in the default policies: ``--policies tidal,hpa,oracle,predictive`` adds it.
+    """
+
+    name = "predictive"
+
+    def __init__(
+        self,
+        spec: GatewayAutoscalerSpec,
+        scenario: Scenario,
+        *,
+        physical_per_machine: int | None = None,
+        replicas_per_node: int = 10,
+    ) -> None:
+        super().__init__(
+            spec, physical_per_machine=physical_per_machine, replicas_per_node=replicas_per_node
+        )
+        #: Minutes ahead the forecast metric looks: a node's boot and a pod's start.
+        self.ahead = minutes_of(scenario.node_lead_time, least=1) + minutes_of(
+            scenario.pod_ready, least=1
+        )
+        settings = PlannerSettings(
+            loop_interval=scenario.loop_interval, pod_ready=scenario.pod_ready
+        )
+        self._start_refitting(spec, settings, self.ahead * MINUTE)
+
+    def _metric(self, view: PolicyView) -> float:
+        load = super()._metric(view)
+        if not math.isfinite(load):
+            return load
+        history = view.history.last(self.spec.load.history.total_seconds())
+        if self._current_forecast(history, view.now) is None or self._forecast_paths is None:
+            return load
+        times, upper = self._forecast_paths
+        ahead = view.now + MINUTE * np.arange(self.ahead + 1)
+        return max(load, float(np.interp(ahead, times, upper).max()))
+
+
 class OraclePolicy:
     """Perfect foresight: exactly the replicas the load needs, requested exactly in time."""
 
@@ -537,7 +650,7 @@ class OraclePolicy:
         return Targets(physical=physical, cloud=cloud, placeholders=max(0, cloud_ahead - cloud))
 
 
-class TidalPolicy:
+class TidalPolicy(_Refitting):
     """The planner, with a forecaster refitted every ``spec.forecast.refit``."""
 
     name = "tidal"
@@ -554,31 +667,19 @@ class TidalPolicy:
             node_hold=scenario.node_unneeded_time,
             stale_after=max(PlannerSettings.stale_after, delayed + scenario.loop_interval),
         )
-        self.forecaster = forecaster_for(spec, self.settings)
-        self.fitted: FittedModel | None = None
-        self.fitted_at = -math.inf
-        self.problem: str | None = None
+        # Forecast as far as the planner reads, plus one fit step: a forecast is reused until
+        # the next bucket completes.
+        self._start_refitting(spec, self.settings, forecast_reach(spec, self.settings))
         #: Minutes planned without a usable forecast, and the first reason, for warnings.
         self.unforecast = 0
         self.first_problem: str | None = None
         self.recommendations: tuple[Recommendation, ...] = ()
-        self.refits = 0
-        self.fit_seconds = 0.0
         self.reasons: dict[str, int] = {}
         self.last_plan: Plan | None = None
         #: The forecast the last plan read (None when it planned without one).
         self.last_forecast: Forecast | None = None
         self.forecast_point: list[float] = []
         self.forecast_upper: list[float] = []
-        self._forecast_key: tuple[FittedModel, int] | None = None
-        self._forecast: Forecast | None = None
-        #: The reused forecast's times and upper quantile path, read every minute it is reused.
-        self._forecast_paths: tuple[FloatArray, FloatArray] | None = None
-        # Forecast as far as the planner reads, plus one fit step: a forecast is reused until
-        # the next bucket completes.
-        self.reach = forecast_reach(spec, self.settings) + max(
-            300.0, spec.load.step.total_seconds()
-        )
         # The controller acts every ``loop_interval``; between its loops the cluster keeps the
         # targets it last wrote.
         self.every = max(1, round(scenario.loop_interval / MINUTE))
@@ -594,38 +695,7 @@ class TidalPolicy:
     def _plan(self, view: PolicyView) -> Targets:
         spec = self.spec
         history = view.history.last(spec.load.history.total_seconds())
-        if view.now - self.fitted_at >= spec.forecast.refit.total_seconds():
-            try:
-                self.fitted = self.forecaster.fit(history, previous=self.fitted)
-                self.problem = None
-            except ForecastError as exc:
-                self.fitted, self.problem = None, str(exc)
-            self.fitted_at = view.now
-            self.refits += 1
-            if self.fitted is not None:
-                self.fit_seconds += self.fitted.fit_seconds
-        forecast: Forecast | None = None
-        if self.fitted is not None:
-            # A forecast changes only when a bucket of the fit step completes, with its last
-            # sample (the one before the next bucket's first): reuse it till then.
-            completed = math.floor((history.end + history.step) / self.fitted.step + 1e-9)
-            # The fit itself, not its id(): a failed refit frees the old fit, and a later
-            # one may be given its id.
-            key = (self.fitted, completed)
-            last = self._forecast_key
-            if last is not None and last[0] is self.fitted and last[1] == completed:
-                forecast = self._forecast
-            else:
-                try:
-                    forecast = self.fitted.forecast(history, horizon=self.reach)
-                except ForecastError as exc:
-                    self.problem = str(exc)
-                self._forecast_key, self._forecast = key, forecast
-                self._forecast_paths = (
-                    None
-                    if forecast is None
-                    else (forecast.times(), forecast.upper(spec.forecast.quantile))
-                )
+        forecast = self._current_forecast(history, view.now)
         self.last_forecast = forecast
         ahead = view.now + self.settings.pod_ready
         if forecast is not None and self._forecast_paths is not None:

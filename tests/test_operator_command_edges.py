@@ -629,15 +629,30 @@ def test_arguments_without_once_elect_a_leader() -> None:
     assert made.leader_election is True and made.loop_interval == 5.0
 
 
-def test_every_flag_says_what_it_sets_and_its_variable() -> None:
-    """The help of a flag is its setting's description and its variable; a setting without a
-    description shows the variable alone."""
+def test_every_flag_says_what_it_sets_its_default_and_its_variable() -> None:
+    """The help of a flag is its setting's description, then its choices, its default (a
+    duration as one, a switch as the flag that keeps it) and its variable; a setting without
+    a default shows none."""
     parser = argparse.ArgumentParser()
     command.add_arguments(parser)
     helps = {a.dest: a.help for a in parser._actions}
-    assert helps["loop_interval"] == "Reconcile every object this often (env TIDAL_LOOP_INTERVAL)"
-    assert helps["lease_name"] == "(env TIDAL_LEASE_NAME)"
-    assert helps["leader_election"] == "Elect a leader on a Lease (env TIDAL_LEADER_ELECTION)"
+    assert helps["loop_interval"] == (
+        "Reconcile every object this often (default 1m; env TIDAL_LOOP_INTERVAL)"
+    )
+    assert helps["node_hold"].endswith("(default 10m; env TIDAL_NODE_HOLD)")
+    assert helps["lease_name"] == "The Lease's name (default tidal-operator; env TIDAL_LEASE_NAME)"
+    assert helps["leader_election"] == (
+        "Elect a leader on a Lease (default --leader-election; env TIDAL_LEADER_ELECTION)"
+    )
+    assert helps["prometheus_disable_ssl"].endswith(
+        "(default --no-prometheus-disable-ssl; env TIDAL_PROMETHEUS_DISABLE_SSL)"
+    )
+    assert helps["log_level"].endswith(
+        "(one of debug, info, warning, error; default info; env TIDAL_LOG_LEVEL)"
+    )
+    assert helps["fit_workers"].endswith("(default 2; env TIDAL_FIT_WORKERS)")
+    for unset in ("prometheus_token", "kubeconfig", "namespaces", "identity"):
+        assert "default " not in helps[unset].split("(")[-1], helps[unset]
     assert set(helps) >= set(OperatorSettings.model_fields) | {"once"}
 
 

@@ -28,13 +28,17 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import replace
+from datetime import timedelta
 from types import FrameType
-from typing import Any
+from typing import Any, Literal, get_args, get_origin
 
 import structlog
 from kubernetes import client, watch
 from pydantic import ValidationError
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticUndefined
 
+from controller.durations import format_duration
 from controller.operator.claims import deployment_claims
 from controller.operator.errors import KubeconfigInvalid, OperatorError
 from controller.operator.fitting import ModelStore
@@ -47,6 +51,7 @@ from controller.operator.settings import (
     OperatorSettings,
     SettingsUnusable,
     flag_of,
+    holds_seconds,
     in_environment,
     variable_of,
 )
@@ -369,21 +374,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """One flag per setting (``--loop-interval`` for ``TIDAL_LOOP_INTERVAL``); flags win."""
     for name, info in OperatorSettings.model_fields.items():
         flag = flag_of(name)
-        text = info.description or ""
-        env = variable_of(name)
+        text = f"{info.description or ''} ({_help_tail(name, info)})".strip()
         if info.annotation is bool:
             parser.add_argument(
-                flag,
-                dest=name,
-                action=argparse.BooleanOptionalAction,
-                default=None,
-                help=f"{text} (env {env})".strip(),
+                flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=text
             )
         else:
-            parser.add_argument(flag, dest=name, default=None, help=f"{text} (env {env})".strip())
+            parser.add_argument(flag, dest=name, default=None, help=text)
     parser.add_argument(
         "--once", action="store_true", help="reconcile every object once, then exit (no election)"
     )
+
+
+def _help_tail(name: str, info: FieldInfo) -> str:
+    """What a flag's help ends with: its choices, its default and its variable."""
+    parts = []
+    if get_origin(info.annotation) is Literal:
+        parts.append("one of " + ", ".join(str(choice) for choice in get_args(info.annotation)))
+    default = info.default
+    if info.default_factory is None and default not in (None, PydanticUndefined):
+        if info.annotation is bool:
+            shown = flag_of(name) if default else "--no-" + flag_of(name)[2:]
+        elif holds_seconds(info):
+            shown = format_duration(timedelta(seconds=float(default)))
+        else:
+            shown = str(default)
+        parts.append(f"default {shown}")
+    parts.append(f"env {variable_of(name)}")
+    return "; ".join(parts)
 
 
 def settings_from_args(args: argparse.Namespace) -> OperatorSettings:

@@ -20,6 +20,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from controller.durations import MAX_DURATION, parse_duration
@@ -118,6 +119,11 @@ def _unsendable(text: str) -> bool:
 
 
 Seconds = Annotated[float, BeforeValidator(_seconds)]
+
+
+def holds_seconds(info: FieldInfo) -> bool:
+    """Whether a settings field is :data:`Seconds` (its value a duration, in seconds)."""
+    return any(getattr(meta, "func", None) is _seconds for meta in info.metadata)
 
 
 def default_identity() -> str:
@@ -233,29 +239,41 @@ class OperatorSettings(PrometheusSettings):
 
     # Metrics and health
     metrics_port: int = Field(
-        default=8080, ge=0, le=65535, description="Port of /metrics, /healthz"
+        default=8080, ge=0, le=65535, description="Port of /metrics, /healthz and /readyz"
     )
     metrics_address: str = Field(default="0.0.0.0", description="Bind address of that port")
 
     # Leader election
     leader_election: bool = Field(default=True, description="Elect a leader on a Lease")
-    lease_name: str = Field(default="tidal-operator")
+    lease_name: str = Field(default="tidal-operator", description="The Lease's name")
     lease_namespace: str | None = Field(
         default=None, description="Default: the pod's namespace, else 'default'"
     )
-    lease_duration: Seconds = Field(default=15.0, gt=0)
+    lease_duration: Seconds = Field(
+        default=15.0, gt=0, description="How long a leader that stops renewing keeps the lease"
+    )
     lease_renew: Seconds = Field(
         default=5.0, gt=0, description="Renew the lease this often (under half the duration)"
     )
-    identity: str = Field(default_factory=default_identity)
+    identity: str = Field(
+        default_factory=default_identity,
+        description="Who holds the lease; default: the host name and process id",
+    )
 
     # Logs and the cluster
-    log_format: Literal["json", "console", "auto"] = "auto"
-    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["json", "console", "auto"] = Field(
+        default="auto",
+        description="auto: console when standard error is a terminal, else JSON lines",
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info", description="The least level logged"
+    )
     kubeconfig: str | None = Field(
         default=None, description="Path; default: in-cluster config in a pod, else ~/.kube/config"
     )
-    kube_context: str | None = None
+    kube_context: str | None = Field(
+        default=None, description="The kubeconfig's context; default: its current one"
+    )
 
     @field_validator("identity")
     @classmethod
