@@ -172,12 +172,13 @@ class TraceRun:
     seconds: float
     scenario_replicas_per_node: int = 10
 
-    def forecast_gap(self) -> tuple[float, str | None]:
-        """The share of scored minutes tidal planned without a usable forecast, and why first."""
-        tidal = self.results.get("tidal")
-        if tidal is None or not tidal.ready_physical.size:
+    def forecast_gap(self, policy: str = "tidal") -> tuple[float, str | None]:
+        """The share of scored minutes ``policy`` (tidal, or predictive) acted on without a
+        usable forecast, and why first."""
+        result = self.results.get(policy)
+        if result is None or not result.ready_physical.size:
             return 0.0, None
-        return tidal.unforecast_minutes / tidal.ready_physical.size, tidal.forecast_problem
+        return result.unforecast_minutes / result.ready_physical.size, result.forecast_problem
 
 
 def hpa_spec(spec: GatewayAutoscalerSpec, scenario: Scenario) -> GatewayAutoscalerSpec:

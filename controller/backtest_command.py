@@ -530,16 +530,20 @@ def run(args: argparse.Namespace) -> int:
                 return code
     ordered = [runs[trace.name] for trace in traces]
     for run_ in ordered:
-        share, problem = run_.forecast_gap()
-        if share >= 0.01:
-            why = f": {problem}" if problem else ""
-            err.print(
-                f"tidal backtest: warning: {run_.name}: tidal had no usable forecast for "
-                f"{share:.0%} of the scored minutes and sized them reactively{why}. "
-                "Give the trace more history before --score-from.",
-                markup=False,
-                highlight=False,
-            )
+        for policy, fallback in (
+            ("tidal", "sized them reactively"),
+            ("predictive", "ran as the HPA"),
+        ):
+            share, problem = run_.forecast_gap(policy)
+            if share >= 0.01:
+                why = f": {problem}" if problem else ""
+                err.print(
+                    f"tidal backtest: warning: {run_.name}: {policy} had no usable forecast for "
+                    f"{share:.0%} of the scored minutes and {fallback}{why}. "
+                    "Give the trace more history before --score-from.",
+                    markup=False,
+                    highlight=False,
+                )
     result = report(ordered, scenario, model=args.model, overrides=overrides)
     if args.json:
         json.dump(result, sys.stdout)
@@ -638,11 +642,28 @@ def _collect(
     return 0
 
 
+#: How the table's title names each policy.
+_TITLES = {
+    "tidal": "tidal",
+    "hpa": "the HPA",
+    "oracle": "a perfect-foresight oracle",
+    "predictive": "a predictive HPA blind to the tiers",
+}
+
+
+def _policies(result: dict[str, Any]) -> list[str]:
+    """The policies of a report, in the order they first come."""
+    seen: dict[str, None] = {}
+    for policies in result["traces"].values():
+        seen.update(dict.fromkeys(policies))
+    return list(seen)
+
+
 def print_table(result: dict[str, Any], console: Any) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title="Backtest: tidal against the HPA and a perfect-foresight oracle")
+    table = Table(title="Backtest: " + ", ".join(_TITLES.get(p, p) for p in _policies(result)))
     for column in (
         "trace",
         "policy",

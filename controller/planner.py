@@ -66,7 +66,9 @@ __all__ = [
     "Reason",
     "Recommendation",
     "RegionState",
+    "bucket_centres",
     "forecaster_for",
+    "path_max",
     "plan_region",
     "ready_replicas",
     "replicas_for",
@@ -254,15 +256,15 @@ def _window_max(
     is linear. A coarse model (30-minute buckets) then moves the plan a minute at a time
     instead of a bucket at a time.
     """
-    return _path_max(_bucket_centres(times, step, sample_step), values, start, end)
+    return path_max(bucket_centres(times, step, sample_step), values, start, end)
 
 
-def _bucket_centres(times: FloatArray, step: float, sample_step: float) -> FloatArray:
+def bucket_centres(times: FloatArray, step: float, sample_step: float) -> FloatArray:
     """Where the path of :func:`_window_max` passes through each forecast step's value."""
     return times - (step - min(sample_step, step)) / 2.0
 
 
-def _path_max(centres: FloatArray, values: FloatArray, start: float, end: float) -> float:
+def path_max(centres: FloatArray, values: FloatArray, start: float, end: float) -> float:
     """Highest value over ``[start, end]`` of the path through ``values`` at ``centres``."""
     edges = np.interp([start, end], centres, values)
     # The centres rise (as a forecast's times do), so the ones inside the window are a run of
@@ -554,11 +556,11 @@ def plan_region(
         # One quantile path per plan; every window below is a slice of it.
         upper = usable.upper(q)
         times = usable.times()
-        centres = _bucket_centres(times, usable.step, history.step)  # as _window_max reads
-        forecast_load = _path_max(centres, upper, now, pod_window)
+        centres = bucket_centres(times, usable.step, history.step)  # as _window_max reads
+        forecast_load = path_max(centres, upper, now, pod_window)
         node_window = pod_window + spec.cloud.node_lead_time.total_seconds()
-        point_need = replicas_for(_path_max(centres, usable.point, now, pod_window), spec)
-        point_node_need = replicas_for(_path_max(centres, usable.point, now, node_window), spec)
+        point_need = replicas_for(path_max(centres, usable.point, now, pod_window), spec)
+        point_node_need = replicas_for(path_max(centres, usable.point, now, node_window), spec)
         # Cloud nodes worth holding: for a node requested now, over the time it would serve
         # once booted (placeholders hold them); and for the coming minutes, on nodes already
         # running. Replicas run the band above the point only on nodes worth both: the

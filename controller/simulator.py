@@ -51,8 +51,10 @@ from controller.planner import (
     PlannerSettings,
     Recommendation,
     RegionState,
+    bucket_centres,
     forecast_reach,
     forecaster_for,
+    path_max,
     plan_region,
     ready_replicas,
     target_per_replica,
@@ -155,7 +157,7 @@ class PolicyResult:
     refits: int = 0
     fit_seconds: float = 0.0
     reasons: dict[str, int] = field(default_factory=dict)
-    #: tidal only: minutes it planned without a usable forecast, and the first reason.
+    #: tidal and predictive: minutes planned without a usable forecast, and the first reason.
     unforecast_minutes: int = 0
     forecast_problem: str | None = None
     #: tidal only: the forecast's point and upper quantile one pod start ahead, each minute.
@@ -398,6 +400,18 @@ class PolicyView:
     cloud_ready: int | None = None
 
 
+def simulated_settings(scenario: Scenario) -> PlannerSettings:
+    """The planner's settings in ``scenario``, for the policies that forecast."""
+    # A sample is as old as the metric delay when the planner reads it: that is not stale.
+    delayed = minutes_of(scenario.metric_delay) * MINUTE
+    return PlannerSettings(
+        loop_interval=scenario.loop_interval,
+        pod_ready=scenario.pod_ready,
+        node_hold=scenario.node_unneeded_time,
+        stale_after=max(PlannerSettings.stale_after, delayed + scenario.loop_interval),
+    )
+
+
 class _Refitting:
     """A forecaster refitted every ``spec.forecast.refit`` of simulated time, its forecast
     reused until the next bucket of its fit step completes, as the operator does. For the
@@ -576,11 +590,12 @@ class PredictiveHpaPolicy(_Refitting, HpaPolicy):
     """A predictive autoscaler that knows nothing of the capacity tiers, after Crane's
     Effective HPA and Alibaba's AHPA: the HPA above, with a second metric, the highest upper
     quantile (``spec.forecast.quantile``) the same forecaster as tidal's expects over the next
-    ``node_lead_time + pod_ready``, so that pods asked for on a forecast rise have their nodes
-    and are ready in time. The HPA takes the larger of its metrics' recommendations. Its pods
-    fill the physical pool first, as the HPA's do; a cloud node is requested only once pods
-    are pending (no placeholders), and nothing prices a cloud replica above a physical one.
-    Without a usable forecast, or without a load sample, it is the HPA.
+    ``node_lead_time + pod_ready + loop_interval`` (as far as tidal looks for a node requested
+    now), so that pods asked for on a forecast rise have their nodes and are ready in time.
+    The HPA takes the larger of its metrics' recommendations. Its pods fill the physical pool
+    first, as the HPA's do; a cloud node is requested only once pods are pending (no
+    placeholders), and nothing prices a cloud replica above a physical one. Without a usable
+    forecast, or without a load sample, it is the HPA.
 
     Not in the default policies: ``--policies tidal,hpa,oracle,predictive`` adds it.
     """
@@ -598,25 +613,30 @@ class PredictiveHpaPolicy(_Refitting, HpaPolicy):
         super().__init__(
             spec, physical_per_machine=physical_per_machine, replicas_per_node=replicas_per_node
         )
-        #: Minutes ahead the forecast metric looks: a node's boot and a pod's start.
-        self.ahead = minutes_of(scenario.node_lead_time, least=1) + minutes_of(
-            scenario.pod_ready, least=1
-        )
-        settings = PlannerSettings(
-            loop_interval=scenario.loop_interval, pod_ready=scenario.pod_ready
-        )
-        self._start_refitting(spec, settings, self.ahead * MINUTE)
+        self.settings = simulated_settings(scenario)
+        #: How far ahead the forecast metric looks, in seconds: as far as tidal's planner looks
+        #: for a node requested now (a node's boot, a pod's start and a loop).
+        self.ahead = scenario.node_lead_time + scenario.pod_ready + scenario.loop_interval
+        # The forecast starts at the newest sample the metric delay lets it see.
+        self._start_refitting(spec, self.settings, self.ahead + scenario.metric_delay)
+        #: Syncs with a load sample but without a usable forecast, and the first reason.
+        self.unforecast = 0
+        self.first_problem: str | None = None
 
     def _metric(self, view: PolicyView) -> float:
         load = super()._metric(view)
         if not math.isfinite(load):
             return load
         history = view.history.last(self.spec.load.history.total_seconds())
-        if self._current_forecast(history, view.now) is None or self._forecast_paths is None:
+        forecast = self._current_forecast(history, view.now)
+        if forecast is None or self._forecast_paths is None:
+            self.unforecast += 1
+            self.first_problem = self.first_problem or self.problem or "no forecast"
             return load
         times, upper = self._forecast_paths
-        ahead = view.now + MINUTE * np.arange(self.ahead + 1)
-        return max(load, float(np.interp(ahead, times, upper).max()))
+        # Read through the buckets' centres, as the planner reads the same path.
+        centres = bucket_centres(times, forecast.step, history.step)
+        return max(load, path_max(centres, upper, view.now, view.now + self.ahead))
 
 
 class OraclePolicy:
@@ -659,14 +679,7 @@ class TidalPolicy(_Refitting):
 
     def __init__(self, spec: GatewayAutoscalerSpec, scenario: Scenario) -> None:
         self.spec = spec
-        # A sample is as old as the metric delay when the planner reads it: that is not stale.
-        delayed = minutes_of(scenario.metric_delay) * MINUTE
-        self.settings = PlannerSettings(
-            loop_interval=scenario.loop_interval,
-            pod_ready=scenario.pod_ready,
-            node_hold=scenario.node_unneeded_time,
-            stale_after=max(PlannerSettings.stale_after, delayed + scenario.loop_interval),
-        )
+        self.settings = simulated_settings(scenario)
         # Forecast as far as the planner reads, plus one fit step: a forecast is reused until
         # the next bucket completes.
         self._start_refitting(spec, self.settings, forecast_reach(spec, self.settings))
@@ -794,12 +807,13 @@ def simulate(
     for name, cluster in clusters.items():
         results[name].replicas_removed = cluster.removed
         policy = policies[name]
-        if isinstance(policy, TidalPolicy):
+        if isinstance(policy, TidalPolicy | PredictiveHpaPolicy):
             results[name].refits = policy.refits
             results[name].fit_seconds = policy.fit_seconds
-            results[name].reasons = dict(policy.reasons)
             results[name].unforecast_minutes = policy.unforecast
             results[name].forecast_problem = policy.first_problem
+        if isinstance(policy, TidalPolicy):
+            results[name].reasons = dict(policy.reasons)
             results[name].forecast_point = np.asarray(policy.forecast_point)
             results[name].forecast_upper = np.asarray(policy.forecast_upper)
     return results

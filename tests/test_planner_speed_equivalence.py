@@ -1,7 +1,7 @@
 """The planner's and the simulator's shortcuts read exactly what the plain forms they replace
 read, bit for bit.
 
-``_path_max`` slices the run of bucket centres inside a window where a mask of every centre
+``path_max`` slices the run of bucket centres inside a window where a mask of every centre
 was built, and the peak the run of steps within the horizon; ``plan_region`` weighs the cloud
 nodes worth holding for the coming minutes only when they can count, relying on
 ``_cloud_worth_holding`` never returning fewer than its floor; ``TidalPolicy`` reports the
@@ -20,13 +20,13 @@ import pytest
 from controller.planner import (
     _REPLICA_TOLERANCE,
     RegionState,
-    _bucket_centres,
     _cloud_ceiling,
     _cloud_floor,
     _cloud_worth_holding,
-    _path_max,
     _window_max,
     _window_weights,
+    bucket_centres,
+    path_max,
     plan_region,
     target_per_replica,
 )
@@ -44,7 +44,7 @@ def bits(value: float) -> bytes:
 
 
 def masked_max(centres: FloatArray, values: FloatArray, start: float, end: float) -> float:
-    """``_path_max`` as it was: a mask over every centre."""
+    """``path_max`` as it was: a mask over every centre."""
     inside = (centres > start) & (centres < end)
     edges = np.interp([start, end], centres, values)
     if inside.any():
@@ -72,10 +72,10 @@ def test_the_sliced_window_reads_what_the_mask_read(seed: int) -> None:
     if seed == 4:
         values[size // 2] = np.nan
     for sample_step in (15.0, 60.0, step, 2 * step):
-        centres = _bucket_centres(times, step, sample_step)
+        centres = bucket_centres(times, step, sample_step)
         for start, end in windows(rng, centres):
             want = masked_max(centres, values, start, end)
-            assert bits(_path_max(centres, values, start, end)) == bits(want)
+            assert bits(path_max(centres, values, start, end)) == bits(want)
             got = _window_max(times, values, step, start, end, sample_step=sample_step)
             assert bits(got) == bits(want)
 

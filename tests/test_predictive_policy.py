@@ -15,13 +15,14 @@ from rich.console import Console
 from controller.backtest import KNOWN_POLICIES, POLICIES, backtest_spec, build_policies, summary
 from controller.backtest_command import print_table
 from controller.cli import main
-from controller.planner import target_per_replica
+from controller.planner import bucket_centres, path_max, target_per_replica
 from controller.simulator import (
     HpaPolicy,
     PolicyView,
     PredictiveHpaPolicy,
     Scenario,
     Targets,
+    TidalPolicy,
 )
 from forecasts.series import LoadSeries
 from tests.support.fixtures import SINE_START
@@ -54,16 +55,16 @@ def _view(values: np.ndarray, minute: int, replicas: int) -> PolicyView:
 
 
 @pytest.mark.parametrize(
-    ("before", "least"), [(20, 10), (10, 10), (7, 10), (4, 12), (2, 50), (1, 50)]
+    ("before", "least"), [(20, 10), (12, 10), (10, 10), (8, 26), (6, 40), (5, 50), (1, 50)]
 )
 def test_it_scales_up_before_a_rise_the_forecast_sees_and_the_hpa_does_not(
     before: int, least: int
 ) -> None:
     """Two days of a daily step from 10 to 50 replicas' worth: on the third, within a node's
-    boot and a pod's start of the step, the predictive HPA scales up towards it (the
-    forecast's 5-minute buckets read between their points, as tidal reads them) while the
-    HPA, which reads only the load now, keeps 10. Further ahead than that it waits, as the
-    HPA does."""
+    boot, a pod's start and a loop of the step (7 minutes), the predictive HPA scales up
+    towards it (the forecast's 5-minute buckets read through their centres, as the planner
+    reads them) while the HPA, which reads only the load now, keeps 10. Further ahead than
+    that it waits, as the HPA does."""
     spec = _spec()
     target = target_per_replica(spec)
     values = _stepped_days(3, target)
@@ -77,15 +78,83 @@ def test_it_scales_up_before_a_rise_the_forecast_sees_and_the_hpa_does_not(
         assert got == Targets(physical=10, cloud=0)
     else:
         assert got.physical >= least and got.cloud == 0, got
-    assert predictive.refits == 1
+    assert predictive.refits == 1 and predictive.unforecast == 0
 
 
-def test_its_forecast_looks_a_node_boot_and_a_pod_start_ahead() -> None:
-    """The window follows the scenario: 5 + 1 minutes by default, 10 + 2 with slower nodes
-    and pods."""
-    assert PredictiveHpaPolicy(_spec(), Scenario()).ahead == 6
-    slow = Scenario(node_lead_time=600.0, pod_ready=90.0)
-    assert PredictiveHpaPolicy(_spec(), slow).ahead == 12
+@pytest.mark.parametrize("before", [5, 3, 1, 0])
+def test_a_short_rise_anywhere_in_the_window_counts(before: int) -> None:
+    """A daily rise of one 5-minute bucket: from 5 minutes before it to its start, the
+    highest value over the window is the rise's, wherever in the window it falls."""
+    spec = _spec()
+    target = target_per_replica(spec)
+    minute_of_day = np.arange(3 * 1440) % 1440
+    values = np.where((minute_of_day >= STEP_AT) & (minute_of_day < STEP_AT + 5), 50.0, 10.0)
+    minute = 2 * 1440 + STEP_AT - before
+    metric = PredictiveHpaPolicy(spec, Scenario())._metric(_view(values * target, minute, 10))
+    assert metric == pytest.approx(50 * target)
+
+
+def test_a_load_above_the_forecast_is_served_as_the_hpa_serves_it() -> None:
+    """A surge the forecast did not see (40 replicas' worth where the days before had 10):
+    the load now is the larger metric, and the policy scales to it."""
+    spec = _spec()
+    target = target_per_replica(spec)
+    values = _stepped_days(3, target)
+    minute = 2 * 1440 + STEP_AT - 60
+    values[minute] = 40 * target
+    policy = PredictiveHpaPolicy(spec, Scenario())
+    assert policy(minute, _view(values, minute, 10)) == Targets(physical=40, cloud=0)
+
+
+def test_it_reads_the_forecast_s_upper_quantile_not_its_point() -> None:
+    """On a noisy daily cycle the band is wider than the point: the metric is the upper
+    quantile's highest value over the window, above the point's."""
+    spec = _spec()
+    target = target_per_replica(spec)
+    rng = np.random.default_rng(7)
+    minutes = np.arange(4 * 1440)
+    values = (30 + 10 * np.sin(2 * np.pi * minutes / 1440)) * target
+    values *= 1 + 0.2 * rng.standard_normal(minutes.size)
+    minute = minutes.size - 1
+    view = _view(values, minute, 30)
+    policy = PredictiveHpaPolicy(spec, Scenario())
+    metric = policy._metric(view)
+    forecast = policy._forecast
+    assert forecast is not None
+    centres = bucket_centres(forecast.times(), forecast.step, 60.0)
+    end = view.now + policy.ahead
+    upper = path_max(centres, forecast.upper(spec.forecast.quantile), view.now, end)
+    point = path_max(centres, forecast.point, view.now, end)
+    assert metric == max(upper, float(values[-1])) and upper > 1.1 * point
+
+
+def test_it_refits_every_refit_period() -> None:
+    """refit 15m: fitted at the first sync with a metric and again 15 minutes later."""
+    spec = _spec()
+    values = _stepped_days(3, target_per_replica(spec))
+    policy = PredictiveHpaPolicy(spec, Scenario())
+    first = 2 * 1440 + 100
+    for minute in range(first, first + 20):
+        policy(minute, _view(values, minute, 10))
+    assert policy.refits == 2 and policy.fitted is not None
+
+
+def test_its_forecast_looks_as_far_as_tidal_looks_for_a_node() -> None:
+    """The window follows the scenario: a node's boot, a pod's start and a loop (5 + 1 + 1
+    minutes by default); the forecast reaches past it by the metric's delay."""
+    default = PredictiveHpaPolicy(_spec(), Scenario())
+    assert default.ahead == 420.0
+    slow = Scenario(node_lead_time=600.0, pod_ready=90.0, metric_delay=600.0)
+    late = PredictiveHpaPolicy(_spec(), slow)
+    assert late.ahead == 750.0
+    assert late.reach >= 750.0 + 600.0
+
+
+def test_its_forecaster_is_tidal_s_in_the_scenario() -> None:
+    """The same planner settings as tidal's, a longer node hold and metric delay included."""
+    scenario = Scenario(node_unneeded_time=3000.0, metric_delay=420.0)
+    spec = _spec()
+    assert PredictiveHpaPolicy(spec, scenario).settings == TidalPolicy(spec, scenario).settings
 
 
 @pytest.mark.parametrize("replicas", [1, 10, 40, 80])
@@ -97,7 +166,8 @@ def test_without_a_forecast_it_is_the_hpa(replicas: int) -> None:
         view = _view(values, 1, replicas)
         predictive = PredictiveHpaPolicy(spec, Scenario())
         assert predictive(1, view) == HpaPolicy(spec)(1, view)
-        assert predictive.fitted is None and predictive.problem
+        assert predictive.fitted is None and predictive.unforecast == 1
+        assert predictive.first_problem == predictive.problem and predictive.problem
 
 
 def test_without_a_load_sample_it_changes_nothing() -> None:
@@ -208,3 +278,32 @@ def test_a_backtest_runs_it_when_asked_and_only_then(
     assert predictive["unserved_fraction"] < hpa["unserved_fraction"]
     assert main(common) == 0
     assert set(json.loads(capsys.readouterr().out)["traces"]["stepped"]) == set(POLICIES)
+
+
+def test_the_table_s_title_names_the_policies_that_ran() -> None:
+    console = Console(record=True, width=400)
+    only = {name: {k: t[k] for k in ("hpa", "predictive")} for name, t in TRACES.items()}
+    print_table({"traces": only}, console)
+    title = console.export_text().splitlines()[0].strip()
+    assert title == "Backtest: the HPA, a predictive HPA blind to the tiers"
+
+
+def test_a_predictive_run_without_a_forecast_is_warned_of(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Scored from the trace's second hour, no model has the history it needs: the warning
+    names each forecasting policy that ran, and what it did instead."""
+    start = 1_577_836_800
+    values = _stepped_days(2, 1.0)
+    rows = [
+        f"{np.datetime_as_string(np.datetime64(start + 60 * i, 's'))}Z,{v:.3f}"
+        for i, v in enumerate(values)
+    ]
+    trace = tmp_path / "young.csv"
+    trace.write_text("timestamp,load\n" + "\n".join(rows) + "\n")
+    score_from = f"{np.datetime_as_string(np.datetime64(start + 3600, 's'))}Z"
+    argv = ["backtest", str(trace), "--json", "--jobs", "1", "--score-from", score_from]
+    assert main([*argv, "--policies", "hpa,predictive"]) == 0
+    err = capsys.readouterr().err
+    assert "young: predictive had no usable forecast for" in err and "ran as the HPA" in err
+    assert "tidal had no usable forecast" not in err

@@ -231,7 +231,7 @@ class OperatorSettings(PrometheusSettings):
     fit_retry: Seconds = Field(
         default=30.0,
         gt=0,
-        description="Wait before retrying a failed fit (capped by forecast.refit)",
+        description="Wait before retrying a failed fit, at most forecast.refit",
     )
     namespaces: Annotated[list[str], NoDecode, BeforeValidator(_csv)] = Field(
         default_factory=list, description="Namespaces to watch (comma separated); empty: all"
@@ -253,7 +253,7 @@ class OperatorSettings(PrometheusSettings):
         default=15.0, gt=0, description="How long a leader that stops renewing keeps the lease"
     )
     lease_renew: Seconds = Field(
-        default=5.0, gt=0, description="Renew the lease this often (under half the duration)"
+        default=5.0, gt=0, description="Renew the lease this often, under half the duration"
     )
     identity: str = Field(
         default_factory=default_identity,
