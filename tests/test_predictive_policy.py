@@ -253,20 +253,26 @@ def test_an_unknown_policy_names_predictive_among_the_known(
     assert "unknown policy 'phpa'" in err and "predictive" in err
 
 
+def _write_trace(path: Path, values: np.ndarray, score_after: int) -> tuple[Path, str]:
+    """``values`` a minute apart from 2020-01-01 as a trace at ``path``, and the timestamp
+    ``score_after`` seconds into it."""
+    start = 1_577_836_800
+
+    def stamp(seconds: int) -> str:
+        return f"{np.datetime_as_string(np.datetime64(start + seconds, 's'))}Z"
+
+    rows = [f"{stamp(60 * i)},{v:.3f}" for i, v in enumerate(values)]
+    path.write_text("timestamp,load\n" + "\n".join(rows) + "\n")
+    return path, stamp(score_after)
+
+
 def test_a_backtest_runs_it_when_asked_and_only_then(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Three days of a daily wave with a step: the report holds the predictive policy's
     metrics when it is asked for, and the default policies' otherwise."""
-    start = 1_577_836_800
     values = _stepped_days(3, 1.0) * (1 + 0.2 * np.sin(np.arange(3 * 1440) / 200.0))
-    rows = [
-        f"{np.datetime_as_string(np.datetime64(start + 60 * i, 's'))}Z,{v:.3f}"
-        for i, v in enumerate(values)
-    ]
-    trace = tmp_path / "stepped.csv"
-    trace.write_text("timestamp,load\n" + "\n".join(rows) + "\n")
-    score_from = f"{np.datetime_as_string(np.datetime64(start + 2 * 86400, 's'))}Z"
+    trace, score_from = _write_trace(tmp_path / "stepped.csv", values, score_after=2 * 86400)
     common = ["backtest", str(trace), "--json", "--jobs", "1", "--score-from", score_from]
     assert main([*common, "--policies", "hpa,predictive"]) == 0
     report = json.loads(capsys.readouterr().out)
@@ -293,15 +299,7 @@ def test_a_predictive_run_without_a_forecast_is_warned_of(
 ) -> None:
     """Scored from the trace's second hour, no model has the history it needs: the warning
     names each forecasting policy that ran, and what it did instead."""
-    start = 1_577_836_800
-    values = _stepped_days(2, 1.0)
-    rows = [
-        f"{np.datetime_as_string(np.datetime64(start + 60 * i, 's'))}Z,{v:.3f}"
-        for i, v in enumerate(values)
-    ]
-    trace = tmp_path / "young.csv"
-    trace.write_text("timestamp,load\n" + "\n".join(rows) + "\n")
-    score_from = f"{np.datetime_as_string(np.datetime64(start + 3600, 's'))}Z"
+    trace, score_from = _write_trace(tmp_path / "young.csv", _stepped_days(2, 1.0), 3600)
     argv = ["backtest", str(trace), "--json", "--jobs", "1", "--score-from", score_from]
     assert main([*argv, "--policies", "hpa,predictive"]) == 0
     err = capsys.readouterr().err
