@@ -26,29 +26,34 @@ EPS = 1e-6
 POLICIES = (("tidal", "#4c72b0", "o"), ("predictive", "#dd8452", "s"))
 
 
+def _as_tidal(report: dict[str, Any], policy: str) -> dict[str, Any]:
+    """``report``'s traces where ``policy`` and the HPA ran, with ``policy`` in tidal's place,
+    so that :func:`summary` and :func:`unserved_ratio` give its ratios to the HPA."""
+    return {
+        "traces": {
+            name: {**trace, "tidal": trace[policy]}
+            for name, trace in report["traces"].items()
+            if {"hpa", policy} <= set(trace)
+        }
+    }
+
+
 def ratios(report: dict[str, Any], policy: str) -> dict[str, tuple[float, float]]:
     """``{trace: (cloud ratio, unserved ratio)}`` of ``policy`` against the HPA, over the
-    traces where it, the HPA and tidal ran and the HPA paid some cloud."""
-    out = {}
-    for name, trace in report["traces"].items():
-        if not {"tidal", "hpa", policy} <= set(trace) or trace["hpa"]["cloud_replica_hours"] <= 0:
-            continue
-        as_tidal = {**trace, "tidal": trace[policy]}
-        cloud = trace[policy]["cloud_replica_hours"] / trace["hpa"]["cloud_replica_hours"]
-        out[name] = (cloud, unserved_ratio(as_tidal, EPS))
-    return out
+    traces where both ran and the HPA paid some cloud."""
+    return {
+        name: (
+            trace["tidal"]["cloud_replica_hours"] / trace["hpa"]["cloud_replica_hours"],
+            unserved_ratio(trace, EPS),
+        )
+        for name, trace in _as_tidal(report, policy)["traces"].items()
+        if trace["hpa"]["cloud_replica_hours"] > 0
+    }
 
 
 def geometric_means(report: dict[str, Any], policy: str) -> tuple[float, float]:
     """The cloud and unserved ratios' geometric means of ``policy`` against the HPA."""
-    as_tidal = {
-        "traces": {
-            name: {**trace, "tidal": trace[policy]}
-            for name, trace in report["traces"].items()
-            if policy in trace
-        }
-    }
-    s = summary(as_tidal, EPS)
+    s = summary(_as_tidal(report, policy), EPS)
     return s["cloud_hours_ratio_geomean"], s["unserved_ratio_geomean"]
 
 

@@ -428,6 +428,9 @@ class _Refitting:
         self.problem: str | None = None
         self.refits = 0
         self.fit_seconds = 0.0
+        #: Minutes acted on without a usable forecast, and the first reason, for warnings.
+        self.unforecast = 0
+        self.first_problem: str | None = None
         self._forecast_key: tuple[FittedModel, int] | None = None
         self._forecast: Forecast | None = None
         #: The reused forecast's times and upper quantile path, read every minute it is reused.
@@ -619,9 +622,6 @@ class PredictiveHpaPolicy(_Refitting, HpaPolicy):
         self.ahead = scenario.node_lead_time + scenario.pod_ready + scenario.loop_interval
         # The forecast starts at the newest sample the metric delay lets it see.
         self._start_refitting(spec, self.settings, self.ahead + scenario.metric_delay)
-        #: Syncs with a load sample but without a usable forecast, and the first reason.
-        self.unforecast = 0
-        self.first_problem: str | None = None
 
     def _metric(self, view: PolicyView) -> float:
         load = super()._metric(view)
@@ -683,9 +683,6 @@ class TidalPolicy(_Refitting):
         # Forecast as far as the planner reads, plus one fit step: a forecast is reused until
         # the next bucket completes.
         self._start_refitting(spec, self.settings, forecast_reach(spec, self.settings))
-        #: Minutes planned without a usable forecast, and the first reason, for warnings.
-        self.unforecast = 0
-        self.first_problem: str | None = None
         self.recommendations: tuple[Recommendation, ...] = ()
         self.reasons: dict[str, int] = {}
         self.last_plan: Plan | None = None
@@ -807,7 +804,7 @@ def simulate(
     for name, cluster in clusters.items():
         results[name].replicas_removed = cluster.removed
         policy = policies[name]
-        if isinstance(policy, TidalPolicy | PredictiveHpaPolicy):
+        if isinstance(policy, _Refitting):
             results[name].refits = policy.refits
             results[name].fit_seconds = policy.fit_seconds
             results[name].unforecast_minutes = policy.unforecast
