@@ -663,7 +663,8 @@ def print_table(result: dict[str, Any], console: Any) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title="Backtest: " + ", ".join(_TITLES.get(p, p) for p in _policies(result)))
+    policies = _policies(result)
+    table = Table(title="Backtest: " + ", ".join(_TITLES.get(p, p) for p in policies))
     for column in (
         "trace",
         "policy",
@@ -678,6 +679,8 @@ def print_table(result: dict[str, Any], console: Any) -> None:
             justify="right" if column not in ("trace", "policy") else "left",
             # A trace's name wraps whole on a narrow terminal: cut, two traces could look alike.
             overflow="fold" if column == "trace" else "ellipsis",
+            # A policy's name is short and never cut: "predictive" is 10 of 80 columns.
+            min_width=max(map(len, policies), default=None) if column == "policy" else None,
         )
     for trace, policies in result["traces"].items():
         for name, m in policies.items():

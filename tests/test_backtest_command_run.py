@@ -334,6 +334,20 @@ def test_a_narrow_terminal_wraps_the_headings_and_the_trace_names_cutting_none()
     assert unserved == "0.10000%" * 2
 
 
+def test_a_narrow_terminal_keeps_every_policy_name_whole() -> None:
+    """With all four policies on 80 columns, "predictive" is not cut to "predicti…", and
+    nothing else is cut either."""
+    policies = ("tidal", "hpa", "oracle", "predictive")
+    lines = _table(
+        {"nyc-taxi-30min-local": dict.fromkeys(policies, _METRICS)},
+        width=80,
+    )
+    assert max(len(line) for line in lines) <= 80
+    assert "…" not in "\n".join(lines)
+    rows = [line.split("│") for line in lines if line.startswith("│")]
+    assert [row[2].strip() for row in rows if row[2].strip()] == list(policies)
+
+
 class _Run:
     """A replay's outcome as far as the command reads it before the report."""
 
