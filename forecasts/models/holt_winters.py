@@ -33,7 +33,6 @@ from forecasts.base import (
     FittedModel,
     FloatArray,
     PreparedHistory,
-    level_changes,
     scale_floor,
     values_after,
 )
@@ -41,7 +40,6 @@ from forecasts.errors import FitFailed
 from forecasts.models.smoothing import (
     ForecastRecord,
     SmoothingForecaster,
-    calibrate,
     calibration_origins,
     damped_sums,
 )
@@ -261,18 +259,15 @@ class HoltWinters(SmoothingForecaster):
             values.size, step=prepared.step, first=m - 1, window=self.calibration_window
         )
         predicted = forecast_paths(params, level, trend, season, origins, lead)
-        calibration, record = calibrate(
-            end=prepared.end,
-            step=prepared.step,
+        calibration, record = self._calibrate(
+            prepared,
             values=values,
+            known=known,
             origins=origins,
             predicted=predicted,
             floor=floor,
             estimated_until=estimated_until,
             record=record,
-            within=prepared.within_tail(values),
-            changes=level_changes(prepared),
-            known=known,
         )
         return _FittedHoltWinters(
             name=self.name,

@@ -60,7 +60,6 @@ from forecasts.base import (
     FittedModel,
     FloatArray,
     PreparedHistory,
-    level_changes,
     origin_means,
     origins_matrix,
     scale_floor,
@@ -71,7 +70,6 @@ from forecasts.errors import FitFailed
 from forecasts.models.smoothing import (
     ForecastRecord,
     SmoothingForecaster,
-    calibrate,
     calibration_origins,
     damped_sums,
     merge_records,
@@ -412,18 +410,15 @@ class MSTL(SmoothingForecaster):
         ahead = origins[:, None] + np.arange(1, lead + 1)[None, :]
         season = profile[(advanced - values.size + ahead) % profile.size]
         predicted = level_paths(params, level, trend, origins, lead) + season
-        calibration, record = calibrate(
-            end=prepared.end,
-            step=prepared.step,
+        calibration, record = self._calibrate(
+            prepared,
             values=values,
+            known=known,
             origins=origins,
             predicted=predicted,
             floor=floor,
             estimated_until=estimated_until,
             record=record,
-            within=prepared.within_tail(values),
-            changes=level_changes(prepared),
-            known=known,
         )
         return _FittedMSTL(
             name=self.name,

@@ -23,6 +23,7 @@ from forecasts.base import (
     Forecaster,
     PreparedHistory,
     calibrating_origins,
+    level_changes,
     prepare_history,
     values_after,
 )
@@ -261,6 +262,34 @@ class SmoothingForecaster(Forecaster):
             what="history",
         )
         return prepared, daily, lead
+
+    @staticmethod
+    def _calibrate(
+        prepared: PreparedHistory,
+        *,
+        values: FloatArray,
+        known: BoolArray,
+        origins: np.ndarray,
+        predicted: FloatArray,
+        floor: float,
+        estimated_until: float,
+        record: ForecastRecord | None,
+    ) -> tuple[Calibration, ForecastRecord]:
+        """:func:`calibrate` on the tail ``values`` of ``prepared``, with its buckets' spread
+        and its lasting changes of level."""
+        return calibrate(
+            end=prepared.end,
+            step=prepared.step,
+            values=values,
+            origins=origins,
+            predicted=predicted,
+            floor=floor,
+            estimated_until=estimated_until,
+            record=record,
+            within=prepared.within_tail(values),
+            changes=level_changes(prepared),
+            known=known,
+        )
 
     def _record(
         self, previous: FittedModel | None, prepared: PreparedHistory
