@@ -663,8 +663,8 @@ def print_table(result: dict[str, Any], console: Any) -> None:
     from rich.markup import escape
     from rich.table import Table
 
-    policies = _policies(result)
-    table = Table(title="Backtest: " + ", ".join(_TITLES.get(p, p) for p in policies))
+    names = _policies(result)
+    table = Table(title="Backtest: " + ", ".join(_TITLES.get(p, p) for p in names))
     for column in (
         "trace",
         "policy",
@@ -680,7 +680,7 @@ def print_table(result: dict[str, Any], console: Any) -> None:
             # A trace's name wraps whole on a narrow terminal: cut, two traces could look alike.
             overflow="fold" if column == "trace" else "ellipsis",
             # A policy's name is short and never cut: "predictive" is 10 of 80 columns.
-            min_width=max(map(len, policies), default=None) if column == "policy" else None,
+            min_width=max(map(len, names), default=None) if column == "policy" else None,
         )
     for trace, policies in result["traces"].items():
         for name, m in policies.items():
