@@ -24,6 +24,18 @@ def shared_traces() -> list[str]:
     return sorted(str(p) for p in Path("../shared/traces").glob("*.csv"))
 
 
+def save_figure(fig: Any, out: Path) -> None:
+    """Lay ``fig`` out, write it to ``out`` (its directory made if need be), close it, and say
+    where it went."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    print(f"wrote {out}")
+
+
 def backtest_json(traces: list[str], extra: list[str]) -> str:
     """``tidal backtest TRACES --json EXTRA``, run as the command line runs it; its stdout.
 

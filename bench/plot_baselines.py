@@ -20,6 +20,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bench_backtest import save_figure
+
 from controller.backtest import summary, unserved_ratio
 
 EPS = 1e-6
@@ -100,10 +102,7 @@ def main(argv: list[str]) -> int:
     ax.legend(loc="lower right")
     low = min(y for p in points.values() for _, y in p.values())
     ax.set_ylim(10 ** math.floor(math.log10(low)), 10.0)
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    print(f"wrote {out}")
+    save_figure(fig, out)
     return 0
 
 

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench_backtest import backtest_json, shared_traces
+from bench_backtest import backtest_json, save_figure, shared_traces
 
 from controller.backtest import summary
 
@@ -101,10 +101,7 @@ def main(argv: list[str]) -> int:
     ax.set_ylabel("unserved load, tidal / hpa (geometric mean, eps 1e-6)")
     ax.set_title("Cloud bill against unserved load, by quantile")
     ax.legend(loc="upper right")
-    fig.tight_layout()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(args.out, dpi=110)
-    print(f"wrote {args.out}")
+    save_figure(fig, args.out)
     return 0
 
 

@@ -15,6 +15,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
+from bench_backtest import save_figure
 
 from controller.backtest import PER_REPLICA, TraceRun, run_trace
 from controller.simulator import Scenario
@@ -69,10 +70,7 @@ def main(argv: list[str]) -> int:
     bottom.set_ylabel("cloud nodes paid for")
     bottom.set_xlabel("minutes from the spike's peak")
     bottom.legend(loc="upper right", fontsize="small")
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    print(f"wrote {out}")
+    save_figure(fig, out)
     return 0
 
 

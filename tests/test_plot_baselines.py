@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -14,10 +15,15 @@ BENCH = Path(__file__).resolve().parents[1] / "bench"
 
 
 def _module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("plot_baselines", BENCH / "plot_baselines.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    # The script imports its sibling ``bench_backtest`` as the scripts run it, from bench/.
+    sys.path.insert(0, str(BENCH))
+    try:
+        spec = importlib.util.spec_from_file_location("plot_baselines", BENCH / "plot_baselines.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(BENCH))
     return module
 
 
