@@ -491,8 +491,10 @@ def _save(fig: Any, path: Path) -> None:
     """Write ``fig`` to ``path`` and close it; a failed write names the file."""
     import matplotlib.pyplot as plt
 
+    from controller.plotting import save_png
+
     try:
-        fig.savefig(path, dpi=110)
+        save_png(fig, path)
     except OSError as exc:
         raise ForecastError(f"{path}: cannot write the plot: {exc.strerror}") from exc
     finally:

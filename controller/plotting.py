@@ -8,10 +8,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from controller.files import creation_problem, written_whole
+
 if TYPE_CHECKING:
     from controller.backtest import TraceRun
 
-__all__ = ["plot_backtest", "plot_path"]
+__all__ = ["plot_backtest", "plot_path", "save_png"]
 
 PHYSICAL = "#4c72b0"
 CLOUD = "#dd8452"
@@ -42,8 +44,9 @@ def plot_path(text: str | Path) -> Path:
         raise ValueError(f"no folder {folder}")
     if path.is_dir():
         raise ValueError(f"{path} is a folder")
-    if not os.access(folder, os.W_OK):
-        raise ValueError(f"cannot write in {folder}")
+    refused = creation_problem(folder)
+    if refused is not None:
+        raise ValueError(f"cannot write in {folder}: {refused}")
     return path
 
 
@@ -148,7 +151,14 @@ def plot_backtest(
     fig.tight_layout(rect=(0, 0, 1, 0.96))
     out = Path(path)
     try:
-        fig.savefig(out, dpi=110)
+        save_png(fig, out)
     finally:
         plt.close(fig)
     return out
+
+
+def save_png(fig: Any, path: Path) -> None:
+    """Write ``fig`` as a PNG to ``path`` whole or not at all: a failed write (a full disk, an
+    interrupt) leaves the picture that was there, not half of a new one."""
+    with written_whole(path, prefix=".tidal-plot-", text=False) as out:
+        fig.savefig(out, dpi=110, format="png")

@@ -61,16 +61,16 @@ import math
 import os
 import stat
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import IO, TYPE_CHECKING, TextIO
 
 import numpy as np
 
 from controller.cli import rich_console, timestamp_flag
 from controller.durations import parse_duration
+from controller.files import creation_problem, written_whole
 from forecasts.series import LoadSeries, format_timestamp, grid_step
 
 if TYPE_CHECKING:
@@ -208,7 +208,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def write_trace(series: LoadSeries, out: TextIO) -> int:
+def write_trace(series: LoadSeries, out: IO[str]) -> int:
     """Write ``series`` as a ``timestamp,load`` CSV; returns the rows written.
 
     A missing sample (NaN) is a row with an empty load; every other load is written as Python
@@ -243,10 +243,11 @@ def _output_problem(text: str) -> str | None:
         parent = target.parent
         if not parent.is_dir():
             return f"no such directory: {parent}"
-        if not os.access(parent, os.W_OK | os.X_OK):
+        refused = creation_problem(parent)
+        if refused is not None:
             return (
-                f"cannot write to the directory {parent} (the trace is written beside the "
-                "file, then renamed over it)"
+                f"cannot write to the directory {parent} ({refused}; the trace is written "
+                "beside the file, then renamed over it)"
             )
         if info is not None and not os.access(target, os.W_OK):
             return f"{target} cannot be written (its permissions), so it is not replaced"
@@ -286,44 +287,16 @@ def _open_stream(path: Path) -> TextIO | None:
 
 
 def _write_output(series: LoadSeries, path: Path) -> None:
-    """Write the trace to ``path``.
-
-    A regular file (or a new one, or the file a symlink names) is written beside itself and
-    renamed over: a reader never sees half a trace, and a failure (a full disk, Ctrl-C) leaves
-    what was there. It keeps an existing file's permission bits (not set-user or set-group-ID)
-    and, written by root, its owner; a new one gets what the umask gives. Standard output or
-    error named by a path is written as it is open; a FIFO or a terminal is written as it is.
-    """
+    """Write the trace to ``path``: whole or not at all, as
+    :func:`~controller.files.written_whole` writes. Standard output or error named by a path
+    is written as it is open."""
     stream = _open_stream(path)
     if stream is not None:
         write_trace(series, stream)
         stream.flush()
         return
-    info = _stat_or_none(path)
-    if info is not None and not stat.S_ISREG(info.st_mode):
-        with path.open("w", encoding="utf-8", newline="") as out:
-            write_trace(series, out)
-        return
-    target = Path(os.path.realpath(path))
-    if info is not None:
-        mode = info.st_mode & 0o777
-    else:
-        umask = os.umask(0)
-        os.umask(umask)
-        mode = 0o666 & ~umask
-    handle, temporary = tempfile.mkstemp(prefix=".tidal-trace-", suffix=".tmp", dir=target.parent)
-    try:
-        os.fchmod(handle, mode)
-        if info is not None and os.geteuid() == 0 and (info.st_uid, info.st_gid) != (0, 0):
-            os.fchown(handle, info.st_uid, info.st_gid)
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as out:
-            write_trace(series, out)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temporary, target)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with written_whole(path, prefix=".tidal-trace-", text=True) as out:
+        write_trace(series, out)
 
 
 class _progress:

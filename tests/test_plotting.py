@@ -21,7 +21,7 @@ import pytest
 from matplotlib.colors import to_rgba
 
 from controller.backtest import PER_REPLICA, TraceRun
-from controller.plotting import CLOUD, LOAD, PHYSICAL, plot_backtest, plot_path
+from controller.plotting import CLOUD, LOAD, PHYSICAL, plot_backtest, plot_path, save_png
 from controller.simulator import PolicyResult
 from forecasts.series import LoadSeries
 
@@ -136,11 +136,68 @@ def test_plot_path_refuses_a_folder_it_cannot_write_in(shared_folder: Path) -> N
     folder.mkdir(mode=0o555)
     folder.chmod(0o555)  # mkdir's mode is cut by the umask
     try:
-        assert _verdict_as(uid, folder / "pic.png") == f"cannot write in {folder}"
+        refused = f"cannot write in {folder}: Permission denied"
+        assert _verdict_as(uid, folder / "pic.png") == refused
         folder.chmod(0o777)
         assert _verdict_as(uid, folder / "pic.png") == "accepted"
     finally:
         folder.chmod(0o700)
+
+
+def test_plot_path_tries_the_folder_as_the_write_will(tmp_path: Path) -> None:
+    """The folder is tried by creating a file in it, which a permission check does not do:
+    as root, ``os.access`` says yes in ``/sys``, where no file can be created. The file tried
+    is removed."""
+    if not Path("/sys").is_dir():
+        pytest.skip("no /sys here")
+    with pytest.raises(ValueError, match=r"^cannot write in /sys: "):
+        plot_path("/sys/tidal.png")
+    assert plot_path(tmp_path / "pic.png") == tmp_path / "pic.png"
+    assert list(tmp_path.iterdir()) == []
+
+
+def _figure() -> Any:
+    fig, ax = plt.subplots(figsize=(2, 2))
+    ax.plot([0, 1], [1, 0])
+    return fig
+
+
+def test_a_plot_replaces_the_old_one_whole_keeping_its_mode(tmp_path: Path) -> None:
+    """A new picture takes the old one's place in one rename, with its permission bits, and
+    leaves no temporary file beside it."""
+    out = tmp_path / "pic.png"
+    out.write_bytes(b"old")
+    out.chmod(0o640)
+    fig = _figure()
+    try:
+        save_png(fig, out)
+    finally:
+        plt.close(fig)
+    assert out.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+    assert out.stat().st_mode & 0o777 == 0o640
+    assert [p.name for p in tmp_path.iterdir()] == ["pic.png"]
+
+
+def test_a_failed_plot_leaves_the_old_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A write that fails part way (a full disk, a file size limit) leaves the picture that was
+    there, not the first bytes of a new one, and removes what it wrote."""
+    out = tmp_path / "pic.png"
+    fig = _figure()
+    try:
+        save_png(fig, out)
+        before = out.read_bytes()
+
+        def fails(target: Any, **_: Any) -> None:
+            target.write(b"\x89PNG\r\n\x1a\n cut short")
+            raise OSError(27, "File too large")
+
+        monkeypatch.setattr(fig, "savefig", fails)
+        with pytest.raises(OSError, match="File too large"):
+            save_png(fig, out)
+    finally:
+        plt.close(fig)
+    assert out.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["pic.png"]
 
 
 # ---------------------------------------------------------------------------------------------
