@@ -10,7 +10,7 @@ import sys
 import threading
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from types import FrameType
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -66,6 +66,53 @@ def _reader_gone() -> int:
     os.dup2(devnull, fd)
     os.close(devnull)
     return 0
+
+
+class _ErrorsToNoReader:
+    """Standard error that, once its reader has gone (``tidal backtest 2>&1 >report.json |
+    head -1``), goes to /dev/null instead of raising BrokenPipeError.
+
+    What goes there (progress, warnings, a summary) is not the output: the command still does
+    its work and writes its report to standard output. :func:`main` ends quietly on a broken
+    pipe only when standard output's reader has gone.
+    """
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        #: Set once the reader has gone from a stream that is no file (a test's capture).
+        self._nowhere = False
+
+    def write(self, text: str) -> int:
+        if self._nowhere:
+            return len(text)
+        try:
+            return int(self._stream.write(text))
+        except BrokenPipeError:
+            self._gone()
+            return len(text)
+
+    def flush(self) -> None:
+        if self._nowhere:
+            return
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._gone()
+
+    def _gone(self) -> None:
+        try:
+            fd = self._stream.fileno()
+        except (AttributeError, OSError, ValueError):
+            self._nowhere = True
+            return
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, fd)
+        os.close(devnull)
+        with suppress(OSError):
+            self._stream.flush()  # what was buffered, now to /dev/null
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
 
 
 class Terminated(KeyboardInterrupt):
@@ -205,6 +252,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         _Parser(prog=prog).error(f"unrecognized arguments: {' '.join(given or unknown)}")
     formatted = warnings.formatwarning
     warnings.formatwarning = _one_line(args.command)
+    stderr = sys.stderr
+    sys.stderr = _ErrorsToNoReader(stderr)
     try:
         with _sigterm_as_interrupt(args.command):
             code = int(args.handler(args))
@@ -231,6 +280,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     finally:
         warnings.formatwarning = formatted
+        sys.stderr = stderr
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -502,6 +502,40 @@ def test_a_reader_that_has_gone_ends_the_command_quietly(
 
 
 @pytest.mark.parametrize(
+    ("argv", "jobs"),
+    [
+        (["backtest", "--policies", "oracle", "--json"], "1"),
+        (["backtest", "--policies", "oracle", "--json"], "2"),
+        (["forecast", "--models", "seasonal-naive", "--json"], "1"),
+    ],
+    ids=["backtest", "backtest-two-workers", "forecast"],
+)
+def test_a_log_reader_gone_leaves_the_report_whole(
+    tmp_path: Path, argv: list[str], jobs: str
+) -> None:
+    """``tidal backtest ... --json 2>&1 >report.json | head -1``: the reader of the progress
+    stops reading, not the report's. The command goes on, writes the whole report to standard
+    output and exits 0; before, its first line of progress ended it with exit 0 and no report."""
+    traces = [_write_trace(tmp_path / f"{name}.csv", 2 * 1440) for name in ("t", "u")]
+    read, write = os.pipe()
+    os.close(read)  # the log's reader gone before the first line of progress
+    try:
+        command = [sys.executable, "-m", "controller", argv[0], *map(str, traces)]
+        done = subprocess.run(
+            [*command, "--jobs", jobs, *argv[1:]],
+            stdout=subprocess.PIPE,
+            stderr=write,
+            text=True,
+            timeout=300,
+        )
+    finally:
+        os.close(write)
+    assert done.returncode == 0
+    report = json.loads(done.stdout)
+    assert set(report["traces"]) == {"t", "u"}
+
+
+@pytest.mark.parametrize(
     ("command", "flags", "says"),
     [
         ("backtest", ["--plot", "{dir}"], "--plot {dir}: is a folder: give the .png file"),
