@@ -167,6 +167,9 @@ class Plan:
     forecast_peak: float | None = None
     forecast_peak_at: float | None = None
     forecast_problem: str | None = None
+    #: Why the plan has no load (no sample, a stale or a negative one), when it has none and
+    #: is not paused: it then holds what runs.
+    load_problem: str | None = None
     #: Why the plan holds less than the load or the forecast wants (a message), or None; and
     #: the bound that cuts it (``capacity_limit``): ``MaxReplicas`` when ``replicas.max`` does,
     #: else ``CloudCapacityExhausted`` (physical capacity plus ``cloud.maxReplicas``).
@@ -509,8 +512,9 @@ def plan_region(
     """Plan one region. ``forecast_problem`` says why ``forecast`` is None, when it is.
 
     ``forecast_pending``: a forecast is on its way (a restarted operator's first fit, or one
-    after a spec edit), not failed. Until it comes, the cloud capacity reserved stays reserved:
-    it was booked ahead of a ramp the new fit is about to see again.
+    after a spec edit, or one retried once the metrics are back), not failed. Until it comes,
+    what runs stays, and so does the cloud capacity reserved: they were sized ahead of a ramp
+    the new fit is about to see again.
     """
     capacity = state.physical_capacity
     if spec.physical.max_replicas is not None:
@@ -605,6 +609,7 @@ def plan_region(
             peak, peak_at = float(upper[best]), rising[best]
 
     # 1-3: the raw recommendation; ``wanted``, what the load and the forecast ask for.
+    load_problem: str | None = None
     if load is None:
         age = (
             "no load sample"
@@ -614,6 +619,7 @@ def plan_region(
         bad = _newest(history)
         if bad is not None and bad[1] < 0 and now - bad[0] <= settings.stale_after:
             age = f"the last load sample is negative ({bad[1]:g}), no load: the query is wrong"
+        load_problem = age
         raw = max(state.total_replicas, forecast_need)
         wanted = forecast_need  # what runs is held, not wanted
         total = Decision(
@@ -624,7 +630,17 @@ def plan_region(
     else:
         reactive = replicas_for(load, spec)
         seen = f"load {load:g}"
-        if usable is None:
+        if usable is None and forecast_pending and state.total_replicas > reactive:
+            # The first forecast is on its way (a restart, a spec edit, a fit retried once the
+            # metrics are back): what runs is held until it comes, as on missing data, since
+            # the ramp it was sized for is still ahead. Only the reactive need is recorded.
+            total = Decision(
+                state.total_replicas,
+                Reason.FALLBACK,
+                f"{seen} needs {reactive}: holding {state.total_replicas} replicas until the "
+                f"forecast comes ({problem})",
+            )
+        elif usable is None:
             total = Decision(reactive, Reason.FALLBACK, f"reactive sizing for {seen}: {problem}")
         elif forecast_need > reactive:
             total = Decision(
@@ -635,7 +651,7 @@ def plan_region(
             )
         else:
             total = Decision(reactive, Reason.REACTIVE_FLOOR, f"{seen} needs {reactive} now")
-        wanted = total.replicas
+        wanted = reactive if usable is None else total.replicas
     if total.replicas < spec.replicas.min:
         total = Decision(
             spec.replicas.min, Reason.MIN, f"raised to replicas.min {spec.replicas.min}"
@@ -668,9 +684,8 @@ def plan_region(
     # Without a load sample, what runs is held, not recommended: as the HPA records nothing
     # when its metric is missing, only what the forecast asks for is kept. Recording the hold
     # would stretch stabilisation by a whole window after a short outage.
-    recorded = (
-        raw_total if load is not None else min(spec.replicas.max, max(spec.replicas.min, wanted))
-    )
+    holding = load is None or (usable is None and forecast_pending)
+    recorded = min(spec.replicas.max, max(spec.replicas.min, wanted)) if holding else raw_total
     recommendations = (*recent, Recommendation(now, recorded))
     # Replicas not ready carry no users (the lost ones are not starting). ``holdStarting: true``
     # holds them all the same: then none counts as starting, to be cancelled.
@@ -868,6 +883,7 @@ def plan_region(
         forecast_peak=peak,
         forecast_peak_at=peak_at,
         forecast_problem=problem if usable is None else None,
+        load_problem=load_problem,
         capacity_limited=capacity_limited,
         capacity_limit=capacity_limit,
         recommendations=recommendations,

@@ -15,6 +15,7 @@ from controller.operator.capacity import (
     physical_capacity,
     pod_requests,
     quantity,
+    selector_misses_running_gateways,
     tolerates,
 )
 
@@ -1193,3 +1194,51 @@ def test_a_placeholder_carrying_the_gateways_terms_closes_no_zone() -> None:
     other = pod("x", namespace="chat", labels={"app": "cache"})
     other["spec"]["affinity"] = keep_apart
     assert physical_capacity(nodes, [other], node_selector=POOL, gateway=gw) == 1
+
+
+GATEWAY_POD = {"namespace": "chat", "labels": {"app": "gw"}}
+
+
+@pytest.mark.parametrize(
+    ("nodes", "pods", "selector", "named"),
+    [
+        pytest.param(
+            [node("a")],
+            [pod("a", **GATEWAY_POD)],
+            {"tidal.dev/pool": "physcial"},
+            "no node has the labels tidal.dev/pool=physcial, yet the physical gateway runs on a",
+            id="typo-while-gateways-run",
+        ),
+        pytest.param(
+            [node("a", ready=False)], [pod("a", **GATEWAY_POD)], POOL, None, id="pool-not-ready"
+        ),
+        pytest.param([], [], POOL, None, id="pool-gone-with-its-gateways"),
+        pytest.param(
+            [node("a")],
+            [pod("a", phase="Pending", **GATEWAY_POD), pod("a", labels={"app": "gw"})],
+            {"tidal.dev/pool": "physcial"},
+            None,
+            id="only-pending-or-other-pods",
+        ),
+        pytest.param([node("a")], [pod("a", **GATEWAY_POD)], {}, None, id="no-selector"),
+        pytest.param(
+            [node(f"n{i}") for i in range(5)],
+            [pod(f"n{i}", **GATEWAY_POD) for i in range(5)],
+            {"pool": "x"},
+            "yet the physical gateway runs on n0, n1, n2 and 2 more: ",
+            id="hosts-cut-to-three",
+        ),
+    ],
+)
+def test_a_node_selector_that_misses_the_running_gateways_is_named(
+    nodes: Any, pods: Any, selector: dict[str, str], named: str | None
+) -> None:
+    """A physical nodeSelector no node has, while the gateway's pods run on nodes, is a typo,
+    not a pool gone: it is named, so that the pool is not drained as if its capacity were 0. A
+    pool whose nodes are gone or not ready, without running gateways on matching nodes, is no
+    mistake."""
+    said = selector_misses_running_gateways(nodes, pods, node_selector=selector, gateway=gateway())
+    if named is None:
+        assert said is None
+    else:
+        assert said is not None and named in said

@@ -5,6 +5,9 @@ emulator, a pass at a time."""
 from __future__ import annotations
 
 import time
+from typing import Any
+
+import numpy as np
 
 from controller.operator import Operator, OperatorSettings
 from controller.operator.errors import ClusterUnavailable
@@ -196,5 +199,96 @@ def test_a_failed_status_write_keeps_the_recommendation_it_scaled_on(
         assert total() == 22
         stored = status_of(cluster, "gateway-eu")["recommendations"]
         assert max(entry["replicas"] for entry in stored) == 22
+    finally:
+        operator.models.shutdown()
+
+
+class StoppedLoad(FlatLoad):
+    """``load`` until ``stopped`` (epoch seconds), then no sample: an exporter gone away while
+    Prometheus is up, or a series that turned NaN; ``down``: Prometheus itself is down."""
+
+    def __init__(self, load: float) -> None:
+        super().__init__(load)
+        self.stopped = float("inf")
+        self.down = False
+
+    def read_history(self, query: str, *, start: float, end: float, step: float) -> LoadSeries:
+        if self.down:
+            raise MetricsUnavailable("connection refused", query=query)
+        series = super().read_history(query, start=start, end=end, step=step)
+        values = np.where(series.times() > self.stopped, np.nan, series.values)
+        return LoadSeries(series.start, series.step, values)
+
+
+def _events(cluster: KubeEmulatorHandle, reason: str) -> list[dict[str, Any]]:
+    return [e for e in cluster.list("v1/events", namespace=NAMESPACE) if e["reason"] == reason]
+
+
+def test_a_load_gone_stale_is_not_ready_and_warns_once(cluster: KubeEmulatorHandle) -> None:
+    """Prometheus answers, but the load's last sample is 20 minutes old. The plan holds what
+    runs (never scaling down on missing data), and the object says so: Ready=False,
+    ``LoadMissing``, naming spec.load.query and the sample's age, one Warning Event (not one a
+    pass), a reconcile error counted. Before, it said Ready=True Reconciled. Prometheus then
+    down turns the reason to MetricsUnavailable, with its own Event."""
+    add_region(cluster, "eu", replicas=4)
+    cluster.create(gwa_body("eu", replicas={"min": 2, "max": 20}))
+    source = StoppedLoad(15_000.0)
+    operator = operator_for(cluster, source)
+    try:
+        operator.run_once()
+        ready = condition(cluster, "gateway-eu", "Ready")
+        assert ready is not None and ready["status"] == "True"
+        running = replicas(cluster, "gateway-eu") + replicas(cluster, "gateway-eu-cloud")
+        source.stopped = time.time() - 20 * 60
+        for _ in range(2):
+            outcome = operator.run_once()[f"{NAMESPACE}/gateway-eu"]
+            assert (outcome.ok, outcome.reason) == (False, "LoadMissing")
+        ready = condition(cluster, "gateway-eu", "Ready")
+        assert ready is not None and (ready["status"], ready["reason"]) == ("False", "LoadMissing")
+        assert ready["message"].startswith("spec.load.query: the last load sample is ")
+        assert f"holding {running} replicas, no scale-down" in ready["message"]
+        assert status_of(cluster, "gateway-eu")["load"] == 15_000.0  # the last one read
+        assert replicas(cluster, "gateway-eu") + replicas(cluster, "gateway-eu-cloud") == running
+        exported = operator.metrics.registry.get_sample_value(
+            "tidal_load", {"gwa": "gateway-eu", "namespace": NAMESPACE, "region": "eu"}
+        )
+        assert exported is None  # withdrawn, not the last value drawn as the current one
+        warned = _events(cluster, "LoadMissing")
+        assert len(warned) == 1 and warned[0]["type"] == "Warning"
+        errors = operator.metrics.reconcile_errors.labels("gateway-eu", NAMESPACE, "LoadMissing")
+        assert errors._value.get() == 2
+        source.down = True
+        operator.run_once()
+        ready = condition(cluster, "gateway-eu", "Ready")
+        assert ready is not None and ready["reason"] == "MetricsUnavailable"
+        assert len(_events(cluster, "MetricsUnavailable")) == 1
+    finally:
+        operator.models.shutdown()
+
+
+def test_a_restart_in_an_outage_scales_nothing_down_when_the_metrics_return(
+    cluster: KubeEmulatorHandle,
+) -> None:
+    """Restarted while Prometheus is down, the operator's first fit fails for want of data,
+    and its passes record no recommendation worth holding. When Prometheus answers again, the
+    fit's retry is on its way: what runs stays until the forecast comes, and the reservation
+    with it. Before, the failed fit counted as a model's failure and the cloud gateways went
+    down at the rate limit, to come back once the fit landed."""
+    add_region(cluster, "eu", replicas=16)
+    cluster.create(gwa_body("eu", replicas={"min": 2, "max": 40}))
+    cluster.patch(DEPLOYMENTS, "gateway-eu-cloud", {"spec": {"replicas": 12}}, namespace=NAMESPACE)
+    source = StoppedLoad(5_000.0)
+    source.down = True
+    operator = operator_for(cluster, source)
+    try:
+        operator.run_once()
+        for uid in list(operator.models._states):  # the first fit fails on the outage
+            operator.models.wait(uid, timeout=60)
+        operator.run_once()
+        source.down = False
+        outcome = operator.run_once()[f"{NAMESPACE}/gateway-eu"]
+        assert outcome.ok and outcome.plan is not None
+        assert "until the forecast comes" in outcome.plan.total.message
+        assert (replicas(cluster, "gateway-eu"), replicas(cluster, "gateway-eu-cloud")) == (16, 12)
     finally:
         operator.models.shutdown()

@@ -7,6 +7,7 @@ nodes holding the fewest, so that a scale-down empties whole nodes.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -265,6 +266,21 @@ def _costs(cluster: KubeEmulatorHandle) -> dict[str, str]:
     return found
 
 
+def _fitted(operator: Any) -> Any:
+    """``operator`` a few minutes after it started: its first pass made two minutes ago (so
+    that the scale-down limit of the next is a whole minute's), and its first fit done. Until
+    its first forecast an operator holds what runs, and these tests are about scale-downs."""
+    reconciler = operator.reconciler
+    reconciler.clock = lambda: time.time() - 120.0
+    try:
+        operator.run_once()
+    finally:
+        reconciler.clock = time.time
+    for uid in list(operator.models._states):
+        operator.models.wait(uid, timeout=120)
+    return operator
+
+
 def test_a_cloud_scale_down_marks_the_emptiest_nodes_gateways_before_it_scales(
     cluster: KubeEmulatorHandle, operator_at: Any
 ) -> None:
@@ -273,8 +289,8 @@ def test_a_cloud_scale_down_marks_the_emptiest_nodes_gateways_before_it_scales(
     ReplicaSet empties y and z and leaves x whole."""
     add_region(cluster, "eu", replicas=16)
     cluster.create(gwa_body("eu"))
+    operator = _fitted(operator_at(18_000.0))
     _cloud_pods(cluster, {"x": 4, "y": 1, "z": 3})
-    operator = operator_at(18_000.0)
     order: list[str] = []
     scale, mark = operator.kube.scale_deployment, operator.kube.set_deletion_cost
     operator.kube.scale_deployment = lambda *a: (order.append(f"scale {a[1]} {a[2]}"), scale(*a))[1]
@@ -297,6 +313,7 @@ def test_placeholders_shrinking_with_the_gateways_are_marked_from_the_same_nodes
     body = gwa_body("eu")
     body["spec"]["cloud"]["reserve"] = False
     gwa = cluster.create(body)
+    operator = _fitted(operator_at(18_000.0))
     cloud = cluster.get(DEPLOYMENTS, "gateway-eu-cloud", namespace=NAMESPACE)
     cluster.create(placeholder_deployment(gwa, cloud, 3))
     for i in range(3):
@@ -304,7 +321,6 @@ def test_placeholders_shrinking_with_the_gateways_are_marked_from_the_same_nodes
         held["metadata"]["namespace"] = NAMESPACE
         cluster.create({"apiVersion": "v1", "kind": "Pod", **held})
     _cloud_pods(cluster, {"x": 4, "y": 1, "z": 3})
-    operator = operator_at(18_000.0)
     order: list[str] = []
     scale, mark = operator.kube.scale_deployment, operator.kube.set_deletion_cost
     apply = operator.kube.apply_placeholder
@@ -330,8 +346,8 @@ def test_a_mark_that_fails_is_logged_and_the_scale_down_goes_ahead(
 ) -> None:
     add_region(cluster, "eu", replicas=16)
     cluster.create(gwa_body("eu"))
+    operator = _fitted(operator_at(18_000.0))
     _cloud_pods(cluster, {"x": 4, "y": 1, "z": 3})
-    operator = operator_at(18_000.0)
 
     def refused(*_args: Any) -> None:
         raise ClusterUnavailable("patch pod: 503")
@@ -366,7 +382,7 @@ def test_a_physical_scale_down_marks_nothing(cluster: KubeEmulatorHandle, operat
     for i in range(16):
         gateway = pod(f"p-{i}", f"eu-physical-{i % 2}", labels={"app": "gateway-eu"})
         cluster.create({"apiVersion": "v1", "kind": "Pod", **gateway})
-    operator = operator_at(5_000.0)
+    operator = _fitted(operator_at(5_000.0))
     assert operator.run_once()[KEY].ok
     assert replicas(cluster, "gateway-eu") < 16
     assert _costs(cluster) == {}

@@ -209,11 +209,16 @@ def test_a_deleted_object_leaves_no_fit_state(
 
 
 def fit_state(
-    *, fitted: bool = False, problem: bool = False, running: bool = True, started: float | None
+    *,
+    fitted: bool = False,
+    problem: bool | str = False,
+    running: bool = True,
+    started: float | None,
 ) -> FitState:
     state = FitState(fingerprint="f", started_at=started)
     state.fitted = object() if fitted else None  # type: ignore[assignment]
-    state.problem = ("FitFailed", "x") if problem else None
+    reason = problem if isinstance(problem, str) else "FitFailed"
+    state.problem = (reason, "x") if problem else None
     state.running = Future() if running else None
     return state
 
@@ -233,11 +238,37 @@ T0 = 1_700_000_000.0
         pytest.param("15m", fit_state(problem=True, started=T0), 60.0, False, id="fit-failed"),
         pytest.param("15m", fit_state(running=False, started=T0), 60.0, False, id="not-running"),
         pytest.param("15m", fit_state(started=None), 60.0, False, id="never-started"),
+        pytest.param(
+            "15m",
+            fit_state(problem="MetricsUnavailable", running=False, started=T0),
+            3600.0,
+            True,
+            id="failed-on-metrics-retry-due",
+        ),
+        pytest.param(
+            "15m",
+            fit_state(problem="MetricsUnavailable", started=T0),
+            60.0,
+            True,
+            id="failed-on-metrics-retrying",
+        ),
+        pytest.param(
+            "15m",
+            fit_state(problem="MetricsUnavailable", fitted=True, started=T0),
+            60.0,
+            False,
+            id="failed-on-metrics-has-a-model",
+        ),
+        pytest.param(
+            "15m", fit_state(problem="QueryError", started=T0), 60.0, False, id="query-refused"
+        ),
     ],
 )
 def test_first_fit_pending(refit: str, state: FitState, age: float, pending: bool) -> None:
     """Until the first forecast the reservation stays, while a first fit runs, for at most
-    forecast.refit and never less than a fit step (5m); a fit that failed lets it go."""
+    forecast.refit and never less than a fit step (5m); a fit that failed lets it go, unless
+    it failed because Prometheus could not be read (a restart in an outage): then it stays
+    until a fit succeeds or fails on the model. A query Prometheus refuses is no outage."""
     spec = GatewayAutoscalerSpec.model_validate(
         dict(gwa_body("eu")["spec"], forecast={"model": "seasonal-naive", "refit": refit})
     )
@@ -618,6 +649,42 @@ def test_an_unreadable_physical_capacity_is_named(
         "PhysicalCapacityUnknown",
     )
     assert replicas(cluster, "gateway-eu") == 4
+
+
+def test_a_physical_node_selector_naming_no_node_drains_nothing(
+    cluster: KubeEmulatorHandle, operator_at: Any
+) -> None:
+    """A typo in spec.physical.nodeSelector while the physical gateways run: no node matches,
+    so the pool's capacity would read 0 and every gateway would move to cloud. Instead nothing
+    is changed, and Ready=False names the field, as for a capacity that cannot be read."""
+    add_region(cluster, "eu", replicas=4)
+    cluster.create(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": "gateway-eu-0",
+                "namespace": NAMESPACE,
+                "labels": {"app": "gateway-eu"},
+            },
+            "spec": {"nodeName": "eu-physical-0", "containers": [{"name": "gw", "image": "gw"}]},
+            "status": {"phase": "Running"},
+        }
+    )
+    body = gwa_body("eu")
+    body["spec"]["physical"]["nodeSelector"] = {"tidal.dev/pool": "physcial"}
+    cluster.create(body)
+    operator = operator_at(5_000.0)
+    outcome = operator.run_once()[KEY]
+    assert (outcome.ok, outcome.reason) == (False, "PhysicalCapacityUnknown")
+    assert outcome.message.startswith(
+        "spec.physical.nodeSelector: no node has the labels tidal.dev/pool=physcial, yet the "
+        "physical gateway runs on eu-physical-0"
+    )
+    assert replicas(cluster, "gateway-eu") == 4
+    assert [e["type"] for e in events(cluster) if e["reason"] == "PhysicalCapacityUnknown"] == [
+        "Warning"
+    ]
 
 
 class Unforecastable:

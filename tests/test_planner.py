@@ -413,8 +413,34 @@ def test_a_pending_forecast_keeps_the_reservation(pending: bool, reserved: int) 
     )
     assert p.reserve.replicas == reserved
     assert p.reserve.reason is Reason.FALLBACK
-    assert p.total.reason is Reason.FALLBACK  # replicas still follow the load
+    assert p.total.reason is Reason.FALLBACK  # the load needs what runs
     assert ("stay until it comes" in p.reserve.message) == pending
+
+
+@pytest.mark.parametrize("pending", [True, False], ids=["pending", "fit-failed"])
+def test_a_pending_forecast_holds_what_runs(pending: bool) -> None:
+    """Restarted during a metrics outage, the operator has no forecast when the load comes
+    back, and the outage left only low recommendations in the window. While the forecast is
+    on its way, what runs stays (the ramp it was sized for is still ahead); only the load's
+    own need is recorded, so that stabilisation is not stretched by the hold once it comes.
+    A fit that failed on the model lets the replicas follow the load down."""
+    spec = make_spec(**{"behavior.scaleDown.stabilization": "0s"})
+    p = plan(
+        spec,
+        1000.0,
+        None,
+        state(60, 20, reserved=50),
+        forecast_problem="the first fit is running",
+        forecast_pending=pending,
+    )
+    reactive = 10  # 1000 at 100 a replica
+    assert p.total.reason is Reason.FALLBACK
+    assert p.recommendations[-1].replicas == reactive
+    if pending:
+        assert (p.total.replicas, p.physical.replicas, p.cloud.replicas) == (80, 60, 20)
+        assert "holding 80 replicas until the forecast comes" in p.total.message
+    else:
+        assert p.total.replicas < 80
 
 
 def test_a_pending_forecast_keeps_no_more_than_cloud_max_replicas() -> None:

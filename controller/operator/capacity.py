@@ -286,6 +286,43 @@ def is_gateway_pod(pod: Obj, *, namespace: str, selector: Mapping[str, Any]) -> 
     )
 
 
+def selector_misses_running_gateways(
+    nodes: Iterable[Obj], pods: Iterable[Obj], *, node_selector: Mapping[str, str], gateway: Obj
+) -> str | None:
+    """Why ``node_selector`` cannot be the physical pool's, or None: no node has its labels,
+    yet the physical gateway's pods run on nodes (a typo in a label, not a pool gone).
+
+    A pool whose nodes are all gone takes its gateways with it, and its capacity is then 0
+    indeed; a selector that names no node while the gateways run would drain a healthy pool.
+    """
+    nodes = list(nodes)
+    if not node_selector or any(
+        matches_labels((node.get("metadata") or {}).get("labels"), node_selector) for node in nodes
+    ):
+        return None
+    spec = gateway.get("spec") or {}
+    namespace = (gateway.get("metadata") or {}).get("namespace", "")
+    selector = spec.get("selector") or {}
+    hosts = sorted(
+        {
+            str((pod.get("spec") or {}).get("nodeName"))
+            for pod in pods
+            if (pod.get("spec") or {}).get("nodeName")
+            and (pod.get("status") or {}).get("phase") == "Running"
+            and is_gateway_pod(pod, namespace=namespace, selector=selector)
+        }
+    )
+    if not hosts:
+        return None
+    shown = ", ".join(hosts[:3]) + (f" and {len(hosts) - 3} more" if len(hosts) > 3 else "")
+    labels = ", ".join(f"{key}={value}" for key, value in sorted(node_selector.items()))
+    return (
+        f"no node has the labels {labels}, yet the physical gateway runs on {shown}: the "
+        "pool's capacity is not taken as 0 and nothing is changed until the selector names "
+        "its nodes"
+    )
+
+
 def physical_capacity(
     nodes: Iterable[Obj],
     pods: Iterable[Obj],

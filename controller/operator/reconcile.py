@@ -20,6 +20,7 @@ calls it.
 from __future__ import annotations
 
 import contextlib
+import re
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -29,7 +30,7 @@ import numpy as np
 import structlog
 from pydantic import ValidationError
 
-from controller.operator.capacity import physical_capacity
+from controller.operator.capacity import physical_capacity, selector_misses_running_gateways
 from controller.operator.claims import POOLS
 from controller.operator.drain import LOWEST_COST, Marks, marks_for_scale_downs
 from controller.operator.errors import (
@@ -144,19 +145,28 @@ def _replicas(deployment: Mapping[str, Any] | None) -> int:
     return 1 if value is None else int(value)  # the API's default for spec.replicas
 
 
+def _numbers_aside(message: str | None) -> str | None:
+    """``message`` without its numbers: a failure that lasts (a load sample ever older, a
+    metrics read over a window that moves) is logged once, not at every pass."""
+    return None if message is None else re.sub(r"\d+(?:\.\d+)?", "#", message)
+
+
 def _first_fit_pending(fit: FitState, spec: GatewayAutoscalerSpec, now: float) -> bool:
-    """Whether the object's first fit is on its way: until its first forecast, what is reserved
-    stays (a restart or a spec edit starts the fit afresh).
+    """Whether the object's first fit is on its way: until its first forecast, what runs and
+    what is reserved stay (a restart or a spec edit starts the fit afresh).
 
     A fit that fails, or runs longer than ``forecast.refit`` (stuck, or queued behind others),
-    lets it go. Never a wait shorter than a fit step: a forecast changes no more often than
-    that, and a ``refit`` of ``0s`` (refit every pass) would otherwise let the reservation go
-    at the first pass of every restart.
+    lets them go. Never a wait shorter than a fit step: a forecast changes no more often than
+    that, and a ``refit`` of ``0s`` (refit every pass) would otherwise let them go at the
+    first pass of every restart. A fit that failed because Prometheus could not be read did
+    not fail on the model: its retry is on its way, and nothing goes for want of data.
     """
+    if fit.fitted is not None:
+        return False
+    if fit.problem is not None:
+        return fit.problem[0] == MetricsUnavailable.reason
     return (
-        fit.fitted is None
-        and fit.problem is None
-        and fit.running is not None
+        fit.running is not None
         and fit.started_at is not None
         and now - fit.started_at < max(spec.forecast.refit, MIN_FIT_STEP).total_seconds()
     )
@@ -212,7 +222,9 @@ class Reconciler:
             if outcome.ok and memory.failure is not None:
                 bound.info("reconcile_recovered", previous=memory.failure)
                 memory.failure = None
-            elif not outcome.ok and memory.failure != outcome.message:
+            elif not outcome.ok and _numbers_aside(memory.failure) != _numbers_aside(
+                outcome.message
+            ):
                 memory.failure = outcome.message
                 bound.warning("reconcile_degraded", reason=outcome.reason, error=outcome.message)
             return outcome
@@ -308,6 +320,24 @@ class Reconciler:
             return
         memory.last_event = key
 
+    def _warn_when_ready_turns(
+        self,
+        obj: Mapping[str, Any],
+        memory: _Memory,
+        previous: Mapping[str, Any],
+        reason: str,
+        message: str,
+    ) -> None:
+        """A Warning Event when ``Ready`` turns False for ``reason`` (the metrics or the load
+        missing), for ``kubectl describe``; not again at each pass it stays so, whose messages
+        differ only by the time read."""
+        ready = next(
+            (c for c in previous.get("conditions") or () if c.get("type") == "Ready"), None
+        )
+        if ready is not None and (ready.get("status"), ready.get("reason")) == ("False", reason):
+            return
+        self._event(obj, memory, reason=reason, message=message, warning=True)
+
     # --- one valid object ----------------------------------------------------------------
 
     def _read_targets(
@@ -340,6 +370,14 @@ class Reconciler:
                     "or rename this GatewayAutoscaler"
                 )
             placeholder = None
+        misses = selector_misses_running_gateways(
+            snapshot.nodes,
+            snapshot.pods,
+            node_selector=spec.physical.node_selector,
+            gateway=physical,
+        )
+        if misses is not None:
+            raise PhysicalCapacityUnknown(f"spec.physical.nodeSelector: {misses}")
         try:
             capacity = physical_capacity(
                 snapshot.nodes,
@@ -648,10 +686,19 @@ class Reconciler:
             if not isinstance(failed, OperatorError) and memory.failure != text:
                 bound.error("write_failed", reason=reason, error=text, exc_info=failed)
             return Outcome(False, reason, text, plan)
-        if metrics_problem is not None:
-            self.metrics.reconcile_errors.labels(name, namespace, metrics_failure).inc()
+        missing = (
+            (metrics_failure, metrics_problem)
+            if metrics_problem is not None
+            else ("LoadMissing", f"spec.load.query: {plan.load_problem}")
+            if plan.load_problem is not None
+            else None
+        )
+        if missing is not None:
+            reason, text = missing
+            self.metrics.reconcile_errors.labels(name, namespace, reason).inc()
+            self._warn_when_ready_turns(obj, memory, previous_status, reason, text)
             # Served (held, never scaled down) but not healthy: say so in the outcome too.
-            return Outcome(False, metrics_failure, metrics_problem, plan)
+            return Outcome(False, reason, text, plan)
         conflict = read.placeholder_conflict
         if conflict is not None and plan.acts:
             self.metrics.reconcile_errors.labels(name, namespace, conflict.reason).inc()
@@ -855,6 +902,19 @@ class Reconciler:
                 metrics_failure,
                 f"{metrics_problem}; holding {plan.total.replicas} replicas, no scale-down",
             )
+        elif plan.load_problem is not None:
+            ready = Condition(
+                "Ready",
+                False,
+                "LoadMissing",
+                f"spec.load.query: {plan.load_problem}; "
+                + (
+                    f"holding {plan.total.replicas} replicas, no scale-down"
+                    if plan.mode is Mode.SCALE
+                    else f"the plan holds {plan.total.replicas} replicas"
+                )
+                + ("; the load shown is the last one read" if "load" in previous else ""),
+            )
         elif placeholder_conflict is not None and plan.mode is Mode.SCALE:
             ready = Condition(
                 "Ready",
@@ -968,6 +1028,11 @@ class Reconciler:
         m = self.metrics
         if plan.load is not None:
             m.load.labels(*labels).set(plan.load)
+        else:
+            # No fresh sample: the gauge goes, so that a dashboard does not draw the last one
+            # as the current load (the status keeps it, with Ready=False saying it is old).
+            with contextlib.suppress(KeyError):
+                m.load.remove(*labels)
         if forecast is not None:
             end = plan.now + spec.forecast.horizon.total_seconds()
             m.forecast_peak.labels(*labels).set(forecast.max_between(plan.now, end))
