@@ -26,7 +26,7 @@ from controller.simulator import (
 )
 from controller.spec import GatewayAutoscalerSpec
 from forecasts.base import DAY
-from forecasts.series import LoadSeries, format_timestamp, load_trace
+from forecasts.series import LoadSeries, format_timestamp, load_trace, trace_time
 
 __all__ = [
     "KNOWN_POLICIES",
@@ -240,19 +240,23 @@ def load_for_replay(
     path: str | Path,
     *,
     scenario: Scenario,
-    score_from: float | None = None,
+    score_from: float | str | None = None,
     series: LoadSeries | None = None,
     name: str | None = None,
     headroom: float | None = None,
 ) -> PreparedTrace:
     """Read, scale and check one trace, so that bad input fails before any replay starts.
 
-    ``headroom`` is the spec's (None: the CRD default), for :func:`prepare_trace`. Every
-    error names the file: :class:`ForecastError` from reading it, ValueError otherwise.
+    ``score_from`` as text (``--score-from``'s) is read on the trace's own clock
+    (:func:`~forecasts.series.trace_time`). ``headroom`` is the spec's (None: the CRD
+    default), for :func:`prepare_trace`. Every error names the file: :class:`ForecastError`
+    from reading it, ValueError otherwise.
     """
     started = time.perf_counter()
     label = str(Path(path))
     raw = series if series is not None else load_trace(path)
+    if isinstance(score_from, str):
+        score_from = trace_time(score_from, raw)
     try:
         load = prepare_trace(raw, scenario, headroom=headroom)
     except ValueError as exc:

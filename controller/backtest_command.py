@@ -56,7 +56,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--score-from",
         metavar="TIMESTAMP",
         help="score only after this time (default: two weeks in or the first quarter, "
-        "whichever is sooner)",
+        "whichever is sooner; without an offset it is read as UTC, and on a local-clock trace "
+        "after summer time's end an hour on, as the trace's own times are)",
     )
     parser.add_argument("--model", default="auto", help="forecast model for tidal (default: auto)")
     parser.add_argument(
@@ -428,10 +429,9 @@ def run(args: argparse.Namespace) -> int:
     twice = [p for i, p in enumerate(policies) if p in policies[:i]]
     if twice:
         return fail(f"--policies {args.policies!r} names {twice[0]} twice")
-    score_from = None
     if args.score_from is not None:
         try:
-            score_from = timestamp_flag("--score-from", args.score_from)
+            timestamp_flag("--score-from", args.score_from)  # each trace reads it on its clock
         except ValueError as exc:
             return fail(str(exc))
     plot = None
@@ -462,7 +462,7 @@ def run(args: argparse.Namespace) -> int:
                 load_for_replay(
                     path,
                     scenario=scenario,
-                    score_from=score_from,
+                    score_from=args.score_from,
                     headroom=overrides.get("headroom"),
                 )
             )

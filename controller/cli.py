@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any, NoReturn
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from forecasts.series import LoadSeries
+
 __all__ = ["Terminated", "main", "rich_console", "timestamp_flag"]
 
 
@@ -36,13 +38,14 @@ def rich_console(**options: Any) -> Console:
     return _Console(**options)
 
 
-def timestamp_flag(flag: str, text: str) -> float:
-    """``text``, given to ``flag``, as epoch seconds; a ValueError naming the flag and what is
-    wrong: not ISO-8601, or outside the years a UTC timestamp can be written in."""
-    from forecasts.series import TimestampOutOfRange, parse_timestamp
+def timestamp_flag(flag: str, text: str, series: LoadSeries | None = None) -> float:
+    """``text``, given to ``flag``, as epoch seconds (on ``series``' timeline, given one: see
+    :func:`~forecasts.series.trace_time`); a ValueError naming the flag and what is wrong: not
+    ISO-8601, or outside the years a UTC timestamp can be written in."""
+    from forecasts.series import TimestampOutOfRange, parse_timestamp, trace_time
 
     try:
-        return parse_timestamp(text)
+        return parse_timestamp(text) if series is None else trace_time(text, series)
     except TimestampOutOfRange as exc:
         raise ValueError(f"{flag} {exc}") from None
     except ValueError:

@@ -591,7 +591,7 @@ def _run_show(args: argparse.Namespace, *, model: str, horizon: float) -> int:
     at = series.end
     if args.at is not None:
         try:
-            at = timestamp_flag("--at", args.at)
+            at = timestamp_flag("--at", args.at, series)
         except ValueError as exc:
             return _fail(str(exc))
         if not series.start <= at <= series.end:

@@ -33,6 +33,7 @@ __all__ = [
     "grid_step",
     "load_trace",
     "parse_timestamp",
+    "trace_time",
 ]
 
 FloatArray = npt.NDArray[np.float64]
@@ -51,6 +52,11 @@ class LoadSeries:
     start: float
     step: float
     values: FloatArray
+    #: Where a local-clock trace's clock went back an hour (summer time's end), as
+    #: :func:`load_trace` read it: the local time, read as UTC, of each repeated hour's
+    #: first sample. Every sample from an hour after it on was placed an hour later.
+    #: Series made from this one (a slice, a resampling) do not carry it.
+    clock_folds: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.step > 0:
@@ -170,6 +176,20 @@ def parse_timestamp(text: str) -> float:
     return _parse_timestamp(text)[0]
 
 
+def trace_time(text: str, series: LoadSeries) -> float:
+    """``text`` (ISO-8601) on ``series``' timeline, as its own timestamps were read.
+
+    With an offset, or on a trace without a fold, it is :func:`parse_timestamp`'s. Without an
+    offset, on a local-clock trace whose clock went back (:attr:`LoadSeries.clock_folds`), a
+    time from an hour after a fold on is placed an hour later, as the trace's rows were; a
+    time inside the repeated hour is its first.
+    """
+    seconds, local = _parse_timestamp(text)
+    if not local:
+        return seconds
+    return seconds + _FOLD * sum(1 for fold in series.clock_folds if fold + _FOLD <= seconds)
+
+
 def format_timestamp(when: float) -> str:
     """Epoch seconds as the ISO-8601 UTC timestamp a trace writes, to the second."""
     return datetime.fromtimestamp(when, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -272,7 +292,7 @@ def load_trace(path: str | Path) -> LoadSeries:
     values[(too_far & ~np.isin(grid, sampled)) | outside] = np.nan
     if not np.isfinite(values).any():
         raise InvalidHistory(f"{path}: the trace has no finite load")
-    return LoadSeries(float(start), every, values)
+    return LoadSeries(float(start), every, values, clock_folds=tuple(rows.folds))
 
 
 def grid_step(step: float) -> float:
@@ -385,6 +405,8 @@ class _Rows:
     loads: list[float] = field(default_factory=list)
     lines: list[int] = field(default_factory=list)
     stamps: list[str] = field(default_factory=list)
+    #: The local times at which the clock went back (see :attr:`LoadSeries.clock_folds`).
+    folds: list[float] = field(default_factory=list)
 
 
 def _read_rows(path: Path, reader: _csv.Reader) -> _Rows:
@@ -447,6 +469,7 @@ def _read_rows(path: Path, reader: _csv.Reader) -> _Rows:
                 shift += _FOLD  # summer time ended: the local clock repeats this hour
                 when += _FOLD
                 folded_at = when
+                rows.folds.append(when - shift)
                 warnings.warn(
                     f"{path}:{line_no}: the local clock goes back an hour at {row[0]}: read as "
                     "the hour that summer time's end repeats, and every later sample moved an "

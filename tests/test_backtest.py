@@ -7,7 +7,7 @@ import json
 import math
 import warnings
 from dataclasses import asdict
-from datetime import timedelta
+from datetime import UTC, timedelta
 from importlib import resources
 from pathlib import Path
 
@@ -1027,3 +1027,27 @@ def test_an_unknown_policy_is_refused_naming_the_known_ones(names: tuple[str, ..
     spec = backtest_spec("r", scenario=Scenario())
     with pytest.raises(ValueError, match="known: tidal, hpa, oracle"):
         build_policies(spec, Scenario(), np.zeros(3, dtype=np.int64), names)
+
+
+@pytest.mark.filterwarnings("ignore::forecasts.errors.TraceWarning")
+def test_score_from_on_a_local_clock_is_read_as_the_trace_s_rows(tmp_path: Path) -> None:
+    """--score-from without an offset, on a trace whose local clock went back an hour, names
+    the row the file writes at that time: an hour on after the fold, as the rows were placed
+    (before, the row written an hour earlier). With an offset it is read as it says."""
+    from datetime import datetime
+
+    stamps: list[datetime] = []
+    day, five = datetime(2024, 11, 1), timedelta(minutes=5)
+    for i in range(4 * 288):
+        stamps.append(day + i * five)
+        if stamps[-1] == datetime(2024, 11, 3, 1, 55):
+            stamps.extend(datetime(2024, 11, 3, 1) + j * five for j in range(12))
+    path = tmp_path / "local.csv"
+    path.write_text(
+        "timestamp,load\n" + "".join(f"{s.isoformat()},{100 + i}\n" for i, s in enumerate(stamps))
+    )
+    six = datetime(2024, 11, 3, 6).replace(tzinfo=UTC).timestamp()
+    local = load_for_replay(path, scenario=Scenario(), score_from="2024-11-03T06:00:00")
+    assert local.score_from == six + 3600.0
+    given = load_for_replay(path, scenario=Scenario(), score_from="2024-11-03T06:00:00Z")
+    assert given.score_from == six

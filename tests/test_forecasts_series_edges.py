@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from forecasts.errors import TraceFormatError, TraceWarning
-from forecasts.series import LoadSeries, grid_step, load_trace, parse_timestamp
+from forecasts.series import LoadSeries, grid_step, load_trace, parse_timestamp, trace_time
 
 START = datetime(2024, 1, 1, tzinfo=UTC).timestamp()
 
@@ -124,6 +124,36 @@ def test_a_second_fold_150_days_after_the_first_is_summer_time_ending_again(
     assert len(series) == 150 * 288 + 60
     known = series.values[np.isfinite(series.values)]
     assert np.array_equal(known, np.arange(1.0, 97.0))
+
+
+@pytest.mark.filterwarnings("ignore::forecasts.errors.TraceWarning")
+@pytest.mark.parametrize(
+    ("given", "row"),
+    [
+        pytest.param("2024-11-03T00:30:00", 7, id="before-the-fold"),
+        pytest.param("2024-11-03T01:30:00", 19, id="the-repeated-hour-is-its-first"),
+        pytest.param("2024-11-03T02:30:00", 43, id="after-the-fold-an-hour-on"),
+        pytest.param("2024-11-03T07:30:00Z", None, id="an-offset-is-read-as-it-says"),
+    ],
+)
+def test_a_time_given_for_a_local_clock_trace_is_read_as_its_rows_are(
+    tmp_path: Path, given: str, row: int | None
+) -> None:
+    """A time without an offset on a trace whose clock went back is placed where that row of
+    the file was placed: an hour on after the repeated hour, the first of it within it. Before,
+    02:30 named the row written 01:30 the second time."""
+    path = numbered(tmp_path / "night.csv", local_night(datetime(2024, 11, 3)))
+    series = load_trace(path)
+    first = datetime(2024, 11, 3, tzinfo=UTC).timestamp()
+    assert series.clock_folds == (first + 3600.0,)
+    when = trace_time(given, series)
+    if row is None:
+        assert when == parse_timestamp(given)
+    else:
+        assert series.values[series.index_of(when)] == row
+    assert trace_time(given, LoadSeries(series.start, series.step, series.values)) == (
+        parse_timestamp(given)
+    )
 
 
 def test_a_second_fold_149_days_after_the_first_is_refused(tmp_path: Path) -> None:
