@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+from pathlib import Path
+
 import numpy as np
 
 from forecasts.base import DAY
 from forecasts.series import LoadSeries
 
-__all__ = ["flat", "seasonal", "series", "trend"]
+__all__ = ["flat", "local_clock_trace", "seasonal", "series", "trend"]
 
 STEP = 300.0
 START = 1_700_000_100.0 - (1_700_000_100.0 % DAY)  # midnight UTC, on the 5-minute grid
@@ -39,3 +42,18 @@ def seasonal(
     daily = 60 * np.sin(2 * np.pi * t / DAY - 1.0)
     week = weekly * np.sin(2 * np.pi * t / (7 * DAY))
     return series(np.maximum(200 + daily + week + rng.normal(0, 5.0, t.size), 0.0), step=step)
+
+
+def local_clock_trace(path: Path, *, first_load: int = 1) -> Path:
+    """Four days of a local clock (no offsets) every 5 minutes, 2024-11-01 to 11-04, whose
+    01:00 to 01:55 of 11-03 is written twice, as summer time's end writes it; the loads count
+    the rows from ``first_load``."""
+    stamps: list[datetime] = []
+    day, five = datetime(2024, 11, 1), timedelta(minutes=5)
+    for i in range(4 * 288):
+        stamps.append(day + i * five)
+        if stamps[-1] == datetime(2024, 11, 3, 1, 55):
+            stamps.extend(datetime(2024, 11, 3, 1) + j * five for j in range(12))
+    body = "".join(f"{s.isoformat()},{first_load + i}\n" for i, s in enumerate(stamps))
+    path.write_text("timestamp,load\n" + body, encoding="utf-8")
+    return path

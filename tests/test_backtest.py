@@ -45,6 +45,7 @@ from controller.simulator import (
     simulate,
 )
 from forecasts.series import LoadSeries
+from tests.forecast_series import local_clock_trace
 from tests.support.fixtures import SINE_START, daily_sine_views, seasonal_naive_policy
 
 METRICS = {
@@ -1036,16 +1037,7 @@ def test_score_from_on_a_local_clock_is_read_as_the_trace_s_rows(tmp_path: Path)
     (before, the row written an hour earlier). With an offset it is read as it says."""
     from datetime import datetime
 
-    stamps: list[datetime] = []
-    day, five = datetime(2024, 11, 1), timedelta(minutes=5)
-    for i in range(4 * 288):
-        stamps.append(day + i * five)
-        if stamps[-1] == datetime(2024, 11, 3, 1, 55):
-            stamps.extend(datetime(2024, 11, 3, 1) + j * five for j in range(12))
-    path = tmp_path / "local.csv"
-    path.write_text(
-        "timestamp,load\n" + "".join(f"{s.isoformat()},{100 + i}\n" for i, s in enumerate(stamps))
-    )
+    path = local_clock_trace(tmp_path / "local.csv", first_load=100)
     six = datetime(2024, 11, 3, 6).replace(tzinfo=UTC).timestamp()
     local = load_for_replay(path, scenario=Scenario(), score_from="2024-11-03T06:00:00")
     assert local.score_from == six + 3600.0

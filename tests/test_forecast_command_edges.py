@@ -26,7 +26,7 @@ from controller.spec import MAX_HISTORY_POINTS, LoadSpec
 from forecasts.errors import ForecastError
 from forecasts.evaluation import TraceEvaluationFailed
 from forecasts.series import LoadSeries
-from tests.forecast_series import seasonal
+from tests.forecast_series import local_clock_trace, seasonal
 from tests.support.prometheus_server import free_port
 
 DAY = 86400.0
@@ -1023,29 +1023,13 @@ def test_scores_that_are_not_finite_are_null_in_the_json() -> None:
     }
 
 
-def _local_clock_trace(path: Path) -> Path:
-    """Four days of a local clock every 5 minutes, 2024-11-01 to 11-04, whose 01:00 to 01:55
-    of 11-03 is written twice (summer time's end); each load is its row's number."""
-    from datetime import timedelta
-
-    stamps: list[datetime] = []
-    day, five = datetime(2024, 11, 1), timedelta(minutes=5)
-    for i in range(4 * 288):
-        stamps.append(day + i * five)
-        if stamps[-1] == datetime(2024, 11, 3, 1, 55):
-            stamps.extend(datetime(2024, 11, 3, 1) + j * five for j in range(12))
-    body = "".join(f"{s.isoformat()},{i + 1}\n" for i, s in enumerate(stamps))
-    path.write_text("timestamp,load\n" + body, encoding="utf-8")
-    return path
-
-
 @pytest.mark.filterwarnings("ignore::forecasts.errors.TraceWarning")
 def test_show_at_on_a_local_clock_reads_the_row_written_at_that_time(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """--at 06:00 on a trace whose clock went back at 02:00 fits up to the row the file
     writes at 06:00, as the help says (before, the row written at 05:00)."""
-    path = _local_clock_trace(tmp_path / "local.csv")
+    path = local_clock_trace(tmp_path / "local.csv")
     row = next(
         i
         for i, line in enumerate(path.read_text(encoding="utf-8").splitlines())
