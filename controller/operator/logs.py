@@ -66,5 +66,21 @@ def configure_logging(
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=False,
     )
-    # Libraries (urllib3, kubernetes) log through the standard library: keep their warnings.
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(name)s: %(message)s")
+    # Libraries (urllib3, kubernetes) log through the standard library: their warnings are
+    # kept, rendered as tidal's own lines (a JSON line in a pod, not plain text among them).
+    # As ``logging.basicConfig``, only where the root logger has no handler yet.
+    root = logging.getLogger()
+    if not root.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(
+            structlog.stdlib.ProcessorFormatter(
+                foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
+                processors=[
+                    structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                    tracebacks,
+                    renderer,
+                ],
+            )
+        )
+        root.addHandler(handler)
+        root.setLevel(logging.WARNING)
