@@ -172,6 +172,13 @@ def test_a_scale_is_recorded_once_as_an_event(
             "spec.cloud.deployment: deployment 'gateway-eu-gone' not found in namespace 'chat'",
             id="cloud-missing",
         ),
+        pytest.param(
+            "both",
+            "TargetMissing",
+            "spec.physical.deployment: deployment 'gateway-eu-gone' and spec.cloud.deployment: "
+            "deployment 'gateway-eu-cloud-gone' not found in namespace 'chat'",
+            id="both-missing-both-named",
+        ),
     ],
 )
 def test_a_lasting_failure_is_one_warning_event(
@@ -181,7 +188,11 @@ def test_a_lasting_failure_is_one_warning_event(
     field, and one Warning Event with the failure's reason, not one a pass."""
     add_region(cluster, "eu", replicas=4)
     body = gwa_body("eu")
-    body["spec"][pool]["deployment"] = "gateway-eu-gone"
+    gone = {"physical": "gateway-eu-gone", "cloud": "gateway-eu-gone"}
+    if pool == "both":
+        gone["cloud"] = "gateway-eu-cloud-gone"
+    for named in ("physical", "cloud") if pool == "both" else (pool,):
+        body["spec"][named]["deployment"] = gone[named]
     cluster.create(body)
     operator = operator_at(5_000.0)
     for _ in range(3):

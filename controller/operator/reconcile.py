@@ -345,17 +345,16 @@ class Reconciler:
     ) -> _Read:
         namespace = str((obj.get("metadata") or {}).get("namespace"))
         physical = snapshot.deployment(namespace, spec.physical.deployment)
-        if physical is None:
-            raise TargetMissing(
-                f"spec.physical.deployment: deployment {spec.physical.deployment!r} "
-                f"not found in namespace {namespace!r}"
-            )
         cloud = snapshot.deployment(namespace, spec.cloud.deployment)
-        if cloud is None:
-            raise TargetMissing(
-                f"spec.cloud.deployment: deployment {spec.cloud.deployment!r} "
-                f"not found in namespace {namespace!r}"
-            )
+        missing = [
+            f"spec.{pool}.deployment: deployment {getattr(spec, pool).deployment!r}"
+            for pool, found in (("physical", physical), ("cloud", cloud))
+            if found is None
+        ]
+        if missing:
+            # Both named when both are missing, so that one fix is not followed by another.
+            raise TargetMissing(f"{' and '.join(missing)} not found in namespace {namespace!r}")
+        assert physical is not None and cloud is not None
         name = str((obj.get("metadata") or {}).get("name"))
         placeholder = snapshot.deployment(namespace, placeholder_name(name))
         conflict: PlaceholderConflict | None = None
