@@ -984,7 +984,8 @@ def bare_root_logger() -> Iterator[None]:
 def test_json_lines_with_a_utc_time_and_the_level_asked(capsys: pytest.CaptureFixture[str]) -> None:
     """JSON: one object a line with the event, its fields, its level and an ISO time in UTC;
     below the level nothing; an exception as structured frames; the standard library's
-    warnings as ``name: message``, its info not at all."""
+    warnings (urllib3's retries) as JSON lines naming their logger, not the plain
+    ``name: message`` they were among the JSON; its info not at all."""
     with bare_root_logger():
         configure_logging("json", "info")
         log = structlog.get_logger("edge")
@@ -1007,7 +1008,11 @@ def test_json_lines_with_a_utc_time_and_the_level_asked(capsys: pytest.CaptureFi
     failed = json.loads(lines[1])
     assert failed["event"] == "failed" and failed["level"] == "error"
     assert failed["exception"][0]["exc_type"] == "ValueError"
-    assert lines[2:] == ["urllib3.pool: pool is full"]
+    library = [json.loads(line) for line in lines[2:]]
+    assert [(e["event"], e["level"], e["logger"]) for e in library] == [
+        ("pool is full", "warning", "urllib3.pool")
+    ]
+    assert library[0]["timestamp"].endswith("Z")
 
 
 @pytest.mark.usefixtures("fresh_logging")
