@@ -91,7 +91,7 @@ def test_the_rules_read_only_what_the_operator_exports() -> None:
     # A counter's samples end in _total, and its TYPE line names it without (prometheus_client).
     exported |= {f"{name}_total" for name in exported}
     assert used <= exported, sorted(used - exported)
-    assert {"tidal_leader", "tidal_plan_reason", "tidal_ready_replicas"} <= used
+    assert {"tidal_leader", "tidal_forecast_ready", "tidal_ready_replicas"} <= used
 
 
 def test_the_prometheus_rule_holds_the_rule_file() -> None:

@@ -257,11 +257,20 @@ def test_a_load_gone_stale_is_not_ready_and_warns_once(cluster: KubeEmulatorHand
         assert len(warned) == 1 and warned[0]["type"] == "Warning"
         errors = operator.metrics.reconcile_errors.labels("gateway-eu", NAMESPACE, "LoadMissing")
         assert errors._value.get() == 2
+        labels = {"gwa": "gateway-eu", "namespace": NAMESPACE, "region": "eu"}
+        sample = operator.metrics.registry.get_sample_value
+        assert sample("tidal_forecast_peak", labels) is not None
+        assert sample("tidal_forecast_ready", labels) == 1
         source.down = True
         operator.run_once()
         ready = condition(cluster, "gateway-eu", "Ready")
         assert ready is not None and ready["reason"] == "MetricsUnavailable"
         assert len(_events(cluster, "MetricsUnavailable")) == 1
+        # No forecast this pass: its gauges go rather than show the last one as today's, and
+        # tidal_forecast_ready, which TidalReactiveFallback reads, says so.
+        assert sample("tidal_forecast_peak", labels) is None
+        assert sample("tidal_forecast_upper", labels) is None
+        assert sample("tidal_forecast_ready", labels) == 0
     finally:
         operator.models.shutdown()
 

@@ -972,6 +972,7 @@ def test_the_forecast_peak_gauge_is_the_highest_point_within_the_horizon(
         load=None,
         now=now,
         forecast_peak=None,
+        forecast_problem=None,
         total=none,
         physical=none,
         cloud=none,

@@ -39,6 +39,13 @@ class OperatorMetrics:
             OBJECT,
             registry=r,
         )
+        self.forecast_ready = Gauge(
+            "tidal_forecast_ready",
+            "1 while the plan has a usable forecast, 0 while it sizes without one (its "
+            "ForecastReady condition says why)",
+            OBJECT,
+            registry=r,
+        )
         self.planned = Gauge(
             "tidal_planned_replicas", "Replicas the plan wants", (*OBJECT, "pool"), registry=r
         )
@@ -119,6 +126,7 @@ class OperatorMetrics:
             self.load,
             self.forecast_peak,
             self.forecast_upper,
+            self.forecast_ready,
             self.planned,
             self.actual,
             self.ready,
@@ -156,6 +164,7 @@ class OperatorMetrics:
             self.load,
             self.forecast_peak,
             self.forecast_upper,
+            self.forecast_ready,
             self.reserved,
             self.physical_capacity,
             self.capacity_limited,

@@ -1035,8 +1035,15 @@ class Reconciler:
         if forecast is not None:
             end = plan.now + spec.forecast.horizon.total_seconds()
             m.forecast_peak.labels(*labels).set(forecast.max_between(plan.now, end))
+        else:
+            with contextlib.suppress(KeyError):
+                m.forecast_peak.remove(*labels)  # an old forecast is not drawn as today's
         if plan.forecast_peak is not None:
             m.forecast_upper.labels(*labels).set(plan.forecast_peak)
+        else:
+            with contextlib.suppress(KeyError):
+                m.forecast_upper.remove(*labels)
+        m.forecast_ready.labels(*labels).set(0 if plan.forecast_problem is not None else 1)
         m.planned.labels(*labels, "physical").set(plan.physical.replicas)
         m.planned.labels(*labels, "cloud").set(plan.cloud.replicas)
         m.actual.labels(*labels, "physical").set(actual[0])
