@@ -376,7 +376,10 @@ def status_schema() -> dict[str, Any]:
                 "The gateway on the cloud pool.",
                 {
                     "replicas": _int("Replicas planned on the cloud pool."),
-                    "reserved": _int("Replicas' worth of cloud capacity held by placeholders."),
+                    "reserved": _int(
+                        "Replicas' worth of cloud capacity held: the cloud gateways and the "
+                        "placeholders together."
+                    ),
                 },
             ),
             "lastScaleTime": _time("When a Deployment's scale was last changed."),
@@ -423,7 +426,7 @@ def _printer_columns() -> list[dict[str, Any]]:
             "Reserved",
             "integer",
             ".status.cloud.reserved",
-            "Cloud capacity held by placeholders",
+            "Cloud capacity held by the cloud gateways and the placeholders",
             priority=1,
         ),
         column(

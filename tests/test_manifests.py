@@ -136,6 +136,12 @@ def test_operator_deployment_is_hardened() -> None:
     [port] = container["ports"]
     assert (port["name"], port["containerPort"]) == ("metrics", 8080)
     assert pod["serviceAccountName"] == _one(docs, "ServiceAccount")["metadata"]["name"]
+    # A node drain takes one replica at a time: the other holds or takes over the Lease.
+    budget = _one(docs, "PodDisruptionBudget", "tidal-operator")
+    assert budget["spec"]["maxUnavailable"] == 1
+    assert (
+        budget["spec"]["selector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
+    )
     service = _one(docs, "Service", "tidal-metrics")
     assert (
         service["spec"]["selector"].items()
