@@ -512,6 +512,11 @@ def test_a_cluster_read_failure_is_logged_once_until_it_ends(
         operator.models.shutdown()
     warned = [e for e in logs if e["event"] == "cluster_read_failed"]
     assert [(e["log_level"], e["transient"]) for e in warned] == [("warning", True)] * 2
+    # Every failed pass is counted, logged or not: TidalClusterReadFailing reads the count.
+    counted = operator.metrics.registry.get_sample_value(
+        "tidal_cluster_read_errors_total", {"reason": "KubernetesUnavailable"}
+    )
+    assert counted == 3
 
 
 def test_the_operator_tells_the_api_server_who_it_is(cluster: KubeEmulatorHandle) -> None:

@@ -202,6 +202,7 @@ class Operator:
             objects = self.kube.list_autoscalers(self.settings.namespaces)
         except OperatorError as exc:
             message = str(exc)
+            self.metrics.cluster_read_errors.labels(exc.reason).inc()
             if self._loop_failure != message:
                 log.warning("cluster_read_failed", error=message, transient=exc.transient)
                 self._loop_failure = message

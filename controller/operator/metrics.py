@@ -84,6 +84,13 @@ class OperatorMetrics:
             ("gwa", "namespace", "reason"),
             registry=r,
         )
+        self.cluster_read_errors = Counter(
+            "tidal_cluster_read_errors_total",
+            "Passes that could not read the cluster (nodes, pods, Deployments or the "
+            "GatewayAutoscalers) and so reconciled nothing, by reason",
+            ("reason",),
+            registry=r,
+        )
         self.leader = Gauge(
             "tidal_leader",
             "1 while this instance leads: holds the lease, or runs without leader election",
