@@ -827,3 +827,43 @@ def test_a_gateway_only_preferring_its_pods_apart_has_placeholders_prefer_it_too
     assert pod_of(desired)["affinity"] == {
         "podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [*preferred, twin]}
     }
+
+
+def test_the_placeholder_image_is_a_setting(
+    monkeypatch: pytest.MonkeyPatch, cluster: KubeEmulatorHandle
+) -> None:
+    """A cluster that cannot pull from registry.k8s.io (air-gapped, or behind a mirror) names
+    its pause image in TIDAL_PLACEHOLDER_IMAGE: every placeholder container, init ones too,
+    runs it, and the operator writes it."""
+    from controller.operator import Operator, OperatorSettings
+    from controller.operator import reconcile as reconcile_module
+    from tests.integration.operator_cluster import FlatLoad, add_region, gwa_body
+
+    mirror = "mirror.internal/pause:3.9"
+    template = {**TWO_CONTAINERS}
+    spec = template["spec"]["template"]["spec"]
+    with_init = {**spec, "initContainers": [{"name": "setup", "image": "busybox"}]}
+    cloud_init = {**template, "spec": {**template["spec"], "template": {"spec": with_init}}}
+    pod = pod_of(placeholder_deployment(GWA, cloud_init, 2, image=mirror))
+    images = {c["image"] for c in pod["containers"] + pod["initContainers"]}
+    assert images == {mirror}
+
+    monkeypatch.setenv("TIDAL_PLACEHOLDER_IMAGE", mirror)
+    settings = OperatorSettings(leader_election=False, metrics_port=0, metrics_address="127.0.0.1")
+    assert settings.placeholder_image == mirror
+    written: list[str] = []
+    real = reconcile_module.placeholder_deployment
+
+    def recorded(*args: Any, image: str, **kwargs: Any) -> Any:
+        written.append(image)
+        return real(*args, image=image, **kwargs)
+
+    monkeypatch.setattr(reconcile_module, "placeholder_deployment", recorded)
+    add_region(cluster, "eu", replicas=4)
+    cluster.create(gwa_body("eu"))
+    operator = Operator(settings, api_client=cluster.api_client(), source=FlatLoad(5_000.0))
+    try:
+        operator.run_once()
+    finally:
+        operator.models.shutdown()
+    assert written and set(written) == {mirror}

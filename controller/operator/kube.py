@@ -41,7 +41,7 @@ from controller.operator.errors import (
     KubeconfigInvalid,
     OperatorError,
 )
-from controller.operator.settings import OperatorSettings
+from controller.operator.settings import PLACEHOLDER_IMAGE, OperatorSettings
 from controller.spec import GROUP, KIND, PLURAL, VERSION
 
 __all__ = [
@@ -59,7 +59,6 @@ __all__ = [
 
 Obj = dict[str, Any]
 MERGE_PATCH = "application/merge-patch+json"
-PLACEHOLDER_IMAGE = "registry.k8s.io/pause:3.9"
 PLACEHOLDER_PRIORITY_CLASS = "tidal-placeholder"
 #: The pause image's own user ("nobody"): placeholders run as non-root.
 PLACEHOLDER_USER = 65535
@@ -246,7 +245,13 @@ def owner_names(obj: Mapping[str, Any]) -> str:
     return ", ".join(f"{ref.get('kind')}/{ref.get('name')}" for ref in refs) or "no owner"
 
 
-def placeholder_deployment(gwa: Mapping[str, Any], cloud: Mapping[str, Any], replicas: int) -> Obj:
+def placeholder_deployment(
+    gwa: Mapping[str, Any],
+    cloud: Mapping[str, Any],
+    replicas: int,
+    *,
+    image: str = PLACEHOLDER_IMAGE,
+) -> Obj:
     """The placeholder Deployment: pause pods shaped like a cloud gateway pod, owned by the GWA.
 
     Low priority (``tidal-placeholder``, below every real workload) so that the scheduler
@@ -269,7 +274,9 @@ def placeholder_deployment(gwa: Mapping[str, Any], cloud: Mapping[str, Any], rep
     template = ((cloud.get("spec") or {}).get("template") or {}).get("spec") or {}
     labels = {**MANAGED_BY, PLACEHOLDER_LABEL: str(meta.get("name"))}
     host_network = bool(template.get("hostNetwork"))
-    containers = [_pause(c, host_network=host_network) for c in template.get("containers") or []]
+    containers = [
+        _pause(c, image=image, host_network=host_network) for c in template.get("containers") or []
+    ]
     pod_spec: Obj = {
         "priorityClassName": PLACEHOLDER_PRIORITY_CLASS,
         "terminationGracePeriodSeconds": 0,
@@ -281,10 +288,10 @@ def placeholder_deployment(gwa: Mapping[str, Any], cloud: Mapping[str, Any], rep
             "runAsGroup": PLACEHOLDER_USER,
             "seccompProfile": {"type": "RuntimeDefault"},
         },
-        "containers": containers or [_pause({"name": "pause"})],
+        "containers": containers or [_pause({"name": "pause"}, image=image)],
     }
     init = [
-        _pause(c, init=True, host_network=host_network)
+        _pause(c, image=image, init=True, host_network=host_network)
         for c in template.get("initContainers") or []
     ]
     if init:
@@ -410,7 +417,13 @@ def _apart_like_the_gateway(
     return {**affinity, "podAntiAffinity": rewritten}
 
 
-def _pause(container: Mapping[str, Any], *, init: bool = False, host_network: bool = False) -> Obj:
+def _pause(
+    container: Mapping[str, Any],
+    *,
+    image: str = PLACEHOLDER_IMAGE,
+    init: bool = False,
+    host_network: bool = False,
+) -> Obj:
     """A pause container in place of ``container``: its name, requests and limits as written
     (quantities, which the API server canonicalises, are compared by value, see
     :func:`_contains`), its ``restartPolicy`` when it is a sidecar. One for an ordinary init
@@ -418,7 +431,7 @@ def _pause(container: Mapping[str, Any], *, init: bool = False, host_network: bo
     resources = container.get("resources") or {}
     own: Obj = {
         "name": container.get("name"),
-        "image": PLACEHOLDER_IMAGE,
+        "image": image,
         "securityContext": {
             "allowPrivilegeEscalation": False,
             "readOnlyRootFilesystem": True,

@@ -779,7 +779,9 @@ class Reconciler:
             return scaled, failed, after
         if failed is not None and wanted < placeholders_now:
             return scaled, failed, after
-        desired = placeholder_deployment(obj, read.cloud, wanted)
+        desired = placeholder_deployment(
+            obj, read.cloud, wanted, image=self.settings.placeholder_image
+        )
         if read.placeholder is not None and wanted < placeholders_now:
             self._mark(namespace, read.placeholder, marks[1])
         try:

@@ -26,6 +26,10 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from controller.durations import MAX_DURATION, parse_duration
 from controller.operator.prometheus_source import prometheus_url_problem
 
+#: The placeholder pods' image unless ``placeholder_image`` says otherwise: a pause container,
+#: which holds a node's resources and does nothing else.
+PLACEHOLDER_IMAGE = "registry.k8s.io/pause:3.9"
+
 __all__ = [
     "OperatorSettings",
     "PrometheusSettings",
@@ -221,6 +225,12 @@ class OperatorSettings(PrometheusSettings):
         default=5.0, gt=0, description="Re-open the CR watch after this long without events"
     )
     pod_ready: Seconds = Field(default=60.0, ge=0, description="A new gateway pod's time to ready")
+    placeholder_image: str = Field(
+        default=PLACEHOLDER_IMAGE,
+        min_length=1,
+        description="The placeholder pods' image: a pause image (a mirror of it where the "
+        "cluster cannot pull from registry.k8s.io)",
+    )
     node_hold: Seconds = Field(
         default=600.0,
         ge=0,
