@@ -143,6 +143,24 @@ def test_a_gone_object_s_queued_fit_is_cancelled_and_forgotten(store: ModelStore
     assert again.fitted is None and again.running is not None
 
 
+def test_an_edit_cancels_the_fit_of_the_spec_before_still_queued(store: ModelStore) -> None:
+    """Edits in a row, with the only worker busy: the fit of each spec edited away, still
+    queued, is cancelled and never runs; only the last spec's waits for the worker. Before,
+    every edit's fit ran in turn, and the last one's waited behind them all."""
+    busy, edits = Fits(), Fits()
+    busy.gate = threading.Event()
+    ask(store, busy, T0, uid="other")
+    first = ask(store, edits, T0, fingerprint="f1")
+    second = ask(store, edits, T0 + 1, fingerprint="f2")
+    last = ask(store, edits, T0 + 2, fingerprint="f3")
+    assert first.running is not None and first.running.cancelled()
+    assert second.running is not None and second.running.cancelled()
+    busy.gate.set()
+    store.wait("u1", timeout=5)
+    assert last.running is not None and not last.running.cancelled()
+    assert edits.handed == [None]  # the last spec's fit alone ran
+
+
 def test_shutdown_does_not_wait_for_a_running_fit_and_cancels_the_queued(
     store: ModelStore,
 ) -> None:

@@ -100,6 +100,10 @@ class ModelStore:
         with self._lock:
             state = self._states.get(uid)
             if state is None or state.fingerprint != fingerprint:
+                if state is not None and state.running is not None:
+                    # A fit of the spec before an edit: still queued, it never runs, and the
+                    # new one does not wait behind it (one already running ends unread).
+                    state.running.cancel()
                 state = self._states[uid] = FitState(fingerprint)
             if state.running is not None and state.running.done():
                 future, state.running = state.running, None
