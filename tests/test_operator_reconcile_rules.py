@@ -984,3 +984,28 @@ def test_the_forecast_peak_gauge_is_the_highest_point_within_the_horizon(
         "gateway-eu", NAMESPACE, spec, plan, forecast, actual=(0, 0), ready=(0, 0)
     )
     assert gauge(operator, "forecast_peak") == 70.0
+
+
+def test_another_writer_scaling_the_deployments_is_warned_of_once(
+    cluster: KubeEmulatorHandle, operator_at: Any
+) -> None:
+    """An HPA or a script scaling a Deployment Tidal scales: each pass sets the plan again, and
+    the tug of war was silent. The pass after another writer's change warns once, naming the
+    Deployment and what it found, and not again at each pass of the next 10 minutes."""
+    add_region(cluster, "eu", replicas=16)
+    cluster.create(gwa_body("eu"))
+    operator = operator_at(18_000.0)
+    operator.run_once()
+    assert not [e for e in events(cluster) if e["reason"] == "ScaledByAnother"]
+    asked = replicas(cluster, "gateway-eu-cloud")
+    for _ in range(2):
+        cluster.patch(
+            DEPLOYMENTS, "gateway-eu-cloud", {"spec": {"replicas": 40}}, namespace=NAMESPACE
+        )
+        with capture_logs() as logs:
+            assert operator.run_once()[KEY].ok
+    warned = [e for e in events(cluster) if e["reason"] == "ScaledByAnother"]
+    assert [(e["type"], e["message"].split(" since")[0]) for e in warned] == [
+        ("Warning", f"another writer scaled cloud deployment gateway-eu-cloud from {asked} to 40")
+    ]
+    assert not [e for e in logs if e["event"] == "scaled_by_another"]  # the second pass: quiet

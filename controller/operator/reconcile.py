@@ -115,6 +115,11 @@ class _Memory:
     generation: int | None = None
     #: The last plan's recommendations while no status write has stored them.
     unsaved: tuple[Recommendation, ...] = ()
+    #: When this process last scaled the object's Deployments (Scale mode), and the replicas
+    #: each then asked for: a pass that finds others was preceded by another writer.
+    written: tuple[float, int, int] | None = None
+    #: When another writer was last warned of (one Warning Event in 10 minutes at most).
+    other_writer_warned: float = -float("inf")
 
 
 @dataclass
@@ -337,6 +342,37 @@ class Reconciler:
         if ready is not None and (ready.get("status"), ready.get("reason")) == ("False", reason):
             return
         self._event(obj, memory, reason=reason, message=message, warning=True)
+
+    def _other_writer(
+        self,
+        obj: Mapping[str, Any],
+        spec: GatewayAutoscalerSpec,
+        memory: _Memory,
+        now: float,
+        found: tuple[int, int],
+        log: Any,
+    ) -> None:
+        """Warn when a Deployment asks for other replicas than this process left it asking for
+        a pass ago: another writer (an HPA on it, a person, a CI job) is scaling it too, and
+        each pass sets it back. One Warning Event and log line in 10 minutes at most."""
+        written = memory.written
+        if written is None or now - written[0] > 3 * max(self.settings.loop_interval, 1.0):
+            return  # no pass of this process just before (a restart, a leader again)
+        changed = [
+            f"{pool} deployment {getattr(spec, pool).deployment} from {before} to {after}"
+            for pool, before, after in zip(("physical", "cloud"), written[1:], found, strict=True)
+            if before != after
+        ]
+        if not changed or now - memory.other_writer_warned < 600.0:
+            return
+        memory.other_writer_warned = now
+        message = (
+            f"another writer scaled {' and '.join(changed)} since the last pass; Tidal sets "
+            "the plan again each pass: remove the other writer (an HPA, a script), or set "
+            "spec.mode to ForecastOnly or Paused"
+        )
+        log.warning("scaled_by_another", message=message)
+        self._event(obj, memory, reason="ScaledByAnother", message=message, warning=True)
 
     # --- one valid object ----------------------------------------------------------------
 
@@ -618,6 +654,7 @@ class Reconciler:
             # The lease went while this object was planned: the new leader writes, status too.
             return Outcome(True, "NotLeader")
         if plan.acts:
+            self._other_writer(obj, spec, memory, now, (physical_now, cloud_now), bound)
             scaled, failed, running = self._apply(
                 obj,
                 spec,
@@ -629,6 +666,7 @@ class Reconciler:
                 placeholders_now,
                 pods=snapshot.pods,
             )
+            memory.written = (now, *running)
         elif plan.mode is Mode.FORECAST_ONLY:
             self._event(
                 obj,
