@@ -1009,3 +1009,22 @@ def test_another_writer_scaling_the_deployments_is_warned_of_once(
         ("Warning", f"another writer scaled cloud deployment gateway-eu-cloud from {asked} to 40")
     ]
     assert not [e for e in logs if e["event"] == "scaled_by_another"]  # the second pass: quiet
+
+
+def test_a_hand_scale_while_paused_is_no_other_writer(
+    cluster: KubeEmulatorHandle, operator_at: Any
+) -> None:
+    """Paused, then scaled by hand, then back to Scale within a minute: what a person did while
+    Tidal stood aside is not another writer fighting it."""
+    add_region(cluster, "eu", replicas=16)
+    cluster.create(gwa_body("eu"))
+    operator = operator_at(18_000.0)
+    operator.run_once()
+    for mode, scaled in (("Paused", True), ("Scale", False)):
+        cluster.patch(GWAS, "gateway-eu", {"spec": {"mode": mode}}, namespace=NAMESPACE)
+        if scaled:
+            cluster.patch(
+                DEPLOYMENTS, "gateway-eu-cloud", {"spec": {"replicas": 40}}, namespace=NAMESPACE
+            )
+        operator.run_once()
+    assert not [e for e in events(cluster) if e["reason"] == "ScaledByAnother"]

@@ -585,6 +585,8 @@ class Reconciler:
             physical_ready=_ready(read.physical),
             cloud_ready=_ready(read.cloud),
         )
+        if spec.mode is not Mode.SCALE:
+            memory.written = None  # what a person does meanwhile is theirs to do
         if spec.mode is Mode.PAUSED:
             return self._paused(obj, spec, state, memory)
 
