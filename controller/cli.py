@@ -89,10 +89,11 @@ class _ErrorsToNoReader:
         if self._nowhere:
             return len(text)
         try:
-            return int(self._stream.write(text))
+            written = self._stream.write(text)
         except BrokenPipeError:
             self._gone()
             return len(text)
+        return len(text) if written is None else int(written)
 
     def flush(self) -> None:
         if self._nowhere:

@@ -469,7 +469,8 @@ def _read_rows(path: Path, reader: _csv.Reader) -> _Rows:
                 shift += _FOLD  # summer time ended: the local clock repeats this hour
                 when += _FOLD
                 folded_at = when
-                rows.folds.append(when - shift)
+                # The repeated hour from its start, whether its first row is there or not.
+                rows.folds.append((when - shift) - (when - shift) % _FOLD)
                 warnings.warn(
                     f"{path}:{line_no}: the local clock goes back an hour at {row[0]}: read as "
                     "the hour that summer time's end repeats, and every later sample moved an "

@@ -313,3 +313,20 @@ def test_rich_output_to_a_reader_gone_stops_writing_and_raises() -> None:
     with pytest.raises(BrokenPipeError):
         console.on_broken_pipe()
     assert console.quiet is True
+
+
+def test_standard_error_that_counts_nothing_written_still_takes_the_text() -> None:
+    """A stream whose ``write`` returns None (some wrappers do) behind tidal's standard error:
+    the text is taken, not a TypeError."""
+    taken: list[str] = []
+
+    class Quiet:
+        def write(self, text: str) -> None:
+            taken.append(text)
+
+        def flush(self) -> None:
+            pass
+
+    stream = cli._ErrorsToNoReader(Quiet())
+    assert stream.write("progress\n") == len("progress\n")
+    assert taken == ["progress\n"]

@@ -156,6 +156,21 @@ def test_a_time_given_for_a_local_clock_trace_is_read_as_its_rows_are(
     )
 
 
+@pytest.mark.filterwarnings("ignore::forecasts.errors.TraceWarning")
+def test_a_fold_whose_first_repeated_row_is_missing_still_starts_on_the_hour(
+    tmp_path: Path,
+) -> None:
+    """The row at 01:00 the second time is missing (the reader allows one): the repeated hour
+    is still 01:00 to 02:00, so 02:00 is the row written at 02:00, an hour on."""
+    stamps = local_night(datetime(2024, 11, 3))
+    del stamps[24]  # the second 01:00
+    series = load_trace(numbered(tmp_path / "night.csv", stamps))
+    first = datetime(2024, 11, 3, tzinfo=UTC).timestamp()
+    assert series.clock_folds == (first + 3600.0,)
+    # Rows 25 on are the second 01:05 to 02:55: 02:00 is row 25 + 11.
+    assert series.values[series.index_of(trace_time("2024-11-03T02:00:00", series))] == 36
+
+
 def test_a_second_fold_149_days_after_the_first_is_refused(tmp_path: Path) -> None:
     """A local clock goes back once in a season: a second step back of an hour within 150
     days is a file out of order, named at its row (the second night's repeated 01:00)."""

@@ -279,12 +279,35 @@ def test_first_fit_pending(refit: str, state: FitState, age: float, pending: boo
     """Until the first forecast the reservation stays, while a first fit runs, for at most
     forecast.refit and never less than a fit step (5m); a fit that failed lets it go, unless
     it failed because Prometheus could not be read (a restart in an outage): then it stays
-    until a fit succeeds or fails on the model. A query Prometheus refuses is no outage."""
+    for a refit from when the metrics came back (here a minute ago). A query Prometheus
+    refuses is no outage."""
     spec = GatewayAutoscalerSpec.model_validate(
         dict(gwa_body("eu")["spec"], forecast={"model": "seasonal-naive", "refit": refit})
     )
     assert spec.forecast.refit == timedelta(seconds=0 if refit == "0s" else 900)
-    assert _first_fit_pending(state, spec, T0 + age) is pending
+    assert _first_fit_pending(state, spec, T0 + age, T0 + age - 60.0) is pending
+
+
+@pytest.mark.parametrize(
+    ("back", "pending"),
+    [
+        pytest.param(899.0, True, id="back-within-a-refit"),
+        pytest.param(900.0, False, id="back-a-refit-ago"),
+        pytest.param(None, False, id="still-failing"),
+    ],
+)
+def test_a_fit_failed_on_metrics_is_awaited_a_refit_from_their_return(
+    back: float | None, pending: bool
+) -> None:
+    """A history that keeps failing while the load is read (a range too long for Prometheus)
+    does not hold what runs for ever: a refit after the metrics came back, the plan sizes on
+    the load again. Before, a fit failed on the metrics was on its way with no end."""
+    spec = GatewayAutoscalerSpec.model_validate(
+        dict(gwa_body("eu")["spec"], forecast={"model": "seasonal-naive", "refit": "15m"})
+    )
+    state = fit_state(problem="MetricsUnavailable", started=T0)
+    now = T0 + 4 * 3600.0
+    assert _first_fit_pending(state, spec, now, None if back is None else now - back) is pending
 
 
 @pytest.mark.parametrize(

@@ -118,6 +118,9 @@ class _Memory:
     #: When this process last scaled the object's Deployments (Scale mode), and the replicas
     #: each then asked for: a pass that finds others was preceded by another writer.
     written: tuple[float, int, int] | None = None
+    #: The first pass of the current run of passes that read the metrics (None while they
+    #: fail): a fit that failed for want of them is awaited for a refit from then.
+    metrics_back: float | None = None
     #: When another writer was last warned of (one Warning Event in 10 minutes at most).
     other_writer_warned: float = -float("inf")
 
@@ -156,7 +159,9 @@ def _numbers_aside(message: str | None) -> str | None:
     return None if message is None else re.sub(r"\d+(?:\.\d+)?", "#", message)
 
 
-def _first_fit_pending(fit: FitState, spec: GatewayAutoscalerSpec, now: float) -> bool:
+def _first_fit_pending(
+    fit: FitState, spec: GatewayAutoscalerSpec, now: float, metrics_back: float | None = None
+) -> bool:
     """Whether the object's first fit is on its way: until its first forecast, what runs and
     what is reserved stay (a restart or a spec edit starts the fit afresh).
 
@@ -164,17 +169,20 @@ def _first_fit_pending(fit: FitState, spec: GatewayAutoscalerSpec, now: float) -
     lets them go. Never a wait shorter than a fit step: a forecast changes no more often than
     that, and a ``refit`` of ``0s`` (refit every pass) would otherwise let them go at the
     first pass of every restart. A fit that failed because Prometheus could not be read did
-    not fail on the model: its retry is on its way, and nothing goes for want of data.
+    not fail on the model: its retry is on its way, for as long again from when the metrics
+    came back (``metrics_back``), so that nothing goes for want of data. A history that keeps
+    failing while the load is read (a range too long for Prometheus) lets them go then.
     """
+    window = max(spec.forecast.refit, MIN_FIT_STEP).total_seconds()
     if fit.fitted is not None:
         return False
     if fit.problem is not None:
-        return fit.problem[0] == MetricsUnavailable.reason
-    return (
-        fit.running is not None
-        and fit.started_at is not None
-        and now - fit.started_at < max(spec.forecast.refit, MIN_FIT_STEP).total_seconds()
-    )
+        return (
+            fit.problem[0] == MetricsUnavailable.reason
+            and metrics_back is not None
+            and now - metrics_back < window
+        )
+    return fit.running is not None and fit.started_at is not None and now - fit.started_at < window
 
 
 def _ready(deployment: Mapping[str, Any] | None) -> int | None:
@@ -628,7 +636,13 @@ class Reconciler:
             forecast_reason, forecast_problem = fit.problem
         else:
             forecast_problem = f"the first fit of {spec.forecast.model} is running"
-        pending = metrics_problem is None and _first_fit_pending(fit, spec, now)
+        if metrics_problem is not None:
+            memory.metrics_back = None
+        elif memory.metrics_back is None:
+            memory.metrics_back = now
+        pending = metrics_problem is None and _first_fit_pending(
+            fit, spec, now, memory.metrics_back
+        )
 
         planner_settings = self._planner_settings(spec)
         plan_spec = spec
