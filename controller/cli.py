@@ -61,14 +61,20 @@ def _reader_gone() -> int:
     Standard output goes to /dev/null so that Python's flush at exit fails no second time
     with "Exception ignored ... BrokenPipeError" and exit code 120.
     """
+    _to_devnull(sys.stdout)  # not a file (a test's capture): nothing is flushed at exit
+    return 0
+
+
+def _to_devnull(stream: Any) -> bool:
+    """Point the file under ``stream`` at /dev/null; False when it is no file."""
     try:
-        fd = sys.stdout.fileno()
+        fd = stream.fileno()
     except (AttributeError, OSError, ValueError):
-        return 0  # not a file (a test's capture): nothing is flushed at exit
+        return False
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, fd)
     os.close(devnull)
-    return 0
+    return True
 
 
 class _ErrorsToNoReader:
@@ -104,14 +110,9 @@ class _ErrorsToNoReader:
             self._gone()
 
     def _gone(self) -> None:
-        try:
-            fd = self._stream.fileno()
-        except (AttributeError, OSError, ValueError):
+        if not _to_devnull(self._stream):
             self._nowhere = True
             return
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, fd)
-        os.close(devnull)
         with suppress(OSError):
             self._stream.flush()  # what was buffered, now to /dev/null
 

@@ -2,30 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
-import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-BENCH = Path(__file__).resolve().parents[1] / "bench"
+from tests.support.repository import bench_script
 
 
 @pytest.fixture(scope="module")
 def heldout():
-    # The bench imports its sibling ``bench_backtest`` as the scripts run it, from bench/.
-    sys.path.insert(0, str(BENCH))
-    try:
-        spec = importlib.util.spec_from_file_location("bench_heldout", BENCH / "bench_heldout.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        yield module
-    finally:
-        sys.path.remove(str(BENCH))
+    return bench_script("bench_heldout")
 
 
 def _hourly(start: str, days: int) -> pd.Series:

@@ -2,28 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[1] / "bench"
+from tests.support.repository import bench_script
 
 
 def _module() -> ModuleType:
-    # The script imports its sibling ``bench_backtest`` as the scripts run it, from bench/.
-    sys.path.insert(0, str(BENCH))
-    try:
-        spec = importlib.util.spec_from_file_location("plot_baselines", BENCH / "plot_baselines.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(BENCH))
+    module: ModuleType = bench_script("plot_baselines")
     return module
 
 

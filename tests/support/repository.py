@@ -46,3 +46,18 @@ def e2e_cluster() -> Any:
     sys.modules[name] = module  # its dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
+
+
+def bench_script(name: str) -> Any:
+    """bench/NAME.py imported as the scripts run it, with bench/ on the path while it loads
+    (it imports its sibling ``bench_backtest``): bench/ is not a package."""
+    bench = REPO / "bench"
+    sys.path.insert(0, str(bench))
+    try:
+        spec = importlib.util.spec_from_file_location(name, bench / f"{name}.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(bench))
+    return module
