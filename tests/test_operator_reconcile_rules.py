@@ -144,16 +144,29 @@ def test_a_failed_write_is_reported_with_what_the_deployments_ask_for(
 def test_a_scale_is_recorded_once_as_an_event(
     cluster: KubeEmulatorHandle, operator_at: Any
 ) -> None:
-    """A pass that scales records a Normal Event saying from what to what; a pass that changes
-    nothing records none."""
+    """A pass that scales records a Normal Event saying from what to what, and logs it (for
+    whoever reads the operator's logs, not the Events); a pass that changes nothing records and
+    logs none."""
     operator = an_eu_region(cluster, operator_at)
-    assert operator.run_once()[KEY].reason == "Reconciled"
+    with capture_logs() as logs:
+        assert operator.run_once()[KEY].reason == "Reconciled"
+    scaled = [e for e in logs if e["event"] == "scaled"]
+    assert len(scaled) == 1, logs
+    assert {k: scaled[0][k] for k in ("object", "pool", "deployment")} == {
+        "object": KEY,
+        "pool": "physical",
+        "deployment": "gateway-eu",
+    }
+    assert (scaled[0]["replicas_from"], scaled[0]["replicas_to"]) == (4, 16)
+    assert scaled[0]["reason"] == "KeepWarm"
     assert replicas(cluster, "gateway-eu") == 16
     told = [(e["type"], e["message"].split(":")[0]) for e in events(cluster)]
     assert told == [("Normal", "scaled physical deployment gateway-eu from 4 to 16")]
     # Nothing was reserved before and there is no forecast yet: nothing is reserved.
     assert status_of(cluster, "gateway-eu")["cloud"] == {"replicas": 0, "reserved": 0}
-    assert operator.run_once()[KEY].reason == "Reconciled"
+    with capture_logs() as logs:
+        assert operator.run_once()[KEY].reason == "Reconciled"
+    assert [e for e in logs if e["event"] in ("scaled", "reserved")] == []
     assert len([e for e in events(cluster) if e["message"].startswith("scaled ")]) == 1
 
 
@@ -492,8 +505,8 @@ def test_placeholders_are_given_back_unless_a_write_failed(
     cluster: KubeEmulatorHandle, operator_at: Any, cloud_fails: bool, left: int, told: list[str]
 ) -> None:
     """cloud.reserve off, three placeholder pods of the object's own: a pass gives them back
-    (one Event saying so, none when nothing changes), except after a failed write, when
-    nothing is taken away."""
+    (one Event and one log line saying so, none when nothing changes), except after a failed
+    write, when nothing is taken away."""
     add_region(cluster, "eu", replicas=4)
     body = gwa_body("eu")
     body["spec"]["cloud"]["reserve"] = False
@@ -510,13 +523,20 @@ def test_placeholders_are_given_back_unless_a_write_failed(
             scale(namespace, name, count)
 
         operator.kube.scale_deployment = failing_cloud
-    for _ in range(2):
-        outcome = operator.run_once()[KEY]
-        assert outcome.reason == ("KubernetesUnavailable" if cloud_fails else "Reconciled")
-        assert placeholder_pods(cluster) == left
-        assert replicas(cluster, "gateway-eu") == 16
+    with capture_logs() as logs:
+        for _ in range(2):
+            outcome = operator.run_once()[KEY]
+            assert outcome.reason == ("KubernetesUnavailable" if cloud_fails else "Reconciled")
+            assert placeholder_pods(cluster) == left
+            assert replicas(cluster, "gateway-eu") == 16
     messages = [e["message"].split(" (")[0] for e in events(cluster)]
     assert [m for m in messages if m.startswith("placeholder pods")] == told
+    reserved = [
+        f"placeholder pods {e['placeholders_from']} -> {e['placeholders_to']}"
+        for e in logs
+        if e["event"] == "reserved" and e["object"] == KEY
+    ]
+    assert reserved == told
 
 
 class Broken:

@@ -787,6 +787,7 @@ class Reconciler:
         way.
         """
         namespace = str((obj.get("metadata") or {}).get("namespace"))
+        key = f"{namespace}/{(obj.get('metadata') or {}).get('name')}"
         pools = [
             ("physical", spec.physical.deployment, physical_now, plan.physical),
             ("cloud", spec.cloud.deployment, cloud_now, plan.cloud),
@@ -819,6 +820,15 @@ class Reconciler:
                 continue
             scaled = True
             running[pool] = decision.replicas
+            log.info(
+                "scaled",
+                object=key,
+                pool=pool,
+                deployment=deployment,
+                replicas_from=current,
+                replicas_to=decision.replicas,
+                reason=decision.reason.value,
+            )
             self._event(
                 obj,
                 memory,
@@ -843,6 +853,14 @@ class Reconciler:
         except Exception as exc:
             return scaled, failed or exc, after
         if wrote and wanted != placeholders_now:
+            log.info(
+                "reserved",
+                object=key,
+                placeholders_from=placeholders_now,
+                placeholders_to=wanted,
+                reserved_replicas=plan.reserve.replicas,
+                reason=plan.reserve.reason.value,
+            )
             self._event(
                 obj,
                 memory,
