@@ -16,7 +16,9 @@ __all__ = ["DURATION_PATTERN", "MAX_DURATION", "Duration", "format_duration", "p
 
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w)")
-DURATION_PATTERN = r"^([0-9]+(\.[0-9]+)?(ms|s|m|h|d|w))+$"
+#: A bare ``0`` is taken too, as Go's ``time.ParseDuration`` takes it: no unit is needed for no
+#: time. Any other number needs its unit, so that ``5`` is never read as seconds by mistake.
+DURATION_PATTERN = r"^(0|([0-9]+(\.[0-9]+)?(ms|s|m|h|d|w))+)$"
 #: The longest duration Tidal takes: ten years, far beyond any window, history or lead time a
 #: region needs, and short enough that the spec's sums and multiples of durations (two steps,
 #: a forecast's reach plus a refit) and a history counted back from now stay within what a

@@ -24,6 +24,8 @@ from controller.spec import CloudSpec, GatewayAutoscalerSpec
         ("2w", 14 * 86400),
         ("3650d", 3650 * 86400),  # MAX_DURATION, the longest taken
         ("250ms", 0.25),
+        ("0", 0),  # as Go's time.ParseDuration: no unit needed for no time
+        ("0s", 0),
         ("1.5h", 5400),
         (" 5m ", 300),
         (45, 45),
@@ -38,6 +40,8 @@ def test_a_duration_is_read_from_text_or_seconds(text: Any, seconds: float) -> N
     ("value", "message"),
     [
         ("5x", "'5x' is not a duration such as '90s'"),
+        ("5", "'5' is not a duration"),
+        ("00", "'00' is not a duration"),
         ("m5", "'m5' is not a duration"),
         ("", "'' is not a duration"),
         ("5 m", "'5 m' is not a duration"),
