@@ -245,7 +245,13 @@ def _one_line(command: str) -> Callable[..., str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _build_parser()
+    try:
+        # The commands' modules (statsmodels, the kubernetes client) take seconds to import:
+        # a Ctrl-C in them ends tidal as one later does, not with an import's traceback.
+        parser = _build_parser()
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
     words = list(sys.argv[1:] if argv is None else argv)
     args, unknown = parser.parse_known_args(words)
     if unknown:

@@ -60,6 +60,20 @@ def test_an_interrupt_is_one_line_and_exit_code_130(
     assert capsys.readouterr().err == "interrupted\n"
 
 
+def test_an_interrupt_while_the_commands_import_is_one_line_too(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The commands' modules take seconds to import, before any command runs: a Ctrl-C there
+    ends tidal the same way, not with the import's traceback."""
+
+    def importing() -> argparse.ArgumentParser:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "_build_parser", importing)
+    assert cli.main(["backtest", "trace.csv"]) == 130
+    assert capsys.readouterr().err == "interrupted\n"
+
+
 class _NotCaught(Exception):
     """SIGTERM reached the test's own handler: the command did not take it."""
 
