@@ -28,6 +28,7 @@ KUSTOMIZATIONS = [
     "overlays/servicemonitor",
     "overlays/alerts",
     "overlays/e2e",
+    "overlays/namespaced",
     "samples",
     "../e2e/manifests/samples",
     "../e2e/manifests/prometheus",
@@ -420,10 +421,12 @@ def _operator_calls() -> dict[tuple[str, str, str], set[str]]:
     return calls
 
 
-def _granted() -> dict[tuple[str, str, str], str]:
-    docs = _build("base")
+def _granted(
+    docs: tuple[dict[str, Any], ...] | None = None, kinds: tuple[str, ...] = ("ClusterRole", "Role")
+) -> dict[tuple[str, str, str], str]:
+    docs = _build("base") if docs is None else docs
     granted: dict[tuple[str, str, str], str] = {}
-    for kind in ("ClusterRole", "Role"):
+    for kind in kinds:
         for role in _find(docs, kind):
             for rule in role["rules"]:
                 assert not rule.get("resourceNames"), "resourceNames would need per-name calls"
@@ -465,6 +468,37 @@ def test_rbac_is_exactly_the_operator_calls() -> None:
     unused = {k: v for k, v in granted.items() if k not in calls}
     assert not missing, f"calls the RBAC of manifests/base/rbac.yaml does not allow: {missing}"
     assert not unused, f"granted but never called (least privilege): {unused}"
+
+
+def test_the_namespaced_overlay_grants_the_same_calls_in_its_namespaces_only() -> None:
+    """overlays/namespaced: cluster-wide, only the list of nodes and pods that the physical
+    pool's capacity needs; everything else the base grants, by a Role bound in each namespace
+    TIDAL_NAMESPACES lists (and the Lease's in the operator's own), and no namespace listed
+    without its Role."""
+    docs = _build("overlays/namespaced")
+    assert set(_granted(docs, ("ClusterRole",))) == {("", "nodes", "list"), ("", "pods", "list")}
+    operator = _one(docs, "Deployment", "tidal-operator")
+    [container] = operator["spec"]["template"]["spec"]["containers"]
+    [listed] = [e["value"] for e in container["env"] if e["name"] == "TIDAL_NAMESPACES"]
+    namespaces = {n.strip() for n in listed.split(",") if n.strip()}
+    assert namespaces, "the overlay must list the namespaces it grants"
+    own = operator["metadata"]["namespace"]
+    for namespace in namespaces:
+        roles = tuple(d for d in docs if d["metadata"].get("namespace") in (namespace, own))
+        bound = {
+            b["roleRef"]["name"]
+            for b in _find(roles, "RoleBinding")
+            if {"kind": "ServiceAccount", "name": "tidal", "namespace": own} in b["subjects"]
+        }
+        roles = tuple(d for d in roles if d["kind"] != "Role" or d["metadata"]["name"] in bound)
+        usable = set(_granted(roles, ("Role",))) | set(_granted(docs, ("ClusterRole",)))
+        assert usable == set(_granted()), namespace
+    granted_in = {
+        d["metadata"]["namespace"]
+        for d in _find(docs, "RoleBinding")
+        if d["roleRef"]["name"] == "tidal-operator"
+    }
+    assert granted_in == namespaces
 
 
 def test_lease_permission_is_namespaced() -> None:
