@@ -389,3 +389,27 @@ def test_a_password_in_the_url_is_not_in_tidal_forecasts_error(
     assert cli.main(["forecast", "--prometheus-url", url, "--query", "up"]) == 2
     err = capsys.readouterr().err
     assert "reader:***@127.0.0.1" in err and "s3cret" not in err, err
+
+
+# --- TLS files ---------------------------------------------------------------------------------
+
+
+def test_tls_files_are_refused_by_their_variable_when_they_cannot_be_read(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """A CA file or client certificate that is no file is one line naming its variable, before
+    any read; a key without its certificate is named too."""
+    monkeypatch.setenv("TIDAL_PROMETHEUS_CA_FILE", str(tmp_path / "missing.pem"))
+    assert cli.main(["run", "--metrics-port", "0"]) == 2
+    line = one_line(capsys.readouterr().err)
+    assert "TIDAL_PROMETHEUS_CA_FILE" in line and "missing.pem' is not a file" in line, line
+
+    monkeypatch.delenv("TIDAL_PROMETHEUS_CA_FILE")
+    key = tmp_path / "key.pem"
+    key.write_text("not checked here\n")
+    monkeypatch.setenv("TIDAL_PROMETHEUS_CLIENT_KEY", str(key))
+    with pytest.raises(ValidationError, match="TIDAL_PROMETHEUS_CLIENT_KEY is set without"):
+        OperatorSettings()
+    monkeypatch.setenv("TIDAL_PROMETHEUS_CLIENT_CERT", str(key))
+    settings = OperatorSettings()
+    assert (settings.prometheus_client_cert, settings.prometheus_client_key) == (str(key),) * 2

@@ -40,7 +40,16 @@ What the caller can rely on:
   again. Only a Prometheus that does not answer at all, cannot be connected to, or stands
   behind a proxy that says so (its own 502, 503 or 504, not Prometheus's error) raises
   :class:`PrometheusUnreachable` (a ``MetricsUnavailable``, same reason): the operator then
-  stops asking it for the rest of its pass.
+  stops asking it for the rest of its pass. Prometheus checks its own timeout only between
+  steps of an evaluation, so a heavy query can outlast it: a connection made and no answer
+  within the client's timeout is :class:`PrometheusSlow`, and :meth:`PrometheusLoadSource.answers`
+  tells a slow query from a Prometheus that answers nothing.
+- **An answer arrives whole within twice the timeout, or not at all.** The client's timeout
+  bounds each wait on the socket, so an answer that trickles in (a proxy that drips, a link
+  that all but stalls) would be waited for without end; the whole answer, from the request on,
+  gets at most :data:`WHOLE_ANSWER_TIMEOUTS` timeouts, then is :class:`PrometheusSlow`.
+- **Your CA, or none.** ``ca_file`` names the certificates that verify Prometheus's (a private
+  CA's); ``client_cert`` and ``client_key`` are presented where it asks for one (mutual TLS).
 """
 
 from __future__ import annotations
@@ -49,6 +58,7 @@ import ast
 import json
 import math
 import re
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -65,8 +75,10 @@ from forecasts.series import LoadSeries, format_timestamp
 
 __all__ = [
     "MAX_POINTS",
+    "WHOLE_ANSWER_TIMEOUTS",
     "MetricsUnavailable",
     "PrometheusLoadSource",
+    "PrometheusSlow",
     "PrometheusUnreachable",
     "PrometheusUrlInvalid",
     "QueryError",
@@ -111,6 +123,12 @@ class PrometheusUnreachable(MetricsUnavailable):
     Its reason stays ``MetricsUnavailable``; the type tells a caller that asking again at once,
     for another query, would most likely cost another whole timeout.
     """
+
+
+class PrometheusSlow(PrometheusUnreachable):
+    """A connection was made, and no whole answer came within the time allowed: Prometheus may
+    be down behind an open port, or only this query may be too heavy.
+    :meth:`PrometheusLoadSource.answers` tells which."""
 
 
 class PrometheusUrlInvalid(MetricsUnavailable):
@@ -211,6 +229,65 @@ def plan_chunks(
         index = chunk_last + 1
 
 
+#: How many client timeouts a whole answer may take, from the request to its last byte: the
+#: wait for the first byte is one timeout at most, and the rest of the answer another.
+WHOLE_ANSWER_TIMEOUTS = 2
+
+
+class _Trickled(requests.Timeout):
+    """The answer began, and was still not whole when its time was up."""
+
+
+class _WholeAnswerSession(requests.Session):
+    """A session that reads every answer whole within ``limit`` seconds of sending its request,
+    or raises :class:`_Trickled` (a ``requests.Timeout``): requests' own timeout bounds only
+    each wait on the socket."""
+
+    def __init__(self, limit: float) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+        started = time.monotonic()
+        kwargs["stream"] = True
+        response = super().send(request, **kwargs)
+        raw = response.raw
+        # One read of the socket at a time (read1), so that the time is looked at as bytes
+        # come: a read of a given size waits until it has them all.
+        read = getattr(raw, "read1", None) or raw.read
+        body = bytearray()
+        try:
+            while chunk := _read_some(read, request):
+                body += chunk
+                if time.monotonic() - started > self.limit:
+                    raise _Trickled(
+                        f"the answer was not whole within {self.limit:g}s", response=response
+                    )
+        finally:
+            response.close()
+        response._content = bytes(body)  # what ``response.content`` and ``.json()`` read
+        return response
+
+
+def _read_some(read: Callable[..., bytes], request: requests.PreparedRequest) -> bytes:
+    """The next bytes of an answer, decoded; urllib3's failures as the requests exceptions
+    that requests itself raises for them while reading a body."""
+    try:
+        return read(_CHUNK, decode_content=True)
+    except urllib3_exceptions.ReadTimeoutError as exc:
+        raise requests.exceptions.ConnectionError(exc, request=request) from exc
+    except urllib3_exceptions.SSLError as exc:
+        raise requests.exceptions.SSLError(exc, request=request) from exc
+    except urllib3_exceptions.DecodeError as exc:
+        raise requests.exceptions.ContentDecodingError(exc, request=request) from exc
+    except (urllib3_exceptions.ProtocolError, OSError) as exc:
+        raise requests.exceptions.ChunkedEncodingError(exc, request=request) from exc
+
+
+#: The most one read of an answer takes.
+_CHUNK = 64 * 1024
+
+
 class PrometheusLoadSource:
     """Reads a region's load from Prometheus over its HTTP API.
 
@@ -230,6 +307,9 @@ class PrometheusLoadSource:
         disable_ssl: bool = False,
         timeout: float = 10.0,
         retries: int = 1,
+        ca_file: str | None = None,
+        client_cert: str | None = None,
+        client_key: str | None = None,
     ) -> None:
         problem = prometheus_url_problem(url)
         if problem is not None:
@@ -253,8 +333,12 @@ class PrometheusLoadSource:
             # A proxy's or query frontend's "Retry-After: 600" would hold the loop that long.
             respect_retry_after_header=False,
         )
+        session = _WholeAnswerSession(WHOLE_ANSWER_TIMEOUTS * timeout)
+        session.verify = False if disable_ssl else (ca_file or True)
+        if client_cert is not None:
+            session.cert = client_cert if client_key is None else (client_cert, client_key)
         self._prometheus = PrometheusConnect(
-            url=self.url, headers=dict(headers or {}) or None, disable_ssl=disable_ssl, retry=retry
+            url=self.url, headers=dict(headers or {}) or None, retry=retry, session=session
         )
 
     def close(self) -> None:
@@ -338,6 +422,17 @@ class PrometheusLoadSource:
             raise MetricsUnavailable(f"query {query!r} returned {samples[0][1]!r}", query=query)
         return value
 
+    def answers(self) -> bool:
+        """Whether Prometheus answers a query that costs it nothing (``1``) within the timeout:
+        after a :class:`PrometheusSlow`, it tells a query too heavy from a Prometheus down."""
+        try:
+            self._prometheus.custom_query(
+                "1", params={"timeout": _seconds(self.server_timeout)}, timeout=self.timeout
+            )
+        except (requests.RequestException, PrometheusApiClientException, ValueError, KeyError):
+            return False
+        return True
+
     def _query_range(self, query: str, first: float, last: float, step: float) -> list[Any]:
         # The client rounds its datetimes to whole seconds; the exact grid goes in ``params``,
         # which it sends in their place.
@@ -385,6 +480,12 @@ class PrometheusLoadSource:
                 query=query,
             ) from exc
         except requests.RequestException as exc:
+            if _connected_then_waited(exc):
+                raise PrometheusSlow(
+                    f"Prometheus at {self.shown_url} is slow or unreachable for query {query!r}: "
+                    f"{self._no_answer(exc)}",
+                    query=query,
+                ) from exc
             raise PrometheusUnreachable(
                 f"Prometheus at {self.shown_url} is unreachable for query {query!r}: "
                 f"{self._no_answer(exc)}",
@@ -394,12 +495,26 @@ class PrometheusLoadSource:
             match = _STATUS_RE.search(str(exc))
             status = int(match.group(1)) if match else None
             error, kind = _error_fields(exc)
-            if status == 400:
+            if status == 400 and kind is not None:
                 raise QueryError(
                     f"Prometheus rejected query {query!r}: {error}", query=query
                 ) from exc
             problem: MetricsUnavailable
-            if status in _RETRIED and kind is None:
+            if status in (401, 403):
+                problem = MetricsUnavailable(
+                    f"Prometheus at {self.shown_url} refused query {query!r} (HTTP {status}): "
+                    f"{error}; the credentials sent are those of TIDAL_PROMETHEUS_TOKEN, or "
+                    "TIDAL_PROMETHEUS_USERNAME and TIDAL_PROMETHEUS_PASSWORD",
+                    query=query,
+                )
+            elif status == 404 and kind is None:
+                problem = MetricsUnavailable(
+                    f"no Prometheus API at {self.shown_url} for query {query!r} (HTTP 404): "
+                    f"{error}; a Prometheus served under a path needs it in the URL "
+                    "(http://host:9090/prometheus)",
+                    query=query,
+                )
+            elif status in _RETRIED and kind is None:
                 # Not Prometheus's own error: a proxy or gateway in front of it that could not
                 # reach it, or got no answer in time (a 504 comes after that wait).
                 problem = PrometheusUnreachable(
@@ -432,13 +547,40 @@ class PrometheusLoadSource:
         """No answer within the timeout (requests words a read timeout that urllib3 gave up
         retrying as a ``ConnectionError``), else the exception's type. A refused connection is
         no timeout, although urllib3 makes its error a ``ConnectTimeoutError`` too."""
+        if isinstance(exc, _Trickled):
+            return str(exc)
         wrapped = exc.args[0] if exc.args else None
         reason = getattr(wrapped, "reason", wrapped)
+        if isinstance(exc, requests.exceptions.SSLError):
+            return (
+                f"TLS failed ({_tls_problem(exc)}): a private CA's certificate goes in "
+                "TIDAL_PROMETHEUS_CA_FILE"
+            )
         if isinstance(reason, urllib3_exceptions.NewConnectionError):
             return type(exc).__name__
         if isinstance(exc, requests.Timeout) or isinstance(reason, urllib3_exceptions.TimeoutError):
             return f"no answer within {self.timeout:g}s"
         return type(exc).__name__
+
+
+def _connected_then_waited(exc: requests.RequestException) -> bool:
+    """Whether the connection was made and the answer did not come (whole) in time, rather
+    than no connection at all: requests words a read timeout that urllib3 gave up retrying as
+    a ``ConnectionError``."""
+    if isinstance(exc, _Trickled | requests.ReadTimeout):
+        return True
+    wrapped = exc.args[0] if exc.args else None
+    return isinstance(getattr(wrapped, "reason", wrapped), urllib3_exceptions.ReadTimeoutError)
+
+
+def _tls_problem(exc: requests.exceptions.SSLError) -> str:
+    """The TLS library's own words for why the handshake failed (``certificate verify failed:
+    self-signed certificate in certificate chain``), out of the layers requests wraps them in."""
+    text = str(exc)
+    match = re.search(r"SSLError\(\d*,? ?'?\[SSL: [A-Z_]+\] ([^(']+)", text) or re.search(
+        r"\[SSL[^\]]*\] ([^(']+)", text
+    )
+    return match.group(1).strip() if match else "see the certificate Prometheus serves"
 
 
 #: Statuses asked again (a proxy's or a query frontend's passing trouble).
@@ -482,6 +624,7 @@ def _error_fields(exc: Exception) -> tuple[str, str | None]:
     text = str(exc)
     match = _BODY_RE.search(text)
     if match is not None:
+        body: Any = None
         try:
             body = ast.literal_eval(match.group(1))
             fields = json.loads(body) if isinstance(body, bytes) else None
@@ -491,7 +634,16 @@ def _error_fields(exc: Exception) -> tuple[str, str | None]:
             error, kind = fields.get("error"), fields.get("errorType")
             if isinstance(error, str) and error:
                 return error, kind if isinstance(kind, str) else None
+        if isinstance(body, bytes):
+            # Not Prometheus's JSON (a proxy's page, "Unauthorized"): its text, on one line
+            # and cut short, not Python's bytes literal.
+            shown = " ".join(body.decode("utf-8", "replace").split()) or "an empty answer"
+            return (shown[:_SHOWN_BODY] + "...") if len(shown) > _SHOWN_BODY else shown, None
     return text, None
+
+
+#: How much of an answer that is not Prometheus's own error a message quotes.
+_SHOWN_BODY = 200
 
 
 def _datetime(when: float) -> datetime:

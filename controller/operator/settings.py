@@ -167,6 +167,18 @@ class PrometheusSettings(BaseSettings):
         default_factory=dict, description="Extra HTTP headers, 'Name: value, Name: value'"
     )
     prometheus_disable_ssl: bool = Field(default=False, description="Skip TLS verification")
+    prometheus_ca_file: str | None = Field(
+        default=None,
+        description="PEM file of the CA certificates that verify Prometheus's (a private CA's)",
+    )
+    prometheus_client_cert: str | None = Field(
+        default=None,
+        description="PEM file of the client certificate Prometheus asks for (mutual TLS); "
+        "it may hold the key too",
+    )
+    prometheus_client_key: str | None = Field(
+        default=None, description="PEM file of that certificate's key, where it is apart"
+    )
     prometheus_timeout: Seconds = Field(
         default=10.0,
         gt=0,
@@ -202,6 +214,29 @@ class PrometheusSettings(BaseSettings):
                     "Latin-1: no HTTP header can carry it"
                 )
         return value
+
+    @field_validator("prometheus_ca_file", "prometheus_client_cert", "prometheus_client_key")
+    @classmethod
+    def _readable_file(cls, value: str | None) -> str | None:
+        # Refused here, by its name, not at every read as a Prometheus that cannot be reached.
+        if value is None:
+            return None
+        if not value.strip():
+            raise ValueError("is blank")
+        if not os.path.isfile(value):
+            raise ValueError(f"{value!r} is not a file")
+        if not os.access(value, os.R_OK):
+            raise ValueError(f"{value!r} cannot be read")
+        return value
+
+    @model_validator(mode="after")
+    def _key_with_its_cert(self) -> PrometheusSettings:
+        if self.prometheus_client_key is not None and self.prometheus_client_cert is None:
+            raise ValueError(
+                f"{variable_of('prometheus_client_key')} is set without "
+                f"{variable_of('prometheus_client_cert')}: a key is sent with its certificate"
+            )
+        return self
 
     @field_validator("prometheus_url")
     @classmethod

@@ -15,6 +15,7 @@ from pydantic import ValidationError
 from controller.operator.prometheus_source import (
     MetricsUnavailable,
     PrometheusLoadSource,
+    PrometheusSlow,
     PrometheusUnreachable,
     QueryError,
     prometheus_url_problem,
@@ -49,6 +50,10 @@ class PassReads:
     :class:`PrometheusUnreachable`, the pass's other reads raise it at once, naming their own
     query and the first failure: those objects hold their replicas as for any missing data
     (``Ready=False``, reason ``MetricsUnavailable``). The next pass asks Prometheus again.
+    A read that connected and got no answer in time (:class:`PrometheusSlow`) marks the pass
+    only when Prometheus does not answer a query that costs it nothing either (the source's
+    ``answers``, where it has one): a query too heavy for the timeout fails its own object,
+    not every object after it.
 
     Reads from other threads (the fits, off the loop) go straight to ``source`` and do not
     mark the pass.
@@ -75,6 +80,21 @@ class PassReads:
             )
         try:
             return self.source.read_history(query, start=start, end=end, step=step)
+        except PrometheusSlow as exc:
+            if not on_loop:
+                raise
+            answers = getattr(self.source, "answers", None)
+            if answers is None or not answers():
+                self._down = exc
+                raise
+            # Prometheus answers a query that costs it nothing: this one is too heavy for the
+            # timeout, and the pass's other objects are still read.
+            raise MetricsUnavailable(
+                f"{exc}; Prometheus answers other queries, so this one is too slow for "
+                f"{variable_of('prometheus_timeout')}: make it cheaper (a recording rule) or "
+                "raise the timeout",
+                query=query,
+            ) from exc
         except PrometheusUnreachable as exc:
             if on_loop:
                 self._down = exc
@@ -104,6 +124,9 @@ def make_load_source(settings: PrometheusSettings) -> PrometheusLoadSource:
         "headers": prometheus_headers(settings) or None,
         "disable_ssl": settings.prometheus_disable_ssl,
         "timeout": settings.prometheus_timeout,
+        "ca_file": settings.prometheus_ca_file,
+        "client_cert": settings.prometheus_client_cert,
+        "client_key": settings.prometheus_client_key,
     }
     return PrometheusLoadSource(settings.prometheus_url, **options)
 
@@ -131,6 +154,7 @@ def live_load_source(url: str) -> PrometheusLoadSource:
         settings.prometheus_token is not None
         or bool(settings.prometheus_username)
         or bool(settings.prometheus_headers)
+        or settings.prometheus_client_cert is not None
     )
     home = os.environ.get(variable_of("prometheus_url"))
     if credentials and home and _origin(home) != _origin(url):

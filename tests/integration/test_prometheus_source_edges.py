@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import base64
+import contextlib
+import http.server
+import shutil
 import socket
+import ssl
+import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,6 +23,7 @@ from controller.operator.prometheus_source import (
     MAX_POINTS,
     MetricsUnavailable,
     PrometheusLoadSource,
+    PrometheusSlow,
     PrometheusUnreachable,
     QueryError,
     plan_chunks,
@@ -360,3 +367,160 @@ def test_the_settings_timeout_is_the_source_s(
     assert isinstance(source, PrometheusLoadSource)
     with source:
         assert (source.url, source.timeout, source.server_timeout) == (url, 20, 18)
+
+
+SCALAR_ONE = b'{"status":"success","data":{"resultType":"scalar","result":[1,"1"]}}'
+
+
+@contextlib.contextmanager
+def serving(
+    answer: Callable[[http.server.BaseHTTPRequestHandler], None],
+    tls: ssl.SSLContext | None = None,
+) -> Iterator[str]:
+    """A loopback HTTP(S) server whose every GET ``answer`` handles. Yields its URL."""
+
+    class Stub(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            with contextlib.suppress(OSError):
+                answer(self)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Stub)
+    server.daemon_threads = True
+    if tls is not None:
+        server.socket = tls.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"{'https' if tls else 'http'}://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _send(handler: http.server.BaseHTTPRequestHandler, status: int, body: bytes) -> None:
+    handler.send_response(status)
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)
+
+
+def test_a_query_too_heavy_is_slow_and_prometheus_still_answers() -> None:
+    """Prometheus that answers a trivial instant query at once and a heavy range query not
+    within the timeout: the read is PrometheusSlow (a kind of unreachable, as a caller that
+    cannot tell must take it), and ``answers`` says Prometheus is there."""
+
+    def answer(handler: http.server.BaseHTTPRequestHandler) -> None:
+        if handler.path.startswith("/api/v1/query_range"):
+            time.sleep(3)
+        _send(handler, 200, SCALAR_ONE)
+
+    with serving(answer) as url, PrometheusLoadSource(url, timeout=0.5, retries=0) as source:
+        started = time.monotonic()
+        with pytest.raises(PrometheusSlow, match=r"no answer within 0\.5s"):
+            source.read_history("heavy", start=NOW - 600, end=NOW, step=60)
+        assert time.monotonic() - started < 2.0
+        assert source.answers() is True
+
+
+def test_a_prometheus_that_answers_nothing_does_not_answer_the_probe(
+    silent: tuple[str, list[socket.socket]],
+) -> None:
+    url, _ = silent
+    with PrometheusLoadSource(url, timeout=0.3, retries=0) as source:
+        assert source.answers() is False
+
+
+def test_an_answer_that_trickles_in_is_given_up_after_twice_the_timeout() -> None:
+    """An answer whose every byte comes before the socket's timeout, and whose whole would
+    take 40 s: given up once twice the timeout has passed since the request (the per-read
+    timeout alone would wait for all of it)."""
+
+    def answer(handler: http.server.BaseHTTPRequestHandler) -> None:
+        body = b" " * 200 + SCALAR_ONE
+        handler.send_response(200)
+        handler.send_header("Content-Length", str(len(body)))
+        handler.end_headers()
+        for byte in body:
+            handler.wfile.write(bytes([byte]))
+            handler.wfile.flush()
+            time.sleep(0.15)
+
+    with serving(answer) as url, PrometheusLoadSource(url, timeout=0.5, retries=0) as source:
+        started = time.monotonic()
+        with pytest.raises(PrometheusSlow, match=r"the answer was not whole within 1s"):
+            source.read_history("up", start=NOW - 600, end=NOW, step=60)
+        assert time.monotonic() - started < 2.5
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "says"),
+    [
+        (401, b"Unauthorized\n", "refused query 'up' (HTTP 401): Unauthorized; the credentials"),
+        (403, b"<html>\n<b>Forbidden</b>\n</html>", "(HTTP 403): <html> <b>Forbidden</b> </html>;"),
+        (404, b"404 page not found\n", "(HTTP 404): 404 page not found; a Prometheus served"),
+        (400, b"Client sent an HTTP request to an HTTPS server.\n", "HTTP 400"),
+    ],
+    ids=["401", "403", "404", "400-not-prometheus"],
+)
+def test_an_answer_not_prometheus_s_names_what_to_fix(status: int, body: bytes, says: str) -> None:
+    """A refusal names the variables whose credentials were sent; a 404 that is not
+    Prometheus's the URL's path; a 400 that is not Prometheus's own error says nothing against
+    the query (no QueryError). None quotes Python's bytes literal."""
+    with (
+        answering(status, body) as (url, _),
+        PrometheusLoadSource(url, timeout=2) as source,
+        pytest.raises(MetricsUnavailable) as error,
+    ):
+        source.read_history("up", start=NOW - 600, end=NOW, step=60)
+    assert says in str(error.value), str(error.value)
+    assert "b'" not in str(error.value) and "\\n" not in str(error.value)
+    assert not isinstance(error.value, QueryError)
+    if status in (401, 403):
+        assert "TIDAL_PROMETHEUS_TOKEN" in str(error.value)
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and its key (a private CA of one)."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl is not installed: it makes the test's certificate")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "ca.pem", folder / "key.pem"
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    return cert, key
+
+
+def test_a_private_ca_is_trusted_from_its_file_and_named_when_it_is_not(
+    certificate: tuple[Path, Path],
+) -> None:
+    """HTTPS with a certificate no public CA signed: refused, the TLS library's reason and the
+    variable that fixes it named; read with ``ca_file``."""
+    cert, key = certificate
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    body = (
+        b'{"status":"success","data":{"resultType":"matrix",'
+        b'"result":[{"metric":{},"values":[[%d,"5"]]}]}}'
+    )
+
+    def answer(handler: http.server.BaseHTTPRequestHandler) -> None:
+        _send(handler, 200, body % int(NOW))
+
+    with serving(answer, tls=context) as url:
+        with (
+            PrometheusLoadSource(url, timeout=2, retries=0) as source,
+            pytest.raises(PrometheusUnreachable) as error,
+        ):
+            source.read_history("up", start=NOW - 60, end=NOW, step=60)
+        assert "certificate verify failed" in str(error.value), str(error.value)
+        assert "TIDAL_PROMETHEUS_CA_FILE" in str(error.value)
+        with PrometheusLoadSource(url, timeout=2, retries=0, ca_file=str(cert)) as source:
+            assert list(source.read_history("up", start=NOW - 60, end=NOW, step=60).values) == [5]
