@@ -20,7 +20,7 @@ from controller.operator import Operator, OperatorSettings
 from controller.operator.errors import ClusterUnavailable
 from controller.operator.fitting import FitState
 from controller.operator.kube import placeholder_deployment
-from controller.operator.reconcile import Reconciler, _first_fit_pending, _replicas
+from controller.operator.reconcile import Reconciler, _first_fit_pending, _Memory, _replicas
 from controller.operator.sources import MetricsUnavailable, QueryError
 from controller.operator.status import parse_time, rfc3339
 from controller.planner import Reason
@@ -341,8 +341,32 @@ def test_a_fit_failed_on_metrics_is_awaited_a_refit_from_their_return(
 def test_a_failed_fit_is_named_by_its_kind(error: Exception, reason: str, message: str) -> None:
     """A fit's failure becomes ForecastReady's reason and message: a metrics failure by its own
     reason, a forecast error by its kind, anything else as FitFailed named by its type."""
-    classify = Reconciler._classify_fit(structlog.get_logger("test"))
+    classify = Reconciler._classify_fit(structlog.get_logger("test"), _Memory())
     assert classify(error) == (reason, message)
+
+
+def test_a_fit_failure_that_lasts_is_logged_once_until_it_changes_or_a_fit_succeeds() -> None:
+    """A young region's fit is retried every pass, its history a sample longer each time: one
+    warning, not one a pass; another failure is logged; after a fit that succeeded (the memory
+    cleared, as the pass does), the same failure is logged again."""
+    memory = _Memory()
+    classify = Reconciler._classify_fit(structlog.get_logger("test"), memory)
+    with capture_logs() as logs:
+        for usable in (24, 25, 26):
+            classify(InsufficientHistory(f"history has {usable} usable samples; 301 are needed"))
+        classify(FitFailed("singular matrix"))
+        classify(FitFailed("singular matrix"))
+        memory.fit_failure = None
+        classify(InsufficientHistory("history has 27 usable samples; 301 are needed"))
+        classify(RuntimeError("bug"))
+        classify(RuntimeError("bug"))
+    logged = [(e["log_level"], e["reason"], e["error"]) for e in logs if e["event"] == "fit_failed"]
+    assert logged == [
+        ("warning", "InsufficientHistory", "history has 24 usable samples; 301 are needed"),
+        ("warning", "FitFailed", "singular matrix"),
+        ("warning", "InsufficientHistory", "history has 27 usable samples; 301 are needed"),
+        ("error", "FitFailed", "RuntimeError('bug')"),
+    ]
 
 
 def test_a_lasting_failure_is_logged_once_and_its_end_once(
@@ -1052,6 +1076,42 @@ def test_another_writer_scaling_the_deployments_is_warned_of_once(
         ("Warning", f"another writer scaled cloud deployment gateway-eu-cloud from {asked} to 40")
     ]
     assert not [e for e in logs if e["event"] == "scaled_by_another"]  # the second pass: quiet
+
+
+@pytest.mark.parametrize("pool", ["physical", "cloud"])
+def test_a_spec_naming_another_deployment_is_no_other_writer(
+    cluster: KubeEmulatorHandle, operator_at: Any, pool: str
+) -> None:
+    """The spec edited to name a new Deployment (of 0 replicas) of a pool: the pass that scales
+    it finds other replicas than the last pass left in the old one, and that is no other
+    writer. Another writer of the new Deployment is still warned of."""
+    add_region(cluster, "eu", replicas=16)
+    cluster.create(gwa_body("eu"))
+    operator = operator_at(18_000.0)
+    operator.run_once()
+    old = "gateway-eu" if pool == "physical" else "gateway-eu-cloud"
+    copy = cluster.get(DEPLOYMENTS, old, namespace=NAMESPACE)
+    copy = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": f"{old}-v2",
+            "namespace": NAMESPACE,
+            "labels": copy["metadata"].get("labels", {}),
+        },
+        "spec": dict(copy["spec"], replicas=0),
+    }
+    cluster.create(copy)
+    cluster.patch(
+        GWAS, "gateway-eu", {"spec": {pool: {"deployment": f"{old}-v2"}}}, namespace=NAMESPACE
+    )
+    assert operator.run_once()[KEY].ok
+    assert replicas(cluster, f"{old}-v2") > 0
+    assert not [e for e in events(cluster) if e["reason"] == "ScaledByAnother"]
+    cluster.patch(DEPLOYMENTS, f"{old}-v2", {"spec": {"replicas": 77}}, namespace=NAMESPACE)
+    assert operator.run_once()[KEY].ok
+    warned = [e["message"] for e in events(cluster) if e["reason"] == "ScaledByAnother"]
+    assert len(warned) == 1 and f"deployment {old}-v2 from " in warned[0], warned
 
 
 def test_a_hand_scale_while_paused_is_no_other_writer(

@@ -115,14 +115,18 @@ class _Memory:
     generation: int | None = None
     #: The last plan's recommendations while no status write has stored them.
     unsaved: tuple[Recommendation, ...] = ()
-    #: When this process last scaled the object's Deployments (Scale mode), and the replicas
-    #: each then asked for: a pass that finds others was preceded by another writer.
-    written: tuple[float, int, int] | None = None
+    #: When this process last scaled the object's Deployments (Scale mode), the replicas each
+    #: then asked for, and their names: a pass that finds others in a Deployment of the same
+    #: name was preceded by another writer (a spec edit that names another one is not).
+    written: tuple[float, int, int, str, str] | None = None
     #: The first pass of the current run of passes that read the metrics (None while they
     #: fail): a fit that failed for want of them is awaited for a refit from then.
     metrics_back: float | None = None
     #: When another writer was last warned of (one Warning Event in 10 minutes at most).
     other_writer_warned: float = -float("inf")
+    #: The fit failure last logged, its numbers aside (None once a fit succeeds): a failure
+    #: that lasts (a history still too short, retried every pass) is logged once.
+    fit_failure: str | None = None
 
 
 @dataclass
@@ -366,10 +370,13 @@ class Reconciler:
         written = memory.written
         if written is None or now - written[0] > 3 * max(self.settings.loop_interval, 1.0):
             return  # no pass of this process just before (a restart, a leader again)
+        names = (spec.physical.deployment, spec.cloud.deployment)
         changed = [
-            f"{pool} deployment {getattr(spec, pool).deployment} from {before} to {after}"
-            for pool, before, after in zip(("physical", "cloud"), written[1:], found, strict=True)
-            if before != after
+            f"{pool} deployment {name} from {before} to {after}"
+            for pool, before, after, was, name in zip(
+                ("physical", "cloud"), written[1:3], found, written[3:5], names, strict=True
+            )
+            if before != after and was == name
         ]
         if not changed or now - memory.other_writer_warned < 600.0:
             return
@@ -530,10 +537,22 @@ class Reconciler:
         return job
 
     @staticmethod
-    def _classify_fit(bound: Any) -> Callable[[BaseException], tuple[str, str]]:
+    def _classify_fit(bound: Any, memory: _Memory) -> Callable[[BaseException], tuple[str, str]]:
+        """The condition reason and message of a failed fit, logged when the failure starts or
+        changes, not at each retry of one that lasts (its numbers aside: a history a sample
+        longer each time)."""
+
+        def first(reason: str, message: str) -> bool:
+            key = f"{reason}:{_numbers_aside(message)}"
+            if memory.fit_failure == key:
+                return False
+            memory.fit_failure = key
+            return True
+
         def classify(exc: BaseException) -> tuple[str, str]:
             if isinstance(exc, MetricsUnavailable):
-                bound.warning("fit_failed", reason=metrics_reason(exc), error=str(exc))
+                if first(metrics_reason(exc), str(exc)):
+                    bound.warning("fit_failed", reason=metrics_reason(exc), error=str(exc))
                 return metrics_reason(exc), str(exc)
             for kind, reason in (
                 (InsufficientHistory, "InsufficientHistory"),
@@ -543,10 +562,13 @@ class Reconciler:
                 (ForecastError, "ForecastError"),
             ):
                 if isinstance(exc, kind):
-                    bound.warning("fit_failed", reason=reason, error=str(exc))
+                    if first(reason, str(exc)):
+                        bound.warning("fit_failed", reason=reason, error=str(exc))
                     return reason, str(exc)
-            bound.error("fit_failed", reason="FitFailed", error=repr(exc), exc_info=exc)
-            return "FitFailed", f"{type(exc).__name__}: {exc}"
+            message = f"{type(exc).__name__}: {exc}"
+            if first("FitFailed", message):
+                bound.error("fit_failed", reason="FitFailed", error=repr(exc), exc_info=exc)
+            return "FitFailed", message
 
         return classify
 
@@ -605,9 +627,10 @@ class Reconciler:
             now=now,
             refit=spec.forecast.refit.total_seconds(),
             fit=self._fit_job(spec),
-            classify=self._classify_fit(bound),
+            classify=self._classify_fit(bound, memory),
         )
         if fit.fitted is not None and fit.fitted_at == now:
+            memory.fit_failure = None
             # Collected in this pass: observed here, on the loop, while the object is known. A
             # fit thread observing it would bring the series of a deleted object back.
             self.metrics.fit_seconds.labels(name, namespace, spec.forecast.model).observe(
@@ -682,7 +705,7 @@ class Reconciler:
                 placeholders_now,
                 pods=snapshot.pods,
             )
-            memory.written = (now, *running)
+            memory.written = (now, *running, spec.physical.deployment, spec.cloud.deployment)
         elif plan.mode is Mode.FORECAST_ONLY:
             self._event(
                 obj,
