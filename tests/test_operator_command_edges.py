@@ -178,6 +178,19 @@ def test_the_watch_wakes_the_loop_for_what_changes_the_plan_only(
         eventually(lambda: operator.loops >= 3, "a pass after the changes")
 
 
+def test_a_deletion_the_watch_missed_leaves_no_digest_after_a_pass(
+    cluster: KubeEmulatorHandle,
+) -> None:
+    """A watch re-opened afresh never hears of an object deleted between its streams: the
+    pass's list of the objects drops its spec digest; the live object's stays."""
+    operator = command.Operator(settings(), api_client=cluster.api_client(), source=FlatLoad(1.0))
+    cluster.create(paused("eu"))
+    uid = str(cluster.get(GWAS, "gateway-eu", namespace=NAMESPACE)["metadata"]["uid"])
+    operator._specs.update({uid: "live", "deleted-unheard": "stale"})
+    operator.run_once()
+    assert operator._specs == {uid: "live"}
+
+
 def test_a_namespaced_watch_sees_its_own_namespace_only(cluster: KubeEmulatorHandle) -> None:
     """With ``namespaces`` set, an object elsewhere does not wake the loop."""
     operator = command.Operator(

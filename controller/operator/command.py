@@ -231,6 +231,10 @@ class Operator:
         finally:
             self.reads.end_pass()
         self.reconciler.forget(live)
+        # A deletion the watch missed (between two of its streams, which start afresh) leaves
+        # a spec digest behind: the pass's list of the objects is the truth.
+        for key in set(self._specs) - live:
+            self._specs.pop(key, None)
         if not self.is_leader():
             self._withdraw_object_gauges()
         return outcomes
