@@ -60,7 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=float,
         default=3.0,
         metavar="HOURS",
-        help="print what the planner does every this many simulated hours",
+        help="print what the planner does every this many simulated hours (default 3)",
     )
 
 

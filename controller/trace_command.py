@@ -105,7 +105,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"how far back from --end to read (default {DEFAULT_HISTORY})",
     )
     parser.add_argument(
-        "--end", metavar="TIMESTAMP", help="read up to this time, ISO-8601 (default: now)"
+        "--end",
+        metavar="TIMESTAMP",
+        help="read up to this time, ISO-8601, UTC unless it gives an offset (default: now)",
     )
     parser.add_argument(
         "--output",

@@ -5,6 +5,7 @@ emulator, a pass at a time."""
 
 from __future__ import annotations
 
+import json
 import threading
 from concurrent.futures import Future
 from datetime import timedelta
@@ -807,6 +808,41 @@ def test_a_failed_forecast_is_named_and_the_load_still_served(
         "forecast failed: history ends before the fit",
     )
     assert status_of(cluster, "gateway-eu")["physical"]["replicas"] == 16
+
+
+class Overflowing(Unforecastable):
+    """A fitted model whose forecasts hold an infinite point (a load near a float's largest)."""
+
+    def forecast(self, history: LoadSeries, *, horizon: float) -> Any:
+        made = self.model.forecast(history, horizon=horizon)
+        point = made.point.copy()
+        point[-1] = np.inf
+        return Forecast(made.model, made.origin, made.step, point, made.calibration)
+
+
+def test_a_forecast_that_is_not_finite_is_a_forecast_error_not_a_nan_in_the_status(
+    cluster: KubeEmulatorHandle, operator_at: Any
+) -> None:
+    """A forecast whose path or band overflowed plans nothing and writes no NaN (which an API
+    server refuses as JSON): ForecastReady=False, ForecastError; the load is still served."""
+    operator = an_eu_region(cluster, operator_at)
+    clock = [1_700_000_000.0]
+    operator.reconciler.clock = lambda: clock[0]
+    operator.run_once()
+    (uid,) = operator.models._states
+    operator.models.wait(uid, timeout=30)
+    clock[0] += 60
+    operator.run_once()
+    state = operator.models._states[uid]
+    assert state.fitted is not None
+    state.fitted = Overflowing(state.fitted, ValueError())  # type: ignore[assignment]
+    clock[0] += 60
+    assert operator.run_once()[KEY].reason == "Reconciled"
+    reason = stated(cluster, "ForecastReady")
+    assert reason[:2] == ("False", "ForecastError") and "not a finite number" in reason[2]
+    status = status_of(cluster, "gateway-eu")
+    assert "nan" not in json.dumps(status).lower() and "infinity" not in json.dumps(status).lower()
+    assert status["physical"]["replicas"] == 16
 
 
 class Recording(FlatLoad):

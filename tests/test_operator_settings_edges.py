@@ -41,6 +41,7 @@ UNUSABLE_URLS = [
     pytest.param("http:127.0.0.1:9090", "has no host", id="no-slashes"),
     pytest.param("http://127.0.0.1:9090\n", "whitespace", id="trailing-newline"),
     pytest.param("http://*prometheus:9090", "invalid label", id="bad-label"),
+    pytest.param("http://127.0.0.1:9090/prom?x=1", "has a query or fragment", id="query"),
 ]
 
 
@@ -413,3 +414,18 @@ def test_tls_files_are_refused_by_their_variable_when_they_cannot_be_read(
     monkeypatch.setenv("TIDAL_PROMETHEUS_CLIENT_CERT", str(key))
     settings = OperatorSettings()
     assert (settings.prometheus_client_cert, settings.prometheus_client_key) == (str(key),) * 2
+
+
+def test_a_password_in_the_url_beside_a_token_is_refused_naming_both(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The HTTP client sends a URL's password in place of the token's header: both given is
+    refused in one line naming both, not a token silently never sent."""
+    monkeypatch.setenv("TIDAL_PROMETHEUS_URL", "http://reader:s3cret@127.0.0.1:9090")
+    monkeypatch.setenv("TIDAL_PROMETHEUS_TOKEN", "t0k")
+    assert cli.main(["run", "--metrics-port", "0"]) == 2
+    line = one_line(capsys.readouterr().err)
+    assert "TIDAL_PROMETHEUS_URL holds a user and password" in line, line
+    assert "TIDAL_PROMETHEUS_TOKEN is set too" in line and "s3cret" not in line
+    monkeypatch.delenv("TIDAL_PROMETHEUS_TOKEN")
+    assert OperatorSettings().prometheus_url == "http://reader:s3cret@127.0.0.1:9090"

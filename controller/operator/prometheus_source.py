@@ -190,6 +190,12 @@ def prometheus_url_problem(url: str) -> str | None:
         return f"{shown} has no host: give {_URL_EXAMPLE}"
     if port == 0:
         return f"{shown} has port 0: give {_URL_EXAMPLE}"
+    if parts.query or parts.fragment:
+        # The API's paths go after the base URL: ``?x=1/api/v1/query`` reaches no API.
+        return (
+            f"{shown} has a query or fragment ('?', '#'; in a password, write them "
+            f"percent-encoded, %3F and %23): give {_URL_EXAMPLE}"
+        )
     try:
         requests.PreparedRequest().prepare_url(url, None)  # a host IDNA refuses (``*prom``)
     except (requests.RequestException, ValueError) as exc:

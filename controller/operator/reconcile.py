@@ -655,6 +655,18 @@ class Reconciler:
                 forecast = fit.fitted.forecast(history, horizon=self._horizon(spec))
             except (ForecastError, ValueError) as exc:
                 forecast_reason, forecast_problem = "ForecastError", f"forecast failed: {exc}"
+            else:
+                with np.errstate(over="ignore", invalid="ignore"):
+                    band = forecast.upper(spec.forecast.quantile)
+                if not (np.isfinite(forecast.point).all() and np.isfinite(band).all()):
+                    # Loads near the largest number a float holds overflow the band: no plan,
+                    # and no NaN in a status the API server would refuse as JSON.
+                    forecast = None
+                    forecast_reason, forecast_problem = (
+                        "ForecastError",
+                        "forecast failed: its path or band is not a finite number (a load "
+                        "near the largest a float holds?)",
+                    )
         elif fit.problem is not None:
             forecast_reason, forecast_problem = fit.problem
         else:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import socket
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import (
     BeforeValidator,
@@ -228,6 +229,27 @@ class PrometheusSettings(BaseSettings):
         if not os.access(value, os.R_OK):
             raise ValueError(f"{value!r} cannot be read")
         return value
+
+    @model_validator(mode="after")
+    def _one_kind_of_credentials(self) -> PrometheusSettings:
+        # The HTTP client sends a URL's user and password in place of any Authorization
+        # header: a token beside them would never be sent, and nothing would say so.
+        try:
+            in_url = urlsplit(self.prometheus_url).username is not None
+        except ValueError:
+            in_url = False
+        given = [
+            variable_of(name)
+            for name in ("prometheus_token", "prometheus_username")
+            if getattr(self, name) is not None
+        ]
+        if in_url and given:
+            raise ValueError(
+                f"{variable_of('prometheus_url')} holds a user and password, and "
+                f"{' and '.join(given)} is set too: the URL's would be sent and the other "
+                "never; give one of them"
+            )
+        return self
 
     @model_validator(mode="after")
     def _key_with_its_cert(self) -> PrometheusSettings:

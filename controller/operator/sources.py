@@ -146,9 +146,13 @@ def live_load_source(url: str) -> PrometheusLoadSource:
     except ValidationError as exc:
         parts = []
         for error in exc.errors():
-            name = error["loc"][0] if error["loc"] else ""
+            message = str(error["msg"]).removeprefix("Value error, ")
+            if not error["loc"]:  # a rule across settings: its message names them
+                parts.append(message.replace(variable_of("prometheus_url"), "--prometheus-url"))
+                continue
+            name = error["loc"][0]
             where = "--prometheus-url" if name == "prometheus_url" else variable_of(str(name))
-            parts.append(f"{where}: {str(error['msg']).removeprefix('Value error, ')}")
+            parts.append(f"{where}: {message}")
         raise ValueError("; ".join(parts)) from None
     credentials = (
         settings.prometheus_token is not None
